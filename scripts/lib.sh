@@ -1,0 +1,267 @@
+# Shared set-up for scripts/serve and scripts/test: sourced, not run.
+#
+# Installs what is missing, starts the services the project needs unless given, and
+# stops on exit exactly the servers it started. Everything slow is cached outside the
+# clone, keyed by version, so a second run (or a second clone) skips it.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SPACETIMEDB_VERSION="1.2.0"
+CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/boardsync"
+STDB_BIN="$CACHE_DIR/spacetimedb-$SPACETIMEDB_VERSION/bin"
+DATA_DIR="$ROOT/.data"
+MODULES_OUT="$DATA_DIR/modules"
+# One target folder for every clone on this machine: the host build and the modules.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE_DIR/target}"
+WASM_TARGET_DIR="$CACHE_DIR/wasm-target"
+CARGO_JOBS="${CARGO_JOBS:-2}"
+
+STARTED_PG_DATA=""
+STARTED_PIDS=()
+
+log() { printf '\033[1m[boardsync]\033[0m %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else die "need root for: $*"; fi
+}
+
+cleanup() {
+  local status=$?
+  for pid in "${STARTED_PIDS[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+  if [ -n "$STARTED_PG_DATA" ]; then
+    log "stopping the local PostgreSQL"
+    pg_as_owner "$PG_BIN/pg_ctl" -D "$STARTED_PG_DATA" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A TCP port nobody listens on, from a range away from the usual services.
+free_port() {
+  local port
+  for _ in $(seq 1 100); do
+    port=$((20000 + RANDOM % 20000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
+  done
+  die "no free port found"
+}
+
+wait_for() { # description, seconds, command...
+  local what=$1 seconds=$2; shift 2
+  for _ in $(seq 1 $((seconds * 10))); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  die "$what did not come up within ${seconds}s"
+}
+
+ensure_packages() {
+  local missing=()
+  command -v curl >/dev/null || missing+=(curl)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v cc >/dev/null || missing+=(build-essential)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v pg_isready >/dev/null || missing+=(postgresql-client)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs)"
+}
+
+ensure_spacetimedb_tools() {
+  if [ -x "$STDB_BIN/spacetimedb-standalone" ] && [ -x "$STDB_BIN/spacetimedb-cli" ]; then return; fi
+  log "installing SpacetimeDB $SPACETIMEDB_VERSION into $STDB_BIN (first time only, ~15 min)"
+  mkdir -p "$STDB_BIN"
+  local crate
+  for crate in spacetimedb-standalone spacetimedb-cli; do
+    [ -x "$STDB_BIN/$crate" ] && continue
+    # --locked: without it the sub-crates resolve to 1.12.x and do not compile.
+    CARGO_TARGET_DIR="$CACHE_DIR/install-target" cargo install "$crate" --version "$SPACETIMEDB_VERSION" \
+      --locked --root "$(dirname "$STDB_BIN")" -j "$CARGO_JOBS" --quiet
+  done
+  rm -rf "$CACHE_DIR/install-target"
+}
+
+# --- PostgreSQL ------------------------------------------------------------------
+
+PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+
+# initdb refuses to run as root: as root, the cluster belongs to the postgres user.
+pg_as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Uses DATABASE_URL when it answers; otherwise starts a cluster in .data/postgres on
+# a free port and points DATABASE_URL at it. Exports DATABASE_URL either way.
+ensure_postgres() {
+  local database=$1
+  if [ -n "${DATABASE_URL:-}" ]; then
+    if pg_isready -q -t 3 -d "$DATABASE_URL"; then
+      log "using PostgreSQL at DATABASE_URL"
+      return
+    fi
+    log "DATABASE_URL does not answer: starting a local PostgreSQL instead"
+  fi
+  [ -n "$PG_BIN" ] || die "PostgreSQL server binaries not found"
+  local pgdata="$DATA_DIR/postgres" socket_dir="$DATA_DIR/postgres-socket" port
+  mkdir -p "$DATA_DIR"
+  if [ ! -f "$pgdata/PG_VERSION" ]; then
+    log "initialising a PostgreSQL cluster in $pgdata"
+    mkdir -p "$pgdata"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$pgdata"; fi
+    pg_as_owner "$PG_BIN/initdb" -D "$pgdata" -A trust -U postgres --no-sync -E UTF8 >/dev/null
+  fi
+  mkdir -p "$socket_dir"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$socket_dir"; fi
+  if pg_as_owner "$PG_BIN/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
+    port=$(sed -n 4p "$pgdata/postmaster.pid")
+    log "reusing the local PostgreSQL already running on port $port"
+  else
+    port=$(free_port)
+    log "starting PostgreSQL on 127.0.0.1:$port"
+    pg_as_owner "$PG_BIN/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w -t 60 \
+      -o "-p $port -k $socket_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+    STARTED_PG_DATA="$pgdata"
+  fi
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$port/$database"
+  if ! psql -q -d "postgres://postgres@127.0.0.1:$port/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = '$database'" | grep -q 1; then
+    psql -q -d "postgres://postgres@127.0.0.1:$port/postgres" -c "CREATE DATABASE \"$database\"" >/dev/null
+  fi
+}
+
+# --- SpacetimeDB -----------------------------------------------------------------
+
+# Starts a SpacetimeDB standalone server on loopback with its own key pair and data
+# folder (name under .data), exports SPACETIMEDB_URL, and makes (once) the backend's
+# identity, whose token is exported as SPACETIMEDB_TOKEN. "memory" as the second
+# argument keeps the data in memory.
+start_spacetimedb() {
+  local name=$1 mode=${2:-disk}
+  local dir="$DATA_DIR/$name" port
+  mkdir -p "$dir/keys"
+  if [ ! -f "$dir/keys/id_ecdsa.pub" ]; then
+    openssl ecparam -name prime256v1 -genkey -noout -out "$dir/keys/id_ecdsa" 2>/dev/null
+    openssl ec -in "$dir/keys/id_ecdsa" -pubout -out "$dir/keys/id_ecdsa.pub" 2>/dev/null
+    openssl pkcs8 -topk8 -nocrypt -in "$dir/keys/id_ecdsa" -out "$dir/keys/id_ecdsa.p8"
+  fi
+  port=$(free_port)
+  local args=(start --data-dir "$dir/data" --listen-addr "127.0.0.1:$port"
+    --jwt-pub-key-path "$dir/keys/id_ecdsa.pub" --jwt-priv-key-path "$dir/keys/id_ecdsa.p8")
+  [ "$mode" = memory ] && args+=(--in-memory)
+  log "starting SpacetimeDB ($name) on 127.0.0.1:$port"
+  "$STDB_BIN/spacetimedb-standalone" "${args[@]}" >"$dir/server.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  export SPACETIMEDB_URL="http://127.0.0.1:$port"
+  wait_for "SpacetimeDB" 60 curl -sf "$SPACETIMEDB_URL/v1/ping"
+  if [ ! -s "$dir/backend-token" ]; then
+    curl -sf -X POST "$SPACETIMEDB_URL/v1/identity" | sed -n 's/.*"token" *: *"\([^"]*\)".*/\1/p' >"$dir/backend-token"
+    [ -s "$dir/backend-token" ] || die "could not create the backend's SpacetimeDB identity"
+  fi
+  SPACETIMEDB_TOKEN="$(cat "$dir/backend-token")"
+  export SPACETIMEDB_TOKEN
+}
+
+# Builds every module in modules/ to wasm and copies it to .data/modules/<domain>.wasm.
+# First choice: the rustup wasm target. Fallback: Debian's rustc-web, which can build
+# std for wasm32 from source (see shared/spacetimedb-1.2.md).
+build_modules() {
+  mkdir -p "$MODULES_OUT"
+  local use_rustup=1
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    log "adding the rustup wasm32 target"
+    rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || use_rustup=0
+  fi
+  if [ "$use_rustup" -eq 0 ]; then
+    log "rustup wasm32 target unavailable: using Debian's rustc-web toolchain"
+    if [ ! -x /usr/bin/rustc ] || ! command -v wasm-ld >/dev/null; then
+      as_root apt-get update -qq
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc-web cargo-web rust-web-src lld >/dev/null
+    fi
+  fi
+  MODULES_TOOLCHAIN=$([ "$use_rustup" -eq 1 ] && echo rustup || echo debian)
+  local manifest domain crate
+  for manifest in "$ROOT"/modules/*/Cargo.toml; do
+    domain=$(basename "$(dirname "$manifest")")
+    crate="boardsync_${domain}_module"
+    log "building module $domain"
+    if [ "$use_rustup" -eq 1 ]; then
+      CARGO_TARGET_DIR="$WASM_TARGET_DIR" cargo build --quiet --release --locked -j "$CARGO_JOBS" \
+        --manifest-path "$manifest" --target wasm32-unknown-unknown
+      cp "$WASM_TARGET_DIR/wasm32-unknown-unknown/release/$crate.wasm" "$MODULES_OUT/$domain.wasm"
+    else
+      CARGO_TARGET_DIR="$WASM_TARGET_DIR-debian" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+        CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld \
+        /usr/bin/cargo build --quiet --release --locked -j "$CARGO_JOBS" --manifest-path "$manifest" \
+        --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
+      cp "$WASM_TARGET_DIR-debian/wasm32-unknown-unknown/release/$crate.wasm" "$MODULES_OUT/$domain.wasm"
+    fi
+  done
+  export BOARDSYNC_MODULES_DIR="$MODULES_OUT"
+}
+
+# Publishes each built module as "<prefix>-<domain>" with the backend's token, so the
+# backend is the owner. Skips a module whose wasm has not changed since it was last
+# published to this server. A schema change the server cannot migrate clears the
+# cache database; PostgreSQL stays the truth and warm-up refills it.
+publish_modules() {
+  local prefix=$1 state_dir=$2 wasm domain name digest stamp status
+  for wasm in "$MODULES_OUT"/*.wasm; do
+    domain=$(basename "$wasm" .wasm)
+    name="$prefix-$domain"
+    digest=$(sha256sum "$wasm" | cut -d' ' -f1)
+    stamp="$state_dir/published-$name"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ] \
+      && curl -sf "$SPACETIMEDB_URL/v1/database/$name" >/dev/null; then
+      continue
+    fi
+    log "publishing module $domain as $name"
+    status=$(curl -s -o "$state_dir/publish.out" -w '%{http_code}' -X PUT \
+      -H "Authorization: Bearer $SPACETIMEDB_TOKEN" --data-binary "@$wasm" "$SPACETIMEDB_URL/v1/database/$name")
+    if [ "$status" = 400 ]; then
+      log "the schema change needs a fresh cache: clearing $name (PostgreSQL keeps the data)"
+      status=$(curl -s -o "$state_dir/publish.out" -w '%{http_code}' -X PUT \
+        -H "Authorization: Bearer $SPACETIMEDB_TOKEN" --data-binary "@$wasm" "$SPACETIMEDB_URL/v1/database/$name?clear=true")
+    fi
+    [ "${status:0:1}" = 2 ] || die "publishing $name failed ($status): $(cat "$state_dir/publish.out")"
+    echo "$digest" >"$stamp"
+  done
+}
+
+# Regenerates each module's client bindings into domains/<domain>/src/module_bindings,
+# or with "check" fails when the committed ones differ from what the module generates.
+generate_bindings() {
+  local mode=${1:-write} wasm domain target out stale=0
+  for wasm in "$MODULES_OUT"/*.wasm; do
+    domain=$(basename "$wasm" .wasm)
+    target="$ROOT/domains/$domain/src/module_bindings"
+    out=$(mktemp -d)
+    "$STDB_BIN/spacetimedb-cli" generate --lang rust --out-dir "$out" --bin-path "$wasm" -y >/dev/null
+    if [ "$mode" = check ]; then
+      if ! diff -r -q "$out" "$target" >/dev/null 2>&1; then
+        log "stale bindings for $domain: run scripts/generate-bindings and commit the result"
+        diff -r "$out" "$target" | head -n 40 >&2 || true
+        stale=1
+      fi
+    else
+      rm -rf "$target"
+      mkdir -p "$(dirname "$target")"
+      cp -r "$out" "$target"
+      log "bindings for $domain written to ${target#"$ROOT"/}"
+    fi
+    rm -rf "$out"
+  done
+  [ "$stale" -eq 0 ] || die "client bindings are stale"
+}

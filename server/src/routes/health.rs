@@ -1,0 +1,115 @@
+//! `GET /health`: can the backend reach PostgreSQL and SpacetimeDB, and which adapter
+//! did the factory pick. 200 when every configured dependency answers, 503 otherwise.
+
+use std::time::{Duration, Instant};
+
+use actix_web::{get, http::StatusCode, web, HttpResponse};
+use serde::Serialize;
+
+use crate::startup::AppState;
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum DependencyStatus {
+    Up,
+    Down,
+    NotConfigured,
+}
+
+#[derive(Serialize)]
+struct DependencyHealth {
+    status: DependencyStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl DependencyHealth {
+    fn from_check(started: Instant, outcome: Result<(), String>) -> Self {
+        let latency_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+        match outcome {
+            Ok(()) => Self {
+                status: DependencyStatus::Up,
+                latency_ms,
+                error: None,
+            },
+            Err(error) => Self {
+                status: DependencyStatus::Down,
+                latency_ms,
+                error: Some(error),
+            },
+        }
+    }
+
+    fn is_healthy(&self) -> bool {
+        !matches!(self.status, DependencyStatus::Down)
+    }
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    adapter: &'static str,
+    postgres: DependencyHealth,
+    spacetimedb: DependencyHealth,
+}
+
+#[get("/health")]
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let (postgres, spacetimedb) = tokio::join!(check_postgres(&state), check_spacetimedb(&state));
+    for (name, dependency) in [("postgres", &postgres), ("spacetimedb", &spacetimedb)] {
+        if !matches!(dependency.status, DependencyStatus::NotConfigured) {
+            state
+                .metrics
+                .dependency_up
+                .with_label_values(&[name])
+                .set(dependency.is_healthy() as i64);
+        }
+    }
+    let healthy = postgres.is_healthy() && spacetimedb.is_healthy();
+    let body = Health {
+        status: if healthy { "ok" } else { "degraded" },
+        adapter: state.adapter.as_str(),
+        postgres,
+        spacetimedb,
+    };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    HttpResponse::build(status).json(body)
+}
+
+async fn check_postgres(state: &AppState) -> DependencyHealth {
+    let started = Instant::now();
+    let outcome = sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(&state.pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    DependencyHealth::from_check(started, outcome)
+}
+
+async fn check_spacetimedb(state: &AppState) -> DependencyHealth {
+    let Some(url) = state.settings.spacetimedb.url() else {
+        return DependencyHealth {
+            status: DependencyStatus::NotConfigured,
+            latency_ms: None,
+            error: None,
+        };
+    };
+    let started = Instant::now();
+    let timeout = Duration::from_secs(state.settings.spacetimedb.connect_timeout_secs);
+    let outcome = state
+        .http
+        .get(format!("{}/v1/ping", url.trim_end_matches('/')))
+        .timeout(timeout)
+        .send()
+        .await
+        .and_then(|response| response.error_for_status())
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    DependencyHealth::from_check(started, outcome)
+}

@@ -1,0 +1,11 @@
+use actix_web::{get, web, HttpResponse};
+
+use crate::startup::AppState;
+
+/// Prometheus text format.
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}

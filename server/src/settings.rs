@@ -1,0 +1,303 @@
+//! Typed settings, layered: `settings/default.toml`, then `settings/<env>.toml`
+//! (`BOARDSYNC_ENV`: local, test or production), then `BOARDSYNC__SECTION__KEY`
+//! environment variables, then the conventional `DATABASE_URL` and `SPACETIMEDB_URL`.
+//! An unknown or malformed key stops start-up with an error that names it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use boardsync_core::AdapterKind;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Where the settings files are when neither `BOARDSYNC_SETTINGS_DIR` is set nor
+/// `./settings` exists (tests run from the crate's folder).
+const SOURCE_SETTINGS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../settings");
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("unknown environment {0:?} in BOARDSYNC_ENV: use local, test or production")]
+    UnknownEnvironment(String),
+    #[error("settings folder {0} not found (set BOARDSYNC_SETTINGS_DIR)")]
+    MissingDir(PathBuf),
+    #[error("invalid settings: {0}")]
+    Invalid(#[from] config::ConfigError),
+    #[error("invalid setting `{key}`: {reason}")]
+    Rejected { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Local,
+    Test,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+}
+
+impl TryFrom<String> for Environment {
+    type Error = SettingsError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.to_lowercase().as_str() {
+            "local" => Ok(Self::Local),
+            "test" => Ok(Self::Test),
+            "production" => Ok(Self::Production),
+            _ => Err(SettingsError::UnknownEnvironment(value)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub spacetimedb: SpacetimedbSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpacetimedbSettings {
+    pub url: String,
+    pub token: SecretString,
+    pub database_prefix: String,
+    pub connect_timeout_secs: u64,
+}
+
+impl SpacetimedbSettings {
+    /// The configured URL, or `None` when it is empty.
+    pub fn url(&self) -> Option<&str> {
+        Some(self.url.trim()).filter(|url| !url.is_empty())
+    }
+
+    /// The SpacetimeDB database name of one domain's module.
+    pub fn database_name(&self, domain: &str) -> String {
+        format!("{}-{}", self.database_prefix, domain)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub jwt_secret: SecretString,
+    pub token_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Settings {
+    /// Loads the layers for the environment named by `BOARDSYNC_ENV` (default local),
+    /// from the process environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        let environment = Environment::try_from(
+            vars.get("BOARDSYNC_ENV")
+                .cloned()
+                .unwrap_or_else(|| "local".into()),
+        )?;
+        Self::load_from(&settings_dir(&vars)?, environment, vars)
+    }
+
+    /// Loads the layers from `dir`, with `vars` standing for the environment variables.
+    pub fn load_from(
+        dir: &Path,
+        environment: Environment,
+        vars: HashMap<String, String>,
+    ) -> Result<Self, SettingsError> {
+        if !dir.join("default.toml").is_file() {
+            return Err(SettingsError::MissingDir(dir.to_path_buf()));
+        }
+        let database_url = non_empty(vars.get("DATABASE_URL"));
+        let spacetimedb_url = vars.get("SPACETIMEDB_URL").cloned();
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(dir.join("default.toml")))
+            .add_source(
+                config::File::from(dir.join(format!("{}.toml", environment.as_str())))
+                    .required(false),
+            )
+            .add_source(
+                config::Environment::with_prefix("BOARDSYNC")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(vars.into_iter().collect())),
+            );
+        if let Some(url) = database_url {
+            builder = builder.set_override("database.url", url)?;
+        }
+        if let Some(url) = spacetimedb_url {
+            // An empty SPACETIMEDB_URL explicitly selects the PostgreSQL adapter.
+            builder = builder.set_override("spacetimedb.url", url)?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate(environment)?;
+        Ok(settings)
+    }
+
+    /// The settings folder of this source tree, for tests and tools.
+    pub fn source_dir() -> PathBuf {
+        PathBuf::from(SOURCE_SETTINGS_DIR)
+    }
+
+    fn validate(&self, environment: Environment) -> Result<(), SettingsError> {
+        if self.database.url.expose_secret().trim().is_empty() {
+            return Err(SettingsError::Rejected {
+                key: "database.url",
+                reason: "must not be empty".into(),
+            });
+        }
+        if self.database.max_connections == 0 {
+            return Err(SettingsError::Rejected {
+                key: "database.max_connections",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.spacetimedb.url().is_some()
+            && self.spacetimedb.token.expose_secret().trim().is_empty()
+        {
+            return Err(SettingsError::Rejected {
+                key: "spacetimedb.token",
+                reason: "a SpacetimeDB URL is set, so the backend's identity token is needed too"
+                    .into(),
+            });
+        }
+        if environment == Environment::Production
+            && self
+                .auth
+                .jwt_secret
+                .expose_secret()
+                .starts_with("boardsync-local")
+        {
+            return Err(SettingsError::Rejected {
+                key: "auth.jwt_secret",
+                reason: "the development secret must be replaced in production".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The adapter every domain gets, picked once from the settings.
+    pub fn adapter(&self) -> AdapterKind {
+        AdapterKind::select(self.spacetimedb.url())
+    }
+}
+
+fn non_empty(value: Option<&String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty()).cloned()
+}
+
+fn settings_dir(vars: &HashMap<String, String>) -> Result<PathBuf, SettingsError> {
+    if let Some(dir) = non_empty(vars.get("BOARDSYNC_SETTINGS_DIR")) {
+        return Ok(PathBuf::from(dir));
+    }
+    let local = Path::new("settings");
+    if local.join("default.toml").is_file() {
+        return Ok(local.to_path_buf());
+    }
+    Ok(Settings::source_dir())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let vars = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_from(&Settings::source_dir(), Environment::Local, vars)
+    }
+
+    #[test]
+    fn defaults_load_and_pick_postgres() {
+        let settings = load(&[]).expect("defaults load");
+        assert_eq!(settings.server.port, 8080);
+        assert_eq!(settings.adapter(), AdapterKind::Postgres);
+    }
+
+    #[test]
+    fn environment_variables_override_files() {
+        let settings = load(&[
+            ("BOARDSYNC__SERVER__PORT", "9090"),
+            ("DATABASE_URL", "postgres://elsewhere/db"),
+            ("SPACETIMEDB_URL", "http://127.0.0.1:3999"),
+            ("BOARDSYNC__SPACETIMEDB__TOKEN", "t"),
+        ])
+        .expect("overrides load");
+        assert_eq!(settings.server.port, 9090);
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "postgres://elsewhere/db"
+        );
+        assert_eq!(settings.adapter(), AdapterKind::Spacetimedb);
+    }
+
+    #[test]
+    fn an_empty_spacetimedb_url_selects_postgres() {
+        let settings = load(&[("SPACETIMEDB_URL", "")]).expect("loads");
+        assert_eq!(settings.adapter(), AdapterKind::Postgres);
+    }
+
+    #[test]
+    fn a_malformed_value_names_its_key() {
+        let error = load(&[("BOARDSYNC__SERVER__PORT", "eighty")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("server.port"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_by_name() {
+        let error = load(&[("BOARDSYNC__SERVER__PROT", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("prot"), "{error}");
+    }
+
+    #[test]
+    fn a_spacetimedb_url_without_a_token_is_refused() {
+        let error = load(&[("SPACETIMEDB_URL", "http://127.0.0.1:3999")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("spacetimedb.token"), "{error}");
+    }
+}

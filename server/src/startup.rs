@@ -1,0 +1,128 @@
+//! Builds the application from settings. The binary and the test harness both go
+//! through [`Application::build`], so tests exercise the production code path.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Server, Service};
+use actix_web::{web, App, HttpServer};
+use boardsync_core::AdapterKind;
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::settings::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot reach PostgreSQL at database.url: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("cannot migrate PostgreSQL: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+}
+
+/// What every request handler may use.
+pub struct AppState {
+    pub settings: Settings,
+    pub adapter: AdapterKind,
+    pub pool: PgPool,
+    pub metrics: Metrics,
+    pub http: reqwest::Client,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.database.max_connections)
+            .acquire_timeout(Duration::from_secs(settings.database.connect_timeout_secs))
+            .connect(settings.database.url.expose_secret())
+            .await
+            .map_err(StartupError::Database)?;
+        boardsync_core::migrations::run_all(&pool, &[]).await?;
+
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener =
+            TcpListener::bind(&address).map_err(|source| StartupError::Bind { address, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                address: "listener".into(),
+                source,
+            })?
+            .port();
+
+        let adapter = settings.adapter();
+        tracing::info!(adapter = adapter.as_str(), port, "boardsync starting");
+        let shutdown_timeout = settings.server.shutdown_timeout_secs;
+        let state = web::Data::new(AppState {
+            adapter,
+            pool,
+            metrics: Metrics::new(adapter.as_str()),
+            http: reqwest::Client::builder().build()?,
+            settings,
+        });
+
+        let server = HttpServer::new(move || {
+            let metrics = state.metrics.clone();
+            App::new()
+                .app_data(state.clone())
+                .wrap_fn(move |request, service| {
+                    let started = Instant::now();
+                    let method = request.method().to_string();
+                    let route = request
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".into());
+                    let metrics = metrics.clone();
+                    let response = service.call(request);
+                    async move {
+                        let response = response.await?;
+                        let status = response.status().as_u16().to_string();
+                        metrics
+                            .http_requests
+                            .with_label_values(&[&method, &route, &status])
+                            .inc();
+                        metrics
+                            .http_duration
+                            .with_label_values(&[&method, &route])
+                            .observe(started.elapsed().as_secs_f64());
+                        Ok(response)
+                    }
+                })
+                .service(routes::health::health)
+                .service(routes::metrics::metrics)
+        })
+        .shutdown_timeout(shutdown_timeout)
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            address: "listener".into(),
+            source,
+        })?
+        .run();
+
+        Ok(Self { port, server })
+    }
+
+    /// The port actually bound (settings may ask for port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,156 @@
+//! Test support: every test gets its own real PostgreSQL database and its own
+//! SpacetimeDB database name, so tests run in parallel without sharing state.
+//!
+//! The services come from the environment that `scripts/test` sets up:
+//! - `DATABASE_URL`: a PostgreSQL server where test databases may be created;
+//! - `BOARDSYNC_TEST_SPACETIMEDB_URL`, `BOARDSYNC_TEST_SPACETIMEDB_TOKEN`: a SpacetimeDB
+//!   server and the identity that publishes (and so owns) the test modules;
+//! - `BOARDSYNC_MODULES_DIR`: the built modules, `<domain>.wasm`.
+//!
+//! Nothing is mocked: a test that needs a service and finds none fails and says so.
+
+use std::path::PathBuf;
+
+use sqlx::migrate::Migrator;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+
+/// A name no other test uses, e.g. `test-chat-3f2a…`, valid for both PostgreSQL and
+/// SpacetimeDB (lowercase letters, digits and dashes).
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not set: run the tests through scripts/test, which starts the services"
+            )
+        })
+}
+
+/// A fresh PostgreSQL database of its own, migrated.
+pub struct TestPostgres {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl TestPostgres {
+    /// Creates the database and runs the core migrations and then `domain_migrators`.
+    pub async fn create(domain_migrators: &[Migrator]) -> Self {
+        let (name, url) = Self::create_empty().await;
+        let pool = PgPool::connect(&url)
+            .await
+            .expect("connect to the test database");
+        boardsync_core::migrations::run_all(&pool, domain_migrators)
+            .await
+            .expect("migrate the test database");
+        Self { name, url, pool }
+    }
+
+    /// An empty database without migrations, for code that migrates on its own:
+    /// its name and URL.
+    pub async fn create_empty() -> (String, String) {
+        let admin_url = required_env("DATABASE_URL");
+        let name = unique_name("test").replace('-', "_");
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at DATABASE_URL: {e}"));
+        admin
+            .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+            .await
+            .expect("create the test database");
+        let url = with_database(&admin_url, &name);
+        (name, url)
+    }
+}
+
+/// `url` with its database name replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{database}?{query}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+/// A module published under a database name of its own.
+pub struct TestSpacetime {
+    pub url: String,
+    pub token: String,
+    pub database: String,
+}
+
+impl TestSpacetime {
+    /// Publishes the `domain`'s module (`BOARDSYNC_MODULES_DIR/<domain>.wasm`) as a new
+    /// database, owned by the test identity.
+    pub async fn publish(domain: &str) -> Self {
+        let url = required_env("BOARDSYNC_TEST_SPACETIMEDB_URL");
+        let token = required_env("BOARDSYNC_TEST_SPACETIMEDB_TOKEN");
+        let wasm_path =
+            PathBuf::from(required_env("BOARDSYNC_MODULES_DIR")).join(format!("{domain}.wasm"));
+        let wasm = std::fs::read(&wasm_path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", wasm_path.display()));
+        let database = unique_name(&format!("test-{domain}"));
+        let response = reqwest::Client::new()
+            .put(format!("{url}/v1/database/{database}"))
+            .bearer_auth(&token)
+            .body(wasm)
+            .send()
+            .await
+            .expect("SpacetimeDB answers the publish request");
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert!(
+            status.is_success(),
+            "publishing {domain} failed with {status}: {body}"
+        );
+        Self {
+            url,
+            token,
+            database,
+        }
+    }
+
+    /// Removes the database from the server (tests call this at the end to keep the
+    /// shared test server small; a failed test leaves it behind, which is harmless).
+    pub async fn delete(self) {
+        let _ = reqwest::Client::new()
+            .delete(format!("{}/v1/database/{}", self.url, self.database))
+            .bearer_auth(&self.token)
+            .send()
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_the_database_name() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "t1"),
+            "postgres://u@h:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:5432", "t1"),
+            "postgres://u@h:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/db?sslmode=disable", "t1"),
+            "postgres://u@h/t1?sslmode=disable"
+        );
+    }
+}
