@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 
+use boardsync_core::{Domain, DomainSettings};
 use sqlx::migrate::Migrator;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
@@ -29,6 +30,22 @@ fn required_env(name: &str) -> String {
                 "{name} is not set: run the tests through scripts/test, which starts the services"
             )
         })
+}
+
+/// `D`'s settings as `settings/default.toml` gives them.
+pub fn default_domain_settings<D: Domain>() -> DomainSettings<D> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../settings/default.toml");
+    let section: serde_json::Value = config::Config::builder()
+        .add_source(config::File::with_name(path))
+        .build()
+        .and_then(|c| c.get(&format!("domains.{}", D::NAME)))
+        .unwrap_or_else(|e| {
+            panic!(
+                "settings/default.toml has no valid [domains.{}]: {e}",
+                D::NAME
+            )
+        });
+    DomainSettings::parse(&section).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A fresh PostgreSQL database of its own, migrated.

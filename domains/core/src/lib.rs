@@ -1,11 +1,37 @@
-//! The generic core of boardsync.
+//! The generic core of boardsync: everything a domain plugs into, and nothing that
+//! knows about chat, Kanban or whiteboards.
 //!
-//! - [`adapter`]: which adapter serves the domains ([`AdapterKind`]) and the rule the
-//!   factory uses to pick it once at start-up.
-//! - [`migrations`]: the framework's own PostgreSQL schema (scopes), run before each
-//!   domain's migrations.
+//! - [`domain`]: the [`Domain`] trait: a domain's name, what its scope is called, and
+//!   its item, command, event, settings and scope-config types, plus validation.
+//! - [`connection`]: the [`Connection<D>`] trait both adapters of every domain
+//!   implement (snapshot, apply, subscribe), and the live [`EventStream`].
+//! - [`factory`]: [`DomainAdapters`], how a domain builds each adapter, and
+//!   [`factory::connect`], which picks one once at start-up from [`AdapterKind`].
+//! - [`scope`]: scopes (a chat channel, a board) as rows in PostgreSQL, with their
+//!   per-scope `config`.
+//! - [`live`]: per-scope fan-out of events inside an adapter.
+//! - [`postgres`]: the PostgreSQL adapters' shared machinery (event log with
+//!   LISTEN/NOTIFY plus a safety-net poll).
+//! - [`warmup`]: warm-up tuning, domain defaults layered with per-scope overrides.
+//! - [`error`]: [`DomainError`], the one error type, with a kind the API maps to an
+//!   HTTP status and a stable code.
+//! - [`migrations`]: the framework's own PostgreSQL schema.
 
 pub mod adapter;
+pub mod connection;
+pub mod domain;
+pub mod error;
+pub mod factory;
+pub mod live;
 pub mod migrations;
+pub mod postgres;
+pub mod scope;
+pub mod warmup;
 
 pub use adapter::AdapterKind;
+pub use connection::{Connection, Delivery, Durability, EventStream, Page};
+pub use domain::{Domain, UserId};
+pub use error::{DomainError, ErrorKind};
+pub use factory::DomainAdapters;
+pub use factory::{AdapterContext, DomainSettings};
+pub use scope::{Scope, ScopeKey, ScopeStore};

@@ -1,0 +1,226 @@
+//! Chat's types and rules: what a message is, what clients may ask, what they see.
+
+use boardsync_core::{Domain, DomainError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use unicode_segmentation::UnicodeSegmentation;
+use uuid::Uuid;
+
+/// The chat domain.
+pub struct Chat;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub user: String,
+    pub emoji: String,
+}
+
+/// A message with its reactions (oldest first). A deleted message stays as a
+/// tombstone: `deleted` set, text and reactions emptied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: Uuid,
+    pub channel: String,
+    pub author: String,
+    pub text: String,
+    pub created_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+    pub deleted: bool,
+    pub reactions: Vec<Reaction>,
+}
+
+/// What a client may ask. The message id of `send` comes from the client, so a
+/// retried send is idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ChatCommand {
+    Send { id: Uuid, text: String },
+    Edit { id: Uuid, text: String },
+    Delete { id: Uuid },
+    React { id: Uuid, emoji: String },
+    Unreact { id: Uuid, emoji: String },
+}
+
+/// What happened, with the message's full state after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChatEvent {
+    Sent {
+        message: Message,
+    },
+    Edited {
+        message: Message,
+    },
+    Deleted {
+        message: Message,
+    },
+    Reacted {
+        message: Message,
+        user: String,
+        emoji: String,
+    },
+    Unreacted {
+        message: Message,
+        user: String,
+        emoji: String,
+    },
+}
+
+impl ChatEvent {
+    pub fn message(&self) -> &Message {
+        match self {
+            Self::Sent { message }
+            | Self::Edited { message }
+            | Self::Deleted { message }
+            | Self::Reacted { message, .. }
+            | Self::Unreacted { message, .. } => message,
+        }
+    }
+}
+
+/// `[domains.chat]`, less the framework's keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatSettings {
+    /// Longest message text, in characters.
+    pub max_text_chars: u32,
+    /// The `:shortcode:` reactions accepted besides single emoji.
+    pub shortcodes: Vec<String>,
+}
+
+/// A channel's own settings: none yet, and unknown keys are refused.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {}
+
+impl Domain for Chat {
+    const NAME: &'static str = "chat";
+    const SCOPE: &'static str = "channel";
+    type Item = Message;
+    type Command = ChatCommand;
+    type Event = ChatEvent;
+    type Settings = ChatSettings;
+    type ScopeConfig = ChannelConfig;
+
+    fn validate(command: &ChatCommand, settings: &ChatSettings) -> Result<(), DomainError> {
+        match command {
+            ChatCommand::Send { text, .. } | ChatCommand::Edit { text, .. } => {
+                validate_text(text, settings)
+            }
+            ChatCommand::React { emoji, .. } | ChatCommand::Unreact { emoji, .. } => {
+                validate_emoji(emoji, settings)
+            }
+            ChatCommand::Delete { .. } => Ok(()),
+        }
+    }
+
+    fn cursor(message: &Message) -> String {
+        message.id.to_string()
+    }
+}
+
+fn validate_text(text: &str, settings: &ChatSettings) -> Result<(), DomainError> {
+    if text.trim().is_empty() {
+        return Err(DomainError::invalid("text_empty", "text must not be empty"));
+    }
+    if text.chars().count() > settings.max_text_chars as usize {
+        return Err(DomainError::too_large(
+            "text_too_long",
+            format!("text is longer than {} characters", settings.max_text_chars),
+        ));
+    }
+    Ok(())
+}
+
+/// One emoji (a single grapheme that is not a letter, digit, space or punctuation
+/// mark), or one of the configured `:shortcodes:`.
+fn validate_emoji(emoji: &str, settings: &ChatSettings) -> Result<(), DomainError> {
+    if settings.shortcodes.iter().any(|code| code == emoji) {
+        return Ok(());
+    }
+    let mut graphemes = emoji.graphemes(true);
+    let single = matches!((graphemes.next(), graphemes.next()), (Some(_), None));
+    let first = emoji.chars().next();
+    let pictographic =
+        first.is_some_and(|c| !c.is_ascii() && !c.is_alphanumeric() && !c.is_whitespace());
+    if single && pictographic {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            "invalid_emoji",
+            format!("{emoji:?} is neither a single emoji nor a known :shortcode:"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ChatSettings {
+        ChatSettings {
+            max_text_chars: 10,
+            shortcodes: vec![":thumbsup:".into()],
+        }
+    }
+
+    fn id() -> Uuid {
+        Uuid::nil()
+    }
+
+    #[test]
+    fn text_must_be_present_and_within_the_limit() {
+        let send = |text: &str| {
+            Chat::validate(
+                &ChatCommand::Send {
+                    id: id(),
+                    text: text.into(),
+                },
+                &settings(),
+            )
+        };
+        assert!(send("hello").is_ok());
+        assert!(
+            send("ééééééééé!").is_ok(),
+            "the limit counts characters, not bytes"
+        );
+        assert_eq!(send("  \n").unwrap_err().code, "text_empty");
+        assert_eq!(send("01234567890").unwrap_err().code, "text_too_long");
+    }
+
+    #[test]
+    fn reactions_are_single_emoji_or_known_shortcodes() {
+        let react = |emoji: &str| {
+            Chat::validate(
+                &ChatCommand::React {
+                    id: id(),
+                    emoji: emoji.into(),
+                },
+                &settings(),
+            )
+        };
+        for ok in ["👍", "❤️", "👨‍👩‍👧", "🇳🇴", ":thumbsup:"] {
+            assert!(react(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a", "👍👍", ":unknown:", "ab", " ", "é"] {
+            assert_eq!(react(bad).unwrap_err().code, "invalid_emoji", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn commands_are_tagged_by_type_and_refuse_unknown_fields() {
+        let json = r#"{"type":"send","id":"00000000-0000-0000-0000-000000000000","text":"hi"}"#;
+        assert_eq!(
+            serde_json::from_str::<ChatCommand>(json).unwrap(),
+            ChatCommand::Send {
+                id: id(),
+                text: "hi".into()
+            }
+        );
+        assert!(serde_json::from_str::<ChatCommand>(r#"{"type":"shout","text":"hi"}"#).is_err());
+        assert!(serde_json::from_str::<ChatCommand>(
+            r#"{"type":"delete","id":"00000000-0000-0000-0000-000000000000","extra":1}"#
+        )
+        .is_err());
+    }
+}

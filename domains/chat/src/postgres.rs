@@ -1,0 +1,302 @@
+//! Chat on the PostgreSQL adapter: reads and writes go straight to PostgreSQL (it is
+//! authoritative, so this fallback is read-write), and live events come from the
+//! shared event log (LISTEN/NOTIFY plus a safety-net poll).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use boardsync_core::postgres::PgEventLog;
+use boardsync_core::{
+    AdapterContext, AdapterKind, Connection, DomainError, Durability, EventStream, Page, ScopeKey,
+    UserId,
+};
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::domain::{Chat, ChatCommand, ChatEvent, Message, Reaction};
+
+pub struct PostgresChat {
+    pool: PgPool,
+    events: PgEventLog<ChatEvent>,
+}
+
+impl PostgresChat {
+    pub async fn connect(context: AdapterContext<Chat>) -> Result<Self, DomainError> {
+        let events = PgEventLog::start(
+            context.pool.clone(),
+            "chat",
+            context.settings.framework.event_log(),
+        )
+        .await?;
+        Ok(Self {
+            pool: context.pool,
+            events,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: Uuid,
+    channel: String,
+    author: String,
+    text: String,
+    created_at: DateTime<Utc>,
+    edited_at: Option<DateTime<Utc>>,
+    deleted: bool,
+}
+
+impl MessageRow {
+    fn into_message(self, reactions: Vec<Reaction>) -> Message {
+        Message {
+            id: self.id,
+            channel: self.channel,
+            author: self.author,
+            text: self.text,
+            created_at: self.created_at,
+            edited_at: self.edited_at,
+            deleted: self.deleted,
+            reactions,
+        }
+    }
+}
+
+const MESSAGE_COLUMNS: &str = "id, channel, author, text, created_at, edited_at, deleted";
+
+fn not_found(id: Uuid) -> DomainError {
+    DomainError::not_found("message_not_found", format!("message {id} not found"))
+}
+
+fn not_author() -> DomainError {
+    DomainError::forbidden("not_author", "only the author may change this message")
+}
+
+/// Reactions of `ids`, each message's oldest first.
+async fn reactions_of(
+    db: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<Reaction>>, DomainError> {
+    let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT message_id, user_id, emoji FROM chat_reactions WHERE message_id = ANY($1)
+         ORDER BY created_at, user_id, emoji",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await
+    .map_err(DomainError::from_sqlx)?;
+    let mut by_message: HashMap<Uuid, Vec<Reaction>> = HashMap::new();
+    for (id, user, emoji) in rows {
+        by_message
+            .entry(id)
+            .or_default()
+            .push(Reaction { user, emoji });
+    }
+    Ok(by_message)
+}
+
+/// The live (not deleted) message `id` of `channel`, locked for the rest of the transaction.
+async fn lock_live(
+    db: &mut PgConnection,
+    channel: &ScopeKey,
+    id: Uuid,
+) -> Result<MessageRow, DomainError> {
+    sqlx::query_as::<_, MessageRow>(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = $1 AND channel = $2 AND NOT deleted FOR UPDATE"
+    ))
+    .bind(id)
+    .bind(channel.as_str())
+    .fetch_optional(db)
+    .await
+    .map_err(DomainError::from_sqlx)?
+    .ok_or_else(|| not_found(id))
+}
+
+async fn load(db: &mut PgConnection, id: Uuid) -> Result<Message, DomainError> {
+    let row = sqlx::query_as::<_, MessageRow>(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *db)
+    .await
+    .map_err(DomainError::from_sqlx)?
+    .ok_or_else(|| not_found(id))?;
+    let reactions = reactions_of(db, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default();
+    Ok(row.into_message(reactions))
+}
+
+async fn send(
+    db: &mut PgConnection,
+    channel: &ScopeKey,
+    user: &UserId,
+    id: Uuid,
+    text: String,
+) -> Result<ChatEvent, DomainError> {
+    let inserted = sqlx::query(
+        "INSERT INTO chat_messages (id, channel, author, text, created_at) VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(channel.as_str())
+    .bind(user.as_str())
+    .bind(&text)
+    .execute(&mut *db)
+    .await
+    .map_err(DomainError::from_sqlx)?
+    .rows_affected();
+    let message = load(db, id).await?;
+    if inserted == 0 {
+        // A retry of the same send is answered as the original; anything else reuses an id.
+        let same = message.channel == channel.as_str()
+            && message.author == user.as_str()
+            && message.text == text;
+        if !same || message.deleted {
+            return Err(DomainError::conflict(
+                "id_conflict",
+                format!("message id {id} is already used"),
+            ));
+        }
+    }
+    Ok(ChatEvent::Sent { message })
+}
+
+async fn apply_in(
+    db: &mut PgConnection,
+    channel: &ScopeKey,
+    user: &UserId,
+    command: ChatCommand,
+) -> Result<ChatEvent, DomainError> {
+    match command {
+        ChatCommand::Send { id, text } => send(db, channel, user, id, text).await,
+        ChatCommand::Edit { id, text } => {
+            let row = lock_live(db, channel, id).await?;
+            if row.author != user.as_str() {
+                return Err(not_author());
+            }
+            sqlx::query("UPDATE chat_messages SET text = $2, edited_at = now() WHERE id = $1")
+                .bind(id)
+                .bind(text)
+                .execute(&mut *db)
+                .await
+                .map_err(DomainError::from_sqlx)?;
+            Ok(ChatEvent::Edited {
+                message: load(db, id).await?,
+            })
+        }
+        ChatCommand::Delete { id } => {
+            let row = lock_live(db, channel, id).await?;
+            if row.author != user.as_str() {
+                return Err(not_author());
+            }
+            sqlx::query("UPDATE chat_messages SET deleted = true, text = '', edited_at = now() WHERE id = $1")
+                .bind(id)
+                .execute(&mut *db)
+                .await
+                .map_err(DomainError::from_sqlx)?;
+            sqlx::query("DELETE FROM chat_reactions WHERE message_id = $1")
+                .bind(id)
+                .execute(&mut *db)
+                .await
+                .map_err(DomainError::from_sqlx)?;
+            Ok(ChatEvent::Deleted {
+                message: load(db, id).await?,
+            })
+        }
+        ChatCommand::React { id, emoji } => {
+            lock_live(db, channel, id).await?;
+            sqlx::query(
+                "INSERT INTO chat_reactions (message_id, user_id, emoji) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(user.as_str())
+            .bind(&emoji)
+            .execute(&mut *db)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+            Ok(ChatEvent::Reacted {
+                message: load(db, id).await?,
+                user: user.0.clone(),
+                emoji,
+            })
+        }
+        ChatCommand::Unreact { id, emoji } => {
+            lock_live(db, channel, id).await?;
+            sqlx::query(
+                "DELETE FROM chat_reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3",
+            )
+            .bind(id)
+            .bind(user.as_str())
+            .bind(&emoji)
+            .execute(&mut *db)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+            Ok(ChatEvent::Unreacted {
+                message: load(db, id).await?,
+                user: user.0.clone(),
+                emoji,
+            })
+        }
+    }
+}
+
+#[async_trait]
+impl Connection<Chat> for PostgresChat {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Postgres
+    }
+
+    async fn snapshot(&self, channel: &ScopeKey, page: Page) -> Result<Vec<Message>, DomainError> {
+        let before = match page.before.as_deref() {
+            Some(cursor) => Some(Uuid::parse_str(cursor).map_err(|_| {
+                DomainError::bad_request(
+                    "invalid_cursor",
+                    format!("before={cursor:?} is not a message id"),
+                )
+            })?),
+            None => None,
+        };
+        let mut db = self.pool.acquire().await.map_err(DomainError::from_sqlx)?;
+        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM chat_messages m WHERE channel = $1
+               AND ($2::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM chat_messages WHERE id = $2))
+             ORDER BY created_at DESC, id DESC LIMIT $3"
+        ))
+        .bind(channel.as_str())
+        .bind(before)
+        .bind(i64::from(page.limit))
+        .fetch_all(&mut *db)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let mut reactions = reactions_of(&mut db, &ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let own = reactions.remove(&row.id).unwrap_or_default();
+                row.into_message(own)
+            })
+            .collect())
+    }
+
+    async fn apply(
+        &self,
+        channel: &ScopeKey,
+        user: &UserId,
+        command: ChatCommand,
+        // Every write here is committed in PostgreSQL before it is acknowledged.
+        _durability: Durability,
+    ) -> Result<ChatEvent, DomainError> {
+        let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
+        let event = apply_in(&mut tx, channel, user, command).await?;
+        self.events.append(&mut tx, channel, &event).await?;
+        tx.commit().await.map_err(DomainError::from_sqlx)?;
+        Ok(event)
+    }
+
+    async fn subscribe(&self, channel: &ScopeKey) -> Result<EventStream<ChatEvent>, DomainError> {
+        Ok(self.events.subscribe(channel))
+    }
+}

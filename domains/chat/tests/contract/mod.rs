@@ -1,0 +1,346 @@
+//! The contract every `Connection<Chat>` honours, written once and run against each
+//! adapter: `chat_contract!(make)` expands to one test per clause, where `make()`
+//! returns a fresh connection on databases of its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use boardsync_chat::{Chat, ChatCommand, ChatEvent};
+use boardsync_core::{Connection, Delivery, Durability, ErrorKind, Page, ScopeKey, UserId};
+use futures::StreamExt;
+use uuid::Uuid;
+
+pub type Conn = Arc<dyn Connection<Chat>>;
+
+pub fn channel(key: &str) -> ScopeKey {
+    ScopeKey::parse(key).unwrap()
+}
+
+pub fn user(name: &str) -> UserId {
+    UserId(name.into())
+}
+
+pub async fn apply(
+    conn: &Conn,
+    scope: &str,
+    who: &str,
+    command: ChatCommand,
+) -> Result<ChatEvent, boardsync_core::DomainError> {
+    conn.apply(&channel(scope), &user(who), command, Durability::Cache)
+        .await
+}
+
+pub async fn send(conn: &Conn, scope: &str, who: &str, text: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    apply(
+        conn,
+        scope,
+        who,
+        ChatCommand::Send {
+            id,
+            text: text.into(),
+        },
+    )
+    .await
+    .expect("send succeeds");
+    id
+}
+
+pub async fn page(
+    conn: &Conn,
+    scope: &str,
+    limit: u32,
+    before: Option<Uuid>,
+) -> Vec<boardsync_chat::Message> {
+    conn.snapshot(
+        &channel(scope),
+        Page {
+            limit,
+            before: before.map(|id| id.to_string()),
+        },
+    )
+    .await
+    .expect("snapshot succeeds")
+}
+
+pub async fn send_is_listed_newest_first(conn: Conn) {
+    let first = send(&conn, "general", "alice", "one").await;
+    let second = send(&conn, "general", "bob", "two").await;
+    let items = page(&conn, "general", 10, None).await;
+    let ids: Vec<Uuid> = items.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![second, first]);
+    assert_eq!(items[0].author, "bob");
+    assert_eq!(items[0].text, "two");
+    assert_eq!(items[0].channel, "general");
+    assert!(!items[0].deleted && items[0].edited_at.is_none() && items[0].reactions.is_empty());
+}
+
+pub async fn a_retried_send_is_idempotent_and_a_reused_id_conflicts(conn: Conn) {
+    let id = Uuid::new_v4();
+    let command = || ChatCommand::Send {
+        id,
+        text: "once".into(),
+    };
+    let original = apply(&conn, "general", "alice", command()).await.unwrap();
+    let retried = apply(&conn, "general", "alice", command()).await.unwrap();
+    assert_eq!(retried.message(), original.message());
+    assert_eq!(page(&conn, "general", 10, None).await.len(), 1);
+
+    let reused = apply(
+        &conn,
+        "general",
+        "alice",
+        ChatCommand::Send {
+            id,
+            text: "other".into(),
+        },
+    )
+    .await;
+    let error = reused.unwrap_err();
+    assert_eq!(
+        (error.kind, error.code.as_ref()),
+        (ErrorKind::Conflict, "id_conflict")
+    );
+}
+
+pub async fn only_the_author_edits_and_deletes(conn: Conn) {
+    let id = send(&conn, "general", "alice", "draft").await;
+
+    let error = apply(
+        &conn,
+        "general",
+        "bob",
+        ChatCommand::Edit {
+            id,
+            text: "hijack".into(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (error.kind, error.code.as_ref()),
+        (ErrorKind::Forbidden, "not_author")
+    );
+    let error = apply(&conn, "general", "bob", ChatCommand::Delete { id })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind, error.code.as_ref()),
+        (ErrorKind::Forbidden, "not_author")
+    );
+
+    let edited = apply(
+        &conn,
+        "general",
+        "alice",
+        ChatCommand::Edit {
+            id,
+            text: "final".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&edited, ChatEvent::Edited { message } if message.text == "final" && message.edited_at.is_some())
+    );
+    let stored = &page(&conn, "general", 10, None).await[0];
+    assert_eq!(stored.text, "final");
+
+    let deleted = apply(&conn, "general", "alice", ChatCommand::Delete { id })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&deleted, ChatEvent::Deleted { message } if message.deleted && message.text.is_empty())
+    );
+    let stored = &page(&conn, "general", 10, None).await[0];
+    assert!(stored.deleted, "a deleted message stays as a tombstone");
+    let error = apply(
+        &conn,
+        "general",
+        "alice",
+        ChatCommand::Edit {
+            id,
+            text: "zombie".into(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (error.kind, error.code.as_ref()),
+        (ErrorKind::NotFound, "message_not_found")
+    );
+}
+
+pub async fn reactions_are_per_user_and_idempotent(conn: Conn) {
+    let id = send(&conn, "general", "alice", "react to me").await;
+    let react = |emoji: &'static str| ChatCommand::React {
+        id,
+        emoji: emoji.into(),
+    };
+    apply(&conn, "general", "bob", react("👍")).await.unwrap();
+    apply(&conn, "general", "bob", react("👍")).await.unwrap();
+    let event = apply(&conn, "general", "carol", react("👍")).await.unwrap();
+    let ChatEvent::Reacted {
+        message,
+        user,
+        emoji,
+    } = event
+    else {
+        panic!("expected reacted")
+    };
+    assert_eq!((user.as_str(), emoji.as_str()), ("carol", "👍"));
+    let users: Vec<&str> = message.reactions.iter().map(|r| r.user.as_str()).collect();
+    assert_eq!(users, vec!["bob", "carol"]);
+
+    let event = apply(
+        &conn,
+        "general",
+        "bob",
+        ChatCommand::Unreact {
+            id,
+            emoji: "👍".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(&event, ChatEvent::Unreacted { message, .. } if message.reactions.len() == 1));
+    assert_eq!(
+        page(&conn, "general", 10, None).await[0].reactions[0].user,
+        "carol"
+    );
+}
+
+pub async fn unknown_messages_are_not_found_in_every_command(conn: Conn) {
+    let elsewhere = send(&conn, "random", "alice", "other channel").await;
+    for id in [Uuid::new_v4(), elsewhere] {
+        for command in [
+            ChatCommand::Edit {
+                id,
+                text: "x".into(),
+            },
+            ChatCommand::Delete { id },
+            ChatCommand::React {
+                id,
+                emoji: "👍".into(),
+            },
+            ChatCommand::Unreact {
+                id,
+                emoji: "👍".into(),
+            },
+        ] {
+            let error = apply(&conn, "general", "alice", command).await.unwrap_err();
+            assert_eq!(
+                (error.kind, error.code.as_ref()),
+                (ErrorKind::NotFound, "message_not_found")
+            );
+        }
+    }
+    assert_eq!(
+        page(&conn, "random", 10, None).await[0].text,
+        "other channel"
+    );
+}
+
+pub async fn snapshots_page_backwards(conn: Conn) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(send(&conn, "general", "alice", &format!("m{i}")).await);
+    }
+    send(&conn, "random", "alice", "not here").await;
+    let first = page(&conn, "general", 2, None).await;
+    assert_eq!(
+        first.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3]]
+    );
+    let second = page(&conn, "general", 2, Some(ids[3])).await;
+    assert_eq!(
+        second.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1]]
+    );
+    let last = page(&conn, "general", 2, Some(ids[1])).await;
+    assert_eq!(last.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[0]]);
+}
+
+pub async fn subscribers_see_their_channels_events_in_order(conn: Conn) {
+    let mut general = conn.subscribe(&channel("general")).await.unwrap();
+    let mut random = conn.subscribe(&channel("random")).await.unwrap();
+    let id = send(&conn, "general", "alice", "hello").await;
+    apply(
+        &conn,
+        "general",
+        "alice",
+        ChatCommand::Edit {
+            id,
+            text: "hello!".into(),
+        },
+    )
+    .await
+    .unwrap();
+    apply(
+        &conn,
+        "general",
+        "bob",
+        ChatCommand::React {
+            id,
+            emoji: "🎉".into(),
+        },
+    )
+    .await
+    .unwrap();
+    apply(&conn, "general", "alice", ChatCommand::Delete { id })
+        .await
+        .unwrap();
+    let other = send(&conn, "random", "bob", "elsewhere").await;
+
+    let mut kinds = Vec::new();
+    while kinds.len() < 4 {
+        match next(&mut general).await {
+            Delivery::Event(event) => {
+                assert_eq!(event.message().id, id);
+                kinds.push(match event {
+                    ChatEvent::Sent { .. } => "sent",
+                    ChatEvent::Edited { .. } => "edited",
+                    ChatEvent::Reacted { .. } => "reacted",
+                    ChatEvent::Deleted { .. } => "deleted",
+                    ChatEvent::Unreacted { .. } => "unreacted",
+                });
+            }
+            Delivery::Lagged => panic!("no lag expected"),
+        }
+    }
+    assert_eq!(kinds, ["sent", "edited", "reacted", "deleted"]);
+    match next(&mut random).await {
+        Delivery::Event(event) => assert_eq!(event.message().id, other),
+        Delivery::Lagged => panic!("no lag expected"),
+    }
+}
+
+async fn next(stream: &mut boardsync_core::EventStream<ChatEvent>) -> Delivery<ChatEvent> {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("an event arrives within 10 s")
+        .expect("the stream stays open")
+}
+
+#[macro_export]
+macro_rules! chat_contract {
+    ($make:path) => {
+        $crate::chat_contract!(@tests $make;
+            send_is_listed_newest_first,
+            a_retried_send_is_idempotent_and_a_reused_id_conflicts,
+            only_the_author_edits_and_deletes,
+            reactions_are_per_user_and_idempotent,
+            unknown_messages_are_not_found_in_every_command,
+            snapshots_page_backwards,
+            subscribers_see_their_channels_events_in_order,
+        );
+    };
+    (@tests $make:path; $($clause:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $clause() {
+                contract::$clause($make().await).await;
+            }
+        )+
+    };
+}

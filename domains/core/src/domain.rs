@@ -1,0 +1,46 @@
+//! What a collaborative domain is, as far as the framework cares.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
+
+/// An end user, as authenticated at the API (the `sub` of their token).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub String);
+
+impl UserId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A collaborative domain: chat, Kanban, whiteboard, ... Implementing this (plus
+/// [`crate::DomainAdapters`]) is all it takes to get the generic API, the actors and
+/// the warm-up/outbox machinery.
+pub trait Domain: Send + Sync + Sized + 'static {
+    /// The domain's name in URLs and settings: `/api/<NAME>/...`, `[domains.<NAME>]`.
+    const NAME: &'static str;
+    /// What one scope of this domain is called in messages: "channel", "board".
+    const SCOPE: &'static str;
+
+    /// One entry of a scope's snapshot (a chat message with its reactions).
+    type Item: Serialize + Clone + Send + Sync + 'static;
+    /// A client's request, a JSON object tagged by `type`.
+    type Command: DeserializeOwned + Send + Sync + 'static;
+    /// What a command did; returned to the caller and pushed to live subscribers.
+    /// It carries the item's full new state, so applying it twice is harmless.
+    type Event: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+    /// The domain's own settings, from `[domains.<NAME>]`.
+    type Settings: DeserializeOwned + Clone + Send + Sync + 'static;
+    /// The domain's own part of a scope's `config` column.
+    type ScopeConfig: DeserializeOwned + Serialize + Default + Send + Sync + 'static;
+
+    /// Checks what can be checked without data (shape, sizes, limits), before either
+    /// adapter sees the command. Rules that need data are the adapters'.
+    fn validate(command: &Self::Command, settings: &Self::Settings) -> Result<(), DomainError>;
+
+    /// The pagination cursor of an item: a snapshot `before` it lists older items.
+    fn cursor(item: &Self::Item) -> String;
+}

@@ -1,0 +1,171 @@
+//! The one error type every domain and adapter returns.
+//!
+//! A [`DomainError`] carries a [`ErrorKind`] (which the API maps to an HTTP status in
+//! exactly one place), a stable machine-readable `code` (`message_not_found`,
+//! `not_author`, ...) and a human-readable message. Both adapters of a domain return
+//! the same kind and code for the same mistake, so clients cannot tell them apart.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Malformed input: the request cannot be understood (400).
+    BadRequest,
+    /// The caller is not allowed to do this (403).
+    Forbidden,
+    /// The scope or item does not exist (404).
+    NotFound,
+    /// The request conflicts with existing state, e.g. an id already used (409).
+    Conflict,
+    /// The request is larger than a configured limit (413).
+    TooLarge,
+    /// Well-formed but invalid: a rule of the domain refuses it (422).
+    Invalid,
+    /// A dependency (PostgreSQL, SpacetimeDB) cannot serve the request now (503).
+    Unavailable,
+    /// A bug or an unexpected failure (500).
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::TooLarge => "too_large",
+            Self::Invalid => "invalid",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    pub fn parse(kind: &str) -> Option<Self> {
+        Some(match kind {
+            "bad_request" => Self::BadRequest,
+            "forbidden" => Self::Forbidden,
+            "not_found" => Self::NotFound,
+            "conflict" => Self::Conflict,
+            "too_large" => Self::TooLarge,
+            "invalid" => Self::Invalid,
+            "unavailable" => Self::Unavailable,
+            "internal" => Self::Internal,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct DomainError {
+    pub kind: ErrorKind,
+    pub code: Cow<'static, str>,
+    pub message: String,
+}
+
+impl fmt::Display for DomainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code,
+            self.kind.as_str(),
+            self.message
+        )
+    }
+}
+
+impl DomainError {
+    pub fn new(
+        kind: ErrorKind,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, code, message)
+    }
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, code, message)
+    }
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, code, message)
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, code, message)
+    }
+    pub fn too_large(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::TooLarge, code, message)
+    }
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, code, message)
+    }
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, code, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, "internal", message)
+    }
+
+    /// A database failure: unavailable when the database cannot be reached, internal otherwise.
+    pub fn from_sqlx(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                Self::unavailable(
+                    "postgres_unavailable",
+                    format!("PostgreSQL is unavailable: {error}"),
+                )
+            }
+            other => Self::internal(format!("PostgreSQL: {other}")),
+        }
+    }
+
+    /// The wire format SpacetimeDB modules use for reducer errors: `kind|code|message`.
+    pub fn to_reducer_error(&self) -> String {
+        format!("{}|{}|{}", self.kind.as_str(), self.code, self.message)
+    }
+
+    /// Reads a reducer's error back; anything not in `kind|code|message` form is internal.
+    pub fn from_reducer_error(text: &str) -> Self {
+        let mut parts = text.splitn(3, '|');
+        match (
+            parts.next().and_then(ErrorKind::parse),
+            parts.next(),
+            parts.next(),
+        ) {
+            (Some(kind), Some(code), Some(message)) => Self::new(kind, code.to_string(), message),
+            _ => Self::internal(format!("SpacetimeDB reducer failed: {text}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reducer_errors_round_trip() {
+        let error = DomainError::forbidden("not_author", "only the author may change this message");
+        assert_eq!(
+            DomainError::from_reducer_error(&error.to_reducer_error()),
+            error
+        );
+    }
+
+    #[test]
+    fn a_foreign_reducer_error_is_internal() {
+        let error = DomainError::from_reducer_error("wasm trap: unreachable");
+        assert_eq!(error.kind, ErrorKind::Internal);
+        assert!(error.message.contains("unreachable"));
+    }
+}

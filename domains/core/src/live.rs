@@ -1,0 +1,86 @@
+//! Per-scope fan-out inside an adapter: one broadcast channel per scope that has
+//! subscribers, so an event costs nothing for scopes nobody watches.
+
+use dashmap::DashMap;
+use futures::StreamExt;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
+
+use crate::{Delivery, EventStream, ScopeKey};
+
+pub struct ScopedBroadcast<E> {
+    capacity: usize,
+    senders: DashMap<ScopeKey, broadcast::Sender<E>>,
+}
+
+impl<E: Clone + Send + 'static> ScopedBroadcast<E> {
+    /// `capacity`: how many events a slow subscriber may fall behind before it is
+    /// told to resync ([`Delivery::Lagged`]).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            senders: DashMap::new(),
+        }
+    }
+
+    pub fn publish(&self, scope: &ScopeKey, event: E) {
+        let orphaned = match self.senders.get(scope) {
+            Some(sender) => sender.send(event).is_err(),
+            None => false,
+        };
+        if orphaned {
+            self.senders
+                .remove_if(scope, |_, sender| sender.receiver_count() == 0);
+        }
+    }
+
+    pub fn subscribe(&self, scope: &ScopeKey) -> EventStream<E> {
+        let receiver = self
+            .senders
+            .entry(scope.clone())
+            .or_insert_with(|| broadcast::channel(self.capacity).0)
+            .subscribe();
+        Box::pin(BroadcastStream::new(receiver).map(|item| match item {
+            Ok(event) => Delivery::Event(event),
+            Err(BroadcastStreamRecvError::Lagged(_)) => Delivery::Lagged,
+        }))
+    }
+
+    /// Whether anyone listens to `scope` (adapters may skip building events otherwise).
+    pub fn is_watched(&self, scope: &ScopeKey) -> bool {
+        self.senders
+            .get(scope)
+            .is_some_and(|s| s.receiver_count() > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> ScopeKey {
+        ScopeKey::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn events_reach_only_their_scope() {
+        let live = ScopedBroadcast::new(8);
+        let mut a = live.subscribe(&key("a"));
+        let mut b = live.subscribe(&key("b"));
+        live.publish(&key("a"), 1);
+        live.publish(&key("b"), 2);
+        assert_eq!(a.next().await, Some(Delivery::Event(1)));
+        assert_eq!(b.next().await, Some(Delivery::Event(2)));
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_is_told_to_resync() {
+        let live = ScopedBroadcast::new(2);
+        let mut a = live.subscribe(&key("a"));
+        for i in 0..5 {
+            live.publish(&key("a"), i);
+        }
+        assert_eq!(a.next().await, Some(Delivery::Lagged));
+        assert_eq!(a.next().await, Some(Delivery::Event(3)));
+    }
+}

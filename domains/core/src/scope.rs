@@ -1,0 +1,231 @@
+//! Scopes: the units of collaboration (a chat channel, a board). They are rows in
+//! PostgreSQL (`scopes`), created and updated through the admin API, each with a
+//! `config` JSON object: the generic `warmup` overrides plus the domain's own part.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::domain::Domain;
+use crate::warmup::WarmupOverrides;
+use crate::DomainError;
+
+const MAX_KEY_LEN: usize = 64;
+
+/// A scope's key in URLs: 1-64 of `a-z 0-9 _ -`, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ScopeKey(String);
+
+impl ScopeKey {
+    pub fn parse(key: &str) -> Result<Self, DomainError> {
+        let valid = !key.is_empty()
+            && key.len() <= MAX_KEY_LEN
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            && key.as_bytes()[0].is_ascii_alphanumeric();
+        if valid {
+            Ok(Self(key.to_string()))
+        } else {
+            Err(DomainError::bad_request(
+                "invalid_scope_key",
+                format!("scope key {key:?} must be 1-{MAX_KEY_LEN} of a-z, 0-9, '_' and '-', starting with a letter or digit"),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ScopeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Scope {
+    pub domain: String,
+    pub key: ScopeKey,
+    pub name: String,
+    pub config: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Scope {
+    /// The scope's warm-up overrides (validated when the config was stored).
+    pub fn warmup_overrides(&self) -> WarmupOverrides {
+        self.config
+            .get("warmup")
+            .and_then(|w| serde_json::from_value(w.clone()).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// A scope's `config`, parsed: the generic warm-up overrides and the domain's part.
+#[derive(Debug)]
+pub struct ScopeConfig<C> {
+    pub warmup: WarmupOverrides,
+    pub domain: C,
+}
+
+/// Validates a scope's `config` object for domain `D`; errors name the offending key.
+pub fn parse_config<D: Domain>(
+    config: &serde_json::Value,
+) -> Result<ScopeConfig<D::ScopeConfig>, DomainError> {
+    let invalid = |key: &str, error: serde_json::Error| {
+        DomainError::invalid("invalid_scope_config", format!("config{key}: {error}"))
+    };
+    let serde_json::Value::Object(map) = config else {
+        return Err(DomainError::invalid(
+            "invalid_scope_config",
+            "config must be a JSON object",
+        ));
+    };
+    let mut rest = map.clone();
+    let warmup = match rest.remove("warmup") {
+        Some(value) => serde_json::from_value(value).map_err(|e| invalid(".warmup", e))?,
+        None => WarmupOverrides::default(),
+    };
+    let domain =
+        serde_json::from_value(serde_json::Value::Object(rest)).map_err(|e| invalid("", e))?;
+    Ok(ScopeConfig { warmup, domain })
+}
+
+#[derive(sqlx::FromRow)]
+struct ScopeRow {
+    domain: String,
+    key: String,
+    name: String,
+    config: serde_json::Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<ScopeRow> for Scope {
+    fn from(row: ScopeRow) -> Self {
+        Self {
+            domain: row.domain,
+            key: ScopeKey(row.key),
+            name: row.name,
+            config: row.config,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// The scopes table, with the scopes already seen kept in memory: every command
+/// checks its scope exists, and that must not cost a query.
+pub struct ScopeStore {
+    pool: PgPool,
+    known: DashMap<(String, ScopeKey), Scope>,
+}
+
+impl ScopeStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            known: DashMap::new(),
+        }
+    }
+
+    pub async fn get(&self, domain: &str, key: &ScopeKey) -> Result<Option<Scope>, DomainError> {
+        if let Some(scope) = self.known.get(&(domain.to_string(), key.clone())) {
+            return Ok(Some(scope.clone()));
+        }
+        let row: Option<ScopeRow> = sqlx::query_as(
+            "SELECT domain, key, name, config, created_at, updated_at FROM scopes WHERE domain = $1 AND key = $2",
+        )
+        .bind(domain)
+        .bind(key.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+        let scope = row.map(Scope::from);
+        if let Some(scope) = &scope {
+            self.known
+                .insert((domain.to_string(), key.clone()), scope.clone());
+        }
+        Ok(scope)
+    }
+
+    /// The scope, or a 404 naming what is missing (`noun` is "channel", "board", ...).
+    pub async fn require(
+        &self,
+        domain: &str,
+        noun: &str,
+        key: &ScopeKey,
+    ) -> Result<Scope, DomainError> {
+        self.get(domain, key).await?.ok_or_else(|| {
+            DomainError::not_found(
+                "scope_not_found",
+                format!("{domain} {noun} {key} does not exist"),
+            )
+        })
+    }
+
+    /// Creates or updates a scope; `config` must already be validated.
+    pub async fn upsert(
+        &self,
+        domain: &str,
+        key: &ScopeKey,
+        name: &str,
+        config: &serde_json::Value,
+    ) -> Result<Scope, DomainError> {
+        let row: ScopeRow = sqlx::query_as(
+            "INSERT INTO scopes (domain, key, name, config) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (domain, key) DO UPDATE SET name = EXCLUDED.name, config = EXCLUDED.config, updated_at = now()
+             RETURNING domain, key, name, config, created_at, updated_at",
+        )
+        .bind(domain)
+        .bind(key.as_str())
+        .bind(name)
+        .bind(config)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+        let scope = Scope::from(row);
+        self.known
+            .insert((domain.to_string(), key.clone()), scope.clone());
+        Ok(scope)
+    }
+
+    /// Every scope, or every scope of one domain, ordered by domain and key.
+    pub async fn list(&self, domain: Option<&str>) -> Result<Vec<Scope>, DomainError> {
+        let rows: Vec<ScopeRow> = sqlx::query_as(
+            "SELECT domain, key, name, config, created_at, updated_at FROM scopes
+             WHERE $1::text IS NULL OR domain = $1 ORDER BY domain, key",
+        )
+        .bind(domain)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+        Ok(rows.into_iter().map(Scope::from).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_keys_are_url_safe_slugs() {
+        assert!(ScopeKey::parse("general").is_ok());
+        assert!(ScopeKey::parse("team-7_ops").is_ok());
+        for bad in ["", "General", "-x", "a b", "a/b", &"x".repeat(65)] {
+            assert_eq!(
+                ScopeKey::parse(bad).unwrap_err().code,
+                "invalid_scope_key",
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Warm-up tuning, layered: a domain's defaults from `[domains.<name>.warmup]`, then
+//! the scope's own overrides from its `config.warmup`.
+
+use serde::{Deserialize, Serialize};
+
+/// A domain's warm-up defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmupSettings {
+    /// Whether scopes are loaded into the cache at all.
+    pub enabled: bool,
+    /// Load at most the newest N items of a scope (none: no limit).
+    pub max_items: Option<u32>,
+    /// Load only items younger than this many seconds (none: no limit).
+    pub max_age_secs: Option<u64>,
+    /// Rows per warm-up reducer call.
+    pub batch_size: u32,
+    /// Higher warms earlier.
+    pub priority: i32,
+}
+
+/// A scope's overrides; each field left out keeps the domain default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmupOverrides {
+    pub enabled: Option<bool>,
+    pub max_items: Option<u32>,
+    pub max_age_secs: Option<u64>,
+    pub batch_size: Option<u32>,
+    pub priority: Option<i32>,
+}
+
+impl WarmupSettings {
+    /// The domain defaults with a scope's overrides applied.
+    pub fn with(&self, overrides: &WarmupOverrides) -> WarmupSettings {
+        WarmupSettings {
+            enabled: overrides.enabled.unwrap_or(self.enabled),
+            max_items: overrides.max_items.or(self.max_items),
+            max_age_secs: overrides.max_age_secs.or(self.max_age_secs),
+            batch_size: overrides.batch_size.unwrap_or(self.batch_size).max(1),
+            priority: overrides.priority.unwrap_or(self.priority),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_overrides_win_field_by_field() {
+        let defaults = WarmupSettings {
+            enabled: true,
+            max_items: Some(500),
+            max_age_secs: None,
+            batch_size: 1000,
+            priority: 0,
+        };
+        let overrides = WarmupOverrides {
+            max_items: Some(50),
+            priority: Some(9),
+            ..Default::default()
+        };
+        let merged = defaults.with(&overrides);
+        assert_eq!(merged.max_items, Some(50));
+        assert_eq!(merged.priority, 9);
+        assert_eq!(merged.batch_size, 1000);
+        assert!(merged.enabled);
+    }
+}
