@@ -3,10 +3,17 @@
 //! - [`settings`]: typed, layered configuration (`settings/` files plus environment).
 //! - [`startup`]: [`startup::Application`] builds everything from settings (database
 //!   pool, migrations, adapters, HTTP server); the binary and the tests share it.
-//! - [`routes`]: the HTTP surface: `/health`, `/metrics`.
+//! - [`domains`]: the one place domains are wired in.
+//! - [`routes`]: the HTTP surface: `/health`, `/metrics`, the generic domain routes
+//!   (`/api/{domain}/{scope}`, its `/live` WebSocket), admin routes, OpenAPI.
+//! - [`auth`]: bearer JWTs for end users and admins.
+//! - [`error`]: the one mapping from errors to JSON responses and HTTP statuses.
 //! - [`metrics`]: the Prometheus registry an operator scrapes.
 //! - [`telemetry`]: structured logs with `tracing`.
 
+pub mod auth;
+pub mod domains;
+pub mod error;
 pub mod metrics;
 pub mod routes;
 pub mod settings;

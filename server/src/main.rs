@@ -1,4 +1,5 @@
-//! The `boardsync` command line: `serve` runs the server.
+//! The `boardsync` command line: `serve` runs the server; `token` prints a bearer
+//! token for local use.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -21,18 +22,34 @@ struct Cli {
 enum Command {
     /// Run the HTTP/WebSocket server.
     Serve,
+    /// Print a bearer token signed with `auth.jwt_secret`.
+    Token {
+        /// The user id (the token's `sub`).
+        #[arg(long)]
+        user: String,
+        /// Grant the admin routes.
+        #[arg(long)]
+        admin: bool,
+    },
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load().context("loading settings")?;
-    boardsync::telemetry::init(&settings.log);
     match cli.command {
         Command::Serve => {
+            boardsync::telemetry::init(&settings.log);
             let app = Application::build(settings).await?;
             app.run_until_stopped().await.context("serving")?;
             tracing::info!("boardsync stopped");
+        }
+        Command::Token { user, admin } => {
+            anyhow::ensure!(!user.trim().is_empty(), "--user must not be empty");
+            println!(
+                "{}",
+                boardsync::auth::issue_token(&settings.auth, &user, admin)
+            );
         }
     }
     Ok(())

@@ -63,6 +63,20 @@ pub struct Settings {
     pub spacetimedb: SpacetimedbSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
+    pub api: ApiSettings,
+    /// Each domain's `[domains.<name>]` section, parsed by the domain at start-up
+    /// (so its errors name the domain's own keys).
+    pub domains: HashMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    pub max_body_bytes: usize,
+    pub default_page_size: u32,
+    pub max_page_size: u32,
+    pub ws_heartbeat_secs: u64,
+    pub ws_client_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,15 +2,19 @@
 //! through [`Application::build`], so tests exercise the production code path.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpServer};
-use boardsync_core::AdapterKind;
+use boardsync_actors::Domains;
+use boardsync_core::{AdapterKind, DomainError, ScopeStore};
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
+use crate::domains::{self, Wiring};
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::settings::Settings;
@@ -28,6 +32,13 @@ pub enum StartupError {
     },
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    #[error("{0}")]
+    Settings(String),
+    #[error("cannot start the {domain} domain: {error}")]
+    Domain {
+        domain: &'static str,
+        error: DomainError,
+    },
 }
 
 /// What every request handler may use.
@@ -37,6 +48,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub metrics: Metrics,
     pub http: reqwest::Client,
+    pub scopes: Arc<ScopeStore>,
+    pub domains: Domains,
 }
 
 pub struct Application {
@@ -53,6 +66,15 @@ impl Application {
             .await
             .map_err(StartupError::Database)?;
         boardsync_core::migrations::run_all(&pool, &[]).await?;
+        let adapter = settings.adapter();
+        let scopes = Arc::new(ScopeStore::new(pool.clone()));
+        let wiring = Wiring {
+            adapter,
+            pool: pool.clone(),
+            scopes: scopes.clone(),
+            settings: &settings,
+        };
+        let domains = domains::start_all(&wiring).await?;
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
@@ -65,7 +87,6 @@ impl Application {
             })?
             .port();
 
-        let adapter = settings.adapter();
         tracing::info!(adapter = adapter.as_str(), port, "boardsync starting");
         let shutdown_timeout = settings.server.shutdown_timeout_secs;
         let state = web::Data::new(AppState {
@@ -73,8 +94,11 @@ impl Application {
             pool,
             metrics: Metrics::new(adapter.as_str()),
             http: reqwest::Client::builder().build()?,
+            scopes,
+            domains,
             settings,
         });
+        let max_body_bytes = state.settings.api.max_body_bytes;
 
         let server = HttpServer::new(move || {
             let metrics = state.metrics.clone();
@@ -102,8 +126,28 @@ impl Application {
                         Ok(response)
                     }
                 })
+                .app_data(json_config(max_body_bytes))
+                .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                    ApiError(DomainError::bad_request("invalid_query", error.to_string())).into()
+                }))
+                .app_data(web::PathConfig::default().error_handler(|error, _| {
+                    ApiError(DomainError::bad_request("invalid_path", error.to_string())).into()
+                }))
                 .service(routes::health::health)
                 .service(routes::metrics::metrics)
+                .service(routes::openapi::openapi)
+                // Admin routes first: `/api/admin/...` must not match `/api/{domain}/{scope}`.
+                .service(routes::admin::list_scopes)
+                .service(routes::admin::put_scope)
+                .service(routes::live::live)
+                .service(routes::domain::snapshot)
+                .service(routes::domain::command)
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(ApiError(DomainError::not_found(
+                        "no_route",
+                        "no such route",
+                    )))
+                }))
         })
         .shutdown_timeout(shutdown_timeout)
         .listen(listener)
@@ -125,4 +169,26 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// JSON bodies: malformed JSON is a 400 and an oversized body a 413, both as JSON
+/// errors, and neither reaches a domain.
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|error, _| {
+            use actix_web::error::JsonPayloadError;
+            let error = match &error {
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => {
+                    DomainError::too_large("body_too_large", error.to_string())
+                }
+                JsonPayloadError::ContentType => DomainError::bad_request(
+                    "unsupported_content_type",
+                    "send the body as application/json",
+                ),
+                _ => DomainError::bad_request("malformed_json", error.to_string()),
+            };
+            ApiError(error).into()
+        })
 }

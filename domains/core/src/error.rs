@@ -15,6 +15,8 @@ use serde::Serialize;
 pub enum ErrorKind {
     /// Malformed input: the request cannot be understood (400).
     BadRequest,
+    /// No credentials, or credentials that do not verify (401).
+    Unauthorized,
     /// The caller is not allowed to do this (403).
     Forbidden,
     /// The scope or item does not exist (404).
@@ -35,6 +37,7 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::BadRequest => "bad_request",
+            Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
@@ -48,6 +51,7 @@ impl ErrorKind {
     pub fn parse(kind: &str) -> Option<Self> {
         Some(match kind {
             "bad_request" => Self::BadRequest,
+            "unauthorized" => Self::Unauthorized,
             "forbidden" => Self::Forbidden,
             "not_found" => Self::NotFound,
             "conflict" => Self::Conflict,
@@ -94,6 +98,9 @@ impl DomainError {
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadRequest, code, message)
+    }
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthorized, code, message)
     }
     pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Forbidden, code, message)

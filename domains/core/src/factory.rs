@@ -44,7 +44,7 @@ impl FrameworkSettings {
 }
 
 /// A domain's settings: the framework's part and the domain's own.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DomainSettings<D: Domain> {
     pub framework: FrameworkSettings,
     pub domain: D::Settings,

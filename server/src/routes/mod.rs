@@ -1,4 +1,37 @@
-//! HTTP routes.
+//! HTTP routes. The domain routes are generic: a new domain gets them without new
+//! route code.
 
+pub mod admin;
+pub mod domain;
 pub mod health;
+pub mod live;
 pub mod metrics;
+pub mod openapi;
+
+use std::sync::Arc;
+
+use boardsync_actors::DomainService;
+use boardsync_core::{DomainError, ScopeKey};
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// The running domain named in the path, or 404.
+pub fn domain_service(state: &AppState, name: &str) -> Result<Arc<dyn DomainService>, ApiError> {
+    state.domains.get(name).cloned().ok_or_else(|| {
+        ApiError(DomainError::not_found(
+            "unknown_domain",
+            format!("there is no domain {name:?}"),
+        ))
+    })
+}
+
+/// The domain and scope named by `/api/{domain}/{scope}`.
+pub fn resolve(
+    state: &AppState,
+    domain: &str,
+    scope: &str,
+) -> Result<(Arc<dyn DomainService>, ScopeKey), ApiError> {
+    let service = domain_service(state, domain)?;
+    Ok((service, ScopeKey::parse(scope)?))
+}

@@ -3,7 +3,7 @@ use serde_json::Value;
 
 use crate::helpers::{spawn_app, spawn_app_with};
 
-#[tokio::test]
+#[actix_web::test]
 async fn health_reports_postgres_up_and_the_postgres_adapter_without_spacetimedb() {
     let app = spawn_app().await;
 
@@ -17,7 +17,7 @@ async fn health_reports_postgres_up_and_the_postgres_adapter_without_spacetimedb
     assert_eq!(body["spacetimedb"]["status"], "not_configured");
 }
 
-#[tokio::test]
+#[actix_web::test]
 async fn health_reports_a_reachable_spacetimedb_and_the_spacetimedb_adapter() {
     let url = std::env::var("BOARDSYNC_TEST_SPACETIMEDB_URL")
         .expect("scripts/test sets BOARDSYNC_TEST_SPACETIMEDB_URL");
@@ -33,7 +33,7 @@ async fn health_reports_a_reachable_spacetimedb_and_the_spacetimedb_adapter() {
     assert_eq!(body["spacetimedb"]["status"], "up", "{body}");
 }
 
-#[tokio::test]
+#[actix_web::test]
 async fn health_is_503_when_spacetimedb_does_not_answer() {
     let app = spawn_app_with(|settings| {
         // Port 9 (discard) on loopback: nothing listens there.
@@ -51,7 +51,7 @@ async fn health_is_503_when_spacetimedb_does_not_answer() {
     assert_eq!(body["postgres"]["status"], "up");
 }
 
-#[tokio::test]
+#[actix_web::test]
 async fn metrics_are_exported_in_prometheus_text_format() {
     let app = spawn_app().await;
     app.get("/health").await;

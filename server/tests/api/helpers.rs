@@ -1,28 +1,26 @@
 //! `spawn_app`: the real application on a random port, with its own PostgreSQL
-//! database and, when asked, its own SpacetimeDB database names.
+//! database and, when asked, its own SpacetimeDB database names; helpers so each
+//! test reads as a scenario.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use boardsync::auth::issue_token;
 use boardsync::settings::{Environment, Settings};
 use boardsync::startup::Application;
 use boardsync_testkit::TestPostgres;
+use futures::{SinkExt, StreamExt};
 use secrecy::SecretString;
+use serde_json::{json, Value};
 use sqlx::PgPool;
+use tokio_tungstenite::tungstenite;
 
 pub struct TestApp {
     pub address: String,
+    pub port: u16,
     pub pool: PgPool,
     pub http: reqwest::Client,
-}
-
-impl TestApp {
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.address))
-            .send()
-            .await
-            .expect("the app answers")
-    }
+    pub settings: Settings,
 }
 
 pub fn test_settings() -> Settings {
@@ -44,14 +42,153 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings();
     settings.database.url = SecretString::from(url.clone());
     configure(&mut settings);
-    let app = Application::build(settings).await.expect("the app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let app = Application::build(settings.clone())
+        .await
+        .expect("the app builds");
+    let port = app.port();
+    actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
-        address,
+        address: format!("http://127.0.0.1:{port}"),
+        port,
         pool: PgPool::connect(&url)
             .await
             .expect("connect to the app's database"),
         http: reqwest::Client::new(),
+        settings,
+    }
+}
+
+impl TestApp {
+    pub fn token(&self, user: &str) -> String {
+        issue_token(&self.settings.auth, user, false)
+    }
+
+    pub fn admin_token(&self) -> String {
+        issue_token(&self.settings.auth, "admin", true)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("the app answers")
+    }
+
+    pub async fn get_as(&self, user: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .expect("the app answers")
+    }
+
+    /// Creates (or updates) a scope through the admin API.
+    pub async fn put_scope(&self, domain: &str, key: &str, body: Value) -> reqwest::Response {
+        self.http
+            .put(format!("{}/api/admin/scopes/{domain}/{key}", self.address))
+            .bearer_auth(self.admin_token())
+            .json(&body)
+            .send()
+            .await
+            .expect("the app answers")
+    }
+
+    pub async fn create_scope(&self, domain: &str, key: &str) {
+        let response = self.put_scope(domain, key, json!({ "name": key })).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "creating {domain}/{key}: {}",
+            response.text().await.unwrap()
+        );
+    }
+
+    pub async fn command(
+        &self,
+        user: &str,
+        domain: &str,
+        scope: &str,
+        command: Value,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/{domain}/{scope}", self.address))
+            .bearer_auth(self.token(user))
+            .json(&command)
+            .send()
+            .await
+            .expect("the app answers")
+    }
+
+    pub async fn snapshot(&self, user: &str, domain: &str, scope: &str) -> Value {
+        let response = self.get_as(user, &format!("/api/{domain}/{scope}")).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// A live WebSocket client, connected and subscribed (its `ready` consumed).
+    pub async fn live(&self, user: &str, domain: &str, scope: &str) -> LiveClient {
+        let url = format!(
+            "ws://127.0.0.1:{}/api/{domain}/{scope}/live?token={}",
+            self.port,
+            self.token(user)
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("the WebSocket opens");
+        let mut client = LiveClient { socket };
+        let ready = client.next().await;
+        assert_eq!(ready["kind"], "ready", "{ready}");
+        client
+    }
+}
+
+pub struct LiveClient {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl LiveClient {
+    pub async fn send(&mut self, command: Value) {
+        self.socket
+            .send(tungstenite::Message::text(command.to_string()))
+            .await
+            .expect("the frame is sent");
+    }
+
+    /// The next JSON frame from the server (pings are answered by tungstenite).
+    pub async fn next(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
+                .await
+                .expect("a frame arrives within 10 s")
+                .expect("the socket stays open")
+                .expect("the frame is valid");
+            if let tungstenite::Message::Text(text) = frame {
+                return serde_json::from_str(&text).expect("frames are JSON");
+            }
+        }
+    }
+
+    /// The next pushed event (skipping replies).
+    pub async fn next_event(&mut self) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["kind"] == "event" {
+                return frame["event"].clone();
+            }
+        }
+    }
+
+    /// The reply to the command sent with `reference` (skipping events).
+    pub async fn reply(&mut self, reference: &str) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["kind"] == "reply" && frame["ref"] == reference {
+                return frame;
+            }
+        }
     }
 }

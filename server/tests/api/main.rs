@@ -1,5 +1,8 @@
 //! API tests: one binary, one module per feature (keeps link time down).
 
+mod admin;
+mod chat;
+mod errors;
 mod health;
 mod helpers;
 mod postgres;

@@ -1,6 +1,6 @@
 use crate::helpers::spawn_app;
 
-#[tokio::test]
+#[actix_web::test]
 async fn the_app_migrates_its_database_at_start() {
     let app = spawn_app().await;
 
@@ -14,7 +14,7 @@ async fn the_app_migrates_its_database_at_start() {
     assert!(tables.contains(&"scopes".to_string()), "{tables:?}");
 }
 
-#[tokio::test]
+#[actix_web::test]
 async fn a_sql_write_is_read_back_from_the_test_database() {
     let app = spawn_app().await;
 

@@ -1,0 +1,253 @@
+//! `AdapterActor<D>`: the one actor per domain between the API and the connection.
+//!
+//! Commands and snapshots run concurrently (the connection is shared); the actor's
+//! own state is the live fan-out: per scope, one feed from the connection and the
+//! subscribers it is copied to. Each event is serialised once per scope, not once
+//! per subscriber.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use boardsync_core::{
+    Connection, Delivery, Domain, DomainError, Durability, Page, ScopeKey, UserId,
+};
+use futures::StreamExt;
+
+/// A frame for one live subscriber.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub enum Live {
+    /// An event, already serialised as JSON.
+    Event(Arc<str>),
+    /// Events were dropped for this subscriber: it should refetch the snapshot.
+    Resync,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubscriberId(u64);
+
+#[derive(Message)]
+#[rtype(result = "Result<D::Event, DomainError>")]
+pub struct Apply<D: Domain> {
+    pub scope: ScopeKey,
+    pub user: UserId,
+    pub command: D::Command,
+    pub durability: Durability,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Vec<D::Item>, DomainError>")]
+pub struct Snapshot<D: Domain> {
+    pub scope: ScopeKey,
+    pub page: Page,
+    pub _domain: std::marker::PhantomData<D>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<SubscriberId, DomainError>")]
+pub struct Subscribe {
+    pub scope: ScopeKey,
+    pub subscriber: Recipient<Live>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub scope: ScopeKey,
+    pub id: SubscriberId,
+}
+
+/// Reopens a scope's feed after it ended (the connection dropped it).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Reopen(ScopeKey);
+
+/// How long to wait before reopening a feed that ended.
+const REOPEN_DELAY: Duration = Duration::from_millis(200);
+
+struct Feed {
+    subscribers: HashMap<SubscriberId, Recipient<Live>>,
+    handle: Option<SpawnHandle>,
+}
+
+pub struct AdapterActor<D: Domain> {
+    connection: Arc<dyn Connection<D>>,
+    feeds: HashMap<ScopeKey, Feed>,
+    next_id: u64,
+}
+
+impl<D: Domain> AdapterActor<D> {
+    pub fn new(connection: Arc<dyn Connection<D>>) -> Self {
+        Self {
+            connection,
+            feeds: HashMap::new(),
+            next_id: 0,
+        }
+    }
+
+    fn open(&mut self, scope: ScopeKey, ctx: &mut Context<Self>) {
+        let connection = self.connection.clone();
+        let key = scope.clone();
+        ctx.wait(
+            async move { connection.subscribe(&key).await }
+                .into_actor(self)
+                .map(move |opened, actor, ctx| match opened {
+                    Ok(stream) => {
+                        let Some(feed) = actor.feeds.get_mut(&scope) else { return };
+                        let tagged = stream
+                            .map(Some)
+                            .chain(futures::stream::once(async { None }))
+                            .map({
+                                let scope = scope.clone();
+                                move |delivery| (scope.clone(), delivery)
+                            });
+                        feed.handle = Some(ctx.add_stream(tagged));
+                    }
+                    Err(error) => {
+                        tracing::warn!(domain = D::NAME, scope = %scope, %error, "cannot open live feed; retrying");
+                        ctx.notify_later(Reopen(scope), REOPEN_DELAY);
+                    }
+                }),
+        );
+    }
+}
+
+impl<D: Domain> Actor for AdapterActor<D> {
+    type Context = Context<Self>;
+}
+
+impl<D: Domain> Supervised for AdapterActor<D> {
+    /// After a restart every feed is reopened; subscribers stay registered.
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
+        tracing::warn!(
+            domain = D::NAME,
+            "adapter actor restarting; reopening live feeds"
+        );
+        let scopes: Vec<ScopeKey> = self.feeds.keys().cloned().collect();
+        for scope in scopes {
+            if let Some(feed) = self.feeds.get_mut(&scope) {
+                feed.handle = None;
+            }
+            self.open(scope, ctx);
+        }
+    }
+}
+
+impl<D: Domain> Handler<Apply<D>> for AdapterActor<D> {
+    type Result = ResponseFuture<Result<D::Event, DomainError>>;
+
+    fn handle(&mut self, msg: Apply<D>, _: &mut Context<Self>) -> Self::Result {
+        let connection = self.connection.clone();
+        Box::pin(async move {
+            connection
+                .apply(&msg.scope, &msg.user, msg.command, msg.durability)
+                .await
+        })
+    }
+}
+
+impl<D: Domain> Handler<Snapshot<D>> for AdapterActor<D> {
+    type Result = ResponseFuture<Result<Vec<D::Item>, DomainError>>;
+
+    fn handle(&mut self, msg: Snapshot<D>, _: &mut Context<Self>) -> Self::Result {
+        let connection = self.connection.clone();
+        Box::pin(async move { connection.snapshot(&msg.scope, msg.page).await })
+    }
+}
+
+impl<D: Domain> Handler<Subscribe> for AdapterActor<D> {
+    type Result = Result<SubscriberId, DomainError>;
+
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) -> Self::Result {
+        self.next_id += 1;
+        let id = SubscriberId(self.next_id);
+        let is_new = !self.feeds.contains_key(&msg.scope);
+        self.feeds
+            .entry(msg.scope.clone())
+            .or_insert_with(|| Feed {
+                subscribers: HashMap::new(),
+                handle: None,
+            })
+            .subscribers
+            .insert(id, msg.subscriber);
+        if is_new {
+            self.open(msg.scope, ctx);
+        }
+        Ok(id)
+    }
+}
+
+impl<D: Domain> Handler<Unsubscribe> for AdapterActor<D> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, ctx: &mut Context<Self>) {
+        let Some(feed) = self.feeds.get_mut(&msg.scope) else {
+            return;
+        };
+        feed.subscribers.remove(&msg.id);
+        if feed.subscribers.is_empty() {
+            if let Some(handle) = feed.handle.take() {
+                ctx.cancel_future(handle);
+            }
+            self.feeds.remove(&msg.scope);
+        }
+    }
+}
+
+impl<D: Domain> Handler<Reopen> for AdapterActor<D> {
+    type Result = ();
+
+    fn handle(&mut self, Reopen(scope): Reopen, ctx: &mut Context<Self>) {
+        if self
+            .feeds
+            .get(&scope)
+            .is_some_and(|feed| feed.handle.is_none())
+        {
+            self.open(scope, ctx);
+        }
+    }
+}
+
+impl<D: Domain> StreamHandler<(ScopeKey, Option<Delivery<D::Event>>)> for AdapterActor<D> {
+    fn handle(
+        &mut self,
+        (scope, delivery): (ScopeKey, Option<Delivery<D::Event>>),
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(feed) = self.feeds.get_mut(&scope) else {
+            return;
+        };
+        let frame = match delivery {
+            Some(Delivery::Event(event)) => match serde_json::to_string(&event) {
+                Ok(json) => Live::Event(json.into()),
+                Err(error) => {
+                    tracing::error!(domain = D::NAME, %error, "cannot serialise an event");
+                    return;
+                }
+            },
+            Some(Delivery::Lagged) => Live::Resync,
+            None => {
+                // The connection ended this feed: reopen it, and tell subscribers that
+                // they may have missed events meanwhile.
+                feed.handle = None;
+                ctx.notify_later(Reopen(scope.clone()), REOPEN_DELAY);
+                Live::Resync
+            }
+        };
+        feed.subscribers
+            .retain(|_, subscriber| match subscriber.try_send(frame.clone()) {
+                Ok(()) => true,
+                Err(SendError::Full(_)) => {
+                    // A subscriber whose mailbox is full gets a resync instead of a silent gap.
+                    subscriber.do_send(Live::Resync);
+                    true
+                }
+                Err(SendError::Closed(_)) => false,
+            });
+    }
+
+    /// Feeds end individually (see above); the actor itself keeps running.
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}

@@ -1,0 +1,239 @@
+//! The JSON-level face of a running domain, so the API can route `/api/{domain}/...`
+//! by name without knowing any domain's types.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use async_trait::async_trait;
+use boardsync_core::factory::{connect, AdapterContext};
+use boardsync_core::scope::parse_config;
+use boardsync_core::{
+    AdapterKind, Domain, DomainAdapters, DomainError, Durability, Page, ScopeKey, ScopeStore,
+    UserId,
+};
+use serde_json::{json, Value};
+
+use crate::adapter::{AdapterActor, Apply, Live, Snapshot, Subscribe, SubscriberId, Unsubscribe};
+
+/// Snapshot page sizes the API allows.
+#[derive(Debug, Clone, Copy)]
+pub struct PageLimits {
+    pub default: u32,
+    pub max: u32,
+}
+
+#[async_trait]
+pub trait DomainService: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// What a scope is called: "channel", "board".
+    fn scope_noun(&self) -> &'static str;
+    fn adapter(&self) -> AdapterKind;
+    /// Validates a scope's `config` object.
+    fn validate_scope_config(&self, config: &Value) -> Result<(), DomainError>;
+    /// `{"items": [...], "next_before": cursor-or-null}`, newest first.
+    async fn snapshot(
+        &self,
+        scope: &ScopeKey,
+        limit: Option<u32>,
+        before: Option<String>,
+    ) -> Result<Value, DomainError>;
+    /// Applies a JSON command (tagged by `type`; `durability` optional) and returns the event.
+    async fn apply(
+        &self,
+        scope: &ScopeKey,
+        user: &UserId,
+        command: Value,
+    ) -> Result<Value, DomainError>;
+    async fn subscribe(
+        &self,
+        scope: &ScopeKey,
+        subscriber: Recipient<Live>,
+    ) -> Result<SubscriberId, DomainError>;
+    fn unsubscribe(&self, scope: &ScopeKey, id: SubscriberId);
+}
+
+/// A running domain: its supervised [`AdapterActor`] and what the API checks first.
+pub struct DomainHandle<D: Domain> {
+    actor: Addr<AdapterActor<D>>,
+    adapter: AdapterKind,
+    scopes: Arc<ScopeStore>,
+    settings: D::Settings,
+    pages: PageLimits,
+    _domain: PhantomData<D>,
+}
+
+fn actor_gone<E: std::fmt::Display>(error: E) -> DomainError {
+    DomainError::unavailable(
+        "domain_unavailable",
+        format!("the domain's actor is not running: {error}"),
+    )
+}
+
+impl<D: Domain> DomainHandle<D> {
+    async fn existing_scope(&self, scope: &ScopeKey) -> Result<(), DomainError> {
+        self.scopes
+            .require(D::NAME, D::SCOPE, scope)
+            .await
+            .map(|_| ())
+    }
+}
+
+#[async_trait]
+impl<D: Domain> DomainService for DomainHandle<D> {
+    fn name(&self) -> &'static str {
+        D::NAME
+    }
+
+    fn scope_noun(&self) -> &'static str {
+        D::SCOPE
+    }
+
+    fn adapter(&self) -> AdapterKind {
+        self.adapter
+    }
+
+    fn validate_scope_config(&self, config: &Value) -> Result<(), DomainError> {
+        parse_config::<D>(config).map(|_| ())
+    }
+
+    async fn snapshot(
+        &self,
+        scope: &ScopeKey,
+        limit: Option<u32>,
+        before: Option<String>,
+    ) -> Result<Value, DomainError> {
+        let limit = limit.unwrap_or(self.pages.default);
+        if limit == 0 || limit > self.pages.max {
+            return Err(DomainError::bad_request(
+                "invalid_limit",
+                format!("limit must be between 1 and {}", self.pages.max),
+            ));
+        }
+        self.existing_scope(scope).await?;
+        let page = Page { limit, before };
+        let items = self
+            .actor
+            .send(Snapshot::<D> {
+                scope: scope.clone(),
+                page,
+                _domain: PhantomData,
+            })
+            .await
+            .map_err(actor_gone)??;
+        let next_before = (items.len() == limit as usize)
+            .then(|| items.last().map(D::cursor))
+            .flatten();
+        Ok(json!({ "items": items, "next_before": next_before }))
+    }
+
+    async fn apply(
+        &self,
+        scope: &ScopeKey,
+        user: &UserId,
+        mut command: Value,
+    ) -> Result<Value, DomainError> {
+        let durability = match command.as_object_mut().and_then(|o| o.remove("durability")) {
+            None => Durability::default(),
+            Some(value) => serde_json::from_value(value).map_err(|_| {
+                DomainError::invalid(
+                    "invalid_durability",
+                    "durability must be \"cache\" or \"durable\"",
+                )
+            })?,
+        };
+        let command: D::Command = serde_json::from_value(command).map_err(|e| {
+            DomainError::invalid(
+                "invalid_command",
+                format!("not a valid {} command: {e}", D::NAME),
+            )
+        })?;
+        self.existing_scope(scope).await?;
+        D::validate(&command, &self.settings)?;
+        let event = self
+            .actor
+            .send(Apply::<D> {
+                scope: scope.clone(),
+                user: user.clone(),
+                command,
+                durability,
+            })
+            .await
+            .map_err(actor_gone)??;
+        serde_json::to_value(event)
+            .map_err(|e| DomainError::internal(format!("event encoding: {e}")))
+    }
+
+    async fn subscribe(
+        &self,
+        scope: &ScopeKey,
+        subscriber: Recipient<Live>,
+    ) -> Result<SubscriberId, DomainError> {
+        self.existing_scope(scope).await?;
+        self.actor
+            .send(Subscribe {
+                scope: scope.clone(),
+                subscriber,
+            })
+            .await
+            .map_err(actor_gone)?
+    }
+
+    fn unsubscribe(&self, scope: &ScopeKey, id: SubscriberId) {
+        self.actor.do_send(Unsubscribe {
+            scope: scope.clone(),
+            id,
+        });
+    }
+}
+
+/// Every running domain, by name.
+#[derive(Default, Clone)]
+pub struct Domains {
+    by_name: BTreeMap<&'static str, Arc<dyn DomainService>>,
+}
+
+impl Domains {
+    /// Connects domain `D` on `adapter` (migrating its PostgreSQL schema first) and
+    /// starts its supervised [`AdapterActor`] on an arbiter of its own.
+    pub async fn start<D: DomainAdapters>(
+        &mut self,
+        adapter: AdapterKind,
+        context: AdapterContext<D>,
+        scopes: Arc<ScopeStore>,
+        pages: PageLimits,
+    ) -> Result<(), DomainError> {
+        D::migrator()
+            .run(&context.pool)
+            .await
+            .map_err(|e| DomainError::internal(format!("migrating {}: {e}", D::NAME)))?;
+        let domain_settings = context.settings.domain.clone();
+        let connection = connect::<D>(adapter, context).await?;
+        let actor = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+            AdapterActor::new(connection)
+        });
+        let handle = DomainHandle::<D> {
+            actor,
+            adapter,
+            scopes,
+            settings: domain_settings,
+            pages,
+            _domain: PhantomData,
+        };
+        self.by_name.insert(D::NAME, Arc::new(handle));
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn DomainService>> {
+        self.by_name.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.by_name.keys().copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn DomainService>> {
+        self.by_name.values()
+    }
+}

@@ -1,0 +1,95 @@
+//! Scopes through the admin API, and the OpenAPI document.
+
+use serde_json::{json, Value};
+
+use crate::helpers::spawn_app;
+
+#[actix_web::test]
+async fn scopes_are_created_updated_and_listed_with_validated_config() {
+    let app = spawn_app().await;
+
+    let created = app
+        .put_scope("chat", "general", json!({ "name": "General" }))
+        .await;
+    assert_eq!(created.status(), 200);
+    let config = json!({ "warmup": { "max_items": 50, "priority": 5 } });
+    let updated: Value = app
+        .put_scope(
+            "chat",
+            "general",
+            json!({ "name": "General chat", "config": config }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(updated["name"], "General chat");
+    assert_eq!(updated["config"]["warmup"]["max_items"], 50);
+
+    for (bad, code) in [
+        (
+            json!({ "name": "x", "config": { "warmup": { "max_itemz": 5 } } }),
+            "invalid_scope_config",
+        ),
+        (
+            json!({ "name": "x", "config": { "colour": "red" } }),
+            "invalid_scope_config",
+        ),
+        (json!({ "name": "x", "config": [] }), "invalid_scope_config"),
+        (json!({ "name": "  " }), "invalid_scope_name"),
+    ] {
+        let response = app.put_scope("chat", "general", bad).await;
+        assert_eq!(response.status(), 422);
+        assert_eq!(
+            response.json::<Value>().await.unwrap()["error"]["code"],
+            code
+        );
+    }
+    assert_eq!(
+        app.put_scope("nope", "general", json!({ "name": "x" }))
+            .await
+            .status(),
+        404
+    );
+
+    let listed: Value = app
+        .http
+        .get(format!("{}/api/admin/scopes?domain=chat", app.address))
+        .bearer_auth(app.admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let scopes = listed["scopes"].as_array().unwrap();
+    assert_eq!(scopes.len(), 1);
+    assert_eq!(
+        (scopes[0]["key"].as_str(), scopes[0]["name"].as_str()),
+        (Some("general"), Some("General chat"))
+    );
+    assert_eq!(
+        scopes[0]["config"]["warmup"]["priority"], 5,
+        "a refused update leaves the stored config alone"
+    );
+}
+
+#[actix_web::test]
+async fn the_openapi_document_describes_the_generic_routes() {
+    let app = spawn_app().await;
+
+    let document: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+
+    assert_eq!(document["openapi"], "3.0.3");
+    for path in [
+        "/api/{domain}/{scope}",
+        "/api/{domain}/{scope}/live",
+        "/api/admin/scopes/{domain}/{scope}",
+    ] {
+        assert!(document["paths"][path].is_object(), "{path} is described");
+    }
+    assert_eq!(
+        document["paths"]["/api/{domain}/{scope}"]["parameters"][0]["schema"]["enum"],
+        json!(["chat"])
+    );
+}
