@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use boardsync_core::{
-    Connection, Delivery, Domain, DomainError, Durability, Page, ScopeKey, UserId,
-};
+use boardsync_core::{Connection, Delivery, Domain, DomainError, Durability, Page, ScopeKey, UserId};
 use futures::StreamExt;
 
 /// A frame for one live subscriber.
@@ -80,37 +78,28 @@ pub struct AdapterActor<D: Domain> {
 
 impl<D: Domain> AdapterActor<D> {
     pub fn new(connection: Arc<dyn Connection<D>>) -> Self {
-        Self {
-            connection,
-            feeds: HashMap::new(),
-            next_id: 0,
-        }
+        Self { connection, feeds: HashMap::new(), next_id: 0 }
     }
 
     fn open(&mut self, scope: ScopeKey, ctx: &mut Context<Self>) {
         let connection = self.connection.clone();
         let key = scope.clone();
-        ctx.wait(
-            async move { connection.subscribe(&key).await }
-                .into_actor(self)
-                .map(move |opened, actor, ctx| match opened {
-                    Ok(stream) => {
-                        let Some(feed) = actor.feeds.get_mut(&scope) else { return };
-                        let tagged = stream
-                            .map(Some)
-                            .chain(futures::stream::once(async { None }))
-                            .map({
-                                let scope = scope.clone();
-                                move |delivery| (scope.clone(), delivery)
-                            });
-                        feed.handle = Some(ctx.add_stream(tagged));
-                    }
-                    Err(error) => {
-                        tracing::warn!(domain = D::NAME, scope = %scope, %error, "cannot open live feed; retrying");
-                        ctx.notify_later(Reopen(scope), REOPEN_DELAY);
-                    }
-                }),
-        );
+        ctx.wait(async move { connection.subscribe(&key).await }.into_actor(self).map(move |opened, actor, ctx| {
+            match opened {
+                Ok(stream) => {
+                    let Some(feed) = actor.feeds.get_mut(&scope) else { return };
+                    let tagged = stream.map(Some).chain(futures::stream::once(async { None })).map({
+                        let scope = scope.clone();
+                        move |delivery| (scope.clone(), delivery)
+                    });
+                    feed.handle = Some(ctx.add_stream(tagged));
+                }
+                Err(error) => {
+                    tracing::warn!(domain = D::NAME, scope = %scope, %error, "cannot open live feed; retrying");
+                    ctx.notify_later(Reopen(scope), REOPEN_DELAY);
+                }
+            }
+        }));
     }
 }
 
@@ -121,10 +110,7 @@ impl<D: Domain> Actor for AdapterActor<D> {
 impl<D: Domain> Supervised for AdapterActor<D> {
     /// After a restart every feed is reopened; subscribers stay registered.
     fn restarting(&mut self, ctx: &mut Context<Self>) {
-        tracing::warn!(
-            domain = D::NAME,
-            "adapter actor restarting; reopening live feeds"
-        );
+        tracing::warn!(domain = D::NAME, "adapter actor restarting; reopening live feeds");
         let scopes: Vec<ScopeKey> = self.feeds.keys().cloned().collect();
         for scope in scopes {
             if let Some(feed) = self.feeds.get_mut(&scope) {
@@ -140,11 +126,7 @@ impl<D: Domain> Handler<Apply<D>> for AdapterActor<D> {
 
     fn handle(&mut self, msg: Apply<D>, _: &mut Context<Self>) -> Self::Result {
         let connection = self.connection.clone();
-        Box::pin(async move {
-            connection
-                .apply(&msg.scope, &msg.user, msg.command, msg.durability)
-                .await
-        })
+        Box::pin(async move { connection.apply(&msg.scope, &msg.user, msg.command, msg.durability).await })
     }
 }
 
@@ -166,10 +148,7 @@ impl<D: Domain> Handler<Subscribe> for AdapterActor<D> {
         let is_new = !self.feeds.contains_key(&msg.scope);
         self.feeds
             .entry(msg.scope.clone())
-            .or_insert_with(|| Feed {
-                subscribers: HashMap::new(),
-                handle: None,
-            })
+            .or_insert_with(|| Feed { subscribers: HashMap::new(), handle: None })
             .subscribers
             .insert(id, msg.subscriber);
         if is_new {
@@ -200,22 +179,14 @@ impl<D: Domain> Handler<Reopen> for AdapterActor<D> {
     type Result = ();
 
     fn handle(&mut self, Reopen(scope): Reopen, ctx: &mut Context<Self>) {
-        if self
-            .feeds
-            .get(&scope)
-            .is_some_and(|feed| feed.handle.is_none())
-        {
+        if self.feeds.get(&scope).is_some_and(|feed| feed.handle.is_none()) {
             self.open(scope, ctx);
         }
     }
 }
 
 impl<D: Domain> StreamHandler<(ScopeKey, Option<Delivery<D::Event>>)> for AdapterActor<D> {
-    fn handle(
-        &mut self,
-        (scope, delivery): (ScopeKey, Option<Delivery<D::Event>>),
-        ctx: &mut Context<Self>,
-    ) {
+    fn handle(&mut self, (scope, delivery): (ScopeKey, Option<Delivery<D::Event>>), ctx: &mut Context<Self>) {
         let Some(feed) = self.feeds.get_mut(&scope) else {
             return;
         };
@@ -236,16 +207,15 @@ impl<D: Domain> StreamHandler<(ScopeKey, Option<Delivery<D::Event>>)> for Adapte
                 Live::Resync
             }
         };
-        feed.subscribers
-            .retain(|_, subscriber| match subscriber.try_send(frame.clone()) {
-                Ok(()) => true,
-                Err(SendError::Full(_)) => {
-                    // A subscriber whose mailbox is full gets a resync instead of a silent gap.
-                    subscriber.do_send(Live::Resync);
-                    true
-                }
-                Err(SendError::Closed(_)) => false,
-            });
+        feed.subscribers.retain(|_, subscriber| match subscriber.try_send(frame.clone()) {
+            Ok(()) => true,
+            Err(SendError::Full(_)) => {
+                // A subscriber whose mailbox is full gets a resync instead of a silent gap.
+                subscriber.do_send(Live::Resync);
+                true
+            }
+            Err(SendError::Closed(_)) => false,
+        });
     }
 
     /// Feeds end individually (see above); the actor itself keeps running.

@@ -3,13 +3,22 @@
 //!
 //! - [`adapter`]: [`AdapterActor<D>`] owns a domain's connection, serves commands and
 //!   snapshots, and fans each scope's live events out to its subscribers.
+//! - [`warmup`]: a WarmupActor per scope loads PostgreSQL's data into the cache,
+//!   coordinated per domain, bounded and prioritised across domains.
+//! - [`outbox`]: the OutboxPoller drains the cache's `sync_outbox` into PostgreSQL,
+//!   exactly once, in order per entity.
+//! - [`metrics`]: warm-up progress, outbox depth, age and lag, per domain.
 //! - [`service`]: [`DomainService`], the JSON-level, type-erased face of a running
 //!   domain that the API routes by name, and [`Domains`], the registry of them.
 //!
 //! [`Domain`]: boardsync_core::Domain
 
 pub mod adapter;
+pub mod metrics;
+pub mod outbox;
 pub mod service;
+pub mod warmup;
 
 pub use adapter::{AdapterActor, Live, SubscriberId};
-pub use service::{DomainService, Domains, PageLimits};
+pub use metrics::CacheMetrics;
+pub use service::{CacheRuntime, DomainService, Domains, PageLimits};

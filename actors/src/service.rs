@@ -7,15 +7,18 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use async_trait::async_trait;
-use boardsync_core::factory::{connect, AdapterContext};
+use boardsync_core::cache::Cache;
+use boardsync_core::factory::{connect, AdapterContext, SpacetimeTarget};
 use boardsync_core::scope::parse_config;
 use boardsync_core::{
-    AdapterKind, Domain, DomainAdapters, DomainError, Durability, Page, ScopeKey, ScopeStore,
-    UserId,
+    AdapterKind, Domain, DomainAdapters, DomainError, Durability, Page, ScopeKey, ScopeStore, UserId,
 };
 use serde_json::{json, Value};
 
 use crate::adapter::{AdapterActor, Apply, Live, Snapshot, Subscribe, SubscriberId, Unsubscribe};
+use crate::metrics::CacheMetrics;
+use crate::outbox::OutboxPoller;
+use crate::warmup::{WarmAll, WarmScope, WarmupBoard, WarmupContext, WarmupCoordinator, WarmupScheduler};
 
 /// Snapshot page sizes the API allows.
 #[derive(Debug, Clone, Copy)]
@@ -40,18 +43,15 @@ pub trait DomainService: Send + Sync {
         before: Option<String>,
     ) -> Result<Value, DomainError>;
     /// Applies a JSON command (tagged by `type`; `durability` optional) and returns the event.
-    async fn apply(
-        &self,
-        scope: &ScopeKey,
-        user: &UserId,
-        command: Value,
-    ) -> Result<Value, DomainError>;
-    async fn subscribe(
-        &self,
-        scope: &ScopeKey,
-        subscriber: Recipient<Live>,
-    ) -> Result<SubscriberId, DomainError>;
+    async fn apply(&self, scope: &ScopeKey, user: &UserId, command: Value) -> Result<Value, DomainError>;
+    async fn subscribe(&self, scope: &ScopeKey, subscriber: Recipient<Live>) -> Result<SubscriberId, DomainError>;
     fn unsubscribe(&self, scope: &ScopeKey, id: SubscriberId);
+    /// Warms `scope` again (or every scope); a 409 on the PostgreSQL adapter, which has no cache.
+    async fn rewarm(&self, scope: Option<&ScopeKey>) -> Result<(), DomainError>;
+    /// A scope was created or its config changed: warm it with its new settings.
+    fn scope_changed(&self, scope: &ScopeKey);
+    /// On the SpacetimeDB adapter: whether the cache is connected now.
+    fn cache_connected(&self) -> Option<bool>;
 }
 
 /// A running domain: its supervised [`AdapterActor`] and what the API checks first.
@@ -61,22 +61,18 @@ pub struct DomainHandle<D: Domain> {
     scopes: Arc<ScopeStore>,
     settings: D::Settings,
     pages: PageLimits,
+    warmup: Option<Addr<WarmupCoordinator<D>>>,
+    cache: Option<Arc<dyn Cache<D>>>,
     _domain: PhantomData<D>,
 }
 
 fn actor_gone<E: std::fmt::Display>(error: E) -> DomainError {
-    DomainError::unavailable(
-        "domain_unavailable",
-        format!("the domain's actor is not running: {error}"),
-    )
+    DomainError::unavailable("domain_unavailable", format!("the domain's actor is not running: {error}"))
 }
 
 impl<D: Domain> DomainHandle<D> {
     async fn existing_scope(&self, scope: &ScopeKey) -> Result<(), DomainError> {
-        self.scopes
-            .require(D::NAME, D::SCOPE, scope)
-            .await
-            .map(|_| ())
+        self.scopes.require(D::NAME, D::SCOPE, scope).await.map(|_| ())
     }
 }
 
@@ -115,92 +111,108 @@ impl<D: Domain> DomainService for DomainHandle<D> {
         let page = Page { limit, before };
         let items = self
             .actor
-            .send(Snapshot::<D> {
-                scope: scope.clone(),
-                page,
-                _domain: PhantomData,
-            })
+            .send(Snapshot::<D> { scope: scope.clone(), page, _domain: PhantomData })
             .await
             .map_err(actor_gone)??;
-        let next_before = (items.len() == limit as usize)
-            .then(|| items.last().map(D::cursor))
-            .flatten();
+        let next_before = (items.len() == limit as usize).then(|| items.last().map(D::cursor)).flatten();
         Ok(json!({ "items": items, "next_before": next_before }))
     }
 
-    async fn apply(
-        &self,
-        scope: &ScopeKey,
-        user: &UserId,
-        mut command: Value,
-    ) -> Result<Value, DomainError> {
+    async fn apply(&self, scope: &ScopeKey, user: &UserId, mut command: Value) -> Result<Value, DomainError> {
         let durability = match command.as_object_mut().and_then(|o| o.remove("durability")) {
             None => Durability::default(),
             Some(value) => serde_json::from_value(value).map_err(|_| {
-                DomainError::invalid(
-                    "invalid_durability",
-                    "durability must be \"cache\" or \"durable\"",
-                )
+                DomainError::invalid("invalid_durability", "durability must be \"cache\" or \"durable\"")
             })?,
         };
-        let command: D::Command = serde_json::from_value(command).map_err(|e| {
-            DomainError::invalid(
-                "invalid_command",
-                format!("not a valid {} command: {e}", D::NAME),
-            )
-        })?;
+        let command: D::Command = serde_json::from_value(command)
+            .map_err(|e| DomainError::invalid("invalid_command", format!("not a valid {} command: {e}", D::NAME)))?;
         self.existing_scope(scope).await?;
         D::validate(&command, &self.settings)?;
         let event = self
             .actor
-            .send(Apply::<D> {
-                scope: scope.clone(),
-                user: user.clone(),
-                command,
-                durability,
-            })
+            .send(Apply::<D> { scope: scope.clone(), user: user.clone(), command, durability })
             .await
             .map_err(actor_gone)??;
-        serde_json::to_value(event)
-            .map_err(|e| DomainError::internal(format!("event encoding: {e}")))
+        serde_json::to_value(event).map_err(|e| DomainError::internal(format!("event encoding: {e}")))
     }
 
-    async fn subscribe(
-        &self,
-        scope: &ScopeKey,
-        subscriber: Recipient<Live>,
-    ) -> Result<SubscriberId, DomainError> {
+    async fn subscribe(&self, scope: &ScopeKey, subscriber: Recipient<Live>) -> Result<SubscriberId, DomainError> {
         self.existing_scope(scope).await?;
-        self.actor
-            .send(Subscribe {
-                scope: scope.clone(),
-                subscriber,
-            })
-            .await
-            .map_err(actor_gone)?
+        self.actor.send(Subscribe { scope: scope.clone(), subscriber }).await.map_err(actor_gone)?
     }
 
     fn unsubscribe(&self, scope: &ScopeKey, id: SubscriberId) {
-        self.actor.do_send(Unsubscribe {
-            scope: scope.clone(),
-            id,
-        });
+        self.actor.do_send(Unsubscribe { scope: scope.clone(), id });
+    }
+
+    async fn rewarm(&self, scope: Option<&ScopeKey>) -> Result<(), DomainError> {
+        let Some(warmup) = &self.warmup else {
+            return Err(DomainError::conflict(
+                "no_cache",
+                format!("the {} domain runs on the PostgreSQL adapter: there is no cache to warm", D::NAME),
+            ));
+        };
+        match scope {
+            Some(scope) => {
+                self.existing_scope(scope).await?;
+                warmup.do_send(WarmScope(scope.clone()));
+            }
+            None => warmup.do_send(WarmAll),
+        }
+        Ok(())
+    }
+
+    fn scope_changed(&self, scope: &ScopeKey) {
+        if let Some(warmup) = &self.warmup {
+            warmup.do_send(WarmScope(scope.clone()));
+        }
+    }
+
+    fn cache_connected(&self) -> Option<bool> {
+        self.cache.as_ref().map(|cache| cache.epoch().is_some())
+    }
+}
+
+/// What the domains on the SpacetimeDB adapter share: one warm-up scheduler (the
+/// global concurrency limit), one status board, the metrics.
+#[derive(Clone)]
+pub struct CacheRuntime {
+    pub scheduler: Addr<WarmupScheduler>,
+    pub board: Arc<WarmupBoard>,
+    pub metrics: CacheMetrics,
+}
+
+impl CacheRuntime {
+    pub fn start(metrics: CacheMetrics, max_concurrent_scopes: usize) -> Self {
+        Self {
+            scheduler: WarmupScheduler::new(max_concurrent_scopes).start(),
+            board: Arc::new(WarmupBoard::new(metrics.clone())),
+            metrics,
+        }
     }
 }
 
 /// Every running domain, by name.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct Domains {
     by_name: BTreeMap<&'static str, Arc<dyn DomainService>>,
+    runtime: CacheRuntime,
 }
 
 impl Domains {
-    /// Connects domain `D` on `adapter` (migrating its PostgreSQL schema first) and
-    /// starts its supervised [`AdapterActor`] on an arbiter of its own.
+    pub fn new(runtime: CacheRuntime) -> Self {
+        Self { by_name: BTreeMap::new(), runtime }
+    }
+
+    /// Connects domain `D` (migrating its PostgreSQL schema first) on SpacetimeDB
+    /// when `spacetimedb` is given and on PostgreSQL otherwise, and starts its
+    /// supervised [`AdapterActor`] on an arbiter of its own; with a cache, also its
+    /// [`OutboxPoller`] and [`WarmupCoordinator`].
     pub async fn start<D: DomainAdapters>(
         &mut self,
-        adapter: AdapterKind,
         context: AdapterContext<D>,
+        spacetimedb: Option<SpacetimeTarget>,
         scopes: Arc<ScopeStore>,
         pages: PageLimits,
     ) -> Result<(), DomainError> {
@@ -209,16 +221,42 @@ impl Domains {
             .await
             .map_err(|e| DomainError::internal(format!("migrating {}: {e}", D::NAME)))?;
         let domain_settings = context.settings.domain.clone();
-        let connection = connect::<D>(adapter, context).await?;
-        let actor = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            AdapterActor::new(connection)
+        let framework = context.settings.framework.clone();
+        let pool = context.pool.clone();
+        let adapter = connect::<D>(context, spacetimedb).await?;
+        let kind = adapter.connection.kind();
+        let arbiter = Arbiter::new().handle();
+        let connection = adapter.connection;
+        let actor = Supervisor::start_in_arbiter(&arbiter, move |_| AdapterActor::new(connection));
+        let cache = adapter.cache.clone();
+        let warmup = adapter.cache.map(|cache| {
+            let poller = OutboxPoller::<D>::new(
+                cache.clone(),
+                pool.clone(),
+                framework.outbox_batch_size,
+                std::time::Duration::from_millis(framework.outbox_poll_interval_ms),
+                self.runtime.metrics.clone(),
+            );
+            OutboxPoller::start_in_arbiter(&arbiter, move |_| poller);
+            let context = WarmupContext {
+                cache,
+                pool,
+                scopes: scopes.clone(),
+                defaults: framework.warmup.clone(),
+                scheduler: self.runtime.scheduler.clone(),
+                board: self.runtime.board.clone(),
+                metrics: self.runtime.metrics.clone(),
+            };
+            WarmupCoordinator::start_in_arbiter(&arbiter, move |_| WarmupCoordinator::new(context))
         });
         let handle = DomainHandle::<D> {
             actor,
-            adapter,
+            adapter: kind,
             scopes,
             settings: domain_settings,
             pages,
+            warmup,
+            cache,
             _domain: PhantomData,
         };
         self.by_name.insert(D::NAME, Arc::new(handle));
@@ -235,5 +273,10 @@ impl Domains {
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn DomainService>> {
         self.by_name.values()
+    }
+
+    /// Every scope's warm-up status.
+    pub fn warmup_board(&self) -> &WarmupBoard {
+        &self.runtime.board
     }
 }

@@ -26,15 +26,8 @@ pub struct Claims {
 
 /// A signed token for `user`, valid for `auth.token_ttl_secs`.
 pub fn issue_token(settings: &AuthSettings, user: &str, admin: bool) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let claims = Claims {
-        sub: user.to_string(),
-        iat: now,
-        exp: now + settings.token_ttl_secs,
-        admin,
-    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let claims = Claims { sub: user.to_string(), iat: now, exp: now + settings.token_ttl_secs, admin };
     encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -56,16 +49,9 @@ fn unauthorized(message: &str) -> ApiError {
 
 fn bearer_token(req: &HttpRequest) -> Option<String> {
     if let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        return header
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")
-            .map(|t| t.trim().to_string());
+        return header.to_str().ok()?.strip_prefix("Bearer ").map(|t| t.trim().to_string());
     }
-    web::Query::<TokenQuery>::from_query(req.query_string())
-        .ok()?
-        .into_inner()
-        .token
+    web::Query::<TokenQuery>::from_query(req.query_string()).ok()?.into_inner().token
 }
 
 #[derive(Deserialize)]
@@ -74,9 +60,7 @@ struct TokenQuery {
 }
 
 fn authenticate(req: &HttpRequest) -> Result<User, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .expect("AppState is registered");
+    let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered");
     let token = bearer_token(req).ok_or_else(|| unauthorized("a bearer token is required"))?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub"]);
@@ -87,10 +71,7 @@ fn authenticate(req: &HttpRequest) -> Result<User, ApiError> {
     if claims.sub.trim().is_empty() {
         return Err(unauthorized("the bearer token names no user"));
     }
-    Ok(User {
-        id: UserId(claims.sub),
-        admin: claims.admin,
-    })
+    Ok(User { id: UserId(claims.sub), admin: claims.admin })
 }
 
 impl FromRequest for User {
@@ -115,10 +96,7 @@ impl FromRequest for Admin {
             if user.admin {
                 Ok(Admin(user))
             } else {
-                Err(ApiError(DomainError::forbidden(
-                    "admin_required",
-                    "this route needs an admin token",
-                )))
+                Err(ApiError(DomainError::forbidden("admin_required", "this route needs an admin token")))
             }
         }))
     }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use boardsync_actors::{Domains, PageLimits};
-use boardsync_core::{AdapterContext, AdapterKind, DomainAdapters, DomainSettings, ScopeStore};
+use boardsync_actors::{CacheRuntime, Domains, PageLimits};
+use boardsync_core::{AdapterContext, DomainAdapters, DomainSettings, ScopeStore};
 use sqlx::PgPool;
 
 use crate::settings::Settings;
@@ -12,62 +12,46 @@ use crate::startup::StartupError;
 
 /// Starts every domain on the adapter the settings pick.
 pub async fn start_all(wiring: &Wiring<'_>) -> Result<Domains, StartupError> {
-    let mut domains = Domains::default();
+    let mut domains = Domains::new(wiring.runtime.clone());
     wiring.start::<boardsync_chat::Chat>(&mut domains).await?;
     wiring.check_sections(&domains)?;
     Ok(domains)
 }
 
 pub struct Wiring<'a> {
-    pub adapter: AdapterKind,
     pub pool: PgPool,
     pub scopes: Arc<ScopeStore>,
     pub settings: &'a Settings,
+    pub runtime: CacheRuntime,
 }
 
 impl Wiring<'_> {
     async fn start<D: DomainAdapters>(&self, domains: &mut Domains) -> Result<(), StartupError> {
-        let section = self.settings.domains.get(D::NAME).ok_or_else(|| {
-            StartupError::Settings(format!("missing setting `domains.{}`", D::NAME))
-        })?;
+        let section = self
+            .settings
+            .domains
+            .get(D::NAME)
+            .ok_or_else(|| StartupError::Settings(format!("missing setting `domains.{}`", D::NAME)))?;
         let settings = DomainSettings::<D>::parse(section).map_err(StartupError::Settings)?;
-        let context = AdapterContext {
-            pool: self.pool.clone(),
-            settings,
-        };
-        let pages = PageLimits {
-            default: self.settings.api.default_page_size,
-            max: self.settings.api.max_page_size,
-        };
+        let context = AdapterContext { pool: self.pool.clone(), settings };
+        let pages = PageLimits { default: self.settings.api.default_page_size, max: self.settings.api.max_page_size };
+        let spacetimedb = self.settings.spacetimedb.target(D::NAME);
+        let adapter = self.settings.adapter();
         domains
-            .start::<D>(self.adapter, context, self.scopes.clone(), pages)
+            .start::<D>(context, spacetimedb, self.scopes.clone(), pages)
             .await
-            .map_err(|error| StartupError::Domain {
-                domain: D::NAME,
-                error,
-            })?;
-        tracing::info!(
-            domain = D::NAME,
-            adapter = self.adapter.as_str(),
-            "domain started"
-        );
+            .map_err(|error| StartupError::Domain { domain: D::NAME, error })?;
+        tracing::info!(domain = D::NAME, adapter = adapter.as_str(), "domain started");
         Ok(())
     }
 
     /// A `[domains.x]` section for a domain that is not wired in is a typo.
     fn check_sections(&self, domains: &Domains) -> Result<(), StartupError> {
-        let unknown: Vec<&String> = self
-            .settings
-            .domains
-            .keys()
-            .filter(|k| domains.get(k).is_none())
-            .collect();
+        let unknown: Vec<&String> = self.settings.domains.keys().filter(|k| domains.get(k).is_none()).collect();
         if unknown.is_empty() {
             Ok(())
         } else {
-            Err(StartupError::Settings(format!(
-                "unknown domain section(s) under `domains`: {unknown:?}"
-            )))
+            Err(StartupError::Settings(format!("unknown domain section(s) under `domains`: {unknown:?}")))
         }
     }
 }

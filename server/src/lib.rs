@@ -10,6 +10,7 @@
 //! - [`error`]: the one mapping from errors to JSON responses and HTTP statuses.
 //! - [`metrics`]: the Prometheus registry an operator scrapes.
 //! - [`telemetry`]: structured logs with `tracing`.
+//! - [`warmup_command`]: `boardsync warmup`, re-warming through the admin API.
 
 pub mod auth;
 pub mod domains;
@@ -19,3 +20,4 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;
+pub mod warmup_command;

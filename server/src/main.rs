@@ -1,11 +1,12 @@
 //! The `boardsync` command line: `serve` runs the server; `token` prints a bearer
-//! token for local use.
+//! token for local use; `warmup` re-warms the cache with a progress bar.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use boardsync::settings::Settings;
 use boardsync::startup::Application;
+use boardsync::warmup_command::WarmupCommand;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +32,21 @@ enum Command {
         #[arg(long)]
         admin: bool,
     },
+    /// Re-warm the cache from PostgreSQL through a running server, with progress.
+    Warmup {
+        /// Only this domain (default: every domain).
+        #[arg(long)]
+        domain: Option<String>,
+        /// Only this scope (needs --domain).
+        #[arg(long, requires = "domain")]
+        scope: Option<String>,
+        /// The server (default: http://<server.host>:<server.port>).
+        #[arg(long)]
+        url: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+    },
 }
 
 #[actix_web::main]
@@ -44,12 +60,14 @@ async fn main() -> anyhow::Result<()> {
             app.run_until_stopped().await.context("serving")?;
             tracing::info!("boardsync stopped");
         }
+        Command::Warmup { domain, scope, url, timeout_secs } => {
+            let url = url.unwrap_or_else(|| format!("http://{}:{}", settings.server.host, settings.server.port));
+            let command = WarmupCommand { url, domain, scope, timeout: std::time::Duration::from_secs(timeout_secs) };
+            command.run(&settings).await?;
+        }
         Command::Token { user, admin } => {
             anyhow::ensure!(!user.trim().is_empty(), "--user must not be empty");
-            println!(
-                "{}",
-                boardsync::auth::issue_token(&settings.auth, &user, admin)
-            );
+            println!("{}", boardsync::auth::issue_token(&settings.auth, &user, admin));
         }
     }
     Ok(())

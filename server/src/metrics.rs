@@ -1,8 +1,6 @@
 //! The metrics an operator needs, exported in Prometheus text format at `/metrics`.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// One registry per application instance, so parallel tests do not share counters.
 #[derive(Clone)]
@@ -15,36 +13,23 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(adapter: &str) -> Self {
-        let registry = Registry::new_custom(Some("boardsync".into()), None)
-            .expect("static metric prefix is valid");
-        let info = IntGaugeVec::new(
-            Opts::new("info", "Build and configuration of this instance"),
-            &["version", "adapter"],
-        )
-        .expect("static metric definition");
-        info.with_label_values(&[env!("CARGO_PKG_VERSION"), adapter])
-            .set(1);
+        let registry = Registry::new_custom(Some("boardsync".into()), None).expect("static metric prefix is valid");
+        let info =
+            IntGaugeVec::new(Opts::new("info", "Build and configuration of this instance"), &["version", "adapter"])
+                .expect("static metric definition");
+        info.with_label_values(&[env!("CARGO_PKG_VERSION"), adapter]).set(1);
         let dependency_up = IntGaugeVec::new(
-            Opts::new(
-                "dependency_up",
-                "1 when the last health check reached the dependency",
-            ),
+            Opts::new("dependency_up", "1 when the last health check reached the dependency"),
             &["dependency"],
         )
         .expect("static metric definition");
         let http_requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "HTTP requests served, by route and status",
-            ),
+            Opts::new("http_requests_total", "HTTP requests served, by route and status"),
             &["method", "route", "status"],
         )
         .expect("static metric definition");
         let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "HTTP request latency, by route",
-            ),
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency, by route"),
             &["method", "route"],
         )
         .expect("static metric definition");
@@ -54,16 +39,9 @@ impl Metrics {
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
         ] {
-            registry
-                .register(collector)
-                .expect("metric names are unique");
+            registry.register(collector).expect("metric names are unique");
         }
-        Self {
-            registry,
-            dependency_up,
-            http_requests,
-            http_duration,
-        }
+        Self { registry, dependency_up, http_requests, http_duration }
     }
 
     pub fn registry(&self) -> &Registry {

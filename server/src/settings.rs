@@ -6,6 +6,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
+use boardsync_core::factory::SpacetimeTarget;
+use boardsync_core::spacetime::Backoff;
 use boardsync_core::AdapterKind;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -64,6 +68,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub log: LogSettings,
     pub api: ApiSettings,
+    pub warmup: WarmupLimits,
     /// Each domain's `[domains.<name>]` section, parsed by the domain at start-up
     /// (so its errors name the domain's own keys).
     pub domains: HashMap<String, serde_json::Value>,
@@ -102,6 +107,17 @@ pub struct SpacetimedbSettings {
     pub token: SecretString,
     pub database_prefix: String,
     pub connect_timeout_secs: u64,
+    pub reducer_timeout_ms: u64,
+    pub durable_timeout_ms: u64,
+    pub reconnect_initial_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmupLimits {
+    /// How many scopes (of all domains) warm at once.
+    pub max_concurrent_scopes: usize,
 }
 
 impl SpacetimedbSettings {
@@ -113,6 +129,22 @@ impl SpacetimedbSettings {
     /// The SpacetimeDB database name of one domain's module.
     pub fn database_name(&self, domain: &str) -> String {
         format!("{}-{}", self.database_prefix, domain)
+    }
+
+    /// Where `domain`'s module is, when SpacetimeDB is configured.
+    pub fn target(&self, domain: &str) -> Option<SpacetimeTarget> {
+        let url = self.url()?;
+        Some(SpacetimeTarget {
+            url: url.trim_end_matches('/').to_string(),
+            token: self.token.expose_secret().to_string(),
+            database: self.database_name(domain),
+            reducer_timeout: Duration::from_millis(self.reducer_timeout_ms),
+            durable_timeout: Duration::from_millis(self.durable_timeout_ms),
+            backoff: Backoff::new(
+                Duration::from_millis(self.reconnect_initial_ms),
+                Duration::from_millis(self.reconnect_max_ms),
+            ),
+        })
     }
 }
 
@@ -142,11 +174,7 @@ impl Settings {
     /// from the process environment.
     pub fn load() -> Result<Self, SettingsError> {
         let vars: HashMap<String, String> = std::env::vars().collect();
-        let environment = Environment::try_from(
-            vars.get("BOARDSYNC_ENV")
-                .cloned()
-                .unwrap_or_else(|| "local".into()),
-        )?;
+        let environment = Environment::try_from(vars.get("BOARDSYNC_ENV").cloned().unwrap_or_else(|| "local".into()))?;
         Self::load_from(&settings_dir(&vars)?, environment, vars)
     }
 
@@ -163,10 +191,7 @@ impl Settings {
         let spacetimedb_url = vars.get("SPACETIMEDB_URL").cloned();
         let mut builder = config::Config::builder()
             .add_source(config::File::from(dir.join("default.toml")))
-            .add_source(
-                config::File::from(dir.join(format!("{}.toml", environment.as_str())))
-                    .required(false),
-            )
+            .add_source(config::File::from(dir.join(format!("{}.toml", environment.as_str()))).required(false))
             .add_source(
                 config::Environment::with_prefix("BOARDSYNC")
                     .prefix_separator("__")
@@ -193,10 +218,7 @@ impl Settings {
 
     fn validate(&self, environment: Environment) -> Result<(), SettingsError> {
         if self.database.url.expose_secret().trim().is_empty() {
-            return Err(SettingsError::Rejected {
-                key: "database.url",
-                reason: "must not be empty".into(),
-            });
+            return Err(SettingsError::Rejected { key: "database.url", reason: "must not be empty".into() });
         }
         if self.database.max_connections == 0 {
             return Err(SettingsError::Rejected {
@@ -204,21 +226,13 @@ impl Settings {
                 reason: "must be at least 1".into(),
             });
         }
-        if self.spacetimedb.url().is_some()
-            && self.spacetimedb.token.expose_secret().trim().is_empty()
-        {
+        if self.spacetimedb.url().is_some() && self.spacetimedb.token.expose_secret().trim().is_empty() {
             return Err(SettingsError::Rejected {
                 key: "spacetimedb.token",
-                reason: "a SpacetimeDB URL is set, so the backend's identity token is needed too"
-                    .into(),
+                reason: "a SpacetimeDB URL is set, so the backend's identity token is needed too".into(),
             });
         }
-        if environment == Environment::Production
-            && self
-                .auth
-                .jwt_secret
-                .expose_secret()
-                .starts_with("boardsync-local")
+        if environment == Environment::Production && self.auth.jwt_secret.expose_secret().starts_with("boardsync-local")
         {
             return Err(SettingsError::Rejected {
                 key: "auth.jwt_secret",
@@ -254,10 +268,7 @@ mod tests {
     use super::*;
 
     fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let vars = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Settings::load_from(&Settings::source_dir(), Environment::Local, vars)
     }
 
@@ -278,10 +289,7 @@ mod tests {
         ])
         .expect("overrides load");
         assert_eq!(settings.server.port, 9090);
-        assert_eq!(
-            settings.database.url.expose_secret(),
-            "postgres://elsewhere/db"
-        );
+        assert_eq!(settings.database.url.expose_secret(), "postgres://elsewhere/db");
         assert_eq!(settings.adapter(), AdapterKind::Spacetimedb);
     }
 
@@ -293,25 +301,19 @@ mod tests {
 
     #[test]
     fn a_malformed_value_names_its_key() {
-        let error = load(&[("BOARDSYNC__SERVER__PORT", "eighty")])
-            .unwrap_err()
-            .to_string();
+        let error = load(&[("BOARDSYNC__SERVER__PORT", "eighty")]).unwrap_err().to_string();
         assert!(error.contains("server.port"), "{error}");
     }
 
     #[test]
     fn an_unknown_key_is_refused_by_name() {
-        let error = load(&[("BOARDSYNC__SERVER__PROT", "1")])
-            .unwrap_err()
-            .to_string();
+        let error = load(&[("BOARDSYNC__SERVER__PROT", "1")]).unwrap_err().to_string();
         assert!(error.contains("prot"), "{error}");
     }
 
     #[test]
     fn a_spacetimedb_url_without_a_token_is_refused() {
-        let error = load(&[("SPACETIMEDB_URL", "http://127.0.0.1:3999")])
-            .unwrap_err()
-            .to_string();
+        let error = load(&[("SPACETIMEDB_URL", "http://127.0.0.1:3999")]).unwrap_err().to_string();
         assert!(error.contains("spacetimedb.token"), "{error}");
     }
 }

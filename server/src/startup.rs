@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpServer};
-use boardsync_actors::Domains;
+use boardsync_actors::{CacheMetrics, CacheRuntime, Domains};
 use boardsync_core::{AdapterKind, DomainError, ScopeStore};
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
@@ -26,19 +26,13 @@ pub enum StartupError {
     #[error("cannot migrate PostgreSQL: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot listen on {address}: {source}")]
-    Bind {
-        address: String,
-        source: std::io::Error,
-    },
+    Bind { address: String, source: std::io::Error },
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
     #[error("{0}")]
     Settings(String),
     #[error("cannot start the {domain} domain: {error}")]
-    Domain {
-        domain: &'static str,
-        error: DomainError,
-    },
+    Domain { domain: &'static str, error: DomainError },
 }
 
 /// What every request handler may use.
@@ -68,31 +62,27 @@ impl Application {
         boardsync_core::migrations::run_all(&pool, &[]).await?;
         let adapter = settings.adapter();
         let scopes = Arc::new(ScopeStore::new(pool.clone()));
+        let metrics = Metrics::new(adapter.as_str());
+        let cache_metrics = CacheMetrics::register(metrics.registry()).expect("cache metric names are unique");
         let wiring = Wiring {
-            adapter,
             pool: pool.clone(),
             scopes: scopes.clone(),
             settings: &settings,
+            runtime: CacheRuntime::start(cache_metrics, settings.warmup.max_concurrent_scopes),
         };
         let domains = domains::start_all(&wiring).await?;
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener =
-            TcpListener::bind(&address).map_err(|source| StartupError::Bind { address, source })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                address: "listener".into(),
-                source,
-            })?
-            .port();
+        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind { address, source })?;
+        let port =
+            listener.local_addr().map_err(|source| StartupError::Bind { address: "listener".into(), source })?.port();
 
         tracing::info!(adapter = adapter.as_str(), port, "boardsync starting");
         let shutdown_timeout = settings.server.shutdown_timeout_secs;
         let state = web::Data::new(AppState {
             adapter,
             pool,
-            metrics: Metrics::new(adapter.as_str()),
+            metrics,
             http: reqwest::Client::builder().build()?,
             scopes,
             domains,
@@ -107,18 +97,13 @@ impl Application {
                 .wrap_fn(move |request, service| {
                     let started = Instant::now();
                     let method = request.method().to_string();
-                    let route = request
-                        .match_pattern()
-                        .unwrap_or_else(|| "unmatched".into());
+                    let route = request.match_pattern().unwrap_or_else(|| "unmatched".into());
                     let metrics = metrics.clone();
                     let response = service.call(request);
                     async move {
                         let response = response.await?;
                         let status = response.status().as_u16().to_string();
-                        metrics
-                            .http_requests
-                            .with_label_values(&[&method, &route, &status])
-                            .inc();
+                        metrics.http_requests.with_label_values(&[&method, &route, &status]).inc();
                         metrics
                             .http_duration
                             .with_label_values(&[&method, &route])
@@ -139,22 +124,19 @@ impl Application {
                 // Admin routes first: `/api/admin/...` must not match `/api/{domain}/{scope}`.
                 .service(routes::admin::list_scopes)
                 .service(routes::admin::put_scope)
+                .service(routes::admin::warmup_status)
+                .service(routes::admin::rewarm_scope)
+                .service(routes::admin::rewarm_domain)
                 .service(routes::live::live)
                 .service(routes::domain::snapshot)
                 .service(routes::domain::command)
                 .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(ApiError(DomainError::not_found(
-                        "no_route",
-                        "no such route",
-                    )))
+                    Err::<actix_web::HttpResponse, _>(ApiError(DomainError::not_found("no_route", "no such route")))
                 }))
         })
         .shutdown_timeout(shutdown_timeout)
         .listen(listener)
-        .map_err(|source| StartupError::Bind {
-            address: "listener".into(),
-            source,
-        })?
+        .map_err(|source| StartupError::Bind { address: "listener".into(), source })?
         .run();
 
         Ok(Self { port, server })
@@ -174,21 +156,17 @@ impl Application {
 /// JSON bodies: malformed JSON is a 400 and an oversized body a 413, both as JSON
 /// errors, and neither reaches a domain.
 fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(limit)
-        .error_handler(|error, _| {
-            use actix_web::error::JsonPayloadError;
-            let error = match &error {
-                JsonPayloadError::Overflow { .. }
-                | JsonPayloadError::OverflowKnownLength { .. } => {
-                    DomainError::too_large("body_too_large", error.to_string())
-                }
-                JsonPayloadError::ContentType => DomainError::bad_request(
-                    "unsupported_content_type",
-                    "send the body as application/json",
-                ),
-                _ => DomainError::bad_request("malformed_json", error.to_string()),
-            };
-            ApiError(error).into()
-        })
+    web::JsonConfig::default().limit(limit).error_handler(|error, _| {
+        use actix_web::error::JsonPayloadError;
+        let error = match &error {
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                DomainError::too_large("body_too_large", error.to_string())
+            }
+            JsonPayloadError::ContentType => {
+                DomainError::bad_request("unsupported_content_type", "send the body as application/json")
+            }
+            _ => DomainError::bad_request("malformed_json", error.to_string()),
+        };
+        ApiError(error).into()
+    })
 }

@@ -11,6 +11,10 @@
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use boardsync_core::factory::SpacetimeTarget;
+use boardsync_core::spacetime::Backoff;
 use boardsync_core::{Domain, DomainSettings};
 use sqlx::migrate::Migrator;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -25,11 +29,16 @@ fn required_env(name: &str) -> String {
     std::env::var(name)
         .ok()
         .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not set: run the tests through scripts/test, which starts the services"
-            )
-        })
+        .unwrap_or_else(|| panic!("{name} is not set: run the tests through scripts/test, which starts the services"))
+}
+
+/// Polls `condition` every 20 ms until it holds; panics naming `what` after 20 s.
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `D`'s settings as `settings/default.toml` gives them.
@@ -39,12 +48,7 @@ pub fn default_domain_settings<D: Domain>() -> DomainSettings<D> {
         .add_source(config::File::with_name(path))
         .build()
         .and_then(|c| c.get(&format!("domains.{}", D::NAME)))
-        .unwrap_or_else(|e| {
-            panic!(
-                "settings/default.toml has no valid [domains.{}]: {e}",
-                D::NAME
-            )
-        });
+        .unwrap_or_else(|e| panic!("settings/default.toml has no valid [domains.{}]: {e}", D::NAME));
     DomainSettings::parse(&section).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -59,12 +63,8 @@ impl TestPostgres {
     /// Creates the database and runs the core migrations and then `domain_migrators`.
     pub async fn create(domain_migrators: &[Migrator]) -> Self {
         let (name, url) = Self::create_empty().await;
-        let pool = PgPool::connect(&url)
-            .await
-            .expect("connect to the test database");
-        boardsync_core::migrations::run_all(&pool, domain_migrators)
-            .await
-            .expect("migrate the test database");
+        let pool = PgPool::connect(&url).await.expect("connect to the test database");
+        boardsync_core::migrations::run_all(&pool, domain_migrators).await.expect("migrate the test database");
         Self { name, url, pool }
     }
 
@@ -76,10 +76,7 @@ impl TestPostgres {
         let mut admin = PgConnection::connect(&admin_url)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at DATABASE_URL: {e}"));
-        admin
-            .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-            .await
-            .expect("create the test database");
+        admin.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await.expect("create the test database");
         let url = with_database(&admin_url, &name);
         (name, url)
     }
@@ -115,10 +112,8 @@ impl TestSpacetime {
     pub async fn publish(domain: &str) -> Self {
         let url = required_env("BOARDSYNC_TEST_SPACETIMEDB_URL");
         let token = required_env("BOARDSYNC_TEST_SPACETIMEDB_TOKEN");
-        let wasm_path =
-            PathBuf::from(required_env("BOARDSYNC_MODULES_DIR")).join(format!("{domain}.wasm"));
-        let wasm = std::fs::read(&wasm_path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", wasm_path.display()));
+        let wasm_path = PathBuf::from(required_env("BOARDSYNC_MODULES_DIR")).join(format!("{domain}.wasm"));
+        let wasm = std::fs::read(&wasm_path).unwrap_or_else(|e| panic!("cannot read {}: {e}", wasm_path.display()));
         let database = unique_name(&format!("test-{domain}"));
         let response = reqwest::Client::new()
             .put(format!("{url}/v1/database/{database}"))
@@ -129,14 +124,19 @@ impl TestSpacetime {
             .expect("SpacetimeDB answers the publish request");
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
-        assert!(
-            status.is_success(),
-            "publishing {domain} failed with {status}: {body}"
-        );
-        Self {
-            url,
-            token,
-            database,
+        assert!(status.is_success(), "publishing {domain} failed with {status}: {body}");
+        Self { url, token, database }
+    }
+
+    /// Where the backend finds this module, with the test identity as the backend's.
+    pub fn target(&self) -> SpacetimeTarget {
+        SpacetimeTarget {
+            url: self.url.clone(),
+            token: self.token.clone(),
+            database: self.database.clone(),
+            reducer_timeout: Duration::from_secs(10),
+            durable_timeout: Duration::from_secs(10),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
         }
     }
 
@@ -157,17 +157,8 @@ mod tests {
 
     #[test]
     fn replaces_the_database_name() {
-        assert_eq!(
-            with_database("postgres://u@h:5432/postgres", "t1"),
-            "postgres://u@h:5432/t1"
-        );
-        assert_eq!(
-            with_database("postgres://u@h:5432", "t1"),
-            "postgres://u@h:5432/t1"
-        );
-        assert_eq!(
-            with_database("postgres://u@h/db?sslmode=disable", "t1"),
-            "postgres://u@h/t1?sslmode=disable"
-        );
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "t1"), "postgres://u@h:5432/t1");
+        assert_eq!(with_database("postgres://u@h:5432", "t1"), "postgres://u@h:5432/t1");
+        assert_eq!(with_database("postgres://u@h/db?sslmode=disable", "t1"), "postgres://u@h/t1?sslmode=disable");
     }
 }

@@ -27,6 +27,8 @@ pub struct Message {
     pub edited_at: Option<DateTime<Utc>>,
     pub deleted: bool,
     pub reactions: Vec<Reaction>,
+    /// Bumped by every write.
+    pub version: u64,
 }
 
 /// What a client may ask. The message id of `send` comes from the client, so a
@@ -45,25 +47,11 @@ pub enum ChatCommand {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChatEvent {
-    Sent {
-        message: Message,
-    },
-    Edited {
-        message: Message,
-    },
-    Deleted {
-        message: Message,
-    },
-    Reacted {
-        message: Message,
-        user: String,
-        emoji: String,
-    },
-    Unreacted {
-        message: Message,
-        user: String,
-        emoji: String,
-    },
+    Sent { message: Message },
+    Edited { message: Message },
+    Deleted { message: Message },
+    Reacted { message: Message, user: String, emoji: String },
+    Unreacted { message: Message, user: String, emoji: String },
 }
 
 impl ChatEvent {
@@ -104,12 +92,8 @@ impl Domain for Chat {
 
     fn validate(command: &ChatCommand, settings: &ChatSettings) -> Result<(), DomainError> {
         match command {
-            ChatCommand::Send { text, .. } | ChatCommand::Edit { text, .. } => {
-                validate_text(text, settings)
-            }
-            ChatCommand::React { emoji, .. } | ChatCommand::Unreact { emoji, .. } => {
-                validate_emoji(emoji, settings)
-            }
+            ChatCommand::Send { text, .. } | ChatCommand::Edit { text, .. } => validate_text(text, settings),
+            ChatCommand::React { emoji, .. } | ChatCommand::Unreact { emoji, .. } => validate_emoji(emoji, settings),
             ChatCommand::Delete { .. } => Ok(()),
         }
     }
@@ -141,8 +125,7 @@ fn validate_emoji(emoji: &str, settings: &ChatSettings) -> Result<(), DomainErro
     let mut graphemes = emoji.graphemes(true);
     let single = matches!((graphemes.next(), graphemes.next()), (Some(_), None));
     let first = emoji.chars().next();
-    let pictographic =
-        first.is_some_and(|c| !c.is_ascii() && !c.is_alphanumeric() && !c.is_whitespace());
+    let pictographic = first.is_some_and(|c| !c.is_ascii() && !c.is_alphanumeric() && !c.is_whitespace());
     if single && pictographic {
         Ok(())
     } else {
@@ -158,10 +141,7 @@ mod tests {
     use super::*;
 
     fn settings() -> ChatSettings {
-        ChatSettings {
-            max_text_chars: 10,
-            shortcodes: vec![":thumbsup:".into()],
-        }
+        ChatSettings { max_text_chars: 10, shortcodes: vec![":thumbsup:".into()] }
     }
 
     fn id() -> Uuid {
@@ -170,35 +150,16 @@ mod tests {
 
     #[test]
     fn text_must_be_present_and_within_the_limit() {
-        let send = |text: &str| {
-            Chat::validate(
-                &ChatCommand::Send {
-                    id: id(),
-                    text: text.into(),
-                },
-                &settings(),
-            )
-        };
+        let send = |text: &str| Chat::validate(&ChatCommand::Send { id: id(), text: text.into() }, &settings());
         assert!(send("hello").is_ok());
-        assert!(
-            send("ééééééééé!").is_ok(),
-            "the limit counts characters, not bytes"
-        );
+        assert!(send("ééééééééé!").is_ok(), "the limit counts characters, not bytes");
         assert_eq!(send("  \n").unwrap_err().code, "text_empty");
         assert_eq!(send("01234567890").unwrap_err().code, "text_too_long");
     }
 
     #[test]
     fn reactions_are_single_emoji_or_known_shortcodes() {
-        let react = |emoji: &str| {
-            Chat::validate(
-                &ChatCommand::React {
-                    id: id(),
-                    emoji: emoji.into(),
-                },
-                &settings(),
-            )
-        };
+        let react = |emoji: &str| Chat::validate(&ChatCommand::React { id: id(), emoji: emoji.into() }, &settings());
         for ok in ["👍", "❤️", "👨‍👩‍👧", "🇳🇴", ":thumbsup:"] {
             assert!(react(ok).is_ok(), "{ok}");
         }
@@ -212,10 +173,7 @@ mod tests {
         let json = r#"{"type":"send","id":"00000000-0000-0000-0000-000000000000","text":"hi"}"#;
         assert_eq!(
             serde_json::from_str::<ChatCommand>(json).unwrap(),
-            ChatCommand::Send {
-                id: id(),
-                text: "hi".into()
-            }
+            ChatCommand::Send { id: id(), text: "hi".into() }
         );
         assert!(serde_json::from_str::<ChatCommand>(r#"{"type":"shout","text":"hi"}"#).is_err());
         assert!(serde_json::from_str::<ChatCommand>(

@@ -7,8 +7,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use boardsync_core::postgres::PgEventLog;
 use boardsync_core::{
-    AdapterContext, AdapterKind, Connection, DomainError, Durability, EventStream, Page, ScopeKey,
-    UserId,
+    AdapterContext, AdapterKind, Connection, DomainError, Durability, EventStream, Page, ScopeKey, UserId,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -23,16 +22,8 @@ pub struct PostgresChat {
 
 impl PostgresChat {
     pub async fn connect(context: AdapterContext<Chat>) -> Result<Self, DomainError> {
-        let events = PgEventLog::start(
-            context.pool.clone(),
-            "chat",
-            context.settings.framework.event_log(),
-        )
-        .await?;
-        Ok(Self {
-            pool: context.pool,
-            events,
-        })
+        let events = PgEventLog::start(context.pool.clone(), "chat", context.settings.framework.event_log()).await?;
+        Ok(Self { pool: context.pool, events })
     }
 }
 
@@ -45,6 +36,7 @@ struct MessageRow {
     created_at: DateTime<Utc>,
     edited_at: Option<DateTime<Utc>>,
     deleted: bool,
+    version: i64,
 }
 
 impl MessageRow {
@@ -58,11 +50,12 @@ impl MessageRow {
             edited_at: self.edited_at,
             deleted: self.deleted,
             reactions,
+            version: self.version.max(0) as u64,
         }
     }
 }
 
-const MESSAGE_COLUMNS: &str = "id, channel, author, text, created_at, edited_at, deleted";
+const MESSAGE_COLUMNS: &str = "id, channel, author, text, created_at, edited_at, deleted, version";
 
 fn not_found(id: Uuid) -> DomainError {
     DomainError::not_found("message_not_found", format!("message {id} not found"))
@@ -73,10 +66,7 @@ fn not_author() -> DomainError {
 }
 
 /// Reactions of `ids`, each message's oldest first.
-async fn reactions_of(
-    db: &mut PgConnection,
-    ids: &[Uuid],
-) -> Result<HashMap<Uuid, Vec<Reaction>>, DomainError> {
+async fn reactions_of(db: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<Reaction>>, DomainError> {
     let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
         "SELECT message_id, user_id, emoji FROM chat_reactions WHERE message_id = ANY($1)
          ORDER BY created_at, user_id, emoji",
@@ -87,20 +77,13 @@ async fn reactions_of(
     .map_err(DomainError::from_sqlx)?;
     let mut by_message: HashMap<Uuid, Vec<Reaction>> = HashMap::new();
     for (id, user, emoji) in rows {
-        by_message
-            .entry(id)
-            .or_default()
-            .push(Reaction { user, emoji });
+        by_message.entry(id).or_default().push(Reaction { user, emoji });
     }
     Ok(by_message)
 }
 
 /// The live (not deleted) message `id` of `channel`, locked for the rest of the transaction.
-async fn lock_live(
-    db: &mut PgConnection,
-    channel: &ScopeKey,
-    id: Uuid,
-) -> Result<MessageRow, DomainError> {
+async fn lock_live(db: &mut PgConnection, channel: &ScopeKey, id: Uuid) -> Result<MessageRow, DomainError> {
     sqlx::query_as::<_, MessageRow>(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = $1 AND channel = $2 AND NOT deleted FOR UPDATE"
     ))
@@ -113,19 +96,23 @@ async fn lock_live(
 }
 
 async fn load(db: &mut PgConnection, id: Uuid) -> Result<Message, DomainError> {
-    let row = sqlx::query_as::<_, MessageRow>(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *db)
-    .await
-    .map_err(DomainError::from_sqlx)?
-    .ok_or_else(|| not_found(id))?;
-    let reactions = reactions_of(db, &[id])
-        .await?
-        .remove(&id)
-        .unwrap_or_default();
+    let row = sqlx::query_as::<_, MessageRow>(&format!("SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *db)
+        .await
+        .map_err(DomainError::from_sqlx)?
+        .ok_or_else(|| not_found(id))?;
+    let reactions = reactions_of(db, &[id]).await?.remove(&id).unwrap_or_default();
     Ok(row.into_message(reactions))
+}
+
+async fn bump_version(db: &mut PgConnection, id: Uuid) -> Result<(), DomainError> {
+    sqlx::query("UPDATE chat_messages SET version = version + 1 WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+    Ok(())
 }
 
 async fn send(
@@ -136,7 +123,7 @@ async fn send(
     text: String,
 ) -> Result<ChatEvent, DomainError> {
     let inserted = sqlx::query(
-        "INSERT INTO chat_messages (id, channel, author, text, created_at) VALUES ($1, $2, $3, $4, now())
+        "INSERT INTO chat_messages (id, channel, author, text, created_at, version) VALUES ($1, $2, $3, $4, now(), 1)
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(id)
@@ -150,14 +137,9 @@ async fn send(
     let message = load(db, id).await?;
     if inserted == 0 {
         // A retry of the same send is answered as the original; anything else reuses an id.
-        let same = message.channel == channel.as_str()
-            && message.author == user.as_str()
-            && message.text == text;
+        let same = message.channel == channel.as_str() && message.author == user.as_str() && message.text == text;
         if !same || message.deleted {
-            return Err(DomainError::conflict(
-                "id_conflict",
-                format!("message id {id} is already used"),
-            ));
+            return Err(DomainError::conflict("id_conflict", format!("message id {id} is already used")));
         }
     }
     Ok(ChatEvent::Sent { message })
@@ -176,22 +158,20 @@ async fn apply_in(
             if row.author != user.as_str() {
                 return Err(not_author());
             }
-            sqlx::query("UPDATE chat_messages SET text = $2, edited_at = now() WHERE id = $1")
+            sqlx::query("UPDATE chat_messages SET text = $2, edited_at = now(), version = version + 1 WHERE id = $1")
                 .bind(id)
                 .bind(text)
                 .execute(&mut *db)
                 .await
                 .map_err(DomainError::from_sqlx)?;
-            Ok(ChatEvent::Edited {
-                message: load(db, id).await?,
-            })
+            Ok(ChatEvent::Edited { message: load(db, id).await? })
         }
         ChatCommand::Delete { id } => {
             let row = lock_live(db, channel, id).await?;
             if row.author != user.as_str() {
                 return Err(not_author());
             }
-            sqlx::query("UPDATE chat_messages SET deleted = true, text = '', edited_at = now() WHERE id = $1")
+            sqlx::query("UPDATE chat_messages SET deleted = true, text = '', edited_at = now(), version = version + 1 WHERE id = $1")
                 .bind(id)
                 .execute(&mut *db)
                 .await
@@ -201,9 +181,7 @@ async fn apply_in(
                 .execute(&mut *db)
                 .await
                 .map_err(DomainError::from_sqlx)?;
-            Ok(ChatEvent::Deleted {
-                message: load(db, id).await?,
-            })
+            Ok(ChatEvent::Deleted { message: load(db, id).await? })
         }
         ChatCommand::React { id, emoji } => {
             lock_live(db, channel, id).await?;
@@ -216,30 +194,103 @@ async fn apply_in(
             .execute(&mut *db)
             .await
             .map_err(DomainError::from_sqlx)?;
-            Ok(ChatEvent::Reacted {
-                message: load(db, id).await?,
-                user: user.0.clone(),
-                emoji,
-            })
+            bump_version(db, id).await?;
+            Ok(ChatEvent::Reacted { message: load(db, id).await?, user: user.0.clone(), emoji })
         }
         ChatCommand::Unreact { id, emoji } => {
             lock_live(db, channel, id).await?;
-            sqlx::query(
-                "DELETE FROM chat_reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3",
-            )
-            .bind(id)
-            .bind(user.as_str())
-            .bind(&emoji)
+            sqlx::query("DELETE FROM chat_reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3")
+                .bind(id)
+                .bind(user.as_str())
+                .bind(&emoji)
+                .execute(&mut *db)
+                .await
+                .map_err(DomainError::from_sqlx)?;
+            Ok(ChatEvent::Unreacted { message: load(db, id).await?, user: user.0.clone(), emoji })
+        }
+    }
+}
+
+/// A channel's messages with their reactions, newest first: at most `limit`, older
+/// than message `before`, and not created before `since`.
+pub(crate) async fn load_messages(
+    db: &mut PgConnection,
+    channel: &ScopeKey,
+    limit: i64,
+    before: Option<Uuid>,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<Message>, DomainError> {
+    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE channel = $1
+           AND ($2::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM chat_messages WHERE id = $2))
+           AND ($4::timestamptz IS NULL OR created_at >= $4)
+         ORDER BY created_at DESC, id DESC LIMIT $3"
+    ))
+    .bind(channel.as_str())
+    .bind(before)
+    .bind(limit)
+    .bind(since)
+    .fetch_all(&mut *db)
+    .await
+    .map_err(DomainError::from_sqlx)?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut reactions = reactions_of(db, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let own = reactions.remove(&row.id).unwrap_or_default();
+            row.into_message(own)
+        })
+        .collect())
+}
+
+/// Writes messages' full states (from the cache's outbox) unless PostgreSQL already
+/// has the same or a newer version; reactions are replaced with the state's.
+pub(crate) async fn persist_states(db: &mut PgConnection, states: &[Message]) -> Result<(), DomainError> {
+    for message in states {
+        let applied = sqlx::query(
+            "INSERT INTO chat_messages (id, channel, author, text, created_at, edited_at, deleted, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, edited_at = EXCLUDED.edited_at,
+                 deleted = EXCLUDED.deleted, version = EXCLUDED.version
+             WHERE chat_messages.version < EXCLUDED.version",
+        )
+        .bind(message.id)
+        .bind(&message.channel)
+        .bind(&message.author)
+        .bind(&message.text)
+        .bind(message.created_at)
+        .bind(message.edited_at)
+        .bind(message.deleted)
+        .bind(message.version as i64)
+        .execute(&mut *db)
+        .await
+        .map_err(DomainError::from_sqlx)?
+        .rows_affected();
+        if applied == 0 {
+            continue;
+        }
+        sqlx::query("DELETE FROM chat_reactions WHERE message_id = $1")
+            .bind(message.id)
             .execute(&mut *db)
             .await
             .map_err(DomainError::from_sqlx)?;
-            Ok(ChatEvent::Unreacted {
-                message: load(db, id).await?,
-                user: user.0.clone(),
-                emoji,
-            })
+        // Reactions keep their order through increasing timestamps.
+        for (position, reaction) in message.reactions.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO chat_reactions (message_id, user_id, emoji, created_at)
+                 VALUES ($1, $2, $3, now() + make_interval(secs => $4 / 1000000.0)) ON CONFLICT DO NOTHING",
+            )
+            .bind(message.id)
+            .bind(&reaction.user)
+            .bind(&reaction.emoji)
+            .bind(position as f64)
+            .execute(&mut *db)
+            .await
+            .map_err(DomainError::from_sqlx)?;
         }
     }
+    Ok(())
 }
 
 #[async_trait]
@@ -251,34 +302,12 @@ impl Connection<Chat> for PostgresChat {
     async fn snapshot(&self, channel: &ScopeKey, page: Page) -> Result<Vec<Message>, DomainError> {
         let before = match page.before.as_deref() {
             Some(cursor) => Some(Uuid::parse_str(cursor).map_err(|_| {
-                DomainError::bad_request(
-                    "invalid_cursor",
-                    format!("before={cursor:?} is not a message id"),
-                )
+                DomainError::bad_request("invalid_cursor", format!("before={cursor:?} is not a message id"))
             })?),
             None => None,
         };
         let mut db = self.pool.acquire().await.map_err(DomainError::from_sqlx)?;
-        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM chat_messages m WHERE channel = $1
-               AND ($2::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM chat_messages WHERE id = $2))
-             ORDER BY created_at DESC, id DESC LIMIT $3"
-        ))
-        .bind(channel.as_str())
-        .bind(before)
-        .bind(i64::from(page.limit))
-        .fetch_all(&mut *db)
-        .await
-        .map_err(DomainError::from_sqlx)?;
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let mut reactions = reactions_of(&mut db, &ids).await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let own = reactions.remove(&row.id).unwrap_or_default();
-                row.into_message(own)
-            })
-            .collect())
+        load_messages(&mut db, channel, i64::from(page.limit), before, None).await
     }
 
     async fn apply(

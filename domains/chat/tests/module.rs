@@ -30,9 +30,7 @@ fn connect(stdb: &TestSpacetime, token: Option<String>) -> (DbConnection, mpsc::
         })
         .subscribe(["SELECT * FROM message"]);
     conn.run_threaded();
-    applied
-        .recv_timeout(WAIT)
-        .expect("the subscription is applied");
+    applied.recv_timeout(WAIT).expect("the subscription is applied");
     (conn, inserted)
 }
 
@@ -41,21 +39,10 @@ async fn a_reducer_call_by_the_owner_is_observed_through_a_subscription() {
     let stdb = TestSpacetime::publish("chat").await;
     let (conn, inserted) = connect(&stdb, Some(stdb.token.clone()));
 
-    conn.reducers
-        .send(
-            "r1".into(),
-            "general".into(),
-            "m1".into(),
-            "alice".into(),
-            "hello".into(),
-        )
-        .unwrap();
+    conn.reducers.send("r1".into(), "general".into(), "m1".into(), "alice".into(), "hello".into()).unwrap();
 
     let row = inserted.recv_timeout(WAIT).expect("the new row arrives");
-    assert_eq!(
-        (row.id.as_str(), row.channel.as_str(), row.author.as_str()),
-        ("m1", "general", "alice")
-    );
+    assert_eq!((row.id.as_str(), row.channel.as_str(), row.author.as_str()), ("m1", "general", "alice"));
     assert_eq!(row.text, "hello");
     assert!(!row.deleted);
     conn.disconnect().unwrap();
@@ -71,20 +58,9 @@ async fn an_identity_that_is_not_the_backend_cannot_write() {
         let _ = outcome_tx.send(ctx.event.status.clone());
     });
 
-    conn.reducers
-        .send(
-            "r1".into(),
-            "general".into(),
-            "m1".into(),
-            "mallory".into(),
-            "hi".into(),
-        )
-        .unwrap();
+    conn.reducers.send("r1".into(), "general".into(), "m1".into(), "mallory".into(), "hi".into()).unwrap();
 
-    match outcome
-        .recv_timeout(WAIT)
-        .expect("the reducer's outcome arrives")
-    {
+    match outcome.recv_timeout(WAIT).expect("the reducer's outcome arrives") {
         Status::Failed(message) => assert!(message.contains("not_owner"), "{message}"),
         other => panic!("expected the call to be refused, got {other:?}"),
     }

@@ -10,13 +10,8 @@ use boardsync_testkit::{default_domain_settings, TestPostgres};
 
 async fn postgres_chat() -> contract::Conn {
     let db = TestPostgres::create(&[Chat::migrator()]).await;
-    let context = AdapterContext {
-        pool: db.pool,
-        settings: default_domain_settings::<Chat>(),
-    };
-    let conn = Chat::postgres(context)
-        .await
-        .expect("the PostgreSQL adapter starts");
+    let context = AdapterContext { pool: db.pool, settings: default_domain_settings::<Chat>() };
+    let conn = Chat::postgres(context).await.expect("the PostgreSQL adapter starts");
     Arc::clone(&conn)
 }
 

@@ -37,10 +37,7 @@ mod tests {
 
     #[test]
     fn a_configured_url_selects_spacetimedb() {
-        assert_eq!(
-            AdapterKind::select(Some("http://127.0.0.1:3000")),
-            AdapterKind::Spacetimedb
-        );
+        assert_eq!(AdapterKind::select(Some("http://127.0.0.1:3000")), AdapterKind::Spacetimedb);
     }
 
     #[test]

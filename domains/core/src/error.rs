@@ -73,27 +73,13 @@ pub struct DomainError {
 
 impl fmt::Display for DomainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({}): {}",
-            self.code,
-            self.kind.as_str(),
-            self.message
-        )
+        write!(f, "{} ({}): {}", self.code, self.kind.as_str(), self.message)
     }
 }
 
 impl DomainError {
-    pub fn new(
-        kind: ErrorKind,
-        code: impl Into<Cow<'static, str>>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            kind,
-            code: code.into(),
-            message: message.into(),
-        }
+    pub fn new(kind: ErrorKind, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self { kind, code: code.into(), message: message.into() }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -128,10 +114,7 @@ impl DomainError {
     pub fn from_sqlx(error: sqlx::Error) -> Self {
         match error {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                Self::unavailable(
-                    "postgres_unavailable",
-                    format!("PostgreSQL is unavailable: {error}"),
-                )
+                Self::unavailable("postgres_unavailable", format!("PostgreSQL is unavailable: {error}"))
             }
             other => Self::internal(format!("PostgreSQL: {other}")),
         }
@@ -145,11 +128,7 @@ impl DomainError {
     /// Reads a reducer's error back; anything not in `kind|code|message` form is internal.
     pub fn from_reducer_error(text: &str) -> Self {
         let mut parts = text.splitn(3, '|');
-        match (
-            parts.next().and_then(ErrorKind::parse),
-            parts.next(),
-            parts.next(),
-        ) {
+        match (parts.next().and_then(ErrorKind::parse), parts.next(), parts.next()) {
             (Some(kind), Some(code), Some(message)) => Self::new(kind, code.to_string(), message),
             _ => Self::internal(format!("SpacetimeDB reducer failed: {text}")),
         }
@@ -163,10 +142,7 @@ mod tests {
     #[test]
     fn reducer_errors_round_trip() {
         let error = DomainError::forbidden("not_author", "only the author may change this message");
-        assert_eq!(
-            DomainError::from_reducer_error(&error.to_reducer_error()),
-            error
-        );
+        assert_eq!(DomainError::from_reducer_error(&error.to_reducer_error()), error);
     }
 
     #[test]

@@ -9,9 +9,11 @@ use serde::Deserialize;
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;
 
+use crate::cache::Cache;
 use crate::postgres::EventLogSettings;
+use crate::spacetime::Backoff;
 use crate::warmup::WarmupSettings;
-use crate::{AdapterKind, Connection, Domain, DomainError};
+use crate::{Connection, Domain, DomainError};
 
 /// The generic part of a domain's `[domains.<name>]` settings section.
 #[derive(Debug, Clone, Deserialize)]
@@ -23,13 +25,20 @@ pub struct FrameworkSettings {
     pub event_retention_secs: u64,
     /// Events a live subscriber may fall behind before it is told to resync.
     pub subscriber_capacity: usize,
+    /// SpacetimeDB adapter: the OutboxPoller's safety-net poll (it is woken by
+    /// every new outbox entry too).
+    pub outbox_poll_interval_ms: u64,
+    /// SpacetimeDB adapter: outbox entries applied in one PostgreSQL transaction.
+    pub outbox_batch_size: usize,
     pub warmup: WarmupSettings,
 }
 
-const FRAMEWORK_KEYS: [&str; 4] = [
+const FRAMEWORK_KEYS: [&str; 6] = [
     "live_poll_interval_ms",
     "event_retention_secs",
     "subscriber_capacity",
+    "outbox_poll_interval_ms",
+    "outbox_batch_size",
     "warmup",
 ];
 
@@ -57,10 +66,8 @@ impl<D: Domain> DomainSettings<D> {
         let serde_json::Value::Object(map) = section else {
             return Err(format!("invalid setting `{key}`: must be a table"));
         };
-        let (framework, own): (serde_json::Map<_, _>, serde_json::Map<_, _>) = map
-            .clone()
-            .into_iter()
-            .partition(|(k, _)| FRAMEWORK_KEYS.contains(&k.as_str()));
+        let (framework, own): (serde_json::Map<_, _>, serde_json::Map<_, _>) =
+            map.clone().into_iter().partition(|(k, _)| FRAMEWORK_KEYS.contains(&k.as_str()));
         let framework = serde_json::from_value(serde_json::Value::Object(framework))
             .map_err(|e| format!("invalid setting in `{key}`: {e}"))?;
         let domain = serde_json::from_value(serde_json::Value::Object(own))
@@ -75,12 +82,26 @@ pub struct AdapterContext<D: Domain> {
     pub settings: DomainSettings<D>,
 }
 
-/// Where a domain's SpacetimeDB module lives, and who the backend is there.
+/// Where a domain's SpacetimeDB module lives, who the backend is there, and how
+/// patient to be with it.
 #[derive(Debug, Clone)]
 pub struct SpacetimeTarget {
     pub url: String,
     pub token: String,
     pub database: String,
+    /// Longest wait for a reducer's outcome.
+    pub reducer_timeout: Duration,
+    /// Longest wait for a durable write to reach PostgreSQL.
+    pub durable_timeout: Duration,
+    pub backoff: Backoff,
+}
+
+/// A domain's adapter as the factory built it: the connection every client goes
+/// through and, on the SpacetimeDB adapter, the cache that warm-up and the outbox
+/// poller work on.
+pub struct Adapter<D: Domain> {
+    pub connection: Arc<dyn Connection<D>>,
+    pub cache: Option<Arc<dyn Cache<D>>>,
 }
 
 /// How a domain builds each of its adapters; the factory calls exactly one, once.
@@ -89,21 +110,20 @@ pub trait DomainAdapters: Domain {
     /// The domain's PostgreSQL migrations (see [`crate::migrations::shared`]).
     fn migrator() -> Migrator;
 
-    async fn postgres(
-        context: AdapterContext<Self>,
-    ) -> Result<Arc<dyn Connection<Self>>, DomainError>;
+    async fn postgres(context: AdapterContext<Self>) -> Result<Arc<dyn Connection<Self>>, DomainError>;
+
+    /// The SpacetimeDB adapter, connecting in the background (its calls answer 503
+    /// until it is connected): one object that is both the connection and the cache.
+    async fn spacetimedb(context: AdapterContext<Self>, target: SpacetimeTarget) -> Result<Adapter<Self>, DomainError>;
 }
 
-/// Builds `D`'s connection on the adapter `kind`.
+/// Builds `D`'s adapter: SpacetimeDB when a target is given, PostgreSQL otherwise.
 pub async fn connect<D: DomainAdapters>(
-    kind: AdapterKind,
     context: AdapterContext<D>,
-) -> Result<Arc<dyn Connection<D>>, DomainError> {
-    match kind {
-        AdapterKind::Postgres => D::postgres(context).await,
-        AdapterKind::Spacetimedb => Err(DomainError::unavailable(
-            "adapter_unavailable",
-            format!("the {} domain has no SpacetimeDB adapter", D::NAME),
-        )),
+    spacetimedb: Option<SpacetimeTarget>,
+) -> Result<Adapter<D>, DomainError> {
+    match spacetimedb {
+        Some(target) => D::spacetimedb(context, target).await,
+        None => Ok(Adapter { connection: D::postgres(context).await?, cache: None }),
     }
 }

@@ -10,6 +10,10 @@
 //! - [`scope`]: scopes (a chat channel, a board) as rows in PostgreSQL, with their
 //!   per-scope `config`.
 //! - [`live`]: per-scope fan-out of events inside an adapter.
+//! - [`cache`]: [`cache::Cache`], what warm-up and the outbox poller need from a
+//!   domain's SpacetimeDB adapter, and [`cache::OutboxEntry`].
+//! - [`spacetime`]: what every SpacetimeDB adapter shares: matching reducer outcomes
+//!   to calls, durable-write waiters, the reconnect loop with backoff.
 //! - [`postgres`]: the PostgreSQL adapters' shared machinery (event log with
 //!   LISTEN/NOTIFY plus a safety-net poll).
 //! - [`warmup`]: warm-up tuning, domain defaults layered with per-scope overrides.
@@ -18,6 +22,7 @@
 //! - [`migrations`]: the framework's own PostgreSQL schema.
 
 pub mod adapter;
+pub mod cache;
 pub mod connection;
 pub mod domain;
 pub mod error;
@@ -26,6 +31,7 @@ pub mod live;
 pub mod migrations;
 pub mod postgres;
 pub mod scope;
+pub mod spacetime;
 pub mod warmup;
 
 pub use adapter::AdapterKind;
@@ -33,5 +39,5 @@ pub use connection::{Connection, Delivery, Durability, EventStream, Page};
 pub use domain::{Domain, UserId};
 pub use error::{DomainError, ErrorKind};
 pub use factory::DomainAdapters;
-pub use factory::{AdapterContext, DomainSettings};
+pub use factory::{Adapter, AdapterContext, DomainSettings};
 pub use scope::{Scope, ScopeKey, ScopeStore};

@@ -10,47 +10,46 @@ use crate::{Delivery, EventStream, ScopeKey};
 
 pub struct ScopedBroadcast<E> {
     capacity: usize,
-    senders: DashMap<ScopeKey, broadcast::Sender<E>>,
+    senders: DashMap<ScopeKey, broadcast::Sender<Delivery<E>>>,
 }
 
 impl<E: Clone + Send + 'static> ScopedBroadcast<E> {
     /// `capacity`: how many events a slow subscriber may fall behind before it is
     /// told to resync ([`Delivery::Lagged`]).
     pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            senders: DashMap::new(),
-        }
+        Self { capacity, senders: DashMap::new() }
     }
 
     pub fn publish(&self, scope: &ScopeKey, event: E) {
         let orphaned = match self.senders.get(scope) {
-            Some(sender) => sender.send(event).is_err(),
+            Some(sender) => sender.send(Delivery::Event(event)).is_err(),
             None => false,
         };
         if orphaned {
-            self.senders
-                .remove_if(scope, |_, sender| sender.receiver_count() == 0);
+            self.senders.remove_if(scope, |_, sender| sender.receiver_count() == 0);
         }
     }
 
     pub fn subscribe(&self, scope: &ScopeKey) -> EventStream<E> {
-        let receiver = self
-            .senders
-            .entry(scope.clone())
-            .or_insert_with(|| broadcast::channel(self.capacity).0)
-            .subscribe();
+        let receiver =
+            self.senders.entry(scope.clone()).or_insert_with(|| broadcast::channel(self.capacity).0).subscribe();
         Box::pin(BroadcastStream::new(receiver).map(|item| match item {
-            Ok(event) => Delivery::Event(event),
+            Ok(delivery) => delivery,
             Err(BroadcastStreamRecvError::Lagged(_)) => Delivery::Lagged,
         }))
     }
 
+    /// Tells every subscriber of every scope to resync (events may have been missed,
+    /// e.g. while the adapter reconnected).
+    pub fn resync_all(&self) {
+        for sender in self.senders.iter() {
+            let _ = sender.send(Delivery::Lagged);
+        }
+    }
+
     /// Whether anyone listens to `scope` (adapters may skip building events otherwise).
     pub fn is_watched(&self, scope: &ScopeKey) -> bool {
-        self.senders
-            .get(scope)
-            .is_some_and(|s| s.receiver_count() > 0)
+        self.senders.get(scope).is_some_and(|s| s.receiver_count() > 0)
     }
 }
 

@@ -15,10 +15,7 @@ pub fn core() -> Migrator {
 
 /// A copy of `migrator` that tolerates the other migrators' rows in the shared history.
 pub fn shared(migrator: &Migrator) -> Migrator {
-    let mut migrator = Migrator {
-        migrations: migrator.migrations.clone(),
-        ..Migrator::DEFAULT
-    };
+    let mut migrator = Migrator { migrations: migrator.migrations.clone(), ..Migrator::DEFAULT };
     migrator.set_ignore_missing(true);
     migrator
 }

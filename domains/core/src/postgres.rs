@@ -50,42 +50,21 @@ where
     E: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     /// Starts listening for `domain`'s events written from now on.
-    pub async fn start(
-        pool: PgPool,
-        domain: &'static str,
-        settings: EventLogSettings,
-    ) -> Result<Self, DomainError> {
-        let last_seq: i64 =
-            sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM domain_events WHERE domain = $1")
-                .bind(domain)
-                .fetch_one(&pool)
-                .await
-                .map_err(DomainError::from_sqlx)?;
+    pub async fn start(pool: PgPool, domain: &'static str, settings: EventLogSettings) -> Result<Self, DomainError> {
+        let last_seq: i64 = sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM domain_events WHERE domain = $1")
+            .bind(domain)
+            .fetch_one(&pool)
+            .await
+            .map_err(DomainError::from_sqlx)?;
         let live = Arc::new(ScopedBroadcast::new(settings.subscriber_capacity));
-        let follower = Follower {
-            pool,
-            domain,
-            settings,
-            live: live.clone(),
-            last_seq,
-        };
+        let follower = Follower { pool, domain, settings, live: live.clone(), last_seq };
         let listener = tokio::spawn(follower.run());
-        Ok(Self {
-            domain,
-            live,
-            listener,
-        })
+        Ok(Self { domain, live, listener })
     }
 
     /// Appends `event` inside the caller's transaction; it goes live on commit.
-    pub async fn append(
-        &self,
-        tx: &mut PgConnection,
-        scope: &ScopeKey,
-        event: &E,
-    ) -> Result<(), DomainError> {
-        let payload = serde_json::to_value(event)
-            .map_err(|e| DomainError::internal(format!("event encoding: {e}")))?;
+    pub async fn append(&self, tx: &mut PgConnection, scope: &ScopeKey, event: &E) -> Result<(), DomainError> {
+        let payload = serde_json::to_value(event).map_err(|e| DomainError::internal(format!("event encoding: {e}")))?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('boardsync_events:' || $1))")
             .bind(self.domain)
             .execute(&mut *tx)
@@ -195,10 +174,7 @@ where
             let fetched = rows.len();
             for (seq, scope, payload) in rows {
                 self.last_seq = seq;
-                match (
-                    ScopeKey::parse(&scope),
-                    serde_json::from_value::<E>(payload),
-                ) {
+                match (ScopeKey::parse(&scope), serde_json::from_value::<E>(payload)) {
                     (Ok(scope), Ok(event)) => self.live.publish(&scope, event),
                     (scope, event) => tracing::error!(
                         domain = self.domain,
@@ -216,13 +192,11 @@ where
     }
 
     async fn prune(&self) {
-        let result = sqlx::query(
-            "DELETE FROM domain_events WHERE domain = $1 AND created_at < now() - $2::interval",
-        )
-        .bind(self.domain)
-        .bind(format!("{} seconds", self.settings.retention.as_secs()))
-        .execute(&self.pool)
-        .await;
+        let result = sqlx::query("DELETE FROM domain_events WHERE domain = $1 AND created_at < now() - $2::interval")
+            .bind(self.domain)
+            .bind(format!("{} seconds", self.settings.retention.as_secs()))
+            .execute(&self.pool)
+            .await;
         if let Err(error) = result {
             tracing::warn!(domain = self.domain, %error, "cannot prune old events");
         }

@@ -24,9 +24,7 @@ impl ScopeKey {
     pub fn parse(key: &str) -> Result<Self, DomainError> {
         let valid = !key.is_empty()
             && key.len() <= MAX_KEY_LEN
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
             && key.as_bytes()[0].is_ascii_alphanumeric();
         if valid {
             Ok(Self(key.to_string()))
@@ -62,10 +60,7 @@ pub struct Scope {
 impl Scope {
     /// The scope's warm-up overrides (validated when the config was stored).
     pub fn warmup_overrides(&self) -> WarmupOverrides {
-        self.config
-            .get("warmup")
-            .and_then(|w| serde_json::from_value(w.clone()).ok())
-            .unwrap_or_default()
+        self.config.get("warmup").and_then(|w| serde_json::from_value(w.clone()).ok()).unwrap_or_default()
     }
 }
 
@@ -77,25 +72,19 @@ pub struct ScopeConfig<C> {
 }
 
 /// Validates a scope's `config` object for domain `D`; errors name the offending key.
-pub fn parse_config<D: Domain>(
-    config: &serde_json::Value,
-) -> Result<ScopeConfig<D::ScopeConfig>, DomainError> {
+pub fn parse_config<D: Domain>(config: &serde_json::Value) -> Result<ScopeConfig<D::ScopeConfig>, DomainError> {
     let invalid = |key: &str, error: serde_json::Error| {
         DomainError::invalid("invalid_scope_config", format!("config{key}: {error}"))
     };
     let serde_json::Value::Object(map) = config else {
-        return Err(DomainError::invalid(
-            "invalid_scope_config",
-            "config must be a JSON object",
-        ));
+        return Err(DomainError::invalid("invalid_scope_config", "config must be a JSON object"));
     };
     let mut rest = map.clone();
     let warmup = match rest.remove("warmup") {
         Some(value) => serde_json::from_value(value).map_err(|e| invalid(".warmup", e))?,
         None => WarmupOverrides::default(),
     };
-    let domain =
-        serde_json::from_value(serde_json::Value::Object(rest)).map_err(|e| invalid("", e))?;
+    let domain = serde_json::from_value(serde_json::Value::Object(rest)).map_err(|e| invalid("", e))?;
     Ok(ScopeConfig { warmup, domain })
 }
 
@@ -131,10 +120,7 @@ pub struct ScopeStore {
 
 impl ScopeStore {
     pub fn new(pool: PgPool) -> Self {
-        Self {
-            pool,
-            known: DashMap::new(),
-        }
+        Self { pool, known: DashMap::new() }
     }
 
     pub async fn get(&self, domain: &str, key: &ScopeKey) -> Result<Option<Scope>, DomainError> {
@@ -151,25 +137,16 @@ impl ScopeStore {
         .map_err(DomainError::from_sqlx)?;
         let scope = row.map(Scope::from);
         if let Some(scope) = &scope {
-            self.known
-                .insert((domain.to_string(), key.clone()), scope.clone());
+            self.known.insert((domain.to_string(), key.clone()), scope.clone());
         }
         Ok(scope)
     }
 
     /// The scope, or a 404 naming what is missing (`noun` is "channel", "board", ...).
-    pub async fn require(
-        &self,
-        domain: &str,
-        noun: &str,
-        key: &ScopeKey,
-    ) -> Result<Scope, DomainError> {
-        self.get(domain, key).await?.ok_or_else(|| {
-            DomainError::not_found(
-                "scope_not_found",
-                format!("{domain} {noun} {key} does not exist"),
-            )
-        })
+    pub async fn require(&self, domain: &str, noun: &str, key: &ScopeKey) -> Result<Scope, DomainError> {
+        self.get(domain, key)
+            .await?
+            .ok_or_else(|| DomainError::not_found("scope_not_found", format!("{domain} {noun} {key} does not exist")))
     }
 
     /// Creates or updates a scope; `config` must already be validated.
@@ -193,8 +170,7 @@ impl ScopeStore {
         .await
         .map_err(DomainError::from_sqlx)?;
         let scope = Scope::from(row);
-        self.known
-            .insert((domain.to_string(), key.clone()), scope.clone());
+        self.known.insert((domain.to_string(), key.clone()), scope.clone());
         Ok(scope)
     }
 
@@ -221,11 +197,7 @@ mod tests {
         assert!(ScopeKey::parse("general").is_ok());
         assert!(ScopeKey::parse("team-7_ops").is_ok());
         for bad in ["", "General", "-x", "a b", "a/b", &"x".repeat(65)] {
-            assert_eq!(
-                ScopeKey::parse(bad).unwrap_err().code,
-                "invalid_scope_key",
-                "{bad:?}"
-            );
+            assert_eq!(ScopeKey::parse(bad).unwrap_err().code, "invalid_scope_key", "{bad:?}");
         }
     }
 }

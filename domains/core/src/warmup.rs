@@ -49,18 +49,9 @@ mod tests {
 
     #[test]
     fn scope_overrides_win_field_by_field() {
-        let defaults = WarmupSettings {
-            enabled: true,
-            max_items: Some(500),
-            max_age_secs: None,
-            batch_size: 1000,
-            priority: 0,
-        };
-        let overrides = WarmupOverrides {
-            max_items: Some(50),
-            priority: Some(9),
-            ..Default::default()
-        };
+        let defaults =
+            WarmupSettings { enabled: true, max_items: Some(500), max_age_secs: None, batch_size: 1000, priority: 0 };
+        let overrides = WarmupOverrides { max_items: Some(50), priority: Some(9), ..Default::default() };
         let merged = defaults.with(&overrides);
         assert_eq!(merged.max_items, Some(50));
         assert_eq!(merged.priority, 9);

@@ -9,8 +9,13 @@
 //! - `cache_epoch`: set once in `init`; a new value tells the backend the database
 //!   was recreated and must be warmed again.
 //!
-//! Reducer errors are `kind|code|message`, so the backend can turn them into the
-//! same JSON error the PostgreSQL adapter gives.
+//! Every write bumps the message's `version`; PostgreSQL stores the version it has.
+//! Warm-up never replaces a cached row with an older version, and never touches a
+//! row with a pending outbox entry, so it cannot undo a write.
+//!
+//! Every reducer takes the caller's `request_id` first, so the backend can match the
+//! outcome to the call. Reducer errors are `kind|code|message`, so the backend can
+//! turn them into the same JSON error the PostgreSQL adapter gives.
 
 use spacetimedb::{reducer, table, Identity, ReducerContext, SpacetimeType, Table, Timestamp};
 
@@ -55,6 +60,8 @@ pub struct Message {
     pub edited_at: Option<Timestamp>,
     pub deleted: bool,
     pub reactions: Vec<Reaction>,
+    /// Bumped by every write; PostgreSQL keeps the version it last applied.
+    pub version: u64,
 }
 
 #[table(name = sync_outbox)]
@@ -82,37 +89,23 @@ fn err(kind: &str, code: &str, message: impl std::fmt::Display) -> String {
 fn require_owner(ctx: &ReducerContext) -> Result<(), String> {
     match ctx.db.owner().id().find(0) {
         Some(owner) if owner.identity == ctx.sender => Ok(()),
-        _ => Err(err(
-            "forbidden",
-            "not_owner",
-            "only the backend may call this reducer",
-        )),
+        _ => Err(err("forbidden", "not_owner", "only the backend may call this reducer")),
     }
 }
 
 #[reducer(init)]
 pub fn init(ctx: &ReducerContext) {
-    ctx.db.owner().insert(Owner {
-        id: 0,
-        identity: ctx.sender,
-    });
-    ctx.db.cache_epoch().insert(CacheEpoch {
-        id: 0,
-        epoch: ctx.timestamp.to_micros_since_unix_epoch() as u64,
-    });
-    ctx.db.chat_limits().insert(ChatLimits {
-        id: 0,
-        max_text_chars: DEFAULT_MAX_TEXT_CHARS,
-    });
+    ctx.db.owner().insert(Owner { id: 0, identity: ctx.sender });
+    ctx.db.cache_epoch().insert(CacheEpoch { id: 0, epoch: ctx.timestamp.to_micros_since_unix_epoch() as u64 });
+    ctx.db.chat_limits().insert(ChatLimits { id: 0, max_text_chars: DEFAULT_MAX_TEXT_CHARS });
 }
 
 #[reducer]
-pub fn configure(ctx: &ReducerContext, max_text_chars: u32) -> Result<(), String> {
+pub fn configure(ctx: &ReducerContext, request_id: String, max_text_chars: u32) -> Result<(), String> {
+    // The id only travels back to the caller, to match the outcome to the call.
+    let _ = request_id;
     require_owner(ctx)?;
-    ctx.db.chat_limits().id().update(ChatLimits {
-        id: 0,
-        max_text_chars,
-    });
+    ctx.db.chat_limits().id().update(ChatLimits { id: 0, max_text_chars });
     Ok(())
 }
 
@@ -120,30 +113,17 @@ fn check_text(ctx: &ReducerContext, text: &str) -> Result<(), String> {
     if text.trim().is_empty() {
         return Err(err("invalid", "text_empty", "text must not be empty"));
     }
-    let max = ctx
-        .db
-        .chat_limits()
-        .id()
-        .find(0)
-        .map_or(DEFAULT_MAX_TEXT_CHARS, |l| l.max_text_chars);
+    let max = ctx.db.chat_limits().id().find(0).map_or(DEFAULT_MAX_TEXT_CHARS, |l| l.max_text_chars);
     if text.chars().count() > max as usize {
-        return Err(err(
-            "too_large",
-            "text_too_long",
-            format!("text is longer than {max} characters"),
-        ));
+        return Err(err("too_large", "text_too_long", format!("text is longer than {max} characters")));
     }
     Ok(())
 }
 
-fn find_live(ctx: &ReducerContext, id: &str) -> Result<Message, String> {
+fn find_live(ctx: &ReducerContext, channel: &str, id: &str) -> Result<Message, String> {
     match ctx.db.message().id().find(id.to_string()) {
-        Some(m) if !m.deleted => Ok(m),
-        _ => Err(err(
-            "not_found",
-            "message_not_found",
-            format!("message {id} not found"),
-        )),
+        Some(m) if !m.deleted && m.channel == channel => Ok(m),
+        _ => Err(err("not_found", "message_not_found", format!("message {id} not found"))),
     }
 }
 
@@ -151,11 +131,7 @@ fn require_author(message: &Message, user: &str) -> Result<(), String> {
     if message.author == user {
         Ok(())
     } else {
-        Err(err(
-            "forbidden",
-            "not_author",
-            "only the author may change this message",
-        ))
+        Err(err("forbidden", "not_author", "only the author may change this message"))
     }
 }
 
@@ -165,11 +141,8 @@ fn micros(t: Timestamp) -> i64 {
 
 /// The message's full state as the outbox carries it to PostgreSQL.
 fn message_state_json(m: &Message) -> String {
-    let reactions: Vec<serde_json::Value> = m
-        .reactions
-        .iter()
-        .map(|r| serde_json::json!({ "user": r.user, "emoji": r.emoji }))
-        .collect();
+    let reactions: Vec<serde_json::Value> =
+        m.reactions.iter().map(|r| serde_json::json!({ "user": r.user, "emoji": r.emoji })).collect();
     serde_json::json!({
         "id": m.id,
         "channel": m.channel,
@@ -179,6 +152,7 @@ fn message_state_json(m: &Message) -> String {
         "edited_at_micros": m.edited_at.map(micros),
         "deleted": m.deleted,
         "reactions": reactions,
+        "version": m.version,
     })
     .to_string()
 }
@@ -194,7 +168,8 @@ fn append_outbox(ctx: &ReducerContext, kind: &str, request_id: String, m: &Messa
     });
 }
 
-fn write(ctx: &ReducerContext, kind: &str, request_id: String, m: Message) {
+fn write(ctx: &ReducerContext, kind: &str, request_id: String, mut m: Message) {
+    m.version += 1;
     let m = if ctx.db.message().id().find(m.id.clone()).is_some() {
         ctx.db.message().id().update(m)
     } else {
@@ -216,18 +191,12 @@ pub fn send(
     check_text(ctx, &text)?;
     if let Some(existing) = ctx.db.message().id().find(id.clone()) {
         // A retried send with the same id and content is idempotent; anything else is a conflict.
-        if existing.channel == channel
-            && existing.author == author
-            && existing.text == text
-            && !existing.deleted
-        {
+        if existing.channel == channel && existing.author == author && existing.text == text && !existing.deleted {
+            // The retry still gets an outbox entry, so a durable write waits for it.
+            append_outbox(ctx, "send", request_id, &existing);
             return Ok(());
         }
-        return Err(err(
-            "conflict",
-            "id_conflict",
-            format!("message id {id} is already used"),
-        ));
+        return Err(err("conflict", "id_conflict", format!("message id {id} is already used")));
     }
     let m = Message {
         id,
@@ -238,6 +207,7 @@ pub fn send(
         edited_at: None,
         deleted: false,
         reactions: Vec::new(),
+        version: 0,
     };
     write(ctx, "send", request_id, m);
     Ok(())
@@ -247,13 +217,14 @@ pub fn send(
 pub fn edit(
     ctx: &ReducerContext,
     request_id: String,
+    channel: String,
     id: String,
     user: String,
     text: String,
 ) -> Result<(), String> {
     require_owner(ctx)?;
     check_text(ctx, &text)?;
-    let mut m = find_live(ctx, &id)?;
+    let mut m = find_live(ctx, &channel, &id)?;
     require_author(&m, &user)?;
     m.text = text;
     m.edited_at = Some(ctx.timestamp);
@@ -265,11 +236,12 @@ pub fn edit(
 pub fn delete(
     ctx: &ReducerContext,
     request_id: String,
+    channel: String,
     id: String,
     user: String,
 ) -> Result<(), String> {
     require_owner(ctx)?;
-    let mut m = find_live(ctx, &id)?;
+    let mut m = find_live(ctx, &channel, &id)?;
     require_author(&m, &user)?;
     m.deleted = true;
     m.text = String::new();
@@ -281,11 +253,7 @@ pub fn delete(
 
 fn check_emoji(emoji: &str) -> Result<(), String> {
     if emoji.is_empty() || emoji.len() > MAX_EMOJI_BYTES {
-        return Err(err(
-            "invalid",
-            "invalid_emoji",
-            "emoji is empty or too long",
-        ));
+        return Err(err("invalid", "invalid_emoji", "emoji is empty or too long"));
     }
     Ok(())
 }
@@ -294,13 +262,14 @@ fn check_emoji(emoji: &str) -> Result<(), String> {
 pub fn react(
     ctx: &ReducerContext,
     request_id: String,
+    channel: String,
     id: String,
     user: String,
     emoji: String,
 ) -> Result<(), String> {
     require_owner(ctx)?;
     check_emoji(&emoji)?;
-    let mut m = find_live(ctx, &id)?;
+    let mut m = find_live(ctx, &channel, &id)?;
     let reaction = Reaction { user, emoji };
     if !m.reactions.contains(&reaction) {
         m.reactions.push(reaction);
@@ -313,41 +282,41 @@ pub fn react(
 pub fn unreact(
     ctx: &ReducerContext,
     request_id: String,
+    channel: String,
     id: String,
     user: String,
     emoji: String,
 ) -> Result<(), String> {
     require_owner(ctx)?;
     check_emoji(&emoji)?;
-    let mut m = find_live(ctx, &id)?;
-    m.reactions
-        .retain(|r| !(r.user == user && r.emoji == emoji));
+    let mut m = find_live(ctx, &channel, &id)?;
+    m.reactions.retain(|r| !(r.user == user && r.emoji == emoji));
     write(ctx, "unreact", request_id, m);
     Ok(())
 }
 
 /// Loads rows from PostgreSQL into the cache. A message with an entry still pending
-/// in the outbox is newer in the cache than in PostgreSQL, so it is left alone: a
-/// pending edit is not reverted, a pending delete not resurrected, a pending reaction
-/// not dropped.
+/// in the outbox is newer in the cache than in PostgreSQL, and so is one whose cached
+/// version is higher (its entry was acked after warm-up read PostgreSQL): both are
+/// left alone, so a pending edit is not reverted, a pending delete not resurrected, a
+/// pending reaction not dropped.
 #[reducer]
-pub fn warm_messages(ctx: &ReducerContext, rows: Vec<Message>) -> Result<(), String> {
+pub fn warm_messages(ctx: &ReducerContext, request_id: String, rows: Vec<Message>) -> Result<(), String> {
+    // The id only travels back to the caller, to match the outcome to the call.
+    let _ = request_id;
     require_owner(ctx)?;
     for row in rows {
-        if ctx
-            .db
-            .sync_outbox()
-            .entity()
-            .filter(&row.id)
-            .next()
-            .is_some()
-        {
+        if ctx.db.sync_outbox().entity().filter(&row.id).next().is_some() {
             continue;
         }
-        if ctx.db.message().id().find(row.id.clone()).is_some() {
-            ctx.db.message().id().update(row);
-        } else {
-            ctx.db.message().insert(row);
+        match ctx.db.message().id().find(row.id.clone()) {
+            Some(cached) if cached.version > row.version => {}
+            Some(_) => {
+                ctx.db.message().id().update(row);
+            }
+            None => {
+                ctx.db.message().insert(row);
+            }
         }
     }
     Ok(())
@@ -355,7 +324,9 @@ pub fn warm_messages(ctx: &ReducerContext, rows: Vec<Message>) -> Result<(), Str
 
 /// Removes outbox entries whose effect is committed in PostgreSQL.
 #[reducer]
-pub fn ack_outbox(ctx: &ReducerContext, seqs: Vec<u64>) -> Result<(), String> {
+pub fn ack_outbox(ctx: &ReducerContext, request_id: String, seqs: Vec<u64>) -> Result<(), String> {
+    // The id only travels back to the caller, to match the outcome to the call.
+    let _ = request_id;
     require_owner(ctx)?;
     for seq in seqs {
         ctx.db.sync_outbox().seq().delete(seq);
@@ -366,23 +337,14 @@ pub fn ack_outbox(ctx: &ReducerContext, seqs: Vec<u64>) -> Result<(), String> {
 /// Keeps only a channel's newest `keep` messages in the cache (PostgreSQL keeps all).
 /// Messages with pending outbox entries stay.
 #[reducer]
-pub fn trim_channel(ctx: &ReducerContext, channel: String, keep: u32) -> Result<(), String> {
+pub fn trim_channel(ctx: &ReducerContext, request_id: String, channel: String, keep: u32) -> Result<(), String> {
+    // The id only travels back to the caller, to match the outcome to the call.
+    let _ = request_id;
     require_owner(ctx)?;
     let mut rows: Vec<Message> = ctx.db.message().channel().filter(&channel).collect();
-    rows.sort_by(|a, b| {
-        b.created_at
-            .cmp(&a.created_at)
-            .then_with(|| b.id.cmp(&a.id))
-    });
+    rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
     for row in rows.into_iter().skip(keep as usize) {
-        if ctx
-            .db
-            .sync_outbox()
-            .entity()
-            .filter(&row.id)
-            .next()
-            .is_none()
-        {
+        if ctx.db.sync_outbox().entity().filter(&row.id).next().is_none() {
             ctx.db.message().id().delete(row.id);
         }
     }

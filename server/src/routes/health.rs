@@ -1,5 +1,6 @@
 //! `GET /health`: can the backend reach PostgreSQL and SpacetimeDB, and which adapter
-//! did the factory pick. 200 when every configured dependency answers, 503 otherwise.
+//! did the factory pick, per domain. 200 when every configured dependency answers and
+//! every cache is connected, 503 otherwise.
 
 use std::time::{Duration, Instant};
 
@@ -29,16 +30,8 @@ impl DependencyHealth {
     fn from_check(started: Instant, outcome: Result<(), String>) -> Self {
         let latency_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
         match outcome {
-            Ok(()) => Self {
-                status: DependencyStatus::Up,
-                latency_ms,
-                error: None,
-            },
-            Err(error) => Self {
-                status: DependencyStatus::Down,
-                latency_ms,
-                error: Some(error),
-            },
+            Ok(()) => Self { status: DependencyStatus::Up, latency_ms, error: None },
+            Err(error) => Self { status: DependencyStatus::Down, latency_ms, error: Some(error) },
         }
     }
 
@@ -53,6 +46,7 @@ struct Health {
     adapter: &'static str,
     postgres: DependencyHealth,
     spacetimedb: DependencyHealth,
+    domains: serde_json::Map<String, serde_json::Value>,
 }
 
 #[get("/health")]
@@ -60,45 +54,42 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let (postgres, spacetimedb) = tokio::join!(check_postgres(&state), check_spacetimedb(&state));
     for (name, dependency) in [("postgres", &postgres), ("spacetimedb", &spacetimedb)] {
         if !matches!(dependency.status, DependencyStatus::NotConfigured) {
-            state
-                .metrics
-                .dependency_up
-                .with_label_values(&[name])
-                .set(dependency.is_healthy() as i64);
+            state.metrics.dependency_up.with_label_values(&[name]).set(dependency.is_healthy() as i64);
         }
     }
-    let healthy = postgres.is_healthy() && spacetimedb.is_healthy();
+    let domains: serde_json::Map<String, serde_json::Value> = state
+        .domains
+        .iter()
+        .map(|d| {
+            (
+                d.name().to_string(),
+                serde_json::json!({ "adapter": d.adapter(), "cache_connected": d.cache_connected() }),
+            )
+        })
+        .collect();
+    let caches_connected = state.domains.iter().all(|d| d.cache_connected() != Some(false));
+    let healthy = postgres.is_healthy() && spacetimedb.is_healthy() && caches_connected;
     let body = Health {
         status: if healthy { "ok" } else { "degraded" },
         adapter: state.adapter.as_str(),
         postgres,
         spacetimedb,
+        domains,
     };
-    let status = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     HttpResponse::build(status).json(body)
 }
 
 async fn check_postgres(state: &AppState) -> DependencyHealth {
     let started = Instant::now();
-    let outcome = sqlx::query_scalar::<_, i32>("SELECT 1")
-        .fetch_one(&state.pool)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string());
+    let outcome =
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool).await.map(|_| ()).map_err(|e| e.to_string());
     DependencyHealth::from_check(started, outcome)
 }
 
 async fn check_spacetimedb(state: &AppState) -> DependencyHealth {
     let Some(url) = state.settings.spacetimedb.url() else {
-        return DependencyHealth {
-            status: DependencyStatus::NotConfigured,
-            latency_ms: None,
-            error: None,
-        };
+        return DependencyHealth { status: DependencyStatus::NotConfigured, latency_ms: None, error: None };
     };
     let started = Instant::now();
     let timeout = Duration::from_secs(state.settings.spacetimedb.connect_timeout_secs);

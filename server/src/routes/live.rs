@@ -39,11 +39,7 @@ pub async fn live(
     let (domain, scope) = path.into_inner();
     let (service, scope) = resolve(&state, &domain, &scope)?;
     // Refuse an unknown scope with a plain 404 before upgrading.
-    state
-        .scopes
-        .require(service.name(), service.scope_noun(), &scope)
-        .await
-        .map_err(ApiError)?;
+    state.scopes.require(service.name(), service.scope_noun(), &scope).await.map_err(ApiError)?;
     let session = LiveSession {
         service,
         scope,
@@ -53,9 +49,7 @@ pub async fn live(
         heartbeat: Duration::from_secs(state.settings.api.ws_heartbeat_secs),
         client_timeout: Duration::from_secs(state.settings.api.ws_client_timeout_secs),
     };
-    ws::WsResponseBuilder::new(session, &req, stream)
-        .frame_size(state.settings.api.max_body_bytes)
-        .start()
+    ws::WsResponseBuilder::new(session, &req, stream).frame_size(state.settings.api.max_body_bytes).start()
 }
 
 struct LiveSession {
@@ -82,32 +76,25 @@ impl LiveSession {
         let mut command: Value = match serde_json::from_str(text) {
             Ok(value @ Value::Object(_)) => value,
             _ => {
-                let error =
-                    DomainError::bad_request("malformed_json", "a command must be a JSON object");
+                let error = DomainError::bad_request("malformed_json", "a command must be a JSON object");
                 ctx.text(reply_error(&Value::Null, &error));
                 return;
             }
         };
-        let reference = command
-            .as_object_mut()
-            .and_then(|o| o.remove("ref"))
-            .unwrap_or(Value::Null);
+        let reference = command.as_object_mut().and_then(|o| o.remove("ref")).unwrap_or(Value::Null);
         let service = self.service.clone();
         let scope = self.scope.clone();
         let user = self.user.clone();
         // `wait`: the next frame is read only once this command is answered, so a
         // socket's commands apply in order.
-        ctx.wait(
-            async move { service.apply(&scope, &user, command).await }
-                .into_actor(self)
-                .map(move |outcome, _, ctx| match outcome {
-                    Ok(event) => ctx.text(
-                        json!({ "kind": "reply", "ref": reference, "ok": true, "event": event })
-                            .to_string(),
-                    ),
-                    Err(error) => ctx.text(reply_error(&reference, &error)),
-                }),
-        );
+        ctx.wait(async move { service.apply(&scope, &user, command).await }.into_actor(self).map(
+            move |outcome, _, ctx| match outcome {
+                Ok(event) => {
+                    ctx.text(json!({ "kind": "reply", "ref": reference, "ok": true, "event": event }).to_string())
+                }
+                Err(error) => ctx.text(reply_error(&reference, &error)),
+            },
+        ));
     }
 }
 
@@ -126,21 +113,19 @@ impl Actor for LiveSession {
         let service = self.service.clone();
         let scope = self.scope.clone();
         let recipient = ctx.address().recipient::<Live>();
-        ctx.wait(
-            async move { service.subscribe(&scope, recipient).await }
-                .into_actor(self)
-                .map(|outcome, session, ctx| match outcome {
-                    Ok(id) => {
-                        session.subscription = Some(id);
-                        ctx.text(json!({ "kind": "ready" }).to_string());
-                    }
-                    Err(error) => {
-                        ctx.text(reply_error(&Value::Null, &error));
-                        ctx.close(Some(ws::CloseCode::Error.into()));
-                        ctx.stop();
-                    }
-                }),
-        );
+        ctx.wait(async move { service.subscribe(&scope, recipient).await }.into_actor(self).map(
+            |outcome, session, ctx| match outcome {
+                Ok(id) => {
+                    session.subscription = Some(id);
+                    ctx.text(json!({ "kind": "ready" }).to_string());
+                }
+                Err(error) => {
+                    ctx.text(reply_error(&Value::Null, &error));
+                    ctx.close(Some(ws::CloseCode::Error.into()));
+                    ctx.stop();
+                }
+            },
+        ));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -169,10 +154,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for LiveSession {
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
             Ok(ws::Message::Pong(_)) => {}
             Ok(ws::Message::Binary(_)) => {
-                let error = DomainError::bad_request(
-                    "binary_not_supported",
-                    "send commands as JSON text frames",
-                );
+                let error = DomainError::bad_request("binary_not_supported", "send commands as JSON text frames");
                 ctx.text(reply_error(&Value::Null, &error));
             }
             Ok(ws::Message::Close(reason)) => {
@@ -181,10 +163,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for LiveSession {
             }
             Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
             Err(error) => {
-                let error = DomainError::too_large(
-                    "frame_rejected",
-                    format!("the frame was refused: {error}"),
-                );
+                let error = DomainError::too_large("frame_rejected", format!("the frame was refused: {error}"));
                 ctx.text(reply_error(&Value::Null, &error));
                 ctx.close(Some(ws::CloseCode::Size.into()));
                 ctx.stop();

@@ -18,20 +18,15 @@ use crate::startup::AppState;
 
 /// The running domain named in the path, or 404.
 pub fn domain_service(state: &AppState, name: &str) -> Result<Arc<dyn DomainService>, ApiError> {
-    state.domains.get(name).cloned().ok_or_else(|| {
-        ApiError(DomainError::not_found(
-            "unknown_domain",
-            format!("there is no domain {name:?}"),
-        ))
-    })
+    state
+        .domains
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ApiError(DomainError::not_found("unknown_domain", format!("there is no domain {name:?}"))))
 }
 
 /// The domain and scope named by `/api/{domain}/{scope}`.
-pub fn resolve(
-    state: &AppState,
-    domain: &str,
-    scope: &str,
-) -> Result<(Arc<dyn DomainService>, ScopeKey), ApiError> {
+pub fn resolve(state: &AppState, domain: &str, scope: &str) -> Result<(Arc<dyn DomainService>, ScopeKey), ApiError> {
     let service = domain_service(state, domain)?;
     Ok((service, ScopeKey::parse(scope)?))
 }

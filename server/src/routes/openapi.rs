@@ -11,21 +11,16 @@ fn error_response(description: &str) -> Value {
 }
 
 fn errors(statuses: &[(&str, &str)]) -> serde_json::Map<String, Value> {
-    statuses
-        .iter()
-        .map(|(status, what)| (status.to_string(), error_response(what)))
-        .collect()
+    statuses.iter().map(|(status, what)| (status.to_string(), error_response(what))).collect()
 }
 
 pub fn document(domains: &[&str]) -> Value {
-    let domain_param = json!({ "name": "domain", "in": "path", "required": true, "schema": { "type": "string", "enum": domains } });
+    let domain_param =
+        json!({ "name": "domain", "in": "path", "required": true, "schema": { "type": "string", "enum": domains } });
     let scope_param = json!({ "name": "scope", "in": "path", "required": true,
         "schema": { "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$" } });
-    let mut snapshot_responses = errors(&[
-        ("400", "Bad query"),
-        ("401", "No or invalid token"),
-        ("404", "Unknown domain or scope"),
-    ]);
+    let mut snapshot_responses =
+        errors(&[("400", "Bad query"), ("401", "No or invalid token"), ("404", "Unknown domain or scope")]);
     snapshot_responses.insert("200".into(), json!({ "description": "Items, newest first", "content": { "application/json": { "schema": {
         "type": "object", "properties": { "items": { "type": "array", "items": { "type": "object" } }, "next_before": { "type": "string", "nullable": true } } } } } }));
     let mut command_responses = errors(&[

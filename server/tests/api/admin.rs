@@ -8,17 +8,11 @@ use crate::helpers::spawn_app;
 async fn scopes_are_created_updated_and_listed_with_validated_config() {
     let app = spawn_app().await;
 
-    let created = app
-        .put_scope("chat", "general", json!({ "name": "General" }))
-        .await;
+    let created = app.put_scope("chat", "general", json!({ "name": "General" })).await;
     assert_eq!(created.status(), 200);
     let config = json!({ "warmup": { "max_items": 50, "priority": 5 } });
     let updated: Value = app
-        .put_scope(
-            "chat",
-            "general",
-            json!({ "name": "General chat", "config": config }),
-        )
+        .put_scope("chat", "general", json!({ "name": "General chat", "config": config }))
         .await
         .json()
         .await
@@ -27,30 +21,16 @@ async fn scopes_are_created_updated_and_listed_with_validated_config() {
     assert_eq!(updated["config"]["warmup"]["max_items"], 50);
 
     for (bad, code) in [
-        (
-            json!({ "name": "x", "config": { "warmup": { "max_itemz": 5 } } }),
-            "invalid_scope_config",
-        ),
-        (
-            json!({ "name": "x", "config": { "colour": "red" } }),
-            "invalid_scope_config",
-        ),
+        (json!({ "name": "x", "config": { "warmup": { "max_itemz": 5 } } }), "invalid_scope_config"),
+        (json!({ "name": "x", "config": { "colour": "red" } }), "invalid_scope_config"),
         (json!({ "name": "x", "config": [] }), "invalid_scope_config"),
         (json!({ "name": "  " }), "invalid_scope_name"),
     ] {
         let response = app.put_scope("chat", "general", bad).await;
         assert_eq!(response.status(), 422);
-        assert_eq!(
-            response.json::<Value>().await.unwrap()["error"]["code"],
-            code
-        );
+        assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], code);
     }
-    assert_eq!(
-        app.put_scope("nope", "general", json!({ "name": "x" }))
-            .await
-            .status(),
-        404
-    );
+    assert_eq!(app.put_scope("nope", "general", json!({ "name": "x" })).await.status(), 404);
 
     let listed: Value = app
         .http
@@ -64,14 +44,8 @@ async fn scopes_are_created_updated_and_listed_with_validated_config() {
         .unwrap();
     let scopes = listed["scopes"].as_array().unwrap();
     assert_eq!(scopes.len(), 1);
-    assert_eq!(
-        (scopes[0]["key"].as_str(), scopes[0]["name"].as_str()),
-        (Some("general"), Some("General chat"))
-    );
-    assert_eq!(
-        scopes[0]["config"]["warmup"]["priority"], 5,
-        "a refused update leaves the stored config alone"
-    );
+    assert_eq!((scopes[0]["key"].as_str(), scopes[0]["name"].as_str()), (Some("general"), Some("General chat")));
+    assert_eq!(scopes[0]["config"]["warmup"]["priority"], 5, "a refused update leaves the stored config alone");
 }
 
 #[actix_web::test]
@@ -81,15 +55,8 @@ async fn the_openapi_document_describes_the_generic_routes() {
     let document: Value = app.get("/api/openapi.json").await.json().await.unwrap();
 
     assert_eq!(document["openapi"], "3.0.3");
-    for path in [
-        "/api/{domain}/{scope}",
-        "/api/{domain}/{scope}/live",
-        "/api/admin/scopes/{domain}/{scope}",
-    ] {
+    for path in ["/api/{domain}/{scope}", "/api/{domain}/{scope}/live", "/api/admin/scopes/{domain}/{scope}"] {
         assert!(document["paths"][path].is_object(), "{path} is described");
     }
-    assert_eq!(
-        document["paths"]["/api/{domain}/{scope}"]["parameters"][0]["schema"]["enum"],
-        json!(["chat"])
-    );
+    assert_eq!(document["paths"]["/api/{domain}/{scope}"]["parameters"][0]["schema"]["enum"], json!(["chat"]));
 }

@@ -6,26 +6,14 @@ use uuid::Uuid;
 use crate::helpers::{spawn_app, TestApp};
 
 async fn assert_error(response: reqwest::Response, status: u16, code: &str) {
-    assert_eq!(
-        response.status().as_u16(),
-        status,
-        "expected {status} {code}"
-    );
+    assert_eq!(response.status().as_u16(), status, "expected {status} {code}");
     let body: Value = response.json().await.expect("errors are JSON");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
 }
 
 async fn stored_messages(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM chat_messages")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM chat_messages").fetch_one(&app.pool).await.unwrap()
 }
 
 #[actix_web::test]
@@ -34,37 +22,13 @@ async fn authentication_is_required_and_checked() {
     app.create_scope("chat", "general").await;
     let url = format!("{}/api/chat/general", app.address);
 
-    assert_error(
-        app.http.get(&url).send().await.unwrap(),
-        401,
-        "unauthorized",
-    )
-    .await;
-    assert_error(
-        app.http
-            .get(&url)
-            .bearer_auth("not-a-jwt")
-            .send()
-            .await
-            .unwrap(),
-        401,
-        "unauthorized",
-    )
-    .await;
+    assert_error(app.http.get(&url).send().await.unwrap(), 401, "unauthorized").await;
+    assert_error(app.http.get(&url).bearer_auth("not-a-jwt").send().await.unwrap(), 401, "unauthorized").await;
     let mut foreign = app.settings.auth.clone();
     foreign.jwt_secret = "another-secret".to_string().into();
     let forged = boardsync::auth::issue_token(&foreign, "mallory", true);
-    assert_error(
-        app.http.get(&url).bearer_auth(forged).send().await.unwrap(),
-        401,
-        "unauthorized",
-    )
-    .await;
-    let live = tokio_tungstenite::connect_async(format!(
-        "ws://127.0.0.1:{}/api/chat/general/live",
-        app.port
-    ))
-    .await;
+    assert_error(app.http.get(&url).bearer_auth(forged).send().await.unwrap(), 401, "unauthorized").await;
+    let live = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/api/chat/general/live", app.port)).await;
     assert!(live.is_err(), "a WebSocket without a token is refused");
 }
 
@@ -80,12 +44,7 @@ async fn admin_routes_need_the_admin_claim() {
         .await
         .unwrap();
     assert_error(response, 403, "admin_required").await;
-    assert_error(
-        app.get_as("alice", "/api/admin/scopes").await,
-        403,
-        "admin_required",
-    )
-    .await;
+    assert_error(app.get_as("alice", "/api/admin/scopes").await, 403, "admin_required").await;
 }
 
 #[actix_web::test]
@@ -93,32 +52,12 @@ async fn unknown_domains_scopes_and_messages_are_404() {
     let app = spawn_app().await;
     app.create_scope("chat", "general").await;
 
-    assert_error(
-        app.get_as("alice", "/api/nope/general").await,
-        404,
-        "unknown_domain",
-    )
-    .await;
-    assert_error(
-        app.get_as("alice", "/api/chat/missing").await,
-        404,
-        "scope_not_found",
-    )
-    .await;
+    assert_error(app.get_as("alice", "/api/nope/general").await, 404, "unknown_domain").await;
+    assert_error(app.get_as("alice", "/api/chat/missing").await, 404, "scope_not_found").await;
     let send = json!({ "type": "send", "id": Uuid::new_v4(), "text": "into the void" });
-    assert_error(
-        app.command("alice", "chat", "missing", send).await,
-        404,
-        "scope_not_found",
-    )
-    .await;
+    assert_error(app.command("alice", "chat", "missing", send).await, 404, "scope_not_found").await;
     let edit = json!({ "type": "edit", "id": Uuid::new_v4(), "text": "x" });
-    assert_error(
-        app.command("alice", "chat", "general", edit).await,
-        404,
-        "message_not_found",
-    )
-    .await;
+    assert_error(app.command("alice", "chat", "general", edit).await, 404, "message_not_found").await;
     let live = tokio_tungstenite::connect_async(format!(
         "ws://127.0.0.1:{}/api/chat/missing/live?token={}",
         app.port,
@@ -144,31 +83,11 @@ async fn bad_commands_are_refused_with_their_status_and_nothing_is_stored() {
 
     assert_error(post_raw("{not json").await.unwrap(), 400, "malformed_json").await;
     let cases = [
-        (
-            json!({ "type": "shout", "text": "hi" }),
-            422,
-            "invalid_command",
-        ),
-        (
-            json!({ "type": "send", "text": "no id" }),
-            422,
-            "invalid_command",
-        ),
-        (
-            json!({ "type": "send", "id": "not-a-uuid", "text": "x" }),
-            422,
-            "invalid_command",
-        ),
-        (
-            json!({ "type": "send", "id": Uuid::new_v4(), "text": "   " }),
-            422,
-            "text_empty",
-        ),
-        (
-            json!({ "type": "send", "id": Uuid::new_v4(), "text": "x".repeat(4001) }),
-            413,
-            "text_too_long",
-        ),
+        (json!({ "type": "shout", "text": "hi" }), 422, "invalid_command"),
+        (json!({ "type": "send", "text": "no id" }), 422, "invalid_command"),
+        (json!({ "type": "send", "id": "not-a-uuid", "text": "x" }), 422, "invalid_command"),
+        (json!({ "type": "send", "id": Uuid::new_v4(), "text": "   " }), 422, "text_empty"),
+        (json!({ "type": "send", "id": Uuid::new_v4(), "text": "x".repeat(4001) }), 413, "text_too_long"),
         (
             json!({ "type": "send", "id": Uuid::new_v4(), "text": "x", "durability": "eventually" }),
             422,
@@ -176,70 +95,25 @@ async fn bad_commands_are_refused_with_their_status_and_nothing_is_stored() {
         ),
     ];
     for (command, status, code) in cases {
-        assert_error(
-            app.command("alice", "chat", "general", command).await,
-            status,
-            code,
-        )
-        .await;
+        assert_error(app.command("alice", "chat", "general", command).await, status, code).await;
     }
     let huge = json!({ "type": "send", "id": Uuid::new_v4(), "text": "x".repeat(70_000) });
-    assert_error(
-        app.command("alice", "chat", "general", huge).await,
-        413,
-        "body_too_large",
-    )
-    .await;
-    assert_error(
-        app.get_as("alice", "/api/chat/general?limit=0").await,
-        400,
-        "invalid_limit",
-    )
-    .await;
-    assert_error(
-        app.get_as("alice", "/api/chat/general?limit=abc").await,
-        400,
-        "invalid_query",
-    )
-    .await;
-    assert_error(
-        app.get_as("alice", "/api/chat/General!").await,
-        400,
-        "invalid_scope_key",
-    )
-    .await;
+    assert_error(app.command("alice", "chat", "general", huge).await, 413, "body_too_large").await;
+    assert_error(app.get_as("alice", "/api/chat/general?limit=0").await, 400, "invalid_limit").await;
+    assert_error(app.get_as("alice", "/api/chat/general?limit=abc").await, 400, "invalid_query").await;
+    assert_error(app.get_as("alice", "/api/chat/General!").await, 400, "invalid_scope_key").await;
     assert_eq!(stored_messages(&app).await, 0);
 
     let id = Uuid::new_v4();
-    let sent = app
-        .command(
-            "alice",
-            "chat",
-            "general",
-            json!({ "type": "send", "id": id, "text": "mine" }),
-        )
-        .await;
+    let sent = app.command("alice", "chat", "general", json!({ "type": "send", "id": id, "text": "mine" })).await;
     assert_eq!(sent.status(), 200);
     let reused = json!({ "type": "send", "id": id, "text": "someone else's" });
-    assert_error(
-        app.command("bob", "chat", "general", reused).await,
-        409,
-        "id_conflict",
-    )
-    .await;
+    assert_error(app.command("bob", "chat", "general", reused).await, 409, "id_conflict").await;
     for emoji in ["", "ab", ":nope:", "👍👍"] {
         let react = json!({ "type": "react", "id": id, "emoji": emoji });
-        assert_error(
-            app.command("bob", "chat", "general", react).await,
-            422,
-            "invalid_emoji",
-        )
-        .await;
+        assert_error(app.command("bob", "chat", "general", react).await, 422, "invalid_emoji").await;
     }
-    let reactions: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_reactions")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let reactions: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_reactions").fetch_one(&app.pool).await.unwrap();
     assert_eq!((stored_messages(&app).await, reactions), (1, 0));
 }
 
@@ -251,17 +125,9 @@ async fn bad_websocket_frames_get_error_replies_and_store_nothing() {
 
     alice.send(json!("just a string")).await;
     let reply = alice.next().await;
-    assert_eq!(
-        (reply["status"].as_u64(), reply["error"]["code"].as_str()),
-        (Some(400), Some("malformed_json"))
-    );
-    alice
-        .send(json!({ "ref": "x", "type": "send", "id": Uuid::new_v4(), "text": "" }))
-        .await;
+    assert_eq!((reply["status"].as_u64(), reply["error"]["code"].as_str()), (Some(400), Some("malformed_json")));
+    alice.send(json!({ "ref": "x", "type": "send", "id": Uuid::new_v4(), "text": "" })).await;
     let reply = alice.reply("x").await;
-    assert_eq!(
-        (reply["status"].as_u64(), reply["error"]["code"].as_str()),
-        (Some(422), Some("text_empty"))
-    );
+    assert_eq!((reply["status"].as_u64(), reply["error"]["code"].as_str()), (Some(422), Some("text_empty")));
     assert_eq!(stored_messages(&app).await, 0);
 }

@@ -19,8 +19,8 @@ async fn health_reports_postgres_up_and_the_postgres_adapter_without_spacetimedb
 
 #[actix_web::test]
 async fn health_reports_a_reachable_spacetimedb_and_the_spacetimedb_adapter() {
-    let url = std::env::var("BOARDSYNC_TEST_SPACETIMEDB_URL")
-        .expect("scripts/test sets BOARDSYNC_TEST_SPACETIMEDB_URL");
+    let url =
+        std::env::var("BOARDSYNC_TEST_SPACETIMEDB_URL").expect("scripts/test sets BOARDSYNC_TEST_SPACETIMEDB_URL");
     let app = spawn_app_with(|settings| {
         settings.spacetimedb.url = url;
         settings.spacetimedb.token = SecretString::from("unused-by-health");
@@ -60,18 +60,10 @@ async fn metrics_are_exported_in_prometheus_text_format() {
 
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
+    assert!(text.contains("boardsync_info{adapter=\"postgres\""), "{text}");
+    assert!(text.contains("boardsync_dependency_up{dependency=\"postgres\"} 1"), "{text}");
     assert!(
-        text.contains("boardsync_info{adapter=\"postgres\""),
-        "{text}"
-    );
-    assert!(
-        text.contains("boardsync_dependency_up{dependency=\"postgres\"} 1"),
-        "{text}"
-    );
-    assert!(
-        text.contains(
-            "boardsync_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 1"
-        ),
+        text.contains("boardsync_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 1"),
         "{text}"
     );
 }

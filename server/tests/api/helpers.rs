@@ -24,8 +24,7 @@ pub struct TestApp {
 }
 
 pub fn test_settings() -> Settings {
-    Settings::load_from(&Settings::source_dir(), Environment::Test, HashMap::new())
-        .expect("test settings load")
+    Settings::load_from(&Settings::source_dir(), Environment::Test, HashMap::new()).expect("test settings load")
 }
 
 /// The application on the PostgreSQL adapter, with a fresh database.
@@ -42,17 +41,13 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings();
     settings.database.url = SecretString::from(url.clone());
     configure(&mut settings);
-    let app = Application::build(settings.clone())
-        .await
-        .expect("the app builds");
+    let app = Application::build(settings.clone()).await.expect("the app builds");
     let port = app.port();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
-        pool: PgPool::connect(&url)
-            .await
-            .expect("connect to the app's database"),
+        pool: PgPool::connect(&url).await.expect("connect to the app's database"),
         http: reqwest::Client::new(),
         settings,
     }
@@ -68,11 +63,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.address))
-            .send()
-            .await
-            .expect("the app answers")
+        self.http.get(format!("{}{path}", self.address)).send().await.expect("the app answers")
     }
 
     pub async fn get_as(&self, user: &str, path: &str) -> reqwest::Response {
@@ -97,21 +88,10 @@ impl TestApp {
 
     pub async fn create_scope(&self, domain: &str, key: &str) {
         let response = self.put_scope(domain, key, json!({ "name": key })).await;
-        assert_eq!(
-            response.status(),
-            200,
-            "creating {domain}/{key}: {}",
-            response.text().await.unwrap()
-        );
+        assert_eq!(response.status(), 200, "creating {domain}/{key}: {}", response.text().await.unwrap());
     }
 
-    pub async fn command(
-        &self,
-        user: &str,
-        domain: &str,
-        scope: &str,
-        command: Value,
-    ) -> reqwest::Response {
+    pub async fn command(&self, user: &str, domain: &str, scope: &str, command: Value) -> reqwest::Response {
         self.http
             .post(format!("{}/api/{domain}/{scope}", self.address))
             .bearer_auth(self.token(user))
@@ -129,14 +109,8 @@ impl TestApp {
 
     /// A live WebSocket client, connected and subscribed (its `ready` consumed).
     pub async fn live(&self, user: &str, domain: &str, scope: &str) -> LiveClient {
-        let url = format!(
-            "ws://127.0.0.1:{}/api/{domain}/{scope}/live?token={}",
-            self.port,
-            self.token(user)
-        );
-        let (socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("the WebSocket opens");
+        let url = format!("ws://127.0.0.1:{}/api/{domain}/{scope}/live?token={}", self.port, self.token(user));
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("the WebSocket opens");
         let mut client = LiveClient { socket };
         let ready = client.next().await;
         assert_eq!(ready["kind"], "ready", "{ready}");
@@ -145,17 +119,12 @@ impl TestApp {
 }
 
 pub struct LiveClient {
-    socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 }
 
 impl LiveClient {
     pub async fn send(&mut self, command: Value) {
-        self.socket
-            .send(tungstenite::Message::text(command.to_string()))
-            .await
-            .expect("the frame is sent");
+        self.socket.send(tungstenite::Message::text(command.to_string())).await.expect("the frame is sent");
     }
 
     /// The next JSON frame from the server (pings are answered by tungstenite).

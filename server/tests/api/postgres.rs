@@ -22,11 +22,10 @@ async fn a_sql_write_is_read_back_from_the_test_database() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let name: String =
-        sqlx::query_scalar("SELECT name FROM scopes WHERE domain = 'chat' AND key = 'general'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let name: String = sqlx::query_scalar("SELECT name FROM scopes WHERE domain = 'chat' AND key = 'general'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
 
     assert_eq!(name, "General");
 }

@@ -9,12 +9,16 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 #[derive(__lib::ser::Serialize, __lib::de::Deserialize, Clone, PartialEq, Debug)]
 #[sats(crate = __lib)]
 pub(super) struct AckOutboxArgs {
+    pub request_id: String,
     pub seqs: Vec<u64>,
 }
 
 impl From<AckOutboxArgs> for super::Reducer {
     fn from(args: AckOutboxArgs) -> Self {
-        Self::AckOutbox { seqs: args.seqs }
+        Self::AckOutbox {
+            request_id: args.request_id,
+            seqs: args.seqs,
+        }
     }
 }
 
@@ -34,7 +38,7 @@ pub trait ack_outbox {
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
     ///  and its status can be observed by listening for [`Self::on_ack_outbox`] callbacks.
-    fn ack_outbox(&self, seqs: Vec<u64>) -> __sdk::Result<()>;
+    fn ack_outbox(&self, request_id: String, seqs: Vec<u64>) -> __sdk::Result<()>;
     /// Register a callback to run whenever we are notified of an invocation of the reducer `ack_outbox`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
@@ -44,7 +48,7 @@ pub trait ack_outbox {
     /// to cancel the callback.
     fn on_ack_outbox(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &Vec<u64>) + Send + 'static,
+        callback: impl FnMut(&super::ReducerEventContext, &String, &Vec<u64>) + Send + 'static,
     ) -> AckOutboxCallbackId;
     /// Cancel a callback previously registered by [`Self::on_ack_outbox`],
     /// causing it not to run in the future.
@@ -52,12 +56,13 @@ pub trait ack_outbox {
 }
 
 impl ack_outbox for super::RemoteReducers {
-    fn ack_outbox(&self, seqs: Vec<u64>) -> __sdk::Result<()> {
-        self.imp.call_reducer("ack_outbox", AckOutboxArgs { seqs })
+    fn ack_outbox(&self, request_id: String, seqs: Vec<u64>) -> __sdk::Result<()> {
+        self.imp
+            .call_reducer("ack_outbox", AckOutboxArgs { request_id, seqs })
     }
     fn on_ack_outbox(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &Vec<u64>) + Send + 'static,
+        mut callback: impl FnMut(&super::ReducerEventContext, &String, &Vec<u64>) + Send + 'static,
     ) -> AckOutboxCallbackId {
         AckOutboxCallbackId(self.imp.on_reducer(
             "ack_outbox",
@@ -65,7 +70,7 @@ impl ack_outbox for super::RemoteReducers {
                 let super::ReducerEventContext {
                     event:
                         __sdk::ReducerEvent {
-                            reducer: super::Reducer::AckOutbox { seqs },
+                            reducer: super::Reducer::AckOutbox { request_id, seqs },
                             ..
                         },
                     ..
@@ -73,7 +78,7 @@ impl ack_outbox for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, seqs)
+                callback(ctx, request_id, seqs)
             }),
         ))
     }

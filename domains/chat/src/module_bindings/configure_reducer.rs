@@ -9,12 +9,14 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 #[derive(__lib::ser::Serialize, __lib::de::Deserialize, Clone, PartialEq, Debug)]
 #[sats(crate = __lib)]
 pub(super) struct ConfigureArgs {
+    pub request_id: String,
     pub max_text_chars: u32,
 }
 
 impl From<ConfigureArgs> for super::Reducer {
     fn from(args: ConfigureArgs) -> Self {
         Self::Configure {
+            request_id: args.request_id,
             max_text_chars: args.max_text_chars,
         }
     }
@@ -36,7 +38,7 @@ pub trait configure {
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
     ///  and its status can be observed by listening for [`Self::on_configure`] callbacks.
-    fn configure(&self, max_text_chars: u32) -> __sdk::Result<()>;
+    fn configure(&self, request_id: String, max_text_chars: u32) -> __sdk::Result<()>;
     /// Register a callback to run whenever we are notified of an invocation of the reducer `configure`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
@@ -46,7 +48,7 @@ pub trait configure {
     /// to cancel the callback.
     fn on_configure(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &u32) + Send + 'static,
+        callback: impl FnMut(&super::ReducerEventContext, &String, &u32) + Send + 'static,
     ) -> ConfigureCallbackId;
     /// Cancel a callback previously registered by [`Self::on_configure`],
     /// causing it not to run in the future.
@@ -54,13 +56,18 @@ pub trait configure {
 }
 
 impl configure for super::RemoteReducers {
-    fn configure(&self, max_text_chars: u32) -> __sdk::Result<()> {
-        self.imp
-            .call_reducer("configure", ConfigureArgs { max_text_chars })
+    fn configure(&self, request_id: String, max_text_chars: u32) -> __sdk::Result<()> {
+        self.imp.call_reducer(
+            "configure",
+            ConfigureArgs {
+                request_id,
+                max_text_chars,
+            },
+        )
     }
     fn on_configure(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &u32) + Send + 'static,
+        mut callback: impl FnMut(&super::ReducerEventContext, &String, &u32) + Send + 'static,
     ) -> ConfigureCallbackId {
         ConfigureCallbackId(self.imp.on_reducer(
             "configure",
@@ -68,7 +75,11 @@ impl configure for super::RemoteReducers {
                 let super::ReducerEventContext {
                     event:
                         __sdk::ReducerEvent {
-                            reducer: super::Reducer::Configure { max_text_chars },
+                            reducer:
+                                super::Reducer::Configure {
+                                    request_id,
+                                    max_text_chars,
+                                },
                             ..
                         },
                     ..
@@ -76,7 +87,7 @@ impl configure for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, max_text_chars)
+                callback(ctx, request_id, max_text_chars)
             }),
         ))
     }

@@ -10,6 +10,7 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 #[sats(crate = __lib)]
 pub(super) struct DeleteArgs {
     pub request_id: String,
+    pub channel: String,
     pub id: String,
     pub user: String,
 }
@@ -18,6 +19,7 @@ impl From<DeleteArgs> for super::Reducer {
     fn from(args: DeleteArgs) -> Self {
         Self::Delete {
             request_id: args.request_id,
+            channel: args.channel,
             id: args.id,
             user: args.user,
         }
@@ -40,7 +42,13 @@ pub trait delete {
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
     ///  and its status can be observed by listening for [`Self::on_delete`] callbacks.
-    fn delete(&self, request_id: String, id: String, user: String) -> __sdk::Result<()>;
+    fn delete(
+        &self,
+        request_id: String,
+        channel: String,
+        id: String,
+        user: String,
+    ) -> __sdk::Result<()>;
     /// Register a callback to run whenever we are notified of an invocation of the reducer `delete`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
@@ -50,7 +58,9 @@ pub trait delete {
     /// to cancel the callback.
     fn on_delete(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String) + Send + 'static,
+        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
+            + Send
+            + 'static,
     ) -> DeleteCallbackId;
     /// Cancel a callback previously registered by [`Self::on_delete`],
     /// causing it not to run in the future.
@@ -58,11 +68,18 @@ pub trait delete {
 }
 
 impl delete for super::RemoteReducers {
-    fn delete(&self, request_id: String, id: String, user: String) -> __sdk::Result<()> {
+    fn delete(
+        &self,
+        request_id: String,
+        channel: String,
+        id: String,
+        user: String,
+    ) -> __sdk::Result<()> {
         self.imp.call_reducer(
             "delete",
             DeleteArgs {
                 request_id,
+                channel,
                 id,
                 user,
             },
@@ -70,7 +87,7 @@ impl delete for super::RemoteReducers {
     }
     fn on_delete(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String)
+        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
             + Send
             + 'static,
     ) -> DeleteCallbackId {
@@ -83,6 +100,7 @@ impl delete for super::RemoteReducers {
                             reducer:
                                 super::Reducer::Delete {
                                     request_id,
+                                    channel,
                                     id,
                                     user,
                                 },
@@ -93,7 +111,7 @@ impl delete for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, id, user)
+                callback(ctx, request_id, channel, id, user)
             }),
         ))
     }

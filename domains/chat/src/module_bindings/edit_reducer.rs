@@ -10,6 +10,7 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 #[sats(crate = __lib)]
 pub(super) struct EditArgs {
     pub request_id: String,
+    pub channel: String,
     pub id: String,
     pub user: String,
     pub text: String,
@@ -19,6 +20,7 @@ impl From<EditArgs> for super::Reducer {
     fn from(args: EditArgs) -> Self {
         Self::Edit {
             request_id: args.request_id,
+            channel: args.channel,
             id: args.id,
             user: args.user,
             text: args.text,
@@ -42,8 +44,14 @@ pub trait edit {
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
     ///  and its status can be observed by listening for [`Self::on_edit`] callbacks.
-    fn edit(&self, request_id: String, id: String, user: String, text: String)
-        -> __sdk::Result<()>;
+    fn edit(
+        &self,
+        request_id: String,
+        channel: String,
+        id: String,
+        user: String,
+        text: String,
+    ) -> __sdk::Result<()>;
     /// Register a callback to run whenever we are notified of an invocation of the reducer `edit`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
@@ -53,7 +61,7 @@ pub trait edit {
     /// to cancel the callback.
     fn on_edit(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
+        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String, &String)
             + Send
             + 'static,
     ) -> EditCallbackId;
@@ -66,6 +74,7 @@ impl edit for super::RemoteReducers {
     fn edit(
         &self,
         request_id: String,
+        channel: String,
         id: String,
         user: String,
         text: String,
@@ -74,6 +83,7 @@ impl edit for super::RemoteReducers {
             "edit",
             EditArgs {
                 request_id,
+                channel,
                 id,
                 user,
                 text,
@@ -82,7 +92,7 @@ impl edit for super::RemoteReducers {
     }
     fn on_edit(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
+        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String, &String)
             + Send
             + 'static,
     ) -> EditCallbackId {
@@ -95,6 +105,7 @@ impl edit for super::RemoteReducers {
                             reducer:
                                 super::Reducer::Edit {
                                     request_id,
+                                    channel,
                                     id,
                                     user,
                                     text,
@@ -106,7 +117,7 @@ impl edit for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, id, user, text)
+                callback(ctx, request_id, channel, id, user, text)
             }),
         ))
     }

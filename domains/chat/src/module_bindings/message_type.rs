@@ -19,6 +19,7 @@ pub struct Message {
     pub edited_at: Option<__sdk::Timestamp>,
     pub deleted: bool,
     pub reactions: Vec<Reaction>,
+    pub version: u64,
 }
 
 impl __sdk::InModule for Message {

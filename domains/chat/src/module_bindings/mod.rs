@@ -59,24 +59,29 @@ pub use warm_messages_reducer::{
 
 pub enum Reducer {
     AckOutbox {
+        request_id: String,
         seqs: Vec<u64>,
     },
     Configure {
+        request_id: String,
         max_text_chars: u32,
     },
     Delete {
         request_id: String,
+        channel: String,
         id: String,
         user: String,
     },
     Edit {
         request_id: String,
+        channel: String,
         id: String,
         user: String,
         text: String,
     },
     React {
         request_id: String,
+        channel: String,
         id: String,
         user: String,
         emoji: String,
@@ -89,16 +94,19 @@ pub enum Reducer {
         text: String,
     },
     TrimChannel {
+        request_id: String,
         channel: String,
         keep: u32,
     },
     Unreact {
         request_id: String,
+        channel: String,
         id: String,
         user: String,
         emoji: String,
     },
     WarmMessages {
+        request_id: String,
         rows: Vec<Message>,
     },
 }

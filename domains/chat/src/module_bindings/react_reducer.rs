@@ -10,6 +10,7 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 #[sats(crate = __lib)]
 pub(super) struct ReactArgs {
     pub request_id: String,
+    pub channel: String,
     pub id: String,
     pub user: String,
     pub emoji: String,
@@ -19,6 +20,7 @@ impl From<ReactArgs> for super::Reducer {
     fn from(args: ReactArgs) -> Self {
         Self::React {
             request_id: args.request_id,
+            channel: args.channel,
             id: args.id,
             user: args.user,
             emoji: args.emoji,
@@ -45,6 +47,7 @@ pub trait react {
     fn react(
         &self,
         request_id: String,
+        channel: String,
         id: String,
         user: String,
         emoji: String,
@@ -58,7 +61,7 @@ pub trait react {
     /// to cancel the callback.
     fn on_react(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
+        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String, &String)
             + Send
             + 'static,
     ) -> ReactCallbackId;
@@ -71,6 +74,7 @@ impl react for super::RemoteReducers {
     fn react(
         &self,
         request_id: String,
+        channel: String,
         id: String,
         user: String,
         emoji: String,
@@ -79,6 +83,7 @@ impl react for super::RemoteReducers {
             "react",
             ReactArgs {
                 request_id,
+                channel,
                 id,
                 user,
                 emoji,
@@ -87,7 +92,7 @@ impl react for super::RemoteReducers {
     }
     fn on_react(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
+        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String, &String)
             + Send
             + 'static,
     ) -> ReactCallbackId {
@@ -100,6 +105,7 @@ impl react for super::RemoteReducers {
                             reducer:
                                 super::Reducer::React {
                                     request_id,
+                                    channel,
                                     id,
                                     user,
                                     emoji,
@@ -111,7 +117,7 @@ impl react for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, id, user, emoji)
+                callback(ctx, request_id, channel, id, user, emoji)
             }),
         ))
     }

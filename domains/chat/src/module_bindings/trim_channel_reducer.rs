@@ -9,6 +9,7 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 #[derive(__lib::ser::Serialize, __lib::de::Deserialize, Clone, PartialEq, Debug)]
 #[sats(crate = __lib)]
 pub(super) struct TrimChannelArgs {
+    pub request_id: String,
     pub channel: String,
     pub keep: u32,
 }
@@ -16,6 +17,7 @@ pub(super) struct TrimChannelArgs {
 impl From<TrimChannelArgs> for super::Reducer {
     fn from(args: TrimChannelArgs) -> Self {
         Self::TrimChannel {
+            request_id: args.request_id,
             channel: args.channel,
             keep: args.keep,
         }
@@ -38,7 +40,7 @@ pub trait trim_channel {
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
     ///  and its status can be observed by listening for [`Self::on_trim_channel`] callbacks.
-    fn trim_channel(&self, channel: String, keep: u32) -> __sdk::Result<()>;
+    fn trim_channel(&self, request_id: String, channel: String, keep: u32) -> __sdk::Result<()>;
     /// Register a callback to run whenever we are notified of an invocation of the reducer `trim_channel`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
@@ -48,7 +50,7 @@ pub trait trim_channel {
     /// to cancel the callback.
     fn on_trim_channel(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &String, &u32) + Send + 'static,
+        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &u32) + Send + 'static,
     ) -> TrimChannelCallbackId;
     /// Cancel a callback previously registered by [`Self::on_trim_channel`],
     /// causing it not to run in the future.
@@ -56,13 +58,19 @@ pub trait trim_channel {
 }
 
 impl trim_channel for super::RemoteReducers {
-    fn trim_channel(&self, channel: String, keep: u32) -> __sdk::Result<()> {
-        self.imp
-            .call_reducer("trim_channel", TrimChannelArgs { channel, keep })
+    fn trim_channel(&self, request_id: String, channel: String, keep: u32) -> __sdk::Result<()> {
+        self.imp.call_reducer(
+            "trim_channel",
+            TrimChannelArgs {
+                request_id,
+                channel,
+                keep,
+            },
+        )
     }
     fn on_trim_channel(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &String, &u32) + Send + 'static,
+        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &u32) + Send + 'static,
     ) -> TrimChannelCallbackId {
         TrimChannelCallbackId(self.imp.on_reducer(
             "trim_channel",
@@ -70,7 +78,12 @@ impl trim_channel for super::RemoteReducers {
                 let super::ReducerEventContext {
                     event:
                         __sdk::ReducerEvent {
-                            reducer: super::Reducer::TrimChannel { channel, keep },
+                            reducer:
+                                super::Reducer::TrimChannel {
+                                    request_id,
+                                    channel,
+                                    keep,
+                                },
                             ..
                         },
                     ..
@@ -78,7 +91,7 @@ impl trim_channel for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, channel, keep)
+                callback(ctx, request_id, channel, keep)
             }),
         ))
     }

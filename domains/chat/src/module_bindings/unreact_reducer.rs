@@ -10,6 +10,7 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 #[sats(crate = __lib)]
 pub(super) struct UnreactArgs {
     pub request_id: String,
+    pub channel: String,
     pub id: String,
     pub user: String,
     pub emoji: String,
@@ -19,6 +20,7 @@ impl From<UnreactArgs> for super::Reducer {
     fn from(args: UnreactArgs) -> Self {
         Self::Unreact {
             request_id: args.request_id,
+            channel: args.channel,
             id: args.id,
             user: args.user,
             emoji: args.emoji,
@@ -45,6 +47,7 @@ pub trait unreact {
     fn unreact(
         &self,
         request_id: String,
+        channel: String,
         id: String,
         user: String,
         emoji: String,
@@ -58,7 +61,7 @@ pub trait unreact {
     /// to cancel the callback.
     fn on_unreact(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
+        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String, &String)
             + Send
             + 'static,
     ) -> UnreactCallbackId;
@@ -71,6 +74,7 @@ impl unreact for super::RemoteReducers {
     fn unreact(
         &self,
         request_id: String,
+        channel: String,
         id: String,
         user: String,
         emoji: String,
@@ -79,6 +83,7 @@ impl unreact for super::RemoteReducers {
             "unreact",
             UnreactArgs {
                 request_id,
+                channel,
                 id,
                 user,
                 emoji,
@@ -87,7 +92,7 @@ impl unreact for super::RemoteReducers {
     }
     fn on_unreact(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
+        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String, &String)
             + Send
             + 'static,
     ) -> UnreactCallbackId {
@@ -100,6 +105,7 @@ impl unreact for super::RemoteReducers {
                             reducer:
                                 super::Reducer::Unreact {
                                     request_id,
+                                    channel,
                                     id,
                                     user,
                                     emoji,
@@ -111,7 +117,7 @@ impl unreact for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, id, user, emoji)
+                callback(ctx, request_id, channel, id, user, emoji)
             }),
         ))
     }

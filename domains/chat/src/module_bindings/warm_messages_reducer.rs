@@ -11,12 +11,16 @@ use super::message_type::Message;
 #[derive(__lib::ser::Serialize, __lib::de::Deserialize, Clone, PartialEq, Debug)]
 #[sats(crate = __lib)]
 pub(super) struct WarmMessagesArgs {
+    pub request_id: String,
     pub rows: Vec<Message>,
 }
 
 impl From<WarmMessagesArgs> for super::Reducer {
     fn from(args: WarmMessagesArgs) -> Self {
-        Self::WarmMessages { rows: args.rows }
+        Self::WarmMessages {
+            request_id: args.request_id,
+            rows: args.rows,
+        }
     }
 }
 
@@ -36,7 +40,7 @@ pub trait warm_messages {
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
     ///  and its status can be observed by listening for [`Self::on_warm_messages`] callbacks.
-    fn warm_messages(&self, rows: Vec<Message>) -> __sdk::Result<()>;
+    fn warm_messages(&self, request_id: String, rows: Vec<Message>) -> __sdk::Result<()>;
     /// Register a callback to run whenever we are notified of an invocation of the reducer `warm_messages`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
@@ -46,7 +50,7 @@ pub trait warm_messages {
     /// to cancel the callback.
     fn on_warm_messages(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &Vec<Message>) + Send + 'static,
+        callback: impl FnMut(&super::ReducerEventContext, &String, &Vec<Message>) + Send + 'static,
     ) -> WarmMessagesCallbackId;
     /// Cancel a callback previously registered by [`Self::on_warm_messages`],
     /// causing it not to run in the future.
@@ -54,13 +58,13 @@ pub trait warm_messages {
 }
 
 impl warm_messages for super::RemoteReducers {
-    fn warm_messages(&self, rows: Vec<Message>) -> __sdk::Result<()> {
+    fn warm_messages(&self, request_id: String, rows: Vec<Message>) -> __sdk::Result<()> {
         self.imp
-            .call_reducer("warm_messages", WarmMessagesArgs { rows })
+            .call_reducer("warm_messages", WarmMessagesArgs { request_id, rows })
     }
     fn on_warm_messages(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &Vec<Message>) + Send + 'static,
+        mut callback: impl FnMut(&super::ReducerEventContext, &String, &Vec<Message>) + Send + 'static,
     ) -> WarmMessagesCallbackId {
         WarmMessagesCallbackId(self.imp.on_reducer(
             "warm_messages",
@@ -68,7 +72,7 @@ impl warm_messages for super::RemoteReducers {
                 let super::ReducerEventContext {
                     event:
                         __sdk::ReducerEvent {
-                            reducer: super::Reducer::WarmMessages { rows },
+                            reducer: super::Reducer::WarmMessages { request_id, rows },
                             ..
                         },
                     ..
@@ -76,7 +80,7 @@ impl warm_messages for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, rows)
+                callback(ctx, request_id, rows)
             }),
         ))
     }

@@ -26,41 +26,19 @@ pub async fn apply(
     who: &str,
     command: ChatCommand,
 ) -> Result<ChatEvent, boardsync_core::DomainError> {
-    conn.apply(&channel(scope), &user(who), command, Durability::Cache)
-        .await
+    conn.apply(&channel(scope), &user(who), command, Durability::Cache).await
 }
 
 pub async fn send(conn: &Conn, scope: &str, who: &str, text: &str) -> Uuid {
     let id = Uuid::new_v4();
-    apply(
-        conn,
-        scope,
-        who,
-        ChatCommand::Send {
-            id,
-            text: text.into(),
-        },
-    )
-    .await
-    .expect("send succeeds");
+    apply(conn, scope, who, ChatCommand::Send { id, text: text.into() }).await.expect("send succeeds");
     id
 }
 
-pub async fn page(
-    conn: &Conn,
-    scope: &str,
-    limit: u32,
-    before: Option<Uuid>,
-) -> Vec<boardsync_chat::Message> {
-    conn.snapshot(
-        &channel(scope),
-        Page {
-            limit,
-            before: before.map(|id| id.to_string()),
-        },
-    )
-    .await
-    .expect("snapshot succeeds")
+pub async fn page(conn: &Conn, scope: &str, limit: u32, before: Option<Uuid>) -> Vec<boardsync_chat::Message> {
+    conn.snapshot(&channel(scope), Page { limit, before: before.map(|id| id.to_string()) })
+        .await
+        .expect("snapshot succeeds")
 }
 
 pub async fn send_is_listed_newest_first(conn: Conn) {
@@ -77,168 +55,68 @@ pub async fn send_is_listed_newest_first(conn: Conn) {
 
 pub async fn a_retried_send_is_idempotent_and_a_reused_id_conflicts(conn: Conn) {
     let id = Uuid::new_v4();
-    let command = || ChatCommand::Send {
-        id,
-        text: "once".into(),
-    };
+    let command = || ChatCommand::Send { id, text: "once".into() };
     let original = apply(&conn, "general", "alice", command()).await.unwrap();
     let retried = apply(&conn, "general", "alice", command()).await.unwrap();
     assert_eq!(retried.message(), original.message());
     assert_eq!(page(&conn, "general", 10, None).await.len(), 1);
 
-    let reused = apply(
-        &conn,
-        "general",
-        "alice",
-        ChatCommand::Send {
-            id,
-            text: "other".into(),
-        },
-    )
-    .await;
+    let reused = apply(&conn, "general", "alice", ChatCommand::Send { id, text: "other".into() }).await;
     let error = reused.unwrap_err();
-    assert_eq!(
-        (error.kind, error.code.as_ref()),
-        (ErrorKind::Conflict, "id_conflict")
-    );
+    assert_eq!((error.kind, error.code.as_ref()), (ErrorKind::Conflict, "id_conflict"));
 }
 
 pub async fn only_the_author_edits_and_deletes(conn: Conn) {
     let id = send(&conn, "general", "alice", "draft").await;
 
-    let error = apply(
-        &conn,
-        "general",
-        "bob",
-        ChatCommand::Edit {
-            id,
-            text: "hijack".into(),
-        },
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(
-        (error.kind, error.code.as_ref()),
-        (ErrorKind::Forbidden, "not_author")
-    );
-    let error = apply(&conn, "general", "bob", ChatCommand::Delete { id })
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (error.kind, error.code.as_ref()),
-        (ErrorKind::Forbidden, "not_author")
-    );
+    let error = apply(&conn, "general", "bob", ChatCommand::Edit { id, text: "hijack".into() }).await.unwrap_err();
+    assert_eq!((error.kind, error.code.as_ref()), (ErrorKind::Forbidden, "not_author"));
+    let error = apply(&conn, "general", "bob", ChatCommand::Delete { id }).await.unwrap_err();
+    assert_eq!((error.kind, error.code.as_ref()), (ErrorKind::Forbidden, "not_author"));
 
-    let edited = apply(
-        &conn,
-        "general",
-        "alice",
-        ChatCommand::Edit {
-            id,
-            text: "final".into(),
-        },
-    )
-    .await
-    .unwrap();
-    assert!(
-        matches!(&edited, ChatEvent::Edited { message } if message.text == "final" && message.edited_at.is_some())
-    );
+    let edited = apply(&conn, "general", "alice", ChatCommand::Edit { id, text: "final".into() }).await.unwrap();
+    assert!(matches!(&edited, ChatEvent::Edited { message } if message.text == "final" && message.edited_at.is_some()));
     let stored = &page(&conn, "general", 10, None).await[0];
     assert_eq!(stored.text, "final");
 
-    let deleted = apply(&conn, "general", "alice", ChatCommand::Delete { id })
-        .await
-        .unwrap();
-    assert!(
-        matches!(&deleted, ChatEvent::Deleted { message } if message.deleted && message.text.is_empty())
-    );
+    let deleted = apply(&conn, "general", "alice", ChatCommand::Delete { id }).await.unwrap();
+    assert!(matches!(&deleted, ChatEvent::Deleted { message } if message.deleted && message.text.is_empty()));
     let stored = &page(&conn, "general", 10, None).await[0];
     assert!(stored.deleted, "a deleted message stays as a tombstone");
-    let error = apply(
-        &conn,
-        "general",
-        "alice",
-        ChatCommand::Edit {
-            id,
-            text: "zombie".into(),
-        },
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(
-        (error.kind, error.code.as_ref()),
-        (ErrorKind::NotFound, "message_not_found")
-    );
+    let error = apply(&conn, "general", "alice", ChatCommand::Edit { id, text: "zombie".into() }).await.unwrap_err();
+    assert_eq!((error.kind, error.code.as_ref()), (ErrorKind::NotFound, "message_not_found"));
 }
 
 pub async fn reactions_are_per_user_and_idempotent(conn: Conn) {
     let id = send(&conn, "general", "alice", "react to me").await;
-    let react = |emoji: &'static str| ChatCommand::React {
-        id,
-        emoji: emoji.into(),
-    };
+    let react = |emoji: &'static str| ChatCommand::React { id, emoji: emoji.into() };
     apply(&conn, "general", "bob", react("👍")).await.unwrap();
     apply(&conn, "general", "bob", react("👍")).await.unwrap();
     let event = apply(&conn, "general", "carol", react("👍")).await.unwrap();
-    let ChatEvent::Reacted {
-        message,
-        user,
-        emoji,
-    } = event
-    else {
-        panic!("expected reacted")
-    };
+    let ChatEvent::Reacted { message, user, emoji } = event else { panic!("expected reacted") };
     assert_eq!((user.as_str(), emoji.as_str()), ("carol", "👍"));
     let users: Vec<&str> = message.reactions.iter().map(|r| r.user.as_str()).collect();
     assert_eq!(users, vec!["bob", "carol"]);
 
-    let event = apply(
-        &conn,
-        "general",
-        "bob",
-        ChatCommand::Unreact {
-            id,
-            emoji: "👍".into(),
-        },
-    )
-    .await
-    .unwrap();
+    let event = apply(&conn, "general", "bob", ChatCommand::Unreact { id, emoji: "👍".into() }).await.unwrap();
     assert!(matches!(&event, ChatEvent::Unreacted { message, .. } if message.reactions.len() == 1));
-    assert_eq!(
-        page(&conn, "general", 10, None).await[0].reactions[0].user,
-        "carol"
-    );
+    assert_eq!(page(&conn, "general", 10, None).await[0].reactions[0].user, "carol");
 }
 
 pub async fn unknown_messages_are_not_found_in_every_command(conn: Conn) {
     let elsewhere = send(&conn, "random", "alice", "other channel").await;
     for id in [Uuid::new_v4(), elsewhere] {
         for command in [
-            ChatCommand::Edit {
-                id,
-                text: "x".into(),
-            },
+            ChatCommand::Edit { id, text: "x".into() },
             ChatCommand::Delete { id },
-            ChatCommand::React {
-                id,
-                emoji: "👍".into(),
-            },
-            ChatCommand::Unreact {
-                id,
-                emoji: "👍".into(),
-            },
+            ChatCommand::React { id, emoji: "👍".into() },
+            ChatCommand::Unreact { id, emoji: "👍".into() },
         ] {
             let error = apply(&conn, "general", "alice", command).await.unwrap_err();
-            assert_eq!(
-                (error.kind, error.code.as_ref()),
-                (ErrorKind::NotFound, "message_not_found")
-            );
+            assert_eq!((error.kind, error.code.as_ref()), (ErrorKind::NotFound, "message_not_found"));
         }
     }
-    assert_eq!(
-        page(&conn, "random", 10, None).await[0].text,
-        "other channel"
-    );
+    assert_eq!(page(&conn, "random", 10, None).await[0].text, "other channel");
 }
 
 pub async fn snapshots_page_backwards(conn: Conn) {
@@ -248,15 +126,9 @@ pub async fn snapshots_page_backwards(conn: Conn) {
     }
     send(&conn, "random", "alice", "not here").await;
     let first = page(&conn, "general", 2, None).await;
-    assert_eq!(
-        first.iter().map(|m| m.id).collect::<Vec<_>>(),
-        vec![ids[4], ids[3]]
-    );
+    assert_eq!(first.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[4], ids[3]]);
     let second = page(&conn, "general", 2, Some(ids[3])).await;
-    assert_eq!(
-        second.iter().map(|m| m.id).collect::<Vec<_>>(),
-        vec![ids[2], ids[1]]
-    );
+    assert_eq!(second.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[2], ids[1]]);
     let last = page(&conn, "general", 2, Some(ids[1])).await;
     assert_eq!(last.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[0]]);
 }
@@ -265,31 +137,9 @@ pub async fn subscribers_see_their_channels_events_in_order(conn: Conn) {
     let mut general = conn.subscribe(&channel("general")).await.unwrap();
     let mut random = conn.subscribe(&channel("random")).await.unwrap();
     let id = send(&conn, "general", "alice", "hello").await;
-    apply(
-        &conn,
-        "general",
-        "alice",
-        ChatCommand::Edit {
-            id,
-            text: "hello!".into(),
-        },
-    )
-    .await
-    .unwrap();
-    apply(
-        &conn,
-        "general",
-        "bob",
-        ChatCommand::React {
-            id,
-            emoji: "🎉".into(),
-        },
-    )
-    .await
-    .unwrap();
-    apply(&conn, "general", "alice", ChatCommand::Delete { id })
-        .await
-        .unwrap();
+    apply(&conn, "general", "alice", ChatCommand::Edit { id, text: "hello!".into() }).await.unwrap();
+    apply(&conn, "general", "bob", ChatCommand::React { id, emoji: "🎉".into() }).await.unwrap();
+    apply(&conn, "general", "alice", ChatCommand::Delete { id }).await.unwrap();
     let other = send(&conn, "random", "bob", "elsewhere").await;
 
     let mut kinds = Vec::new();

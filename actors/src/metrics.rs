@@ -1,0 +1,80 @@
+//! The cache machinery's metrics: warm-up progress, outbox depth, age, throughput and
+//! lag, per domain.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct CacheMetrics {
+    pub warmup_rows: IntCounterVec,
+    pub warmup_scopes: IntGaugeVec,
+    pub warmup_duration: HistogramVec,
+    pub outbox_pending: IntGaugeVec,
+    pub outbox_oldest_pending_ms: IntGaugeVec,
+    pub outbox_applied: IntCounterVec,
+    pub outbox_skipped: IntCounterVec,
+    pub outbox_failures: IntCounterVec,
+    pub outbox_lag: HistogramVec,
+}
+
+/// Lag buckets from 1 ms to 30 s: the interesting range is a few milliseconds (push)
+/// to about a second (the seed's poll).
+const LAG_BUCKETS: [f64; 16] =
+    [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 1.5, 2.0, 5.0, 10.0, 20.0, 30.0];
+
+impl CacheMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let domain = &["domain"];
+        let metrics = Self {
+            warmup_rows: IntCounterVec::new(
+                Opts::new("warmup_rows_total", "Rows loaded into the cache by warm-up"),
+                domain,
+            )?,
+            warmup_scopes: IntGaugeVec::new(
+                Opts::new("warmup_scopes", "Scopes by warm-up state"),
+                &["domain", "state"],
+            )?,
+            warmup_duration: HistogramVec::new(
+                HistogramOpts::new("warmup_duration_seconds", "Time to warm one scope"),
+                domain,
+            )?,
+            outbox_pending: IntGaugeVec::new(
+                Opts::new("outbox_pending", "Outbox entries not yet applied to PostgreSQL"),
+                domain,
+            )?,
+            outbox_oldest_pending_ms: IntGaugeVec::new(
+                Opts::new("outbox_oldest_pending_milliseconds", "Age of the oldest unapplied outbox entry"),
+                domain,
+            )?,
+            outbox_applied: IntCounterVec::new(
+                Opts::new("outbox_applied_total", "Outbox entries applied to PostgreSQL"),
+                domain,
+            )?,
+            outbox_skipped: IntCounterVec::new(
+                Opts::new(
+                    "outbox_skipped_total",
+                    "Outbox entries found already applied (after a crash between commit and ack) and only acked",
+                ),
+                domain,
+            )?,
+            outbox_failures: IntCounterVec::new(
+                Opts::new("outbox_failures_total", "Outbox batches that failed and will be retried"),
+                domain,
+            )?,
+            outbox_lag: HistogramVec::new(
+                HistogramOpts::new("outbox_lag_seconds", "From the cache's commit of a write to PostgreSQL's")
+                    .buckets(LAG_BUCKETS.to_vec()),
+                domain,
+            )?,
+        };
+        registry.register(Box::new(metrics.warmup_rows.clone()))?;
+        registry.register(Box::new(metrics.warmup_scopes.clone()))?;
+        registry.register(Box::new(metrics.warmup_duration.clone()))?;
+        registry.register(Box::new(metrics.outbox_pending.clone()))?;
+        registry.register(Box::new(metrics.outbox_oldest_pending_ms.clone()))?;
+        registry.register(Box::new(metrics.outbox_applied.clone()))?;
+        registry.register(Box::new(metrics.outbox_skipped.clone()))?;
+        registry.register(Box::new(metrics.outbox_failures.clone()))?;
+        registry.register(Box::new(metrics.outbox_lag.clone()))?;
+        Ok(metrics)
+    }
+}

@@ -1,0 +1,192 @@
+//! `OutboxPoller<D>`: drains a domain's `sync_outbox` from SpacetimeDB into
+//! PostgreSQL, with exactly-once effect.
+//!
+//! Push-driven (woken by every new outbox entry) with a poll as the safety net. One
+//! batch at a time: [`commit_batch`] applies the entries past the last applied
+//! sequence of this cache incarnation and records the new last sequence in the same
+//! PostgreSQL transaction; only after that commit are the entries acknowledged to
+//! SpacetimeDB ([`acknowledge`]). A crash between the two leaves entries that the
+//! next batch finds at or below the recorded sequence: it skips and acks them.
+//! While PostgreSQL is down, batches fail and are retried; writes keep going to the
+//! cache and the outbox grows until PostgreSQL is back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use boardsync_core::cache::{Cache, CacheSignal, OutboxEntry};
+use boardsync_core::{Domain, DomainError};
+use chrono::Utc;
+use sqlx::PgPool;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+use crate::metrics::CacheMetrics;
+
+/// A batch committed in PostgreSQL and not yet acknowledged to the cache.
+#[derive(Debug)]
+pub struct Committed {
+    pub entries: Vec<OutboxEntry>,
+    /// How many of them were applied now (the rest had been applied before).
+    pub applied: usize,
+}
+
+/// Applies up to `limit` pending entries in one PostgreSQL transaction. `None` when
+/// nothing is pending or the cache is not connected.
+pub async fn commit_batch<D: Domain>(
+    cache: &dyn Cache<D>,
+    pool: &PgPool,
+    limit: usize,
+    metrics: &CacheMetrics,
+) -> Result<Option<Committed>, DomainError> {
+    let Some(epoch) = cache.epoch() else { return Ok(None) };
+    let entries = cache.pending(limit);
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let epoch = epoch as i64;
+    let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
+    sqlx::query(
+        "INSERT INTO outbox_progress (domain, cache_epoch, last_applied_seq) VALUES ($1, $2, 0)
+         ON CONFLICT (domain, cache_epoch) DO NOTHING",
+    )
+    .bind(D::NAME)
+    .bind(epoch)
+    .execute(&mut *tx)
+    .await
+    .map_err(DomainError::from_sqlx)?;
+    let last_applied: i64 = sqlx::query_scalar(
+        "SELECT last_applied_seq FROM outbox_progress WHERE domain = $1 AND cache_epoch = $2 FOR UPDATE",
+    )
+    .bind(D::NAME)
+    .bind(epoch)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(DomainError::from_sqlx)?;
+    let fresh: Vec<OutboxEntry> = entries.iter().filter(|e| e.seq as i64 > last_applied).cloned().collect();
+    if let Some(newest) = fresh.last() {
+        cache.persist(&mut tx, &fresh).await?;
+        sqlx::query(
+            "UPDATE outbox_progress SET last_applied_seq = $3, updated_at = now() WHERE domain = $1 AND cache_epoch = $2",
+        )
+        .bind(D::NAME)
+        .bind(epoch)
+        .bind(newest.seq as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+    }
+    tx.commit().await.map_err(DomainError::from_sqlx)?;
+
+    let now = Utc::now().timestamp_micros();
+    let lag = metrics.outbox_lag.with_label_values(&[D::NAME]);
+    for entry in &fresh {
+        lag.observe((now - entry.created_at_micros).max(0) as f64 / 1e6);
+    }
+    metrics.outbox_applied.with_label_values(&[D::NAME]).inc_by(fresh.len() as u64);
+    metrics.outbox_skipped.with_label_values(&[D::NAME]).inc_by((entries.len() - fresh.len()) as u64);
+    // Everything in the batch is in PostgreSQL now, including what was skipped.
+    cache.persisted(&entries);
+    Ok(Some(Committed { applied: fresh.len(), entries }))
+}
+
+/// Removes a committed batch from the cache's outbox.
+pub async fn acknowledge<D: Domain>(cache: &dyn Cache<D>, committed: &Committed) -> Result<(), DomainError> {
+    cache.ack(committed.entries.iter().map(|e| e.seq).collect()).await
+}
+
+pub struct OutboxPoller<D: Domain> {
+    cache: Arc<dyn Cache<D>>,
+    pool: PgPool,
+    batch_size: usize,
+    poll_interval: Duration,
+    metrics: CacheMetrics,
+    draining: bool,
+    again: bool,
+}
+
+impl<D: Domain> OutboxPoller<D> {
+    pub fn new(
+        cache: Arc<dyn Cache<D>>,
+        pool: PgPool,
+        batch_size: usize,
+        poll_interval: Duration,
+        metrics: CacheMetrics,
+    ) -> Self {
+        Self { cache, pool, batch_size: batch_size.max(1), poll_interval, metrics, draining: false, again: false }
+    }
+
+    fn update_gauges(&self) {
+        let pending = self.cache.pending(1);
+        self.metrics.outbox_pending.with_label_values(&[D::NAME]).set(self.cache.pending_count() as i64);
+        let oldest_ms =
+            pending.first().map_or(0, |e| ((Utc::now().timestamp_micros() - e.created_at_micros) / 1000).max(0));
+        self.metrics.outbox_oldest_pending_ms.with_label_values(&[D::NAME]).set(oldest_ms);
+    }
+
+    /// Drains batch after batch until the outbox is empty or a batch fails.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            self.again = true;
+            return;
+        }
+        self.draining = true;
+        self.again = false;
+        let (cache, pool, limit, metrics) =
+            (self.cache.clone(), self.pool.clone(), self.batch_size, self.metrics.clone());
+        let drained = async move {
+            loop {
+                let committed = match commit_batch(cache.as_ref(), &pool, limit, &metrics).await {
+                    Ok(Some(committed)) => committed,
+                    Ok(None) => return Ok(()),
+                    Err(error) => return Err(error),
+                };
+                acknowledge(cache.as_ref(), &committed).await?;
+                tracing::debug!(
+                    domain = D::NAME,
+                    entries = committed.entries.len(),
+                    applied = committed.applied,
+                    "outbox batch"
+                );
+            }
+        };
+        ctx.spawn(drained.into_actor(self).map(|outcome: Result<(), DomainError>, poller, ctx| {
+            poller.draining = false;
+            if let Err(error) = outcome {
+                poller.metrics.outbox_failures.with_label_values(&[D::NAME]).inc();
+                tracing::warn!(domain = D::NAME, %error, "outbox batch failed; retrying at the next poll");
+            } else if poller.again {
+                poller.drain(ctx);
+            }
+            poller.update_gauges();
+        }));
+    }
+}
+
+impl<D: Domain> Actor for OutboxPoller<D> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let signals = BroadcastStream::new(self.cache.signals()).filter_map(|signal| match signal {
+            Ok(CacheSignal::Lost) => None,
+            // A lagged receiver missed signals: drain anyway.
+            Ok(_) | Err(_) => Some(Wake),
+        });
+        ctx.add_stream(signals);
+        ctx.run_interval(self.poll_interval, |poller, ctx| {
+            poller.update_gauges();
+            poller.drain(ctx);
+        });
+    }
+}
+
+/// A reason to look at the outbox now.
+struct Wake;
+
+impl<D: Domain> StreamHandler<Wake> for OutboxPoller<D> {
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.drain(ctx);
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}

@@ -1,0 +1,416 @@
+//! Warm-up: loading PostgreSQL's data into the SpacetimeDB cache, per scope.
+//!
+//! - [`WarmupCoordinator<D>`] (one per domain on the SpacetimeDB adapter) warms every
+//!   scope of its domain whenever the cache signals `Ready` (at start, after a
+//!   reconnect, after the cache database was recreated), and single scopes on demand.
+//! - [`WarmupActor<D>`] (one per scope) does the work: reads the scope's window from
+//!   PostgreSQL and loads it in batches through the module's warm-up reducer, with
+//!   the domain's defaults layered with the scope's own `config.warmup`.
+//! - [`WarmupScheduler`] (one for all domains) bounds how many scopes warm at once
+//!   and starts higher priorities first.
+//! - [`WarmupBoard`] holds every scope's status for the admin API and the metrics.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use boardsync_core::cache::{Cache, CacheSignal};
+use boardsync_core::warmup::WarmupSettings;
+use boardsync_core::{Domain, DomainError, ScopeKey, ScopeStore};
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+use crate::metrics::CacheMetrics;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarmupState {
+    Pending,
+    Warming,
+    Warm,
+    Failed,
+    Disabled,
+}
+
+impl WarmupState {
+    const ALL: [WarmupState; 5] = [Self::Pending, Self::Warming, Self::Warm, Self::Failed, Self::Disabled];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Warming => "warming",
+            Self::Warm => "warm",
+            Self::Failed => "failed",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WarmupStatus {
+    pub domain: &'static str,
+    pub scope: ScopeKey,
+    pub state: WarmupState,
+    pub priority: i32,
+    pub rows_loaded: u64,
+    pub rows_total: u64,
+    pub duration_ms: Option<u64>,
+    pub error: Option<String>,
+    /// Completed runs of this scope since the backend started.
+    pub runs: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every scope's warm-up status (a lock-free map: many writers, the admin API reads).
+pub struct WarmupBoard {
+    statuses: DashMap<(&'static str, ScopeKey), WarmupStatus>,
+    metrics: CacheMetrics,
+}
+
+impl WarmupBoard {
+    pub fn new(metrics: CacheMetrics) -> Self {
+        Self { statuses: DashMap::new(), metrics }
+    }
+
+    /// Statuses, by domain and scope; only `domain`'s when given.
+    pub fn list(&self, domain: Option<&str>) -> Vec<WarmupStatus> {
+        let mut all: Vec<WarmupStatus> = self
+            .statuses
+            .iter()
+            .filter(|entry| domain.is_none_or(|d| entry.domain == d))
+            .map(|entry| entry.value().clone())
+            .collect();
+        all.sort_by(|a, b| (a.domain, &a.scope).cmp(&(b.domain, &b.scope)));
+        all
+    }
+
+    pub fn get(&self, domain: &'static str, scope: &ScopeKey) -> Option<WarmupStatus> {
+        self.statuses.get(&(domain, scope.clone())).map(|s| s.clone())
+    }
+
+    fn update(&self, domain: &'static str, scope: &ScopeKey, change: impl FnOnce(&mut WarmupStatus)) {
+        let mut status = self.statuses.entry((domain, scope.clone())).or_insert_with(|| WarmupStatus {
+            domain,
+            scope: scope.clone(),
+            state: WarmupState::Pending,
+            priority: 0,
+            rows_loaded: 0,
+            rows_total: 0,
+            duration_ms: None,
+            error: None,
+            runs: 0,
+            updated_at: Utc::now(),
+        });
+        change(&mut status);
+        status.updated_at = Utc::now();
+        drop(status);
+        self.count_states(domain);
+    }
+
+    fn count_states(&self, domain: &'static str) {
+        for state in WarmupState::ALL {
+            let count = self.statuses.iter().filter(|s| s.domain == domain && s.state == state).count();
+            self.metrics.warmup_scopes.with_label_values(&[domain, state.as_str()]).set(count as i64);
+        }
+    }
+}
+
+/// A warm-up slot; dropping it (the run ended, however it ended) frees the slot.
+pub struct Slot {
+    scheduler: Addr<WarmupScheduler>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.scheduler.do_send(SlotFreed);
+    }
+}
+
+/// Runs a warm-up now, holding `slot` while it runs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RunWarmup(pub Slot);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Enqueue {
+    pub priority: i32,
+    pub job: Recipient<RunWarmup>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SlotFreed;
+
+struct Queued {
+    priority: i32,
+    order: u64,
+    job: Recipient<RunWarmup>,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    /// Higher priority first; first come, first served within a priority.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.priority.cmp(&other.priority).then_with(|| other.order.cmp(&self.order))
+    }
+}
+
+/// Bounds concurrent warm-ups across all domains (`warmup.max_concurrent_scopes`).
+pub struct WarmupScheduler {
+    max_running: usize,
+    running: usize,
+    queue: BinaryHeap<Queued>,
+    order: u64,
+}
+
+impl WarmupScheduler {
+    pub fn new(max_running: usize) -> Self {
+        Self { max_running: max_running.max(1), running: 0, queue: BinaryHeap::new(), order: 0 }
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        while self.running < self.max_running {
+            let Some(next) = self.queue.pop() else { return };
+            let slot = Slot { scheduler: ctx.address() };
+            // A job whose actor is gone drops its slot at once, which frees it again.
+            self.running += 1;
+            if next.job.try_send(RunWarmup(slot)).is_err() {
+                continue;
+            }
+        }
+    }
+}
+
+impl Actor for WarmupScheduler {
+    type Context = Context<Self>;
+}
+
+impl Handler<Enqueue> for WarmupScheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
+        self.order += 1;
+        self.queue.push(Queued { priority: msg.priority, order: self.order, job: msg.job });
+        self.dispatch(ctx);
+    }
+}
+
+impl Handler<SlotFreed> for WarmupScheduler {
+    type Result = ();
+
+    fn handle(&mut self, _: SlotFreed, ctx: &mut Context<Self>) {
+        self.running = self.running.saturating_sub(1);
+        self.dispatch(ctx);
+    }
+}
+
+/// What a WarmupActor and its coordinator share.
+pub struct WarmupContext<D: Domain> {
+    pub cache: Arc<dyn Cache<D>>,
+    pub pool: PgPool,
+    pub scopes: Arc<ScopeStore>,
+    pub defaults: WarmupSettings,
+    pub scheduler: Addr<WarmupScheduler>,
+    pub board: Arc<WarmupBoard>,
+    pub metrics: CacheMetrics,
+}
+
+/// Warms one scope, whenever the scheduler gives it a slot.
+pub struct WarmupActor<D: Domain> {
+    scope: ScopeKey,
+    context: Arc<WarmupContext<D>>,
+}
+
+impl<D: Domain> Actor for WarmupActor<D> {
+    type Context = Context<Self>;
+}
+
+impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
+    type Result = ();
+
+    fn handle(&mut self, RunWarmup(slot): RunWarmup, ctx: &mut Context<Self>) {
+        let (scope, context) = (self.scope.clone(), self.context.clone());
+        // `wait`: one run at a time per scope; a second request queues behind it.
+        ctx.wait(
+            async move {
+                let started = Instant::now();
+                let outcome = warm_scope(&scope, &context).await;
+                let elapsed = started.elapsed();
+                context.board.update(D::NAME, &scope, |status| {
+                    status.duration_ms = Some(elapsed.as_millis() as u64);
+                    status.runs += 1;
+                    match &outcome {
+                        Ok(Some(rows)) => {
+                            status.state = WarmupState::Warm;
+                            status.rows_loaded = *rows;
+                            status.error = None;
+                        }
+                        Ok(None) => status.state = WarmupState::Disabled,
+                        Err(error) => {
+                            status.state = WarmupState::Failed;
+                            status.error = Some(error.to_string());
+                        }
+                    }
+                });
+                match outcome {
+                    Ok(Some(rows)) => {
+                        context.metrics.warmup_duration.with_label_values(&[D::NAME]).observe(elapsed.as_secs_f64());
+                        tracing::info!(domain = D::NAME, scope = %scope, rows, ms = elapsed.as_millis() as u64, "scope warm");
+                    }
+                    Ok(None) => tracing::debug!(domain = D::NAME, scope = %scope, "warm-up disabled for scope"),
+                    Err(error) => tracing::warn!(domain = D::NAME, scope = %scope, %error, "warm-up failed"),
+                }
+                drop(slot);
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+/// Loads `scope`'s window into the cache: `Some(rows)`, or `None` when disabled.
+async fn warm_scope<D: Domain>(scope: &ScopeKey, context: &WarmupContext<D>) -> Result<Option<u64>, DomainError> {
+    let Some(stored) = context.scopes.get(D::NAME, scope).await? else {
+        return Err(DomainError::not_found("scope_not_found", format!("{} {scope} no longer exists", D::SCOPE)));
+    };
+    let settings = context.defaults.with(&stored.warmup_overrides());
+    if !settings.enabled {
+        return Ok(None);
+    }
+    context.board.update(D::NAME, scope, |status| {
+        status.state = WarmupState::Warming;
+        status.rows_loaded = 0;
+        status.rows_total = 0;
+        status.error = None;
+    });
+    let items = context.cache.load_window(&context.pool, scope, &settings).await?;
+    let total = items.len() as u64;
+    context.board.update(D::NAME, scope, |status| status.rows_total = total);
+    let mut loaded = 0u64;
+    for batch in items.chunks(settings.batch_size as usize) {
+        context.cache.warm(scope, batch.to_vec()).await?;
+        loaded += batch.len() as u64;
+        context.metrics.warmup_rows.with_label_values(&[D::NAME]).inc_by(batch.len() as u64);
+        context.board.update(D::NAME, scope, |status| status.rows_loaded = loaded);
+    }
+    if let Some(keep) = settings.max_items {
+        context.cache.trim(scope, keep).await?;
+    }
+    Ok(Some(total))
+}
+
+/// Warms one scope of the coordinator's domain (admin re-warm, a new scope).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WarmScope(pub ScopeKey);
+
+/// Warms every scope of the coordinator's domain.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WarmAll;
+
+pub struct WarmupCoordinator<D: Domain> {
+    context: Arc<WarmupContext<D>>,
+    actors: HashMap<ScopeKey, Addr<WarmupActor<D>>>,
+}
+
+impl<D: Domain> WarmupCoordinator<D> {
+    pub fn new(context: WarmupContext<D>) -> Self {
+        Self { context: Arc::new(context), actors: HashMap::new() }
+    }
+
+    fn enqueue(&mut self, scope: ScopeKey, priority: i32) {
+        let context = self.context.clone();
+        let actor = self
+            .actors
+            .entry(scope.clone())
+            .or_insert_with(|| WarmupActor { scope: scope.clone(), context }.start())
+            .clone();
+        self.context.board.update(D::NAME, &scope, |status| {
+            status.state = WarmupState::Pending;
+            status.priority = priority;
+        });
+        self.context.scheduler.do_send(Enqueue { priority, job: actor.recipient() });
+    }
+
+    /// Enqueues `scopes` (looked up now, for their priority), highest priority first.
+    fn warm(&mut self, only: Option<ScopeKey>, ctx: &mut Context<Self>) {
+        let context = self.context.clone();
+        ctx.wait(
+            async move {
+                match only {
+                    Some(key) => context.scopes.get(D::NAME, &key).await.map(|s| s.into_iter().collect()),
+                    None => context.scopes.list(Some(D::NAME)).await,
+                }
+            }
+            .into_actor(self)
+            .map(|found, coordinator, _| match found {
+                Ok(scopes) => {
+                    let defaults = coordinator.context.defaults.clone();
+                    let mut queue: Vec<(i32, ScopeKey)> =
+                        scopes.into_iter().map(|s| (defaults.with(&s.warmup_overrides()).priority, s.key)).collect();
+                    queue.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+                    for (priority, scope) in queue {
+                        coordinator.enqueue(scope, priority);
+                    }
+                }
+                Err(error) => tracing::warn!(domain = D::NAME, %error, "cannot list scopes to warm"),
+            }),
+        );
+    }
+}
+
+impl<D: Domain> Actor for WarmupCoordinator<D> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let ready = BroadcastStream::new(self.context.cache.signals())
+            .filter_map(|signal| matches!(signal, Ok(CacheSignal::Ready { .. })).then_some(WarmAll));
+        ctx.add_stream(ready);
+        // The cache may have connected before this actor subscribed to its signals.
+        if self.context.cache.epoch().is_some() {
+            self.warm(None, ctx);
+        }
+    }
+}
+
+impl<D: Domain> StreamHandler<WarmAll> for WarmupCoordinator<D> {
+    fn handle(&mut self, _: WarmAll, ctx: &mut Context<Self>) {
+        tracing::info!(domain = D::NAME, "cache ready: warming every scope");
+        self.warm(None, ctx);
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+impl<D: Domain> Handler<WarmAll> for WarmupCoordinator<D> {
+    type Result = ();
+
+    fn handle(&mut self, _: WarmAll, ctx: &mut Context<Self>) {
+        self.warm(None, ctx);
+    }
+}
+
+impl<D: Domain> Handler<WarmScope> for WarmupCoordinator<D> {
+    type Result = ();
+
+    fn handle(&mut self, WarmScope(scope): WarmScope, ctx: &mut Context<Self>) {
+        self.warm(Some(scope), ctx);
+    }
+}

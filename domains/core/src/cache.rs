@@ -1,0 +1,76 @@
+//! What the warm-up and outbox machinery needs from a domain's SpacetimeDB adapter.
+//!
+//! The SpacetimeDB adapter of a domain implements both [`crate::Connection`] (for
+//! clients) and [`Cache`] (for the WarmupActors and the OutboxPoller in `actors/`).
+//! The PostgreSQL adapter has no cache and implements only the former.
+
+use async_trait::async_trait;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::broadcast;
+
+use crate::warmup::WarmupSettings;
+use crate::{Domain, DomainError, ScopeKey};
+
+/// One write recorded in the module's `sync_outbox`, in the same transaction as the write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Increases with every write to this cache incarnation.
+    pub seq: u64,
+    /// The entity written (e.g. a message id); order is kept per entity.
+    pub entity: String,
+    pub kind: String,
+    /// The entity's full state after the write, as JSON.
+    pub payload: String,
+    pub request_id: String,
+    /// When the cache committed the write.
+    pub created_at_micros: i64,
+}
+
+/// What happened to the cache connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheSignal {
+    /// Connected and subscribed; `epoch` names the cache incarnation. Sent on every
+    /// (re)connect, so warm-up runs again after a restart or a recreation.
+    Ready { epoch: u64 },
+    /// The connection dropped; the adapter is reconnecting.
+    Lost,
+    /// New outbox entries arrived.
+    OutboxGrew,
+}
+
+#[async_trait]
+pub trait Cache<D: Domain>: Send + Sync + 'static {
+    /// The cache incarnation connected now, if any.
+    fn epoch(&self) -> Option<u64>;
+
+    fn signals(&self) -> broadcast::Receiver<CacheSignal>;
+
+    /// Reads `scope`'s warm-up window from PostgreSQL (newest first).
+    async fn load_window(
+        &self,
+        pool: &PgPool,
+        scope: &ScopeKey,
+        window: &WarmupSettings,
+    ) -> Result<Vec<D::Item>, DomainError>;
+
+    /// Loads one batch into the cache. Never undoes a write still pending in the
+    /// outbox, and never replaces a newer cached version.
+    async fn warm(&self, scope: &ScopeKey, batch: Vec<D::Item>) -> Result<(), DomainError>;
+
+    /// Drops `scope`'s cached items beyond the newest `keep` (PostgreSQL keeps them).
+    async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError>;
+
+    /// Unacknowledged outbox entries, oldest first, at most `limit`.
+    fn pending(&self, limit: usize) -> Vec<OutboxEntry>;
+
+    fn pending_count(&self) -> usize;
+
+    /// Applies the entries' effects in PostgreSQL inside `tx`, in order.
+    async fn persist(&self, tx: &mut PgConnection, entries: &[OutboxEntry]) -> Result<(), DomainError>;
+
+    /// Removes entries from the outbox once their effect is committed in PostgreSQL.
+    async fn ack(&self, seqs: Vec<u64>) -> Result<(), DomainError>;
+
+    /// Tells writers waiting for durability that these entries are in PostgreSQL.
+    fn persisted(&self, entries: &[OutboxEntry]);
+}

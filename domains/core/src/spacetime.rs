@@ -1,0 +1,222 @@
+//! Machinery every SpacetimeDB adapter shares, independent of any module's bindings:
+//! matching reducer outcomes to calls, waiting for durability, and the reconnect loop.
+//!
+//! The SDK does not reconnect by itself, and building a connection on an actix
+//! thread panics (it needs a multi-threaded runtime or none). So each adapter's
+//! connection lives on a plain thread of its own, driven by
+//! `advance_one_message_blocking`, and rebuilt with backoff when it drops.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::sync::oneshot;
+
+use crate::DomainError;
+
+/// Reducer calls in flight, by the request id passed as the reducer's first argument.
+pub struct PendingCalls<T> {
+    calls: DashMap<String, oneshot::Sender<Result<T, DomainError>>>,
+}
+
+impl<T> Default for PendingCalls<T> {
+    fn default() -> Self {
+        Self { calls: DashMap::new() }
+    }
+}
+
+impl<T> PendingCalls<T> {
+    /// A fresh request id and the receiver of its outcome.
+    pub fn register(&self) -> (String, oneshot::Receiver<Result<T, DomainError>>) {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (sender, receiver) = oneshot::channel();
+        self.calls.insert(id.clone(), sender);
+        (id, receiver)
+    }
+
+    /// Delivers a call's outcome; outcomes of calls nobody waits for are dropped.
+    pub fn resolve(&self, request_id: &str, outcome: Result<T, DomainError>) {
+        if let Some((_, sender)) = self.calls.remove(request_id) {
+            let _ = sender.send(outcome);
+        }
+    }
+
+    pub fn forget(&self, request_id: &str) {
+        self.calls.remove(request_id);
+    }
+
+    /// Fails every call in flight (the connection dropped: their outcome is unknown).
+    pub fn fail_all(&self, error: &DomainError) {
+        let ids: Vec<String> = self.calls.iter().map(|e| e.key().clone()).collect();
+        for id in ids {
+            self.resolve(&id, Err(error.clone()));
+        }
+    }
+}
+
+/// Waits for a registered call's outcome, at most `timeout`.
+pub async fn outcome<T>(
+    calls: &PendingCalls<T>,
+    request_id: &str,
+    receiver: oneshot::Receiver<Result<T, DomainError>>,
+    timeout: Duration,
+) -> Result<T, DomainError> {
+    match tokio::time::timeout(timeout, receiver).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => Err(cache_unavailable()),
+        Err(_) => {
+            calls.forget(request_id);
+            Err(DomainError::unavailable(
+                "cache_timeout",
+                format!("SpacetimeDB did not answer within {} ms", timeout.as_millis()),
+            ))
+        }
+    }
+}
+
+pub fn cache_unavailable() -> DomainError {
+    DomainError::unavailable("cache_unavailable", "SpacetimeDB is not connected; retry shortly")
+}
+
+/// Writers waiting until their write is committed in PostgreSQL, by request id.
+#[derive(Default)]
+pub struct DurableWaiters {
+    waiters: DashMap<String, oneshot::Sender<()>>,
+}
+
+impl DurableWaiters {
+    pub fn register(&self, request_id: &str) -> oneshot::Receiver<()> {
+        let (sender, receiver) = oneshot::channel();
+        self.waiters.insert(request_id.to_string(), sender);
+        receiver
+    }
+
+    pub fn release(&self, request_id: &str) {
+        if let Some((_, sender)) = self.waiters.remove(request_id) {
+            let _ = sender.send(());
+        }
+    }
+
+    /// Waits at most `timeout`; on timeout the write is in the cache but not yet
+    /// known to be in PostgreSQL, which the error says.
+    pub async fn wait(
+        &self,
+        request_id: &str,
+        receiver: oneshot::Receiver<()>,
+        timeout: Duration,
+    ) -> Result<(), DomainError> {
+        match tokio::time::timeout(timeout, receiver).await {
+            Ok(Ok(())) => Ok(()),
+            _ => {
+                self.waiters.remove(request_id);
+                Err(DomainError::unavailable(
+                    "not_yet_durable",
+                    format!(
+                        "the write is in the cache but not confirmed in PostgreSQL within {} ms; retrying it is safe",
+                        timeout.as_millis()
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// Exponential backoff between reconnect attempts.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self { initial, max, next: initial }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        delay
+    }
+
+    pub fn reset(&mut self) {
+        self.next = self.initial;
+    }
+}
+
+/// Keeps a connection alive on a thread of its own: `session` connects and then
+/// blocks until the connection drops (returning `Ok` when it had connected, `Err`
+/// when it could not); the loop waits with backoff and tries again, until the
+/// returned guard is dropped.
+pub fn keep_connected(
+    name: String,
+    backoff: Backoff,
+    mut session: impl FnMut() -> Result<(), String> + Send + 'static,
+) -> ConnectionLoop {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    std::thread::Builder::new()
+        .name(format!("stdb-{name}"))
+        .spawn(move || {
+            let mut backoff = backoff;
+            while !stopped.load(Ordering::Relaxed) {
+                match session() {
+                    Ok(()) => {
+                        tracing::warn!(connection = %name, "SpacetimeDB connection lost; reconnecting");
+                        backoff.reset();
+                    }
+                    Err(error) => tracing::warn!(connection = %name, %error, "cannot connect to SpacetimeDB"),
+                }
+                if stopped.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(backoff.next_delay());
+            }
+        })
+        .expect("spawning a thread");
+    ConnectionLoop { stop }
+}
+
+/// Stops the reconnect loop when dropped (after the current session ends).
+pub struct ConnectionLoop {
+    stop: Arc<AtomicBool>,
+}
+
+impl ConnectionLoop {
+    pub fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ConnectionLoop {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let delays: Vec<u128> = (0..4).map(|_| backoff.next_delay().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 350, 350]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn outcomes_reach_their_call_and_a_drop_fails_the_rest() {
+        let calls = PendingCalls::<u32>::default();
+        let (a, a_rx) = calls.register();
+        let (_b, b_rx) = calls.register();
+        calls.resolve(&a, Ok(7));
+        assert_eq!(outcome(&calls, &a, a_rx, Duration::from_secs(1)).await, Ok(7));
+        calls.fail_all(&cache_unavailable());
+        assert_eq!(b_rx.await.unwrap().unwrap_err().code, "cache_unavailable");
+    }
+}
