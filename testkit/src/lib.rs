@@ -9,6 +9,8 @@
 //!
 //! Nothing is mocked: a test that needs a service and finds none fails and says so.
 
+pub mod private;
+
 use std::path::PathBuf;
 
 use std::time::Duration;
@@ -25,7 +27,7 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-fn required_env(name: &str) -> String {
+pub(crate) fn required_env(name: &str) -> String {
     std::env::var(name)
         .ok()
         .filter(|v| !v.trim().is_empty())
@@ -104,28 +106,36 @@ pub struct TestSpacetime {
     pub url: String,
     pub token: String,
     pub database: String,
+    /// The database-name prefix (`spacetimedb.database_prefix` for an app using it).
+    pub prefix: String,
+}
+
+/// Publishes `domain`'s built module as `database` with `token` (its owner).
+pub async fn publish(url: &str, token: &str, database: &str, domain: &str, clear: bool) {
+    let wasm_path = PathBuf::from(required_env("BOARDSYNC_MODULES_DIR")).join(format!("{domain}.wasm"));
+    let wasm = std::fs::read(&wasm_path).unwrap_or_else(|e| panic!("cannot read {}: {e}", wasm_path.display()));
+    let response = reqwest::Client::new()
+        .put(format!("{url}/v1/database/{database}{}", if clear { "?clear=true" } else { "" }))
+        .bearer_auth(token)
+        .body(wasm)
+        .send()
+        .await
+        .expect("SpacetimeDB answers the publish request");
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "publishing {domain} as {database} failed with {status}: {body}");
 }
 
 impl TestSpacetime {
     /// Publishes the `domain`'s module (`BOARDSYNC_MODULES_DIR/<domain>.wasm`) as a new
-    /// database, owned by the test identity.
+    /// database `<prefix>-<domain>` under a fresh prefix, owned by the test identity.
     pub async fn publish(domain: &str) -> Self {
         let url = required_env("BOARDSYNC_TEST_SPACETIMEDB_URL");
         let token = required_env("BOARDSYNC_TEST_SPACETIMEDB_TOKEN");
-        let wasm_path = PathBuf::from(required_env("BOARDSYNC_MODULES_DIR")).join(format!("{domain}.wasm"));
-        let wasm = std::fs::read(&wasm_path).unwrap_or_else(|e| panic!("cannot read {}: {e}", wasm_path.display()));
-        let database = unique_name(&format!("test-{domain}"));
-        let response = reqwest::Client::new()
-            .put(format!("{url}/v1/database/{database}"))
-            .bearer_auth(&token)
-            .body(wasm)
-            .send()
-            .await
-            .expect("SpacetimeDB answers the publish request");
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        assert!(status.is_success(), "publishing {domain} failed with {status}: {body}");
-        Self { url, token, database }
+        let prefix = unique_name("t");
+        let database = format!("{prefix}-{domain}");
+        publish(&url, &token, &database, domain, false).await;
+        Self { url, token, database, prefix }
     }
 
     /// Where the backend finds this module, with the test identity as the backend's.

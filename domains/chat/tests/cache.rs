@@ -1,0 +1,160 @@
+//! The cache's guarantees, against a real SpacetimeDB and a real PostgreSQL: warm-up
+//! never undoes a pending write, the outbox reaches PostgreSQL exactly once, and a
+//! crash between PostgreSQL's commit and the ack applies nothing twice.
+
+use std::sync::Arc;
+
+use boardsync_actors::outbox::{acknowledge, commit_batch};
+use boardsync_actors::CacheMetrics;
+use boardsync_chat::postgres::PostgresChat;
+use boardsync_chat::spacetime::SpacetimeChat;
+use boardsync_chat::{Chat, ChatCommand, Message};
+use boardsync_core::cache::Cache;
+use boardsync_core::{AdapterContext, Connection, DomainAdapters, Durability, Page, ScopeKey, UserId};
+use boardsync_testkit::{default_domain_settings, wait_until, TestPostgres, TestSpacetime};
+use uuid::Uuid;
+
+struct Setup {
+    db: TestPostgres,
+    chat: Arc<SpacetimeChat>,
+    metrics: CacheMetrics,
+}
+
+async fn setup() -> Setup {
+    let db = TestPostgres::create(&[Chat::migrator()]).await;
+    let stdb = TestSpacetime::publish("chat").await;
+    let context = AdapterContext { pool: db.pool.clone(), settings: default_domain_settings::<Chat>() };
+    let chat = Arc::new(SpacetimeChat::connect(context, stdb.target()));
+    wait_until("the cache connects", || Cache::<Chat>::epoch(chat.as_ref()).is_some()).await;
+    let metrics = CacheMetrics::register(&prometheus::Registry::new()).unwrap();
+    Setup { db, chat, metrics }
+}
+
+fn general() -> ScopeKey {
+    ScopeKey::parse("general").unwrap()
+}
+
+impl Setup {
+    async fn run(&self, who: &str, command: ChatCommand) -> Message {
+        let event = self.chat.apply(&general(), &UserId(who.into()), command, Durability::Cache).await.unwrap();
+        event.message().clone()
+    }
+
+    async fn cached(&self) -> Vec<Message> {
+        self.chat.snapshot(&general(), Page { limit: 100, before: None }).await.unwrap()
+    }
+
+    /// What PostgreSQL holds, read through the PostgreSQL adapter.
+    async fn stored(&self) -> Vec<Message> {
+        let context = AdapterContext { pool: self.db.pool.clone(), settings: default_domain_settings::<Chat>() };
+        let postgres = PostgresChat::connect(context).await.unwrap();
+        postgres.snapshot(&general(), Page { limit: 100, before: None }).await.unwrap()
+    }
+
+    /// Drains the outbox the way the OutboxPoller does: commit, then ack.
+    async fn drain(&self) {
+        while let Some(committed) =
+            commit_batch::<Chat>(self.chat.as_ref(), &self.db.pool, 1000, &self.metrics).await.unwrap()
+        {
+            acknowledge::<Chat>(self.chat.as_ref(), &committed).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_never_undoes_a_pending_edit_delete_or_reaction() {
+    let s = setup().await;
+    let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let mut stale = Vec::new();
+    for id in [a, b, c] {
+        stale.push(s.run("alice", ChatCommand::Send { id, text: "original".into() }).await);
+    }
+    // These stay pending: nothing drains the outbox in this test.
+    s.run("alice", ChatCommand::Edit { id: a, text: "edited".into() }).await;
+    s.run("alice", ChatCommand::Delete { id: b }).await;
+    s.run("bob", ChatCommand::React { id: c, emoji: "👍".into() }).await;
+    assert!(Cache::<Chat>::pending_count(s.chat.as_ref()) >= 6);
+
+    // Warm-up brings what PostgreSQL would have had before those writes.
+    s.chat.warm(&general(), stale).await.unwrap();
+
+    let cached = s.cached().await;
+    let by_id = |id: Uuid| cached.iter().find(|m| m.id == id).unwrap();
+    assert_eq!(by_id(a).text, "edited", "a pending edit is not reverted");
+    assert!(by_id(b).deleted, "a pending delete is not resurrected");
+    assert_eq!(by_id(c).reactions.len(), 1, "a pending reaction is not dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_never_replaces_a_newer_cached_version_but_does_load_newer_ones() {
+    let s = setup().await;
+    let id = Uuid::new_v4();
+    let original = s.run("alice", ChatCommand::Send { id, text: "v1".into() }).await;
+    s.run("alice", ChatCommand::Edit { id, text: "v2".into() }).await;
+    s.drain().await;
+    assert_eq!(Cache::<Chat>::pending_count(s.chat.as_ref()), 0);
+
+    // Read from PostgreSQL before the edit was acked: an older version, no pending entry.
+    s.chat.warm(&general(), vec![original.clone()]).await.unwrap();
+    assert_eq!(s.cached().await[0].text, "v2");
+
+    // A newer version from PostgreSQL (written while the cache was not in front) wins.
+    let newer = Message { text: "v3 from postgres".into(), version: 10, ..original };
+    s.chat.warm(&general(), vec![newer]).await.unwrap();
+    assert_eq!(s.cached().await[0].text, "v3 from postgres");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_reaches_postgres_exactly_once_row_by_row() {
+    let s = setup().await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let id = Uuid::new_v4();
+        s.run("alice", ChatCommand::Send { id, text: format!("m{i}") }).await;
+        ids.push(id);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        match i % 4 {
+            0 => s.run("alice", ChatCommand::Edit { id: *id, text: format!("edited {i}") }).await,
+            1 => s.run("alice", ChatCommand::Delete { id: *id }).await,
+            2 => s.run("bob", ChatCommand::React { id: *id, emoji: "🎉".into() }).await,
+            _ => s.run("carol", ChatCommand::React { id: *id, emoji: ":tada:".into() }).await,
+        };
+    }
+    s.run("bob", ChatCommand::Unreact { id: ids[2], emoji: "🎉".into() }).await;
+
+    s.drain().await;
+
+    let cached = s.cached().await;
+    let stored = s.stored().await;
+    assert_eq!(stored.len(), 20, "one row per message, no duplicates");
+    assert_eq!(cached, stored, "PostgreSQL holds exactly what the cache holds");
+    let applied: i64 = sqlx::query_scalar("SELECT last_applied_seq FROM outbox_progress WHERE domain = 'chat'")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, 41, "20 sends, 20 changes and 1 unreact, each applied once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_commit_and_ack_applies_nothing_twice() {
+    let s = setup().await;
+    for i in 0..5 {
+        s.run("alice", ChatCommand::Send { id: Uuid::new_v4(), text: format!("m{i}") }).await;
+    }
+    // The backend commits a batch in PostgreSQL and dies before acking it.
+    let committed = commit_batch::<Chat>(s.chat.as_ref(), &s.db.pool, 1000, &s.metrics).await.unwrap().unwrap();
+    assert_eq!(committed.applied, 5);
+    let before = s.stored().await;
+
+    // After the restart the same entries are still pending in the cache.
+    assert_eq!(Cache::<Chat>::pending_count(s.chat.as_ref()), 5);
+    let again = commit_batch::<Chat>(s.chat.as_ref(), &s.db.pool, 1000, &s.metrics).await.unwrap().unwrap();
+    assert_eq!((again.entries.len(), again.applied), (5, 0), "found already applied: skipped, not re-applied");
+    acknowledge::<Chat>(s.chat.as_ref(), &again).await.unwrap();
+
+    wait_until("the ack empties the outbox", || Cache::<Chat>::pending_count(s.chat.as_ref()) == 0).await;
+    assert_eq!(s.stored().await, before);
+    assert_eq!(s.metrics.outbox_skipped.with_label_values(&["chat"]).get(), 5);
+    assert_eq!(s.metrics.outbox_applied.with_label_values(&["chat"]).get(), 5);
+}
