@@ -186,7 +186,9 @@ pub struct CacheRuntime {
 impl CacheRuntime {
     pub fn start(metrics: CacheMetrics, max_concurrent_scopes: usize) -> Self {
         Self {
-            scheduler: WarmupScheduler::new(max_concurrent_scopes).start(),
+            scheduler: WarmupScheduler::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+                WarmupScheduler::new(max_concurrent_scopes)
+            }),
             board: Arc::new(WarmupBoard::new(metrics.clone())),
             metrics,
         }

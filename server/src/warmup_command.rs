@@ -2,7 +2,7 @@
 //! shows progress until they are done.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -108,7 +108,9 @@ impl WarmupCommand {
             let (loaded, total) = wanted.iter().fold((0, 0), |(l, t), s| (l + s.rows_loaded, t + s.rows_total));
             render(done, wanted.len(), loaded, total);
             if !wanted.is_empty() && done == wanted.len() {
-                eprintln!();
+                if std::io::stderr().is_terminal() {
+                    eprintln!();
+                }
                 for status in &wanted {
                     println!(
                         "{:<12} {:<24} {:<9} {:>8} rows {:>7} ms {}",
@@ -131,7 +133,11 @@ impl WarmupCommand {
     }
 }
 
+/// Redraws the progress bar in place; nothing when stderr is not a terminal.
 fn render(done: usize, scopes: usize, loaded: u64, total: u64) {
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
     const WIDTH: usize = 30;
     let fraction = if scopes == 0 { 0.0 } else { done as f64 / scopes as f64 };
     let filled = (fraction * WIDTH as f64).round() as usize;

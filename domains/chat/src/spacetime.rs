@@ -165,6 +165,19 @@ fn register_callbacks(connection: &DbConnection, shared: &Arc<Shared>) {
     let s = shared.clone();
     connection.db.message().on_delete(move |_, row| s.index_remove(row));
     let s = shared.clone();
+    connection.db.cache_epoch().on_insert(move |ctx, row| {
+        // A new epoch while connected: the database was recreated under us.
+        if matches!(ctx.event, Event::SubscribeApplied) {
+            return;
+        }
+        let mut epoch = s.epoch.write().expect("epoch lock");
+        if *epoch != Some(row.epoch) {
+            *epoch = Some(row.epoch);
+            tracing::warn!(database = %s.target.database, epoch = row.epoch, "chat cache database was recreated");
+            let _ = s.signals.send(CacheSignal::Ready { epoch: row.epoch });
+        }
+    });
+    let s = shared.clone();
     connection.db.sync_outbox().on_insert(move |_, _| {
         let _ = s.signals.send(CacheSignal::OutboxGrew);
     });

@@ -69,3 +69,43 @@ async fn an_identity_that_is_not_the_backend_cannot_write() {
     conn.disconnect().unwrap();
     stdb.delete().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_data_changing_reducer_accepts_a_caller_that_is_not_the_backend() {
+    let stdb = TestSpacetime::publish("chat").await;
+    let http = reqwest::Client::new();
+    let calls = [
+        ("send", serde_json::json!(["r", "general", "m1", "mallory", "hi"])),
+        ("edit", serde_json::json!(["r", "general", "m1", "mallory", "x"])),
+        ("delete", serde_json::json!(["r", "general", "m1", "mallory"])),
+        ("react", serde_json::json!(["r", "general", "m1", "mallory", "👍"])),
+        ("unreact", serde_json::json!(["r", "general", "m1", "mallory", "👍"])),
+        ("warm_messages", serde_json::json!(["r", []])),
+        ("ack_outbox", serde_json::json!(["r", [1]])),
+        ("trim_channel", serde_json::json!(["r", "general", 0])),
+        ("configure", serde_json::json!(["r", 1])),
+    ];
+    for (reducer, args) in &calls {
+        // No token: the server makes a fresh anonymous identity for the call.
+        let response = http
+            .post(format!("{}/v1/database/{}/call/{reducer}", stdb.url, stdb.database))
+            .json(args)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 530, "{reducer} must refuse a foreign identity: {body}");
+        assert!(body.contains("not_owner"), "{reducer}: {body}");
+    }
+    // The backend's own identity may call them.
+    let response = http
+        .post(format!("{}/v1/database/{}/call/configure", stdb.url, stdb.database))
+        .bearer_auth(&stdb.token)
+        .json(&serde_json::json!(["r", 4000]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    stdb.delete().await;
+}

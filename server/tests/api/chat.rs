@@ -3,11 +3,23 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_on_spacetimedb, TestApp};
 
 #[actix_web::test]
 async fn two_users_see_each_others_messages_edits_reactions_and_deletes_live() {
-    let app = spawn_app().await;
+    two_users_chat(&spawn_app().await).await;
+}
+
+#[actix_web::test]
+async fn two_users_chat_the_same_way_on_the_spacetimedb_adapter() {
+    let app = spawn_app_on_spacetimedb().await;
+    let health: Value = app.get("/health").await.json().await.unwrap();
+    assert_eq!(health["adapter"], "spacetimedb");
+    two_users_chat(&app).await;
+}
+
+/// Two users in one channel see each other's messages, edits, deletes and reactions live.
+pub async fn two_users_chat(app: &TestApp) {
     app.create_scope("chat", "general").await;
     let mut alice = app.live("alice", "chat", "general").await;
     let mut bob = app.live("bob", "chat", "general").await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use boardsync::auth::issue_token;
 use boardsync::settings::{Environment, Settings};
 use boardsync::startup::Application;
-use boardsync_testkit::TestPostgres;
+use boardsync_testkit::{TestPostgres, TestSpacetime};
 use futures::{SinkExt, StreamExt};
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -34,10 +34,42 @@ pub async fn spawn_app() -> TestApp {
 
 /// The application with settings adjusted by `configure` after the database is set.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let (_, url) = TestPostgres::create_empty().await;
+    spawn_app_in(url, configure).await
+}
+
+/// The application on the SpacetimeDB adapter: the chat module published under a
+/// prefix of its own, the app connected to it.
+pub async fn spawn_app_on_spacetimedb() -> TestApp {
+    spawn_app_on_spacetimedb_with(|_| {}).await
+}
+
+pub async fn spawn_app_on_spacetimedb_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let stdb = TestSpacetime::publish("chat").await;
+    let app = spawn_app_with(|settings| {
+        use_spacetimedb(settings, &stdb.url, &stdb.token, &stdb.prefix);
+        configure(settings);
+    })
+    .await;
+    app.wait_for_cache().await;
+    app
+}
+
+/// Points `settings` at a SpacetimeDB server, with quick timeouts and reconnects.
+pub fn use_spacetimedb(settings: &mut Settings, url: &str, token: &str, prefix: &str) {
+    settings.spacetimedb.url = url.to_string();
+    settings.spacetimedb.token = SecretString::from(token.to_string());
+    settings.spacetimedb.database_prefix = prefix.to_string();
+    settings.spacetimedb.reconnect_initial_ms = 100;
+    settings.spacetimedb.reconnect_max_ms = 500;
+}
+
+/// The application on the PostgreSQL database at `database_url`.
+pub async fn spawn_app_in(database_url: String, configure: impl FnOnce(&mut Settings)) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         boardsync::telemetry::init(&test_settings().log);
     }
-    let (_, url) = TestPostgres::create_empty().await;
+    let url = database_url;
     let mut settings = test_settings();
     settings.database.url = SecretString::from(url.clone());
     configure(&mut settings);
@@ -54,6 +86,31 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 impl TestApp {
+    /// Waits until every domain's cache is connected (`/health` says so).
+    pub async fn wait_for_cache(&self) {
+        for _ in 0..400 {
+            let health: Value = self.get("/health").await.json().await.unwrap();
+            if health["domains"]["chat"]["cache_connected"] == true {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the cache did not connect within 20 s");
+    }
+
+    /// Polls `query` (a single number) until it equals `expected`.
+    pub async fn wait_for_count(&self, query: &str, expected: i64) {
+        let mut last = -1;
+        for _ in 0..400 {
+            last = sqlx::query_scalar::<_, i64>(query).fetch_one(&self.pool).await.unwrap_or(-1);
+            if last == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{query} stayed at {last}, expected {expected}");
+    }
+
     pub fn token(&self, user: &str) -> String {
         issue_token(&self.settings.auth, user, false)
     }

@@ -6,3 +6,4 @@ mod errors;
 mod health;
 mod helpers;
 mod postgres;
+mod spacetimedb;

@@ -1,0 +1,276 @@
+//! The SpacetimeDB adapter in the running app: warm-up windows, the outbox into
+//! PostgreSQL, durability, and what happens when PostgreSQL or SpacetimeDB goes away.
+
+use std::time::Duration;
+
+use boardsync_testkit::private::{PrivatePostgres, PrivateSpacetime};
+use boardsync_testkit::TestSpacetime;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::{spawn_app_in, spawn_app_on_spacetimedb, spawn_app_on_spacetimedb_with, use_spacetimedb, TestApp};
+
+async fn send(app: &TestApp, user: &str, scope: &str, text: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    let response = app.command(user, "chat", scope, json!({ "type": "send", "id": id, "text": text })).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    id
+}
+
+/// Rows of `chat_messages` as `(id, text, deleted, version)`, by id.
+async fn stored_rows(app: &TestApp) -> Vec<(Uuid, String, bool, i64)> {
+    sqlx::query_as("SELECT id, text, deleted, version FROM chat_messages ORDER BY id")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn every_write_through_the_api_reaches_postgres_exactly_once() {
+    let app = spawn_app_on_spacetimedb().await;
+    app.create_scope("chat", "general").await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(send(&app, "alice", "general", &format!("m{i}")).await);
+    }
+    for id in &ids[..3] {
+        app.command("alice", "chat", "general", json!({ "type": "edit", "id": id, "text": "edited" })).await;
+    }
+    app.command("alice", "chat", "general", json!({ "type": "delete", "id": ids[3] })).await;
+    app.command("bob", "chat", "general", json!({ "type": "react", "id": ids[4], "emoji": "👍" })).await;
+
+    app.wait_for_count("SELECT last_applied_seq FROM outbox_progress WHERE domain = 'chat'", 15).await;
+
+    let snapshot = app.snapshot("carol", "chat", "general").await;
+    let mut cached: Vec<(Uuid, String, bool, i64)> = snapshot["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let id = Uuid::parse_str(m["id"].as_str().unwrap()).unwrap();
+            (
+                id,
+                m["text"].as_str().unwrap().to_string(),
+                m["deleted"].as_bool().unwrap(),
+                m["version"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    cached.sort();
+    assert_eq!(stored_rows(&app).await, cached, "PostgreSQL matches the cache row by row");
+    let reactions: Vec<(Uuid, String, String)> =
+        sqlx::query_as("SELECT message_id, user_id, emoji FROM chat_reactions").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(reactions, vec![(ids[4], "bob".to_string(), "👍".to_string())]);
+}
+
+#[actix_web::test]
+async fn a_durable_write_is_in_postgres_when_it_is_acknowledged() {
+    let app = spawn_app_on_spacetimedb().await;
+    app.create_scope("chat", "general").await;
+    for i in 0..5 {
+        let id = Uuid::new_v4();
+        let command = json!({ "type": "send", "id": id, "text": format!("durable {i}"), "durability": "durable" });
+        assert_eq!(app.command("alice", "chat", "general", command).await.status(), 200);
+        let stored: Option<String> = sqlx::query_scalar("SELECT text FROM chat_messages WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap();
+        assert_eq!(stored.as_deref(), Some(format!("durable {i}").as_str()));
+    }
+}
+
+/// Writes `count` messages straight into PostgreSQL, oldest first, a second apart.
+async fn history(app: &TestApp, channel: &str, count: i64) {
+    sqlx::query(
+        "INSERT INTO chat_messages (id, channel, author, text, created_at, version)
+         SELECT gen_random_uuid(), $1, 'history', 'old ' || n, now() - make_interval(secs => $2 - n), 1
+         FROM generate_series(1, $2) AS n",
+    )
+    .bind(channel)
+    .bind(count)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+async fn warmup_board(app: &TestApp) -> Value {
+    app.http
+        .get(format!("{}/api/admin/warmup?domain=chat", app.address))
+        .bearer_auth(app.admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until every scope named has finished at least `runs` warm-ups.
+async fn wait_for_warmup(app: &TestApp, scopes: &[&str], runs: u64) -> Value {
+    for _ in 0..400 {
+        let board = warmup_board(app).await;
+        let done = scopes.iter().all(|scope| {
+            board["scopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["scope"] == *scope && (s["runs"].as_u64().unwrap() >= runs || s["state"] == "disabled"))
+        });
+        if done {
+            return board;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("warm-up of {scopes:?} did not finish: {}", warmup_board(app).await);
+}
+
+fn status<'a>(board: &'a Value, scope: &str) -> &'a Value {
+    board["scopes"].as_array().unwrap().iter().find(|s| s["scope"] == scope).unwrap()
+}
+
+#[actix_web::test]
+async fn warm_up_loads_each_channels_configured_window() {
+    let app = spawn_app_on_spacetimedb_with(|settings| {
+        settings.domains.get_mut("chat").unwrap()["warmup"]["max_items"] = json!(20);
+    })
+    .await;
+    for channel in ["big", "small", "off"] {
+        history(&app, channel, 30).await;
+    }
+    app.create_scope("chat", "big").await;
+    for (channel, config) in
+        [("small", json!({ "warmup": { "max_items": 5 } })), ("off", json!({ "warmup": { "enabled": false } }))]
+    {
+        assert_eq!(app.put_scope("chat", channel, json!({ "name": channel, "config": config })).await.status(), 200);
+    }
+
+    let board = wait_for_warmup(&app, &["big", "small", "off"], 1).await;
+
+    assert_eq!(
+        (status(&board, "big")["state"].as_str(), status(&board, "big")["rows_loaded"].as_u64()),
+        (Some("warm"), Some(20))
+    );
+    assert_eq!(status(&board, "small")["rows_loaded"], 5, "the channel's config overrides the domain default");
+    assert_eq!(status(&board, "off")["state"], "disabled");
+    let texts = |snapshot: Value| -> Vec<String> {
+        snapshot["items"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect()
+    };
+    let big = texts(app.snapshot("alice", "chat", "big").await);
+    assert_eq!(big.len(), 20);
+    assert_eq!((big[0].as_str(), big[19].as_str()), ("old 30", "old 11"), "the newest 20, newest first");
+    assert_eq!(texts(app.snapshot("alice", "chat", "small").await), ["old 30", "old 29", "old 28", "old 27", "old 26"]);
+    assert!(texts(app.snapshot("alice", "chat", "off").await).is_empty());
+
+    // Re-warm from the command line: the binary talks to this server's admin API.
+    history(&app, "small", 2).await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_boardsync"))
+        .args(["warmup", "--domain", "chat", "--scope", "small", "--url", &app.address])
+        .env("BOARDSYNC_SETTINGS_DIR", boardsync::settings::Settings::source_dir())
+        .env("BOARDSYNC_ENV", "test")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("small") && stdout.contains("warm"), "{stdout}");
+    assert_eq!(status(&warmup_board(&app).await, "small")["runs"], 2);
+}
+
+#[actix_web::test]
+async fn writes_keep_working_while_postgres_is_down_and_nothing_is_lost() {
+    let postgres = PrivatePostgres::start();
+    let stdb = TestSpacetime::publish("chat").await;
+    let app =
+        spawn_app_in(postgres.url("postgres"), |s| use_spacetimedb(s, &stdb.url, &stdb.token, &stdb.prefix)).await;
+    app.wait_for_cache().await;
+    app.create_scope("chat", "general").await;
+    send(&app, "alice", "general", "before").await;
+    app.wait_for_count("SELECT count(*) FROM chat_messages", 1).await;
+
+    postgres.stop();
+    for i in 0..10 {
+        send(&app, "alice", "general", &format!("while down {i}")).await;
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("boardsync_outbox_pending{domain=\"chat\"}"), "{metrics}");
+    postgres.start_again();
+
+    app.wait_for_count("SELECT count(*) FROM chat_messages", 11).await;
+    app.wait_for_count("SELECT count(*) FROM chat_messages WHERE text LIKE 'while down %'", 10).await;
+}
+
+#[actix_web::test]
+async fn a_spacetimedb_restart_rewarms_keeps_pending_writes_and_live_clients_recover() {
+    let postgres = PrivatePostgres::start();
+    let stdb = PrivateSpacetime::start().await;
+    stdb.publish("restart", "chat", false).await;
+    let app = spawn_app_in(postgres.url("postgres"), |s| use_spacetimedb(s, &stdb.url(), &stdb.token, "restart")).await;
+    app.wait_for_cache().await;
+    app.create_scope("chat", "general").await;
+    let mut bob = app.live("bob", "chat", "general").await;
+    for i in 0..3 {
+        send(&app, "alice", "general", &format!("synced {i}")).await;
+    }
+    app.wait_for_count("SELECT count(*) FROM chat_messages", 3).await;
+
+    // Two writes stay pending in the outbox (PostgreSQL is down) when SpacetimeDB dies.
+    postgres.stop();
+    for i in 0..2 {
+        send(&app, "alice", "general", &format!("pending {i}")).await;
+    }
+    // SpacetimeDB fsyncs its log every 500 ms: give it time to persist them.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stdb.kill();
+    let refused =
+        app.command("alice", "chat", "general", json!({ "type": "send", "id": Uuid::new_v4(), "text": "x" })).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "cache_unavailable");
+
+    stdb.start_again().await;
+    app.wait_for_cache().await;
+    loop {
+        // Bob's socket stayed open; he is told to resync, then sees new events.
+        let frame = bob.next().await;
+        if frame["kind"] == "resync" {
+            break;
+        }
+    }
+    let after = send(&app, "alice", "general", "after restart").await;
+    assert_eq!(bob.next_event().await["message"]["id"], json!(after));
+    assert_eq!(app.snapshot("carol", "chat", "general").await["items"].as_array().unwrap().len(), 6);
+
+    postgres.start_again();
+    app.wait_for_count("SELECT count(*) FROM chat_messages", 6).await;
+    app.wait_for_count("SELECT count(*) FROM chat_messages WHERE text LIKE 'pending %'", 2).await;
+}
+
+#[actix_web::test]
+async fn a_recreated_cache_database_is_warmed_again_from_postgres() {
+    let stdb = TestSpacetime::publish("chat").await;
+    let app = crate::helpers::spawn_app_with(|s| use_spacetimedb(s, &stdb.url, &stdb.token, &stdb.prefix)).await;
+    app.wait_for_cache().await;
+    app.create_scope("chat", "general").await;
+    for i in 0..4 {
+        send(&app, "alice", "general", &format!("kept {i}")).await;
+    }
+    app.wait_for_count("SELECT last_applied_seq FROM outbox_progress WHERE domain = 'chat'", 4).await;
+
+    boardsync_testkit::publish(&stdb.url, &stdb.token, &stdb.database, "chat", true).await;
+
+    for _ in 0..400 {
+        let items = app.get_as("carol", "/api/chat/general").await;
+        if items.status() == 200 && items.json::<Value>().await.unwrap()["items"].as_array().unwrap().len() == 4 {
+            let epochs: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox_progress WHERE domain = 'chat'")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+            send(&app, "alice", "general", "into the new cache").await;
+            app.wait_for_count("SELECT count(*) FROM chat_messages", 5).await;
+            assert!(epochs >= 1);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the recreated cache was not warmed from PostgreSQL");
+}
