@@ -46,7 +46,7 @@ impl PrivatePostgres {
         let dir = temp_dir("boardsync-pg");
         let as_postgres = is_root();
         if as_postgres {
-            run(&mut Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir), "chown");
+            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir), "chown");
         }
         let cluster = Self { dir, bin, port: free_port(), as_postgres };
         let mut initdb = cluster.command("initdb");
