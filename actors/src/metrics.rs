@@ -16,10 +16,12 @@ pub struct CacheMetrics {
     pub outbox_lag: HistogramVec,
 }
 
-/// Lag buckets from 1 ms to 30 s: the interesting range is a few milliseconds (push)
-/// to about a second (the seed's poll).
-const LAG_BUCKETS: [f64; 16] =
-    [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 1.5, 2.0, 5.0, 10.0, 20.0, 30.0];
+/// Lag buckets from 0.5 ms to 30 s, fine where it matters: a few milliseconds (push)
+/// up to about a second (the seed's poll).
+const LAG_BUCKETS: [f64; 24] = [
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+    1.0, 1.25, 1.5, 2.0, 5.0, 30.0,
+];
 
 impl CacheMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {

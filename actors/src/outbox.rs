@@ -100,20 +100,23 @@ pub struct OutboxPoller<D: Domain> {
     pool: PgPool,
     batch_size: usize,
     poll_interval: Duration,
+    push: bool,
     metrics: CacheMetrics,
     draining: bool,
     again: bool,
 }
 
 impl<D: Domain> OutboxPoller<D> {
+    /// `push`: also drain whenever the cache reports new entries (not only on the poll).
     pub fn new(
         cache: Arc<dyn Cache<D>>,
         pool: PgPool,
         batch_size: usize,
         poll_interval: Duration,
+        push: bool,
         metrics: CacheMetrics,
     ) -> Self {
-        Self { cache, pool, batch_size: batch_size.max(1), poll_interval, metrics, draining: false, again: false }
+        Self { cache, pool, batch_size: batch_size.max(1), poll_interval, push, metrics, draining: false, again: false }
     }
 
     fn update_gauges(&self) {
@@ -167,16 +170,24 @@ impl<D: Domain> Actor for OutboxPoller<D> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.push {
+            self.listen(ctx);
+        }
+        ctx.run_interval(self.poll_interval, |poller, ctx| {
+            poller.update_gauges();
+            poller.drain(ctx);
+        });
+    }
+}
+
+impl<D: Domain> OutboxPoller<D> {
+    fn listen(&mut self, ctx: &mut Context<Self>) {
         let signals = BroadcastStream::new(self.cache.signals()).filter_map(|signal| match signal {
             Ok(CacheSignal::Lost) => None,
             // A lagged receiver missed signals: drain anyway.
             Ok(_) | Err(_) => Some(Wake),
         });
         ctx.add_stream(signals);
-        ctx.run_interval(self.poll_interval, |poller, ctx| {
-            poller.update_gauges();
-            poller.drain(ctx);
-        });
     }
 }
 

@@ -237,6 +237,7 @@ impl Domains {
                 pool.clone(),
                 framework.outbox_batch_size,
                 std::time::Duration::from_millis(framework.outbox_poll_interval_ms),
+                framework.outbox_push,
                 self.runtime.metrics.clone(),
             );
             OutboxPoller::start_in_arbiter(&arbiter, move |_| poller);

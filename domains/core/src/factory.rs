@@ -28,16 +28,20 @@ pub struct FrameworkSettings {
     /// SpacetimeDB adapter: the OutboxPoller's safety-net poll (it is woken by
     /// every new outbox entry too).
     pub outbox_poll_interval_ms: u64,
+    /// SpacetimeDB adapter: wake the OutboxPoller on every new outbox entry (false:
+    /// poll only, as the seed did).
+    pub outbox_push: bool,
     /// SpacetimeDB adapter: outbox entries applied in one PostgreSQL transaction.
     pub outbox_batch_size: usize,
     pub warmup: WarmupSettings,
 }
 
-const FRAMEWORK_KEYS: [&str; 6] = [
+const FRAMEWORK_KEYS: [&str; 7] = [
     "live_poll_interval_ms",
     "event_retention_secs",
     "subscriber_capacity",
     "outbox_poll_interval_ms",
+    "outbox_push",
     "outbox_batch_size",
     "warmup",
 ];
