@@ -61,6 +61,9 @@ pub struct WarmupStatus {
     pub rows_loaded: u64,
     pub rows_total: u64,
     pub duration_ms: Option<u64>,
+    /// Of the last run: time reading PostgreSQL, and time loading the cache.
+    pub load_ms: Option<u64>,
+    pub cache_ms: Option<u64>,
     pub error: Option<String>,
     /// Completed runs of this scope since the backend started.
     pub runs: u64,
@@ -103,6 +106,8 @@ impl WarmupBoard {
             rows_loaded: 0,
             rows_total: 0,
             duration_ms: None,
+            load_ms: None,
+            cache_ms: None,
             error: None,
             runs: 0,
             updated_at: Utc::now(),
@@ -299,9 +304,15 @@ async fn warm_scope<D: Domain>(scope: &ScopeKey, context: &WarmupContext<D>) -> 
         status.rows_total = 0;
         status.error = None;
     });
+    let reading = Instant::now();
     let items = context.cache.load_window(&context.pool, scope, &settings).await?;
     let total = items.len() as u64;
-    context.board.update(D::NAME, scope, |status| status.rows_total = total);
+    let load_ms = reading.elapsed().as_millis() as u64;
+    context.board.update(D::NAME, scope, |status| {
+        status.rows_total = total;
+        status.load_ms = Some(load_ms);
+    });
+    let loading = Instant::now();
     let mut loaded = 0u64;
     for batch in items.chunks(settings.batch_size as usize) {
         context.cache.warm(scope, batch.to_vec()).await?;
@@ -312,6 +323,8 @@ async fn warm_scope<D: Domain>(scope: &ScopeKey, context: &WarmupContext<D>) -> 
     if let Some(keep) = settings.max_items {
         context.cache.trim(scope, keep).await?;
     }
+    let cache_ms = loading.elapsed().as_millis() as u64;
+    context.board.update(D::NAME, scope, |status| status.cache_ms = Some(cache_ms));
     Ok(Some(total))
 }
 
@@ -412,5 +425,52 @@ impl<D: Domain> Handler<WarmScope> for WarmupCoordinator<D> {
 
     fn handle(&mut self, WarmScope(scope): WarmScope, ctx: &mut Context<Self>) {
         self.warm(Some(scope), ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A job that records when it starts and holds its slot until told to finish.
+    struct Job {
+        name: &'static str,
+        log: Arc<Mutex<Vec<&'static str>>>,
+        slots: Arc<Mutex<Vec<Slot>>>,
+    }
+
+    impl Actor for Job {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<RunWarmup> for Job {
+        type Result = ();
+        fn handle(&mut self, RunWarmup(slot): RunWarmup, _: &mut Context<Self>) {
+            self.log.lock().unwrap().push(self.name);
+            self.slots.lock().unwrap().push(slot);
+        }
+    }
+
+    #[actix::test]
+    async fn runs_at_most_the_limit_at_once_highest_priority_first() {
+        let scheduler = WarmupScheduler::new(2).start();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let slots = Arc::new(Mutex::new(Vec::new()));
+        let job = |name| Job { name, log: log.clone(), slots: slots.clone() }.start().recipient();
+        // The first two take both slots; the rest queue and start by priority.
+        for (name, priority) in [("a", 0), ("b", 0), ("low", -1), ("high", 9), ("mid", 5), ("mid2", 5)] {
+            scheduler.send(Enqueue { priority, job: job(name) }).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(*log.lock().unwrap(), ["a", "b"], "no more than two at once");
+
+        for expected in [vec!["a", "b", "high", "mid"], vec!["a", "b", "high", "mid", "mid2", "low"]] {
+            slots.lock().unwrap().clear(); // both running jobs finish
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(*log.lock().unwrap(), expected);
+        }
     }
 }

@@ -54,7 +54,8 @@ async fn spawn(spacetimedb: bool, configure: impl FnOnce(&mut Settings)) -> App 
     };
     if spacetimedb {
         for _ in 0..400 {
-            let health: Value = app.http.get(format!("{}/health", app.address)).send().await.unwrap().json().await.unwrap();
+            let health: Value =
+                app.http.get(format!("{}/health", app.address)).send().await.unwrap().json().await.unwrap();
             if health["domains"]["chat"]["cache_connected"] == true {
                 break;
             }
@@ -170,15 +171,20 @@ async fn warmup(channels: usize, per_channel: usize) -> (f64, u64) {
         let warmup = &mut settings.domains.get_mut("chat").unwrap()["warmup"];
         warmup["max_items"] = json!(per_channel);
         warmup["batch_size"] = json!(1000);
+        if let Some(limit) = std::env::var("BENCH_WARMUP_CONCURRENCY").ok().and_then(|v| v.parse().ok()) {
+            settings.warmup.max_concurrent_scopes = limit;
+        }
     })
     .await;
     // Channels and their history written straight to PostgreSQL, as an existing
     // deployment would have them; then one re-warm of the whole domain.
-    sqlx::query("INSERT INTO scopes (domain, key, name) SELECT 'chat', 'c' || n, 'c' || n FROM generate_series(1, $1) n")
-        .bind(channels as i64)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO scopes (domain, key, name) SELECT 'chat', 'c' || n, 'c' || n FROM generate_series(1, $1) n",
+    )
+    .bind(channels as i64)
+    .execute(&app.pool)
+    .await
+    .unwrap();
     sqlx::query(
         "INSERT INTO chat_messages (id, channel, author, text, created_at, version)
          SELECT gen_random_uuid(), 'c' || (n % $1 + 1), 'user' || (n % 17), 'history message ' || n,
@@ -206,13 +212,20 @@ async fn warmup(channels: usize, per_channel: usize) -> (f64, u64) {
             .await
             .unwrap();
         let scopes = board["scopes"].as_array().unwrap();
-        let warm: Vec<&Value> = scopes.iter().filter(|s| s["state"] == "warm" && s["runs"].as_u64() >= Some(1)).collect();
+        let warm: Vec<&Value> =
+            scopes.iter().filter(|s| s["state"] == "warm" && s["runs"].as_u64() >= Some(1)).collect();
         if warm.len() == channels {
             let rows = warm.iter().map(|s| s["rows_loaded"].as_u64().unwrap()).sum();
+            let sum = |key: &str| warm.iter().map(|s| s[key].as_u64().unwrap_or(0)).sum::<u64>();
+            println!(
+                "   per scope, summed: reading PostgreSQL {} ms, loading SpacetimeDB {} ms",
+                sum("load_ms"),
+                sum("cache_ms")
+            );
             return (started.elapsed().as_secs_f64(), rows);
         }
         assert!(started.elapsed() < Duration::from_secs(300), "warm-up did not finish");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -274,20 +287,29 @@ async fn outbox_lag(push: bool, writes_per_second: u64, seconds: u64) -> LagRepo
     }
 }
 
+/// Runs every section, or only those named on the command line (`live`, `warmup`, `lag`).
 fn main() {
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let run = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
     actix_web::rt::System::new().block_on(async {
         println!("boardsync benchmark ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
 
+        if run("live") {
         println!("\n1. Live-update latency, client A sends -> client B receives (1,000 messages, one at a time)");
         for (name, spacetimedb) in [("postgres", false), ("spacetimedb", true)] {
             let (p50, p99) = live_latency(spacetimedb).await;
             println!("   {name:<12} p50 {p50:6.2} ms   p99 {p99:6.2} ms");
         }
 
-        println!("\n2. Warm-up: 100,000 messages over 100 channels, PostgreSQL -> SpacetimeDB");
-        let (seconds, rows) = warmup(100, 1000).await;
-        println!("   {rows} rows in {seconds:.3} s = {:.0} rows/s", rows as f64 / seconds);
+        }
 
+        if run("warmup") {
+            println!("\n2. Warm-up: 100,000 messages over 100 channels, PostgreSQL -> SpacetimeDB");
+            let (seconds, rows) = warmup(100, 1000).await;
+            println!("   {rows} rows in {seconds:.3} s = {:.0} rows/s", rows as f64 / seconds);
+        }
+
+        if run("lag") {
         println!("\n3. Outbox lag, cache commit -> PostgreSQL commit, at 1,000 writes/s for 10 s");
         for (name, push) in [("push + 1 s poll (boardsync)", true), ("1 s poll only (seed)", false)] {
             let r = outbox_lag(push, 1000, 10).await;
@@ -295,6 +317,7 @@ fn main() {
                 "   {name:<28} {:5.0} writes/s   lag p50 {:7.1} ms  p99 {:7.1} ms   (HTTP write p50 {:.2} ms, p99 {:.2} ms)",
                 r.rate, r.p50_ms, r.p99_ms, r.write_p50_ms, r.write_p99_ms
             );
+        }
         }
     });
 }

@@ -111,6 +111,7 @@ pub struct SpacetimedbSettings {
     pub durable_timeout_ms: u64,
     pub reconnect_initial_ms: u64,
     pub reconnect_max_ms: u64,
+    pub compression: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +145,7 @@ impl SpacetimedbSettings {
                 Duration::from_millis(self.reconnect_initial_ms),
                 Duration::from_millis(self.reconnect_max_ms),
             ),
+            compression: self.compression,
         })
     }
 }

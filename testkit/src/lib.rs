@@ -147,6 +147,7 @@ impl TestSpacetime {
             reducer_timeout: Duration::from_secs(10),
             durable_timeout: Duration::from_secs(10),
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
+            compression: false,
         }
     }
 

@@ -26,7 +26,8 @@ use boardsync_core::{
     AdapterContext, AdapterKind, Connection, DomainError, Durability, EventStream, Page, ScopeKey, UserId,
 };
 use chrono::{DateTime, Utc};
-use spacetimedb_sdk::{DbContext, Event, Status, Table, TableWithPrimaryKey, Timestamp};
+use spacetimedb_client_api_messages::websocket::CallReducerFlags;
+use spacetimedb_sdk::{Compression, DbContext, Event, Status, Table, TableWithPrimaryKey, Timestamp};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -34,8 +35,8 @@ use uuid::Uuid;
 use crate::domain::{Chat, ChatCommand, ChatEvent, ChatSettings, Message, Reaction};
 use crate::module_bindings as stdb;
 use crate::module_bindings::{
-    ack_outbox, configure, delete, edit, react, send, trim_channel, unreact, warm_messages, CacheEpochTableAccess,
-    DbConnection, MessageTableAccess, SyncOutboxTableAccess,
+    ack_outbox, configure, delete, edit, react, send, set_flags_for_warm_messages, trim_channel, unreact, warm_done,
+    warm_messages, CacheEpochTableAccess, DbConnection, MessageTableAccess, SyncOutboxTableAccess,
 };
 use crate::postgres::{load_messages, persist_states};
 
@@ -92,6 +93,7 @@ fn session(shared: &Arc<Shared>) -> Result<(), String> {
         .with_uri(&shared.target.url)
         .with_module_name(&shared.target.database)
         .with_token(Some(shared.target.token.clone()))
+        .with_compression(if shared.target.compression { Compression::Brotli } else { Compression::None })
         .build()
         .map_err(|e| e.to_string())?;
     shared.index.lock().expect("index lock").clear();
@@ -192,8 +194,12 @@ fn register_callbacks(connection: &DbConnection, shared: &Arc<Shared>) {
     connection.reducers.on_react(move |ctx, request_id, _, id, _, _| s.client_outcome(ctx, request_id, id));
     let s = shared.clone();
     connection.reducers.on_unreact(move |ctx, request_id, _, id, _, _| s.client_outcome(ctx, request_id, id));
+    // Warm-up batches are large: their success is not echoed back (see `Cache::warm`).
+    connection.set_reducer_flags().warm_messages(CallReducerFlags::NoSuccessNotify);
     let s = shared.clone();
     connection.reducers.on_warm_messages(move |ctx, request_id, _| s.owner_outcome(&ctx.event.status, request_id));
+    let s = shared.clone();
+    connection.reducers.on_warm_done(move |ctx, request_id| s.owner_outcome(&ctx.event.status, request_id));
     let s = shared.clone();
     connection.reducers.on_ack_outbox(move |ctx, request_id, _| s.owner_outcome(&ctx.event.status, request_id));
     let s = shared.clone();
@@ -447,10 +453,21 @@ impl Cache<Chat> for SpacetimeChat {
 
     async fn warm(&self, _channel: &ScopeKey, batch: Vec<Message>) -> Result<(), DomainError> {
         let rows: Vec<stdb::Message> = batch.iter().map(to_row).collect();
-        self.shared.owner_call(move |c, request_id| c.reducers.warm_messages(request_id, rows)).await
+        // A failure of the batch resolves the call through `on_warm_messages`; success
+        // through the `warm_done` barrier queued right behind it.
+        self.shared
+            .owner_call(move |c, request_id| {
+                c.reducers.warm_messages(request_id.clone(), rows)?;
+                c.reducers.warm_done(request_id)
+            })
+            .await
     }
 
     async fn trim(&self, channel: &ScopeKey, keep: u32) -> Result<(), DomainError> {
+        let cached = self.shared.index.lock().expect("index lock").get(channel.as_str()).map_or(0, BTreeSet::len);
+        if cached <= keep as usize {
+            return Ok(()); // already within the window: spare the round trip
+        }
         let channel = channel.to_string();
         self.shared.owner_call(move |c, request_id| c.reducers.trim_channel(request_id, channel, keep)).await
     }

@@ -98,6 +98,9 @@ pub struct SpacetimeTarget {
     /// Longest wait for a durable write to reach PostgreSQL.
     pub durable_timeout: Duration,
     pub backoff: Backoff,
+    /// Compress the WebSocket traffic (worth it only over slow links: on loopback or
+    /// a LAN, compressing warm-up batches costs more than it saves).
+    pub compression: bool,
 }
 
 /// A domain's adapter as the factory built it: the connection every client goes

@@ -322,6 +322,16 @@ pub fn warm_messages(ctx: &ReducerContext, request_id: String, rows: Vec<Message
     Ok(())
 }
 
+/// A barrier after `warm_messages`: reducers from one connection run in order, so its
+/// success tells the backend the batch before it ran, without the batch's rows being
+/// echoed back (the backend calls `warm_messages` without success notification).
+#[reducer]
+pub fn warm_done(ctx: &ReducerContext, request_id: String) -> Result<(), String> {
+    // The id only travels back to the caller, to match the outcome to the call.
+    let _ = request_id;
+    require_owner(ctx)
+}
+
 /// Removes outbox entries whose effect is committed in PostgreSQL.
 #[reducer]
 pub fn ack_outbox(ctx: &ReducerContext, request_id: String, seqs: Vec<u64>) -> Result<(), String> {

@@ -25,6 +25,7 @@ pub mod sync_outbox_table;
 pub mod sync_outbox_type;
 pub mod trim_channel_reducer;
 pub mod unreact_reducer;
+pub mod warm_done_reducer;
 pub mod warm_messages_reducer;
 
 pub use ack_outbox_reducer::{ack_outbox, set_flags_for_ack_outbox, AckOutboxCallbackId};
@@ -46,6 +47,7 @@ pub use sync_outbox_table::*;
 pub use sync_outbox_type::SyncOutbox;
 pub use trim_channel_reducer::{set_flags_for_trim_channel, trim_channel, TrimChannelCallbackId};
 pub use unreact_reducer::{set_flags_for_unreact, unreact, UnreactCallbackId};
+pub use warm_done_reducer::{set_flags_for_warm_done, warm_done, WarmDoneCallbackId};
 pub use warm_messages_reducer::{
     set_flags_for_warm_messages, warm_messages, WarmMessagesCallbackId,
 };
@@ -105,6 +107,9 @@ pub enum Reducer {
         user: String,
         emoji: String,
     },
+    WarmDone {
+        request_id: String,
+    },
     WarmMessages {
         request_id: String,
         rows: Vec<Message>,
@@ -126,6 +131,7 @@ impl __sdk::Reducer for Reducer {
             Reducer::Send { .. } => "send",
             Reducer::TrimChannel { .. } => "trim_channel",
             Reducer::Unreact { .. } => "unreact",
+            Reducer::WarmDone { .. } => "warm_done",
             Reducer::WarmMessages { .. } => "warm_messages",
         }
     }
@@ -176,6 +182,13 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 &value.args,
             )?
             .into()),
+            "warm_done" => Ok(
+                __sdk::parse_reducer_args::<warm_done_reducer::WarmDoneArgs>(
+                    "warm_done",
+                    &value.args,
+                )?
+                .into(),
+            ),
             "warm_messages" => Ok(__sdk::parse_reducer_args::<
                 warm_messages_reducer::WarmMessagesArgs,
             >("warm_messages", &value.args)?
