@@ -106,6 +106,32 @@ async fn load(db: &mut PgConnection, id: Uuid) -> Result<Message, DomainError> {
     Ok(row.into_message(reactions))
 }
 
+const ADD_REACTION: &str =
+    "INSERT INTO chat_reactions (message_id, user_id, emoji) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+const REMOVE_REACTION: &str = "DELETE FROM chat_reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3";
+
+/// Adds or removes (`statement`) `user`'s `emoji` on a live message; a write like any
+/// other, so the version goes up even when the reaction set stays the same.
+async fn change_reaction(
+    db: &mut PgConnection,
+    channel: &ScopeKey,
+    user: &UserId,
+    id: Uuid,
+    emoji: &str,
+    statement: &str,
+) -> Result<Message, DomainError> {
+    lock_live(db, channel, id).await?;
+    sqlx::query(statement)
+        .bind(id)
+        .bind(user.as_str())
+        .bind(emoji)
+        .execute(&mut *db)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+    bump_version(db, id).await?;
+    load(db, id).await
+}
+
 async fn bump_version(db: &mut PgConnection, id: Uuid) -> Result<(), DomainError> {
     sqlx::query("UPDATE chat_messages SET version = version + 1 WHERE id = $1")
         .bind(id)
@@ -184,29 +210,12 @@ async fn apply_in(
             Ok(ChatEvent::Deleted { message: load(db, id).await? })
         }
         ChatCommand::React { id, emoji } => {
-            lock_live(db, channel, id).await?;
-            sqlx::query(
-                "INSERT INTO chat_reactions (message_id, user_id, emoji) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(id)
-            .bind(user.as_str())
-            .bind(&emoji)
-            .execute(&mut *db)
-            .await
-            .map_err(DomainError::from_sqlx)?;
-            bump_version(db, id).await?;
-            Ok(ChatEvent::Reacted { message: load(db, id).await?, user: user.0.clone(), emoji })
+            let message = change_reaction(db, channel, user, id, &emoji, ADD_REACTION).await?;
+            Ok(ChatEvent::Reacted { message, user: user.0.clone(), emoji })
         }
         ChatCommand::Unreact { id, emoji } => {
-            lock_live(db, channel, id).await?;
-            sqlx::query("DELETE FROM chat_reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3")
-                .bind(id)
-                .bind(user.as_str())
-                .bind(&emoji)
-                .execute(&mut *db)
-                .await
-                .map_err(DomainError::from_sqlx)?;
-            Ok(ChatEvent::Unreacted { message: load(db, id).await?, user: user.0.clone(), emoji })
+            let message = change_reaction(db, channel, user, id, &emoji, REMOVE_REACTION).await?;
+            Ok(ChatEvent::Unreacted { message, user: user.0.clone(), emoji })
         }
     }
 }

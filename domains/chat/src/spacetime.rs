@@ -278,6 +278,11 @@ impl Shared {
 
     fn client_outcome(&self, ctx: &stdb::ReducerEventContext, request_id: &str, id: &str) {
         let outcome = reducer_outcome(&ctx.event.status).map(|()| ctx.db.message().id().find(&id.to_string()));
+        // The SDK runs reducer callbacks before row callbacks: index the row now, so
+        // the caller reads its own write as soon as `apply` returns.
+        if let Ok(Some(row)) = &outcome {
+            self.index_insert(row);
+        }
         self.client_calls.resolve(request_id, outcome);
     }
 

@@ -258,6 +258,24 @@ fn check_emoji(emoji: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Adds or removes a reaction on a live message with `change`.
+fn change_reactions(
+    ctx: &ReducerContext,
+    kind: &str,
+    request_id: String,
+    channel: &str,
+    id: &str,
+    emoji: &str,
+    change: impl FnOnce(&mut Vec<Reaction>),
+) -> Result<(), String> {
+    require_owner(ctx)?;
+    check_emoji(emoji)?;
+    let mut m = find_live(ctx, channel, id)?;
+    change(&mut m.reactions);
+    write(ctx, kind, request_id, m);
+    Ok(())
+}
+
 #[reducer]
 pub fn react(
     ctx: &ReducerContext,
@@ -267,15 +285,12 @@ pub fn react(
     user: String,
     emoji: String,
 ) -> Result<(), String> {
-    require_owner(ctx)?;
-    check_emoji(&emoji)?;
-    let mut m = find_live(ctx, &channel, &id)?;
-    let reaction = Reaction { user, emoji };
-    if !m.reactions.contains(&reaction) {
-        m.reactions.push(reaction);
-    }
-    write(ctx, "react", request_id, m);
-    Ok(())
+    let reaction = Reaction { user, emoji: emoji.clone() };
+    change_reactions(ctx, "react", request_id, &channel, &id, &emoji, |reactions| {
+        if !reactions.contains(&reaction) {
+            reactions.push(reaction);
+        }
+    })
 }
 
 #[reducer]
@@ -287,12 +302,9 @@ pub fn unreact(
     user: String,
     emoji: String,
 ) -> Result<(), String> {
-    require_owner(ctx)?;
-    check_emoji(&emoji)?;
-    let mut m = find_live(ctx, &channel, &id)?;
-    m.reactions.retain(|r| !(r.user == user && r.emoji == emoji));
-    write(ctx, "unreact", request_id, m);
-    Ok(())
+    change_reactions(ctx, "unreact", request_id, &channel, &id, &emoji, |reactions| {
+        reactions.retain(|r| !(r.user == user && r.emoji == emoji))
+    })
 }
 
 /// Loads rows from PostgreSQL into the cache. A message with an entry still pending

@@ -74,7 +74,9 @@ pub async fn only_the_author_edits_and_deletes(conn: Conn) {
     let error = apply(&conn, "general", "bob", ChatCommand::Delete { id }).await.unwrap_err();
     assert_eq!((error.kind, error.code.as_ref()), (ErrorKind::Forbidden, "not_author"));
 
+    let sent_version = page(&conn, "general", 10, None).await[0].version;
     let edited = apply(&conn, "general", "alice", ChatCommand::Edit { id, text: "final".into() }).await.unwrap();
+    assert!(edited.message().version > sent_version, "every write raises the version");
     assert!(matches!(&edited, ChatEvent::Edited { message } if message.text == "final" && message.edited_at.is_some()));
     let stored = &page(&conn, "general", 10, None).await[0];
     assert_eq!(stored.text, "final");
@@ -98,8 +100,9 @@ pub async fn reactions_are_per_user_and_idempotent(conn: Conn) {
     let users: Vec<&str> = message.reactions.iter().map(|r| r.user.as_str()).collect();
     assert_eq!(users, vec!["bob", "carol"]);
 
-    let event = apply(&conn, "general", "bob", ChatCommand::Unreact { id, emoji: "👍".into() }).await.unwrap();
-    assert!(matches!(&event, ChatEvent::Unreacted { message, .. } if message.reactions.len() == 1));
+    let unreacted = apply(&conn, "general", "bob", ChatCommand::Unreact { id, emoji: "👍".into() }).await.unwrap();
+    assert!(matches!(&unreacted, ChatEvent::Unreacted { message, .. } if message.reactions.len() == 1));
+    assert!(unreacted.message().version > message.version, "every write raises the version");
     assert_eq!(page(&conn, "general", 10, None).await[0].reactions[0].user, "carol");
 }
 
