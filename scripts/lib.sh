@@ -175,18 +175,22 @@ start_spacetimedb() {
 }
 
 # Builds every module in modules/ to wasm and copies it to .data/modules/<domain>.wasm.
-# First choice: the rustup wasm target. Fallback: Debian's rustc-web, which can build
-# std for wasm32 from source (see shared/spacetimedb-1.2.md).
+# First choice: the rustup wasm target. Fallback (when rustup cannot fetch it, or with
+# BOARDSYNC_WASM_TOOLCHAIN=debian): Debian's rustc-web, which can build std for wasm32
+# from source (see shared/spacetimedb-1.2.md).
 build_modules() {
   mkdir -p "$MODULES_OUT"
+  # BOARDSYNC_WASM_TOOLCHAIN=rustup|debian forces one; by default rustup when it can.
   local use_rustup=1
-  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  if [ "${BOARDSYNC_WASM_TOOLCHAIN:-auto}" = debian ]; then
+    use_rustup=0
+  elif ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
     log "adding the rustup wasm32 target"
     rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || use_rustup=0
   fi
   if [ "$use_rustup" -eq 0 ]; then
     log "rustup wasm32 target unavailable: using Debian's rustc-web toolchain"
-    if [ ! -x /usr/bin/rustc ] || ! command -v wasm-ld >/dev/null; then
+    if [ ! -x /usr/bin/rustc ] || [ ! -x /usr/bin/cargo ] || ! command -v wasm-ld >/dev/null; then
       as_root apt-get update -qq
       as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc-web cargo-web rust-web-src lld >/dev/null
     fi

@@ -135,17 +135,19 @@ async fn warm_up_loads_each_channels_configured_window() {
         settings.domains.get_mut("chat").unwrap()["warmup"]["max_items"] = json!(20);
     })
     .await;
-    for channel in ["big", "small", "off"] {
+    for channel in ["big", "small", "off", "recent"] {
         history(&app, channel, 30).await;
     }
     app.create_scope("chat", "big").await;
-    for (channel, config) in
-        [("small", json!({ "warmup": { "max_items": 5 } })), ("off", json!({ "warmup": { "enabled": false } }))]
-    {
+    for (channel, config) in [
+        ("small", json!({ "warmup": { "max_items": 5 } })),
+        ("off", json!({ "warmup": { "enabled": false } })),
+        ("recent", json!({ "warmup": { "max_age_secs": 10 } })),
+    ] {
         assert_eq!(app.put_scope("chat", channel, json!({ "name": channel, "config": config })).await.status(), 200);
     }
 
-    let board = wait_for_warmup(&app, &["big", "small", "off"], 1).await;
+    let board = wait_for_warmup(&app, &["big", "small", "off", "recent"], 1).await;
 
     assert_eq!(
         (status(&board, "big")["state"].as_str(), status(&board, "big")["rows_loaded"].as_u64()),
@@ -161,6 +163,10 @@ async fn warm_up_loads_each_channels_configured_window() {
     assert_eq!((big[0].as_str(), big[19].as_str()), ("old 30", "old 11"), "the newest 20, newest first");
     assert_eq!(texts(app.snapshot("alice", "chat", "small").await), ["old 30", "old 29", "old 28", "old 27", "old 26"]);
     assert!(texts(app.snapshot("alice", "chat", "off").await).is_empty());
+    // History is a second apart, the newest now: a 10 s window holds about ten.
+    let recent = texts(app.snapshot("alice", "chat", "recent").await);
+    assert!((9..=11).contains(&recent.len()), "{recent:?}");
+    assert_eq!(recent[0], "old 30");
 
     // Re-warm from the command line: the binary talks to this server's admin API.
     history(&app, "small", 2).await;
