@@ -12,15 +12,13 @@
 //! reconnect the cache signals `Ready` so every channel is warmed again.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use boardsync_core::cache::{Cache, CacheSignal, OutboxEntry};
 use boardsync_core::factory::SpacetimeTarget;
 use boardsync_core::live::ScopedBroadcast;
-use boardsync_core::spacetime::{
-    cache_unavailable, keep_connected, outcome, ConnectionLoop, DurableWaiters, PendingCalls,
-};
+use boardsync_core::spacetime::{keep_connected, ConnectionLoop, Link};
 use boardsync_core::warmup::WarmupSettings;
 use boardsync_core::{
     AdapterContext, AdapterKind, Connection, DomainError, Durability, EventStream, Page, ScopeKey, UserId,
@@ -52,82 +50,56 @@ type ChannelIndex = HashMap<String, BTreeSet<(i64, String)>>;
 
 struct Shared {
     settings: ChatSettings,
-    target: SpacetimeTarget,
-    connection: RwLock<Option<Arc<DbConnection>>>,
-    epoch: RwLock<Option<u64>>,
-    client_calls: PendingCalls<Option<stdb::Message>>,
-    owner_calls: PendingCalls<()>,
-    durable: DurableWaiters,
+    link: Link<DbConnection, stdb::Message>,
     live: ScopedBroadcast<ChatEvent>,
     index: Mutex<ChannelIndex>,
-    signals: broadcast::Sender<CacheSignal>,
 }
 
 impl SpacetimeChat {
     /// Starts connecting in the background; until connected, calls answer 503.
     pub fn connect(context: AdapterContext<Chat>, target: SpacetimeTarget) -> Self {
+        let name = format!("chat:{}", target.database);
+        let backoff = target.backoff.clone();
         let shared = Arc::new(Shared {
             settings: context.settings.domain.clone(),
             live: ScopedBroadcast::new(context.settings.framework.subscriber_capacity),
-            target,
-            connection: RwLock::new(None),
-            epoch: RwLock::new(None),
-            client_calls: PendingCalls::default(),
-            owner_calls: PendingCalls::default(),
-            durable: DurableWaiters::default(),
+            link: Link::new(target),
             index: Mutex::new(HashMap::new()),
-            signals: broadcast::channel(1024).0,
         });
         let session_shared = shared.clone();
-        let connection =
-            keep_connected(format!("chat:{}", shared.target.database), shared.target.backoff.clone(), move || {
-                session(&session_shared)
-            });
+        let connection = keep_connected(name, backoff, move || session(&session_shared));
         Self { shared, _connection: connection }
     }
 }
 
 /// One connection's life: connect, subscribe, process messages until it drops.
 fn session(shared: &Arc<Shared>) -> Result<(), String> {
-    let connection = DbConnection::builder()
-        .with_uri(&shared.target.url)
-        .with_module_name(&shared.target.database)
-        .with_token(Some(shared.target.token.clone()))
-        .with_compression(if shared.target.compression { Compression::Brotli } else { Compression::None })
-        .build()
-        .map_err(|e| e.to_string())?;
-    shared.index.lock().expect("index lock").clear();
-    register_callbacks(&connection, shared);
-    let applied = shared.clone();
-    connection
-        .subscription_builder()
-        .on_applied(move |ctx| {
-            let epoch = ctx.db.cache_epoch().id().find(&0).map(|row| row.epoch);
-            *applied.epoch.write().expect("epoch lock") = epoch;
-            let _ = ctx.reducers.configure(String::new(), applied.settings.max_text_chars);
-            tracing::info!(database = %applied.target.database, ?epoch, "chat cache connected");
-            if let Some(epoch) = epoch {
-                let _ = applied.signals.send(CacheSignal::Ready { epoch });
-            }
-        })
-        .on_error(|_, error| tracing::error!(%error, "chat cache subscription failed"))
-        .subscribe(SUBSCRIPTIONS);
-    let connection = Arc::new(connection);
-    *shared.connection.write().expect("connection lock") = Some(connection.clone());
-    let ended = loop {
-        if let Err(error) = connection.advance_one_message_blocking() {
-            break error;
-        }
-    };
-    tracing::warn!(database = %shared.target.database, error = %ended, "chat cache connection ended");
-    *shared.connection.write().expect("connection lock") = None;
-    *shared.epoch.write().expect("epoch lock") = None;
-    let lost = cache_unavailable();
-    shared.client_calls.fail_all(&lost);
-    shared.owner_calls.fail_all(&lost);
-    shared.live.resync_all();
-    let _ = shared.signals.send(CacheSignal::Lost);
-    Ok(())
+    let target = &shared.link.target;
+    shared.link.run_session(
+        || {
+            let connection = DbConnection::builder()
+                .with_uri(&target.url)
+                .with_module_name(&target.database)
+                .with_token(Some(target.token.clone()))
+                .with_compression(if target.compression { Compression::Brotli } else { Compression::None })
+                .build()
+                .map_err(|e| e.to_string())?;
+            shared.index.lock().expect("index lock").clear();
+            register_callbacks(&connection, shared);
+            let applied = shared.clone();
+            connection
+                .subscription_builder()
+                .on_applied(move |ctx| {
+                    let _ = ctx.reducers.configure(String::new(), applied.settings.max_text_chars);
+                    applied.link.ready(ctx.db.cache_epoch().id().find(&0).map(|row| row.epoch));
+                })
+                .on_error(|_, error| tracing::error!(%error, "chat cache subscription failed"))
+                .subscribe(SUBSCRIPTIONS);
+            Ok(connection)
+        },
+        |connection| connection.advance_one_message_blocking(),
+        || shared.live.resync_all(),
+    )
 }
 
 fn reducer_outcome(status: &Status) -> Result<(), DomainError> {
@@ -168,21 +140,12 @@ fn register_callbacks(connection: &DbConnection, shared: &Arc<Shared>) {
     connection.db.message().on_delete(move |_, row| s.index_remove(row));
     let s = shared.clone();
     connection.db.cache_epoch().on_insert(move |ctx, row| {
-        // A new epoch while connected: the database was recreated under us.
-        if matches!(ctx.event, Event::SubscribeApplied) {
-            return;
-        }
-        let mut epoch = s.epoch.write().expect("epoch lock");
-        if *epoch != Some(row.epoch) {
-            *epoch = Some(row.epoch);
-            tracing::warn!(database = %s.target.database, epoch = row.epoch, "chat cache database was recreated");
-            let _ = s.signals.send(CacheSignal::Ready { epoch: row.epoch });
+        if !matches!(ctx.event, Event::SubscribeApplied) {
+            s.link.epoch_seen(row.epoch);
         }
     });
     let s = shared.clone();
-    connection.db.sync_outbox().on_insert(move |_, _| {
-        let _ = s.signals.send(CacheSignal::OutboxGrew);
-    });
+    connection.db.sync_outbox().on_insert(move |_, _| s.link.signal(CacheSignal::OutboxGrew));
 
     let s = shared.clone();
     connection.reducers.on_send(move |ctx, request_id, _, id, _, _| s.client_outcome(ctx, request_id, id));
@@ -283,33 +246,11 @@ impl Shared {
         if let Ok(Some(row)) = &outcome {
             self.index_insert(row);
         }
-        self.client_calls.resolve(request_id, outcome);
+        self.link.client_calls.resolve(request_id, outcome);
     }
 
     fn owner_outcome(&self, status: &Status, request_id: &str) {
-        self.owner_calls.resolve(request_id, reducer_outcome(status));
-    }
-
-    fn connection(&self) -> Result<Arc<DbConnection>, DomainError> {
-        let ready = self.epoch.read().expect("epoch lock").is_some();
-        match (ready, self.connection.read().expect("connection lock").as_ref()) {
-            (true, Some(connection)) => Ok(connection.clone()),
-            _ => Err(cache_unavailable()),
-        }
-    }
-
-    /// Calls an owner reducer through `call` and waits for its outcome.
-    async fn owner_call(
-        &self,
-        call: impl FnOnce(&DbConnection, String) -> spacetimedb_sdk::Result<()>,
-    ) -> Result<(), DomainError> {
-        let connection = self.connection()?;
-        let (request_id, receiver) = self.owner_calls.register();
-        if call(&connection, request_id.clone()).is_err() {
-            self.owner_calls.forget(&request_id);
-            return Err(cache_unavailable());
-        }
-        outcome(&self.owner_calls, &request_id, receiver, self.target.reducer_timeout).await
+        self.link.owner_calls.resolve(request_id, reducer_outcome(status));
     }
 }
 
@@ -324,7 +265,7 @@ impl Connection<Chat> for SpacetimeChat {
     }
 
     async fn snapshot(&self, channel: &ScopeKey, page: Page) -> Result<Vec<Message>, DomainError> {
-        let connection = self.shared.connection()?;
+        let connection = self.shared.link.connection()?;
         let before = match page.before.as_deref() {
             None => None,
             Some(cursor) => {
@@ -360,35 +301,31 @@ impl Connection<Chat> for SpacetimeChat {
         command: ChatCommand,
         durability: Durability,
     ) -> Result<ChatEvent, DomainError> {
-        let shared = &self.shared;
-        let connection = shared.connection()?;
-        let (request_id, receiver) = shared.client_calls.register();
-        let durable = (durability == Durability::Durable).then(|| shared.durable.register(&request_id));
-        let (scope, who, rid) = (channel.to_string(), user.0.clone(), request_id.clone());
-        let (id, sent) = match &command {
-            ChatCommand::Send { id, text } => {
-                (id, connection.reducers.send(rid, scope, id.to_string(), who, text.clone()))
-            }
-            ChatCommand::Edit { id, text } => {
-                (id, connection.reducers.edit(rid, scope, id.to_string(), who, text.clone()))
-            }
-            ChatCommand::Delete { id } => (id, connection.reducers.delete(rid, scope, id.to_string(), who)),
-            ChatCommand::React { id, emoji } => {
-                (id, connection.reducers.react(rid, scope, id.to_string(), who, emoji.clone()))
-            }
-            ChatCommand::Unreact { id, emoji } => {
-                (id, connection.reducers.unreact(rid, scope, id.to_string(), who, emoji.clone()))
-            }
+        let (scope, who) = (channel.to_string(), user.0.clone());
+        let id = match &command {
+            ChatCommand::Send { id, .. }
+            | ChatCommand::Edit { id, .. }
+            | ChatCommand::Delete { id }
+            | ChatCommand::React { id, .. }
+            | ChatCommand::Unreact { id, .. } => *id,
         };
-        if sent.is_err() {
-            shared.client_calls.forget(&request_id);
-            return Err(cache_unavailable());
-        }
-        let row = outcome(&shared.client_calls, &request_id, receiver, shared.target.reducer_timeout).await?;
-        let message = row.as_ref().and_then(from_row).ok_or_else(|| not_found(id))?;
-        if let Some(receiver) = durable {
-            shared.durable.wait(&request_id, receiver, shared.target.durable_timeout).await?;
-        }
+        let durable = durability == Durability::Durable;
+        let row = self
+            .shared
+            .link
+            .client_call(durable, |connection, rid| {
+                let reducers = &connection.reducers;
+                let target = id.to_string();
+                match &command {
+                    ChatCommand::Send { text, .. } => reducers.send(rid, scope, target, who, text.clone()),
+                    ChatCommand::Edit { text, .. } => reducers.edit(rid, scope, target, who, text.clone()),
+                    ChatCommand::Delete { .. } => reducers.delete(rid, scope, target, who),
+                    ChatCommand::React { emoji, .. } => reducers.react(rid, scope, target, who, emoji.clone()),
+                    ChatCommand::Unreact { emoji, .. } => reducers.unreact(rid, scope, target, who, emoji.clone()),
+                }
+            })
+            .await?;
+        let message = row.as_ref().and_then(from_row).ok_or_else(|| not_found(&id))?;
         Ok(match command {
             ChatCommand::Send { .. } => ChatEvent::Sent { message },
             ChatCommand::Edit { .. } => ChatEvent::Edited { message },
@@ -436,11 +373,11 @@ impl MessageState {
 #[async_trait]
 impl Cache<Chat> for SpacetimeChat {
     fn epoch(&self) -> Option<u64> {
-        *self.shared.epoch.read().expect("epoch lock")
+        self.shared.link.epoch()
     }
 
     fn signals(&self) -> broadcast::Receiver<CacheSignal> {
-        self.shared.signals.subscribe()
+        self.shared.link.signals()
     }
 
     async fn load_window(
@@ -461,6 +398,7 @@ impl Cache<Chat> for SpacetimeChat {
         // A failure of the batch resolves the call through `on_warm_messages`; success
         // through the `warm_done` barrier queued right behind it.
         self.shared
+            .link
             .owner_call(move |c, request_id| {
                 c.reducers.warm_messages(request_id.clone(), rows)?;
                 c.reducers.warm_done(request_id)
@@ -474,11 +412,11 @@ impl Cache<Chat> for SpacetimeChat {
             return Ok(()); // already within the window: spare the round trip
         }
         let channel = channel.to_string();
-        self.shared.owner_call(move |c, request_id| c.reducers.trim_channel(request_id, channel, keep)).await
+        self.shared.link.owner_call(move |c, request_id| c.reducers.trim_channel(request_id, channel, keep)).await
     }
 
     fn pending(&self, limit: usize) -> Vec<OutboxEntry> {
-        let Ok(connection) = self.shared.connection() else { return Vec::new() };
+        let Ok(connection) = self.shared.link.connection() else { return Vec::new() };
         let mut entries: Vec<OutboxEntry> = connection
             .db
             .sync_outbox()
@@ -498,7 +436,7 @@ impl Cache<Chat> for SpacetimeChat {
     }
 
     fn pending_count(&self) -> usize {
-        self.shared.connection().map_or(0, |c| c.db.sync_outbox().count() as usize)
+        self.shared.link.connection().map_or(0, |c| c.db.sync_outbox().count() as usize)
     }
 
     async fn persist(&self, tx: &mut PgConnection, entries: &[OutboxEntry]) -> Result<(), DomainError> {
@@ -522,12 +460,10 @@ impl Cache<Chat> for SpacetimeChat {
     }
 
     async fn ack(&self, seqs: Vec<u64>) -> Result<(), DomainError> {
-        self.shared.owner_call(move |c, request_id| c.reducers.ack_outbox(request_id, seqs)).await
+        self.shared.link.owner_call(move |c, request_id| c.reducers.ack_outbox(request_id, seqs)).await
     }
 
     fn persisted(&self, entries: &[OutboxEntry]) {
-        for entry in entries {
-            self.shared.durable.release(&entry.request_id);
-        }
+        self.shared.link.persisted(entries);
     }
 }

@@ -7,12 +7,14 @@
 //! `advance_one_message_blocking`, and rebuilt with backoff when it drops.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 
+use crate::cache::{CacheSignal, OutboxEntry};
+use crate::factory::SpacetimeTarget;
 use crate::DomainError;
 
 /// Reducer calls in flight, by the request id passed as the reducer's first argument.
@@ -193,6 +195,150 @@ impl ConnectionLoop {
 impl Drop for ConnectionLoop {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One domain's link to its SpacetimeDB module: the live connection (of the module's
+/// generated `DbConnection` type `C`), the cache incarnation it is on, calls in
+/// flight, durable-write waiters and the cache's signals. A domain's adapter keeps
+/// one, drives the session with [`Link::run_session`], and calls reducers through
+/// [`Link::connection`], [`Link::owner_call`] and the pending-call tables.
+pub struct Link<C, Row> {
+    pub target: SpacetimeTarget,
+    connection: RwLock<Option<Arc<C>>>,
+    epoch: RwLock<Option<u64>>,
+    /// Client commands in flight; the outcome carries the written row.
+    pub client_calls: PendingCalls<Option<Row>>,
+    /// Owner reducers in flight (warm-up, ack, trim).
+    pub owner_calls: PendingCalls<()>,
+    pub durable: DurableWaiters,
+    signals: broadcast::Sender<CacheSignal>,
+}
+
+/// How many cache signals a slow listener may miss (it drains anyway when it lags).
+const SIGNAL_CAPACITY: usize = 1024;
+
+impl<C: Send + Sync + 'static, Row: Send + 'static> Link<C, Row> {
+    pub fn new(target: SpacetimeTarget) -> Self {
+        Self {
+            target,
+            connection: RwLock::new(None),
+            epoch: RwLock::new(None),
+            client_calls: PendingCalls::default(),
+            owner_calls: PendingCalls::default(),
+            durable: DurableWaiters::default(),
+            signals: broadcast::channel(SIGNAL_CAPACITY).0,
+        }
+    }
+
+    /// The connection, once subscribed; 503 `cache_unavailable` otherwise.
+    pub fn connection(&self) -> Result<Arc<C>, DomainError> {
+        let ready = self.epoch.read().expect("epoch lock").is_some();
+        match (ready, self.connection.read().expect("connection lock").as_ref()) {
+            (true, Some(connection)) => Ok(connection.clone()),
+            _ => Err(cache_unavailable()),
+        }
+    }
+
+    pub fn epoch(&self) -> Option<u64> {
+        *self.epoch.read().expect("epoch lock")
+    }
+
+    pub fn signals(&self) -> broadcast::Receiver<CacheSignal> {
+        self.signals.subscribe()
+    }
+
+    pub fn signal(&self, signal: CacheSignal) {
+        let _ = self.signals.send(signal);
+    }
+
+    /// The subscription is applied on cache incarnation `epoch`: calls may go out.
+    pub fn ready(&self, epoch: Option<u64>) {
+        *self.epoch.write().expect("epoch lock") = epoch;
+        tracing::info!(database = %self.target.database, ?epoch, "cache connected");
+        if let Some(epoch) = epoch {
+            self.signal(CacheSignal::Ready { epoch });
+        }
+    }
+
+    /// A cache epoch arrived while connected: when it is new, the database was
+    /// recreated under us and must be warmed again.
+    pub fn epoch_seen(&self, epoch: u64) {
+        let mut current = self.epoch.write().expect("epoch lock");
+        if *current != Some(epoch) {
+            *current = Some(epoch);
+            tracing::warn!(database = %self.target.database, epoch, "cache database was recreated");
+            self.signal(CacheSignal::Ready { epoch });
+        }
+    }
+
+    /// One connection's life on the calling (plain) thread: `build` connects and
+    /// subscribes (its subscription's `on_applied` calls [`Link::ready`]), `advance`
+    /// processes one message and fails once the connection is gone. When it is gone,
+    /// every call in flight fails and `Lost` is signalled; `lost` lets the domain
+    /// clean up its own state (e.g. tell live subscribers to resync).
+    pub fn run_session<E: std::fmt::Display>(
+        &self,
+        build: impl FnOnce() -> Result<C, String>,
+        advance: impl Fn(&C) -> Result<(), E>,
+        lost: impl FnOnce(),
+    ) -> Result<(), String> {
+        let connection = Arc::new(build()?);
+        *self.connection.write().expect("connection lock") = Some(connection.clone());
+        let ended = loop {
+            if let Err(error) = advance(&connection) {
+                break error;
+            }
+        };
+        tracing::warn!(database = %self.target.database, error = %ended, "cache connection ended");
+        *self.connection.write().expect("connection lock") = None;
+        *self.epoch.write().expect("epoch lock") = None;
+        let error = cache_unavailable();
+        self.client_calls.fail_all(&error);
+        self.owner_calls.fail_all(&error);
+        lost();
+        self.signal(CacheSignal::Lost);
+        Ok(())
+    }
+
+    /// Calls an owner reducer through `call` (given the connection and a fresh request
+    /// id) and waits for the outcome that the domain's callback resolves.
+    pub async fn owner_call<E>(&self, call: impl FnOnce(&C, String) -> Result<(), E>) -> Result<(), DomainError> {
+        let connection = self.connection()?;
+        let (request_id, receiver) = self.owner_calls.register();
+        if call(&connection, request_id.clone()).is_err() {
+            self.owner_calls.forget(&request_id);
+            return Err(cache_unavailable());
+        }
+        outcome(&self.owner_calls, &request_id, receiver, self.target.reducer_timeout).await
+    }
+
+    /// Calls a client reducer through `call` and waits for its outcome (the written
+    /// row), and with `durable` also until PostgreSQL has the write.
+    pub async fn client_call<E>(
+        &self,
+        durable: bool,
+        call: impl FnOnce(&C, String) -> Result<(), E>,
+    ) -> Result<Option<Row>, DomainError> {
+        let connection = self.connection()?;
+        let (request_id, receiver) = self.client_calls.register();
+        let durable = durable.then(|| self.durable.register(&request_id));
+        if call(&connection, request_id.clone()).is_err() {
+            self.client_calls.forget(&request_id);
+            return Err(cache_unavailable());
+        }
+        let row = outcome(&self.client_calls, &request_id, receiver, self.target.reducer_timeout).await?;
+        if let Some(receiver) = durable {
+            self.durable.wait(&request_id, receiver, self.target.durable_timeout).await?;
+        }
+        Ok(row)
+    }
+
+    /// Releases the writers waiting for these entries to reach PostgreSQL.
+    pub fn persisted(&self, entries: &[OutboxEntry]) {
+        for entry in entries {
+            self.durable.release(&entry.request_id);
+        }
     }
 }
 
