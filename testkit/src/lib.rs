@@ -130,12 +130,19 @@ impl TestSpacetime {
     /// Publishes the `domain`'s module (`BOARDSYNC_MODULES_DIR/<domain>.wasm`) as a new
     /// database `<prefix>-<domain>` under a fresh prefix, owned by the test identity.
     pub async fn publish(domain: &str) -> Self {
+        Self::publish_all(&[domain]).await
+    }
+
+    /// Publishes several domains' modules under one fresh prefix, as an app that
+    /// runs them all expects; `database` names the first.
+    pub async fn publish_all(domains: &[&str]) -> Self {
         let url = required_env("BOARDSYNC_TEST_SPACETIMEDB_URL");
         let token = required_env("BOARDSYNC_TEST_SPACETIMEDB_TOKEN");
         let prefix = unique_name("t");
-        let database = format!("{prefix}-{domain}");
-        publish(&url, &token, &database, domain, false).await;
-        Self { url, token, database, prefix }
+        for domain in domains {
+            publish(&url, &token, &format!("{prefix}-{domain}"), domain, false).await;
+        }
+        Self { url, token, database: format!("{prefix}-{}", domains[0]), prefix }
     }
 
     /// Where the backend finds this module, with the test identity as the backend's.

@@ -15,10 +15,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use boardsync_core::cache::{Cache, CacheSignal, OutboxEntry};
+use boardsync_core::cache::{latest_per_entity, Cache, CacheSignal, OutboxEntry};
 use boardsync_core::factory::SpacetimeTarget;
 use boardsync_core::live::ScopedBroadcast;
-use boardsync_core::spacetime::{keep_connected, ConnectionLoop, Link};
+use boardsync_core::spacetime::{keep_connected, reducer_outcome, ConnectionLoop, Link};
 use boardsync_core::warmup::WarmupSettings;
 use boardsync_core::{
     AdapterContext, AdapterKind, Connection, DomainError, Durability, EventStream, Page, ScopeKey, UserId,
@@ -100,14 +100,6 @@ fn session(shared: &Arc<Shared>) -> Result<(), String> {
         |connection| connection.advance_one_message_blocking(),
         || shared.live.resync_all(),
     )
-}
-
-fn reducer_outcome(status: &Status) -> Result<(), DomainError> {
-    match status {
-        Status::Committed => Ok(()),
-        Status::Failed(message) => Err(DomainError::from_reducer_error(message)),
-        Status::OutOfEnergy => Err(DomainError::unavailable("cache_out_of_energy", "SpacetimeDB ran out of energy")),
-    }
 }
 
 fn register_callbacks(connection: &DbConnection, shared: &Arc<Shared>) {
@@ -442,13 +434,7 @@ impl Cache<Chat> for SpacetimeChat {
     async fn persist(&self, tx: &mut PgConnection, entries: &[OutboxEntry]) -> Result<(), DomainError> {
         // Each payload is the entity's full state, so within a batch only the last
         // state of each message matters (order per entity is kept by seq).
-        let mut latest: HashMap<&str, &OutboxEntry> = HashMap::new();
-        for entry in entries {
-            latest.insert(entry.entity.as_str(), entry);
-        }
-        let mut ordered: Vec<&OutboxEntry> = latest.into_values().collect();
-        ordered.sort_by_key(|entry| entry.seq);
-        let states = ordered
+        let states = latest_per_entity(entries)
             .into_iter()
             .map(|entry| {
                 serde_json::from_str::<MessageState>(&entry.payload)

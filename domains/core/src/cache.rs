@@ -26,6 +26,18 @@ pub struct OutboxEntry {
     pub created_at_micros: i64,
 }
 
+/// The last entry of each entity, in sequence order. Payloads are full states, so
+/// within a batch only an entity's last state needs applying; order per entity holds.
+pub fn latest_per_entity(entries: &[OutboxEntry]) -> Vec<&OutboxEntry> {
+    let mut latest: std::collections::HashMap<&str, &OutboxEntry> = std::collections::HashMap::new();
+    for entry in entries {
+        latest.insert(entry.entity.as_str(), entry);
+    }
+    let mut ordered: Vec<&OutboxEntry> = latest.into_values().collect();
+    ordered.sort_by_key(|entry| entry.seq);
+    ordered
+}
+
 /// What happened to the cache connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheSignal {
@@ -73,4 +85,27 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
 
     /// Tells writers waiting for durability that these entries are in PostgreSQL.
     fn persisted(&self, entries: &[OutboxEntry]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, entity: &str) -> OutboxEntry {
+        OutboxEntry {
+            seq,
+            entity: entity.into(),
+            kind: "k".into(),
+            payload: "{}".into(),
+            request_id: String::new(),
+            created_at_micros: 0,
+        }
+    }
+
+    #[test]
+    fn only_each_entitys_last_state_is_kept_in_sequence_order() {
+        let entries = [entry(1, "a"), entry(2, "b"), entry(3, "a"), entry(4, "c"), entry(5, "b")];
+        let seqs: Vec<u64> = latest_per_entity(&entries).iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [3, 4, 5]);
+    }
 }

@@ -77,6 +77,17 @@ pub async fn outcome<T>(
     }
 }
 
+/// A reducer's outcome as the error every adapter returns.
+pub fn reducer_outcome(status: &spacetimedb_sdk::Status) -> Result<(), DomainError> {
+    match status {
+        spacetimedb_sdk::Status::Committed => Ok(()),
+        spacetimedb_sdk::Status::Failed(message) => Err(DomainError::from_reducer_error(message)),
+        spacetimedb_sdk::Status::OutOfEnergy => {
+            Err(DomainError::unavailable("cache_out_of_energy", "SpacetimeDB ran out of energy"))
+        }
+    }
+}
+
 pub fn cache_unavailable() -> DomainError {
     DomainError::unavailable("cache_unavailable", "SpacetimeDB is not connected; retry shortly")
 }

@@ -15,6 +15,9 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio_tungstenite::tungstenite;
 
+/// Every domain the app runs (each needs its module published on SpacetimeDB).
+pub const DOMAINS: &[&str] = &["chat", "poll"];
+
 pub struct TestApp {
     pub address: String,
     pub port: u16,
@@ -45,7 +48,7 @@ pub async fn spawn_app_on_spacetimedb() -> TestApp {
 }
 
 pub async fn spawn_app_on_spacetimedb_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let stdb = TestSpacetime::publish("chat").await;
+    let stdb = TestSpacetime::publish_all(DOMAINS).await;
     let app = spawn_app_with(|settings| {
         use_spacetimedb(settings, &stdb.url, &stdb.token, &stdb.prefix);
         configure(settings);
@@ -90,7 +93,7 @@ impl TestApp {
     pub async fn wait_for_cache(&self) {
         for _ in 0..400 {
             let health: Value = self.get("/health").await.json().await.unwrap();
-            if health["domains"]["chat"]["cache_connected"] == true {
+            if DOMAINS.iter().all(|d| health["domains"][d]["cache_connected"] == true) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -5,5 +5,6 @@ mod chat;
 mod errors;
 mod health;
 mod helpers;
+mod poll;
 mod postgres;
 mod spacetimedb;

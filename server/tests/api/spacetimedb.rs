@@ -8,7 +8,9 @@ use boardsync_testkit::TestSpacetime;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app_in, spawn_app_on_spacetimedb, spawn_app_on_spacetimedb_with, use_spacetimedb, TestApp};
+use crate::helpers::{
+    spawn_app_in, spawn_app_on_spacetimedb, spawn_app_on_spacetimedb_with, use_spacetimedb, TestApp, DOMAINS,
+};
 
 async fn send(app: &TestApp, user: &str, scope: &str, text: &str) -> Uuid {
     let id = Uuid::new_v4();
@@ -186,7 +188,7 @@ async fn warm_up_loads_each_channels_configured_window() {
 #[actix_web::test]
 async fn writes_keep_working_while_postgres_is_down_and_nothing_is_lost() {
     let postgres = PrivatePostgres::start();
-    let stdb = TestSpacetime::publish("chat").await;
+    let stdb = TestSpacetime::publish_all(DOMAINS).await;
     let app =
         spawn_app_in(postgres.url("postgres"), |s| use_spacetimedb(s, &stdb.url, &stdb.token, &stdb.prefix)).await;
     app.wait_for_cache().await;
@@ -210,7 +212,9 @@ async fn writes_keep_working_while_postgres_is_down_and_nothing_is_lost() {
 async fn a_spacetimedb_restart_rewarms_keeps_pending_writes_and_live_clients_recover() {
     let postgres = PrivatePostgres::start();
     let stdb = PrivateSpacetime::start().await;
-    stdb.publish("restart", "chat", false).await;
+    for domain in DOMAINS {
+        stdb.publish("restart", domain, false).await;
+    }
     let app = spawn_app_in(postgres.url("postgres"), |s| use_spacetimedb(s, &stdb.url(), &stdb.token, "restart")).await;
     app.wait_for_cache().await;
     app.create_scope("chat", "general").await;
@@ -253,7 +257,7 @@ async fn a_spacetimedb_restart_rewarms_keeps_pending_writes_and_live_clients_rec
 
 #[actix_web::test]
 async fn a_recreated_cache_database_is_warmed_again_from_postgres() {
-    let stdb = TestSpacetime::publish("chat").await;
+    let stdb = TestSpacetime::publish_all(DOMAINS).await;
     let app = crate::helpers::spawn_app_with(|s| use_spacetimedb(s, &stdb.url, &stdb.token, &stdb.prefix)).await;
     app.wait_for_cache().await;
     app.create_scope("chat", "general").await;

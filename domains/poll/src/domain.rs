@@ -1,0 +1,127 @@
+//! Polls: options (added by anyone, removed by their author) that people vote on.
+
+use boardsync_core::{Domain, DomainError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The poll domain.
+pub struct Poll;
+
+/// An option with its voters (in the order they voted). A removed option stays as a
+/// tombstone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollOption {
+    pub id: Uuid,
+    pub poll: String,
+    pub label: String,
+    pub author: String,
+    pub created_at: DateTime<Utc>,
+    pub removed: bool,
+    pub voters: Vec<String>,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PollCommand {
+    AddOption { id: Uuid, label: String },
+    Vote { id: Uuid },
+    Unvote { id: Uuid },
+    RemoveOption { id: Uuid },
+}
+
+impl PollCommand {
+    pub fn option_id(&self) -> Uuid {
+        match self {
+            Self::AddOption { id, .. } | Self::Vote { id } | Self::Unvote { id } | Self::RemoveOption { id } => *id,
+        }
+    }
+}
+
+/// What happened, with the option's full state after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PollEvent {
+    OptionAdded { option: PollOption },
+    Voted { option: PollOption, user: String },
+    Unvoted { option: PollOption, user: String },
+    OptionRemoved { option: PollOption },
+}
+
+impl PollEvent {
+    pub fn option(&self) -> &PollOption {
+        match self {
+            Self::OptionAdded { option }
+            | Self::Voted { option, .. }
+            | Self::Unvoted { option, .. }
+            | Self::OptionRemoved { option } => option,
+        }
+    }
+
+    /// The event `command` by `user` produced, given the option's new state.
+    pub fn of(command: &PollCommand, user: &str, option: PollOption) -> Self {
+        match command {
+            PollCommand::AddOption { .. } => Self::OptionAdded { option },
+            PollCommand::Vote { .. } => Self::Voted { option, user: user.to_string() },
+            PollCommand::Unvote { .. } => Self::Unvoted { option, user: user.to_string() },
+            PollCommand::RemoveOption { .. } => Self::OptionRemoved { option },
+        }
+    }
+}
+
+/// `[domains.poll]`, less the framework's keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollSettings {
+    /// Longest option label, in characters.
+    pub max_label_chars: u32,
+}
+
+/// A poll's own settings: none yet, and unknown keys are refused.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollConfig {}
+
+impl Domain for Poll {
+    const NAME: &'static str = "poll";
+    const SCOPE: &'static str = "poll";
+    type Item = PollOption;
+    type Command = PollCommand;
+    type Event = PollEvent;
+    type Settings = PollSettings;
+    type ScopeConfig = PollConfig;
+
+    fn validate(command: &PollCommand, settings: &PollSettings) -> Result<(), DomainError> {
+        let PollCommand::AddOption { label, .. } = command else { return Ok(()) };
+        if label.trim().is_empty() {
+            return Err(DomainError::invalid("label_empty", "the label must not be empty"));
+        }
+        if label.chars().count() > settings.max_label_chars as usize {
+            return Err(DomainError::too_large(
+                "label_too_long",
+                format!("the label is longer than {} characters", settings.max_label_chars),
+            ));
+        }
+        Ok(())
+    }
+
+    fn cursor(option: &PollOption) -> String {
+        option.id.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_must_be_present_and_within_the_limit() {
+        let settings = PollSettings { max_label_chars: 5 };
+        let add =
+            |label: &str| Poll::validate(&PollCommand::AddOption { id: Uuid::nil(), label: label.into() }, &settings);
+        assert!(add("pizza").is_ok());
+        assert_eq!(add(" ").unwrap_err().code, "label_empty");
+        assert_eq!(add("burgers").unwrap_err().code, "label_too_long");
+    }
+}

@@ -1,0 +1,266 @@
+//! Polls on the PostgreSQL adapter: reads and writes go to PostgreSQL; live events
+//! come from the framework's event log.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use boardsync_core::postgres::PgEventLog;
+use boardsync_core::{
+    AdapterContext, AdapterKind, Connection, DomainError, Durability, EventStream, Page, ScopeKey, UserId,
+};
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::domain::{Poll, PollCommand, PollEvent, PollOption};
+
+pub struct PostgresPoll {
+    pool: PgPool,
+    events: PgEventLog<PollEvent>,
+}
+
+impl PostgresPoll {
+    pub async fn connect(context: AdapterContext<Poll>) -> Result<Self, DomainError> {
+        let events = PgEventLog::start(context.pool.clone(), "poll", context.settings.framework.event_log()).await?;
+        Ok(Self { pool: context.pool, events })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OptionRow {
+    id: Uuid,
+    poll: String,
+    label: String,
+    author: String,
+    created_at: DateTime<Utc>,
+    removed: bool,
+    version: i64,
+}
+
+const COLUMNS: &str = "id, poll, label, author, created_at, removed, version";
+
+fn not_found(id: Uuid) -> DomainError {
+    DomainError::not_found("option_not_found", format!("option {id} not found"))
+}
+
+/// Options with their voters, in the order the rows came.
+async fn with_voters(db: &mut PgConnection, rows: Vec<OptionRow>) -> Result<Vec<PollOption>, DomainError> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let votes: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT option_id, user_id FROM poll_votes WHERE option_id = ANY($1) ORDER BY position")
+            .bind(&ids)
+            .fetch_all(&mut *db)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+    let mut voters: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for (id, user) in votes {
+        voters.entry(id).or_default().push(user);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| PollOption {
+            voters: voters.remove(&r.id).unwrap_or_default(),
+            id: r.id,
+            poll: r.poll,
+            label: r.label,
+            author: r.author,
+            created_at: r.created_at,
+            removed: r.removed,
+            version: r.version.max(0) as u64,
+        })
+        .collect())
+}
+
+/// A poll's options, newest first: at most `limit`, older than option `before`,
+/// created no earlier than `since`.
+pub(crate) async fn load_options(
+    db: &mut PgConnection,
+    poll: &ScopeKey,
+    limit: i64,
+    before: Option<Uuid>,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<PollOption>, DomainError> {
+    let rows: Vec<OptionRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM poll_options WHERE poll = $1
+           AND ($2::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM poll_options WHERE id = $2))
+           AND ($4::timestamptz IS NULL OR created_at >= $4)
+         ORDER BY created_at DESC, id DESC LIMIT $3"
+    ))
+    .bind(poll.as_str())
+    .bind(before)
+    .bind(limit)
+    .bind(since)
+    .fetch_all(&mut *db)
+    .await
+    .map_err(DomainError::from_sqlx)?;
+    with_voters(db, rows).await
+}
+
+async fn load(db: &mut PgConnection, id: Uuid) -> Result<PollOption, DomainError> {
+    let row: OptionRow = sqlx::query_as(&format!("SELECT {COLUMNS} FROM poll_options WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *db)
+        .await
+        .map_err(DomainError::from_sqlx)?
+        .ok_or_else(|| not_found(id))?;
+    Ok(with_voters(db, vec![row]).await?.remove(0))
+}
+
+async fn lock_live(db: &mut PgConnection, poll: &ScopeKey, id: Uuid) -> Result<OptionRow, DomainError> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM poll_options WHERE id = $1 AND poll = $2 AND NOT removed FOR UPDATE"
+    ))
+    .bind(id)
+    .bind(poll.as_str())
+    .fetch_optional(&mut *db)
+    .await
+    .map_err(DomainError::from_sqlx)?
+    .ok_or_else(|| not_found(id))
+}
+
+async fn execute(db: &mut PgConnection, sql: &str, id: Uuid, user: &str) -> Result<(), DomainError> {
+    sqlx::query(sql).bind(id).bind(user).execute(&mut *db).await.map_err(DomainError::from_sqlx)?;
+    Ok(())
+}
+
+const BUMP: &str = "UPDATE poll_options SET version = version + 1 WHERE id = $1 AND $2::text IS NOT NULL";
+const VOTE: &str = "INSERT INTO poll_votes (option_id, user_id, position)
+    SELECT $1, $2, COALESCE(max(position), 0) + 1 FROM poll_votes WHERE option_id = $1 ON CONFLICT DO NOTHING";
+const UNVOTE: &str = "DELETE FROM poll_votes WHERE option_id = $1 AND user_id = $2";
+const REMOVE: &str = "UPDATE poll_options SET removed = true WHERE id = $1 AND author = $2";
+
+async fn apply_in(
+    db: &mut PgConnection,
+    poll: &ScopeKey,
+    user: &UserId,
+    command: &PollCommand,
+) -> Result<(), DomainError> {
+    let id = command.option_id();
+    match command {
+        PollCommand::AddOption { label, .. } => {
+            let inserted = sqlx::query(
+                "INSERT INTO poll_options (id, poll, label, author, created_at, version) VALUES ($1, $2, $3, $4, now(), 1)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(poll.as_str())
+            .bind(label)
+            .bind(user.as_str())
+            .execute(&mut *db)
+            .await
+            .map_err(DomainError::from_sqlx)?
+            .rows_affected();
+            if inserted == 0 {
+                let existing = load(db, id).await?;
+                let retry = existing.poll == poll.as_str()
+                    && existing.author == user.as_str()
+                    && &existing.label == label
+                    && !existing.removed;
+                if !retry {
+                    return Err(DomainError::conflict("id_conflict", format!("option id {id} is already used")));
+                }
+            }
+            return Ok(());
+        }
+        PollCommand::Vote { .. } => {
+            lock_live(db, poll, id).await?;
+            execute(db, VOTE, id, user.as_str()).await?;
+        }
+        PollCommand::Unvote { .. } => {
+            lock_live(db, poll, id).await?;
+            execute(db, UNVOTE, id, user.as_str()).await?;
+        }
+        PollCommand::RemoveOption { .. } => {
+            if lock_live(db, poll, id).await?.author != user.as_str() {
+                return Err(DomainError::forbidden("not_author", "only the option's author may remove it"));
+            }
+            execute(db, REMOVE, id, user.as_str()).await?;
+            sqlx::query("DELETE FROM poll_votes WHERE option_id = $1")
+                .bind(id)
+                .execute(&mut *db)
+                .await
+                .map_err(DomainError::from_sqlx)?;
+        }
+    }
+    execute(db, BUMP, id, user.as_str()).await
+}
+
+/// Writes options' full states (from the cache's outbox) unless PostgreSQL already
+/// has the same or a newer version; voters are replaced with the state's.
+pub(crate) async fn persist_states(db: &mut PgConnection, states: &[PollOption]) -> Result<(), DomainError> {
+    for option in states {
+        let applied = sqlx::query(
+            "INSERT INTO poll_options (id, poll, label, author, created_at, removed, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET label = EXCLUDED.label, removed = EXCLUDED.removed, version = EXCLUDED.version
+             WHERE poll_options.version < EXCLUDED.version",
+        )
+        .bind(option.id)
+        .bind(&option.poll)
+        .bind(&option.label)
+        .bind(&option.author)
+        .bind(option.created_at)
+        .bind(option.removed)
+        .bind(option.version as i64)
+        .execute(&mut *db)
+        .await
+        .map_err(DomainError::from_sqlx)?
+        .rows_affected();
+        if applied == 0 {
+            continue;
+        }
+        sqlx::query("DELETE FROM poll_votes WHERE option_id = $1")
+            .bind(option.id)
+            .execute(&mut *db)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+        sqlx::query(
+            "INSERT INTO poll_votes (option_id, user_id, position)
+             SELECT $1, voter, position FROM unnest($2::text[]) WITH ORDINALITY AS v(voter, position)",
+        )
+        .bind(option.id)
+        .bind(&option.voters)
+        .execute(&mut *db)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Connection<Poll> for PostgresPoll {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Postgres
+    }
+
+    async fn snapshot(&self, poll: &ScopeKey, page: Page) -> Result<Vec<PollOption>, DomainError> {
+        let before = match page.before.as_deref() {
+            Some(cursor) => Some(Uuid::parse_str(cursor).map_err(|_| {
+                DomainError::bad_request("invalid_cursor", format!("before={cursor:?} is not an option id"))
+            })?),
+            None => None,
+        };
+        let mut db = self.pool.acquire().await.map_err(DomainError::from_sqlx)?;
+        load_options(&mut db, poll, i64::from(page.limit), before, None).await
+    }
+
+    async fn apply(
+        &self,
+        poll: &ScopeKey,
+        user: &UserId,
+        command: PollCommand,
+        // Every write here is committed in PostgreSQL before it is acknowledged.
+        _durability: Durability,
+    ) -> Result<PollEvent, DomainError> {
+        let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
+        apply_in(&mut tx, poll, user, &command).await?;
+        let event = PollEvent::of(&command, user.as_str(), load(&mut tx, command.option_id()).await?);
+        self.events.append(&mut tx, poll, &event).await?;
+        tx.commit().await.map_err(DomainError::from_sqlx)?;
+        Ok(event)
+    }
+
+    async fn subscribe(&self, poll: &ScopeKey) -> Result<EventStream<PollEvent>, DomainError> {
+        Ok(self.events.subscribe(poll))
+    }
+}

@@ -1,0 +1,117 @@
+//! The contract every `Connection<Poll>` honours, run against each adapter:
+//! `poll_contract!(make)` expands to one test per clause.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use boardsync_core::{Connection, Delivery, DomainError, Durability, ErrorKind, Page, ScopeKey, UserId};
+use boardsync_poll::{Poll, PollCommand, PollEvent, PollOption};
+use futures::StreamExt;
+use uuid::Uuid;
+
+pub type Conn = Arc<dyn Connection<Poll>>;
+
+pub async fn apply(conn: &Conn, poll: &str, who: &str, command: PollCommand) -> Result<PollEvent, DomainError> {
+    conn.apply(&ScopeKey::parse(poll).unwrap(), &UserId(who.into()), command, Durability::Cache).await
+}
+
+async fn add(conn: &Conn, poll: &str, who: &str, label: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    apply(conn, poll, who, PollCommand::AddOption { id, label: label.into() }).await.expect("add succeeds");
+    id
+}
+
+async fn options(conn: &Conn, poll: &str) -> Vec<PollOption> {
+    conn.snapshot(&ScopeKey::parse(poll).unwrap(), Page { limit: 50, before: None }).await.unwrap()
+}
+
+fn assert_error(result: Result<PollEvent, DomainError>, kind: ErrorKind, code: &str) {
+    let error = result.unwrap_err();
+    assert_eq!((error.kind, error.code.as_ref()), (kind, code));
+}
+
+pub async fn options_are_listed_newest_first_and_retries_are_idempotent(conn: Conn) {
+    let pizza = add(&conn, "lunch", "alice", "pizza").await;
+    let retry = apply(&conn, "lunch", "alice", PollCommand::AddOption { id: pizza, label: "pizza".into() }).await;
+    assert_eq!(retry.unwrap().option().label, "pizza");
+    let sushi = add(&conn, "lunch", "bob", "sushi").await;
+    add(&conn, "dinner", "bob", "elsewhere").await;
+    let listed: Vec<Uuid> = options(&conn, "lunch").await.iter().map(|o| o.id).collect();
+    assert_eq!(listed, vec![sushi, pizza]);
+    let reused = apply(&conn, "lunch", "bob", PollCommand::AddOption { id: pizza, label: "pasta".into() }).await;
+    assert_error(reused, ErrorKind::Conflict, "id_conflict");
+}
+
+pub async fn votes_are_per_user_idempotent_and_raise_the_version(conn: Conn) {
+    let id = add(&conn, "lunch", "alice", "pizza").await;
+    let before = options(&conn, "lunch").await[0].version;
+    for who in ["bob", "carol", "bob"] {
+        apply(&conn, "lunch", who, PollCommand::Vote { id }).await.unwrap();
+    }
+    let event = apply(&conn, "lunch", "carol", PollCommand::Unvote { id }).await.unwrap();
+    let PollEvent::Unvoted { option, user } = event else { panic!("expected unvoted") };
+    assert_eq!(user, "carol");
+    assert_eq!(option.voters, ["bob"]);
+    assert!(option.version > before, "every write raises the version");
+    assert_eq!(options(&conn, "lunch").await[0].voters, ["bob"]);
+}
+
+pub async fn only_the_author_removes_and_removed_options_take_no_votes(conn: Conn) {
+    let id = add(&conn, "lunch", "alice", "pizza").await;
+    assert_error(
+        apply(&conn, "lunch", "bob", PollCommand::RemoveOption { id }).await,
+        ErrorKind::Forbidden,
+        "not_author",
+    );
+    let removed = apply(&conn, "lunch", "alice", PollCommand::RemoveOption { id }).await.unwrap();
+    assert!(removed.option().removed);
+    assert_error(apply(&conn, "lunch", "bob", PollCommand::Vote { id }).await, ErrorKind::NotFound, "option_not_found");
+    let elsewhere = add(&conn, "dinner", "alice", "tacos").await;
+    assert_error(
+        apply(&conn, "lunch", "bob", PollCommand::Vote { id: elsewhere }).await,
+        ErrorKind::NotFound,
+        "option_not_found",
+    );
+}
+
+pub async fn subscribers_see_their_polls_events_in_order(conn: Conn) {
+    let mut lunch = conn.subscribe(&ScopeKey::parse("lunch").unwrap()).await.unwrap();
+    let id = add(&conn, "lunch", "alice", "pizza").await;
+    apply(&conn, "lunch", "bob", PollCommand::Vote { id }).await.unwrap();
+    apply(&conn, "lunch", "bob", PollCommand::Unvote { id }).await.unwrap();
+    apply(&conn, "lunch", "alice", PollCommand::RemoveOption { id }).await.unwrap();
+    add(&conn, "dinner", "bob", "not here").await;
+    let mut kinds = Vec::new();
+    while kinds.len() < 4 {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), lunch.next()).await.unwrap().unwrap();
+        let Delivery::Event(event) = delivery else { panic!("no lag expected") };
+        assert_eq!(event.option().id, id);
+        kinds.push(match event {
+            PollEvent::OptionAdded { .. } => "added",
+            PollEvent::Voted { .. } => "voted",
+            PollEvent::Unvoted { .. } => "unvoted",
+            PollEvent::OptionRemoved { .. } => "removed",
+        });
+    }
+    assert_eq!(kinds, ["added", "voted", "unvoted", "removed"]);
+}
+
+#[macro_export]
+macro_rules! poll_contract {
+    ($make:path) => {
+        $crate::poll_contract!(@tests $make;
+            options_are_listed_newest_first_and_retries_are_idempotent,
+            votes_are_per_user_idempotent_and_raise_the_version,
+            only_the_author_removes_and_removed_options_take_no_votes,
+            subscribers_see_their_polls_events_in_order,
+        );
+    };
+    (@tests $make:path; $($clause:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $clause() {
+                contract::$clause($make().await).await;
+            }
+        )+
+    };
+}
