@@ -409,22 +409,7 @@ impl Cache<Chat> for SpacetimeChat {
 
     fn pending(&self, limit: usize) -> Vec<OutboxEntry> {
         let Ok(connection) = self.shared.link.connection() else { return Vec::new() };
-        let mut entries: Vec<OutboxEntry> = connection
-            .db
-            .sync_outbox()
-            .iter()
-            .map(|row| OutboxEntry {
-                seq: row.seq,
-                entity: row.entity,
-                kind: row.kind,
-                payload: row.payload,
-                request_id: row.request_id,
-                created_at_micros: micros(row.created_at),
-            })
-            .collect();
-        entries.sort_by_key(|entry| entry.seq);
-        entries.truncate(limit);
-        entries
+        boardsync_core::outbox_entries!(connection.db.sync_outbox().iter(), limit)
     }
 
     fn pending_count(&self) -> usize {

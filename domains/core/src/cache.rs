@@ -26,6 +26,27 @@ pub struct OutboxEntry {
     pub created_at_micros: i64,
 }
 
+/// The oldest `limit` of a module's `sync_outbox` rows as [`OutboxEntry`]s. Every
+/// module's generated row type has the same fields, so this is a macro, not a trait.
+#[macro_export]
+macro_rules! outbox_entries {
+    ($rows:expr, $limit:expr) => {{
+        let mut entries: Vec<$crate::cache::OutboxEntry> = $rows
+            .map(|row| $crate::cache::OutboxEntry {
+                seq: row.seq,
+                entity: row.entity,
+                kind: row.kind,
+                payload: row.payload,
+                request_id: row.request_id,
+                created_at_micros: row.created_at.to_micros_since_unix_epoch(),
+            })
+            .collect();
+        entries.sort_by_key(|entry| entry.seq);
+        entries.truncate($limit);
+        entries
+    }};
+}
+
 /// The last entry of each entity, in sequence order. Payloads are full states, so
 /// within a batch only an entity's last state needs applying; order per entity holds.
 pub fn latest_per_entity(entries: &[OutboxEntry]) -> Vec<&OutboxEntry> {
