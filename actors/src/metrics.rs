@@ -13,6 +13,7 @@ pub struct CacheMetrics {
     pub outbox_applied: IntCounterVec,
     pub outbox_skipped: IntCounterVec,
     pub outbox_failures: IntCounterVec,
+    pub outbox_dead_letters: IntCounterVec,
     pub outbox_lag: HistogramVec,
 }
 
@@ -62,6 +63,13 @@ impl CacheMetrics {
                 Opts::new("outbox_failures_total", "Outbox batches that failed and will be retried"),
                 domain,
             )?,
+            outbox_dead_letters: IntCounterVec::new(
+                Opts::new(
+                    "outbox_dead_letters_total",
+                    "Outbox entries PostgreSQL refused on their own, set aside in outbox_dead_letters",
+                ),
+                domain,
+            )?,
             outbox_lag: HistogramVec::new(
                 HistogramOpts::new("outbox_lag_seconds", "From the cache's commit of a write to PostgreSQL's")
                     .buckets(LAG_BUCKETS.to_vec()),
@@ -76,6 +84,7 @@ impl CacheMetrics {
         registry.register(Box::new(metrics.outbox_applied.clone()))?;
         registry.register(Box::new(metrics.outbox_skipped.clone()))?;
         registry.register(Box::new(metrics.outbox_failures.clone()))?;
+        registry.register(Box::new(metrics.outbox_dead_letters.clone()))?;
         registry.register(Box::new(metrics.outbox_lag.clone()))?;
         Ok(metrics)
     }

@@ -6,7 +6,8 @@
 //! sequence of this cache incarnation and records the new last sequence in the same
 //! PostgreSQL transaction; only after that commit are the entries acknowledged to
 //! SpacetimeDB ([`acknowledge`]). A crash between the two leaves entries that the
-//! next batch finds at or below the recorded sequence: it skips and acks them.
+//! next batch finds at or below the recorded sequence: it skips and acks them. An
+//! entry PostgreSQL refuses on its own is dead-lettered rather than stalling the rest.
 //! While PostgreSQL is down, batches fail and are retried; writes keep going to the
 //! cache and the outbox grows until PostgreSQL is back.
 
@@ -15,9 +16,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use boardsync_core::cache::{Cache, CacheSignal, OutboxEntry};
-use boardsync_core::{Domain, DomainError};
+use boardsync_core::{Domain, DomainError, ErrorKind};
 use chrono::Utc;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
@@ -27,12 +28,20 @@ use crate::metrics::CacheMetrics;
 #[derive(Debug)]
 pub struct Committed {
     pub entries: Vec<OutboxEntry>,
-    /// How many of them were applied now (the rest had been applied before).
+    /// How many of them were applied now (the rest had been applied before, or were
+    /// dead-lettered).
     pub applied: usize,
+    /// How many PostgreSQL refused on their own and were set aside in `outbox_dead_letters`.
+    pub dead_lettered: usize,
 }
 
 /// Applies up to `limit` pending entries in one PostgreSQL transaction. `None` when
 /// nothing is pending or the cache is not connected.
+///
+/// When PostgreSQL refuses the batch for a reason other than being unavailable, the
+/// entries are applied one by one instead, and one that is refused on its own is set
+/// aside in `outbox_dead_letters` (with the error, and counted), so that a single
+/// poison entry cannot stall every write behind it.
 pub async fn commit_batch<D: Domain>(
     cache: &dyn Cache<D>,
     pool: &PgPool,
@@ -45,7 +54,93 @@ pub async fn commit_batch<D: Domain>(
         return Ok(None);
     }
     let epoch = epoch as i64;
+    let (fresh, dead) = match apply_once::<D>(cache, pool, epoch, &entries).await {
+        Ok(fresh) => (fresh, Vec::new()),
+        Err(error) if error.kind == ErrorKind::Unavailable => return Err(error),
+        Err(error) => {
+            tracing::warn!(domain = D::NAME, %error, entries = entries.len(), "outbox batch refused; applying it entry by entry");
+            apply_one_by_one::<D>(cache, pool, epoch, &entries, metrics).await?
+        }
+    };
+
+    let now = Utc::now().timestamp_micros();
+    let lag = metrics.outbox_lag.with_label_values(&[D::NAME]);
+    for entry in &fresh {
+        lag.observe((now - entry.created_at_micros).max(0) as f64 / 1e6);
+    }
+    metrics.outbox_applied.with_label_values(&[D::NAME]).inc_by(fresh.len() as u64);
+    let skipped = entries.len() - fresh.len() - dead.len();
+    metrics.outbox_skipped.with_label_values(&[D::NAME]).inc_by(skipped as u64);
+    // Everything but the dead letters is in PostgreSQL now, including what was skipped.
+    let persisted: Vec<OutboxEntry> = entries.iter().filter(|e| !dead.contains(&e.seq)).cloned().collect();
+    cache.persisted(&persisted);
+    Ok(Some(Committed { applied: fresh.len(), dead_lettered: dead.len(), entries }))
+}
+
+/// Applies the entries past the recorded sequence in one transaction that also
+/// records the new sequence; returns those it applied.
+async fn apply_once<D: Domain>(
+    cache: &dyn Cache<D>,
+    pool: &PgPool,
+    epoch: i64,
+    entries: &[OutboxEntry],
+) -> Result<Vec<OutboxEntry>, DomainError> {
     let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
+    let last_applied = lock_progress::<D>(&mut tx, epoch).await?;
+    let fresh: Vec<OutboxEntry> = entries.iter().filter(|e| e.seq as i64 > last_applied).cloned().collect();
+    if let Some(newest) = fresh.last() {
+        cache.persist(&mut tx, &fresh).await?;
+        record_progress::<D>(&mut tx, epoch, newest.seq).await?;
+    }
+    tx.commit().await.map_err(DomainError::from_sqlx)?;
+    Ok(fresh)
+}
+
+/// The batch again, one entry per transaction; an entry refused on its own goes to
+/// `outbox_dead_letters`. Returns the entries applied and the dead letters' seqs.
+async fn apply_one_by_one<D: Domain>(
+    cache: &dyn Cache<D>,
+    pool: &PgPool,
+    epoch: i64,
+    entries: &[OutboxEntry],
+    metrics: &CacheMetrics,
+) -> Result<(Vec<OutboxEntry>, Vec<u64>), DomainError> {
+    let (mut fresh, mut dead) = (Vec::new(), Vec::new());
+    for entry in entries {
+        match apply_once::<D>(cache, pool, epoch, std::slice::from_ref(entry)).await {
+            Ok(applied) => fresh.extend(applied),
+            Err(error) if error.kind == ErrorKind::Unavailable => return Err(error),
+            Err(error) => {
+                tracing::error!(domain = D::NAME, seq = entry.seq, entity = %entry.entity, %error, "outbox entry dead-lettered");
+                let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
+                lock_progress::<D>(&mut tx, epoch).await?;
+                sqlx::query(
+                    "INSERT INTO outbox_dead_letters (domain, cache_epoch, seq, entity, kind, payload, request_id, error)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                )
+                .bind(D::NAME)
+                .bind(epoch)
+                .bind(entry.seq as i64)
+                .bind(&entry.entity)
+                .bind(&entry.kind)
+                .bind(&entry.payload)
+                .bind(&entry.request_id)
+                .bind(error.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(DomainError::from_sqlx)?;
+                record_progress::<D>(&mut tx, epoch, entry.seq).await?;
+                tx.commit().await.map_err(DomainError::from_sqlx)?;
+                metrics.outbox_dead_letters.with_label_values(&[D::NAME]).inc();
+                dead.push(entry.seq);
+            }
+        }
+    }
+    Ok((fresh, dead))
+}
+
+/// The last applied sequence of this cache incarnation, locked for the transaction.
+async fn lock_progress<D: Domain>(tx: &mut PgConnection, epoch: i64) -> Result<i64, DomainError> {
     sqlx::query(
         "INSERT INTO outbox_progress (domain, cache_epoch, last_applied_seq) VALUES ($1, $2, 0)
          ON CONFLICT (domain, cache_epoch) DO NOTHING",
@@ -55,39 +150,26 @@ pub async fn commit_batch<D: Domain>(
     .execute(&mut *tx)
     .await
     .map_err(DomainError::from_sqlx)?;
-    let last_applied: i64 = sqlx::query_scalar(
-        "SELECT last_applied_seq FROM outbox_progress WHERE domain = $1 AND cache_epoch = $2 FOR UPDATE",
+    sqlx::query_scalar("SELECT last_applied_seq FROM outbox_progress WHERE domain = $1 AND cache_epoch = $2 FOR UPDATE")
+        .bind(D::NAME)
+        .bind(epoch)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(DomainError::from_sqlx)
+}
+
+async fn record_progress<D: Domain>(tx: &mut PgConnection, epoch: i64, seq: u64) -> Result<(), DomainError> {
+    sqlx::query(
+        "UPDATE outbox_progress SET last_applied_seq = GREATEST(last_applied_seq, $3), updated_at = now()
+         WHERE domain = $1 AND cache_epoch = $2",
     )
     .bind(D::NAME)
     .bind(epoch)
-    .fetch_one(&mut *tx)
+    .bind(seq as i64)
+    .execute(&mut *tx)
     .await
     .map_err(DomainError::from_sqlx)?;
-    let fresh: Vec<OutboxEntry> = entries.iter().filter(|e| e.seq as i64 > last_applied).cloned().collect();
-    if let Some(newest) = fresh.last() {
-        cache.persist(&mut tx, &fresh).await?;
-        sqlx::query(
-            "UPDATE outbox_progress SET last_applied_seq = $3, updated_at = now() WHERE domain = $1 AND cache_epoch = $2",
-        )
-        .bind(D::NAME)
-        .bind(epoch)
-        .bind(newest.seq as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(DomainError::from_sqlx)?;
-    }
-    tx.commit().await.map_err(DomainError::from_sqlx)?;
-
-    let now = Utc::now().timestamp_micros();
-    let lag = metrics.outbox_lag.with_label_values(&[D::NAME]);
-    for entry in &fresh {
-        lag.observe((now - entry.created_at_micros).max(0) as f64 / 1e6);
-    }
-    metrics.outbox_applied.with_label_values(&[D::NAME]).inc_by(fresh.len() as u64);
-    metrics.outbox_skipped.with_label_values(&[D::NAME]).inc_by((entries.len() - fresh.len()) as u64);
-    // Everything in the batch is in PostgreSQL now, including what was skipped.
-    cache.persisted(&entries);
-    Ok(Some(Committed { applied: fresh.len(), entries }))
+    Ok(())
 }
 
 /// Removes a committed batch from the cache's outbox.

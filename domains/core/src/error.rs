@@ -111,12 +111,22 @@ impl DomainError {
     }
 
     /// A database failure: unavailable when the database cannot be reached, internal otherwise.
+    ///
+    /// SQLSTATE classes 08 (connection), 40 (transaction rollback: serialization,
+    /// deadlock), 53 (insufficient resources) and 57 (operator intervention, e.g. a
+    /// restart) are transient: unavailable, worth a retry.
     pub fn from_sqlx(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                Self::unavailable("postgres_unavailable", format!("PostgreSQL is unavailable: {error}"))
+        let transient = match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+            sqlx::Error::Database(db) => {
+                db.code().is_some_and(|code| ["08", "40", "53", "57"].iter().any(|class| code.starts_with(class)))
             }
-            other => Self::internal(format!("PostgreSQL: {other}")),
+            _ => false,
+        };
+        if transient {
+            Self::unavailable("postgres_unavailable", format!("PostgreSQL is unavailable: {error}"))
+        } else {
+            Self::internal(format!("PostgreSQL: {error}"))
         }
     }
 

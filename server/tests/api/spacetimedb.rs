@@ -284,3 +284,27 @@ async fn a_recreated_cache_database_is_warmed_again_from_postgres() {
     }
     panic!("the recreated cache was not warmed from PostgreSQL");
 }
+
+#[actix_web::test]
+async fn a_write_postgres_refuses_is_dead_lettered_and_the_rest_keeps_flowing() {
+    let app = spawn_app_on_spacetimedb().await;
+    app.create_scope("chat", "general").await;
+    // A rule PostgreSQL has and the cache does not: how poison entries happen.
+    sqlx::query("ALTER TABLE chat_messages ADD CONSTRAINT no_poison CHECK (text <> 'poison')")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    for text in ["before", "poison", "after"] {
+        send(&app, "alice", "general", text).await;
+    }
+
+    app.wait_for_count("SELECT count(*) FROM outbox_dead_letters WHERE domain = 'chat'", 1).await;
+    app.wait_for_count("SELECT count(*) FROM chat_messages WHERE text IN ('before', 'after')", 2).await;
+    let error: String = sqlx::query_scalar("SELECT error FROM outbox_dead_letters").fetch_one(&app.pool).await.unwrap();
+    assert!(error.contains("no_poison"), "{error}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("boardsync_outbox_dead_letters_total{domain=\"chat\"} 1"), "{metrics}");
+    // The writes behind it were not held up, and the cache still serves all three.
+    assert_eq!(app.snapshot("bob", "chat", "general").await["items"].as_array().unwrap().len(), 3);
+}
