@@ -14,6 +14,7 @@ use crate::startup::StartupError;
 pub async fn start_all(wiring: &Wiring<'_>) -> Result<Domains, StartupError> {
     let mut domains = Domains::new(wiring.runtime.clone());
     wiring.start::<boardsync_chat::Chat>(&mut domains).await?;
+    wiring.start::<boardsync_kanban::Kanban>(&mut domains).await?;
     wiring.start::<boardsync_poll::Poll>(&mut domains).await?;
     wiring.check_sections(&domains)?;
     Ok(domains)

@@ -58,5 +58,8 @@ async fn the_openapi_document_describes_the_generic_routes() {
     for path in ["/api/{domain}/{scope}", "/api/{domain}/{scope}/live", "/api/admin/scopes/{domain}/{scope}"] {
         assert!(document["paths"][path].is_object(), "{path} is described");
     }
-    assert_eq!(document["paths"]["/api/{domain}/{scope}"]["parameters"][0]["schema"]["enum"], json!(["chat", "poll"]));
+    assert_eq!(
+        document["paths"]["/api/{domain}/{scope}"]["parameters"][0]["schema"]["enum"],
+        json!(["chat", "kanban", "poll"])
+    );
 }

@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use tokio_tungstenite::tungstenite;
 
 /// Every domain the app runs (each needs its module published on SpacetimeDB).
-pub const DOMAINS: &[&str] = &["chat", "poll"];
+pub const DOMAINS: &[&str] = &["chat", "kanban", "poll"];
 
 pub struct TestApp {
     pub address: String,

@@ -5,6 +5,7 @@ mod chat;
 mod errors;
 mod health;
 mod helpers;
+mod kanban;
 mod poll;
 mod postgres;
 mod spacetimedb;

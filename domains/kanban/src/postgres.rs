@@ -1,0 +1,402 @@
+//! Kanban on the PostgreSQL adapter. Each command locks its board (one writer per
+//! board at a time, so WIP counts and positions are decided on current data), decides
+//! the new states with [`decide`], writes them, and appends the events.
+
+use async_trait::async_trait;
+use boardsync_core::postgres::PgEventLog;
+use boardsync_core::{
+    AdapterContext, AdapterKind, Connection, DomainError, Durability, EventStream, Page, ScopeKey, UserId,
+};
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::domain::{board_items, page, refused, BoardItem, Card, Column, Kanban, KanbanCommand, KanbanEvent};
+use crate::rules::{self, CardView, ColumnView};
+
+pub struct PostgresKanban {
+    pool: PgPool,
+    events: PgEventLog<KanbanEvent>,
+}
+
+impl PostgresKanban {
+    pub async fn connect(context: AdapterContext<Kanban>) -> Result<Self, DomainError> {
+        let events = PgEventLog::start(context.pool.clone(), "kanban", context.settings.framework.event_log()).await?;
+        Ok(Self { pool: context.pool, events })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ColumnRow {
+    id: Uuid,
+    board: String,
+    name: String,
+    position: String,
+    wip_limit: Option<i32>,
+    deleted: bool,
+    created_at: DateTime<Utc>,
+    version: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct CardRow {
+    id: Uuid,
+    board: String,
+    column_id: Uuid,
+    title: String,
+    description: String,
+    assignees: Vec<String>,
+    labels: Vec<String>,
+    position: String,
+    deleted: bool,
+    created_at: DateTime<Utc>,
+    version: i64,
+}
+
+/// A board's columns and cards, deleted ones included, as of `since` (none: all).
+pub(crate) async fn load_board(
+    db: &mut PgConnection,
+    board: &ScopeKey,
+    since: Option<DateTime<Utc>>,
+) -> Result<(Vec<Column>, Vec<Card>), DomainError> {
+    let columns: Vec<ColumnRow> = sqlx::query_as(
+        "SELECT id, board, name, position, wip_limit, deleted, created_at, version FROM kanban_columns
+         WHERE board = $1 AND ($2::timestamptz IS NULL OR created_at >= $2)",
+    )
+    .bind(board.as_str())
+    .bind(since)
+    .fetch_all(&mut *db)
+    .await
+    .map_err(DomainError::from_sqlx)?;
+    let cards: Vec<CardRow> = sqlx::query_as(
+        "SELECT id, board, column_id, title, description, assignees, labels, position, deleted, created_at, version
+         FROM kanban_cards WHERE board = $1 AND ($2::timestamptz IS NULL OR created_at >= $2)",
+    )
+    .bind(board.as_str())
+    .bind(since)
+    .fetch_all(&mut *db)
+    .await
+    .map_err(DomainError::from_sqlx)?;
+    let columns = columns
+        .into_iter()
+        .map(|r| Column {
+            id: r.id,
+            board: r.board,
+            name: r.name,
+            position: r.position,
+            wip_limit: r.wip_limit.map(|l| l.max(0) as u32),
+            deleted: r.deleted,
+            created_at: r.created_at,
+            version: r.version.max(0) as u64,
+        })
+        .collect();
+    let cards = cards
+        .into_iter()
+        .map(|r| Card {
+            id: r.id,
+            board: r.board,
+            column: r.column_id,
+            title: r.title,
+            description: r.description,
+            assignees: r.assignees,
+            labels: r.labels,
+            position: r.position,
+            deleted: r.deleted,
+            created_at: r.created_at,
+            version: r.version.max(0) as u64,
+        })
+        .collect();
+    Ok((columns, cards))
+}
+
+/// What a command decided: the item to answer with and the new states to write
+/// (empty for an idempotent retry).
+pub(crate) struct Decision {
+    pub answer: BoardItem,
+    pub writes: Vec<BoardItem>,
+}
+
+/// Decides the new states for `command` on the board (`columns`, `cards`, deleted ones
+/// included), at time `now`.
+pub(crate) fn decide(
+    board: &ScopeKey,
+    columns: &[Column],
+    cards: &[Card],
+    command: KanbanCommand,
+    now: DateTime<Utc>,
+) -> Result<Decision, DomainError> {
+    let live_column = |id: Uuid| {
+        columns
+            .iter()
+            .find(|c| c.id == id && !c.deleted)
+            .cloned()
+            .ok_or_else(|| refused(rules::column_not_found(&id.to_string())))
+    };
+    let live_card = |id: Uuid| {
+        cards
+            .iter()
+            .find(|c| c.id == id && !c.deleted)
+            .cloned()
+            .ok_or_else(|| refused(rules::card_not_found(&id.to_string())))
+    };
+    let id_strings: Vec<(String, String)> = columns.iter().map(|c| (c.id.to_string(), c.position.clone())).collect();
+    let card_strings: Vec<(String, String, Uuid)> =
+        cards.iter().filter(|c| !c.deleted).map(|c| (c.id.to_string(), c.position.clone(), c.column)).collect();
+    let column_views = |except: Option<Uuid>| -> Vec<ColumnView> {
+        columns
+            .iter()
+            .zip(id_strings.iter())
+            .filter(|(c, _)| !c.deleted && Some(c.id) != except)
+            .map(|(c, (id, position))| ColumnView {
+                id,
+                position,
+                wip_limit: c.wip_limit,
+                cards: cards.iter().filter(|card| !card.deleted && card.column == c.id).count(),
+            })
+            .collect()
+    };
+    let card_views = |column: Uuid, except: Option<Uuid>| -> Vec<CardView> {
+        card_strings
+            .iter()
+            .filter(|(_, _, c)| *c == column)
+            .filter(|(id, _, _)| except.is_none_or(|e| *id != e.to_string()))
+            .map(|(id, position, _)| CardView { id, position })
+            .collect()
+    };
+    let room = |column: &Column| {
+        let views = column_views(None);
+        let index = columns.iter().filter(|c| !c.deleted).position(|c| c.id == column.id);
+        match index.and_then(|i| views.get(i)) {
+            Some(view) => rules::check_room(view).map_err(refused),
+            None => Err(refused(rules::column_not_found(&column.id.to_string()))),
+        }
+    };
+    let id_conflict = |id: Uuid| DomainError::conflict("id_conflict", format!("id {id} is already used"));
+    let one = |item: BoardItem| Decision { answer: item.clone(), writes: vec![item] };
+
+    Ok(match command {
+        KanbanCommand::CreateColumn { id, name, wip_limit, after } => {
+            if let Some(existing) = columns.iter().find(|c| c.id == id) {
+                if existing.name == name && !existing.deleted && existing.board == board.as_str() {
+                    return Ok(Decision { answer: BoardItem::Column(existing.clone()), writes: Vec::new() });
+                }
+                return Err(id_conflict(id));
+            }
+            let after = after.map(|a| a.to_string());
+            let position = rules::column_position(&column_views(None), after.as_deref(), true).map_err(refused)?;
+            let column = Column {
+                id,
+                board: board.to_string(),
+                name,
+                position,
+                wip_limit,
+                deleted: false,
+                created_at: now,
+                version: 1,
+            };
+            one(BoardItem::Column(column))
+        }
+        KanbanCommand::RenameColumn { id, name } => {
+            let mut column = live_column(id)?;
+            column.name = name;
+            column.version += 1;
+            one(BoardItem::Column(column))
+        }
+        KanbanCommand::SetWipLimit { id, wip_limit } => {
+            let mut column = live_column(id)?;
+            column.wip_limit = wip_limit;
+            column.version += 1;
+            one(BoardItem::Column(column))
+        }
+        KanbanCommand::ReorderColumn { id, after } => {
+            let mut column = live_column(id)?;
+            let after = after.map(|a| a.to_string());
+            column.position =
+                rules::column_position(&column_views(Some(id)), after.as_deref(), false).map_err(refused)?;
+            column.version += 1;
+            one(BoardItem::Column(column))
+        }
+        KanbanCommand::DeleteColumn { id, force } => {
+            let mut column = live_column(id)?;
+            let view = ColumnView {
+                id: &id_strings.iter().find(|(i, _)| *i == id.to_string()).expect("live column is listed").0,
+                position: &column.position,
+                wip_limit: column.wip_limit,
+                cards: cards.iter().filter(|c| !c.deleted && c.column == id).count(),
+            };
+            rules::check_deletable(&view, force).map_err(refused)?;
+            column.deleted = true;
+            column.version += 1;
+            let mut writes = vec![BoardItem::Column(column.clone())];
+            for card in cards.iter().filter(|c| !c.deleted && c.column == id) {
+                let mut card = card.clone();
+                card.deleted = true;
+                card.version += 1;
+                writes.push(BoardItem::Card(card));
+            }
+            Decision { answer: BoardItem::Column(column), writes }
+        }
+        KanbanCommand::CreateCard { id, column, title, description, assignees, labels, after } => {
+            if let Some(existing) = cards.iter().find(|c| c.id == id) {
+                if existing.title == title && existing.column == column && !existing.deleted {
+                    return Ok(Decision { answer: BoardItem::Card(existing.clone()), writes: Vec::new() });
+                }
+                return Err(id_conflict(id));
+            }
+            let target = live_column(column)?;
+            room(&target)?;
+            let after = after.map(|a| a.to_string());
+            let position = rules::card_position(&card_views(column, None), after.as_deref(), true).map_err(refused)?;
+            let card = Card {
+                id,
+                board: board.to_string(),
+                column,
+                title,
+                description,
+                assignees,
+                labels,
+                position,
+                deleted: false,
+                created_at: now,
+                version: 1,
+            };
+            one(BoardItem::Card(card))
+        }
+        KanbanCommand::EditCard { id, title, description, assignees, labels } => {
+            let mut card = live_card(id)?;
+            card.title = title.unwrap_or(card.title);
+            card.description = description.unwrap_or(card.description);
+            card.assignees = assignees.unwrap_or(card.assignees);
+            card.labels = labels.unwrap_or(card.labels);
+            card.version += 1;
+            one(BoardItem::Card(card))
+        }
+        KanbanCommand::DeleteCard { id } => {
+            let mut card = live_card(id)?;
+            card.deleted = true;
+            card.version += 1;
+            one(BoardItem::Card(card))
+        }
+        KanbanCommand::MoveCard { id, column, after } => {
+            let mut card = live_card(id)?;
+            let target = live_column(column)?;
+            if card.column != column {
+                room(&target)?;
+            }
+            let after = after.map(|a| a.to_string());
+            card.position =
+                rules::card_position(&card_views(column, Some(id)), after.as_deref(), false).map_err(refused)?;
+            card.column = column;
+            card.version += 1;
+            one(BoardItem::Card(card))
+        }
+    })
+}
+
+/// The events for what was written: the answer's first, then one per other item.
+pub(crate) fn events(decision: &Decision, deleting_column: bool) -> Vec<KanbanEvent> {
+    let writes: Vec<&BoardItem> =
+        if decision.writes.is_empty() { vec![&decision.answer] } else { decision.writes.iter().collect() };
+    writes
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            BoardItem::Column(column) if i == 0 && deleting_column => {
+                KanbanEvent::ColumnDeleted { column: column.clone() }
+            }
+            BoardItem::Column(column) => KanbanEvent::ColumnChanged { column: column.clone() },
+            BoardItem::Card(card) => KanbanEvent::CardChanged { card: card.clone() },
+        })
+        .collect()
+}
+
+/// Writes full states (from a decision, or from the cache's outbox) unless
+/// PostgreSQL already has the same or a newer version.
+pub(crate) async fn persist_states(db: &mut PgConnection, items: &[BoardItem]) -> Result<(), DomainError> {
+    for item in items {
+        let query = match item {
+            BoardItem::Column(c) => sqlx::query(
+                "INSERT INTO kanban_columns (id, board, name, position, wip_limit, deleted, created_at, version)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, position = EXCLUDED.position,
+                     wip_limit = EXCLUDED.wip_limit, deleted = EXCLUDED.deleted, version = EXCLUDED.version
+                 WHERE kanban_columns.version < EXCLUDED.version",
+            )
+            .bind(c.id)
+            .bind(&c.board)
+            .bind(&c.name)
+            .bind(&c.position)
+            .bind(c.wip_limit.map(|l| l.min(i32::MAX as u32) as i32))
+            .bind(c.deleted)
+            .bind(c.created_at)
+            .bind(c.version as i64),
+            BoardItem::Card(c) => sqlx::query(
+                "INSERT INTO kanban_cards (id, board, column_id, title, description, assignees, labels, position,
+                     deleted, created_at, version)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (id) DO UPDATE SET column_id = EXCLUDED.column_id, title = EXCLUDED.title,
+                     description = EXCLUDED.description, assignees = EXCLUDED.assignees, labels = EXCLUDED.labels,
+                     position = EXCLUDED.position, deleted = EXCLUDED.deleted, version = EXCLUDED.version
+                 WHERE kanban_cards.version < EXCLUDED.version",
+            )
+            .bind(c.id)
+            .bind(&c.board)
+            .bind(c.column)
+            .bind(&c.title)
+            .bind(&c.description)
+            .bind(&c.assignees)
+            .bind(&c.labels)
+            .bind(&c.position)
+            .bind(c.deleted)
+            .bind(c.created_at)
+            .bind(c.version as i64),
+        };
+        query.execute(&mut *db).await.map_err(DomainError::from_sqlx)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Connection<Kanban> for PostgresKanban {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Postgres
+    }
+
+    async fn snapshot(&self, board: &ScopeKey, request: Page) -> Result<Vec<BoardItem>, DomainError> {
+        let mut db = self.pool.acquire().await.map_err(DomainError::from_sqlx)?;
+        let (columns, cards) = load_board(&mut db, board, None).await?;
+        page(board_items(columns, cards), request.before.as_deref(), request.limit)
+    }
+
+    async fn apply(
+        &self,
+        board: &ScopeKey,
+        _user: &UserId,
+        command: KanbanCommand,
+        // Every write here is committed in PostgreSQL before it is acknowledged.
+        _durability: Durability,
+    ) -> Result<KanbanEvent, DomainError> {
+        let deleting_column = matches!(command, KanbanCommand::DeleteColumn { .. });
+        let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('kanban:' || $1))")
+            .bind(board.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+        let (columns, cards) = load_board(&mut tx, board, None).await?;
+        let now: DateTime<Utc> =
+            sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await.map_err(DomainError::from_sqlx)?;
+        let decision = decide(board, &columns, &cards, command, now)?;
+        persist_states(&mut tx, &decision.writes).await?;
+        let events = events(&decision, deleting_column);
+        for event in &events {
+            self.events.append(&mut tx, board, event).await?;
+        }
+        tx.commit().await.map_err(DomainError::from_sqlx)?;
+        Ok(events.into_iter().next().expect("a decision has an answer"))
+    }
+
+    async fn subscribe(&self, board: &ScopeKey) -> Result<EventStream<KanbanEvent>, DomainError> {
+        Ok(self.events.subscribe(board))
+    }
+}

@@ -1,0 +1,233 @@
+//! The contract every `Connection<Kanban>` honours, run against each adapter:
+//! `kanban_contract!(make)` expands to one test per clause.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use boardsync_core::{Connection, Delivery, DomainError, Durability, ErrorKind, Page, ScopeKey, UserId};
+use boardsync_kanban::{BoardItem, Kanban, KanbanCommand, KanbanEvent};
+use futures::StreamExt;
+use uuid::Uuid;
+
+pub type Conn = Arc<dyn Connection<Kanban>>;
+
+fn board() -> ScopeKey {
+    ScopeKey::parse("roadmap").unwrap()
+}
+
+pub async fn run(conn: &Conn, command: KanbanCommand) -> Result<KanbanEvent, DomainError> {
+    conn.apply(&board(), &UserId("alice".into()), command, Durability::Cache).await
+}
+
+async fn column(conn: &Conn, name: &str, after: Option<Uuid>, wip_limit: Option<u32>) -> Uuid {
+    let id = Uuid::new_v4();
+    run(conn, KanbanCommand::CreateColumn { id, name: name.into(), wip_limit, after }).await.expect("column created");
+    id
+}
+
+async fn card(conn: &Conn, column: Uuid, title: &str, after: Option<Uuid>) -> Result<Uuid, DomainError> {
+    let id = Uuid::new_v4();
+    let command = KanbanCommand::CreateCard {
+        id,
+        column,
+        title: title.into(),
+        description: String::new(),
+        assignees: vec!["bob".into()],
+        labels: vec![],
+        after,
+    };
+    run(conn, command).await.map(|_| id)
+}
+
+/// The board as `(column name, [card titles])`, in board order.
+async fn layout(conn: &Conn) -> Vec<(String, Vec<String>)> {
+    let items = conn.snapshot(&board(), Page { limit: 500, before: None }).await.unwrap();
+    let mut columns: Vec<(Uuid, String, Vec<String>)> = Vec::new();
+    for item in items {
+        match item {
+            BoardItem::Column(c) => columns.push((c.id, c.name, Vec::new())),
+            BoardItem::Card(card) => {
+                let column =
+                    columns.iter_mut().find(|(id, _, _)| *id == card.column).expect("cards follow their columns");
+                column.2.push(card.title);
+            }
+        }
+    }
+    columns.into_iter().map(|(_, name, cards)| (name, cards)).collect()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn assert_refused(result: Result<impl std::fmt::Debug, DomainError>, kind: ErrorKind, code: &str) {
+    let error = result.unwrap_err();
+    assert_eq!((error.kind, error.code.as_ref()), (kind, code), "{error}");
+}
+
+pub async fn columns_and_cards_are_placed_where_asked(conn: Conn) {
+    let todo = column(&conn, "todo", None, None).await;
+    column(&conn, "done", None, None).await;
+    column(&conn, "doing", Some(todo), None).await;
+    let first = card(&conn, todo, "first", None).await.unwrap();
+    card(&conn, todo, "last", None).await.unwrap();
+    card(&conn, todo, "second", Some(first)).await.unwrap();
+    assert_eq!(
+        layout(&conn).await,
+        vec![
+            ("todo".to_string(), strings(&["first", "second", "last"])),
+            ("doing".to_string(), vec![]),
+            ("done".to_string(), vec![]),
+        ]
+    );
+}
+
+pub async fn moves_reorder_within_and_across_columns_without_renumbering(conn: Conn) {
+    let todo = column(&conn, "todo", None, None).await;
+    let done = column(&conn, "done", None, None).await;
+    let a = card(&conn, todo, "a", None).await.unwrap();
+    let b = card(&conn, todo, "b", None).await.unwrap();
+    let c = card(&conn, todo, "c", None).await.unwrap();
+    let before = conn.snapshot(&board(), Page { limit: 500, before: None }).await.unwrap();
+
+    run(&conn, KanbanCommand::MoveCard { id: c, column: todo, after: None }).await.unwrap();
+    run(&conn, KanbanCommand::MoveCard { id: a, column: done, after: None }).await.unwrap();
+    run(&conn, KanbanCommand::ReorderColumn { id: done, after: None }).await.unwrap();
+
+    assert_eq!(
+        layout(&conn).await,
+        vec![("done".to_string(), strings(&["a"])), ("todo".to_string(), strings(&["c", "b"]))]
+    );
+    let after = conn.snapshot(&board(), Page { limit: 500, before: None }).await.unwrap();
+    let version = |items: &[BoardItem], id: Uuid| {
+        items.iter().find_map(|i| match i {
+            BoardItem::Card(card) if card.id == id => Some((card.version, card.position.clone())),
+            _ => None,
+        })
+    };
+    assert_eq!(version(&before, b), version(&after, b), "the card that did not move was not renumbered");
+}
+
+pub async fn a_full_column_refuses_cards_and_unknown_targets_are_404(conn: Conn) {
+    let todo = column(&conn, "todo", None, None).await;
+    let wip = column(&conn, "wip", None, Some(1)).await;
+    card(&conn, wip, "busy", None).await.unwrap();
+    assert_refused(card(&conn, wip, "one too many", None).await, ErrorKind::Conflict, "column_full");
+    let waiting = card(&conn, todo, "waiting", None).await.unwrap();
+    assert_refused(
+        run(&conn, KanbanCommand::MoveCard { id: waiting, column: wip, after: None }).await,
+        ErrorKind::Conflict,
+        "column_full",
+    );
+    run(&conn, KanbanCommand::SetWipLimit { id: wip, wip_limit: Some(2) }).await.unwrap();
+    run(&conn, KanbanCommand::MoveCard { id: waiting, column: wip, after: None }).await.unwrap();
+
+    let nowhere = Uuid::new_v4();
+    assert_refused(card(&conn, nowhere, "lost", None).await, ErrorKind::NotFound, "column_not_found");
+    assert_refused(
+        run(&conn, KanbanCommand::MoveCard { id: waiting, column: nowhere, after: None }).await,
+        ErrorKind::NotFound,
+        "column_not_found",
+    );
+    assert_refused(
+        run(
+            &conn,
+            KanbanCommand::EditCard {
+                id: nowhere,
+                title: Some("x".into()),
+                description: None,
+                assignees: None,
+                labels: None,
+            },
+        )
+        .await,
+        ErrorKind::NotFound,
+        "card_not_found",
+    );
+}
+
+pub async fn deleting_a_column_with_cards_needs_force(conn: Conn) {
+    let todo = column(&conn, "todo", None, None).await;
+    card(&conn, todo, "pending", None).await.unwrap();
+    assert_refused(
+        run(&conn, KanbanCommand::DeleteColumn { id: todo, force: false }).await,
+        ErrorKind::Conflict,
+        "column_not_empty",
+    );
+    let deleted = run(&conn, KanbanCommand::DeleteColumn { id: todo, force: true }).await.unwrap();
+    assert!(matches!(deleted, KanbanEvent::ColumnDeleted { column } if column.deleted));
+    assert!(layout(&conn).await.is_empty());
+}
+
+pub async fn retries_are_idempotent_and_reused_ids_conflict(conn: Conn) {
+    let id = Uuid::new_v4();
+    let create = || KanbanCommand::CreateColumn { id, name: "todo".into(), wip_limit: None, after: None };
+    run(&conn, create()).await.unwrap();
+    run(&conn, create()).await.unwrap();
+    assert_eq!(layout(&conn).await.len(), 1);
+    let reused =
+        run(&conn, KanbanCommand::CreateColumn { id, name: "other".into(), wip_limit: None, after: None }).await;
+    assert_refused(reused, ErrorKind::Conflict, "id_conflict");
+}
+
+pub async fn concurrent_moves_converge_to_one_order(conn: Conn) {
+    let todo = column(&conn, "todo", None, None).await;
+    let done = column(&conn, "done", None, None).await;
+    let anchor = card(&conn, done, "anchor", None).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(card(&conn, todo, &format!("card {i}"), None).await.unwrap());
+    }
+    // Everyone moves their card right after the same anchor at once.
+    let moves = ids.iter().map(|id| run(&conn, KanbanCommand::MoveCard { id: *id, column: done, after: Some(anchor) }));
+    for result in futures::future::join_all(moves).await {
+        result.unwrap();
+    }
+    let first = layout(&conn).await;
+    assert_eq!(first[1].1.len(), 13, "every card once: {first:?}");
+    assert_eq!(first[1].1[0], "anchor");
+    assert!(first[0].1.is_empty());
+    assert_eq!(layout(&conn).await, first, "the order is stable");
+}
+
+pub async fn subscribers_see_their_boards_events(conn: Conn) {
+    let mut events = conn.subscribe(&board()).await.unwrap();
+    let todo = column(&conn, "todo", None, None).await;
+    let id = card(&conn, todo, "task", None).await.unwrap();
+    run(&conn, KanbanCommand::DeleteCard { id }).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap().unwrap();
+        let Delivery::Event(event) = delivery else { panic!("no lag expected") };
+        seen.push(match event {
+            KanbanEvent::ColumnChanged { .. } => "column",
+            KanbanEvent::CardChanged { card } if card.deleted => "card deleted",
+            KanbanEvent::CardChanged { .. } => "card",
+            KanbanEvent::ColumnDeleted { .. } => "column deleted",
+        });
+    }
+    assert_eq!(seen, ["column", "card", "card deleted"]);
+}
+
+#[macro_export]
+macro_rules! kanban_contract {
+    ($make:path) => {
+        $crate::kanban_contract!(@tests $make;
+            columns_and_cards_are_placed_where_asked,
+            moves_reorder_within_and_across_columns_without_renumbering,
+            a_full_column_refuses_cards_and_unknown_targets_are_404,
+            deleting_a_column_with_cards_needs_force,
+            retries_are_idempotent_and_reused_ids_conflict,
+            concurrent_moves_converge_to_one_order,
+            subscribers_see_their_boards_events,
+        );
+    };
+    (@tests $make:path; $($clause:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $clause() {
+                contract::$clause($make().await).await;
+            }
+        )+
+    };
+}

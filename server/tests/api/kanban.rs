@@ -1,0 +1,81 @@
+//! Kanban through the generic API: concurrent moves converge to one order in the
+//! cache, in every client, and in PostgreSQL.
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::{spawn_app_on_spacetimedb, TestApp};
+
+async fn command(app: &TestApp, body: Value) -> Value {
+    let response = app.command("alice", "kanban", "roadmap", body).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    response.json().await.unwrap()
+}
+
+/// Card ids of the board in snapshot order.
+async fn card_order(app: &TestApp) -> Vec<String> {
+    let snapshot = app.snapshot("bob", "kanban", "roadmap").await;
+    snapshot["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|item| item["kind"] == "card")
+        .map(|card| card["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[actix_web::test]
+async fn concurrent_moves_converge_in_the_cache_the_clients_and_postgres() {
+    let app = spawn_app_on_spacetimedb().await;
+    app.create_scope("kanban", "roadmap").await;
+    let (todo, done) = (Uuid::new_v4(), Uuid::new_v4());
+    command(&app, json!({ "type": "create_column", "id": todo, "name": "todo" })).await;
+    command(&app, json!({ "type": "create_column", "id": done, "name": "done", "wip_limit": 20 })).await;
+    let mut cards = Vec::new();
+    for i in 0..10 {
+        let id = Uuid::new_v4();
+        command(&app, json!({ "type": "create_card", "id": id, "column": todo, "title": format!("task {i}") })).await;
+        cards.push(id);
+    }
+    let mut watcher = app.live("carol", "kanban", "roadmap").await;
+
+    let moves = cards
+        .iter()
+        .map(|id| app.command("alice", "kanban", "roadmap", json!({ "type": "move_card", "id": id, "column": done })));
+    for response in futures::future::join_all(moves).await {
+        assert_eq!(response.status(), 200);
+    }
+
+    // The live client sees every move; the cache, and PostgreSQL once drained, agree.
+    for _ in 0..10 {
+        assert_eq!(watcher.next_event().await["type"], "card_changed");
+    }
+    let cached = card_order(&app).await;
+    app.wait_for_count(
+        "SELECT count(*) FROM kanban_cards WHERE column_id = (SELECT id FROM kanban_columns WHERE name = 'done')",
+        10,
+    )
+    .await;
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT id::text FROM kanban_cards WHERE NOT deleted ORDER BY position COLLATE \"C\", id::text",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(cached, stored);
+
+    let full = app
+        .command("alice", "kanban", "roadmap", json!({ "type": "set_wip_limit", "id": done, "wip_limit": 10 }))
+        .await;
+    assert_eq!(full.status(), 200);
+    let refused = app
+        .command(
+            "alice",
+            "kanban",
+            "roadmap",
+            json!({ "type": "create_card", "id": Uuid::new_v4(), "column": done, "title": "x" }),
+        )
+        .await;
+    assert_eq!(refused.status(), 409);
+    assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "column_full");
+}
