@@ -20,6 +20,8 @@
 //! - [`error`]: [`DomainError`], the one error type, with a kind the API maps to an
 //!   HTTP status and a stable code.
 //! - [`migrations`]: the framework's own PostgreSQL schema.
+//! - [`ordering`]: fractional ordering keys (positions, z-order) without renumbering;
+//!   dependency-free so SpacetimeDB modules include the same file.
 
 pub mod adapter;
 pub mod cache;
@@ -29,6 +31,7 @@ pub mod error;
 pub mod factory;
 pub mod live;
 pub mod migrations;
+pub mod ordering;
 pub mod postgres;
 pub mod scope;
 pub mod spacetime;

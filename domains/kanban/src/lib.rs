@@ -3,7 +3,6 @@
 //!
 //! - [`domain`]: [`Kanban`] and its types ([`Column`], [`Card`], [`BoardItem`],
 //!   [`KanbanCommand`], [`KanbanEvent`]); snapshot order and paging.
-//! - [`ordering`]: fractional ordering keys (no renumbering of siblings).
 //! - [`rules`]: placement, WIP limits and deletion rules, shared with `modules/kanban`.
 //! - [`postgres`]: the PostgreSQL adapter; [`spacetime`]: the SpacetimeDB adapter.
 //! - [`module_bindings`]: the client bindings of `modules/kanban` (generated).
@@ -12,9 +11,11 @@ pub mod domain;
 #[allow(clippy::all, unused)]
 #[rustfmt::skip]
 pub mod module_bindings;
-pub mod ordering;
 pub mod postgres;
 pub mod rules;
+
+/// Fractional ordering keys, from the core (`rules` uses them as `crate::ordering`).
+pub use boardsync_core::ordering;
 pub mod spacetime;
 
 use std::sync::Arc;

@@ -1,14 +1,14 @@
 //! SpacetimeDB module for the Kanban domain: the warm cache in front of PostgreSQL.
 //!
 //! - `board_column`, `board_card`: a board's columns and cards; deleted ones stay as
-//!   tombstones. Positions are fractional keys from `domains/kanban/src/ordering.rs`,
+//!   tombstones. Positions are fractional keys from `domains/core/src/ordering.rs`,
 //!   and placement, WIP limits and deletion follow `domains/kanban/src/rules.rs`: the
 //!   same files the PostgreSQL adapter uses, so both decide identically.
 //! - `sync_outbox` (private), `owner` (private), `cache_epoch`: the contract every
 //!   boardsync module keeps (see `docs/adding-a-domain.md`). Outbox entities are
 //!   `column:<id>` and `card:<id>`.
 
-#[path = "../../../domains/kanban/src/ordering.rs"]
+#[path = "../../../domains/core/src/ordering.rs"]
 mod ordering;
 #[path = "../../../domains/kanban/src/rules.rs"]
 mod rules;

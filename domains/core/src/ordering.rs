@@ -2,8 +2,8 @@
 //! siblings. Keys are strings over `0-9A-Za-z` compared bytewise; a key never ends in
 //! '0', so there is always room between two different keys.
 //!
-//! This file has no dependencies: `modules/kanban` includes it too (`#[path]`), so the
-//! cache and PostgreSQL place items identically. Concurrent moves converge because
+//! This file has no dependencies: SpacetimeDB modules include it too (`#[path]`), so
+//! the cache and PostgreSQL place items identically. Concurrent moves converge because
 //! every position is computed where writes are serialised (one PostgreSQL transaction
 //! or one reducer) and stored; equal keys are ordered by id.
 
