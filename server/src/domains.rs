@@ -16,6 +16,7 @@ pub async fn start_all(wiring: &Wiring<'_>) -> Result<Domains, StartupError> {
     wiring.start::<boardsync_chat::Chat>(&mut domains).await?;
     wiring.start::<boardsync_kanban::Kanban>(&mut domains).await?;
     wiring.start::<boardsync_poll::Poll>(&mut domains).await?;
+    wiring.start::<boardsync_whiteboard::Whiteboard>(&mut domains).await?;
     wiring.check_sections(&domains)?;
     Ok(domains)
 }

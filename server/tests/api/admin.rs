@@ -60,6 +60,6 @@ async fn the_openapi_document_describes_the_generic_routes() {
     }
     assert_eq!(
         document["paths"]["/api/{domain}/{scope}"]["parameters"][0]["schema"]["enum"],
-        json!(["chat", "kanban", "poll"])
+        json!(["chat", "kanban", "poll", "whiteboard"])
     );
 }

@@ -97,7 +97,7 @@ async fn bad_commands_are_refused_with_their_status_and_nothing_is_stored() {
     for (command, status, code) in cases {
         assert_error(app.command("alice", "chat", "general", command).await, status, code).await;
     }
-    let huge = json!({ "type": "send", "id": Uuid::new_v4(), "text": "x".repeat(70_000) });
+    let huge = json!({ "type": "send", "id": Uuid::new_v4(), "text": "x".repeat(1_100_000) });
     assert_error(app.command("alice", "chat", "general", huge).await, 413, "body_too_large").await;
     assert_error(app.get_as("alice", "/api/chat/general?limit=0").await, 400, "invalid_limit").await;
     assert_error(app.get_as("alice", "/api/chat/general?limit=abc").await, 400, "invalid_query").await;

@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use tokio_tungstenite::tungstenite;
 
 /// Every domain the app runs (each needs its module published on SpacetimeDB).
-pub const DOMAINS: &[&str] = &["chat", "kanban", "poll"];
+pub const DOMAINS: &[&str] = &["chat", "kanban", "poll", "whiteboard"];
 
 pub struct TestApp {
     pub address: String,

@@ -9,3 +9,4 @@ mod kanban;
 mod poll;
 mod postgres;
 mod spacetimedb;
+mod whiteboard;

@@ -1,0 +1,247 @@
+//! Whiteboards on the PostgreSQL adapter. Each command locks its board, decides the
+//! elements' new states with [`decide`] (z-order from the shared `layers`), writes
+//! them, and appends one event listing them.
+
+use async_trait::async_trait;
+use boardsync_core::postgres::PgEventLog;
+use boardsync_core::{
+    AdapterContext, AdapterKind, Connection, DomainError, Durability, EventStream, Page, ScopeKey, UserId,
+};
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::domain::{element_not_found, layered, page, Element, Whiteboard, WhiteboardCommand, WhiteboardEvent};
+use crate::layers;
+
+pub struct PostgresWhiteboard {
+    pool: PgPool,
+    events: PgEventLog<WhiteboardEvent>,
+}
+
+impl PostgresWhiteboard {
+    pub async fn connect(context: AdapterContext<Whiteboard>) -> Result<Self, DomainError> {
+        let events =
+            PgEventLog::start(context.pool.clone(), "whiteboard", context.settings.framework.event_log()).await?;
+        Ok(Self { pool: context.pool, events })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ElementRow {
+    id: Uuid,
+    board: String,
+    kind: String,
+    x: f64,
+    y: f64,
+    width: f64,
+    height: f64,
+    rotation: f64,
+    style: String,
+    points: Vec<f32>,
+    z: String,
+    deleted: bool,
+    created_at: DateTime<Utc>,
+    version: i64,
+}
+
+/// A board's elements, deleted ones included, created no earlier than `since`.
+pub(crate) async fn load_board(
+    db: &mut PgConnection,
+    board: &ScopeKey,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<Element>, DomainError> {
+    let rows: Vec<ElementRow> = sqlx::query_as(
+        "SELECT id, board, kind, x, y, width, height, rotation, style, points, z, deleted, created_at, version
+         FROM whiteboard_elements WHERE board = $1 AND ($2::timestamptz IS NULL OR created_at >= $2)",
+    )
+    .bind(board.as_str())
+    .bind(since)
+    .fetch_all(&mut *db)
+    .await
+    .map_err(DomainError::from_sqlx)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Element {
+            id: r.id,
+            board: r.board,
+            kind: r.kind,
+            x: r.x,
+            y: r.y,
+            width: r.width,
+            height: r.height,
+            rotation: r.rotation,
+            style: r.style,
+            points: r.points,
+            z: r.z,
+            deleted: r.deleted,
+            created_at: r.created_at,
+            version: r.version.max(0) as u64,
+        })
+        .collect())
+}
+
+/// The elements `command` writes, with their new states (none for a retried add,
+/// which answers with the element as it is).
+pub(crate) fn decide(
+    board: &ScopeKey,
+    elements: &[Element],
+    command: WhiteboardCommand,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Element>, bool), DomainError> {
+    let live =
+        |id: Uuid| elements.iter().find(|e| e.id == id && !e.deleted).cloned().ok_or_else(|| element_not_found(id));
+    let ids: Vec<String> = elements.iter().map(|e| e.id.to_string()).collect();
+    let layers: Vec<(&str, &str)> =
+        elements.iter().zip(&ids).filter(|(e, _)| !e.deleted).map(|(e, id)| (e.z.as_str(), id.as_str())).collect();
+    let bump = |mut element: Element| {
+        element.version += 1;
+        element
+    };
+    Ok(match command {
+        WhiteboardCommand::Add { id, kind, x, y, width, height, rotation, style, points } => {
+            if let Some(existing) = elements.iter().find(|e| e.id == id) {
+                if existing.kind == kind && !existing.deleted {
+                    return Ok((vec![existing.clone()], false));
+                }
+                return Err(DomainError::conflict("id_conflict", format!("element id {id} is already used")));
+            }
+            let element = Element {
+                id,
+                board: board.to_string(),
+                kind,
+                x,
+                y,
+                width,
+                height,
+                rotation,
+                style,
+                points,
+                z: layers::top(&layers),
+                deleted: false,
+                created_at: now,
+                version: 1,
+            };
+            (vec![element], true)
+        }
+        WhiteboardCommand::Update { id, x, y, width, height, rotation, style, points } => {
+            let mut e = live(id)?;
+            e.x = x.unwrap_or(e.x);
+            e.y = y.unwrap_or(e.y);
+            e.width = width.unwrap_or(e.width);
+            e.height = height.unwrap_or(e.height);
+            e.rotation = rotation.unwrap_or(e.rotation);
+            e.style = style.unwrap_or(e.style);
+            e.points = points.unwrap_or(e.points);
+            (vec![bump(e)], true)
+        }
+        WhiteboardCommand::Move { ids, dx, dy } => {
+            let mut moved = Vec::new();
+            for id in ids {
+                if moved.iter().any(|e: &Element| e.id == id) {
+                    continue;
+                }
+                let mut e = live(id)?;
+                e.x += dx;
+                e.y += dy;
+                moved.push(bump(e));
+            }
+            (moved, true)
+        }
+        WhiteboardCommand::Delete { id } => {
+            let mut e = live(id)?;
+            e.deleted = true;
+            (vec![bump(e)], true)
+        }
+        WhiteboardCommand::BringForward { id } => {
+            let mut e = live(id)?;
+            if let Some(z) = layers::forward(&layers, &id.to_string()) {
+                e.z = z;
+            }
+            (vec![bump(e)], true)
+        }
+        WhiteboardCommand::SendBackward { id } => {
+            let mut e = live(id)?;
+            if let Some(z) = layers::backward(&layers, &id.to_string()) {
+                e.z = z;
+            }
+            (vec![bump(e)], true)
+        }
+    })
+}
+
+/// Writes full states unless PostgreSQL already has the same or a newer version.
+pub(crate) async fn persist_states(db: &mut PgConnection, elements: &[Element]) -> Result<(), DomainError> {
+    for e in elements {
+        sqlx::query(
+            "INSERT INTO whiteboard_elements
+                 (id, board, kind, x, y, width, height, rotation, style, points, z, deleted, created_at, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             ON CONFLICT (id) DO UPDATE SET x = EXCLUDED.x, y = EXCLUDED.y, width = EXCLUDED.width,
+                 height = EXCLUDED.height, rotation = EXCLUDED.rotation, style = EXCLUDED.style,
+                 points = EXCLUDED.points, z = EXCLUDED.z, deleted = EXCLUDED.deleted, version = EXCLUDED.version
+             WHERE whiteboard_elements.version < EXCLUDED.version",
+        )
+        .bind(e.id)
+        .bind(&e.board)
+        .bind(&e.kind)
+        .bind(e.x)
+        .bind(e.y)
+        .bind(e.width)
+        .bind(e.height)
+        .bind(e.rotation)
+        .bind(&e.style)
+        .bind(&e.points)
+        .bind(&e.z)
+        .bind(e.deleted)
+        .bind(e.created_at)
+        .bind(e.version as i64)
+        .execute(&mut *db)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Connection<Whiteboard> for PostgresWhiteboard {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Postgres
+    }
+
+    async fn snapshot(&self, board: &ScopeKey, request: Page) -> Result<Vec<Element>, DomainError> {
+        let mut db = self.pool.acquire().await.map_err(DomainError::from_sqlx)?;
+        page(layered(load_board(&mut db, board, None).await?), request.before.as_deref(), request.limit)
+    }
+
+    async fn apply(
+        &self,
+        board: &ScopeKey,
+        _user: &UserId,
+        command: WhiteboardCommand,
+        // Every write here is committed in PostgreSQL before it is acknowledged.
+        _durability: Durability,
+    ) -> Result<WhiteboardEvent, DomainError> {
+        let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('whiteboard:' || $1))")
+            .bind(board.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+        let elements = load_board(&mut tx, board, None).await?;
+        let now: DateTime<Utc> =
+            sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await.map_err(DomainError::from_sqlx)?;
+        let (elements, write) = decide(board, &elements, command, now)?;
+        let event = WhiteboardEvent::ElementsChanged { elements };
+        if write {
+            persist_states(&mut tx, event.elements()).await?;
+            self.events.append(&mut tx, board, &event).await?;
+        }
+        tx.commit().await.map_err(DomainError::from_sqlx)?;
+        Ok(event)
+    }
+
+    async fn subscribe(&self, board: &ScopeKey) -> Result<EventStream<WhiteboardEvent>, DomainError> {
+        Ok(self.events.subscribe(board))
+    }
+}

@@ -1,0 +1,185 @@
+//! The contract every `Connection<Whiteboard>` honours, run against each adapter:
+//! `whiteboard_contract!(make)` expands to one test per clause.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use boardsync_core::{Connection, Delivery, DomainError, Durability, ErrorKind, Page, ScopeKey, UserId};
+use boardsync_whiteboard::{Element, Whiteboard, WhiteboardCommand, WhiteboardEvent};
+use futures::StreamExt;
+use uuid::Uuid;
+
+pub type Conn = Arc<dyn Connection<Whiteboard>>;
+
+fn board() -> ScopeKey {
+    ScopeKey::parse("sketch").unwrap()
+}
+
+pub async fn run(conn: &Conn, command: WhiteboardCommand) -> Result<WhiteboardEvent, DomainError> {
+    conn.apply(&board(), &UserId("alice".into()), command, Durability::Cache).await
+}
+
+fn add(id: Uuid, kind: &str) -> WhiteboardCommand {
+    WhiteboardCommand::Add {
+        id,
+        kind: kind.into(),
+        x: 1.0,
+        y: 2.0,
+        width: 10.0,
+        height: 20.0,
+        rotation: 0.0,
+        style: "{}".into(),
+        points: if kind == "stroke" { vec![0.0, 0.0, 1.5, 2.5] } else { vec![] },
+    }
+}
+
+async fn element(conn: &Conn, kind: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    run(conn, add(id, kind)).await.expect("element added");
+    id
+}
+
+async fn elements(conn: &Conn) -> Vec<Element> {
+    conn.snapshot(&board(), Page { limit: 500, before: None }).await.unwrap()
+}
+
+async fn order(conn: &Conn) -> Vec<Uuid> {
+    elements(conn).await.iter().map(|e| e.id).collect()
+}
+
+fn update_x(id: Uuid, x: f64) -> WhiteboardCommand {
+    WhiteboardCommand::Update {
+        id,
+        x: Some(x),
+        y: None,
+        width: None,
+        height: None,
+        rotation: None,
+        style: None,
+        points: None,
+    }
+}
+
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, DomainError>, kind: ErrorKind, code: &str) {
+    let error = result.unwrap_err();
+    assert_eq!((error.kind, error.code.as_ref()), (kind, code), "{error}");
+}
+
+pub async fn elements_are_layered_and_change_layers(conn: Conn) {
+    let a = element(&conn, "rect").await;
+    let b = element(&conn, "ellipse").await;
+    let c = element(&conn, "stroke").await;
+    assert_eq!(order(&conn).await, [a, b, c], "new elements go on top");
+    run(&conn, WhiteboardCommand::BringForward { id: a }).await.unwrap();
+    assert_eq!(order(&conn).await, [b, a, c]);
+    run(&conn, WhiteboardCommand::SendBackward { id: c }).await.unwrap();
+    assert_eq!(order(&conn).await, [b, c, a]);
+    run(&conn, WhiteboardCommand::SendBackward { id: b }).await.unwrap();
+    assert_eq!(order(&conn).await, [b, c, a], "the back element stays at the back");
+    assert_eq!(elements(&conn).await[1].points, vec![0.0, 0.0, 1.5, 2.5]);
+}
+
+pub async fn updates_and_moves_write_new_versions_all_or_nothing(conn: Conn) {
+    let a = element(&conn, "rect").await;
+    let b = element(&conn, "text").await;
+    let style = r#"{"fill":"red"}"#;
+    let updated = run(
+        &conn,
+        WhiteboardCommand::Update {
+            id: a,
+            x: None,
+            y: None,
+            width: Some(50.0),
+            height: None,
+            rotation: Some(0.5),
+            style: Some(style.into()),
+            points: None,
+        },
+    )
+    .await
+    .unwrap();
+    let element = &updated.elements()[0];
+    assert_eq!((element.width, element.rotation, element.style.as_str(), element.version), (50.0, 0.5, style, 2));
+
+    let moved = run(&conn, WhiteboardCommand::Move { ids: vec![a, b], dx: 10.0, dy: -2.0 }).await.unwrap();
+    assert_eq!(moved.elements().len(), 2);
+    let now = elements(&conn).await;
+    assert!(now.iter().all(|e| e.x == 11.0 && e.y == 0.0), "{now:?}");
+
+    let unknown = Uuid::new_v4();
+    assert_refused(
+        run(&conn, WhiteboardCommand::Move { ids: vec![a, unknown], dx: 1.0, dy: 1.0 }).await,
+        ErrorKind::NotFound,
+        "element_not_found",
+    );
+    assert!(elements(&conn).await.iter().all(|e| e.x == 11.0), "a refused move moves nothing");
+}
+
+pub async fn deleted_elements_are_gone_and_unknown_ones_are_404(conn: Conn) {
+    let a = element(&conn, "rect").await;
+    run(&conn, WhiteboardCommand::Delete { id: a }).await.unwrap();
+    assert!(elements(&conn).await.is_empty());
+    assert_refused(run(&conn, update_x(a, 3.0)).await, ErrorKind::NotFound, "element_not_found");
+    assert_refused(
+        run(&conn, WhiteboardCommand::BringForward { id: Uuid::new_v4() }).await,
+        ErrorKind::NotFound,
+        "element_not_found",
+    );
+}
+
+pub async fn retries_are_idempotent_and_reused_ids_conflict(conn: Conn) {
+    let id = Uuid::new_v4();
+    run(&conn, add(id, "rect")).await.unwrap();
+    run(&conn, add(id, "rect")).await.unwrap();
+    assert_eq!(elements(&conn).await.len(), 1);
+    assert_refused(run(&conn, add(id, "ellipse")).await, ErrorKind::Conflict, "id_conflict");
+}
+
+pub async fn concurrent_updates_to_one_element_end_with_the_last_writer(conn: Conn) {
+    let a = element(&conn, "rect").await;
+    let updates = (0..10).map(|i| run(&conn, update_x(a, i as f64)));
+    let replies: Vec<WhiteboardEvent> =
+        futures::future::join_all(updates).await.into_iter().map(Result::unwrap).collect();
+    // The reply with the highest version is the last write; the stored state is it.
+    let last = replies.iter().map(|r| r.elements()[0].clone()).max_by_key(|e| e.version).unwrap();
+    assert_eq!(last.version, 11);
+    let stored = elements(&conn).await.remove(0);
+    assert_eq!((stored.x, stored.version), (last.x, last.version));
+}
+
+pub async fn subscribers_see_every_change(conn: Conn) {
+    let mut events = conn.subscribe(&board()).await.unwrap();
+    let a = element(&conn, "rect").await;
+    let b = element(&conn, "rect").await;
+    run(&conn, WhiteboardCommand::Move { ids: vec![a, b], dx: 1.0, dy: 1.0 }).await.unwrap();
+    run(&conn, WhiteboardCommand::Delete { id: a }).await.unwrap();
+    let mut seen: Vec<(Uuid, u64)> = Vec::new();
+    while seen.len() < 5 {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap().unwrap();
+        let Delivery::Event(event) = delivery else { panic!("no lag expected") };
+        seen.extend(event.elements().iter().map(|e| (e.id, e.version)));
+    }
+    assert_eq!(seen, [(a, 1), (b, 1), (a, 2), (b, 2), (a, 3)]);
+}
+
+#[macro_export]
+macro_rules! whiteboard_contract {
+    ($make:path) => {
+        $crate::whiteboard_contract!(@tests $make;
+            elements_are_layered_and_change_layers,
+            updates_and_moves_write_new_versions_all_or_nothing,
+            deleted_elements_are_gone_and_unknown_ones_are_404,
+            retries_are_idempotent_and_reused_ids_conflict,
+            concurrent_updates_to_one_element_end_with_the_last_writer,
+            subscribers_see_every_change,
+        );
+    };
+    (@tests $make:path; $($clause:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $clause() {
+                contract::$clause($make().await).await;
+            }
+        )+
+    };
+}

@@ -1,0 +1,61 @@
+//! The whiteboard through the generic API: stroke limits, and concurrent updates to
+//! one element ending identical in the cache, the clients and PostgreSQL.
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::spawn_app_on_spacetimedb;
+
+#[actix_web::test]
+async fn limits_are_413_and_concurrent_updates_end_identical_everywhere() {
+    let app = spawn_app_on_spacetimedb().await;
+    app.create_scope("whiteboard", "sketch").await;
+    let huge: Vec<f32> = vec![1.0; 2 * 10_001];
+    let refused = app
+        .command(
+            "alice",
+            "whiteboard",
+            "sketch",
+            json!({ "type": "add", "id": Uuid::new_v4(), "kind": "stroke", "x": 0, "y": 0, "points": huge }),
+        )
+        .await;
+    assert_eq!(refused.status(), 413);
+    assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "stroke_too_large");
+    let odd = app
+        .command(
+            "alice",
+            "whiteboard",
+            "sketch",
+            json!({ "type": "add", "id": Uuid::new_v4(), "kind": "blob", "x": 0, "y": 0 }),
+        )
+        .await;
+    assert_eq!(odd.status(), 422);
+
+    let id = Uuid::new_v4();
+    let stroke: Vec<f32> = (0..2 * 10_000).map(|i| i as f32).collect();
+    let added = app
+        .command(
+            "alice",
+            "whiteboard",
+            "sketch",
+            json!({ "type": "add", "id": id, "kind": "stroke", "x": 0, "y": 0, "points": stroke }),
+        )
+        .await;
+    assert_eq!(added.status(), 200, "the largest allowed stroke fits the cache and the outbox");
+    let mut watcher = app.live("carol", "whiteboard", "sketch").await;
+    let updates =
+        (0..8).map(|i| app.command("bob", "whiteboard", "sketch", json!({ "type": "update", "id": id, "x": i })));
+    for response in futures::future::join_all(updates).await {
+        assert_eq!(response.status(), 200);
+    }
+    let mut last_seen = Value::Null;
+    for _ in 0..8 {
+        last_seen = watcher.next_event().await["elements"][0].clone();
+    }
+    let cached = app.snapshot("carol", "whiteboard", "sketch").await["items"][0].clone();
+    assert_eq!((cached["x"].clone(), cached["version"].clone()), (last_seen["x"].clone(), json!(9)));
+    app.wait_for_count("SELECT version FROM whiteboard_elements", 9).await;
+    let stored: (f64, i32) =
+        sqlx::query_as("SELECT x, cardinality(points) FROM whiteboard_elements").fetch_one(&app.pool).await.unwrap();
+    assert_eq!((stored.0, stored.1), (cached["x"].as_f64().unwrap(), 20_000));
+}
