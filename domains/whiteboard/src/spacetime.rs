@@ -197,7 +197,7 @@ impl Shared {
 
     fn outcome(&self, ctx: &stdb::ReducerEventContext, request_id: &str, ids: &[&String]) {
         let rows = reducer_outcome(&ctx.event.status).map(|()| {
-            let rows: Vec<stdb::Element> = ids.iter().filter_map(|id| ctx.db.element().id().find(*id)).collect();
+            let rows: Vec<stdb::Element> = ids.iter().filter_map(|id| ctx.db.element().id().find(id)).collect();
             // Reducer callbacks run before row callbacks: index now for read-your-writes.
             rows.iter().for_each(|row| self.index_insert(row));
             Some(rows.iter().map(element_of).collect())
