@@ -28,8 +28,10 @@ as_root() {
 }
 
 cleanup() {
-  local status=$?
-  for pid in "${STARTED_PIDS[@]}"; do
+  local status=$? i pid
+  # Newest first: the server goes before the services it uses.
+  for ((i = ${#STARTED_PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${STARTED_PIDS[i]}
     if kill -0 "$pid" 2>/dev/null; then
       kill "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
