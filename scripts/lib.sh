@@ -191,7 +191,7 @@ build_modules() {
     rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || use_rustup=0
   fi
   if [ "$use_rustup" -eq 0 ]; then
-    log "rustup wasm32 target unavailable: using Debian's rustc-web toolchain"
+    log "building modules with Debian's rustc-web toolchain (rustup's wasm32 target is unavailable or not wanted)"
     if [ ! -x /usr/bin/rustc ] || [ ! -x /usr/bin/cargo ] || ! command -v wasm-ld >/dev/null; then
       as_root apt-get update -qq
       as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc-web cargo-web rust-web-src lld >/dev/null
