@@ -226,6 +226,25 @@ pub struct Link<C, Row> {
     signals: broadcast::Sender<CacheSignal>,
 }
 
+/// How long the session thread waits for calls in flight to let go of a dropped
+/// connection before giving up on freeing it.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// Drops a finished connection on the calling (plain) thread. The SDK's connection
+/// owns a tokio runtime, and dropping one on an async thread panics; others clone the
+/// connection only for an instant, so wait until this is the last reference. If it
+/// is still shared after [`RELEASE_WAIT`], leak it rather than risk the panic.
+fn release<C>(connection: Arc<C>) {
+    let deadline = std::time::Instant::now() + RELEASE_WAIT;
+    while Arc::strong_count(&connection) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if Arc::strong_count(&connection) > 1 {
+        tracing::error!("a dropped SpacetimeDB connection is still in use; leaking it instead of freeing it");
+        std::mem::forget(connection);
+    }
+}
+
 /// How many cache signals a slow listener may miss (it drains anyway when it lags).
 const SIGNAL_CAPACITY: usize = 1024;
 
@@ -303,6 +322,7 @@ impl<C: Send + Sync + 'static, Row: Send + 'static> Link<C, Row> {
         };
         tracing::warn!(database = %self.target.database, error = %ended, "cache connection ended");
         *self.connection.write().expect("connection lock") = None;
+        release(connection);
         *self.epoch.write().expect("epoch lock") = None;
         let error = cache_unavailable();
         self.client_calls.fail_all(&error);
@@ -315,9 +335,10 @@ impl<C: Send + Sync + 'static, Row: Send + 'static> Link<C, Row> {
     /// Calls an owner reducer through `call` (given the connection and a fresh request
     /// id) and waits for the outcome that the domain's callback resolves.
     pub async fn owner_call<E>(&self, call: impl FnOnce(&C, String) -> Result<(), E>) -> Result<(), DomainError> {
-        let connection = self.connection()?;
         let (request_id, receiver) = self.owner_calls.register();
-        if call(&connection, request_id.clone()).is_err() {
+        // The connection is not held across the await (see `release`).
+        let sent = self.connection().map(|connection| call(&connection, request_id.clone()).is_ok());
+        if sent != Ok(true) {
             self.owner_calls.forget(&request_id);
             return Err(cache_unavailable());
         }
@@ -331,10 +352,11 @@ impl<C: Send + Sync + 'static, Row: Send + 'static> Link<C, Row> {
         durable: bool,
         call: impl FnOnce(&C, String) -> Result<(), E>,
     ) -> Result<Option<Row>, DomainError> {
-        let connection = self.connection()?;
         let (request_id, receiver) = self.client_calls.register();
         let durable = durable.then(|| self.durable.register(&request_id));
-        if call(&connection, request_id.clone()).is_err() {
+        // The connection is not held across the await (see `release`).
+        let sent = self.connection().map(|connection| call(&connection, request_id.clone()).is_ok());
+        if sent != Ok(true) {
             self.client_calls.forget(&request_id);
             return Err(cache_unavailable());
         }
