@@ -315,11 +315,18 @@ impl<C: Send + Sync + 'static, Row: Send + 'static> Link<C, Row> {
     ) -> Result<(), String> {
         let connection = Arc::new(build()?);
         *self.connection.write().expect("connection lock") = Some(connection.clone());
-        let ended = loop {
+        // The SDK panics (rather than failing) when a call is queued just as the
+        // socket dies; that must end this session like any lost connection, not the
+        // reconnect loop.
+        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
             if let Err(error) = advance(&connection) {
-                break error;
+                break error.to_string();
             }
-        };
+        }))
+        .unwrap_or_else(|panic| {
+            let message = panic.downcast_ref::<String>().map(String::as_str).or(panic.downcast_ref::<&str>().copied());
+            format!("the SpacetimeDB SDK panicked: {}", message.unwrap_or("no message"))
+        });
         tracing::warn!(database = %self.target.database, error = %ended, "cache connection ended");
         *self.connection.write().expect("connection lock") = None;
         release(connection);
@@ -386,6 +393,37 @@ mod tests {
         assert_eq!(delays, [100, 200, 350, 350]);
         backoff.reset();
         assert_eq!(backoff.next_delay(), Duration::from_millis(100));
+    }
+
+    fn target() -> SpacetimeTarget {
+        SpacetimeTarget {
+            url: "http://127.0.0.1:9".into(),
+            token: String::new(),
+            database: "unit".into(),
+            reducer_timeout: Duration::from_secs(1),
+            durable_timeout: Duration::from_secs(1),
+            backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(1)),
+            compression: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_sdk_panic_ends_the_session_like_a_lost_connection() {
+        let link: Link<u8, ()> = Link::new(target());
+        let mut signals = link.signals();
+        let (request_id, call) = link.client_calls.register();
+        let mut lost = false;
+        let ended = link.run_session(
+            || Ok(7u8),
+            |_| -> Result<(), String> { panic!("Unable to send reducer call message") },
+            || lost = true,
+        );
+        assert_eq!(ended, Ok(()), "the session ends normally, so the loop reconnects");
+        assert!(lost);
+        assert_eq!(call.await.unwrap().unwrap_err().code, "cache_unavailable", "calls in flight fail");
+        assert_eq!(signals.recv().await.unwrap(), CacheSignal::Lost);
+        assert!(link.connection().is_err());
+        let _ = request_id;
     }
 
     #[tokio::test]
