@@ -36,7 +36,9 @@ async fn spawn(spacetimedb: bool, configure: impl FnOnce(&mut Settings)) -> App 
     settings.log.filter = "error".into();
     settings.database.url = SecretString::from(url.clone());
     if spacetimedb {
-        let stdb = TestSpacetime::publish("chat").await;
+        // Every domain's module, as a deployment has them (a missing one would leave
+        // its domain reconnecting in the background).
+        let stdb = TestSpacetime::publish_all(&["chat", "kanban", "poll", "whiteboard"]).await;
         settings.spacetimedb.url = stdb.url;
         settings.spacetimedb.token = SecretString::from(stdb.token);
         settings.spacetimedb.database_prefix = stdb.prefix;
@@ -56,7 +58,7 @@ async fn spawn(spacetimedb: bool, configure: impl FnOnce(&mut Settings)) -> App 
         for _ in 0..400 {
             let health: Value =
                 app.http.get(format!("{}/health", app.address)).send().await.unwrap().json().await.unwrap();
-            if health["domains"]["chat"]["cache_connected"] == true {
+            if health["domains"].as_object().unwrap().values().all(|d| d["cache_connected"] == true) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
