@@ -219,6 +219,9 @@ impl<D: Domain> OutboxPoller<D> {
         self.again = false;
         let (cache, pool, limit, metrics) =
             (self.cache.clone(), self.pool.clone(), self.batch_size, self.metrics.clone());
+        // Polling only (as the seed did): one batch of what is pending per poll.
+        // Pushed: batch after batch until the outbox is empty.
+        let until_empty = self.push;
         let drained = async move {
             loop {
                 let committed = match commit_batch(cache.as_ref(), &pool, limit, &metrics).await {
@@ -233,6 +236,9 @@ impl<D: Domain> OutboxPoller<D> {
                     applied = committed.applied,
                     "outbox batch"
                 );
+                if !until_empty {
+                    return Ok(());
+                }
             }
         };
         ctx.spawn(drained.into_actor(self).map(|outcome: Result<(), DomainError>, poller, ctx| {
