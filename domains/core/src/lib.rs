@@ -6,14 +6,16 @@
 //! - [`connection`]: the [`Connection<D>`] trait both adapters of every domain
 //!   implement (snapshot, apply, subscribe), and the live [`EventStream`].
 //! - [`factory`]: [`DomainAdapters`], how a domain builds each adapter, and
-//!   [`factory::connect`], which picks one once at start-up from [`AdapterKind`].
+//!   [`factory::connect`], which builds one once at start-up: SpacetimeDB when a
+//!   target is configured ([`AdapterKind::select`]), PostgreSQL otherwise.
 //! - [`scope`]: scopes (a chat channel, a board) as rows in PostgreSQL, with their
 //!   per-scope `config`.
 //! - [`live`]: per-scope fan-out of events inside an adapter.
 //! - [`cache`]: [`cache::Cache`], what warm-up and the outbox poller need from a
 //!   domain's SpacetimeDB adapter, and [`cache::OutboxEntry`].
-//! - [`spacetime`]: what every SpacetimeDB adapter shares: matching reducer outcomes
-//!   to calls, durable-write waiters, the reconnect loop with backoff.
+//! - [`spacetime`]: what every SpacetimeDB adapter shares, around
+//!   [`spacetime::Link`]: the connection and its epoch, matching reducer outcomes to
+//!   calls, durable-write waiters, the reconnect loop with backoff.
 //! - [`postgres`]: the PostgreSQL adapters' shared machinery (event log with
 //!   LISTEN/NOTIFY plus a safety-net poll).
 //! - [`warmup`]: warm-up tuning, domain defaults layered with per-scope overrides.
