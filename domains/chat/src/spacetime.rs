@@ -11,12 +11,12 @@
 //! answer 503, live subscribers stay connected and are told to resync, and on
 //! reconnect the cache signals `Ready` so every channel is warmed again.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use boardsync_core::cache::{latest_per_entity, Cache, CacheSignal, OutboxEntry};
 use boardsync_core::factory::SpacetimeTarget;
+use boardsync_core::index::ScopeIndex;
 use boardsync_core::live::ScopedBroadcast;
 use boardsync_core::spacetime::{keep_connected, reducer_outcome, ConnectionLoop, Link};
 use boardsync_core::warmup::WarmupSettings;
@@ -45,14 +45,12 @@ pub struct SpacetimeChat {
     _connection: ConnectionLoop,
 }
 
-/// Messages of each channel in snapshot order, `(created_at micros, id)`.
-type ChannelIndex = HashMap<String, BTreeSet<(i64, String)>>;
-
 struct Shared {
     settings: ChatSettings,
     link: Link<DbConnection, stdb::Message>,
     live: ScopedBroadcast<ChatEvent>,
-    index: Mutex<ChannelIndex>,
+    /// Messages of each channel in snapshot order, `(created_at micros, id)`.
+    index: ScopeIndex<(i64, String)>,
 }
 
 impl SpacetimeChat {
@@ -64,7 +62,7 @@ impl SpacetimeChat {
             settings: context.settings.domain.clone(),
             live: ScopedBroadcast::new(context.settings.framework.subscriber_capacity),
             link: Link::new(target),
-            index: Mutex::new(HashMap::new()),
+            index: ScopeIndex::default(),
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session(&session_shared));
@@ -84,7 +82,7 @@ fn session(shared: &Arc<Shared>) -> Result<(), String> {
                 .with_compression(if target.compression { Compression::Brotli } else { Compression::None })
                 .build()
                 .map_err(|e| e.to_string())?;
-            shared.index.lock().expect("index lock").clear();
+            shared.index.clear();
             register_callbacks(&connection, shared);
             let applied = shared.clone();
             connection
@@ -213,15 +211,11 @@ fn to_row(message: &Message) -> stdb::Message {
 
 impl Shared {
     fn index_insert(&self, row: &stdb::Message) {
-        let mut index = self.index.lock().expect("index lock");
-        index.entry(row.channel.clone()).or_default().insert((micros(row.created_at), row.id.clone()));
+        self.index.insert(&row.channel, (micros(row.created_at), row.id.clone()));
     }
 
     fn index_remove(&self, row: &stdb::Message) {
-        let mut index = self.index.lock().expect("index lock");
-        if let Some(channel) = index.get_mut(&row.channel) {
-            channel.remove(&(micros(row.created_at), row.id.clone()));
-        }
+        self.index.remove(&row.channel, &(micros(row.created_at), row.id.clone()));
     }
 
     fn publish(&self, row: &stdb::Message, event: impl FnOnce(Message) -> ChatEvent) {
@@ -270,15 +264,13 @@ impl Connection<Chat> for SpacetimeChat {
                 }
             }
         };
-        let keys: Vec<String> = {
-            let index = self.shared.index.lock().expect("index lock");
-            let Some(messages) = index.get(channel.as_str()) else { return Ok(Vec::new()) };
-            let older = match &before {
-                Some(key) => messages.range(..key.clone()),
-                None => messages.range(..),
-            };
-            older.rev().take(page.limit as usize).map(|(_, id)| id.clone()).collect()
-        };
+        let keys: Vec<String> = self
+            .shared
+            .index
+            .newest(channel.as_str(), before.as_ref(), page.limit as usize)
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
         Ok(keys
             .iter()
             .filter_map(|id| connection.db.message().id().find(id))
@@ -399,7 +391,7 @@ impl Cache<Chat> for SpacetimeChat {
     }
 
     async fn trim(&self, channel: &ScopeKey, keep: u32) -> Result<(), DomainError> {
-        let cached = self.shared.index.lock().expect("index lock").get(channel.as_str()).map_or(0, BTreeSet::len);
+        let cached = self.shared.index.len(channel.as_str());
         if cached <= keep as usize {
             return Ok(()); // already within the window: spare the round trip
         }

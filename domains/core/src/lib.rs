@@ -11,6 +11,7 @@
 //! - [`scope`]: scopes (a chat channel, a board) as rows in PostgreSQL, with their
 //!   per-scope `config`.
 //! - [`live`]: per-scope fan-out of events inside an adapter.
+//! - [`index`]: per-scope indexes of cached rows, for snapshots from the SpacetimeDB cache.
 //! - [`cache`]: [`cache::Cache`], what warm-up and the outbox poller need from a
 //!   domain's SpacetimeDB adapter, and [`cache::OutboxEntry`].
 //! - [`spacetime`]: what every SpacetimeDB adapter shares, around
@@ -31,6 +32,7 @@ pub mod connection;
 pub mod domain;
 pub mod error;
 pub mod factory;
+pub mod index;
 pub mod live;
 pub mod migrations;
 pub mod ordering;

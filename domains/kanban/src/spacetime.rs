@@ -3,12 +3,12 @@
 //! same `rules` as PostgreSQL) and the outbox. The connection machinery is the
 //! framework's [`Link`].
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use boardsync_core::cache::{latest_per_entity, Cache, CacheSignal, OutboxEntry};
 use boardsync_core::factory::SpacetimeTarget;
+use boardsync_core::index::ScopeIndex;
 use boardsync_core::live::ScopedBroadcast;
 use boardsync_core::spacetime::{keep_connected, reducer_outcome, ConnectionLoop, Link};
 use boardsync_core::warmup::WarmupSettings;
@@ -43,13 +43,11 @@ pub struct SpacetimeKanban {
     _connection: ConnectionLoop,
 }
 
-/// Where a board's rows are: `(is_card, id)`.
-type BoardIndex = HashMap<String, BTreeSet<(bool, String)>>;
-
 struct Shared {
     link: Link<DbConnection, BoardItem>,
     live: ScopedBroadcast<KanbanEvent>,
-    index: Mutex<BoardIndex>,
+    /// Where each board's rows are: `(is_card, id)`.
+    index: ScopeIndex<(bool, String)>,
 }
 
 impl SpacetimeKanban {
@@ -58,7 +56,7 @@ impl SpacetimeKanban {
         let shared = Arc::new(Shared {
             link: Link::new(target),
             live: ScopedBroadcast::new(context.settings.framework.subscriber_capacity),
-            index: Mutex::new(HashMap::new()),
+            index: ScopeIndex::default(),
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session(&session_shared));
@@ -77,7 +75,7 @@ fn session(shared: &Arc<Shared>) -> Result<(), String> {
                 .with_compression(if target.compression { Compression::Brotli } else { Compression::None })
                 .build()
                 .map_err(|e| e.to_string())?;
-            shared.index.lock().expect("index lock").clear();
+            shared.index.clear();
             register_callbacks(&connection, shared);
             let applied = shared.clone();
             connection
@@ -241,7 +239,7 @@ fn card_row(c: &Card) -> stdb::BoardCard {
 
 impl Shared {
     fn index_insert(&self, board: &str, is_card: bool, id: &str) {
-        self.index.lock().expect("index lock").entry(board.to_string()).or_default().insert((is_card, id.to_string()));
+        self.index.insert(board, (is_card, id.to_string()));
     }
 
     fn publish(&self, board: &str, event: KanbanEvent) {
@@ -282,14 +280,7 @@ impl Connection<Kanban> for SpacetimeKanban {
 
     async fn snapshot(&self, board: &ScopeKey, request: Page) -> Result<Vec<BoardItem>, DomainError> {
         let connection = self.shared.link.connection()?;
-        let ids: Vec<(bool, String)> = self
-            .shared
-            .index
-            .lock()
-            .expect("index lock")
-            .get(board.as_str())
-            .map(|ids| ids.iter().cloned().collect())
-            .unwrap_or_default();
+        let ids = self.shared.index.keys(board.as_str());
         let (mut columns, mut cards) = (Vec::new(), Vec::new());
         for (is_card, id) in ids {
             if is_card {

@@ -2,12 +2,12 @@
 //! subscription, writes through reducers and the outbox. The connection machinery is
 //! the framework's [`Link`]; what is here is the poll-specific part.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use boardsync_core::cache::{latest_per_entity, Cache, CacheSignal, OutboxEntry};
 use boardsync_core::factory::SpacetimeTarget;
+use boardsync_core::index::ScopeIndex;
 use boardsync_core::live::ScopedBroadcast;
 use boardsync_core::spacetime::{keep_connected, reducer_outcome, ConnectionLoop, Link};
 use boardsync_core::warmup::WarmupSettings;
@@ -41,7 +41,7 @@ struct Shared {
     link: Link<DbConnection, stdb::PollOption>,
     live: ScopedBroadcast<PollEvent>,
     /// Options of each poll in snapshot order, `(created_at micros, id)`.
-    index: Mutex<HashMap<String, BTreeSet<(i64, String)>>>,
+    index: ScopeIndex<(i64, String)>,
 }
 
 impl SpacetimePoll {
@@ -50,7 +50,7 @@ impl SpacetimePoll {
         let shared = Arc::new(Shared {
             link: Link::new(target),
             live: ScopedBroadcast::new(context.settings.framework.subscriber_capacity),
-            index: Mutex::new(HashMap::new()),
+            index: ScopeIndex::default(),
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session(&session_shared));
@@ -69,7 +69,7 @@ fn session(shared: &Arc<Shared>) -> Result<(), String> {
                 .with_compression(if target.compression { Compression::Brotli } else { Compression::None })
                 .build()
                 .map_err(|e| e.to_string())?;
-            shared.index.lock().expect("index lock").clear();
+            shared.index.clear();
             register_callbacks(&connection, shared);
             let applied = shared.clone();
             connection
@@ -167,8 +167,7 @@ fn to_row(option: &PollOption) -> stdb::PollOption {
 
 impl Shared {
     fn index_insert(&self, row: &stdb::PollOption) {
-        let mut index = self.index.lock().expect("index lock");
-        index.entry(row.poll.clone()).or_default().insert((micros(row.created_at), row.id.clone()));
+        self.index.insert(&row.poll, (micros(row.created_at), row.id.clone()));
     }
 
     fn publish(&self, row: &stdb::PollOption, event: impl FnOnce(PollOption) -> PollEvent) {
@@ -212,15 +211,13 @@ impl Connection<Poll> for SpacetimePoll {
                 }
             }
         };
-        let ids: Vec<String> = {
-            let index = self.shared.index.lock().expect("index lock");
-            let Some(options) = index.get(poll.as_str()) else { return Ok(Vec::new()) };
-            let older = match &before {
-                Some(key) => options.range(..key.clone()),
-                None => options.range(..),
-            };
-            older.rev().take(page.limit as usize).map(|(_, id)| id.clone()).collect()
-        };
+        let ids: Vec<String> = self
+            .shared
+            .index
+            .newest(poll.as_str(), before.as_ref(), page.limit as usize)
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
         Ok(ids.iter().filter_map(|id| connection.db.poll_option().id().find(id)).filter_map(|r| from_row(&r)).collect())
     }
 

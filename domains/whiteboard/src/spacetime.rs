@@ -3,12 +3,12 @@
 //! Live events carry one element each (one per row the cache changed); replies list
 //! every element the command wrote.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use boardsync_core::cache::{latest_per_entity, Cache, CacheSignal, OutboxEntry};
 use boardsync_core::factory::SpacetimeTarget;
+use boardsync_core::index::ScopeIndex;
 use boardsync_core::live::ScopedBroadcast;
 use boardsync_core::spacetime::{keep_connected, reducer_outcome, ConnectionLoop, Link};
 use boardsync_core::warmup::WarmupSettings;
@@ -42,7 +42,7 @@ struct Shared {
     link: Link<DbConnection, Vec<Element>>,
     live: ScopedBroadcast<WhiteboardEvent>,
     /// Element ids of each board.
-    index: Mutex<HashMap<String, BTreeSet<String>>>,
+    index: ScopeIndex<String>,
 }
 
 impl SpacetimeWhiteboard {
@@ -51,7 +51,7 @@ impl SpacetimeWhiteboard {
         let shared = Arc::new(Shared {
             link: Link::new(target),
             live: ScopedBroadcast::new(context.settings.framework.subscriber_capacity),
-            index: Mutex::new(HashMap::new()),
+            index: ScopeIndex::default(),
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session(&session_shared));
@@ -70,7 +70,7 @@ fn session(shared: &Arc<Shared>) -> Result<(), String> {
                 .with_compression(if target.compression { Compression::Brotli } else { Compression::None })
                 .build()
                 .map_err(|e| e.to_string())?;
-            shared.index.lock().expect("index lock").clear();
+            shared.index.clear();
             register_callbacks(&connection, shared);
             let applied = shared.clone();
             connection
@@ -184,7 +184,7 @@ fn element_row(e: &Element) -> stdb::Element {
 
 impl Shared {
     fn index_insert(&self, row: &stdb::Element) {
-        self.index.lock().expect("index lock").entry(row.board.clone()).or_default().insert(row.id.clone());
+        self.index.insert(&row.board, row.id.clone());
     }
 
     fn publish(&self, row: &stdb::Element) {
@@ -218,14 +218,7 @@ impl Connection<Whiteboard> for SpacetimeWhiteboard {
 
     async fn snapshot(&self, board: &ScopeKey, request: Page) -> Result<Vec<Element>, DomainError> {
         let connection = self.shared.link.connection()?;
-        let ids: Vec<String> = self
-            .shared
-            .index
-            .lock()
-            .expect("index lock")
-            .get(board.as_str())
-            .map(|ids| ids.iter().cloned().collect())
-            .unwrap_or_default();
+        let ids = self.shared.index.keys(board.as_str());
         let elements =
             ids.iter().filter_map(|id| connection.db.element().id().find(id)).map(|r| element_of(&r)).collect();
         page(layered(elements), request.before.as_deref(), request.limit)
