@@ -39,8 +39,6 @@ pub enum WarmupState {
 }
 
 impl WarmupState {
-    const ALL: [WarmupState; 5] = [Self::Pending, Self::Warming, Self::Warm, Self::Failed, Self::Disabled];
-
     fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -93,35 +91,38 @@ impl WarmupBoard {
         all
     }
 
-    pub fn get(&self, domain: &'static str, scope: &ScopeKey) -> Option<WarmupStatus> {
-        self.statuses.get(&(domain, scope.clone())).map(|s| s.clone())
-    }
-
+    /// Changes one scope's status; the per-state gauges move with it (a scope leaves
+    /// its old state's count and joins its new one), so an update costs O(1).
     fn update(&self, domain: &'static str, scope: &ScopeKey, change: impl FnOnce(&mut WarmupStatus)) {
-        let mut status = self.statuses.entry((domain, scope.clone())).or_insert_with(|| WarmupStatus {
-            domain,
-            scope: scope.clone(),
-            state: WarmupState::Pending,
-            priority: 0,
-            rows_loaded: 0,
-            rows_total: 0,
-            duration_ms: None,
-            load_ms: None,
-            cache_ms: None,
-            error: None,
-            runs: 0,
-            updated_at: Utc::now(),
+        let mut known = true;
+        let mut status = self.statuses.entry((domain, scope.clone())).or_insert_with(|| {
+            known = false;
+            WarmupStatus {
+                domain,
+                scope: scope.clone(),
+                state: WarmupState::Pending,
+                priority: 0,
+                rows_loaded: 0,
+                rows_total: 0,
+                duration_ms: None,
+                load_ms: None,
+                cache_ms: None,
+                error: None,
+                runs: 0,
+                updated_at: Utc::now(),
+            }
         });
+        let before = known.then_some(status.state);
         change(&mut status);
         status.updated_at = Utc::now();
+        let after = status.state;
         drop(status);
-        self.count_states(domain);
-    }
-
-    fn count_states(&self, domain: &'static str) {
-        for state in WarmupState::ALL {
-            let count = self.statuses.iter().filter(|s| s.domain == domain && s.state == state).count();
-            self.metrics.warmup_scopes.with_label_values(&[domain, state.as_str()]).set(count as i64);
+        if before != Some(after) {
+            let gauge = |state: WarmupState| self.metrics.warmup_scopes.with_label_values(&[domain, state.as_str()]);
+            if let Some(before) = before {
+                gauge(before).dec();
+            }
+            gauge(after).inc();
         }
     }
 }

@@ -197,12 +197,6 @@ pub struct ConnectionLoop {
     stop: Arc<AtomicBool>,
 }
 
-impl ConnectionLoop {
-    pub fn is_stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-}
-
 impl Drop for ConnectionLoop {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);

@@ -139,21 +139,25 @@ pub(crate) fn decide(
             .cloned()
             .ok_or_else(|| refused(rules::card_not_found(&id.to_string())))
     };
-    let id_strings: Vec<(String, String)> = columns.iter().map(|c| (c.id.to_string(), c.position.clone())).collect();
+    // Views borrow their ids as strings: one per column, in `columns` order.
+    let column_ids: Vec<String> = columns.iter().map(|c| c.id.to_string()).collect();
     let card_strings: Vec<(String, String, Uuid)> =
         cards.iter().filter(|c| !c.deleted).map(|c| (c.id.to_string(), c.position.clone(), c.column)).collect();
+    let view_of = |index: usize| {
+        let column = &columns[index];
+        ColumnView {
+            id: &column_ids[index],
+            position: &column.position,
+            wip_limit: column.wip_limit,
+            cards: cards.iter().filter(|card| !card.deleted && card.column == column.id).count(),
+        }
+    };
     let column_views = |except: Option<Uuid>| -> Vec<ColumnView> {
-        columns
-            .iter()
-            .zip(id_strings.iter())
-            .filter(|(c, _)| !c.deleted && Some(c.id) != except)
-            .map(|(c, (id, position))| ColumnView {
-                id,
-                position,
-                wip_limit: c.wip_limit,
-                cards: cards.iter().filter(|card| !card.deleted && card.column == c.id).count(),
-            })
-            .collect()
+        (0..columns.len()).filter(|&i| !columns[i].deleted && Some(columns[i].id) != except).map(view_of).collect()
+    };
+    let live_view = |id: Uuid| {
+        let index = columns.iter().position(|c| c.id == id && !c.deleted);
+        index.map(view_of).ok_or_else(|| refused(rules::column_not_found(&id.to_string())))
     };
     let card_views = |column: Uuid, except: Option<Uuid>| -> Vec<CardView> {
         card_strings
@@ -163,14 +167,7 @@ pub(crate) fn decide(
             .map(|(id, position, _)| CardView { id, position })
             .collect()
     };
-    let room = |column: &Column| {
-        let views = column_views(None);
-        let index = columns.iter().filter(|c| !c.deleted).position(|c| c.id == column.id);
-        match index.and_then(|i| views.get(i)) {
-            Some(view) => rules::check_room(view).map_err(refused),
-            None => Err(refused(rules::column_not_found(&column.id.to_string()))),
-        }
-    };
+    let room = |column: Uuid| rules::check_room(&live_view(column)?).map_err(refused);
     let id_conflict = |id: Uuid| DomainError::conflict("id_conflict", format!("id {id} is already used"));
     let one = |item: BoardItem| Decision { answer: item.clone(), writes: vec![item] };
 
@@ -218,13 +215,7 @@ pub(crate) fn decide(
         }
         KanbanCommand::DeleteColumn { id, force } => {
             let mut column = live_column(id)?;
-            let view = ColumnView {
-                id: &id_strings.iter().find(|(i, _)| *i == id.to_string()).expect("live column is listed").0,
-                position: &column.position,
-                wip_limit: column.wip_limit,
-                cards: cards.iter().filter(|c| !c.deleted && c.column == id).count(),
-            };
-            rules::check_deletable(&view, force).map_err(refused)?;
+            rules::check_deletable(&live_view(id)?, force).map_err(refused)?;
             column.deleted = true;
             column.version += 1;
             let mut writes = vec![BoardItem::Column(column.clone())];
@@ -243,8 +234,7 @@ pub(crate) fn decide(
                 }
                 return Err(id_conflict(id));
             }
-            let target = live_column(column)?;
-            room(&target)?;
+            room(column)?;
             let after = after.map(|a| a.to_string());
             let position = rules::card_position(&card_views(column, None), after.as_deref(), true).map_err(refused)?;
             let card = Card {
@@ -279,9 +269,9 @@ pub(crate) fn decide(
         }
         KanbanCommand::MoveCard { id, column, after } => {
             let mut card = live_card(id)?;
-            let target = live_column(column)?;
+            live_view(column)?;
             if card.column != column {
-                room(&target)?;
+                room(column)?;
             }
             let after = after.map(|a| a.to_string());
             card.position =

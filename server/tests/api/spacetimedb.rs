@@ -165,6 +165,12 @@ async fn warm_up_loads_each_channels_configured_window() {
     assert_eq!((big[0].as_str(), big[19].as_str()), ("old 30", "old 11"), "the newest 20, newest first");
     assert_eq!(texts(app.snapshot("alice", "chat", "small").await), ["old 30", "old 29", "old 28", "old 27", "old 26"]);
     assert!(texts(app.snapshot("alice", "chat", "off").await).is_empty());
+    // The per-state gauges count each scope once, in its current state.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for (state, count) in [("warm", 3), ("disabled", 1), ("pending", 0), ("warming", 0)] {
+        let line = format!("boardsync_warmup_scopes{{domain=\"chat\",state=\"{state}\"}} {count}");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
     // History is a second apart, the newest now: a 10 s window holds about ten.
     let recent = texts(app.snapshot("alice", "chat", "recent").await);
     assert!((9..=11).contains(&recent.len()), "{recent:?}");
