@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use boardsync_core::cache::{Cache, CacheSignal, OutboxEntry};
+use boardsync_core::cache::{Cache, CacheSignal, Pending};
 use boardsync_core::{Domain, DomainError, ErrorKind};
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
@@ -25,9 +25,8 @@ use tokio_stream::StreamExt;
 use crate::metrics::CacheMetrics;
 
 /// A batch committed in PostgreSQL and not yet acknowledged to the cache.
-#[derive(Debug)]
-pub struct Committed {
-    pub entries: Vec<OutboxEntry>,
+pub struct Committed<D: Domain> {
+    pub entries: Vec<Pending<D>>,
     /// How many of them were applied now (the rest had been applied before, or were
     /// dead-lettered).
     pub applied: usize,
@@ -47,7 +46,7 @@ pub async fn commit_batch<D: Domain>(
     pool: &PgPool,
     limit: usize,
     metrics: &CacheMetrics,
-) -> Result<Option<Committed>, DomainError> {
+) -> Result<Option<Committed<D>>, DomainError> {
     let Some(epoch) = cache.epoch() else { return Ok(None) };
     let entries = cache.pending(limit);
     if entries.is_empty() {
@@ -72,7 +71,7 @@ pub async fn commit_batch<D: Domain>(
     let skipped = entries.len() - fresh.len() - dead.len();
     metrics.outbox_skipped.with_label_values(&[D::NAME]).inc_by(skipped as u64);
     // Everything but the dead letters is in PostgreSQL now, including what was skipped.
-    let persisted: Vec<OutboxEntry> = entries.iter().filter(|e| !dead.contains(&e.seq)).cloned().collect();
+    let persisted: Vec<Pending<D>> = entries.iter().filter(|e| !dead.contains(&e.seq)).cloned().collect();
     cache.persisted(&persisted);
     Ok(Some(Committed { applied: fresh.len(), dead_lettered: dead.len(), entries }))
 }
@@ -83,11 +82,11 @@ async fn apply_once<D: Domain>(
     cache: &dyn Cache<D>,
     pool: &PgPool,
     epoch: i64,
-    entries: &[OutboxEntry],
-) -> Result<Vec<OutboxEntry>, DomainError> {
+    entries: &[Pending<D>],
+) -> Result<Vec<Pending<D>>, DomainError> {
     let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
     let last_applied = lock_progress::<D>(&mut tx, epoch).await?;
-    let fresh: Vec<OutboxEntry> = entries.iter().filter(|e| e.seq as i64 > last_applied).cloned().collect();
+    let fresh: Vec<Pending<D>> = entries.iter().filter(|e| e.seq as i64 > last_applied).cloned().collect();
     if let Some(newest) = fresh.last() {
         cache.persist(&mut tx, &fresh).await?;
         record_progress::<D>(&mut tx, epoch, newest.seq).await?;
@@ -102,9 +101,9 @@ async fn apply_one_by_one<D: Domain>(
     cache: &dyn Cache<D>,
     pool: &PgPool,
     epoch: i64,
-    entries: &[OutboxEntry],
+    entries: &[Pending<D>],
     metrics: &CacheMetrics,
-) -> Result<(Vec<OutboxEntry>, Vec<u64>), DomainError> {
+) -> Result<(Vec<Pending<D>>, Vec<u64>), DomainError> {
     let (mut fresh, mut dead) = (Vec::new(), Vec::new());
     for entry in entries {
         match apply_once::<D>(cache, pool, epoch, std::slice::from_ref(entry)).await {
@@ -123,7 +122,7 @@ async fn apply_one_by_one<D: Domain>(
                 .bind(entry.seq as i64)
                 .bind(&entry.entity)
                 .bind(&entry.kind)
-                .bind(&entry.payload)
+                .bind(serde_json::to_string(&entry.payload).unwrap_or_default())
                 .bind(&entry.request_id)
                 .bind(error.to_string())
                 .execute(&mut *tx)
@@ -173,7 +172,7 @@ async fn record_progress<D: Domain>(tx: &mut PgConnection, epoch: i64, seq: u64)
 }
 
 /// Removes a committed batch from the cache's outbox.
-pub async fn acknowledge<D: Domain>(cache: &dyn Cache<D>, committed: &Committed) -> Result<(), DomainError> {
+pub async fn acknowledge<D: Domain>(cache: &dyn Cache<D>, committed: &Committed<D>) -> Result<(), DomainError> {
     cache.ack(committed.entries.iter().map(|e| e.seq).collect()).await
 }
 

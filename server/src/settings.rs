@@ -69,6 +69,9 @@ pub struct Settings {
     pub log: LogSettings,
     pub api: ApiSettings,
     pub warmup: WarmupLimits,
+    /// The framework's per-domain defaults (live events, outbox, warm-up), which each
+    /// `[domains.<name>]` section may override key by key.
+    pub framework: serde_json::Value,
     /// Each domain's `[domains.<name>]` section, parsed by the domain at start-up
     /// (so its errors name the domain's own keys).
     pub domains: HashMap<String, serde_json::Value>,

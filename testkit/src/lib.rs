@@ -46,12 +46,14 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 /// `D`'s settings as `settings/default.toml` gives them.
 pub fn default_domain_settings<D: Domain>() -> DomainSettings<D> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../settings/default.toml");
-    let section: serde_json::Value = config::Config::builder()
+    let settings = config::Config::builder()
         .add_source(config::File::with_name(path))
         .build()
-        .and_then(|c| c.get(&format!("domains.{}", D::NAME)))
-        .unwrap_or_else(|e| panic!("settings/default.toml has no valid [domains.{}]: {e}", D::NAME));
-    DomainSettings::parse(&section).unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("settings/default.toml is invalid: {e}"));
+    let read = |key: &str| -> serde_json::Value {
+        settings.get(key).unwrap_or_else(|e| panic!("settings/default.toml has no valid [{key}]: {e}"))
+    };
+    DomainSettings::parse(&read("framework"), &read(&format!("domains.{}", D::NAME))).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A fresh PostgreSQL database of its own, migrated.

@@ -1,9 +1,10 @@
 //! Chat's types and rules: what a message is, what clients may ask, what they see.
 
+use crate::rules::check;
+pub use crate::rules::{ChatCommand, ChatSettings};
 use boardsync_core::{Domain, DomainError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use unicode_segmentation::UnicodeSegmentation;
 use uuid::Uuid;
 
 /// The chat domain.
@@ -31,18 +32,6 @@ pub struct Message {
     pub version: u64,
 }
 
-/// What a client may ask. The message id of `send` comes from the client, so a
-/// retried send is idempotent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ChatCommand {
-    Send { id: Uuid, text: String },
-    Edit { id: Uuid, text: String },
-    Delete { id: Uuid },
-    React { id: Uuid, emoji: String },
-    Unreact { id: Uuid, emoji: String },
-}
-
 /// What happened, with the message's full state after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -66,16 +55,6 @@ impl ChatEvent {
     }
 }
 
-/// `[domains.chat]`, less the framework's keys.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChatSettings {
-    /// Longest message text, in characters.
-    pub max_text_chars: u32,
-    /// The `:shortcode:` reactions accepted besides single emoji.
-    pub shortcodes: Vec<String>,
-}
-
 /// A channel's own settings: none yet, and unknown keys are refused.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,48 +70,11 @@ impl Domain for Chat {
     type ScopeConfig = ChannelConfig;
 
     fn validate(command: &ChatCommand, settings: &ChatSettings) -> Result<(), DomainError> {
-        match command {
-            ChatCommand::Send { text, .. } | ChatCommand::Edit { text, .. } => validate_text(text, settings),
-            ChatCommand::React { emoji, .. } | ChatCommand::Unreact { emoji, .. } => validate_emoji(emoji, settings),
-            ChatCommand::Delete { .. } => Ok(()),
-        }
+        check(command, settings).map_err(DomainError::from)
     }
 
     fn cursor(message: &Message) -> String {
         message.id.to_string()
-    }
-}
-
-fn validate_text(text: &str, settings: &ChatSettings) -> Result<(), DomainError> {
-    if text.trim().is_empty() {
-        return Err(DomainError::invalid("text_empty", "text must not be empty"));
-    }
-    if text.chars().count() > settings.max_text_chars as usize {
-        return Err(DomainError::too_large(
-            "text_too_long",
-            format!("text is longer than {} characters", settings.max_text_chars),
-        ));
-    }
-    Ok(())
-}
-
-/// One emoji (a single grapheme that is not a letter, digit, space or punctuation
-/// mark), or one of the configured `:shortcodes:`.
-fn validate_emoji(emoji: &str, settings: &ChatSettings) -> Result<(), DomainError> {
-    if settings.shortcodes.iter().any(|code| code == emoji) {
-        return Ok(());
-    }
-    let mut graphemes = emoji.graphemes(true);
-    let single = matches!((graphemes.next(), graphemes.next()), (Some(_), None));
-    let first = emoji.chars().next();
-    let pictographic = first.is_some_and(|c| !c.is_ascii() && !c.is_alphanumeric() && !c.is_whitespace());
-    if single && pictographic {
-        Ok(())
-    } else {
-        Err(DomainError::invalid(
-            "invalid_emoji",
-            format!("{emoji:?} is neither a single emoji nor a known :shortcode:"),
-        ))
     }
 }
 

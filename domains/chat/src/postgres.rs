@@ -1,31 +1,18 @@
-//! Chat on the PostgreSQL adapter: reads and writes go straight to PostgreSQL (it is
-//! authoritative, so this fallback is read-write), and live events come from the
-//! shared event log (LISTEN/NOTIFY plus a safety-net poll).
+//! Chat in PostgreSQL: the PostgreSQL adapter's SQL (reads and writes go straight to
+//! PostgreSQL, which is authoritative, so this fallback is read-write), and what
+//! warm-up reads and the outbox writes for the cache adapter.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use boardsync_core::postgres::PgEventLog;
-use boardsync_core::{
-    AdapterContext, AdapterKind, Connection, DomainError, Durability, EventStream, Page, ScopeKey, UserId,
-};
+use boardsync_core::pg_adapter::{Applied, PostgresBinding};
+use boardsync_core::{DomainError, Page, ScopeKey, UserId};
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{Chat, ChatCommand, ChatEvent, Message, Reaction};
-
-pub struct PostgresChat {
-    pool: PgPool,
-    events: PgEventLog<ChatEvent>,
-}
-
-impl PostgresChat {
-    pub async fn connect(context: AdapterContext<Chat>) -> Result<Self, DomainError> {
-        let events = PgEventLog::start(context.pool.clone(), "chat", context.settings.framework.event_log()).await?;
-        Ok(Self { pool: context.pool, events })
-    }
-}
+use crate::domain::{Chat, ChatCommand, ChatEvent, ChatSettings, Message, Reaction};
+use crate::rules::{id_conflict, message_not_found, not_author};
 
 #[derive(sqlx::FromRow)]
 struct MessageRow {
@@ -58,11 +45,7 @@ impl MessageRow {
 const MESSAGE_COLUMNS: &str = "id, channel, author, text, created_at, edited_at, deleted, version";
 
 fn not_found(id: Uuid) -> DomainError {
-    DomainError::not_found("message_not_found", format!("message {id} not found"))
-}
-
-fn not_author() -> DomainError {
-    DomainError::forbidden("not_author", "only the author may change this message")
+    message_not_found(&id.to_string()).into()
 }
 
 /// Reactions of `ids`, each message's oldest first.
@@ -165,13 +148,13 @@ async fn send(
         // A retry of the same send is answered as the original; anything else reuses an id.
         let same = message.channel == channel.as_str() && message.author == user.as_str() && message.text == text;
         if !same || message.deleted {
-            return Err(DomainError::conflict("id_conflict", format!("message id {id} is already used")));
+            return Err(id_conflict(&id.to_string()).into());
         }
     }
     Ok(ChatEvent::Sent { message })
 }
 
-async fn apply_in(
+async fn apply_command(
     db: &mut PgConnection,
     channel: &ScopeKey,
     user: &UserId,
@@ -182,7 +165,7 @@ async fn apply_in(
         ChatCommand::Edit { id, text } => {
             let row = lock_live(db, channel, id).await?;
             if row.author != user.as_str() {
-                return Err(not_author());
+                return Err(not_author().into());
             }
             sqlx::query("UPDATE chat_messages SET text = $2, edited_at = now(), version = version + 1 WHERE id = $1")
                 .bind(id)
@@ -195,7 +178,7 @@ async fn apply_in(
         ChatCommand::Delete { id } => {
             let row = lock_live(db, channel, id).await?;
             if row.author != user.as_str() {
-                return Err(not_author());
+                return Err(not_author().into());
             }
             sqlx::query("UPDATE chat_messages SET deleted = true, text = '', edited_at = now(), version = version + 1 WHERE id = $1")
                 .bind(id)
@@ -303,38 +286,24 @@ pub(crate) async fn persist_states(db: &mut PgConnection, states: &[Message]) ->
 }
 
 #[async_trait]
-impl Connection<Chat> for PostgresChat {
-    fn kind(&self) -> AdapterKind {
-        AdapterKind::Postgres
-    }
-
-    async fn snapshot(&self, channel: &ScopeKey, page: Page) -> Result<Vec<Message>, DomainError> {
+impl PostgresBinding for Chat {
+    async fn page(db: &mut PgConnection, channel: &ScopeKey, page: Page) -> Result<Vec<Message>, DomainError> {
         let before = match page.before.as_deref() {
             Some(cursor) => Some(Uuid::parse_str(cursor).map_err(|_| {
                 DomainError::bad_request("invalid_cursor", format!("before={cursor:?} is not a message id"))
             })?),
             None => None,
         };
-        let mut db = self.pool.acquire().await.map_err(DomainError::from_sqlx)?;
-        load_messages(&mut db, channel, i64::from(page.limit), before, None).await
+        load_messages(db, channel, i64::from(page.limit), before, None).await
     }
 
-    async fn apply(
-        &self,
+    async fn apply_in(
+        tx: &mut PgConnection,
+        _settings: &ChatSettings,
         channel: &ScopeKey,
         user: &UserId,
         command: ChatCommand,
-        // Every write here is committed in PostgreSQL before it is acknowledged.
-        _durability: Durability,
-    ) -> Result<ChatEvent, DomainError> {
-        let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
-        let event = apply_in(&mut tx, channel, user, command).await?;
-        self.events.append(&mut tx, channel, &event).await?;
-        tx.commit().await.map_err(DomainError::from_sqlx)?;
-        Ok(event)
-    }
-
-    async fn subscribe(&self, channel: &ScopeKey) -> Result<EventStream<ChatEvent>, DomainError> {
-        Ok(self.events.subscribe(channel))
+    ) -> Result<Applied<ChatEvent>, DomainError> {
+        apply_command(tx, channel, user, command).await.map(Applied::one)
     }
 }

@@ -6,17 +6,17 @@ use std::sync::Arc;
 
 use boardsync_actors::outbox::{acknowledge, commit_batch};
 use boardsync_actors::CacheMetrics;
-use boardsync_chat::postgres::PostgresChat;
-use boardsync_chat::spacetime::SpacetimeChat;
 use boardsync_chat::{Chat, ChatCommand, Message};
 use boardsync_core::cache::Cache;
+use boardsync_core::cache_adapter::CacheAdapter;
+use boardsync_core::pg_adapter::PostgresAdapter;
 use boardsync_core::{AdapterContext, Connection, DomainAdapters, Durability, Page, ScopeKey, UserId};
 use boardsync_testkit::{default_domain_settings, wait_until, TestPostgres, TestSpacetime};
 use uuid::Uuid;
 
 struct Setup {
     db: TestPostgres,
-    chat: Arc<SpacetimeChat>,
+    chat: Arc<CacheAdapter<Chat>>,
     metrics: CacheMetrics,
 }
 
@@ -24,7 +24,7 @@ async fn setup() -> Setup {
     let db = TestPostgres::create(&[Chat::migrator()]).await;
     let stdb = TestSpacetime::publish("chat").await;
     let context = AdapterContext { pool: db.pool.clone(), settings: default_domain_settings::<Chat>() };
-    let chat = Arc::new(SpacetimeChat::connect(context, stdb.target()));
+    let chat = Arc::new(CacheAdapter::<Chat>::connect(context, stdb.target()).unwrap());
     wait_until("the cache connects", || Cache::<Chat>::epoch(chat.as_ref()).is_some()).await;
     let metrics = CacheMetrics::register(&prometheus::Registry::new()).unwrap();
     Setup { db, chat, metrics }
@@ -47,7 +47,7 @@ impl Setup {
     /// What PostgreSQL holds, read through the PostgreSQL adapter.
     async fn stored(&self) -> Vec<Message> {
         let context = AdapterContext { pool: self.db.pool.clone(), settings: default_domain_settings::<Chat>() };
-        let postgres = PostgresChat::connect(context).await.unwrap();
+        let postgres = PostgresAdapter::<Chat>::connect(context).await.unwrap();
         postgres.snapshot(&general(), Page { limit: 100, before: None }).await.unwrap()
     }
 

@@ -9,6 +9,12 @@ use boardsync_testkit::TestSpacetime;
 use spacetimedb_sdk::{DbContext, Status, Table};
 
 const WAIT: Duration = Duration::from_secs(10);
+const MESSAGE_ID: &str = "6f1c1b9e-1d2f-4c57-9a59-2b9f3c1d7a10";
+const SETTINGS: &str = r#"{"max_text_chars":4000,"shortcodes":[]}"#;
+
+fn send_json() -> String {
+    serde_json::json!({ "type": "send", "id": MESSAGE_ID, "text": "hello" }).to_string()
+}
 
 /// Connects with `token` (None: a fresh anonymous identity) and waits until the
 /// subscription to every message is applied.
@@ -39,10 +45,11 @@ async fn a_reducer_call_by_the_owner_is_observed_through_a_subscription() {
     let stdb = TestSpacetime::publish("chat").await;
     let (conn, inserted) = connect(&stdb, Some(stdb.token.clone()));
 
-    conn.reducers.send("r1".into(), "general".into(), "m1".into(), "alice".into(), "hello".into()).unwrap();
+    conn.reducers.configure("r0".into(), SETTINGS.into()).unwrap();
+    conn.reducers.apply("r1".into(), "general".into(), "alice".into(), send_json()).unwrap();
 
     let row = inserted.recv_timeout(WAIT).expect("the new row arrives");
-    assert_eq!((row.id.as_str(), row.channel.as_str(), row.author.as_str()), ("m1", "general", "alice"));
+    assert_eq!((row.id.as_str(), row.channel.as_str(), row.author.as_str()), (MESSAGE_ID, "general", "alice"));
     assert_eq!(row.text, "hello");
     assert!(!row.deleted);
     conn.disconnect().unwrap();
@@ -54,11 +61,11 @@ async fn an_identity_that_is_not_the_backend_cannot_write() {
     let stdb = TestSpacetime::publish("chat").await;
     let (conn, inserted) = connect(&stdb, None);
     let (outcome_tx, outcome) = mpsc::channel();
-    conn.reducers.on_send(move |ctx, _, _, _, _, _| {
+    conn.reducers.on_apply(move |ctx, _, _, _, _| {
         let _ = outcome_tx.send(ctx.event.status.clone());
     });
 
-    conn.reducers.send("r1".into(), "general".into(), "m1".into(), "mallory".into(), "hi".into()).unwrap();
+    conn.reducers.apply("r1".into(), "general".into(), "mallory".into(), send_json()).unwrap();
 
     match outcome.recv_timeout(WAIT).expect("the reducer's outcome arrives") {
         Status::Failed(message) => assert!(message.contains("not_owner"), "{message}"),
@@ -74,16 +81,13 @@ async fn an_identity_that_is_not_the_backend_cannot_write() {
 async fn no_data_changing_reducer_accepts_a_caller_that_is_not_the_backend() {
     let stdb = TestSpacetime::publish("chat").await;
     let http = reqwest::Client::new();
+    // Every reducer of the contract (`modules/contract.rs`) that changes data.
     let calls = [
-        ("send", serde_json::json!(["r", "general", "m1", "mallory", "hi"])),
-        ("edit", serde_json::json!(["r", "general", "m1", "mallory", "x"])),
-        ("delete", serde_json::json!(["r", "general", "m1", "mallory"])),
-        ("react", serde_json::json!(["r", "general", "m1", "mallory", "👍"])),
-        ("unreact", serde_json::json!(["r", "general", "m1", "mallory", "👍"])),
-        ("warm_messages", serde_json::json!(["r", []])),
+        ("apply", serde_json::json!(["r", "general", "mallory", send_json()])),
+        ("warm", serde_json::json!(["r", []])),
         ("ack_outbox", serde_json::json!(["r", [1]])),
-        ("trim_channel", serde_json::json!(["r", "general", 0])),
-        ("configure", serde_json::json!(["r", 1])),
+        ("trim", serde_json::json!(["r", "general", 0])),
+        ("configure", serde_json::json!(["r", SETTINGS])),
     ];
     for (reducer, args) in &calls {
         // No token: the server makes a fresh anonymous identity for the call.
@@ -102,7 +106,7 @@ async fn no_data_changing_reducer_accepts_a_caller_that_is_not_the_backend() {
     let response = http
         .post(format!("{}/v1/database/{}/call/configure", stdb.url, stdb.database))
         .bearer_auth(&stdb.token)
-        .json(&serde_json::json!(["r", 4000]))
+        .json(&serde_json::json!(["r", SETTINGS]))
         .send()
         .await
         .unwrap();

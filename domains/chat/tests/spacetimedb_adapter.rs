@@ -10,7 +10,7 @@ async fn spacetimedb_chat() -> contract::Conn {
     let db = TestPostgres::create(&[<Chat as boardsync_core::DomainAdapters>::migrator()]).await;
     let stdb = TestSpacetime::publish("chat").await;
     let context = boardsync_core::AdapterContext { pool: db.pool, settings: default_domain_settings::<Chat>() };
-    let adapter = boardsync_chat::spacetime::SpacetimeChat::connect(context, stdb.target());
+    let adapter = boardsync_core::cache_adapter::CacheAdapter::<Chat>::connect(context, stdb.target()).unwrap();
     let chat = std::sync::Arc::new(adapter);
     boardsync_testkit::wait_until("the cache connects", || {
         boardsync_core::cache::Cache::<Chat>::epoch(chat.as_ref()).is_some()

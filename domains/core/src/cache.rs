@@ -11,50 +11,32 @@ use tokio::sync::broadcast;
 use crate::warmup::WarmupSettings;
 use crate::{Domain, DomainError, ScopeKey};
 
-/// One write recorded in the module's `sync_outbox`, in the same transaction as the write.
+/// One write recorded in the module's `sync_outbox`, in the same transaction as the
+/// write. `P` is the written entity's full state: the module's own row type, decoded
+/// with the module's generated type, so a renamed field fails to compile instead of
+/// failing at run time.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxEntry {
+pub struct OutboxEntry<P> {
     /// Increases with every write to this cache incarnation.
     pub seq: u64,
     /// The entity written (e.g. a message id); order is kept per entity.
     pub entity: String,
     pub kind: String,
-    /// The entity's full state after the write, as JSON.
-    pub payload: String,
+    /// The entity's full state after the write.
+    pub payload: P,
     pub request_id: String,
     /// When the cache committed the write.
     pub created_at_micros: i64,
 }
 
-/// The oldest `limit` of a module's `sync_outbox` rows as [`OutboxEntry`]s. Every
-/// module's generated row type has the same fields, so this is a macro, not a trait.
-#[macro_export]
-macro_rules! outbox_entries {
-    ($rows:expr, $limit:expr) => {{
-        let mut entries: Vec<$crate::cache::OutboxEntry> = $rows
-            .map(|row| $crate::cache::OutboxEntry {
-                seq: row.seq,
-                entity: row.entity,
-                kind: row.kind,
-                payload: row.payload,
-                request_id: row.request_id,
-                created_at_micros: row.created_at.to_micros_since_unix_epoch(),
-            })
-            .collect();
-        entries.sort_by_key(|entry| entry.seq);
-        entries.truncate($limit);
-        entries
-    }};
-}
-
 /// The last entry of each entity, in sequence order. Payloads are full states, so
 /// within a batch only an entity's last state needs applying; order per entity holds.
-pub fn latest_per_entity(entries: &[OutboxEntry]) -> Vec<&OutboxEntry> {
-    let mut latest: std::collections::HashMap<&str, &OutboxEntry> = std::collections::HashMap::new();
+pub fn latest_per_entity<P>(entries: &[OutboxEntry<P>]) -> Vec<&OutboxEntry<P>> {
+    let mut latest: std::collections::HashMap<&str, &OutboxEntry<P>> = std::collections::HashMap::new();
     for entry in entries {
         latest.insert(entry.entity.as_str(), entry);
     }
-    let mut ordered: Vec<&OutboxEntry> = latest.into_values().collect();
+    let mut ordered: Vec<&OutboxEntry<P>> = latest.into_values().collect();
     ordered.sort_by_key(|entry| entry.seq);
     ordered
 }
@@ -70,6 +52,11 @@ pub enum CacheSignal {
     /// New outbox entries arrived.
     OutboxGrew,
 }
+
+/// A pending outbox entry of domain `D`: its payload read as the domain's item, or
+/// `None` when the module wrote a row the domain cannot read (persisting it fails,
+/// so it is dead-lettered rather than lost).
+pub type Pending<D> = OutboxEntry<Option<<D as Domain>::Item>>;
 
 #[async_trait]
 pub trait Cache<D: Domain>: Send + Sync + 'static {
@@ -94,30 +81,30 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError>;
 
     /// Unacknowledged outbox entries, oldest first, at most `limit`.
-    fn pending(&self, limit: usize) -> Vec<OutboxEntry>;
+    fn pending(&self, limit: usize) -> Vec<Pending<D>>;
 
     fn pending_count(&self) -> usize;
 
     /// Applies the entries' effects in PostgreSQL inside `tx`, in order.
-    async fn persist(&self, tx: &mut PgConnection, entries: &[OutboxEntry]) -> Result<(), DomainError>;
+    async fn persist(&self, tx: &mut PgConnection, entries: &[Pending<D>]) -> Result<(), DomainError>;
 
     /// Removes entries from the outbox once their effect is committed in PostgreSQL.
     async fn ack(&self, seqs: Vec<u64>) -> Result<(), DomainError>;
 
     /// Tells writers waiting for durability that these entries are in PostgreSQL.
-    fn persisted(&self, entries: &[OutboxEntry]);
+    fn persisted(&self, entries: &[Pending<D>]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(seq: u64, entity: &str) -> OutboxEntry {
+    fn entry(seq: u64, entity: &str) -> OutboxEntry<()> {
         OutboxEntry {
             seq,
             entity: entity.into(),
             kind: "k".into(),
-            payload: "{}".into(),
+            payload: (),
             request_id: String::new(),
             created_at_micros: 0,
         }

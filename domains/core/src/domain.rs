@@ -27,13 +27,15 @@ pub trait Domain: Send + Sync + Sized + 'static {
 
     /// One entry of a scope's snapshot (a chat message with its reactions).
     type Item: Serialize + Clone + Send + Sync + 'static;
-    /// A client's request, a JSON object tagged by `type`.
-    type Command: DeserializeOwned + Send + Sync + 'static;
+    /// A client's request, a JSON object tagged by `type`. The cache adapter hands it
+    /// to the module as the same JSON.
+    type Command: Serialize + DeserializeOwned + Send + Sync + 'static;
     /// What a command did; returned to the caller and pushed to live subscribers.
     /// It carries the item's full new state, so applying it twice is harmless.
     type Event: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
-    /// The domain's own settings, from `[domains.<NAME>]`.
-    type Settings: DeserializeOwned + Clone + Send + Sync + 'static;
+    /// The domain's own settings, from `[domains.<NAME>]`. The cache adapter hands them
+    /// to the module (`configure`), so both adapters apply the same limits.
+    type Settings: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
     /// The domain's own part of a scope's `config` column.
     type ScopeConfig: DeserializeOwned + Serialize + Default + Send + Sync + 'static;
 
@@ -41,6 +43,7 @@ pub trait Domain: Send + Sync + Sized + 'static {
     /// adapter sees the command. Rules that need data are the adapters'.
     fn validate(command: &Self::Command, settings: &Self::Settings) -> Result<(), DomainError>;
 
-    /// The pagination cursor of an item: a snapshot `before` it lists older items.
+    /// The pagination cursor of an item, its id: a snapshot `before` it lists older
+    /// items.
     fn cursor(item: &Self::Item) -> String;
 }

@@ -145,6 +145,12 @@ impl DomainError {
     }
 }
 
+impl From<crate::refusal::Refusal> for DomainError {
+    fn from(refusal: crate::refusal::Refusal) -> Self {
+        Self::new(ErrorKind::parse(refusal.kind).unwrap_or(ErrorKind::Invalid), refusal.code, refusal.message)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde::Deserialize;
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;
 
 use crate::cache::Cache;
+use crate::cache_adapter::{CacheAdapter, CacheBinding};
+use crate::pg_adapter::{PostgresAdapter, PostgresBinding};
 use crate::postgres::EventLogSettings;
 use crate::spacetime::Backoff;
 use crate::warmup::WarmupSettings;
@@ -64,19 +65,38 @@ pub struct DomainSettings<D: Domain> {
 }
 
 impl<D: Domain> DomainSettings<D> {
-    /// Parses the `[domains.<name>]` section; errors name the section and the field.
-    pub fn parse(section: &serde_json::Value) -> Result<Self, String> {
+    /// Parses the `[domains.<name>]` section over the `[framework]` defaults (a domain
+    /// lists only what it changes; tables such as `warmup` merge key by key). Errors
+    /// name the section and the field.
+    pub fn parse(defaults: &serde_json::Value, section: &serde_json::Value) -> Result<Self, String> {
         let key = format!("domains.{}", D::NAME);
-        let serde_json::Value::Object(map) = section else {
-            return Err(format!("invalid setting `{key}`: must be a table"));
+        let (serde_json::Value::Object(defaults), serde_json::Value::Object(section)) = (defaults, section) else {
+            return Err(format!("invalid setting `{key}` or `framework`: must be a table"));
         };
+        if let Some(unknown) = defaults.keys().find(|k| !FRAMEWORK_KEYS.contains(&k.as_str())) {
+            return Err(format!("invalid setting `framework.{unknown}`: not a framework key"));
+        }
+        let mut map = defaults.clone();
+        merge(&mut map, section);
         let (framework, own): (serde_json::Map<_, _>, serde_json::Map<_, _>) =
-            map.clone().into_iter().partition(|(k, _)| FRAMEWORK_KEYS.contains(&k.as_str()));
+            map.into_iter().partition(|(k, _)| FRAMEWORK_KEYS.contains(&k.as_str()));
         let framework = serde_json::from_value(serde_json::Value::Object(framework))
             .map_err(|e| format!("invalid setting in `{key}`: {e}"))?;
         let domain = serde_json::from_value(serde_json::Value::Object(own))
             .map_err(|e| format!("invalid setting in `{key}`: {e}"))?;
         Ok(Self { framework, domain })
+    }
+}
+
+/// Lays `over` onto `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut serde_json::Map<String, serde_json::Value>, over: &serde_json::Map<String, serde_json::Value>) {
+    for (key, value) in over {
+        match (base.get_mut(key), value) {
+            (Some(serde_json::Value::Object(base)), serde_json::Value::Object(over)) => merge(base, over),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
     }
 }
 
@@ -111,26 +131,23 @@ pub struct Adapter<D: Domain> {
     pub cache: Option<Arc<dyn Cache<D>>>,
 }
 
-/// How a domain builds each of its adapters; the factory calls exactly one, once.
-#[async_trait]
-pub trait DomainAdapters: Domain {
+/// A domain with both bindings, ready for the factory: all it adds is its schema.
+pub trait DomainAdapters: PostgresBinding + CacheBinding {
     /// The domain's PostgreSQL migrations (see [`crate::migrations::shared`]).
     fn migrator() -> Migrator;
-
-    async fn postgres(context: AdapterContext<Self>) -> Result<Arc<dyn Connection<Self>>, DomainError>;
-
-    /// The SpacetimeDB adapter, connecting in the background (its calls answer 503
-    /// until it is connected): one object that is both the connection and the cache.
-    async fn spacetimedb(context: AdapterContext<Self>, target: SpacetimeTarget) -> Result<Adapter<Self>, DomainError>;
 }
 
-/// Builds `D`'s adapter: SpacetimeDB when a target is given, PostgreSQL otherwise.
+/// Builds `D`'s adapter once: SpacetimeDB when a target is given (connecting in the
+/// background; its calls answer 503 until connected), PostgreSQL otherwise.
 pub async fn connect<D: DomainAdapters>(
     context: AdapterContext<D>,
     spacetimedb: Option<SpacetimeTarget>,
 ) -> Result<Adapter<D>, DomainError> {
     match spacetimedb {
-        Some(target) => D::spacetimedb(context, target).await,
-        None => Ok(Adapter { connection: D::postgres(context).await?, cache: None }),
+        Some(target) => {
+            let adapter = Arc::new(CacheAdapter::connect(context, target)?);
+            Ok(Adapter { connection: adapter.clone(), cache: Some(adapter) })
+        }
+        None => Ok(Adapter { connection: Arc::new(PostgresAdapter::connect(context).await?), cache: None }),
     }
 }

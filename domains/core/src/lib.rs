@@ -28,6 +28,7 @@
 
 pub mod adapter;
 pub mod cache;
+pub mod cache_adapter;
 pub mod connection;
 pub mod domain;
 pub mod error;
@@ -36,7 +37,9 @@ pub mod index;
 pub mod live;
 pub mod migrations;
 pub mod ordering;
+pub mod pg_adapter;
 pub mod postgres;
+pub mod refusal;
 pub mod scope;
 pub mod spacetime;
 pub mod warmup;
@@ -48,3 +51,11 @@ pub use error::{DomainError, ErrorKind};
 pub use factory::DomainAdapters;
 pub use factory::{Adapter, AdapterContext, DomainSettings};
 pub use scope::{Scope, ScopeKey, ScopeStore};
+
+/// What [`spacetime_module!`] expands to needs, reachable from any domain crate.
+#[doc(hidden)]
+pub mod __private {
+    pub use spacetimedb_client_api_messages::websocket::CallReducerFlags;
+    pub use spacetimedb_sdk as sdk;
+    pub use tracing;
+}

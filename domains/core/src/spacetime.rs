@@ -13,7 +13,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::sync::{broadcast, oneshot};
 
-use crate::cache::{CacheSignal, OutboxEntry};
+use crate::cache::CacheSignal;
 use crate::factory::SpacetimeTarget;
 use crate::DomainError;
 
@@ -111,6 +111,10 @@ impl DurableWaiters {
         }
     }
 
+    pub fn forget(&self, request_id: &str) {
+        self.waiters.remove(request_id);
+    }
+
     /// Waits at most `timeout`; on timeout the write is in the cache but not yet
     /// known to be in PostgreSQL, which the error says.
     pub async fn wait(
@@ -166,7 +170,7 @@ impl Backoff {
 pub fn keep_connected(
     name: String,
     backoff: Backoff,
-    mut session: impl FnMut() -> Result<(), String> + Send + 'static,
+    mut session: impl FnMut() -> Result<(), spacetimedb_sdk::Error> + Send + 'static,
 ) -> ConnectionLoop {
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
@@ -204,17 +208,15 @@ impl Drop for ConnectionLoop {
 }
 
 /// One domain's link to its SpacetimeDB module: the live connection (of the module's
-/// generated `DbConnection` type `C`), the cache incarnation it is on, calls in
-/// flight, durable-write waiters and the cache's signals. A domain's adapter keeps
-/// one, drives the session with [`Link::run_session`], and calls reducers through
-/// [`Link::connection`], [`Link::owner_call`] and the pending-call tables.
-pub struct Link<C, Row> {
+/// generated `DbConnection` type `C`), the cache incarnation it is on, owner calls in
+/// flight, durable-write waiters and the cache's signals. The generic cache adapter
+/// ([`crate::cache_adapter`]) keeps one and drives the session with
+/// [`Link::run_session`].
+pub struct Link<C> {
     pub target: SpacetimeTarget,
     connection: RwLock<Option<Arc<C>>>,
     epoch: RwLock<Option<u64>>,
-    /// Client commands in flight; the outcome carries the written row.
-    pub client_calls: PendingCalls<Option<Row>>,
-    /// Owner reducers in flight (warm-up, ack, trim).
+    /// Owner reducers in flight (configure, warm-up, ack, trim).
     pub owner_calls: PendingCalls<()>,
     pub durable: DurableWaiters,
     signals: broadcast::Sender<CacheSignal>,
@@ -242,13 +244,12 @@ fn release<C>(connection: Arc<C>) {
 /// How many cache signals a slow listener may miss (it drains anyway when it lags).
 const SIGNAL_CAPACITY: usize = 1024;
 
-impl<C: Send + Sync + 'static, Row: Send + 'static> Link<C, Row> {
+impl<C: Send + Sync + 'static> Link<C> {
     pub fn new(target: SpacetimeTarget) -> Self {
         Self {
             target,
             connection: RwLock::new(None),
             epoch: RwLock::new(None),
-            client_calls: PendingCalls::default(),
             owner_calls: PendingCalls::default(),
             durable: DurableWaiters::default(),
             signals: broadcast::channel(SIGNAL_CAPACITY).0,
@@ -262,6 +263,12 @@ impl<C: Send + Sync + 'static, Row: Send + 'static> Link<C, Row> {
             (true, Some(connection)) => Ok(connection.clone()),
             _ => Err(cache_unavailable()),
         }
+    }
+
+    /// The connection as soon as it is built, before it is subscribed (for the
+    /// subscription's own callback).
+    pub fn connected(&self) -> Result<Arc<C>, DomainError> {
+        self.connection.read().expect("connection lock").clone().ok_or_else(cache_unavailable)
     }
 
     pub fn epoch(&self) -> Option<u64> {
@@ -299,14 +306,15 @@ impl<C: Send + Sync + 'static, Row: Send + 'static> Link<C, Row> {
     /// One connection's life on the calling (plain) thread: `build` connects and
     /// subscribes (its subscription's `on_applied` calls [`Link::ready`]), `advance`
     /// processes one message and fails once the connection is gone. When it is gone,
-    /// every call in flight fails and `Lost` is signalled; `lost` lets the domain
-    /// clean up its own state (e.g. tell live subscribers to resync).
+    /// every owner call in flight fails and `Lost` is signalled; `lost` lets the
+    /// adapter clean up its own state (fail client calls, tell live subscribers to
+    /// resync).
     pub fn run_session<E: std::fmt::Display>(
         &self,
-        build: impl FnOnce() -> Result<C, String>,
+        build: impl FnOnce() -> Result<C, spacetimedb_sdk::Error>,
         advance: impl Fn(&C) -> Result<(), E>,
         lost: impl FnOnce(),
-    ) -> Result<(), String> {
+    ) -> Result<(), spacetimedb_sdk::Error> {
         let connection = Arc::new(build()?);
         *self.connection.write().expect("connection lock") = Some(connection.clone());
         // The SDK panics (rather than failing) when a call is queued just as the
@@ -325,16 +333,14 @@ impl<C: Send + Sync + 'static, Row: Send + 'static> Link<C, Row> {
         *self.connection.write().expect("connection lock") = None;
         release(connection);
         *self.epoch.write().expect("epoch lock") = None;
-        let error = cache_unavailable();
-        self.client_calls.fail_all(&error);
-        self.owner_calls.fail_all(&error);
+        self.owner_calls.fail_all(&cache_unavailable());
         lost();
         self.signal(CacheSignal::Lost);
         Ok(())
     }
 
     /// Calls an owner reducer through `call` (given the connection and a fresh request
-    /// id) and waits for the outcome that the domain's callback resolves.
+    /// id) and waits for the outcome that the module's callback resolves.
     pub async fn owner_call<E>(&self, call: impl FnOnce(&C, String) -> Result<(), E>) -> Result<(), DomainError> {
         let (request_id, receiver) = self.owner_calls.register();
         // The connection is not held across the await (see `release`).
@@ -344,35 +350,6 @@ impl<C: Send + Sync + 'static, Row: Send + 'static> Link<C, Row> {
             return Err(cache_unavailable());
         }
         outcome(&self.owner_calls, &request_id, receiver, self.target.reducer_timeout).await
-    }
-
-    /// Calls a client reducer through `call` and waits for its outcome (the written
-    /// row), and with `durable` also until PostgreSQL has the write.
-    pub async fn client_call<E>(
-        &self,
-        durable: bool,
-        call: impl FnOnce(&C, String) -> Result<(), E>,
-    ) -> Result<Option<Row>, DomainError> {
-        let (request_id, receiver) = self.client_calls.register();
-        let durable = durable.then(|| self.durable.register(&request_id));
-        // The connection is not held across the await (see `release`).
-        let sent = self.connection().map(|connection| call(&connection, request_id.clone()).is_ok());
-        if sent != Ok(true) {
-            self.client_calls.forget(&request_id);
-            return Err(cache_unavailable());
-        }
-        let row = outcome(&self.client_calls, &request_id, receiver, self.target.reducer_timeout).await?;
-        if let Some(receiver) = durable {
-            self.durable.wait(&request_id, receiver, self.target.durable_timeout).await?;
-        }
-        Ok(row)
-    }
-
-    /// Releases the writers waiting for these entries to reach PostgreSQL.
-    pub fn persisted(&self, entries: &[OutboxEntry]) {
-        for entry in entries {
-            self.durable.release(&entry.request_id);
-        }
     }
 }
 
@@ -403,16 +380,16 @@ mod tests {
 
     #[tokio::test]
     async fn an_sdk_panic_ends_the_session_like_a_lost_connection() {
-        let link: Link<u8, ()> = Link::new(target());
+        let link: Link<u8> = Link::new(target());
         let mut signals = link.signals();
-        let (request_id, call) = link.client_calls.register();
+        let (request_id, call) = link.owner_calls.register();
         let mut lost = false;
         let ended = link.run_session(
             || Ok(7u8),
             |_| -> Result<(), String> { panic!("Unable to send reducer call message") },
             || lost = true,
         );
-        assert_eq!(ended, Ok(()), "the session ends normally, so the loop reconnects");
+        assert!(ended.is_ok(), "the session ends normally, so the loop reconnects");
         assert!(lost);
         assert_eq!(call.await.unwrap().unwrap_err().code, "cache_unavailable", "calls in flight fail");
         assert_eq!(signals.recv().await.unwrap(), CacheSignal::Lost);

@@ -31,6 +31,16 @@ pub struct WarmupOverrides {
 }
 
 impl WarmupSettings {
+    /// The oldest creation time the window admits (`max_age_secs` ago), if bounded.
+    pub fn since(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.max_age_secs.map(|secs| chrono::Utc::now() - chrono::Duration::seconds(secs.min(i64::MAX as u64) as i64))
+    }
+
+    /// The most items the window admits.
+    pub fn limit(&self) -> i64 {
+        self.max_items.map_or(i64::MAX, i64::from)
+    }
+
     /// The domain defaults with a scope's overrides applied.
     pub fn with(&self, overrides: &WarmupOverrides) -> WarmupSettings {
         WarmupSettings {

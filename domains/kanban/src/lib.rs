@@ -3,8 +3,10 @@
 //!
 //! - [`domain`]: [`Kanban`] and its types ([`Column`], [`Card`], [`BoardItem`],
 //!   [`KanbanCommand`], [`KanbanEvent`]); snapshot order and paging.
-//! - [`rules`]: placement, WIP limits and deletion rules, shared with `modules/kanban`.
-//! - [`postgres`]: the PostgreSQL adapter; [`spacetime`]: the SpacetimeDB adapter.
+//! - [`rules`]: its commands, settings, placement, WIP limits and deletion rules,
+//!   shared with `modules/kanban`.
+//! - [`postgres`]: its SQL, for the PostgreSQL adapter, warm-up and the outbox.
+//! - [`spacetime`]: its binding to the generic cache adapter.
 //! - [`module_bindings`]: the client bindings of `modules/kanban` (generated).
 
 pub mod domain;
@@ -18,29 +20,17 @@ pub mod rules;
 pub use boardsync_core::ordering;
 pub mod spacetime;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use boardsync_core::factory::SpacetimeTarget;
-use boardsync_core::{Adapter, AdapterContext, Connection, DomainAdapters, DomainError};
+/// Refusals, from the core (the shared rules use them as `crate::refusal`).
+pub use boardsync_core::refusal;
+use boardsync_core::DomainAdapters;
 use sqlx::migrate::Migrator;
 
 pub use domain::{BoardItem, Card, Column, Kanban, KanbanCommand, KanbanEvent, KanbanSettings};
 
 static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
-#[async_trait]
 impl DomainAdapters for Kanban {
     fn migrator() -> Migrator {
         boardsync_core::migrations::shared(&MIGRATIONS)
-    }
-
-    async fn postgres(context: AdapterContext<Self>) -> Result<Arc<dyn Connection<Self>>, DomainError> {
-        Ok(Arc::new(postgres::PostgresKanban::connect(context).await?))
-    }
-
-    async fn spacetimedb(context: AdapterContext<Self>, target: SpacetimeTarget) -> Result<Adapter<Self>, DomainError> {
-        let kanban = Arc::new(spacetime::SpacetimeKanban::connect(context, target));
-        Ok(Adapter { connection: kanban.clone(), cache: Some(kanban) })
     }
 }

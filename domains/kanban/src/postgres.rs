@@ -1,30 +1,19 @@
-//! Kanban on the PostgreSQL adapter. Each command locks its board (one writer per
+//! Kanban in PostgreSQL, for the PostgreSQL adapter, warm-up and the outbox. Each
+//! command locks its board (one writer per
 //! board at a time, so WIP counts and positions are decided on current data), decides
 //! the new states with [`decide`], writes them, and appends the events.
 
 use async_trait::async_trait;
-use boardsync_core::postgres::PgEventLog;
-use boardsync_core::{
-    AdapterContext, AdapterKind, Connection, DomainError, Durability, EventStream, Page, ScopeKey, UserId,
-};
+use boardsync_core::pg_adapter::{Applied, PostgresBinding};
+use boardsync_core::{DomainError, Page, ScopeKey, UserId};
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{board_items, page, refused, BoardItem, Card, Column, Kanban, KanbanCommand, KanbanEvent};
+use crate::domain::{
+    board_items, page, refused, BoardItem, Card, Column, Kanban, KanbanCommand, KanbanEvent, KanbanSettings,
+};
 use crate::rules::{self, CardView, ColumnView};
-
-pub struct PostgresKanban {
-    pool: PgPool,
-    events: PgEventLog<KanbanEvent>,
-}
-
-impl PostgresKanban {
-    pub async fn connect(context: AdapterContext<Kanban>) -> Result<Self, DomainError> {
-        let events = PgEventLog::start(context.pool.clone(), "kanban", context.settings.framework.event_log()).await?;
-        Ok(Self { pool: context.pool, events })
-    }
-}
 
 #[derive(sqlx::FromRow)]
 struct ColumnRow {
@@ -347,46 +336,31 @@ pub(crate) async fn persist_states(db: &mut PgConnection, items: &[BoardItem]) -
 }
 
 #[async_trait]
-impl Connection<Kanban> for PostgresKanban {
-    fn kind(&self) -> AdapterKind {
-        AdapterKind::Postgres
-    }
-
-    async fn snapshot(&self, board: &ScopeKey, request: Page) -> Result<Vec<BoardItem>, DomainError> {
-        let mut db = self.pool.acquire().await.map_err(DomainError::from_sqlx)?;
-        let (columns, cards) = load_board(&mut db, board, None).await?;
+impl PostgresBinding for Kanban {
+    async fn page(db: &mut PgConnection, board: &ScopeKey, request: Page) -> Result<Vec<BoardItem>, DomainError> {
+        let (columns, cards) = load_board(db, board, None).await?;
         page(board_items(columns, cards), request.before.as_deref(), request.limit)
     }
 
-    async fn apply(
-        &self,
+    async fn apply_in(
+        tx: &mut PgConnection,
+        _settings: &KanbanSettings,
         board: &ScopeKey,
         _user: &UserId,
         command: KanbanCommand,
-        // Every write here is committed in PostgreSQL before it is acknowledged.
-        _durability: Durability,
-    ) -> Result<KanbanEvent, DomainError> {
+    ) -> Result<Applied<KanbanEvent>, DomainError> {
         let deleting_column = matches!(command, KanbanCommand::DeleteColumn { .. });
-        let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('kanban:' || $1))")
             .bind(board.as_str())
             .execute(&mut *tx)
             .await
             .map_err(DomainError::from_sqlx)?;
-        let (columns, cards) = load_board(&mut tx, board, None).await?;
+        let (columns, cards) = load_board(tx, board, None).await?;
         let now: DateTime<Utc> =
             sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await.map_err(DomainError::from_sqlx)?;
         let decision = decide(board, &columns, &cards, command, now)?;
-        persist_states(&mut tx, &decision.writes).await?;
+        persist_states(tx, &decision.writes).await?;
         let events = events(&decision, deleting_column);
-        for event in &events {
-            self.events.append(&mut tx, board, event).await?;
-        }
-        tx.commit().await.map_err(DomainError::from_sqlx)?;
-        Ok(events.into_iter().next().expect("a decision has an answer"))
-    }
-
-    async fn subscribe(&self, board: &ScopeKey) -> Result<EventStream<KanbanEvent>, DomainError> {
-        Ok(self.events.subscribe(board))
+        Ok(Applied { answer: events[0].clone(), events })
     }
 }

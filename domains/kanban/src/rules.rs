@@ -1,9 +1,141 @@
-//! The Kanban rules that need the board's data, written once for both adapters: the
-//! PostgreSQL adapter uses this module and `modules/kanban` includes this file
-//! (`#[path]`), so the cache and PostgreSQL place and refuse identically. No
-//! dependencies; ids and positions are strings.
+//! Kanban's commands, settings and rules, written once for both adapters: the backend
+//! uses this module and `modules/kanban` includes this file (`#[path]`), so the cache
+//! and PostgreSQL parse, place and refuse identically. Ids and positions are strings
+//! here; no dependencies beyond serde and uuid.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::ordering::key_between;
+pub use crate::refusal::Refusal;
+
+/// Where to put an item among its siblings: right after `after`, or first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum KanbanCommand {
+    CreateColumn {
+        id: Uuid,
+        name: String,
+        #[serde(default)]
+        wip_limit: Option<u32>,
+        /// Place after this column; at the end when absent.
+        #[serde(default)]
+        after: Option<Uuid>,
+    },
+    RenameColumn {
+        id: Uuid,
+        name: String,
+    },
+    SetWipLimit {
+        id: Uuid,
+        wip_limit: Option<u32>,
+    },
+    /// Moves a column right after `after`, or first when absent.
+    ReorderColumn {
+        id: Uuid,
+        #[serde(default)]
+        after: Option<Uuid>,
+    },
+    /// Deletes a column; one with cards needs `force`, which deletes them too.
+    DeleteColumn {
+        id: Uuid,
+        #[serde(default)]
+        force: bool,
+    },
+    CreateCard {
+        id: Uuid,
+        column: Uuid,
+        title: String,
+        #[serde(default)]
+        description: String,
+        #[serde(default)]
+        assignees: Vec<String>,
+        #[serde(default)]
+        labels: Vec<String>,
+        /// Place after this card of the column; at the end when absent.
+        #[serde(default)]
+        after: Option<Uuid>,
+    },
+    /// Changes the fields given.
+    EditCard {
+        id: Uuid,
+        #[serde(default)]
+        title: Option<String>,
+        #[serde(default)]
+        description: Option<String>,
+        #[serde(default)]
+        assignees: Option<Vec<String>>,
+        #[serde(default)]
+        labels: Option<Vec<String>>,
+    },
+    DeleteCard {
+        id: Uuid,
+    },
+    /// Moves a card into `column` (the same or another) right after `after`, or first.
+    MoveCard {
+        id: Uuid,
+        column: Uuid,
+        #[serde(default)]
+        after: Option<Uuid>,
+    },
+}
+
+/// `[domains.kanban]`, less the framework's keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KanbanSettings {
+    pub max_name_chars: u32,
+    pub max_title_chars: u32,
+    pub max_description_chars: u32,
+    /// Assignees or labels per card.
+    pub max_tags: u32,
+}
+
+/// Refuses names, titles, descriptions and tags past the configured limits.
+pub fn check(command: &KanbanCommand, s: &KanbanSettings) -> Result<(), Refusal> {
+    match command {
+        KanbanCommand::CreateColumn { name, .. } | KanbanCommand::RenameColumn { name, .. } => {
+            check_text("invalid_name", "name", name, s.max_name_chars, false)
+        }
+        KanbanCommand::CreateCard { title, description, assignees, labels, .. } => {
+            check_text("invalid_title", "title", title, s.max_title_chars, false)?;
+            check_text("invalid_description", "description", description, s.max_description_chars, true)?;
+            check_tags(assignees, s)?;
+            check_tags(labels, s)
+        }
+        KanbanCommand::EditCard { title, description, assignees, labels, .. } => {
+            if let Some(title) = title {
+                check_text("invalid_title", "title", title, s.max_title_chars, false)?;
+            }
+            if let Some(description) = description {
+                check_text("invalid_description", "description", description, s.max_description_chars, true)?;
+            }
+            assignees.iter().chain(labels.iter()).try_for_each(|tags| check_tags(tags, s))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_text(code: &'static str, what: &str, text: &str, max: u32, may_be_empty: bool) -> Result<(), Refusal> {
+    if !may_be_empty && text.trim().is_empty() {
+        return Err(refusal("invalid", code, format!("the {what} must not be empty")));
+    }
+    if text.chars().count() > max as usize {
+        return Err(refusal("too_large", code, format!("the {what} is longer than {max} characters")));
+    }
+    Ok(())
+}
+
+fn check_tags(tags: &[String], settings: &KanbanSettings) -> Result<(), Refusal> {
+    if tags.len() > settings.max_tags as usize || tags.iter().any(|t| t.trim().is_empty() || t.chars().count() > 64) {
+        return Err(refusal(
+            "invalid",
+            "invalid_tags",
+            format!("at most {} assignees or labels, each 1-64 characters", settings.max_tags),
+        ));
+    }
+    Ok(())
+}
 
 /// A column as the rules see it.
 pub struct ColumnView<'a> {
@@ -20,16 +152,8 @@ pub struct CardView<'a> {
     pub position: &'a str,
 }
 
-/// A refusal, as `(kind, code, message)` in the shape every boardsync error has.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub kind: &'static str,
-    pub code: &'static str,
-    pub message: String,
-}
-
 fn refusal(kind: &'static str, code: &'static str, message: String) -> Refusal {
-    Refusal { kind, code, message }
+    Refusal::new(kind, code, message)
 }
 
 pub fn column_not_found(id: &str) -> Refusal {

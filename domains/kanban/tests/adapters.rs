@@ -5,22 +5,23 @@ mod contract;
 use std::sync::Arc;
 
 use boardsync_core::cache::Cache;
+use boardsync_core::cache_adapter::CacheAdapter;
+use boardsync_core::pg_adapter::PostgresAdapter;
 use boardsync_core::{AdapterContext, DomainAdapters};
-use boardsync_kanban::spacetime::SpacetimeKanban;
 use boardsync_kanban::Kanban;
 use boardsync_testkit::{default_domain_settings, wait_until, TestPostgres, TestSpacetime};
 
 async fn postgres_kanban() -> contract::Conn {
     let db = TestPostgres::create(&[Kanban::migrator()]).await;
     let context = AdapterContext { pool: db.pool, settings: default_domain_settings::<Kanban>() };
-    Kanban::postgres(context).await.expect("the PostgreSQL adapter starts")
+    Arc::new(PostgresAdapter::<Kanban>::connect(context).await.expect("the PostgreSQL adapter starts"))
 }
 
 async fn spacetimedb_kanban() -> contract::Conn {
     let db = TestPostgres::create(&[Kanban::migrator()]).await;
     let stdb = TestSpacetime::publish("kanban").await;
     let context = AdapterContext { pool: db.pool, settings: default_domain_settings::<Kanban>() };
-    let kanban = Arc::new(SpacetimeKanban::connect(context, stdb.target()));
+    let kanban = Arc::new(CacheAdapter::<Kanban>::connect(context, stdb.target()).expect("the cache adapter starts"));
     wait_until("the cache connects", || Cache::<Kanban>::epoch(kanban.as_ref()).is_some()).await;
     kanban
 }

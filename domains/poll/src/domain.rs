@@ -1,5 +1,7 @@
 //! Polls: options (added by anyone, removed by their author) that people vote on.
 
+use crate::rules::check;
+pub use crate::rules::{PollCommand, PollSettings};
 use boardsync_core::{Domain, DomainError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,23 +22,6 @@ pub struct PollOption {
     pub removed: bool,
     pub voters: Vec<String>,
     pub version: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum PollCommand {
-    AddOption { id: Uuid, label: String },
-    Vote { id: Uuid },
-    Unvote { id: Uuid },
-    RemoveOption { id: Uuid },
-}
-
-impl PollCommand {
-    pub fn option_id(&self) -> Uuid {
-        match self {
-            Self::AddOption { id, .. } | Self::Vote { id } | Self::Unvote { id } | Self::RemoveOption { id } => *id,
-        }
-    }
 }
 
 /// What happened, with the option's full state after it.
@@ -70,14 +55,6 @@ impl PollEvent {
     }
 }
 
-/// `[domains.poll]`, less the framework's keys.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PollSettings {
-    /// Longest option label, in characters.
-    pub max_label_chars: u32,
-}
-
 /// A poll's own settings: none yet, and unknown keys are refused.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,17 +70,7 @@ impl Domain for Poll {
     type ScopeConfig = PollConfig;
 
     fn validate(command: &PollCommand, settings: &PollSettings) -> Result<(), DomainError> {
-        let PollCommand::AddOption { label, .. } = command else { return Ok(()) };
-        if label.trim().is_empty() {
-            return Err(DomainError::invalid("label_empty", "the label must not be empty"));
-        }
-        if label.chars().count() > settings.max_label_chars as usize {
-            return Err(DomainError::too_large(
-                "label_too_long",
-                format!("the label is longer than {} characters", settings.max_label_chars),
-            ));
-        }
-        Ok(())
+        check(command, settings).map_err(DomainError::from)
     }
 
     fn cursor(option: &PollOption) -> String {

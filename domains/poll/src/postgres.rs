@@ -1,30 +1,17 @@
-//! Polls on the PostgreSQL adapter: reads and writes go to PostgreSQL; live events
-//! come from the framework's event log.
+//! Polls in PostgreSQL: the PostgreSQL adapter's SQL, and what warm-up reads and the
+//! outbox writes for the cache adapter.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use boardsync_core::postgres::PgEventLog;
-use boardsync_core::{
-    AdapterContext, AdapterKind, Connection, DomainError, Durability, EventStream, Page, ScopeKey, UserId,
-};
+use boardsync_core::pg_adapter::{Applied, PostgresBinding};
+use boardsync_core::{DomainError, Page, ScopeKey, UserId};
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{Poll, PollCommand, PollEvent, PollOption};
-
-pub struct PostgresPoll {
-    pool: PgPool,
-    events: PgEventLog<PollEvent>,
-}
-
-impl PostgresPoll {
-    pub async fn connect(context: AdapterContext<Poll>) -> Result<Self, DomainError> {
-        let events = PgEventLog::start(context.pool.clone(), "poll", context.settings.framework.event_log()).await?;
-        Ok(Self { pool: context.pool, events })
-    }
-}
+use crate::domain::{Poll, PollCommand, PollEvent, PollOption, PollSettings};
+use crate::rules::{id_conflict, not_author, option_not_found};
 
 #[derive(sqlx::FromRow)]
 struct OptionRow {
@@ -40,7 +27,7 @@ struct OptionRow {
 const COLUMNS: &str = "id, poll, label, author, created_at, removed, version";
 
 fn not_found(id: Uuid) -> DomainError {
-    DomainError::not_found("option_not_found", format!("option {id} not found"))
+    option_not_found(&id.to_string()).into()
 }
 
 /// Options with their voters, in the order the rows came.
@@ -129,7 +116,7 @@ const VOTE: &str = "INSERT INTO poll_votes (option_id, user_id, position)
 const UNVOTE: &str = "DELETE FROM poll_votes WHERE option_id = $1 AND user_id = $2";
 const REMOVE: &str = "UPDATE poll_options SET removed = true WHERE id = $1 AND author = $2";
 
-async fn apply_in(
+async fn apply_command(
     db: &mut PgConnection,
     poll: &ScopeKey,
     user: &UserId,
@@ -157,7 +144,7 @@ async fn apply_in(
                     && &existing.label == label
                     && !existing.removed;
                 if !retry {
-                    return Err(DomainError::conflict("id_conflict", format!("option id {id} is already used")));
+                    return Err(id_conflict(&id.to_string()).into());
                 }
             }
             return Ok(());
@@ -172,7 +159,7 @@ async fn apply_in(
         }
         PollCommand::RemoveOption { .. } => {
             if lock_live(db, poll, id).await?.author != user.as_str() {
-                return Err(DomainError::forbidden("not_author", "only the option's author may remove it"));
+                return Err(not_author().into());
             }
             execute(db, REMOVE, id, user.as_str()).await?;
             sqlx::query("DELETE FROM poll_votes WHERE option_id = $1")
@@ -228,39 +215,26 @@ pub(crate) async fn persist_states(db: &mut PgConnection, states: &[PollOption])
 }
 
 #[async_trait]
-impl Connection<Poll> for PostgresPoll {
-    fn kind(&self) -> AdapterKind {
-        AdapterKind::Postgres
-    }
-
-    async fn snapshot(&self, poll: &ScopeKey, page: Page) -> Result<Vec<PollOption>, DomainError> {
+impl PostgresBinding for Poll {
+    async fn page(db: &mut PgConnection, poll: &ScopeKey, page: Page) -> Result<Vec<PollOption>, DomainError> {
         let before = match page.before.as_deref() {
             Some(cursor) => Some(Uuid::parse_str(cursor).map_err(|_| {
                 DomainError::bad_request("invalid_cursor", format!("before={cursor:?} is not an option id"))
             })?),
             None => None,
         };
-        let mut db = self.pool.acquire().await.map_err(DomainError::from_sqlx)?;
-        load_options(&mut db, poll, i64::from(page.limit), before, None).await
+        load_options(db, poll, i64::from(page.limit), before, None).await
     }
 
-    async fn apply(
-        &self,
+    async fn apply_in(
+        tx: &mut PgConnection,
+        _settings: &PollSettings,
         poll: &ScopeKey,
         user: &UserId,
         command: PollCommand,
-        // Every write here is committed in PostgreSQL before it is acknowledged.
-        _durability: Durability,
-    ) -> Result<PollEvent, DomainError> {
-        let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
-        apply_in(&mut tx, poll, user, &command).await?;
-        let event = PollEvent::of(&command, user.as_str(), load(&mut tx, command.option_id()).await?);
-        self.events.append(&mut tx, poll, &event).await?;
-        tx.commit().await.map_err(DomainError::from_sqlx)?;
-        Ok(event)
-    }
-
-    async fn subscribe(&self, poll: &ScopeKey) -> Result<EventStream<PollEvent>, DomainError> {
-        Ok(self.events.subscribe(poll))
+    ) -> Result<Applied<PollEvent>, DomainError> {
+        apply_command(tx, poll, user, &command).await?;
+        let option = load(tx, command.option_id()).await?;
+        Ok(Applied::one(PollEvent::of(&command, user.as_str(), option)))
     }
 }

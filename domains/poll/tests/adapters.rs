@@ -5,22 +5,23 @@ mod contract;
 use std::sync::Arc;
 
 use boardsync_core::cache::Cache;
-use boardsync_core::{AdapterContext, DomainAdapters};
-use boardsync_poll::spacetime::SpacetimePoll;
+use boardsync_core::cache_adapter::CacheAdapter;
+use boardsync_core::pg_adapter::PostgresAdapter;
+use boardsync_core::{AdapterContext, DomainAdapters, DomainSettings};
 use boardsync_poll::Poll;
-use boardsync_testkit::{default_domain_settings, wait_until, TestPostgres, TestSpacetime};
+use boardsync_testkit::{wait_until, TestPostgres, TestSpacetime};
 
-async fn postgres_poll() -> contract::Conn {
+async fn postgres_poll(settings: DomainSettings<Poll>) -> contract::Conn {
     let db = TestPostgres::create(&[Poll::migrator()]).await;
-    let context = AdapterContext { pool: db.pool, settings: default_domain_settings::<Poll>() };
-    Poll::postgres(context).await.expect("the PostgreSQL adapter starts")
+    let context = AdapterContext { pool: db.pool, settings };
+    Arc::new(PostgresAdapter::<Poll>::connect(context).await.expect("the PostgreSQL adapter starts"))
 }
 
-async fn spacetimedb_poll() -> contract::Conn {
+async fn spacetimedb_poll(settings: DomainSettings<Poll>) -> contract::Conn {
     let db = TestPostgres::create(&[Poll::migrator()]).await;
     let stdb = TestSpacetime::publish("poll").await;
-    let context = AdapterContext { pool: db.pool, settings: default_domain_settings::<Poll>() };
-    let poll = Arc::new(SpacetimePoll::connect(context, stdb.target()));
+    let context = AdapterContext { pool: db.pool, settings };
+    let poll = Arc::new(CacheAdapter::<Poll>::connect(context, stdb.target()).expect("the cache adapter starts"));
     wait_until("the cache connects", || Cache::<Poll>::epoch(poll.as_ref()).is_some()).await;
     poll
 }

@@ -2,6 +2,8 @@
 //! z-order. Concurrent updates to one element: the last write wins, and every write
 //! raises the element's version, so every client and PostgreSQL end on the same state.
 
+use crate::rules::check;
+pub use crate::rules::{WhiteboardCommand, WhiteboardSettings};
 use boardsync_core::{Domain, DomainError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -32,78 +34,6 @@ pub struct Element {
     pub version: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum WhiteboardCommand {
-    Add {
-        id: Uuid,
-        kind: String,
-        x: f64,
-        y: f64,
-        #[serde(default)]
-        width: f64,
-        #[serde(default)]
-        height: f64,
-        #[serde(default)]
-        rotation: f64,
-        #[serde(default = "empty_style")]
-        style: String,
-        #[serde(default)]
-        points: Vec<f32>,
-    },
-    /// Changes the geometry and style fields given.
-    Update {
-        id: Uuid,
-        #[serde(default)]
-        x: Option<f64>,
-        #[serde(default)]
-        y: Option<f64>,
-        #[serde(default)]
-        width: Option<f64>,
-        #[serde(default)]
-        height: Option<f64>,
-        #[serde(default)]
-        rotation: Option<f64>,
-        #[serde(default)]
-        style: Option<String>,
-        #[serde(default)]
-        points: Option<Vec<f32>>,
-    },
-    /// Moves many elements by the same offset, in one write.
-    Move {
-        ids: Vec<Uuid>,
-        dx: f64,
-        dy: f64,
-    },
-    Delete {
-        id: Uuid,
-    },
-    BringForward {
-        id: Uuid,
-    },
-    SendBackward {
-        id: Uuid,
-    },
-}
-
-fn empty_style() -> String {
-    "{}".to_string()
-}
-
-impl WhiteboardCommand {
-    /// The elements the command writes.
-    pub fn ids(&self) -> Vec<Uuid> {
-        match self {
-            Self::Move { ids, .. } => ids.clone(),
-            Self::Add { id, .. }
-            | Self::Update { id, .. }
-            | Self::Delete { id }
-            | Self::BringForward { id }
-            | Self::SendBackward { id } => vec![*id],
-        }
-    }
-}
-
 /// What changed: the full new state of each element written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -118,55 +48,10 @@ impl WhiteboardEvent {
     }
 }
 
-/// `[domains.whiteboard]`, less the framework's keys.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WhiteboardSettings {
-    pub kinds: Vec<String>,
-    /// Points of one freehand stroke (each an x, y pair); more is refused with 413.
-    /// Keep strokes well under SpacetimeDB's 32 MiB message limit (a point is 8 bytes
-    /// in the cache and about 20 in the outbox's JSON).
-    pub max_stroke_points: u32,
-    pub max_style_bytes: u32,
-    /// Elements one `move` may carry.
-    pub max_move_elements: u32,
-}
-
 /// A board's own settings: none yet, and unknown keys are refused.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoardConfig {}
-
-fn finite(values: &[Option<f64>]) -> Result<(), DomainError> {
-    if values.iter().flatten().all(|v| v.is_finite()) {
-        Ok(())
-    } else {
-        Err(DomainError::invalid("invalid_geometry", "coordinates must be finite numbers"))
-    }
-}
-
-fn check_points(points: &[f32], settings: &WhiteboardSettings) -> Result<(), DomainError> {
-    if points.len() % 2 != 0 || points.iter().any(|p| !p.is_finite()) {
-        return Err(DomainError::invalid("invalid_points", "points are finite x, y pairs"));
-    }
-    if points.len() / 2 > settings.max_stroke_points as usize {
-        return Err(DomainError::too_large(
-            "stroke_too_large",
-            format!("a stroke may have at most {} points", settings.max_stroke_points),
-        ));
-    }
-    Ok(())
-}
-
-fn check_style(style: &str, settings: &WhiteboardSettings) -> Result<(), DomainError> {
-    if style.len() > settings.max_style_bytes as usize {
-        return Err(DomainError::too_large(
-            "style_too_large",
-            format!("a style may have at most {} bytes", settings.max_style_bytes),
-        ));
-    }
-    Ok(())
-}
 
 impl Domain for Whiteboard {
     const NAME: &'static str = "whiteboard";
@@ -177,36 +62,8 @@ impl Domain for Whiteboard {
     type Settings = WhiteboardSettings;
     type ScopeConfig = BoardConfig;
 
-    fn validate(command: &WhiteboardCommand, s: &WhiteboardSettings) -> Result<(), DomainError> {
-        match command {
-            WhiteboardCommand::Add { kind, x, y, width, height, rotation, style, points, .. } => {
-                if !s.kinds.contains(kind) {
-                    return Err(DomainError::invalid("invalid_kind", format!("kind must be one of {:?}", s.kinds)));
-                }
-                finite(&[Some(*x), Some(*y), Some(*width), Some(*height), Some(*rotation)])?;
-                check_style(style, s)?;
-                check_points(points, s)
-            }
-            WhiteboardCommand::Update { x, y, width, height, rotation, style, points, .. } => {
-                finite(&[*x, *y, *width, *height, *rotation])?;
-                style.as_deref().map_or(Ok(()), |style| check_style(style, s))?;
-                points.as_deref().map_or(Ok(()), |points| check_points(points, s))
-            }
-            WhiteboardCommand::Move { ids, dx, dy } => {
-                finite(&[Some(*dx), Some(*dy)])?;
-                if ids.is_empty() {
-                    return Err(DomainError::invalid("invalid_move", "name at least one element to move"));
-                }
-                if ids.len() > s.max_move_elements as usize {
-                    return Err(DomainError::too_large(
-                        "move_too_large",
-                        format!("one move may carry at most {} elements", s.max_move_elements),
-                    ));
-                }
-                Ok(())
-            }
-            _ => Ok(()),
-        }
+    fn validate(command: &WhiteboardCommand, settings: &WhiteboardSettings) -> Result<(), DomainError> {
+        check(command, settings).map_err(DomainError::from)
     }
 
     fn cursor(element: &Element) -> String {
@@ -239,5 +96,5 @@ pub fn page(elements: Vec<Element>, before: Option<&str>, limit: u32) -> Result<
 }
 
 pub fn element_not_found(id: impl std::fmt::Display) -> DomainError {
-    DomainError::not_found("element_not_found", format!("element {id} not found"))
+    crate::rules::element_not_found(&id.to_string()).into()
 }

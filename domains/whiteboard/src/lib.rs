@@ -3,8 +3,10 @@
 //!
 //! - [`domain`]: [`Whiteboard`] and its types ([`Element`], [`WhiteboardCommand`],
 //!   [`WhiteboardEvent`]), limits (stroke points, style size, elements per move).
+//! - [`rules`]: its commands, settings and data-free rules, shared with `modules/whiteboard`.
 //! - [`layers`]: z-order rules, shared with `modules/whiteboard`.
-//! - [`postgres`]: the PostgreSQL adapter; [`spacetime`]: the SpacetimeDB adapter.
+//! - [`postgres`]: its SQL, for the PostgreSQL adapter, warm-up and the outbox.
+//! - [`spacetime`]: its binding to the generic cache adapter.
 //! - [`module_bindings`]: the client bindings of `modules/whiteboard` (generated).
 
 pub mod domain;
@@ -13,34 +15,23 @@ pub mod layers;
 #[rustfmt::skip]
 pub mod module_bindings;
 pub mod postgres;
+pub mod rules;
 pub mod spacetime;
 
 /// Fractional ordering keys, from the core (`layers` uses them as `crate::ordering`).
 pub use boardsync_core::ordering;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use boardsync_core::factory::SpacetimeTarget;
-use boardsync_core::{Adapter, AdapterContext, Connection, DomainAdapters, DomainError};
+/// Refusals, from the core (the shared rules use them as `crate::refusal`).
+pub use boardsync_core::refusal;
+use boardsync_core::DomainAdapters;
 use sqlx::migrate::Migrator;
 
 pub use domain::{Element, Whiteboard, WhiteboardCommand, WhiteboardEvent, WhiteboardSettings};
 
 static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
-#[async_trait]
 impl DomainAdapters for Whiteboard {
     fn migrator() -> Migrator {
         boardsync_core::migrations::shared(&MIGRATIONS)
-    }
-
-    async fn postgres(context: AdapterContext<Self>) -> Result<Arc<dyn Connection<Self>>, DomainError> {
-        Ok(Arc::new(postgres::PostgresWhiteboard::connect(context).await?))
-    }
-
-    async fn spacetimedb(context: AdapterContext<Self>, target: SpacetimeTarget) -> Result<Adapter<Self>, DomainError> {
-        let whiteboard = Arc::new(spacetime::SpacetimeWhiteboard::connect(context, target));
-        Ok(Adapter { connection: whiteboard.clone(), cache: Some(whiteboard) })
     }
 }

@@ -1,31 +1,19 @@
-//! Whiteboards on the PostgreSQL adapter. Each command locks its board, decides the
+//! Whiteboards in PostgreSQL, for the PostgreSQL adapter, warm-up and the outbox.
+//! Each command locks its board, decides the
 //! elements' new states with [`decide`] (z-order from the shared `layers`), writes
 //! them, and appends one event listing them.
 
 use async_trait::async_trait;
-use boardsync_core::postgres::PgEventLog;
-use boardsync_core::{
-    AdapterContext, AdapterKind, Connection, DomainError, Durability, EventStream, Page, ScopeKey, UserId,
-};
+use boardsync_core::pg_adapter::{Applied, PostgresBinding};
+use boardsync_core::{DomainError, Page, ScopeKey, UserId};
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{element_not_found, layered, page, Element, Whiteboard, WhiteboardCommand, WhiteboardEvent};
+use crate::domain::{
+    element_not_found, layered, page, Element, Whiteboard, WhiteboardCommand, WhiteboardEvent, WhiteboardSettings,
+};
 use crate::layers;
-
-pub struct PostgresWhiteboard {
-    pool: PgPool,
-    events: PgEventLog<WhiteboardEvent>,
-}
-
-impl PostgresWhiteboard {
-    pub async fn connect(context: AdapterContext<Whiteboard>) -> Result<Self, DomainError> {
-        let events =
-            PgEventLog::start(context.pool.clone(), "whiteboard", context.settings.framework.event_log()).await?;
-        Ok(Self { pool: context.pool, events })
-    }
-}
 
 #[derive(sqlx::FromRow)]
 struct ElementRow {
@@ -104,7 +92,7 @@ pub(crate) fn decide(
                 if existing.kind == kind && !existing.deleted {
                     return Ok((vec![existing.clone()], false));
                 }
-                return Err(DomainError::conflict("id_conflict", format!("element id {id} is already used")));
+                return Err(crate::rules::id_conflict(&id.to_string()).into());
             }
             let element = Element {
                 id,
@@ -204,44 +192,32 @@ pub(crate) async fn persist_states(db: &mut PgConnection, elements: &[Element]) 
 }
 
 #[async_trait]
-impl Connection<Whiteboard> for PostgresWhiteboard {
-    fn kind(&self) -> AdapterKind {
-        AdapterKind::Postgres
+impl PostgresBinding for Whiteboard {
+    async fn page(db: &mut PgConnection, board: &ScopeKey, request: Page) -> Result<Vec<Element>, DomainError> {
+        page(layered(load_board(db, board, None).await?), request.before.as_deref(), request.limit)
     }
 
-    async fn snapshot(&self, board: &ScopeKey, request: Page) -> Result<Vec<Element>, DomainError> {
-        let mut db = self.pool.acquire().await.map_err(DomainError::from_sqlx)?;
-        page(layered(load_board(&mut db, board, None).await?), request.before.as_deref(), request.limit)
-    }
-
-    async fn apply(
-        &self,
+    async fn apply_in(
+        tx: &mut PgConnection,
+        _settings: &WhiteboardSettings,
         board: &ScopeKey,
         _user: &UserId,
         command: WhiteboardCommand,
-        // Every write here is committed in PostgreSQL before it is acknowledged.
-        _durability: Durability,
-    ) -> Result<WhiteboardEvent, DomainError> {
-        let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
+    ) -> Result<Applied<WhiteboardEvent>, DomainError> {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('whiteboard:' || $1))")
             .bind(board.as_str())
             .execute(&mut *tx)
             .await
             .map_err(DomainError::from_sqlx)?;
-        let elements = load_board(&mut tx, board, None).await?;
+        let elements = load_board(tx, board, None).await?;
         let now: DateTime<Utc> =
             sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await.map_err(DomainError::from_sqlx)?;
         let (elements, write) = decide(board, &elements, command, now)?;
         let event = WhiteboardEvent::ElementsChanged { elements };
-        if write {
-            persist_states(&mut tx, event.elements()).await?;
-            self.events.append(&mut tx, board, &event).await?;
+        if !write {
+            return Ok(Applied { answer: event, events: Vec::new() });
         }
-        tx.commit().await.map_err(DomainError::from_sqlx)?;
-        Ok(event)
-    }
-
-    async fn subscribe(&self, board: &ScopeKey) -> Result<EventStream<WhiteboardEvent>, DomainError> {
-        Ok(self.events.subscribe(board))
+        persist_states(tx, event.elements()).await?;
+        Ok(Applied::one(event))
     }
 }

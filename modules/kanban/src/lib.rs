@@ -1,34 +1,22 @@
-//! SpacetimeDB module for the Kanban domain: the warm cache in front of PostgreSQL.
+//! SpacetimeDB module for the Kanban domain: the warm cache in front of PostgreSQL. The
+//! contract with the backend (owner, epoch, settings, outbox, warm-up, acks) is
+//! `modules/contract.rs`; commands, limits, placement, WIP limits and deletion are
+//! `domains/kanban/src/rules.rs`, the same file the PostgreSQL adapter uses, so both
+//! decide identically.
 //!
-//! - `board_column`, `board_card`: a board's columns and cards; deleted ones stay as
-//!   tombstones. Positions are fractional keys from `domains/core/src/ordering.rs`,
-//!   and placement, WIP limits and deletion follow `domains/kanban/src/rules.rs`: the
-//!   same files the PostgreSQL adapter uses, so both decide identically.
-//! - `sync_outbox` (private), `owner` (private), `cache_epoch`: the contract every
-//!   boardsync module keeps (see `docs/adding-a-domain.md`). Outbox entities are
-//!   `column:<id>` and `card:<id>`.
+//! `board_column` and `board_card` hold a board's columns and cards; deleted ones stay
+//! as tombstones. Positions are fractional keys (`domains/core/src/ordering.rs`).
 
+#[path = "../../contract.rs"]
+mod contract;
 #[path = "../../../domains/core/src/ordering.rs"]
 mod ordering;
 #[path = "../../../domains/kanban/src/rules.rs"]
 mod rules;
 
-use rules::{CardView, ColumnView, Refusal};
-use spacetimedb::{reducer, table, Identity, ReducerContext, Table, Timestamp};
-
-#[table(name = owner)]
-pub struct Owner {
-    #[primary_key]
-    pub id: u8,
-    pub identity: Identity,
-}
-
-#[table(name = cache_epoch, public)]
-pub struct CacheEpoch {
-    #[primary_key]
-    pub id: u8,
-    pub epoch: u64,
-}
+use contract::{refusal, Rules, Write};
+use rules::{check, CardView, ColumnView, KanbanCommand, KanbanSettings, Refusal};
+use spacetimedb::{table, ReducerContext, SpacetimeType, Table, Timestamp};
 
 #[table(name = board_column, public)]
 #[derive(Clone)]
@@ -63,92 +51,18 @@ pub struct BoardCard {
     pub version: u64,
 }
 
-#[table(name = sync_outbox)]
-pub struct SyncOutbox {
-    #[primary_key]
-    #[auto_inc]
-    pub seq: u64,
-    #[index(btree)]
-    pub entity: String,
-    pub kind: String,
-    pub payload: String,
-    pub request_id: String,
-    pub created_at: Timestamp,
+/// A column or a card: what warm-up loads and the outbox carries.
+#[derive(SpacetimeType, Clone)]
+pub enum BoardRow {
+    Column(BoardColumn),
+    Card(BoardCard),
 }
 
-fn err(kind: &str, code: &str, message: impl std::fmt::Display) -> String {
-    format!("{kind}|{code}|{message}")
-}
+pub type Row = BoardRow;
 
-fn refused(refusal: Refusal) -> String {
-    err(refusal.kind, refusal.code, refusal.message)
-}
+pub struct Module;
 
-fn require_owner(ctx: &ReducerContext) -> Result<(), String> {
-    match ctx.db.owner().id().find(0) {
-        Some(owner) if owner.identity == ctx.sender => Ok(()),
-        _ => Err(err("forbidden", "not_owner", "only the backend may call this reducer")),
-    }
-}
-
-#[reducer(init)]
-pub fn init(ctx: &ReducerContext) {
-    ctx.db.owner().insert(Owner { id: 0, identity: ctx.sender });
-    ctx.db.cache_epoch().insert(CacheEpoch { id: 0, epoch: ctx.timestamp.to_micros_since_unix_epoch() as u64 });
-}
-
-fn micros(t: Timestamp) -> i64 {
-    t.to_micros_since_unix_epoch()
-}
-
-fn column_json(c: &BoardColumn) -> String {
-    serde_json::json!({
-        "kind": "column", "id": c.id, "board": c.board, "name": c.name, "position": c.position,
-        "wip_limit": c.wip_limit, "deleted": c.deleted, "created_at_micros": micros(c.created_at), "version": c.version,
-    })
-    .to_string()
-}
-
-fn card_json(c: &BoardCard) -> String {
-    serde_json::json!({
-        "kind": "card", "id": c.id, "board": c.board, "column": c.column, "title": c.title,
-        "description": c.description, "assignees": c.assignees, "labels": c.labels, "position": c.position,
-        "deleted": c.deleted, "created_at_micros": micros(c.created_at), "version": c.version,
-    })
-    .to_string()
-}
-
-fn outbox(ctx: &ReducerContext, entity: String, kind: &str, payload: String, request_id: &str) {
-    ctx.db.sync_outbox().insert(SyncOutbox {
-        seq: 0,
-        entity,
-        kind: kind.to_string(),
-        payload,
-        request_id: request_id.to_string(),
-        created_at: ctx.timestamp,
-    });
-}
-
-fn write_column(ctx: &ReducerContext, kind: &str, request_id: &str, mut c: BoardColumn) {
-    c.version += 1;
-    let c = if ctx.db.board_column().id().find(c.id.clone()).is_some() {
-        ctx.db.board_column().id().update(c)
-    } else {
-        ctx.db.board_column().insert(c)
-    };
-    outbox(ctx, format!("column:{}", c.id), kind, column_json(&c), request_id);
-}
-
-fn write_card(ctx: &ReducerContext, kind: &str, request_id: &str, mut c: BoardCard) {
-    c.version += 1;
-    let c = if ctx.db.board_card().id().find(c.id.clone()).is_some() {
-        ctx.db.board_card().id().update(c)
-    } else {
-        ctx.db.board_card().insert(c)
-    };
-    outbox(ctx, format!("card:{}", c.id), kind, card_json(&c), request_id);
-}
-
+/// A board's live columns and cards, as the rules see them.
 struct Board {
     columns: Vec<BoardColumn>,
     cards: Vec<BoardCard>,
@@ -163,12 +77,12 @@ impl Board {
         }
     }
 
-    fn column(&self, id: &str) -> Result<BoardColumn, String> {
-        self.columns.iter().find(|c| c.id == id).cloned().ok_or_else(|| refused(rules::column_not_found(id)))
+    fn column(&self, id: &str) -> Result<BoardColumn, Refusal> {
+        self.columns.iter().find(|c| c.id == id).cloned().ok_or_else(|| rules::column_not_found(id))
     }
 
-    fn card(&self, id: &str) -> Result<BoardCard, String> {
-        self.cards.iter().find(|c| c.id == id).cloned().ok_or_else(|| refused(rules::card_not_found(id)))
+    fn card(&self, id: &str) -> Result<BoardCard, Refusal> {
+        self.cards.iter().find(|c| c.id == id).cloned().ok_or_else(|| rules::card_not_found(id))
     }
 
     fn column_views(&self, except: Option<&str>) -> Vec<ColumnView<'_>> {
@@ -192,269 +106,172 @@ impl Board {
             .collect()
     }
 
-    fn check_room(&self, column: &str) -> Result<(), String> {
+    fn check_room(&self, column: &str) -> Result<(), Refusal> {
         let views = self.column_views(None);
-        let view = views.iter().find(|v| v.id == column).ok_or_else(|| refused(rules::column_not_found(column)))?;
-        rules::check_room(view).map_err(refused)
+        let view = views.iter().find(|v| v.id == column).ok_or_else(|| rules::column_not_found(column))?;
+        rules::check_room(view)
     }
 }
 
-fn id_conflict(id: &str) -> String {
-    err("conflict", "id_conflict", format!("id {id} is already used"))
+fn id_conflict(id: &str) -> Refusal {
+    refusal::Refusal::new("conflict", "id_conflict", format!("id {id} is already used"))
 }
 
-#[reducer]
-pub fn create_column(
-    ctx: &ReducerContext,
-    request_id: String,
-    board: String,
-    id: String,
-    name: String,
-    wip_limit: Option<u32>,
-    after: Option<String>,
-) -> Result<(), String> {
-    require_owner(ctx)?;
-    if let Some(existing) = ctx.db.board_column().id().find(id.clone()) {
-        if existing.name == name && !existing.deleted && existing.board == board {
-            outbox(ctx, format!("column:{id}"), "create_column", column_json(&existing), &request_id);
-            return Ok(());
-        }
-        return Err(id_conflict(&id));
-    }
-    let state = Board::load(ctx, &board);
-    let position = rules::column_position(&state.column_views(None), after.as_deref(), true).map_err(refused)?;
-    let column =
-        BoardColumn { id, board, name, position, wip_limit, deleted: false, created_at: ctx.timestamp, version: 0 };
-    write_column(ctx, "create_column", &request_id, column);
-    Ok(())
+fn write_column(w: &Write<'_>, mut column: BoardColumn) {
+    column.version += 1;
+    w.record(BoardRow::Column(column));
 }
 
-#[reducer]
-pub fn rename_column(
-    ctx: &ReducerContext,
-    request_id: String,
-    board: String,
-    id: String,
-    name: String,
-) -> Result<(), String> {
-    require_owner(ctx)?;
-    let mut column = Board::load(ctx, &board).column(&id)?;
-    column.name = name;
-    write_column(ctx, "rename_column", &request_id, column);
-    Ok(())
+fn write_card(w: &Write<'_>, mut card: BoardCard) {
+    card.version += 1;
+    w.record(BoardRow::Card(card));
 }
 
-#[reducer]
-pub fn set_wip_limit(
-    ctx: &ReducerContext,
-    request_id: String,
-    board: String,
-    id: String,
-    wip_limit: Option<u32>,
-) -> Result<(), String> {
-    require_owner(ctx)?;
-    let mut column = Board::load(ctx, &board).column(&id)?;
-    column.wip_limit = wip_limit;
-    write_column(ctx, "set_wip_limit", &request_id, column);
-    Ok(())
-}
+impl Rules for Module {
+    type Command = KanbanCommand;
+    type Settings = KanbanSettings;
 
-#[reducer]
-pub fn reorder_column(
-    ctx: &ReducerContext,
-    request_id: String,
-    board: String,
-    id: String,
-    after: Option<String>,
-) -> Result<(), String> {
-    require_owner(ctx)?;
-    let state = Board::load(ctx, &board);
-    let mut column = state.column(&id)?;
-    column.position =
-        rules::column_position(&state.column_views(Some(&id)), after.as_deref(), false).map_err(refused)?;
-    write_column(ctx, "reorder_column", &request_id, column);
-    Ok(())
-}
-
-#[reducer]
-pub fn delete_column(
-    ctx: &ReducerContext,
-    request_id: String,
-    board: String,
-    id: String,
-    force: bool,
-) -> Result<(), String> {
-    require_owner(ctx)?;
-    let state = Board::load(ctx, &board);
-    let mut column = state.column(&id)?;
-    let views = state.column_views(None);
-    let view = views.iter().find(|v| v.id == id).expect("a live column has a view");
-    rules::check_deletable(view, force).map_err(refused)?;
-    for card in state.cards.iter().filter(|c| c.column == id) {
-        let mut card = card.clone();
-        card.deleted = true;
-        write_card(ctx, "delete_column", &request_id, card);
-    }
-    column.deleted = true;
-    write_column(ctx, "delete_column", &request_id, column);
-    Ok(())
-}
-
-#[reducer]
-#[allow(clippy::too_many_arguments)]
-pub fn create_card(
-    ctx: &ReducerContext,
-    request_id: String,
-    board: String,
-    id: String,
-    column: String,
-    title: String,
-    description: String,
-    assignees: Vec<String>,
-    labels: Vec<String>,
-    after: Option<String>,
-) -> Result<(), String> {
-    require_owner(ctx)?;
-    if let Some(existing) = ctx.db.board_card().id().find(id.clone()) {
-        if existing.title == title && existing.column == column && !existing.deleted {
-            outbox(ctx, format!("card:{id}"), "create_card", card_json(&existing), &request_id);
-            return Ok(());
-        }
-        return Err(id_conflict(&id));
-    }
-    let state = Board::load(ctx, &board);
-    state.column(&column)?;
-    state.check_room(&column)?;
-    let position = rules::card_position(&state.card_views(&column, None), after.as_deref(), true).map_err(refused)?;
-    let card = BoardCard {
-        id,
-        board,
-        column,
-        title,
-        description,
-        assignees,
-        labels,
-        position,
-        deleted: false,
-        created_at: ctx.timestamp,
-        version: 0,
-    };
-    write_card(ctx, "create_card", &request_id, card);
-    Ok(())
-}
-
-#[reducer]
-#[allow(clippy::too_many_arguments)]
-pub fn edit_card(
-    ctx: &ReducerContext,
-    request_id: String,
-    board: String,
-    id: String,
-    title: Option<String>,
-    description: Option<String>,
-    assignees: Option<Vec<String>>,
-    labels: Option<Vec<String>>,
-) -> Result<(), String> {
-    require_owner(ctx)?;
-    let mut card = Board::load(ctx, &board).card(&id)?;
-    card.title = title.unwrap_or(card.title);
-    card.description = description.unwrap_or(card.description);
-    card.assignees = assignees.unwrap_or(card.assignees);
-    card.labels = labels.unwrap_or(card.labels);
-    write_card(ctx, "edit_card", &request_id, card);
-    Ok(())
-}
-
-#[reducer]
-pub fn delete_card(ctx: &ReducerContext, request_id: String, board: String, id: String) -> Result<(), String> {
-    require_owner(ctx)?;
-    let mut card = Board::load(ctx, &board).card(&id)?;
-    card.deleted = true;
-    write_card(ctx, "delete_card", &request_id, card);
-    Ok(())
-}
-
-#[reducer]
-pub fn move_card(
-    ctx: &ReducerContext,
-    request_id: String,
-    board: String,
-    id: String,
-    column: String,
-    after: Option<String>,
-) -> Result<(), String> {
-    require_owner(ctx)?;
-    let state = Board::load(ctx, &board);
-    let mut card = state.card(&id)?;
-    state.column(&column)?;
-    if card.column != column {
-        state.check_room(&column)?;
-    }
-    card.position =
-        rules::card_position(&state.card_views(&column, Some(&id)), after.as_deref(), false).map_err(refused)?;
-    card.column = column;
-    write_card(ctx, "move_card", &request_id, card);
-    Ok(())
-}
-
-fn pending(ctx: &ReducerContext, entity: String) -> bool {
-    ctx.db.sync_outbox().entity().filter(&entity).next().is_some()
-}
-
-/// Warm-up: never touches a row with a pending outbox entry or a newer cached version.
-#[reducer]
-pub fn warm_board(
-    ctx: &ReducerContext,
-    request_id: String,
-    columns: Vec<BoardColumn>,
-    cards: Vec<BoardCard>,
-) -> Result<(), String> {
-    let _ = request_id;
-    require_owner(ctx)?;
-    for row in columns {
-        if pending(ctx, format!("column:{}", row.id)) {
-            continue;
-        }
-        match ctx.db.board_column().id().find(row.id.clone()) {
-            Some(cached) if cached.version > row.version => {}
-            Some(_) => {
-                ctx.db.board_column().id().update(row);
+    fn apply(w: &Write<'_>, settings: &KanbanSettings, command: KanbanCommand) -> Result<(), String> {
+        check(&command, settings)?;
+        let (ctx, board) = (w.ctx, w.scope);
+        let after = |after: Option<uuid::Uuid>| after.map(|id| id.to_string());
+        match command {
+            KanbanCommand::CreateColumn { id, name, wip_limit, after: a } => {
+                let id = id.to_string();
+                if let Some(existing) = ctx.db.board_column().id().find(&id) {
+                    if existing.name == name && !existing.deleted && existing.board == board {
+                        w.record_unchanged(id, BoardRow::Column(existing));
+                        return Ok(());
+                    }
+                    return Err(id_conflict(&id).into());
+                }
+                let state = Board::load(ctx, board);
+                let position = rules::column_position(&state.column_views(None), after(a).as_deref(), true)?;
+                let board = board.to_string();
+                let created_at = ctx.timestamp;
+                write_column(
+                    w,
+                    BoardColumn { id, board, name, position, wip_limit, deleted: false, created_at, version: 0 },
+                );
             }
-            None => {
-                ctx.db.board_column().insert(row);
+            KanbanCommand::RenameColumn { id, name } => {
+                let mut column = Board::load(ctx, board).column(&id.to_string())?;
+                column.name = name;
+                write_column(w, column);
+            }
+            KanbanCommand::SetWipLimit { id, wip_limit } => {
+                let mut column = Board::load(ctx, board).column(&id.to_string())?;
+                column.wip_limit = wip_limit;
+                write_column(w, column);
+            }
+            KanbanCommand::ReorderColumn { id, after: a } => {
+                let (state, id) = (Board::load(ctx, board), id.to_string());
+                let mut column = state.column(&id)?;
+                column.position = rules::column_position(&state.column_views(Some(&id)), after(a).as_deref(), false)?;
+                write_column(w, column);
+            }
+            KanbanCommand::DeleteColumn { id, force } => {
+                let (state, id) = (Board::load(ctx, board), id.to_string());
+                let mut column = state.column(&id)?;
+                let views = state.column_views(None);
+                rules::check_deletable(views.iter().find(|v| v.id == id).expect("a live column has a view"), force)?;
+                column.deleted = true;
+                write_column(w, column);
+                for card in state.cards.iter().filter(|c| c.column == id) {
+                    write_card(w, BoardCard { deleted: true, ..card.clone() });
+                }
+            }
+            KanbanCommand::CreateCard { id, column, title, description, assignees, labels, after: a } => {
+                let (id, column) = (id.to_string(), column.to_string());
+                if let Some(existing) = ctx.db.board_card().id().find(&id) {
+                    if existing.title == title && existing.column == column && !existing.deleted {
+                        w.record_unchanged(id, BoardRow::Card(existing));
+                        return Ok(());
+                    }
+                    return Err(id_conflict(&id).into());
+                }
+                let state = Board::load(ctx, board);
+                state.column(&column)?;
+                state.check_room(&column)?;
+                let position = rules::card_position(&state.card_views(&column, None), after(a).as_deref(), true)?;
+                let card = BoardCard {
+                    id,
+                    board: board.to_string(),
+                    column,
+                    title,
+                    description,
+                    assignees,
+                    labels,
+                    position,
+                    deleted: false,
+                    created_at: ctx.timestamp,
+                    version: 0,
+                };
+                write_card(w, card);
+            }
+            KanbanCommand::EditCard { id, title, description, assignees, labels } => {
+                let mut card = Board::load(ctx, board).card(&id.to_string())?;
+                card.title = title.unwrap_or(card.title);
+                card.description = description.unwrap_or(card.description);
+                card.assignees = assignees.unwrap_or(card.assignees);
+                card.labels = labels.unwrap_or(card.labels);
+                write_card(w, card);
+            }
+            KanbanCommand::DeleteCard { id } => {
+                let card = Board::load(ctx, board).card(&id.to_string())?;
+                write_card(w, BoardCard { deleted: true, ..card });
+            }
+            KanbanCommand::MoveCard { id, column, after: a } => {
+                let (state, id, column) = (Board::load(ctx, board), id.to_string(), column.to_string());
+                let mut card = state.card(&id)?;
+                state.column(&column)?;
+                if card.column != column {
+                    state.check_room(&column)?;
+                }
+                card.position =
+                    rules::card_position(&state.card_views(&column, Some(&id)), after(a).as_deref(), false)?;
+                card.column = column;
+                write_card(w, card);
+            }
+        }
+        Ok(())
+    }
+
+    fn entity(row: &Row) -> &str {
+        match row {
+            BoardRow::Column(c) => &c.id,
+            BoardRow::Card(c) => &c.id,
+        }
+    }
+
+    fn version(row: &Row) -> u64 {
+        match row {
+            BoardRow::Column(c) => c.version,
+            BoardRow::Card(c) => c.version,
+        }
+    }
+
+    fn cached_version(ctx: &ReducerContext, row: &Row) -> Option<u64> {
+        match row {
+            BoardRow::Column(c) => ctx.db.board_column().id().find(&c.id).map(|c| c.version),
+            BoardRow::Card(c) => ctx.db.board_card().id().find(&c.id).map(|c| c.version),
+        }
+    }
+
+    fn store(ctx: &ReducerContext, row: Row) {
+        match row {
+            BoardRow::Column(c) if ctx.db.board_column().id().find(&c.id).is_some() => {
+                ctx.db.board_column().id().update(c);
+            }
+            BoardRow::Column(c) => {
+                ctx.db.board_column().insert(c);
+            }
+            BoardRow::Card(c) if ctx.db.board_card().id().find(&c.id).is_some() => {
+                ctx.db.board_card().id().update(c);
+            }
+            BoardRow::Card(c) => {
+                ctx.db.board_card().insert(c);
             }
         }
     }
-    for row in cards {
-        if pending(ctx, format!("card:{}", row.id)) {
-            continue;
-        }
-        match ctx.db.board_card().id().find(row.id.clone()) {
-            Some(cached) if cached.version > row.version => {}
-            Some(_) => {
-                ctx.db.board_card().id().update(row);
-            }
-            None => {
-                ctx.db.board_card().insert(row);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The barrier after a warm-up batch (see `modules/chat`).
-#[reducer]
-pub fn warm_done(ctx: &ReducerContext, request_id: String) -> Result<(), String> {
-    let _ = request_id;
-    require_owner(ctx)
-}
-
-#[reducer]
-pub fn ack_outbox(ctx: &ReducerContext, request_id: String, seqs: Vec<u64>) -> Result<(), String> {
-    let _ = request_id;
-    require_owner(ctx)?;
-    for seq in seqs {
-        ctx.db.sync_outbox().seq().delete(seq);
-    }
-    Ok(())
 }

@@ -1,38 +1,24 @@
 //! SpacetimeDB module for the whiteboard domain: the warm cache in front of PostgreSQL.
+//! The contract with the backend (owner, epoch, settings, outbox, warm-up, acks) is
+//! `modules/contract.rs`; commands and limits are `domains/whiteboard/src/rules.rs` and
+//! z-order `layers.rs`: the files the PostgreSQL adapter uses too.
 //!
-//! - `element`: a board's elements; deleted ones stay as tombstones. Z-order uses the
-//!   fractional keys of `domains/core/src/ordering.rs` and the rules of
-//!   `domains/whiteboard/src/layers.rs`: the files the PostgreSQL adapter uses too.
-//! - `sync_outbox` (private), `owner` (private), `cache_epoch`: the contract every
-//!   boardsync module keeps (see `docs/adding-a-domain.md`).
-//!
-//! A stroke's points are bounded by the backend (`max_stroke_points`); this module
-//! also refuses anything past a hard bound, so no row or outbox entry can approach
-//! SpacetimeDB's 32 MiB message limit.
+//! `element` holds a board's elements; deleted ones stay as tombstones. Strokes are
+//! bounded by the configured `max_stroke_points`, so no row or outbox entry can
+//! approach SpacetimeDB's 32 MiB message limit.
 
+#[path = "../../contract.rs"]
+mod contract;
 #[path = "../../../domains/whiteboard/src/layers.rs"]
 mod layers;
 #[path = "../../../domains/core/src/ordering.rs"]
 mod ordering;
+#[path = "../../../domains/whiteboard/src/rules.rs"]
+mod rules;
 
-use spacetimedb::{reducer, table, Identity, ReducerContext, Table, Timestamp};
-
-/// Hard bound on a stroke's coordinates (x and y each count): 1 M points.
-const MAX_POINT_COORDINATES: usize = 2_000_000;
-
-#[table(name = owner)]
-pub struct Owner {
-    #[primary_key]
-    pub id: u8,
-    pub identity: Identity,
-}
-
-#[table(name = cache_epoch, public)]
-pub struct CacheEpoch {
-    #[primary_key]
-    pub id: u8,
-    pub epoch: u64,
-}
+use contract::{refusal, Rules, Write};
+use rules::{check, element_not_found, id_conflict, WhiteboardCommand, WhiteboardSettings};
+use spacetimedb::{table, ReducerContext, Table, Timestamp};
 
 #[table(name = element, public)]
 #[derive(Clone)]
@@ -55,259 +41,134 @@ pub struct Element {
     pub version: u64,
 }
 
-#[table(name = sync_outbox)]
-pub struct SyncOutbox {
-    #[primary_key]
-    #[auto_inc]
-    pub seq: u64,
-    #[index(btree)]
-    pub entity: String,
-    pub kind: String,
-    pub payload: String,
-    pub request_id: String,
-    pub created_at: Timestamp,
-}
+pub type Row = Element;
 
-fn err(kind: &str, code: &str, message: impl std::fmt::Display) -> String {
-    format!("{kind}|{code}|{message}")
-}
+pub struct Module;
 
-fn require_owner(ctx: &ReducerContext) -> Result<(), String> {
-    match ctx.db.owner().id().find(0) {
-        Some(owner) if owner.identity == ctx.sender => Ok(()),
-        _ => Err(err("forbidden", "not_owner", "only the backend may call this reducer")),
-    }
-}
-
-#[reducer(init)]
-pub fn init(ctx: &ReducerContext) {
-    ctx.db.owner().insert(Owner { id: 0, identity: ctx.sender });
-    ctx.db.cache_epoch().insert(CacheEpoch { id: 0, epoch: ctx.timestamp.to_micros_since_unix_epoch() as u64 });
-}
-
-fn state_json(e: &Element) -> String {
-    serde_json::json!({
-        "id": e.id, "board": e.board, "kind": e.kind, "x": e.x, "y": e.y, "width": e.width, "height": e.height,
-        "rotation": e.rotation, "style": e.style, "points": e.points, "z": e.z, "deleted": e.deleted,
-        "created_at_micros": e.created_at.to_micros_since_unix_epoch(), "version": e.version,
-    })
-    .to_string()
-}
-
-fn outbox(ctx: &ReducerContext, kind: &str, request_id: &str, e: &Element) {
-    ctx.db.sync_outbox().insert(SyncOutbox {
-        seq: 0,
-        entity: e.id.clone(),
-        kind: kind.to_string(),
-        payload: state_json(e),
-        request_id: request_id.to_string(),
-        created_at: ctx.timestamp,
-    });
-}
-
-fn write(ctx: &ReducerContext, kind: &str, request_id: &str, mut e: Element) {
-    e.version += 1;
-    let e = if ctx.db.element().id().find(e.id.clone()).is_some() {
-        ctx.db.element().id().update(e)
-    } else {
-        ctx.db.element().insert(e)
-    };
-    outbox(ctx, kind, request_id, &e);
-}
-
-fn live(ctx: &ReducerContext, board: &str, id: &str) -> Result<Element, String> {
-    match ctx.db.element().id().find(id.to_string()) {
-        Some(e) if !e.deleted && e.board == board => Ok(e),
-        _ => Err(err("not_found", "element_not_found", format!("element {id} not found"))),
+fn live(w: &Write<'_>, id: &str) -> Result<Element, refusal::Refusal> {
+    match w.ctx.db.element().id().find(id.to_string()) {
+        Some(e) if !e.deleted && e.board == w.scope => Ok(e),
+        _ => Err(element_not_found(id)),
     }
 }
 
 /// `(z, id)` of the board's live elements.
-fn board_layers(ctx: &ReducerContext, board: &str) -> Vec<(String, String)> {
-    let board = board.to_string();
-    ctx.db.element().board().filter(&board).filter(|e| !e.deleted).map(|e| (e.z, e.id)).collect()
+fn board_layers(w: &Write<'_>) -> Vec<(String, String)> {
+    w.ctx.db.element().board().filter(w.scope).filter(|e| !e.deleted).map(|e| (e.z, e.id)).collect()
 }
 
 fn as_refs(layers: &[(String, String)]) -> Vec<(&str, &str)> {
     layers.iter().map(|(z, id)| (z.as_str(), id.as_str())).collect()
 }
 
-fn check_points(points: &[f32]) -> Result<(), String> {
-    if points.len() > MAX_POINT_COORDINATES {
-        return Err(err("too_large", "stroke_too_large", "the stroke has too many points"));
-    }
-    Ok(())
+fn write(w: &Write<'_>, mut e: Element) {
+    e.version += 1;
+    w.record(e);
 }
 
-#[reducer]
-#[allow(clippy::too_many_arguments)]
-pub fn add_element(
-    ctx: &ReducerContext,
-    request_id: String,
-    board: String,
-    id: String,
-    kind: String,
-    x: f64,
-    y: f64,
-    width: f64,
-    height: f64,
-    rotation: f64,
-    style: String,
-    points: Vec<f32>,
-) -> Result<(), String> {
-    require_owner(ctx)?;
-    check_points(&points)?;
-    if let Some(existing) = ctx.db.element().id().find(id.clone()) {
-        if existing.kind == kind && !existing.deleted {
-            outbox(ctx, "add_element", &request_id, &existing);
-            return Ok(());
-        }
-        return Err(err("conflict", "id_conflict", format!("element id {id} is already used")));
-    }
-    let layers = board_layers(ctx, &board);
-    let z = layers::top(&as_refs(&layers));
-    let element = Element {
-        id,
-        board,
-        kind,
-        x,
-        y,
-        width,
-        height,
-        rotation,
-        style,
-        points,
-        z,
-        deleted: false,
-        created_at: ctx.timestamp,
-        version: 0,
-    };
-    write(ctx, "add_element", &request_id, element);
-    Ok(())
-}
+impl Rules for Module {
+    type Command = WhiteboardCommand;
+    type Settings = WhiteboardSettings;
 
-#[reducer]
-#[allow(clippy::too_many_arguments)]
-pub fn update_element(
-    ctx: &ReducerContext,
-    request_id: String,
-    board: String,
-    id: String,
-    x: Option<f64>,
-    y: Option<f64>,
-    width: Option<f64>,
-    height: Option<f64>,
-    rotation: Option<f64>,
-    style: Option<String>,
-    points: Option<Vec<f32>>,
-) -> Result<(), String> {
-    require_owner(ctx)?;
-    if let Some(points) = &points {
-        check_points(points)?;
-    }
-    let mut e = live(ctx, &board, &id)?;
-    e.x = x.unwrap_or(e.x);
-    e.y = y.unwrap_or(e.y);
-    e.width = width.unwrap_or(e.width);
-    e.height = height.unwrap_or(e.height);
-    e.rotation = rotation.unwrap_or(e.rotation);
-    e.style = style.unwrap_or(e.style);
-    e.points = points.unwrap_or(e.points);
-    write(ctx, "update_element", &request_id, e);
-    Ok(())
-}
-
-#[reducer]
-pub fn move_elements(
-    ctx: &ReducerContext,
-    request_id: String,
-    board: String,
-    ids: Vec<String>,
-    dx: f64,
-    dy: f64,
-) -> Result<(), String> {
-    require_owner(ctx)?;
-    // All or nothing: check every element before moving any.
-    let mut elements = Vec::new();
-    for id in &ids {
-        if !elements.iter().any(|e: &Element| &e.id == id) {
-            elements.push(live(ctx, &board, id)?);
-        }
-    }
-    for mut e in elements {
-        e.x += dx;
-        e.y += dy;
-        write(ctx, "move_elements", &request_id, e);
-    }
-    Ok(())
-}
-
-#[reducer]
-pub fn delete_element(ctx: &ReducerContext, request_id: String, board: String, id: String) -> Result<(), String> {
-    require_owner(ctx)?;
-    let mut e = live(ctx, &board, &id)?;
-    e.deleted = true;
-    write(ctx, "delete_element", &request_id, e);
-    Ok(())
-}
-
-#[reducer]
-pub fn bring_forward(ctx: &ReducerContext, request_id: String, board: String, id: String) -> Result<(), String> {
-    require_owner(ctx)?;
-    let mut e = live(ctx, &board, &id)?;
-    if let Some(z) = layers::forward(&as_refs(&board_layers(ctx, &board)), &id) {
-        e.z = z;
-    }
-    write(ctx, "bring_forward", &request_id, e);
-    Ok(())
-}
-
-#[reducer]
-pub fn send_backward(ctx: &ReducerContext, request_id: String, board: String, id: String) -> Result<(), String> {
-    require_owner(ctx)?;
-    let mut e = live(ctx, &board, &id)?;
-    if let Some(z) = layers::backward(&as_refs(&board_layers(ctx, &board)), &id) {
-        e.z = z;
-    }
-    write(ctx, "send_backward", &request_id, e);
-    Ok(())
-}
-
-/// Warm-up: never touches a row with a pending outbox entry or a newer cached version.
-#[reducer]
-pub fn warm_elements(ctx: &ReducerContext, request_id: String, rows: Vec<Element>) -> Result<(), String> {
-    let _ = request_id;
-    require_owner(ctx)?;
-    for row in rows {
-        if ctx.db.sync_outbox().entity().filter(&row.id).next().is_some() {
-            continue;
-        }
-        match ctx.db.element().id().find(row.id.clone()) {
-            Some(cached) if cached.version > row.version => {}
-            Some(_) => {
-                ctx.db.element().id().update(row);
+    fn apply(w: &Write<'_>, settings: &WhiteboardSettings, command: WhiteboardCommand) -> Result<(), String> {
+        check(&command, settings)?;
+        match command {
+            WhiteboardCommand::Add { id, kind, x, y, width, height, rotation, style, points } => {
+                let id = id.to_string();
+                if let Some(existing) = w.ctx.db.element().id().find(&id) {
+                    if existing.kind == kind && !existing.deleted {
+                        w.record_unchanged(id, existing);
+                        return Ok(());
+                    }
+                    return Err(id_conflict(&id).into());
+                }
+                let z = layers::top(&as_refs(&board_layers(w)));
+                let board = w.scope.to_string();
+                let (deleted, created_at, version) = (false, w.ctx.timestamp, 0);
+                let e = Element {
+                    id,
+                    board,
+                    kind,
+                    x,
+                    y,
+                    width,
+                    height,
+                    rotation,
+                    style,
+                    points,
+                    z,
+                    deleted,
+                    created_at,
+                    version,
+                };
+                write(w, e);
             }
-            None => {
-                ctx.db.element().insert(row);
+            WhiteboardCommand::Update { id, x, y, width, height, rotation, style, points } => {
+                let mut e = live(w, &id.to_string())?;
+                e.x = x.unwrap_or(e.x);
+                e.y = y.unwrap_or(e.y);
+                e.width = width.unwrap_or(e.width);
+                e.height = height.unwrap_or(e.height);
+                e.rotation = rotation.unwrap_or(e.rotation);
+                e.style = style.unwrap_or(e.style);
+                e.points = points.unwrap_or(e.points);
+                write(w, e);
+            }
+            WhiteboardCommand::Move { ids, dx, dy } => {
+                // All or nothing: check every element before moving any.
+                let mut moved: Vec<Element> = Vec::new();
+                for id in ids.iter().map(|id| id.to_string()) {
+                    if !moved.iter().any(|e| e.id == id) {
+                        moved.push(live(w, &id)?);
+                    }
+                }
+                for mut e in moved {
+                    e.x += dx;
+                    e.y += dy;
+                    write(w, e);
+                }
+            }
+            WhiteboardCommand::Delete { id } => {
+                let mut e = live(w, &id.to_string())?;
+                e.deleted = true;
+                write(w, e);
+            }
+            WhiteboardCommand::BringForward { id } | WhiteboardCommand::SendBackward { id } => {
+                let forward = matches!(command, WhiteboardCommand::BringForward { .. });
+                let id = id.to_string();
+                let mut e = live(w, &id)?;
+                let layers = board_layers(w);
+                let z = if forward {
+                    layers::forward(&as_refs(&layers), &id)
+                } else {
+                    layers::backward(&as_refs(&layers), &id)
+                };
+                if let Some(z) = z {
+                    e.z = z;
+                }
+                write(w, e);
             }
         }
+        Ok(())
     }
-    Ok(())
-}
 
-/// The barrier after a warm-up batch (see `modules/chat`).
-#[reducer]
-pub fn warm_done(ctx: &ReducerContext, request_id: String) -> Result<(), String> {
-    let _ = request_id;
-    require_owner(ctx)
-}
-
-#[reducer]
-pub fn ack_outbox(ctx: &ReducerContext, request_id: String, seqs: Vec<u64>) -> Result<(), String> {
-    let _ = request_id;
-    require_owner(ctx)?;
-    for seq in seqs {
-        ctx.db.sync_outbox().seq().delete(seq);
+    fn entity(row: &Row) -> &str {
+        &row.id
     }
-    Ok(())
+
+    fn version(row: &Row) -> u64 {
+        row.version
+    }
+
+    fn cached_version(ctx: &ReducerContext, row: &Row) -> Option<u64> {
+        ctx.db.element().id().find(&row.id).map(|e| e.version)
+    }
+
+    fn store(ctx: &ReducerContext, row: Row) {
+        if ctx.db.element().id().find(&row.id).is_some() {
+            ctx.db.element().id().update(row);
+        } else {
+            ctx.db.element().insert(row);
+        }
+    }
 }

@@ -10,14 +10,14 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 #[sats(crate = __lib)]
 pub(super) struct ConfigureArgs {
     pub request_id: String,
-    pub max_text_chars: u32,
+    pub settings: String,
 }
 
 impl From<ConfigureArgs> for super::Reducer {
     fn from(args: ConfigureArgs) -> Self {
         Self::Configure {
             request_id: args.request_id,
-            max_text_chars: args.max_text_chars,
+            settings: args.settings,
         }
     }
 }
@@ -38,7 +38,7 @@ pub trait configure {
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
     ///  and its status can be observed by listening for [`Self::on_configure`] callbacks.
-    fn configure(&self, request_id: String, max_text_chars: u32) -> __sdk::Result<()>;
+    fn configure(&self, request_id: String, settings: String) -> __sdk::Result<()>;
     /// Register a callback to run whenever we are notified of an invocation of the reducer `configure`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
@@ -48,7 +48,7 @@ pub trait configure {
     /// to cancel the callback.
     fn on_configure(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &String, &u32) + Send + 'static,
+        callback: impl FnMut(&super::ReducerEventContext, &String, &String) + Send + 'static,
     ) -> ConfigureCallbackId;
     /// Cancel a callback previously registered by [`Self::on_configure`],
     /// causing it not to run in the future.
@@ -56,18 +56,18 @@ pub trait configure {
 }
 
 impl configure for super::RemoteReducers {
-    fn configure(&self, request_id: String, max_text_chars: u32) -> __sdk::Result<()> {
+    fn configure(&self, request_id: String, settings: String) -> __sdk::Result<()> {
         self.imp.call_reducer(
             "configure",
             ConfigureArgs {
                 request_id,
-                max_text_chars,
+                settings,
             },
         )
     }
     fn on_configure(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &String, &u32) + Send + 'static,
+        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String) + Send + 'static,
     ) -> ConfigureCallbackId {
         ConfigureCallbackId(self.imp.on_reducer(
             "configure",
@@ -78,7 +78,7 @@ impl configure for super::RemoteReducers {
                             reducer:
                                 super::Reducer::Configure {
                                     request_id,
-                                    max_text_chars,
+                                    settings,
                                 },
                             ..
                         },
@@ -87,7 +87,7 @@ impl configure for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, max_text_chars)
+                callback(ctx, request_id, settings)
             }),
         ))
     }

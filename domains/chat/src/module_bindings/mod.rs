@@ -7,50 +7,40 @@
 use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 
 pub mod ack_outbox_reducer;
+pub mod apply_reducer;
 pub mod cache_epoch_table;
 pub mod cache_epoch_type;
-pub mod chat_limits_table;
-pub mod chat_limits_type;
 pub mod configure_reducer;
-pub mod delete_reducer;
-pub mod edit_reducer;
 pub mod message_table;
 pub mod message_type;
+pub mod module_settings_table;
+pub mod module_settings_type;
 pub mod owner_table;
 pub mod owner_type;
-pub mod react_reducer;
 pub mod reaction_type;
-pub mod send_reducer;
 pub mod sync_outbox_table;
 pub mod sync_outbox_type;
-pub mod trim_channel_reducer;
-pub mod unreact_reducer;
+pub mod trim_reducer;
 pub mod warm_done_reducer;
-pub mod warm_messages_reducer;
+pub mod warm_reducer;
 
 pub use ack_outbox_reducer::{ack_outbox, set_flags_for_ack_outbox, AckOutboxCallbackId};
+pub use apply_reducer::{apply, set_flags_for_apply, ApplyCallbackId};
 pub use cache_epoch_table::*;
 pub use cache_epoch_type::CacheEpoch;
-pub use chat_limits_table::*;
-pub use chat_limits_type::ChatLimits;
 pub use configure_reducer::{configure, set_flags_for_configure, ConfigureCallbackId};
-pub use delete_reducer::{delete, set_flags_for_delete, DeleteCallbackId};
-pub use edit_reducer::{edit, set_flags_for_edit, EditCallbackId};
 pub use message_table::*;
 pub use message_type::Message;
+pub use module_settings_table::*;
+pub use module_settings_type::ModuleSettings;
 pub use owner_table::*;
 pub use owner_type::Owner;
-pub use react_reducer::{react, set_flags_for_react, ReactCallbackId};
 pub use reaction_type::Reaction;
-pub use send_reducer::{send, set_flags_for_send, SendCallbackId};
 pub use sync_outbox_table::*;
 pub use sync_outbox_type::SyncOutbox;
-pub use trim_channel_reducer::{set_flags_for_trim_channel, trim_channel, TrimChannelCallbackId};
-pub use unreact_reducer::{set_flags_for_unreact, unreact, UnreactCallbackId};
+pub use trim_reducer::{set_flags_for_trim, trim, TrimCallbackId};
 pub use warm_done_reducer::{set_flags_for_warm_done, warm_done, WarmDoneCallbackId};
-pub use warm_messages_reducer::{
-    set_flags_for_warm_messages, warm_messages, WarmMessagesCallbackId,
-};
+pub use warm_reducer::{set_flags_for_warm, warm, WarmCallbackId};
 
 #[derive(Clone, PartialEq, Debug)]
 
@@ -64,55 +54,27 @@ pub enum Reducer {
         request_id: String,
         seqs: Vec<u64>,
     },
+    Apply {
+        request_id: String,
+        scope: String,
+        user: String,
+        command: String,
+    },
     Configure {
         request_id: String,
-        max_text_chars: u32,
+        settings: String,
     },
-    Delete {
+    Trim {
         request_id: String,
-        channel: String,
-        id: String,
-        user: String,
-    },
-    Edit {
-        request_id: String,
-        channel: String,
-        id: String,
-        user: String,
-        text: String,
-    },
-    React {
-        request_id: String,
-        channel: String,
-        id: String,
-        user: String,
-        emoji: String,
-    },
-    Send {
-        request_id: String,
-        channel: String,
-        id: String,
-        author: String,
-        text: String,
-    },
-    TrimChannel {
-        request_id: String,
-        channel: String,
+        scope: String,
         keep: u32,
     },
-    Unreact {
+    Warm {
         request_id: String,
-        channel: String,
-        id: String,
-        user: String,
-        emoji: String,
+        rows: Vec<Message>,
     },
     WarmDone {
         request_id: String,
-    },
-    WarmMessages {
-        request_id: String,
-        rows: Vec<Message>,
     },
 }
 
@@ -124,15 +86,11 @@ impl __sdk::Reducer for Reducer {
     fn reducer_name(&self) -> &'static str {
         match self {
             Reducer::AckOutbox { .. } => "ack_outbox",
+            Reducer::Apply { .. } => "apply",
             Reducer::Configure { .. } => "configure",
-            Reducer::Delete { .. } => "delete",
-            Reducer::Edit { .. } => "edit",
-            Reducer::React { .. } => "react",
-            Reducer::Send { .. } => "send",
-            Reducer::TrimChannel { .. } => "trim_channel",
-            Reducer::Unreact { .. } => "unreact",
+            Reducer::Trim { .. } => "trim",
+            Reducer::Warm { .. } => "warm",
             Reducer::WarmDone { .. } => "warm_done",
-            Reducer::WarmMessages { .. } => "warm_messages",
         }
     }
 }
@@ -147,6 +105,11 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 )?
                 .into(),
             ),
+            "apply" => Ok(__sdk::parse_reducer_args::<apply_reducer::ApplyArgs>(
+                "apply",
+                &value.args,
+            )?
+            .into()),
             "configure" => Ok(
                 __sdk::parse_reducer_args::<configure_reducer::ConfigureArgs>(
                     "configure",
@@ -154,34 +117,12 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 )?
                 .into(),
             ),
-            "delete" => Ok(__sdk::parse_reducer_args::<delete_reducer::DeleteArgs>(
-                "delete",
-                &value.args,
-            )?
-            .into()),
-            "edit" => Ok(
-                __sdk::parse_reducer_args::<edit_reducer::EditArgs>("edit", &value.args)?.into(),
+            "trim" => Ok(
+                __sdk::parse_reducer_args::<trim_reducer::TrimArgs>("trim", &value.args)?.into(),
             ),
-            "react" => Ok(__sdk::parse_reducer_args::<react_reducer::ReactArgs>(
-                "react",
-                &value.args,
-            )?
-            .into()),
-            "send" => Ok(
-                __sdk::parse_reducer_args::<send_reducer::SendArgs>("send", &value.args)?.into(),
+            "warm" => Ok(
+                __sdk::parse_reducer_args::<warm_reducer::WarmArgs>("warm", &value.args)?.into(),
             ),
-            "trim_channel" => Ok(
-                __sdk::parse_reducer_args::<trim_channel_reducer::TrimChannelArgs>(
-                    "trim_channel",
-                    &value.args,
-                )?
-                .into(),
-            ),
-            "unreact" => Ok(__sdk::parse_reducer_args::<unreact_reducer::UnreactArgs>(
-                "unreact",
-                &value.args,
-            )?
-            .into()),
             "warm_done" => Ok(
                 __sdk::parse_reducer_args::<warm_done_reducer::WarmDoneArgs>(
                     "warm_done",
@@ -189,10 +130,6 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 )?
                 .into(),
             ),
-            "warm_messages" => Ok(__sdk::parse_reducer_args::<
-                warm_messages_reducer::WarmMessagesArgs,
-            >("warm_messages", &value.args)?
-            .into()),
             unknown => {
                 Err(
                     __sdk::InternalError::unknown_name("reducer", unknown, "ReducerCallInfo")
@@ -208,8 +145,8 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
 #[doc(hidden)]
 pub struct DbUpdate {
     cache_epoch: __sdk::TableUpdate<CacheEpoch>,
-    chat_limits: __sdk::TableUpdate<ChatLimits>,
     message: __sdk::TableUpdate<Message>,
+    module_settings: __sdk::TableUpdate<ModuleSettings>,
     owner: __sdk::TableUpdate<Owner>,
     sync_outbox: __sdk::TableUpdate<SyncOutbox>,
 }
@@ -223,12 +160,12 @@ impl TryFrom<__ws::DatabaseUpdate<__ws::BsatnFormat>> for DbUpdate {
                 "cache_epoch" => db_update
                     .cache_epoch
                     .append(cache_epoch_table::parse_table_update(table_update)?),
-                "chat_limits" => db_update
-                    .chat_limits
-                    .append(chat_limits_table::parse_table_update(table_update)?),
                 "message" => db_update
                     .message
                     .append(message_table::parse_table_update(table_update)?),
+                "module_settings" => db_update
+                    .module_settings
+                    .append(module_settings_table::parse_table_update(table_update)?),
                 "owner" => db_update
                     .owner
                     .append(owner_table::parse_table_update(table_update)?),
@@ -264,11 +201,11 @@ impl __sdk::DbUpdate for DbUpdate {
         diff.cache_epoch = cache
             .apply_diff_to_table::<CacheEpoch>("cache_epoch", &self.cache_epoch)
             .with_updates_by_pk(|row| &row.id);
-        diff.chat_limits = cache
-            .apply_diff_to_table::<ChatLimits>("chat_limits", &self.chat_limits)
-            .with_updates_by_pk(|row| &row.id);
         diff.message = cache
             .apply_diff_to_table::<Message>("message", &self.message)
+            .with_updates_by_pk(|row| &row.id);
+        diff.module_settings = cache
+            .apply_diff_to_table::<ModuleSettings>("module_settings", &self.module_settings)
             .with_updates_by_pk(|row| &row.id);
         diff.owner = cache
             .apply_diff_to_table::<Owner>("owner", &self.owner)
@@ -286,8 +223,8 @@ impl __sdk::DbUpdate for DbUpdate {
 #[doc(hidden)]
 pub struct AppliedDiff<'r> {
     cache_epoch: __sdk::TableAppliedDiff<'r, CacheEpoch>,
-    chat_limits: __sdk::TableAppliedDiff<'r, ChatLimits>,
     message: __sdk::TableAppliedDiff<'r, Message>,
+    module_settings: __sdk::TableAppliedDiff<'r, ModuleSettings>,
     owner: __sdk::TableAppliedDiff<'r, Owner>,
     sync_outbox: __sdk::TableAppliedDiff<'r, SyncOutbox>,
 }
@@ -303,8 +240,12 @@ impl<'r> __sdk::AppliedDiff<'r> for AppliedDiff<'r> {
         callbacks: &mut __sdk::DbCallbacks<RemoteModule>,
     ) {
         callbacks.invoke_table_row_callbacks::<CacheEpoch>("cache_epoch", &self.cache_epoch, event);
-        callbacks.invoke_table_row_callbacks::<ChatLimits>("chat_limits", &self.chat_limits, event);
         callbacks.invoke_table_row_callbacks::<Message>("message", &self.message, event);
+        callbacks.invoke_table_row_callbacks::<ModuleSettings>(
+            "module_settings",
+            &self.module_settings,
+            event,
+        );
         callbacks.invoke_table_row_callbacks::<Owner>("owner", &self.owner, event);
         callbacks.invoke_table_row_callbacks::<SyncOutbox>("sync_outbox", &self.sync_outbox, event);
     }
@@ -883,8 +824,8 @@ impl __sdk::SpacetimeModule for RemoteModule {
 
     fn register_tables(client_cache: &mut __sdk::ClientCache<Self>) {
         cache_epoch_table::register_table(client_cache);
-        chat_limits_table::register_table(client_cache);
         message_table::register_table(client_cache);
+        module_settings_table::register_table(client_cache);
         owner_table::register_table(client_cache);
         sync_outbox_table::register_table(client_cache);
     }

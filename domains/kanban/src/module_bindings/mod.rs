@@ -7,60 +7,44 @@
 use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 
 pub mod ack_outbox_reducer;
+pub mod apply_reducer;
 pub mod board_card_table;
 pub mod board_card_type;
 pub mod board_column_table;
 pub mod board_column_type;
+pub mod board_row_type;
 pub mod cache_epoch_table;
 pub mod cache_epoch_type;
-pub mod create_card_reducer;
-pub mod create_column_reducer;
-pub mod delete_card_reducer;
-pub mod delete_column_reducer;
-pub mod edit_card_reducer;
-pub mod move_card_reducer;
+pub mod configure_reducer;
+pub mod module_settings_table;
+pub mod module_settings_type;
 pub mod owner_table;
 pub mod owner_type;
-pub mod rename_column_reducer;
-pub mod reorder_column_reducer;
-pub mod set_wip_limit_reducer;
 pub mod sync_outbox_table;
 pub mod sync_outbox_type;
-pub mod warm_board_reducer;
+pub mod trim_reducer;
 pub mod warm_done_reducer;
+pub mod warm_reducer;
 
 pub use ack_outbox_reducer::{ack_outbox, set_flags_for_ack_outbox, AckOutboxCallbackId};
+pub use apply_reducer::{apply, set_flags_for_apply, ApplyCallbackId};
 pub use board_card_table::*;
 pub use board_card_type::BoardCard;
 pub use board_column_table::*;
 pub use board_column_type::BoardColumn;
+pub use board_row_type::BoardRow;
 pub use cache_epoch_table::*;
 pub use cache_epoch_type::CacheEpoch;
-pub use create_card_reducer::{create_card, set_flags_for_create_card, CreateCardCallbackId};
-pub use create_column_reducer::{
-    create_column, set_flags_for_create_column, CreateColumnCallbackId,
-};
-pub use delete_card_reducer::{delete_card, set_flags_for_delete_card, DeleteCardCallbackId};
-pub use delete_column_reducer::{
-    delete_column, set_flags_for_delete_column, DeleteColumnCallbackId,
-};
-pub use edit_card_reducer::{edit_card, set_flags_for_edit_card, EditCardCallbackId};
-pub use move_card_reducer::{move_card, set_flags_for_move_card, MoveCardCallbackId};
+pub use configure_reducer::{configure, set_flags_for_configure, ConfigureCallbackId};
+pub use module_settings_table::*;
+pub use module_settings_type::ModuleSettings;
 pub use owner_table::*;
 pub use owner_type::Owner;
-pub use rename_column_reducer::{
-    rename_column, set_flags_for_rename_column, RenameColumnCallbackId,
-};
-pub use reorder_column_reducer::{
-    reorder_column, set_flags_for_reorder_column, ReorderColumnCallbackId,
-};
-pub use set_wip_limit_reducer::{
-    set_flags_for_set_wip_limit, set_wip_limit, SetWipLimitCallbackId,
-};
 pub use sync_outbox_table::*;
 pub use sync_outbox_type::SyncOutbox;
-pub use warm_board_reducer::{set_flags_for_warm_board, warm_board, WarmBoardCallbackId};
+pub use trim_reducer::{set_flags_for_trim, trim, TrimCallbackId};
 pub use warm_done_reducer::{set_flags_for_warm_done, warm_done, WarmDoneCallbackId};
+pub use warm_reducer::{set_flags_for_warm, warm, WarmCallbackId};
 
 #[derive(Clone, PartialEq, Debug)]
 
@@ -74,74 +58,24 @@ pub enum Reducer {
         request_id: String,
         seqs: Vec<u64>,
     },
-    CreateCard {
+    Apply {
         request_id: String,
-        board: String,
-        id: String,
-        column: String,
-        title: String,
-        description: String,
-        assignees: Vec<String>,
-        labels: Vec<String>,
-        after: Option<String>,
+        scope: String,
+        user: String,
+        command: String,
     },
-    CreateColumn {
+    Configure {
         request_id: String,
-        board: String,
-        id: String,
-        name: String,
-        wip_limit: Option<u32>,
-        after: Option<String>,
+        settings: String,
     },
-    DeleteCard {
+    Trim {
         request_id: String,
-        board: String,
-        id: String,
+        scope: String,
+        keep: u32,
     },
-    DeleteColumn {
+    Warm {
         request_id: String,
-        board: String,
-        id: String,
-        force: bool,
-    },
-    EditCard {
-        request_id: String,
-        board: String,
-        id: String,
-        title: Option<String>,
-        description: Option<String>,
-        assignees: Option<Vec<String>>,
-        labels: Option<Vec<String>>,
-    },
-    MoveCard {
-        request_id: String,
-        board: String,
-        id: String,
-        column: String,
-        after: Option<String>,
-    },
-    RenameColumn {
-        request_id: String,
-        board: String,
-        id: String,
-        name: String,
-    },
-    ReorderColumn {
-        request_id: String,
-        board: String,
-        id: String,
-        after: Option<String>,
-    },
-    SetWipLimit {
-        request_id: String,
-        board: String,
-        id: String,
-        wip_limit: Option<u32>,
-    },
-    WarmBoard {
-        request_id: String,
-        columns: Vec<BoardColumn>,
-        cards: Vec<BoardCard>,
+        rows: Vec<BoardRow>,
     },
     WarmDone {
         request_id: String,
@@ -156,16 +90,10 @@ impl __sdk::Reducer for Reducer {
     fn reducer_name(&self) -> &'static str {
         match self {
             Reducer::AckOutbox { .. } => "ack_outbox",
-            Reducer::CreateCard { .. } => "create_card",
-            Reducer::CreateColumn { .. } => "create_column",
-            Reducer::DeleteCard { .. } => "delete_card",
-            Reducer::DeleteColumn { .. } => "delete_column",
-            Reducer::EditCard { .. } => "edit_card",
-            Reducer::MoveCard { .. } => "move_card",
-            Reducer::RenameColumn { .. } => "rename_column",
-            Reducer::ReorderColumn { .. } => "reorder_column",
-            Reducer::SetWipLimit { .. } => "set_wip_limit",
-            Reducer::WarmBoard { .. } => "warm_board",
+            Reducer::Apply { .. } => "apply",
+            Reducer::Configure { .. } => "configure",
+            Reducer::Trim { .. } => "trim",
+            Reducer::Warm { .. } => "warm",
             Reducer::WarmDone { .. } => "warm_done",
         }
     }
@@ -181,60 +109,23 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 )?
                 .into(),
             ),
-            "create_card" => Ok(
-                __sdk::parse_reducer_args::<create_card_reducer::CreateCardArgs>(
-                    "create_card",
+            "apply" => Ok(__sdk::parse_reducer_args::<apply_reducer::ApplyArgs>(
+                "apply",
+                &value.args,
+            )?
+            .into()),
+            "configure" => Ok(
+                __sdk::parse_reducer_args::<configure_reducer::ConfigureArgs>(
+                    "configure",
                     &value.args,
                 )?
                 .into(),
             ),
-            "create_column" => Ok(__sdk::parse_reducer_args::<
-                create_column_reducer::CreateColumnArgs,
-            >("create_column", &value.args)?
-            .into()),
-            "delete_card" => Ok(
-                __sdk::parse_reducer_args::<delete_card_reducer::DeleteCardArgs>(
-                    "delete_card",
-                    &value.args,
-                )?
-                .into(),
+            "trim" => Ok(
+                __sdk::parse_reducer_args::<trim_reducer::TrimArgs>("trim", &value.args)?.into(),
             ),
-            "delete_column" => Ok(__sdk::parse_reducer_args::<
-                delete_column_reducer::DeleteColumnArgs,
-            >("delete_column", &value.args)?
-            .into()),
-            "edit_card" => Ok(
-                __sdk::parse_reducer_args::<edit_card_reducer::EditCardArgs>(
-                    "edit_card",
-                    &value.args,
-                )?
-                .into(),
-            ),
-            "move_card" => Ok(
-                __sdk::parse_reducer_args::<move_card_reducer::MoveCardArgs>(
-                    "move_card",
-                    &value.args,
-                )?
-                .into(),
-            ),
-            "rename_column" => Ok(__sdk::parse_reducer_args::<
-                rename_column_reducer::RenameColumnArgs,
-            >("rename_column", &value.args)?
-            .into()),
-            "reorder_column" => Ok(__sdk::parse_reducer_args::<
-                reorder_column_reducer::ReorderColumnArgs,
-            >("reorder_column", &value.args)?
-            .into()),
-            "set_wip_limit" => Ok(__sdk::parse_reducer_args::<
-                set_wip_limit_reducer::SetWipLimitArgs,
-            >("set_wip_limit", &value.args)?
-            .into()),
-            "warm_board" => Ok(
-                __sdk::parse_reducer_args::<warm_board_reducer::WarmBoardArgs>(
-                    "warm_board",
-                    &value.args,
-                )?
-                .into(),
+            "warm" => Ok(
+                __sdk::parse_reducer_args::<warm_reducer::WarmArgs>("warm", &value.args)?.into(),
             ),
             "warm_done" => Ok(
                 __sdk::parse_reducer_args::<warm_done_reducer::WarmDoneArgs>(
@@ -260,6 +151,7 @@ pub struct DbUpdate {
     board_card: __sdk::TableUpdate<BoardCard>,
     board_column: __sdk::TableUpdate<BoardColumn>,
     cache_epoch: __sdk::TableUpdate<CacheEpoch>,
+    module_settings: __sdk::TableUpdate<ModuleSettings>,
     owner: __sdk::TableUpdate<Owner>,
     sync_outbox: __sdk::TableUpdate<SyncOutbox>,
 }
@@ -279,6 +171,9 @@ impl TryFrom<__ws::DatabaseUpdate<__ws::BsatnFormat>> for DbUpdate {
                 "cache_epoch" => db_update
                     .cache_epoch
                     .append(cache_epoch_table::parse_table_update(table_update)?),
+                "module_settings" => db_update
+                    .module_settings
+                    .append(module_settings_table::parse_table_update(table_update)?),
                 "owner" => db_update
                     .owner
                     .append(owner_table::parse_table_update(table_update)?),
@@ -320,6 +215,9 @@ impl __sdk::DbUpdate for DbUpdate {
         diff.cache_epoch = cache
             .apply_diff_to_table::<CacheEpoch>("cache_epoch", &self.cache_epoch)
             .with_updates_by_pk(|row| &row.id);
+        diff.module_settings = cache
+            .apply_diff_to_table::<ModuleSettings>("module_settings", &self.module_settings)
+            .with_updates_by_pk(|row| &row.id);
         diff.owner = cache
             .apply_diff_to_table::<Owner>("owner", &self.owner)
             .with_updates_by_pk(|row| &row.id);
@@ -338,6 +236,7 @@ pub struct AppliedDiff<'r> {
     board_card: __sdk::TableAppliedDiff<'r, BoardCard>,
     board_column: __sdk::TableAppliedDiff<'r, BoardColumn>,
     cache_epoch: __sdk::TableAppliedDiff<'r, CacheEpoch>,
+    module_settings: __sdk::TableAppliedDiff<'r, ModuleSettings>,
     owner: __sdk::TableAppliedDiff<'r, Owner>,
     sync_outbox: __sdk::TableAppliedDiff<'r, SyncOutbox>,
 }
@@ -359,6 +258,11 @@ impl<'r> __sdk::AppliedDiff<'r> for AppliedDiff<'r> {
             event,
         );
         callbacks.invoke_table_row_callbacks::<CacheEpoch>("cache_epoch", &self.cache_epoch, event);
+        callbacks.invoke_table_row_callbacks::<ModuleSettings>(
+            "module_settings",
+            &self.module_settings,
+            event,
+        );
         callbacks.invoke_table_row_callbacks::<Owner>("owner", &self.owner, event);
         callbacks.invoke_table_row_callbacks::<SyncOutbox>("sync_outbox", &self.sync_outbox, event);
     }
@@ -939,6 +843,7 @@ impl __sdk::SpacetimeModule for RemoteModule {
         board_card_table::register_table(client_cache);
         board_column_table::register_table(client_cache);
         cache_epoch_table::register_table(client_cache);
+        module_settings_table::register_table(client_cache);
         owner_table::register_table(client_cache);
         sync_outbox_table::register_table(client_cache);
     }

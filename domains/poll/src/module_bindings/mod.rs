@@ -7,38 +7,38 @@
 use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 
 pub mod ack_outbox_reducer;
-pub mod add_option_reducer;
+pub mod apply_reducer;
 pub mod cache_epoch_table;
 pub mod cache_epoch_type;
+pub mod configure_reducer;
+pub mod module_settings_table;
+pub mod module_settings_type;
 pub mod owner_table;
 pub mod owner_type;
 pub mod poll_option_table;
 pub mod poll_option_type;
-pub mod remove_option_reducer;
 pub mod sync_outbox_table;
 pub mod sync_outbox_type;
-pub mod unvote_reducer;
-pub mod vote_reducer;
+pub mod trim_reducer;
 pub mod warm_done_reducer;
-pub mod warm_options_reducer;
+pub mod warm_reducer;
 
 pub use ack_outbox_reducer::{ack_outbox, set_flags_for_ack_outbox, AckOutboxCallbackId};
-pub use add_option_reducer::{add_option, set_flags_for_add_option, AddOptionCallbackId};
+pub use apply_reducer::{apply, set_flags_for_apply, ApplyCallbackId};
 pub use cache_epoch_table::*;
 pub use cache_epoch_type::CacheEpoch;
+pub use configure_reducer::{configure, set_flags_for_configure, ConfigureCallbackId};
+pub use module_settings_table::*;
+pub use module_settings_type::ModuleSettings;
 pub use owner_table::*;
 pub use owner_type::Owner;
 pub use poll_option_table::*;
 pub use poll_option_type::PollOption;
-pub use remove_option_reducer::{
-    remove_option, set_flags_for_remove_option, RemoveOptionCallbackId,
-};
 pub use sync_outbox_table::*;
 pub use sync_outbox_type::SyncOutbox;
-pub use unvote_reducer::{set_flags_for_unvote, unvote, UnvoteCallbackId};
-pub use vote_reducer::{set_flags_for_vote, vote, VoteCallbackId};
+pub use trim_reducer::{set_flags_for_trim, trim, TrimCallbackId};
 pub use warm_done_reducer::{set_flags_for_warm_done, warm_done, WarmDoneCallbackId};
-pub use warm_options_reducer::{set_flags_for_warm_options, warm_options, WarmOptionsCallbackId};
+pub use warm_reducer::{set_flags_for_warm, warm, WarmCallbackId};
 
 #[derive(Clone, PartialEq, Debug)]
 
@@ -52,37 +52,27 @@ pub enum Reducer {
         request_id: String,
         seqs: Vec<u64>,
     },
-    AddOption {
+    Apply {
         request_id: String,
-        poll: String,
-        id: String,
-        author: String,
-        label: String,
-    },
-    RemoveOption {
-        request_id: String,
-        poll: String,
-        id: String,
+        scope: String,
         user: String,
+        command: String,
     },
-    Unvote {
+    Configure {
         request_id: String,
-        poll: String,
-        id: String,
-        user: String,
+        settings: String,
     },
-    Vote {
+    Trim {
         request_id: String,
-        poll: String,
-        id: String,
-        user: String,
+        scope: String,
+        keep: u32,
+    },
+    Warm {
+        request_id: String,
+        rows: Vec<PollOption>,
     },
     WarmDone {
         request_id: String,
-    },
-    WarmOptions {
-        request_id: String,
-        rows: Vec<PollOption>,
     },
 }
 
@@ -94,12 +84,11 @@ impl __sdk::Reducer for Reducer {
     fn reducer_name(&self) -> &'static str {
         match self {
             Reducer::AckOutbox { .. } => "ack_outbox",
-            Reducer::AddOption { .. } => "add_option",
-            Reducer::RemoveOption { .. } => "remove_option",
-            Reducer::Unvote { .. } => "unvote",
-            Reducer::Vote { .. } => "vote",
+            Reducer::Apply { .. } => "apply",
+            Reducer::Configure { .. } => "configure",
+            Reducer::Trim { .. } => "trim",
+            Reducer::Warm { .. } => "warm",
             Reducer::WarmDone { .. } => "warm_done",
-            Reducer::WarmOptions { .. } => "warm_options",
         }
     }
 }
@@ -114,35 +103,27 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 )?
                 .into(),
             ),
-            "add_option" => Ok(
-                __sdk::parse_reducer_args::<add_option_reducer::AddOptionArgs>(
-                    "add_option",
+            "apply" => Ok(__sdk::parse_reducer_args::<apply_reducer::ApplyArgs>(
+                "apply",
+                &value.args,
+            )?
+            .into()),
+            "configure" => Ok(
+                __sdk::parse_reducer_args::<configure_reducer::ConfigureArgs>(
+                    "configure",
                     &value.args,
                 )?
                 .into(),
             ),
-            "remove_option" => Ok(__sdk::parse_reducer_args::<
-                remove_option_reducer::RemoveOptionArgs,
-            >("remove_option", &value.args)?
-            .into()),
-            "unvote" => Ok(__sdk::parse_reducer_args::<unvote_reducer::UnvoteArgs>(
-                "unvote",
-                &value.args,
-            )?
-            .into()),
-            "vote" => Ok(
-                __sdk::parse_reducer_args::<vote_reducer::VoteArgs>("vote", &value.args)?.into(),
+            "trim" => Ok(
+                __sdk::parse_reducer_args::<trim_reducer::TrimArgs>("trim", &value.args)?.into(),
+            ),
+            "warm" => Ok(
+                __sdk::parse_reducer_args::<warm_reducer::WarmArgs>("warm", &value.args)?.into(),
             ),
             "warm_done" => Ok(
                 __sdk::parse_reducer_args::<warm_done_reducer::WarmDoneArgs>(
                     "warm_done",
-                    &value.args,
-                )?
-                .into(),
-            ),
-            "warm_options" => Ok(
-                __sdk::parse_reducer_args::<warm_options_reducer::WarmOptionsArgs>(
-                    "warm_options",
                     &value.args,
                 )?
                 .into(),
@@ -162,6 +143,7 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
 #[doc(hidden)]
 pub struct DbUpdate {
     cache_epoch: __sdk::TableUpdate<CacheEpoch>,
+    module_settings: __sdk::TableUpdate<ModuleSettings>,
     owner: __sdk::TableUpdate<Owner>,
     poll_option: __sdk::TableUpdate<PollOption>,
     sync_outbox: __sdk::TableUpdate<SyncOutbox>,
@@ -176,6 +158,9 @@ impl TryFrom<__ws::DatabaseUpdate<__ws::BsatnFormat>> for DbUpdate {
                 "cache_epoch" => db_update
                     .cache_epoch
                     .append(cache_epoch_table::parse_table_update(table_update)?),
+                "module_settings" => db_update
+                    .module_settings
+                    .append(module_settings_table::parse_table_update(table_update)?),
                 "owner" => db_update
                     .owner
                     .append(owner_table::parse_table_update(table_update)?),
@@ -214,6 +199,9 @@ impl __sdk::DbUpdate for DbUpdate {
         diff.cache_epoch = cache
             .apply_diff_to_table::<CacheEpoch>("cache_epoch", &self.cache_epoch)
             .with_updates_by_pk(|row| &row.id);
+        diff.module_settings = cache
+            .apply_diff_to_table::<ModuleSettings>("module_settings", &self.module_settings)
+            .with_updates_by_pk(|row| &row.id);
         diff.owner = cache
             .apply_diff_to_table::<Owner>("owner", &self.owner)
             .with_updates_by_pk(|row| &row.id);
@@ -233,6 +221,7 @@ impl __sdk::DbUpdate for DbUpdate {
 #[doc(hidden)]
 pub struct AppliedDiff<'r> {
     cache_epoch: __sdk::TableAppliedDiff<'r, CacheEpoch>,
+    module_settings: __sdk::TableAppliedDiff<'r, ModuleSettings>,
     owner: __sdk::TableAppliedDiff<'r, Owner>,
     poll_option: __sdk::TableAppliedDiff<'r, PollOption>,
     sync_outbox: __sdk::TableAppliedDiff<'r, SyncOutbox>,
@@ -249,6 +238,11 @@ impl<'r> __sdk::AppliedDiff<'r> for AppliedDiff<'r> {
         callbacks: &mut __sdk::DbCallbacks<RemoteModule>,
     ) {
         callbacks.invoke_table_row_callbacks::<CacheEpoch>("cache_epoch", &self.cache_epoch, event);
+        callbacks.invoke_table_row_callbacks::<ModuleSettings>(
+            "module_settings",
+            &self.module_settings,
+            event,
+        );
         callbacks.invoke_table_row_callbacks::<Owner>("owner", &self.owner, event);
         callbacks.invoke_table_row_callbacks::<PollOption>("poll_option", &self.poll_option, event);
         callbacks.invoke_table_row_callbacks::<SyncOutbox>("sync_outbox", &self.sync_outbox, event);
@@ -828,6 +822,7 @@ impl __sdk::SpacetimeModule for RemoteModule {
 
     fn register_tables(client_cache: &mut __sdk::ClientCache<Self>) {
         cache_epoch_table::register_table(client_cache);
+        module_settings_table::register_table(client_cache);
         owner_table::register_table(client_cache);
         poll_option_table::register_table(client_cache);
         sync_outbox_table::register_table(client_cache);

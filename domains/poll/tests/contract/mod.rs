@@ -30,6 +30,21 @@ fn assert_error(result: Result<PollEvent, DomainError>, kind: ErrorKind, code: &
     assert_eq!((error.kind, error.code.as_ref()), (kind, code));
 }
 
+/// Far past the default (200) and past the cap the poll module once hard-coded (1,000).
+pub const RAISED_LABEL_LIMIT: u32 = 1_500;
+
+/// Raised in settings, a limit holds on both adapters alike: what is now allowed is
+/// accepted, and one character past it is refused with the same error.
+pub async fn labels_follow_the_configured_limit(conn: Conn) {
+    let long = "a".repeat(1_200);
+    add(&conn, "limits", "alice", &long).await;
+    assert_eq!(options(&conn, "limits").await[0].label, long);
+    let limit = RAISED_LABEL_LIMIT as usize;
+    add(&conn, "limits", "alice", &"b".repeat(limit)).await;
+    let past = PollCommand::AddOption { id: Uuid::new_v4(), label: "c".repeat(limit + 1) };
+    assert_error(apply(&conn, "limits", "alice", past).await, ErrorKind::TooLarge, "label_too_long");
+}
+
 pub async fn options_are_listed_newest_first_and_retries_are_idempotent(conn: Conn) {
     let pizza = add(&conn, "lunch", "alice", "pizza").await;
     let retry = apply(&conn, "lunch", "alice", PollCommand::AddOption { id: pizza, label: "pizza".into() }).await;
@@ -105,12 +120,19 @@ macro_rules! poll_contract {
             only_the_author_removes_and_removed_options_take_no_votes,
             subscribers_see_their_polls_events_in_order,
         );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn labels_follow_the_configured_limit() {
+            let mut settings = boardsync_testkit::default_domain_settings::<boardsync_poll::Poll>();
+            settings.domain.max_label_chars = contract::RAISED_LABEL_LIMIT;
+            contract::labels_follow_the_configured_limit($make(settings).await).await;
+        }
     };
     (@tests $make:path; $($clause:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $clause() {
-                contract::$clause($make().await).await;
+                contract::$clause($make(boardsync_testkit::default_domain_settings()).await).await;
             }
         )+
     };

@@ -7,52 +7,38 @@
 use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 
 pub mod ack_outbox_reducer;
-pub mod add_element_reducer;
-pub mod bring_forward_reducer;
+pub mod apply_reducer;
 pub mod cache_epoch_table;
 pub mod cache_epoch_type;
-pub mod delete_element_reducer;
+pub mod configure_reducer;
 pub mod element_table;
 pub mod element_type;
-pub mod move_elements_reducer;
+pub mod module_settings_table;
+pub mod module_settings_type;
 pub mod owner_table;
 pub mod owner_type;
-pub mod send_backward_reducer;
 pub mod sync_outbox_table;
 pub mod sync_outbox_type;
-pub mod update_element_reducer;
+pub mod trim_reducer;
 pub mod warm_done_reducer;
-pub mod warm_elements_reducer;
+pub mod warm_reducer;
 
 pub use ack_outbox_reducer::{ack_outbox, set_flags_for_ack_outbox, AckOutboxCallbackId};
-pub use add_element_reducer::{add_element, set_flags_for_add_element, AddElementCallbackId};
-pub use bring_forward_reducer::{
-    bring_forward, set_flags_for_bring_forward, BringForwardCallbackId,
-};
+pub use apply_reducer::{apply, set_flags_for_apply, ApplyCallbackId};
 pub use cache_epoch_table::*;
 pub use cache_epoch_type::CacheEpoch;
-pub use delete_element_reducer::{
-    delete_element, set_flags_for_delete_element, DeleteElementCallbackId,
-};
+pub use configure_reducer::{configure, set_flags_for_configure, ConfigureCallbackId};
 pub use element_table::*;
 pub use element_type::Element;
-pub use move_elements_reducer::{
-    move_elements, set_flags_for_move_elements, MoveElementsCallbackId,
-};
+pub use module_settings_table::*;
+pub use module_settings_type::ModuleSettings;
 pub use owner_table::*;
 pub use owner_type::Owner;
-pub use send_backward_reducer::{
-    send_backward, set_flags_for_send_backward, SendBackwardCallbackId,
-};
 pub use sync_outbox_table::*;
 pub use sync_outbox_type::SyncOutbox;
-pub use update_element_reducer::{
-    set_flags_for_update_element, update_element, UpdateElementCallbackId,
-};
+pub use trim_reducer::{set_flags_for_trim, trim, TrimCallbackId};
 pub use warm_done_reducer::{set_flags_for_warm_done, warm_done, WarmDoneCallbackId};
-pub use warm_elements_reducer::{
-    set_flags_for_warm_elements, warm_elements, WarmElementsCallbackId,
-};
+pub use warm_reducer::{set_flags_for_warm, warm, WarmCallbackId};
 
 #[derive(Clone, PartialEq, Debug)]
 
@@ -66,59 +52,27 @@ pub enum Reducer {
         request_id: String,
         seqs: Vec<u64>,
     },
-    AddElement {
+    Apply {
         request_id: String,
-        board: String,
-        id: String,
-        kind: String,
-        x: f64,
-        y: f64,
-        width: f64,
-        height: f64,
-        rotation: f64,
-        style: String,
-        points: Vec<f32>,
+        scope: String,
+        user: String,
+        command: String,
     },
-    BringForward {
+    Configure {
         request_id: String,
-        board: String,
-        id: String,
+        settings: String,
     },
-    DeleteElement {
+    Trim {
         request_id: String,
-        board: String,
-        id: String,
+        scope: String,
+        keep: u32,
     },
-    MoveElements {
+    Warm {
         request_id: String,
-        board: String,
-        ids: Vec<String>,
-        dx: f64,
-        dy: f64,
-    },
-    SendBackward {
-        request_id: String,
-        board: String,
-        id: String,
-    },
-    UpdateElement {
-        request_id: String,
-        board: String,
-        id: String,
-        x: Option<f64>,
-        y: Option<f64>,
-        width: Option<f64>,
-        height: Option<f64>,
-        rotation: Option<f64>,
-        style: Option<String>,
-        points: Option<Vec<f32>>,
+        rows: Vec<Element>,
     },
     WarmDone {
         request_id: String,
-    },
-    WarmElements {
-        request_id: String,
-        rows: Vec<Element>,
     },
 }
 
@@ -130,14 +84,11 @@ impl __sdk::Reducer for Reducer {
     fn reducer_name(&self) -> &'static str {
         match self {
             Reducer::AckOutbox { .. } => "ack_outbox",
-            Reducer::AddElement { .. } => "add_element",
-            Reducer::BringForward { .. } => "bring_forward",
-            Reducer::DeleteElement { .. } => "delete_element",
-            Reducer::MoveElements { .. } => "move_elements",
-            Reducer::SendBackward { .. } => "send_backward",
-            Reducer::UpdateElement { .. } => "update_element",
+            Reducer::Apply { .. } => "apply",
+            Reducer::Configure { .. } => "configure",
+            Reducer::Trim { .. } => "trim",
+            Reducer::Warm { .. } => "warm",
             Reducer::WarmDone { .. } => "warm_done",
-            Reducer::WarmElements { .. } => "warm_elements",
         }
     }
 }
@@ -152,33 +103,24 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 )?
                 .into(),
             ),
-            "add_element" => Ok(
-                __sdk::parse_reducer_args::<add_element_reducer::AddElementArgs>(
-                    "add_element",
+            "apply" => Ok(__sdk::parse_reducer_args::<apply_reducer::ApplyArgs>(
+                "apply",
+                &value.args,
+            )?
+            .into()),
+            "configure" => Ok(
+                __sdk::parse_reducer_args::<configure_reducer::ConfigureArgs>(
+                    "configure",
                     &value.args,
                 )?
                 .into(),
             ),
-            "bring_forward" => Ok(__sdk::parse_reducer_args::<
-                bring_forward_reducer::BringForwardArgs,
-            >("bring_forward", &value.args)?
-            .into()),
-            "delete_element" => Ok(__sdk::parse_reducer_args::<
-                delete_element_reducer::DeleteElementArgs,
-            >("delete_element", &value.args)?
-            .into()),
-            "move_elements" => Ok(__sdk::parse_reducer_args::<
-                move_elements_reducer::MoveElementsArgs,
-            >("move_elements", &value.args)?
-            .into()),
-            "send_backward" => Ok(__sdk::parse_reducer_args::<
-                send_backward_reducer::SendBackwardArgs,
-            >("send_backward", &value.args)?
-            .into()),
-            "update_element" => Ok(__sdk::parse_reducer_args::<
-                update_element_reducer::UpdateElementArgs,
-            >("update_element", &value.args)?
-            .into()),
+            "trim" => Ok(
+                __sdk::parse_reducer_args::<trim_reducer::TrimArgs>("trim", &value.args)?.into(),
+            ),
+            "warm" => Ok(
+                __sdk::parse_reducer_args::<warm_reducer::WarmArgs>("warm", &value.args)?.into(),
+            ),
             "warm_done" => Ok(
                 __sdk::parse_reducer_args::<warm_done_reducer::WarmDoneArgs>(
                     "warm_done",
@@ -186,10 +128,6 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 )?
                 .into(),
             ),
-            "warm_elements" => Ok(__sdk::parse_reducer_args::<
-                warm_elements_reducer::WarmElementsArgs,
-            >("warm_elements", &value.args)?
-            .into()),
             unknown => {
                 Err(
                     __sdk::InternalError::unknown_name("reducer", unknown, "ReducerCallInfo")
@@ -206,6 +144,7 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
 pub struct DbUpdate {
     cache_epoch: __sdk::TableUpdate<CacheEpoch>,
     element: __sdk::TableUpdate<Element>,
+    module_settings: __sdk::TableUpdate<ModuleSettings>,
     owner: __sdk::TableUpdate<Owner>,
     sync_outbox: __sdk::TableUpdate<SyncOutbox>,
 }
@@ -222,6 +161,9 @@ impl TryFrom<__ws::DatabaseUpdate<__ws::BsatnFormat>> for DbUpdate {
                 "element" => db_update
                     .element
                     .append(element_table::parse_table_update(table_update)?),
+                "module_settings" => db_update
+                    .module_settings
+                    .append(module_settings_table::parse_table_update(table_update)?),
                 "owner" => db_update
                     .owner
                     .append(owner_table::parse_table_update(table_update)?),
@@ -260,6 +202,9 @@ impl __sdk::DbUpdate for DbUpdate {
         diff.element = cache
             .apply_diff_to_table::<Element>("element", &self.element)
             .with_updates_by_pk(|row| &row.id);
+        diff.module_settings = cache
+            .apply_diff_to_table::<ModuleSettings>("module_settings", &self.module_settings)
+            .with_updates_by_pk(|row| &row.id);
         diff.owner = cache
             .apply_diff_to_table::<Owner>("owner", &self.owner)
             .with_updates_by_pk(|row| &row.id);
@@ -277,6 +222,7 @@ impl __sdk::DbUpdate for DbUpdate {
 pub struct AppliedDiff<'r> {
     cache_epoch: __sdk::TableAppliedDiff<'r, CacheEpoch>,
     element: __sdk::TableAppliedDiff<'r, Element>,
+    module_settings: __sdk::TableAppliedDiff<'r, ModuleSettings>,
     owner: __sdk::TableAppliedDiff<'r, Owner>,
     sync_outbox: __sdk::TableAppliedDiff<'r, SyncOutbox>,
 }
@@ -293,6 +239,11 @@ impl<'r> __sdk::AppliedDiff<'r> for AppliedDiff<'r> {
     ) {
         callbacks.invoke_table_row_callbacks::<CacheEpoch>("cache_epoch", &self.cache_epoch, event);
         callbacks.invoke_table_row_callbacks::<Element>("element", &self.element, event);
+        callbacks.invoke_table_row_callbacks::<ModuleSettings>(
+            "module_settings",
+            &self.module_settings,
+            event,
+        );
         callbacks.invoke_table_row_callbacks::<Owner>("owner", &self.owner, event);
         callbacks.invoke_table_row_callbacks::<SyncOutbox>("sync_outbox", &self.sync_outbox, event);
     }
@@ -872,6 +823,7 @@ impl __sdk::SpacetimeModule for RemoteModule {
     fn register_tables(client_cache: &mut __sdk::ClientCache<Self>) {
         cache_epoch_table::register_table(client_cache);
         element_table::register_table(client_cache);
+        module_settings_table::register_table(client_cache);
         owner_table::register_table(client_cache);
         sync_outbox_table::register_table(client_cache);
     }

@@ -4,6 +4,7 @@
 // This was generated using spacetimedb cli version 1.2.0 (commit ).
 
 #![allow(unused, clippy::all)]
+use super::element_type::Element;
 use super::sync_outbox_type::SyncOutbox;
 use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 

@@ -6,13 +6,15 @@
 #![allow(unused, clippy::all)]
 use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 
+use super::element_type::Element;
+
 #[derive(__lib::ser::Serialize, __lib::de::Deserialize, Clone, PartialEq, Debug)]
 #[sats(crate = __lib)]
 pub struct SyncOutbox {
     pub seq: u64,
     pub entity: String,
     pub kind: String,
-    pub payload: String,
+    pub payload: Element,
     pub request_id: String,
     pub created_at: __sdk::Timestamp,
 }

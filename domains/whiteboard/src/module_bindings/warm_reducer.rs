@@ -10,69 +10,68 @@ use super::element_type::Element;
 
 #[derive(__lib::ser::Serialize, __lib::de::Deserialize, Clone, PartialEq, Debug)]
 #[sats(crate = __lib)]
-pub(super) struct WarmElementsArgs {
+pub(super) struct WarmArgs {
     pub request_id: String,
     pub rows: Vec<Element>,
 }
 
-impl From<WarmElementsArgs> for super::Reducer {
-    fn from(args: WarmElementsArgs) -> Self {
-        Self::WarmElements {
+impl From<WarmArgs> for super::Reducer {
+    fn from(args: WarmArgs) -> Self {
+        Self::Warm {
             request_id: args.request_id,
             rows: args.rows,
         }
     }
 }
 
-impl __sdk::InModule for WarmElementsArgs {
+impl __sdk::InModule for WarmArgs {
     type Module = super::RemoteModule;
 }
 
-pub struct WarmElementsCallbackId(__sdk::CallbackId);
+pub struct WarmCallbackId(__sdk::CallbackId);
 
 #[allow(non_camel_case_types)]
-/// Extension trait for access to the reducer `warm_elements`.
+/// Extension trait for access to the reducer `warm`.
 ///
 /// Implemented for [`super::RemoteReducers`].
-pub trait warm_elements {
-    /// Request that the remote module invoke the reducer `warm_elements` to run as soon as possible.
+pub trait warm {
+    /// Request that the remote module invoke the reducer `warm` to run as soon as possible.
     ///
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
-    ///  and its status can be observed by listening for [`Self::on_warm_elements`] callbacks.
-    fn warm_elements(&self, request_id: String, rows: Vec<Element>) -> __sdk::Result<()>;
-    /// Register a callback to run whenever we are notified of an invocation of the reducer `warm_elements`.
+    ///  and its status can be observed by listening for [`Self::on_warm`] callbacks.
+    fn warm(&self, request_id: String, rows: Vec<Element>) -> __sdk::Result<()>;
+    /// Register a callback to run whenever we are notified of an invocation of the reducer `warm`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
     /// to determine the reducer's status.
     ///
-    /// The returned [`WarmElementsCallbackId`] can be passed to [`Self::remove_on_warm_elements`]
+    /// The returned [`WarmCallbackId`] can be passed to [`Self::remove_on_warm`]
     /// to cancel the callback.
-    fn on_warm_elements(
+    fn on_warm(
         &self,
         callback: impl FnMut(&super::ReducerEventContext, &String, &Vec<Element>) + Send + 'static,
-    ) -> WarmElementsCallbackId;
-    /// Cancel a callback previously registered by [`Self::on_warm_elements`],
+    ) -> WarmCallbackId;
+    /// Cancel a callback previously registered by [`Self::on_warm`],
     /// causing it not to run in the future.
-    fn remove_on_warm_elements(&self, callback: WarmElementsCallbackId);
+    fn remove_on_warm(&self, callback: WarmCallbackId);
 }
 
-impl warm_elements for super::RemoteReducers {
-    fn warm_elements(&self, request_id: String, rows: Vec<Element>) -> __sdk::Result<()> {
-        self.imp
-            .call_reducer("warm_elements", WarmElementsArgs { request_id, rows })
+impl warm for super::RemoteReducers {
+    fn warm(&self, request_id: String, rows: Vec<Element>) -> __sdk::Result<()> {
+        self.imp.call_reducer("warm", WarmArgs { request_id, rows })
     }
-    fn on_warm_elements(
+    fn on_warm(
         &self,
         mut callback: impl FnMut(&super::ReducerEventContext, &String, &Vec<Element>) + Send + 'static,
-    ) -> WarmElementsCallbackId {
-        WarmElementsCallbackId(self.imp.on_reducer(
-            "warm_elements",
+    ) -> WarmCallbackId {
+        WarmCallbackId(self.imp.on_reducer(
+            "warm",
             Box::new(move |ctx: &super::ReducerEventContext| {
                 let super::ReducerEventContext {
                     event:
                         __sdk::ReducerEvent {
-                            reducer: super::Reducer::WarmElements { request_id, rows },
+                            reducer: super::Reducer::Warm { request_id, rows },
                             ..
                         },
                     ..
@@ -84,27 +83,27 @@ impl warm_elements for super::RemoteReducers {
             }),
         ))
     }
-    fn remove_on_warm_elements(&self, callback: WarmElementsCallbackId) {
-        self.imp.remove_on_reducer("warm_elements", callback.0)
+    fn remove_on_warm(&self, callback: WarmCallbackId) {
+        self.imp.remove_on_reducer("warm", callback.0)
     }
 }
 
 #[allow(non_camel_case_types)]
 #[doc(hidden)]
-/// Extension trait for setting the call-flags for the reducer `warm_elements`.
+/// Extension trait for setting the call-flags for the reducer `warm`.
 ///
 /// Implemented for [`super::SetReducerFlags`].
 ///
 /// This type is currently unstable and may be removed without a major version bump.
-pub trait set_flags_for_warm_elements {
-    /// Set the call-reducer flags for the reducer `warm_elements` to `flags`.
+pub trait set_flags_for_warm {
+    /// Set the call-reducer flags for the reducer `warm` to `flags`.
     ///
     /// This type is currently unstable and may be removed without a major version bump.
-    fn warm_elements(&self, flags: __ws::CallReducerFlags);
+    fn warm(&self, flags: __ws::CallReducerFlags);
 }
 
-impl set_flags_for_warm_elements for super::SetReducerFlags {
-    fn warm_elements(&self, flags: __ws::CallReducerFlags) {
-        self.imp.set_call_reducer_flags("warm_elements", flags);
+impl set_flags_for_warm for super::SetReducerFlags {
+    fn warm(&self, flags: __ws::CallReducerFlags) {
+        self.imp.set_call_reducer_flags("warm", flags);
     }
 }

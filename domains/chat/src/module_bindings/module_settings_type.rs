@@ -8,11 +8,11 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 
 #[derive(__lib::ser::Serialize, __lib::de::Deserialize, Clone, PartialEq, Debug)]
 #[sats(crate = __lib)]
-pub struct ChatLimits {
+pub struct ModuleSettings {
     pub id: u8,
-    pub max_text_chars: u32,
+    pub json: String,
 }
 
-impl __sdk::InModule for ChatLimits {
+impl __sdk::InModule for ModuleSettings {
     type Module = super::RemoteModule;
 }

@@ -8,101 +8,101 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 
 #[derive(__lib::ser::Serialize, __lib::de::Deserialize, Clone, PartialEq, Debug)]
 #[sats(crate = __lib)]
-pub(super) struct DeleteArgs {
+pub(super) struct ApplyArgs {
     pub request_id: String,
-    pub channel: String,
-    pub id: String,
+    pub scope: String,
     pub user: String,
+    pub command: String,
 }
 
-impl From<DeleteArgs> for super::Reducer {
-    fn from(args: DeleteArgs) -> Self {
-        Self::Delete {
+impl From<ApplyArgs> for super::Reducer {
+    fn from(args: ApplyArgs) -> Self {
+        Self::Apply {
             request_id: args.request_id,
-            channel: args.channel,
-            id: args.id,
+            scope: args.scope,
             user: args.user,
+            command: args.command,
         }
     }
 }
 
-impl __sdk::InModule for DeleteArgs {
+impl __sdk::InModule for ApplyArgs {
     type Module = super::RemoteModule;
 }
 
-pub struct DeleteCallbackId(__sdk::CallbackId);
+pub struct ApplyCallbackId(__sdk::CallbackId);
 
 #[allow(non_camel_case_types)]
-/// Extension trait for access to the reducer `delete`.
+/// Extension trait for access to the reducer `apply`.
 ///
 /// Implemented for [`super::RemoteReducers`].
-pub trait delete {
-    /// Request that the remote module invoke the reducer `delete` to run as soon as possible.
+pub trait apply {
+    /// Request that the remote module invoke the reducer `apply` to run as soon as possible.
     ///
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
-    ///  and its status can be observed by listening for [`Self::on_delete`] callbacks.
-    fn delete(
+    ///  and its status can be observed by listening for [`Self::on_apply`] callbacks.
+    fn apply(
         &self,
         request_id: String,
-        channel: String,
-        id: String,
+        scope: String,
         user: String,
+        command: String,
     ) -> __sdk::Result<()>;
-    /// Register a callback to run whenever we are notified of an invocation of the reducer `delete`.
+    /// Register a callback to run whenever we are notified of an invocation of the reducer `apply`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
     /// to determine the reducer's status.
     ///
-    /// The returned [`DeleteCallbackId`] can be passed to [`Self::remove_on_delete`]
+    /// The returned [`ApplyCallbackId`] can be passed to [`Self::remove_on_apply`]
     /// to cancel the callback.
-    fn on_delete(
+    fn on_apply(
         &self,
         callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
             + Send
             + 'static,
-    ) -> DeleteCallbackId;
-    /// Cancel a callback previously registered by [`Self::on_delete`],
+    ) -> ApplyCallbackId;
+    /// Cancel a callback previously registered by [`Self::on_apply`],
     /// causing it not to run in the future.
-    fn remove_on_delete(&self, callback: DeleteCallbackId);
+    fn remove_on_apply(&self, callback: ApplyCallbackId);
 }
 
-impl delete for super::RemoteReducers {
-    fn delete(
+impl apply for super::RemoteReducers {
+    fn apply(
         &self,
         request_id: String,
-        channel: String,
-        id: String,
+        scope: String,
         user: String,
+        command: String,
     ) -> __sdk::Result<()> {
         self.imp.call_reducer(
-            "delete",
-            DeleteArgs {
+            "apply",
+            ApplyArgs {
                 request_id,
-                channel,
-                id,
+                scope,
                 user,
+                command,
             },
         )
     }
-    fn on_delete(
+    fn on_apply(
         &self,
         mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
             + Send
             + 'static,
-    ) -> DeleteCallbackId {
-        DeleteCallbackId(self.imp.on_reducer(
-            "delete",
+    ) -> ApplyCallbackId {
+        ApplyCallbackId(self.imp.on_reducer(
+            "apply",
             Box::new(move |ctx: &super::ReducerEventContext| {
                 let super::ReducerEventContext {
                     event:
                         __sdk::ReducerEvent {
                             reducer:
-                                super::Reducer::Delete {
+                                super::Reducer::Apply {
                                     request_id,
-                                    channel,
-                                    id,
+                                    scope,
                                     user,
+                                    command,
                                 },
                             ..
                         },
@@ -111,31 +111,31 @@ impl delete for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, channel, id, user)
+                callback(ctx, request_id, scope, user, command)
             }),
         ))
     }
-    fn remove_on_delete(&self, callback: DeleteCallbackId) {
-        self.imp.remove_on_reducer("delete", callback.0)
+    fn remove_on_apply(&self, callback: ApplyCallbackId) {
+        self.imp.remove_on_reducer("apply", callback.0)
     }
 }
 
 #[allow(non_camel_case_types)]
 #[doc(hidden)]
-/// Extension trait for setting the call-flags for the reducer `delete`.
+/// Extension trait for setting the call-flags for the reducer `apply`.
 ///
 /// Implemented for [`super::SetReducerFlags`].
 ///
 /// This type is currently unstable and may be removed without a major version bump.
-pub trait set_flags_for_delete {
-    /// Set the call-reducer flags for the reducer `delete` to `flags`.
+pub trait set_flags_for_apply {
+    /// Set the call-reducer flags for the reducer `apply` to `flags`.
     ///
     /// This type is currently unstable and may be removed without a major version bump.
-    fn delete(&self, flags: __ws::CallReducerFlags);
+    fn apply(&self, flags: __ws::CallReducerFlags);
 }
 
-impl set_flags_for_delete for super::SetReducerFlags {
-    fn delete(&self, flags: __ws::CallReducerFlags) {
-        self.imp.set_call_reducer_flags("delete", flags);
+impl set_flags_for_apply for super::SetReducerFlags {
+    fn apply(&self, flags: __ws::CallReducerFlags) {
+        self.imp.set_call_reducer_flags("apply", flags);
     }
 }

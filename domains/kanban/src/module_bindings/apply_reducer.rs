@@ -8,96 +8,101 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 
 #[derive(__lib::ser::Serialize, __lib::de::Deserialize, Clone, PartialEq, Debug)]
 #[sats(crate = __lib)]
-pub(super) struct VoteArgs {
+pub(super) struct ApplyArgs {
     pub request_id: String,
-    pub poll: String,
-    pub id: String,
+    pub scope: String,
     pub user: String,
+    pub command: String,
 }
 
-impl From<VoteArgs> for super::Reducer {
-    fn from(args: VoteArgs) -> Self {
-        Self::Vote {
+impl From<ApplyArgs> for super::Reducer {
+    fn from(args: ApplyArgs) -> Self {
+        Self::Apply {
             request_id: args.request_id,
-            poll: args.poll,
-            id: args.id,
+            scope: args.scope,
             user: args.user,
+            command: args.command,
         }
     }
 }
 
-impl __sdk::InModule for VoteArgs {
+impl __sdk::InModule for ApplyArgs {
     type Module = super::RemoteModule;
 }
 
-pub struct VoteCallbackId(__sdk::CallbackId);
+pub struct ApplyCallbackId(__sdk::CallbackId);
 
 #[allow(non_camel_case_types)]
-/// Extension trait for access to the reducer `vote`.
+/// Extension trait for access to the reducer `apply`.
 ///
 /// Implemented for [`super::RemoteReducers`].
-pub trait vote {
-    /// Request that the remote module invoke the reducer `vote` to run as soon as possible.
+pub trait apply {
+    /// Request that the remote module invoke the reducer `apply` to run as soon as possible.
     ///
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
-    ///  and its status can be observed by listening for [`Self::on_vote`] callbacks.
-    fn vote(&self, request_id: String, poll: String, id: String, user: String)
-        -> __sdk::Result<()>;
-    /// Register a callback to run whenever we are notified of an invocation of the reducer `vote`.
+    ///  and its status can be observed by listening for [`Self::on_apply`] callbacks.
+    fn apply(
+        &self,
+        request_id: String,
+        scope: String,
+        user: String,
+        command: String,
+    ) -> __sdk::Result<()>;
+    /// Register a callback to run whenever we are notified of an invocation of the reducer `apply`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
     /// to determine the reducer's status.
     ///
-    /// The returned [`VoteCallbackId`] can be passed to [`Self::remove_on_vote`]
+    /// The returned [`ApplyCallbackId`] can be passed to [`Self::remove_on_apply`]
     /// to cancel the callback.
-    fn on_vote(
+    fn on_apply(
         &self,
         callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
             + Send
             + 'static,
-    ) -> VoteCallbackId;
-    /// Cancel a callback previously registered by [`Self::on_vote`],
+    ) -> ApplyCallbackId;
+    /// Cancel a callback previously registered by [`Self::on_apply`],
     /// causing it not to run in the future.
-    fn remove_on_vote(&self, callback: VoteCallbackId);
+    fn remove_on_apply(&self, callback: ApplyCallbackId);
 }
 
-impl vote for super::RemoteReducers {
-    fn vote(
+impl apply for super::RemoteReducers {
+    fn apply(
         &self,
         request_id: String,
-        poll: String,
-        id: String,
+        scope: String,
         user: String,
+        command: String,
     ) -> __sdk::Result<()> {
         self.imp.call_reducer(
-            "vote",
-            VoteArgs {
+            "apply",
+            ApplyArgs {
                 request_id,
-                poll,
-                id,
+                scope,
                 user,
+                command,
             },
         )
     }
-    fn on_vote(
+    fn on_apply(
         &self,
         mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
             + Send
             + 'static,
-    ) -> VoteCallbackId {
-        VoteCallbackId(self.imp.on_reducer(
-            "vote",
+    ) -> ApplyCallbackId {
+        ApplyCallbackId(self.imp.on_reducer(
+            "apply",
             Box::new(move |ctx: &super::ReducerEventContext| {
                 let super::ReducerEventContext {
                     event:
                         __sdk::ReducerEvent {
                             reducer:
-                                super::Reducer::Vote {
+                                super::Reducer::Apply {
                                     request_id,
-                                    poll,
-                                    id,
+                                    scope,
                                     user,
+                                    command,
                                 },
                             ..
                         },
@@ -106,31 +111,31 @@ impl vote for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, poll, id, user)
+                callback(ctx, request_id, scope, user, command)
             }),
         ))
     }
-    fn remove_on_vote(&self, callback: VoteCallbackId) {
-        self.imp.remove_on_reducer("vote", callback.0)
+    fn remove_on_apply(&self, callback: ApplyCallbackId) {
+        self.imp.remove_on_reducer("apply", callback.0)
     }
 }
 
 #[allow(non_camel_case_types)]
 #[doc(hidden)]
-/// Extension trait for setting the call-flags for the reducer `vote`.
+/// Extension trait for setting the call-flags for the reducer `apply`.
 ///
 /// Implemented for [`super::SetReducerFlags`].
 ///
 /// This type is currently unstable and may be removed without a major version bump.
-pub trait set_flags_for_vote {
-    /// Set the call-reducer flags for the reducer `vote` to `flags`.
+pub trait set_flags_for_apply {
+    /// Set the call-reducer flags for the reducer `apply` to `flags`.
     ///
     /// This type is currently unstable and may be removed without a major version bump.
-    fn vote(&self, flags: __ws::CallReducerFlags);
+    fn apply(&self, flags: __ws::CallReducerFlags);
 }
 
-impl set_flags_for_vote for super::SetReducerFlags {
-    fn vote(&self, flags: __ws::CallReducerFlags) {
-        self.imp.set_call_reducer_flags("vote", flags);
+impl set_flags_for_apply for super::SetReducerFlags {
+    fn apply(&self, flags: __ws::CallReducerFlags) {
+        self.imp.set_call_reducer_flags("apply", flags);
     }
 }

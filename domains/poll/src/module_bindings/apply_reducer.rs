@@ -8,101 +8,101 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 
 #[derive(__lib::ser::Serialize, __lib::de::Deserialize, Clone, PartialEq, Debug)]
 #[sats(crate = __lib)]
-pub(super) struct RemoveOptionArgs {
+pub(super) struct ApplyArgs {
     pub request_id: String,
-    pub poll: String,
-    pub id: String,
+    pub scope: String,
     pub user: String,
+    pub command: String,
 }
 
-impl From<RemoveOptionArgs> for super::Reducer {
-    fn from(args: RemoveOptionArgs) -> Self {
-        Self::RemoveOption {
+impl From<ApplyArgs> for super::Reducer {
+    fn from(args: ApplyArgs) -> Self {
+        Self::Apply {
             request_id: args.request_id,
-            poll: args.poll,
-            id: args.id,
+            scope: args.scope,
             user: args.user,
+            command: args.command,
         }
     }
 }
 
-impl __sdk::InModule for RemoveOptionArgs {
+impl __sdk::InModule for ApplyArgs {
     type Module = super::RemoteModule;
 }
 
-pub struct RemoveOptionCallbackId(__sdk::CallbackId);
+pub struct ApplyCallbackId(__sdk::CallbackId);
 
 #[allow(non_camel_case_types)]
-/// Extension trait for access to the reducer `remove_option`.
+/// Extension trait for access to the reducer `apply`.
 ///
 /// Implemented for [`super::RemoteReducers`].
-pub trait remove_option {
-    /// Request that the remote module invoke the reducer `remove_option` to run as soon as possible.
+pub trait apply {
+    /// Request that the remote module invoke the reducer `apply` to run as soon as possible.
     ///
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
-    ///  and its status can be observed by listening for [`Self::on_remove_option`] callbacks.
-    fn remove_option(
+    ///  and its status can be observed by listening for [`Self::on_apply`] callbacks.
+    fn apply(
         &self,
         request_id: String,
-        poll: String,
-        id: String,
+        scope: String,
         user: String,
+        command: String,
     ) -> __sdk::Result<()>;
-    /// Register a callback to run whenever we are notified of an invocation of the reducer `remove_option`.
+    /// Register a callback to run whenever we are notified of an invocation of the reducer `apply`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
     /// to determine the reducer's status.
     ///
-    /// The returned [`RemoveOptionCallbackId`] can be passed to [`Self::remove_on_remove_option`]
+    /// The returned [`ApplyCallbackId`] can be passed to [`Self::remove_on_apply`]
     /// to cancel the callback.
-    fn on_remove_option(
+    fn on_apply(
         &self,
         callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
             + Send
             + 'static,
-    ) -> RemoveOptionCallbackId;
-    /// Cancel a callback previously registered by [`Self::on_remove_option`],
+    ) -> ApplyCallbackId;
+    /// Cancel a callback previously registered by [`Self::on_apply`],
     /// causing it not to run in the future.
-    fn remove_on_remove_option(&self, callback: RemoveOptionCallbackId);
+    fn remove_on_apply(&self, callback: ApplyCallbackId);
 }
 
-impl remove_option for super::RemoteReducers {
-    fn remove_option(
+impl apply for super::RemoteReducers {
+    fn apply(
         &self,
         request_id: String,
-        poll: String,
-        id: String,
+        scope: String,
         user: String,
+        command: String,
     ) -> __sdk::Result<()> {
         self.imp.call_reducer(
-            "remove_option",
-            RemoveOptionArgs {
+            "apply",
+            ApplyArgs {
                 request_id,
-                poll,
-                id,
+                scope,
                 user,
+                command,
             },
         )
     }
-    fn on_remove_option(
+    fn on_apply(
         &self,
         mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
             + Send
             + 'static,
-    ) -> RemoveOptionCallbackId {
-        RemoveOptionCallbackId(self.imp.on_reducer(
-            "remove_option",
+    ) -> ApplyCallbackId {
+        ApplyCallbackId(self.imp.on_reducer(
+            "apply",
             Box::new(move |ctx: &super::ReducerEventContext| {
                 let super::ReducerEventContext {
                     event:
                         __sdk::ReducerEvent {
                             reducer:
-                                super::Reducer::RemoveOption {
+                                super::Reducer::Apply {
                                     request_id,
-                                    poll,
-                                    id,
+                                    scope,
                                     user,
+                                    command,
                                 },
                             ..
                         },
@@ -111,31 +111,31 @@ impl remove_option for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, poll, id, user)
+                callback(ctx, request_id, scope, user, command)
             }),
         ))
     }
-    fn remove_on_remove_option(&self, callback: RemoveOptionCallbackId) {
-        self.imp.remove_on_reducer("remove_option", callback.0)
+    fn remove_on_apply(&self, callback: ApplyCallbackId) {
+        self.imp.remove_on_reducer("apply", callback.0)
     }
 }
 
 #[allow(non_camel_case_types)]
 #[doc(hidden)]
-/// Extension trait for setting the call-flags for the reducer `remove_option`.
+/// Extension trait for setting the call-flags for the reducer `apply`.
 ///
 /// Implemented for [`super::SetReducerFlags`].
 ///
 /// This type is currently unstable and may be removed without a major version bump.
-pub trait set_flags_for_remove_option {
-    /// Set the call-reducer flags for the reducer `remove_option` to `flags`.
+pub trait set_flags_for_apply {
+    /// Set the call-reducer flags for the reducer `apply` to `flags`.
     ///
     /// This type is currently unstable and may be removed without a major version bump.
-    fn remove_option(&self, flags: __ws::CallReducerFlags);
+    fn apply(&self, flags: __ws::CallReducerFlags);
 }
 
-impl set_flags_for_remove_option for super::SetReducerFlags {
-    fn remove_option(&self, flags: __ws::CallReducerFlags) {
-        self.imp.set_call_reducer_flags("remove_option", flags);
+impl set_flags_for_apply for super::SetReducerFlags {
+    fn apply(&self, flags: __ws::CallReducerFlags) {
+        self.imp.set_call_reducer_flags("apply", flags);
     }
 }

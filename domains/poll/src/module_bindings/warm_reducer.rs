@@ -10,71 +10,70 @@ use super::poll_option_type::PollOption;
 
 #[derive(__lib::ser::Serialize, __lib::de::Deserialize, Clone, PartialEq, Debug)]
 #[sats(crate = __lib)]
-pub(super) struct WarmOptionsArgs {
+pub(super) struct WarmArgs {
     pub request_id: String,
     pub rows: Vec<PollOption>,
 }
 
-impl From<WarmOptionsArgs> for super::Reducer {
-    fn from(args: WarmOptionsArgs) -> Self {
-        Self::WarmOptions {
+impl From<WarmArgs> for super::Reducer {
+    fn from(args: WarmArgs) -> Self {
+        Self::Warm {
             request_id: args.request_id,
             rows: args.rows,
         }
     }
 }
 
-impl __sdk::InModule for WarmOptionsArgs {
+impl __sdk::InModule for WarmArgs {
     type Module = super::RemoteModule;
 }
 
-pub struct WarmOptionsCallbackId(__sdk::CallbackId);
+pub struct WarmCallbackId(__sdk::CallbackId);
 
 #[allow(non_camel_case_types)]
-/// Extension trait for access to the reducer `warm_options`.
+/// Extension trait for access to the reducer `warm`.
 ///
 /// Implemented for [`super::RemoteReducers`].
-pub trait warm_options {
-    /// Request that the remote module invoke the reducer `warm_options` to run as soon as possible.
+pub trait warm {
+    /// Request that the remote module invoke the reducer `warm` to run as soon as possible.
     ///
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
-    ///  and its status can be observed by listening for [`Self::on_warm_options`] callbacks.
-    fn warm_options(&self, request_id: String, rows: Vec<PollOption>) -> __sdk::Result<()>;
-    /// Register a callback to run whenever we are notified of an invocation of the reducer `warm_options`.
+    ///  and its status can be observed by listening for [`Self::on_warm`] callbacks.
+    fn warm(&self, request_id: String, rows: Vec<PollOption>) -> __sdk::Result<()>;
+    /// Register a callback to run whenever we are notified of an invocation of the reducer `warm`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
     /// to determine the reducer's status.
     ///
-    /// The returned [`WarmOptionsCallbackId`] can be passed to [`Self::remove_on_warm_options`]
+    /// The returned [`WarmCallbackId`] can be passed to [`Self::remove_on_warm`]
     /// to cancel the callback.
-    fn on_warm_options(
+    fn on_warm(
         &self,
         callback: impl FnMut(&super::ReducerEventContext, &String, &Vec<PollOption>) + Send + 'static,
-    ) -> WarmOptionsCallbackId;
-    /// Cancel a callback previously registered by [`Self::on_warm_options`],
+    ) -> WarmCallbackId;
+    /// Cancel a callback previously registered by [`Self::on_warm`],
     /// causing it not to run in the future.
-    fn remove_on_warm_options(&self, callback: WarmOptionsCallbackId);
+    fn remove_on_warm(&self, callback: WarmCallbackId);
 }
 
-impl warm_options for super::RemoteReducers {
-    fn warm_options(&self, request_id: String, rows: Vec<PollOption>) -> __sdk::Result<()> {
-        self.imp
-            .call_reducer("warm_options", WarmOptionsArgs { request_id, rows })
+impl warm for super::RemoteReducers {
+    fn warm(&self, request_id: String, rows: Vec<PollOption>) -> __sdk::Result<()> {
+        self.imp.call_reducer("warm", WarmArgs { request_id, rows })
     }
-    fn on_warm_options(
+    fn on_warm(
         &self,
         mut callback: impl FnMut(&super::ReducerEventContext, &String, &Vec<PollOption>)
             + Send
             + 'static,
-    ) -> WarmOptionsCallbackId {
-        WarmOptionsCallbackId(self.imp.on_reducer(
-            "warm_options",
+    ) -> WarmCallbackId {
+        WarmCallbackId(self.imp.on_reducer(
+            "warm",
             Box::new(move |ctx: &super::ReducerEventContext| {
                 let super::ReducerEventContext {
                     event:
                         __sdk::ReducerEvent {
-                            reducer: super::Reducer::WarmOptions { request_id, rows },
+                            reducer: super::Reducer::Warm { request_id, rows },
                             ..
                         },
                     ..
@@ -86,27 +85,27 @@ impl warm_options for super::RemoteReducers {
             }),
         ))
     }
-    fn remove_on_warm_options(&self, callback: WarmOptionsCallbackId) {
-        self.imp.remove_on_reducer("warm_options", callback.0)
+    fn remove_on_warm(&self, callback: WarmCallbackId) {
+        self.imp.remove_on_reducer("warm", callback.0)
     }
 }
 
 #[allow(non_camel_case_types)]
 #[doc(hidden)]
-/// Extension trait for setting the call-flags for the reducer `warm_options`.
+/// Extension trait for setting the call-flags for the reducer `warm`.
 ///
 /// Implemented for [`super::SetReducerFlags`].
 ///
 /// This type is currently unstable and may be removed without a major version bump.
-pub trait set_flags_for_warm_options {
-    /// Set the call-reducer flags for the reducer `warm_options` to `flags`.
+pub trait set_flags_for_warm {
+    /// Set the call-reducer flags for the reducer `warm` to `flags`.
     ///
     /// This type is currently unstable and may be removed without a major version bump.
-    fn warm_options(&self, flags: __ws::CallReducerFlags);
+    fn warm(&self, flags: __ws::CallReducerFlags);
 }
 
-impl set_flags_for_warm_options for super::SetReducerFlags {
-    fn warm_options(&self, flags: __ws::CallReducerFlags) {
-        self.imp.set_call_reducer_flags("warm_options", flags);
+impl set_flags_for_warm for super::SetReducerFlags {
+    fn warm(&self, flags: __ws::CallReducerFlags) {
+        self.imp.set_call_reducer_flags("warm", flags);
     }
 }

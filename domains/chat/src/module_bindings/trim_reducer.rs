@@ -8,80 +8,80 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 
 #[derive(__lib::ser::Serialize, __lib::de::Deserialize, Clone, PartialEq, Debug)]
 #[sats(crate = __lib)]
-pub(super) struct TrimChannelArgs {
+pub(super) struct TrimArgs {
     pub request_id: String,
-    pub channel: String,
+    pub scope: String,
     pub keep: u32,
 }
 
-impl From<TrimChannelArgs> for super::Reducer {
-    fn from(args: TrimChannelArgs) -> Self {
-        Self::TrimChannel {
+impl From<TrimArgs> for super::Reducer {
+    fn from(args: TrimArgs) -> Self {
+        Self::Trim {
             request_id: args.request_id,
-            channel: args.channel,
+            scope: args.scope,
             keep: args.keep,
         }
     }
 }
 
-impl __sdk::InModule for TrimChannelArgs {
+impl __sdk::InModule for TrimArgs {
     type Module = super::RemoteModule;
 }
 
-pub struct TrimChannelCallbackId(__sdk::CallbackId);
+pub struct TrimCallbackId(__sdk::CallbackId);
 
 #[allow(non_camel_case_types)]
-/// Extension trait for access to the reducer `trim_channel`.
+/// Extension trait for access to the reducer `trim`.
 ///
 /// Implemented for [`super::RemoteReducers`].
-pub trait trim_channel {
-    /// Request that the remote module invoke the reducer `trim_channel` to run as soon as possible.
+pub trait trim {
+    /// Request that the remote module invoke the reducer `trim` to run as soon as possible.
     ///
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
-    ///  and its status can be observed by listening for [`Self::on_trim_channel`] callbacks.
-    fn trim_channel(&self, request_id: String, channel: String, keep: u32) -> __sdk::Result<()>;
-    /// Register a callback to run whenever we are notified of an invocation of the reducer `trim_channel`.
+    ///  and its status can be observed by listening for [`Self::on_trim`] callbacks.
+    fn trim(&self, request_id: String, scope: String, keep: u32) -> __sdk::Result<()>;
+    /// Register a callback to run whenever we are notified of an invocation of the reducer `trim`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
     /// to determine the reducer's status.
     ///
-    /// The returned [`TrimChannelCallbackId`] can be passed to [`Self::remove_on_trim_channel`]
+    /// The returned [`TrimCallbackId`] can be passed to [`Self::remove_on_trim`]
     /// to cancel the callback.
-    fn on_trim_channel(
+    fn on_trim(
         &self,
         callback: impl FnMut(&super::ReducerEventContext, &String, &String, &u32) + Send + 'static,
-    ) -> TrimChannelCallbackId;
-    /// Cancel a callback previously registered by [`Self::on_trim_channel`],
+    ) -> TrimCallbackId;
+    /// Cancel a callback previously registered by [`Self::on_trim`],
     /// causing it not to run in the future.
-    fn remove_on_trim_channel(&self, callback: TrimChannelCallbackId);
+    fn remove_on_trim(&self, callback: TrimCallbackId);
 }
 
-impl trim_channel for super::RemoteReducers {
-    fn trim_channel(&self, request_id: String, channel: String, keep: u32) -> __sdk::Result<()> {
+impl trim for super::RemoteReducers {
+    fn trim(&self, request_id: String, scope: String, keep: u32) -> __sdk::Result<()> {
         self.imp.call_reducer(
-            "trim_channel",
-            TrimChannelArgs {
+            "trim",
+            TrimArgs {
                 request_id,
-                channel,
+                scope,
                 keep,
             },
         )
     }
-    fn on_trim_channel(
+    fn on_trim(
         &self,
         mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &u32) + Send + 'static,
-    ) -> TrimChannelCallbackId {
-        TrimChannelCallbackId(self.imp.on_reducer(
-            "trim_channel",
+    ) -> TrimCallbackId {
+        TrimCallbackId(self.imp.on_reducer(
+            "trim",
             Box::new(move |ctx: &super::ReducerEventContext| {
                 let super::ReducerEventContext {
                     event:
                         __sdk::ReducerEvent {
                             reducer:
-                                super::Reducer::TrimChannel {
+                                super::Reducer::Trim {
                                     request_id,
-                                    channel,
+                                    scope,
                                     keep,
                                 },
                             ..
@@ -91,31 +91,31 @@ impl trim_channel for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, channel, keep)
+                callback(ctx, request_id, scope, keep)
             }),
         ))
     }
-    fn remove_on_trim_channel(&self, callback: TrimChannelCallbackId) {
-        self.imp.remove_on_reducer("trim_channel", callback.0)
+    fn remove_on_trim(&self, callback: TrimCallbackId) {
+        self.imp.remove_on_reducer("trim", callback.0)
     }
 }
 
 #[allow(non_camel_case_types)]
 #[doc(hidden)]
-/// Extension trait for setting the call-flags for the reducer `trim_channel`.
+/// Extension trait for setting the call-flags for the reducer `trim`.
 ///
 /// Implemented for [`super::SetReducerFlags`].
 ///
 /// This type is currently unstable and may be removed without a major version bump.
-pub trait set_flags_for_trim_channel {
-    /// Set the call-reducer flags for the reducer `trim_channel` to `flags`.
+pub trait set_flags_for_trim {
+    /// Set the call-reducer flags for the reducer `trim` to `flags`.
     ///
     /// This type is currently unstable and may be removed without a major version bump.
-    fn trim_channel(&self, flags: __ws::CallReducerFlags);
+    fn trim(&self, flags: __ws::CallReducerFlags);
 }
 
-impl set_flags_for_trim_channel for super::SetReducerFlags {
-    fn trim_channel(&self, flags: __ws::CallReducerFlags) {
-        self.imp.set_call_reducer_flags("trim_channel", flags);
+impl set_flags_for_trim for super::SetReducerFlags {
+    fn trim(&self, flags: __ws::CallReducerFlags) {
+        self.imp.set_call_reducer_flags("trim", flags);
     }
 }

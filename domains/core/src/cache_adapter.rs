@@ -1,0 +1,617 @@
+//! The one SpacetimeDB adapter every domain runs on: [`CacheAdapter<D>`] implements
+//! both [`Connection<D>`] (for clients) and [`Cache<D>`] (for warm-up and the outbox
+//! poller) on top of a small per-domain [`CacheBinding`].
+//!
+//! Every boardsync module keeps the same contract (`modules/contract.rs`): an
+//! `apply` reducer taking the domain's command as JSON, `warm`/`warm_done`,
+//! `ack_outbox`, `configure` and `trim`, the `owner`, `cache_epoch`,
+//! `module_settings` and `sync_outbox` tables, and a `sync_outbox.payload` of the
+//! module's own row type. The generated bindings of those share names but no trait,
+//! so [`spacetime_module!`](crate::spacetime_module) implements [`ModuleLink`] for a
+//! module's generated `DbConnection`; everything else is written once, here.
+//!
+//! How a command flows: `apply` registers the call, sends the reducer, and waits. On
+//! the SDK thread, the reducer's outcome arrives first (a failure answers the call at
+//! once), then the rows it wrote: the cached rows update the per-scope index, and its
+//! `sync_outbox` rows (tagged with the call's request id) are the items it wrote.
+//! Once the whole message is processed, each committed call gets its event, which is
+//! published live in commit order, on the SDK thread, before the caller hears back.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use spacetimedb_sdk::Status;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::cache::{latest_per_entity, Cache, CacheSignal, OutboxEntry, Pending};
+use crate::factory::SpacetimeTarget;
+use crate::index::ScopeIndex;
+use crate::live::ScopedBroadcast;
+use crate::pg_adapter::Applied;
+use crate::spacetime::{cache_unavailable, keep_connected, reducer_outcome, ConnectionLoop, DurableWaiters, Link};
+use crate::warmup::WarmupSettings;
+use crate::{AdapterContext, AdapterKind, Connection, Domain, DomainError, Durability, EventStream, Page, ScopeKey};
+use crate::{DomainSettings, UserId};
+
+/// What a module's generated `DbConnection` offers the adapter: the contract's
+/// reducers and tables. Implemented by [`spacetime_module!`](crate::spacetime_module).
+pub trait ModuleLink: Send + Sync + Sized + 'static {
+    /// The module's row type: what `warm` takes and `sync_outbox.payload` holds.
+    type Row: Clone + Send + Sync + 'static;
+
+    /// Connects, registers the callbacks that report to `sink`, and subscribes.
+    fn connect(target: &SpacetimeTarget, sink: Arc<dyn SessionSink<Self::Row>>)
+        -> Result<Self, spacetimedb_sdk::Error>;
+    /// Processes one message, blocking until one arrives.
+    fn advance(&self) -> Result<(), spacetimedb_sdk::Error>;
+    /// A cached row by its entity id, from any of the module's data tables.
+    fn find(&self, entity: &str) -> Option<Self::Row>;
+    fn outbox_entry(&self, seq: u64) -> Option<OutboxEntry<Self::Row>>;
+    fn outbox_len(&self) -> usize;
+    fn apply(
+        &self,
+        request_id: String,
+        scope: String,
+        user: String,
+        command: String,
+    ) -> Result<(), spacetimedb_sdk::Error>;
+    /// Sends a warm-up batch (its success is not echoed) and the `warm_done` barrier.
+    fn warm(&self, request_id: String, rows: Vec<Self::Row>) -> Result<(), spacetimedb_sdk::Error>;
+    fn ack(&self, request_id: String, seqs: Vec<u64>) -> Result<(), spacetimedb_sdk::Error>;
+    fn configure(&self, request_id: String, settings: String) -> Result<(), spacetimedb_sdk::Error>;
+    fn trim(&self, request_id: String, scope: String, keep: u32) -> Result<(), spacetimedb_sdk::Error>;
+}
+
+/// What the SDK thread reports to the adapter, from the module's callbacks.
+pub trait SessionSink<Row>: Send + Sync + 'static {
+    /// The subscription is applied; `epoch` names the cache incarnation.
+    fn subscribed(&self, epoch: Option<u64>);
+    /// A `cache_epoch` row arrived after subscribing: the database may be new.
+    fn epoch_seen(&self, epoch: u64);
+    /// A data row entered the cache (inserted, or the new side of an update).
+    fn cached(&self, row: &Row);
+    /// A data row left the cache (deleted, or the old side of an update).
+    fn evicted(&self, row: &Row);
+    /// A write recorded in `sync_outbox` by the call `request_id`.
+    fn recorded(&self, seq: u64, request_id: &str, row: &Row);
+    /// An outbox entry was acknowledged away.
+    fn acked(&self, seq: u64);
+    /// The outcome of a client's `apply`.
+    fn client_outcome(&self, request_id: &str, status: &Status);
+    /// The outcome of an owner reducer (warm, warm_done, ack, configure, trim).
+    fn owner_outcome(&self, request_id: &str, status: &Status);
+}
+
+/// Where a cached row sits: its scope, its place in the scope's snapshot order, and
+/// its entity id (what [`Domain::cursor`] gives for its item).
+pub struct Placement<O> {
+    pub scope: String,
+    pub order: O,
+    pub entity: String,
+}
+
+/// The module's row type of domain `D`.
+pub type RowOf<D> = <<D as CacheBinding>::Module as ModuleLink>::Row;
+
+/// What differs per domain on the cache adapter: the module, conversions between its
+/// rows and the domain's items, the snapshot order, and the PostgreSQL side of
+/// warm-up and the outbox.
+#[async_trait]
+pub trait CacheBinding: Domain {
+    /// The module's generated `DbConnection` (see [`spacetime_module!`](crate::spacetime_module)).
+    type Module: ModuleLink;
+    /// A scope's snapshot order (newest last).
+    type Order: Ord + Clone + Send + Sync + 'static;
+    /// Whether a scope's window may be trimmed (the module's `trim` does something).
+    const TRIMS: bool = false;
+
+    fn item(row: &RowOf<Self>) -> Option<Self::Item>;
+    fn row(item: &Self::Item) -> RowOf<Self>;
+    fn placement(row: &RowOf<Self>) -> Placement<Self::Order>;
+
+    /// What a committed command did, from the items it wrote (in write order).
+    fn applied(
+        command: &Self::Command,
+        user: &UserId,
+        written: Vec<Self::Item>,
+    ) -> Result<Applied<Self::Event>, DomainError>;
+
+    /// A page of a scope's cached items. The default: newest first, older than the
+    /// cursor's item.
+    fn page(cached: &CachedScope<'_, Self>, page: Page) -> Result<Vec<Self::Item>, DomainError> {
+        cached.newest(page.before.as_deref(), page.limit as usize)
+    }
+
+    /// Reads `scope`'s warm-up window from PostgreSQL.
+    async fn load_window(
+        pool: &PgPool,
+        scope: &ScopeKey,
+        window: &WarmupSettings,
+    ) -> Result<Vec<Self::Item>, DomainError>;
+
+    /// Writes items' full states (from the outbox) unless PostgreSQL already has the
+    /// same or a newer version.
+    async fn persist(tx: &mut PgConnection, items: Vec<Self::Item>) -> Result<(), DomainError>;
+}
+
+/// Builds a committed command's events from the items it wrote.
+type Outcome<D> =
+    Box<dyn FnOnce(Vec<<D as Domain>::Item>) -> Result<Applied<<D as Domain>::Event>, DomainError> + Send>;
+
+/// A client command waiting for its outcome.
+struct ClientCall<D: Domain> {
+    scope: ScopeKey,
+    applied: Outcome<D>,
+    reply: oneshot::Sender<Result<D::Event, DomainError>>,
+    written: Vec<D::Item>,
+}
+
+struct Shared<D: CacheBinding> {
+    link: Link<D::Module>,
+    settings: D::Settings,
+    /// The domain's settings as the module reads them (`configure`).
+    module_settings: String,
+    live: ScopedBroadcast<D::Event>,
+    index: ScopeIndex<(D::Order, String)>,
+    calls: Mutex<HashMap<String, ClientCall<D>>>,
+    /// Calls whose reducer committed in the message being processed.
+    committed: Mutex<Vec<String>>,
+    /// Unacknowledged outbox sequence numbers, so `pending` reads only what it returns.
+    outbox: Mutex<BTreeSet<u64>>,
+}
+
+/// The SpacetimeDB adapter of domain `D`. Connects in the background: until it is
+/// connected and subscribed, calls answer 503 `cache_unavailable`.
+pub struct CacheAdapter<D: CacheBinding> {
+    shared: Arc<Shared<D>>,
+    _connection: ConnectionLoop,
+}
+
+impl<D: CacheBinding> CacheAdapter<D> {
+    pub fn connect(context: AdapterContext<D>, target: SpacetimeTarget) -> Result<Self, DomainError> {
+        let name = format!("{}:{}", D::NAME, target.database);
+        let backoff = target.backoff.clone();
+        let subscriber_capacity = context.settings.framework.subscriber_capacity;
+        let shared = Arc::new(Shared {
+            module_settings: module_settings(&context.settings)?,
+            settings: context.settings.domain,
+            live: ScopedBroadcast::new(subscriber_capacity),
+            link: Link::new(target),
+            index: ScopeIndex::default(),
+            calls: Mutex::new(HashMap::new()),
+            committed: Mutex::new(Vec::new()),
+            outbox: Mutex::new(BTreeSet::new()),
+        });
+        let session_shared = shared.clone();
+        let connection = keep_connected(name, backoff, move || session_shared.clone().session());
+        Ok(Self { shared, _connection: connection })
+    }
+}
+
+fn module_settings<D: Domain>(settings: &DomainSettings<D>) -> Result<String, DomainError> {
+    serde_json::to_string(&settings.domain)
+        .map_err(|e| DomainError::internal(format!("{} settings cannot be encoded: {e}", D::NAME)))
+}
+
+impl<D: CacheBinding> Shared<D> {
+    /// One connection's life, on the connection thread.
+    fn session(self: Arc<Self>) -> Result<(), spacetimedb_sdk::Error> {
+        let sink: Arc<dyn SessionSink<RowOf<D>>> = self.clone();
+        self.link.run_session(
+            || {
+                self.index.clear();
+                self.outbox.lock().expect("outbox lock").clear();
+                D::Module::connect(&self.link.target, sink)
+            },
+            |connection| {
+                connection.advance()?;
+                self.finish_committed();
+                Ok::<(), spacetimedb_sdk::Error>(())
+            },
+            || self.lost(),
+        )
+    }
+
+    /// Answers (and publishes) the calls that committed in the message just processed.
+    fn finish_committed(&self) {
+        let committed = std::mem::take(&mut *self.committed.lock().expect("committed lock"));
+        for request_id in committed {
+            let Some(call) = self.calls.lock().expect("calls lock").remove(&request_id) else { continue };
+            let outcome = (call.applied)(call.written).map(|applied| {
+                if self.live.is_watched(&call.scope) {
+                    for event in applied.events {
+                        self.live.publish(&call.scope, event);
+                    }
+                }
+                applied.answer
+            });
+            let _ = call.reply.send(outcome);
+        }
+    }
+
+    fn lost(&self) {
+        self.committed.lock().expect("committed lock").clear();
+        let calls = std::mem::take(&mut *self.calls.lock().expect("calls lock"));
+        for (_, call) in calls {
+            let _ = call.reply.send(Err(cache_unavailable()));
+        }
+        self.live.resync_all();
+    }
+
+    fn durable(&self) -> &DurableWaiters {
+        &self.link.durable
+    }
+}
+
+impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
+    fn subscribed(&self, epoch: Option<u64>) {
+        // Queued before any other call of this connection, so every command sees it.
+        if let Ok(connection) = self.link.connected() {
+            if let Err(error) = connection.configure("configure".into(), self.module_settings.clone()) {
+                tracing::error!(domain = D::NAME, %error, "cannot configure the module");
+            }
+        }
+        self.link.ready(epoch);
+    }
+
+    fn epoch_seen(&self, epoch: u64) {
+        self.link.epoch_seen(epoch);
+    }
+
+    fn cached(&self, row: &RowOf<D>) {
+        let place = D::placement(row);
+        self.index.insert(&place.scope, (place.order, place.entity));
+    }
+
+    fn evicted(&self, row: &RowOf<D>) {
+        let place = D::placement(row);
+        self.index.remove(&place.scope, &(place.order, place.entity));
+    }
+
+    fn recorded(&self, seq: u64, request_id: &str, row: &RowOf<D>) {
+        self.outbox.lock().expect("outbox lock").insert(seq);
+        if let Some(call) = self.calls.lock().expect("calls lock").get_mut(request_id) {
+            match D::item(row) {
+                Some(item) => call.written.push(item),
+                None => tracing::error!(domain = D::NAME, seq, "a written row is unreadable"),
+            }
+        }
+        self.link.signal(CacheSignal::OutboxGrew);
+    }
+
+    fn acked(&self, seq: u64) {
+        self.outbox.lock().expect("outbox lock").remove(&seq);
+    }
+
+    fn client_outcome(&self, request_id: &str, status: &Status) {
+        match reducer_outcome(status) {
+            Ok(()) => self.committed.lock().expect("committed lock").push(request_id.to_string()),
+            Err(error) => {
+                if let Some(call) = self.calls.lock().expect("calls lock").remove(request_id) {
+                    let _ = call.reply.send(Err(error));
+                }
+            }
+        }
+    }
+
+    fn owner_outcome(&self, request_id: &str, status: &Status) {
+        let outcome = reducer_outcome(status);
+        if let (Err(error), "configure") = (&outcome, request_id) {
+            tracing::error!(domain = D::NAME, %error, "the module refused its settings");
+        }
+        self.link.owner_calls.resolve(request_id, outcome);
+    }
+}
+
+/// A scope's cached items, for [`CacheBinding::page`].
+pub struct CachedScope<'a, D: CacheBinding> {
+    shared: &'a Shared<D>,
+    connection: &'a D::Module,
+    scope: &'a ScopeKey,
+}
+
+impl<D: CacheBinding> CachedScope<'_, D> {
+    /// At most `limit` items, newest first, older than the item whose cursor is
+    /// `before` (none when that item is not cached).
+    pub fn newest(&self, before: Option<&str>, limit: usize) -> Result<Vec<D::Item>, DomainError> {
+        let before = match before {
+            None => None,
+            Some(cursor) => match self.connection.find(cursor) {
+                Some(row) => {
+                    let place = D::placement(&row);
+                    Some((place.order, place.entity))
+                }
+                None => return Ok(Vec::new()),
+            },
+        };
+        let keys = self.shared.index.newest(self.scope.as_str(), before.as_ref(), limit);
+        Ok(self.items(keys))
+    }
+
+    /// Every cached item of the scope, in snapshot order (oldest first).
+    pub fn all(&self) -> Vec<D::Item> {
+        self.items(self.shared.index.keys(self.scope.as_str()))
+    }
+
+    fn items(&self, keys: Vec<(D::Order, String)>) -> Vec<D::Item> {
+        keys.iter().filter_map(|(_, entity)| self.connection.find(entity)).filter_map(|row| D::item(&row)).collect()
+    }
+}
+
+#[async_trait]
+impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Spacetimedb
+    }
+
+    async fn snapshot(&self, scope: &ScopeKey, page: Page) -> Result<Vec<D::Item>, DomainError> {
+        let connection = self.shared.link.connection()?;
+        D::page(&CachedScope { shared: &self.shared, connection: &connection, scope }, page)
+    }
+
+    async fn apply(
+        &self,
+        scope: &ScopeKey,
+        user: &UserId,
+        command: D::Command,
+        durability: Durability,
+    ) -> Result<D::Event, DomainError> {
+        // The module checks the same limits (it has the same settings); checking here
+        // spares the round trip.
+        D::validate(&command, &self.shared.settings)?;
+        let json = serde_json::to_string(&command)
+            .map_err(|e| DomainError::internal(format!("a {} command cannot be encoded: {e}", D::NAME)))?;
+        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        let (reply, outcome) = oneshot::channel();
+        let author = user.clone();
+        let applied = Box::new(move |written: Vec<D::Item>| D::applied(&command, &author, written));
+        let call = ClientCall { scope: scope.clone(), applied, reply, written: Vec::new() };
+        self.shared.calls.lock().expect("calls lock").insert(request_id.clone(), call);
+        let durable = (durability == Durability::Durable).then(|| self.shared.durable().register(&request_id));
+        // The connection is not held across the await (see `spacetime::release`).
+        let sent = self.shared.link.connection().and_then(|connection| {
+            connection
+                .apply(request_id.clone(), scope.to_string(), user.0.clone(), json)
+                .map_err(|_| cache_unavailable())
+        });
+        let forget = |shared: &Shared<D>| {
+            shared.calls.lock().expect("calls lock").remove(&request_id);
+            shared.durable().forget(&request_id);
+        };
+        if let Err(error) = sent {
+            forget(&self.shared);
+            return Err(error);
+        }
+        let timeout = self.shared.link.target.reducer_timeout;
+        let event = match tokio::time::timeout(timeout, outcome).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(cache_unavailable()),
+            Err(_) => {
+                forget(&self.shared);
+                return Err(DomainError::unavailable(
+                    "cache_timeout",
+                    format!("SpacetimeDB did not answer within {} ms", timeout.as_millis()),
+                ));
+            }
+        };
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                self.shared.durable().forget(&request_id);
+                return Err(error);
+            }
+        };
+        if let Some(receiver) = durable {
+            self.shared.durable().wait(&request_id, receiver, self.shared.link.target.durable_timeout).await?;
+        }
+        Ok(event)
+    }
+
+    async fn subscribe(&self, scope: &ScopeKey) -> Result<EventStream<D::Event>, DomainError> {
+        Ok(self.shared.live.subscribe(scope))
+    }
+}
+
+#[async_trait]
+impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
+    fn epoch(&self) -> Option<u64> {
+        self.shared.link.epoch()
+    }
+
+    fn signals(&self) -> broadcast::Receiver<CacheSignal> {
+        self.shared.link.signals()
+    }
+
+    async fn load_window(
+        &self,
+        pool: &PgPool,
+        scope: &ScopeKey,
+        window: &WarmupSettings,
+    ) -> Result<Vec<D::Item>, DomainError> {
+        D::load_window(pool, scope, window).await
+    }
+
+    async fn warm(&self, _scope: &ScopeKey, batch: Vec<D::Item>) -> Result<(), DomainError> {
+        let rows: Vec<RowOf<D>> = batch.iter().map(D::row).collect();
+        self.shared.link.owner_call(move |c, request_id| c.warm(request_id, rows)).await
+    }
+
+    async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError> {
+        if !D::TRIMS || self.shared.index.len(scope.as_str()) <= keep as usize {
+            return Ok(()); // nothing to drop: spare the round trip
+        }
+        let scope = scope.to_string();
+        self.shared.link.owner_call(move |c, request_id| c.trim(request_id, scope, keep)).await
+    }
+
+    fn pending(&self, limit: usize) -> Vec<Pending<D>> {
+        let Ok(connection) = self.shared.link.connection() else { return Vec::new() };
+        let seqs: Vec<u64> = self.shared.outbox.lock().expect("outbox lock").iter().take(limit).copied().collect();
+        seqs.into_iter()
+            .filter_map(|seq| connection.outbox_entry(seq))
+            .map(|entry| OutboxEntry {
+                payload: D::item(&entry.payload),
+                seq: entry.seq,
+                entity: entry.entity,
+                kind: entry.kind,
+                request_id: entry.request_id,
+                created_at_micros: entry.created_at_micros,
+            })
+            .collect()
+    }
+
+    fn pending_count(&self) -> usize {
+        self.shared.link.connection().map_or(0, |c| c.outbox_len())
+    }
+
+    async fn persist(&self, tx: &mut PgConnection, entries: &[Pending<D>]) -> Result<(), DomainError> {
+        // Payloads are full states: within a batch only each entity's last one matters.
+        let items = latest_per_entity(entries)
+            .into_iter()
+            .map(|entry| {
+                entry.payload.clone().ok_or_else(|| {
+                    DomainError::internal(format!("outbox entry {} holds a row the domain cannot read", entry.seq))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        D::persist(tx, items).await
+    }
+
+    async fn ack(&self, seqs: Vec<u64>) -> Result<(), DomainError> {
+        self.shared.link.owner_call(move |c, request_id| c.ack(request_id, seqs)).await
+    }
+
+    fn persisted(&self, entries: &[Pending<D>]) {
+        for entry in entries {
+            self.shared.durable().release(&entry.request_id);
+        }
+    }
+}
+
+/// Implements [`ModuleLink`] for a module's generated bindings:
+/// `spacetime_module!(module_bindings, row: Row, tables: [table, ...])`, where `row`
+/// is the module's row type (each listed table's row converts into it with `From`)
+/// and `tables` its data tables, each with a `String` primary key `id`.
+#[macro_export]
+macro_rules! spacetime_module {
+    ($($bindings:ident)::+, row: $row:ty, tables: [$($table:ident),+ $(,)?]) => {
+        const _: () = {
+            use std::sync::Arc;
+            use $crate::__private::sdk::{Compression, DbContext, Event, Table, TableWithPrimaryKey};
+            use $crate::__private::CallReducerFlags;
+            use $crate::cache::OutboxEntry;
+            use $crate::cache_adapter::{ModuleLink, SessionSink};
+            use $crate::factory::SpacetimeTarget;
+            use $($bindings)::+::*;
+
+            type SdkResult<T> = Result<T, $crate::__private::sdk::Error>;
+
+            impl ModuleLink for DbConnection {
+                type Row = $row;
+
+                fn connect(target: &SpacetimeTarget, sink: Arc<dyn SessionSink<$row>>) -> SdkResult<Self> {
+                    let connection = DbConnection::builder()
+                        .with_uri(&target.url)
+                        .with_module_name(&target.database)
+                        .with_token(Some(target.token.clone()))
+                        .with_compression(if target.compression { Compression::Brotli } else { Compression::None })
+                        .build()?;
+                    $(
+                        let s = sink.clone();
+                        connection.db.$table().on_insert(move |_, row| s.cached(&<$row>::from(row.clone())));
+                        let s = sink.clone();
+                        connection.db.$table().on_update(move |_, old, row| {
+                            s.evicted(&<$row>::from(old.clone()));
+                            s.cached(&<$row>::from(row.clone()));
+                        });
+                        let s = sink.clone();
+                        connection.db.$table().on_delete(move |_, row| s.evicted(&<$row>::from(row.clone())));
+                    )+
+                    let s = sink.clone();
+                    connection.db.cache_epoch().on_insert(move |ctx, row| {
+                        if !matches!(ctx.event, Event::SubscribeApplied) {
+                            s.epoch_seen(row.epoch);
+                        }
+                    });
+                    let s = sink.clone();
+                    connection.db.sync_outbox().on_insert(move |_, row| s.recorded(row.seq, &row.request_id, &row.payload));
+                    let s = sink.clone();
+                    connection.db.sync_outbox().on_delete(move |_, row| s.acked(row.seq));
+                    let s = sink.clone();
+                    connection.reducers.on_apply(move |ctx, request_id, _, _, _| s.client_outcome(request_id, &ctx.event.status));
+                    // Warm-up batches are large: their success is not echoed back; the
+                    // `warm_done` barrier behind each confirms it.
+                    connection.set_reducer_flags().warm(CallReducerFlags::NoSuccessNotify);
+                    let s = sink.clone();
+                    connection.reducers.on_warm(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink.clone();
+                    connection.reducers.on_warm_done(move |ctx, request_id| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink.clone();
+                    connection.reducers.on_ack_outbox(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink.clone();
+                    connection.reducers.on_configure(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink.clone();
+                    connection.reducers.on_trim(move |ctx, request_id, _, _| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink;
+                    connection
+                        .subscription_builder()
+                        .on_applied(move |ctx| s.subscribed(ctx.db.cache_epoch().id().find(&0).map(|row| row.epoch)))
+                        .on_error(|_, error| $crate::__private::tracing::error!(%error, "cache subscription failed"))
+                        .subscribe([
+                            $(concat!("SELECT * FROM ", stringify!($table)),)+
+                            "SELECT * FROM sync_outbox",
+                            "SELECT * FROM cache_epoch",
+                        ]);
+                    Ok(connection)
+                }
+
+                fn advance(&self) -> SdkResult<()> {
+                    self.advance_one_message_blocking()
+                }
+
+                fn find(&self, entity: &str) -> Option<$row> {
+                    let entity = entity.to_string();
+                    None::<$row>$(.or_else(|| self.db.$table().id().find(&entity).map(<$row>::from)))+
+                }
+
+                fn outbox_entry(&self, seq: u64) -> Option<OutboxEntry<$row>> {
+                    self.db.sync_outbox().seq().find(&seq).map(|row| OutboxEntry {
+                        seq: row.seq,
+                        entity: row.entity,
+                        kind: row.kind,
+                        payload: row.payload,
+                        request_id: row.request_id,
+                        created_at_micros: row.created_at.to_micros_since_unix_epoch(),
+                    })
+                }
+
+                fn outbox_len(&self) -> usize {
+                    self.db.sync_outbox().count() as usize
+                }
+
+                fn apply(&self, request_id: String, scope: String, user: String, command: String) -> SdkResult<()> {
+                    self.reducers.apply(request_id, scope, user, command)
+                }
+
+                fn warm(&self, request_id: String, rows: Vec<$row>) -> SdkResult<()> {
+                    self.reducers.warm(request_id.clone(), rows)?;
+                    self.reducers.warm_done(request_id)
+                }
+
+                fn ack(&self, request_id: String, seqs: Vec<u64>) -> SdkResult<()> {
+                    self.reducers.ack_outbox(request_id, seqs)
+                }
+
+                fn configure(&self, request_id: String, settings: String) -> SdkResult<()> {
+                    self.reducers.configure(request_id, settings)
+                }
+
+                fn trim(&self, request_id: String, scope: String, keep: u32) -> SdkResult<()> {
+                    self.reducers.trim(request_id, scope, keep)
+                }
+            }
+        };
+    };
+}

@@ -1,0 +1,92 @@
+//! The one PostgreSQL adapter every domain runs on: [`PostgresAdapter<D>`] implements
+//! [`Connection<D>`] on top of a per-domain [`PostgresBinding`] (its SQL), with the
+//! framework's event log for live events. A write and its events commit in one
+//! transaction, so every write is durable when it is acknowledged.
+
+use async_trait::async_trait;
+use sqlx::{PgConnection, PgPool};
+
+use crate::postgres::PgEventLog;
+use crate::UserId;
+use crate::{AdapterContext, AdapterKind, Connection, Domain, DomainError, Durability, EventStream, Page, ScopeKey};
+
+/// What differs per domain on the PostgreSQL adapter: reading a page and applying a
+/// command, both in SQL.
+#[async_trait]
+pub trait PostgresBinding: Domain {
+    /// A page of a scope's items (the same order and semantics as the cache adapter's).
+    async fn page(db: &mut PgConnection, scope: &ScopeKey, page: Page) -> Result<Vec<Self::Item>, DomainError>;
+
+    /// Applies a validated command inside `tx`; returns its events, the caller's
+    /// answer first. No events: nothing changed, and the answer is the first anyway.
+    async fn apply_in(
+        tx: &mut PgConnection,
+        settings: &Self::Settings,
+        scope: &ScopeKey,
+        user: &UserId,
+        command: Self::Command,
+    ) -> Result<Applied<Self::Event>, DomainError>;
+}
+
+/// What a command did on PostgreSQL.
+pub struct Applied<E> {
+    /// The caller's answer.
+    pub answer: E,
+    /// What live subscribers see (empty when nothing changed).
+    pub events: Vec<E>,
+}
+
+impl<E: Clone> Applied<E> {
+    /// One event, which is both the answer and what subscribers see.
+    pub fn one(event: E) -> Self {
+        Self { answer: event.clone(), events: vec![event] }
+    }
+}
+
+pub struct PostgresAdapter<D: Domain> {
+    pool: PgPool,
+    settings: D::Settings,
+    events: PgEventLog<D::Event>,
+}
+
+impl<D: Domain> PostgresAdapter<D> {
+    pub async fn connect(context: AdapterContext<D>) -> Result<Self, DomainError> {
+        let events = PgEventLog::start(context.pool.clone(), D::NAME, context.settings.framework.event_log()).await?;
+        Ok(Self { pool: context.pool, settings: context.settings.domain, events })
+    }
+}
+
+#[async_trait]
+impl<D: PostgresBinding> Connection<D> for PostgresAdapter<D> {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Postgres
+    }
+
+    async fn snapshot(&self, scope: &ScopeKey, page: Page) -> Result<Vec<D::Item>, DomainError> {
+        let mut db = self.pool.acquire().await.map_err(DomainError::from_sqlx)?;
+        D::page(&mut db, scope, page).await
+    }
+
+    async fn apply(
+        &self,
+        scope: &ScopeKey,
+        user: &UserId,
+        command: D::Command,
+        // Every write here is committed in PostgreSQL before it is acknowledged.
+        _durability: Durability,
+    ) -> Result<D::Event, DomainError> {
+        // The same limits as the cache adapter, whoever calls.
+        D::validate(&command, &self.settings)?;
+        let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
+        let applied = D::apply_in(&mut tx, &self.settings, scope, user, command).await?;
+        for event in &applied.events {
+            self.events.append(&mut tx, scope, event).await?;
+        }
+        tx.commit().await.map_err(DomainError::from_sqlx)?;
+        Ok(applied.answer)
+    }
+
+    async fn subscribe(&self, scope: &ScopeKey) -> Result<EventStream<D::Event>, DomainError> {
+        Ok(self.events.subscribe(scope))
+    }
+}

@@ -1,0 +1,23 @@
+//! A rule's refusal, in the shape every boardsync error has: `(kind, code, message)`.
+//! Dependency-free, so the modules include this same file (`#[path]`) and the rules a
+//! domain shares between its two adapters refuse identically on both.
+
+/// Why a rule refused a command. `kind` is one of the error kinds (`invalid`,
+/// `not_found`, `forbidden`, `conflict`, `too_large`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub kind: &'static str,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self { kind, code, message: message.into() }
+    }
+
+    /// The wire format of a reducer error: `kind|code|message`.
+    pub fn to_reducer_error(&self) -> String {
+        format!("{}|{}|{}", self.kind, self.code, self.message)
+    }
+}

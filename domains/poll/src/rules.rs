@@ -1,0 +1,58 @@
+//! Poll's commands, settings and the rules that need no data, written once: the
+//! backend uses this module and `modules/poll` includes this file (`#[path]`), so
+//! both adapters parse the same commands and refuse the same labels.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::refusal::Refusal;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PollCommand {
+    AddOption { id: Uuid, label: String },
+    Vote { id: Uuid },
+    Unvote { id: Uuid },
+    RemoveOption { id: Uuid },
+}
+
+impl PollCommand {
+    pub fn option_id(&self) -> Uuid {
+        match self {
+            Self::AddOption { id, .. } | Self::Vote { id } | Self::Unvote { id } | Self::RemoveOption { id } => *id,
+        }
+    }
+}
+
+/// `[domains.poll]`, less the framework's keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollSettings {
+    /// Longest option label, in characters.
+    pub max_label_chars: u32,
+}
+
+/// Refuses an empty label or one past the configured limit.
+pub fn check(command: &PollCommand, settings: &PollSettings) -> Result<(), Refusal> {
+    let PollCommand::AddOption { label, .. } = command else { return Ok(()) };
+    if label.trim().is_empty() {
+        return Err(Refusal::new("invalid", "label_empty", "the label must not be empty"));
+    }
+    if label.chars().count() > settings.max_label_chars as usize {
+        let message = format!("the label is longer than {} characters", settings.max_label_chars);
+        return Err(Refusal::new("too_large", "label_too_long", message));
+    }
+    Ok(())
+}
+
+pub fn option_not_found(id: &str) -> Refusal {
+    Refusal::new("not_found", "option_not_found", format!("option {id} not found"))
+}
+
+pub fn id_conflict(id: &str) -> Refusal {
+    Refusal::new("conflict", "id_conflict", format!("option id {id} is already used"))
+}
+
+pub fn not_author() -> Refusal {
+    Refusal::new("forbidden", "not_author", "only the option's author may remove it")
+}

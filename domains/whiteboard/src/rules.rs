@@ -1,0 +1,155 @@
+//! The whiteboard's commands, settings and data-free rules, written once: the backend
+//! uses this module and `modules/whiteboard` includes this file (`#[path]`), so both
+//! adapters parse the same commands and refuse the same geometry, styles and strokes.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::refusal::Refusal;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WhiteboardCommand {
+    Add {
+        id: Uuid,
+        kind: String,
+        x: f64,
+        y: f64,
+        #[serde(default)]
+        width: f64,
+        #[serde(default)]
+        height: f64,
+        #[serde(default)]
+        rotation: f64,
+        #[serde(default = "empty_style")]
+        style: String,
+        #[serde(default)]
+        points: Vec<f32>,
+    },
+    /// Changes the geometry and style fields given.
+    Update {
+        id: Uuid,
+        #[serde(default)]
+        x: Option<f64>,
+        #[serde(default)]
+        y: Option<f64>,
+        #[serde(default)]
+        width: Option<f64>,
+        #[serde(default)]
+        height: Option<f64>,
+        #[serde(default)]
+        rotation: Option<f64>,
+        #[serde(default)]
+        style: Option<String>,
+        #[serde(default)]
+        points: Option<Vec<f32>>,
+    },
+    /// Moves many elements by the same offset, in one write.
+    Move {
+        ids: Vec<Uuid>,
+        dx: f64,
+        dy: f64,
+    },
+    Delete {
+        id: Uuid,
+    },
+    BringForward {
+        id: Uuid,
+    },
+    SendBackward {
+        id: Uuid,
+    },
+}
+
+fn empty_style() -> String {
+    "{}".to_string()
+}
+
+/// `[domains.whiteboard]`, less the framework's keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhiteboardSettings {
+    pub kinds: Vec<String>,
+    /// Points of one freehand stroke (each an x, y pair); more is refused with 413.
+    /// Keep strokes well under SpacetimeDB's 32 MiB message limit (a point is 8 bytes
+    /// in the cache and about 20 in the outbox's JSON).
+    pub max_stroke_points: u32,
+    pub max_style_bytes: u32,
+    /// Elements one `move` may carry.
+    pub max_move_elements: u32,
+}
+
+fn finite(values: &[Option<f64>]) -> Result<(), Refusal> {
+    if values.iter().flatten().all(|v| v.is_finite()) {
+        Ok(())
+    } else {
+        Err(Refusal::new("invalid", "invalid_geometry", "coordinates must be finite numbers"))
+    }
+}
+
+fn check_points(points: &[f32], settings: &WhiteboardSettings) -> Result<(), Refusal> {
+    if !points.chunks_exact(2).remainder().is_empty() || points.iter().any(|p| !p.is_finite()) {
+        return Err(Refusal::new("invalid", "invalid_points", "points are finite x, y pairs"));
+    }
+    if points.len() / 2 > settings.max_stroke_points as usize {
+        return Err(Refusal::new(
+            "too_large",
+            "stroke_too_large",
+            format!("a stroke may have at most {} points", settings.max_stroke_points),
+        ));
+    }
+    Ok(())
+}
+
+fn check_style(style: &str, settings: &WhiteboardSettings) -> Result<(), Refusal> {
+    if style.len() > settings.max_style_bytes as usize {
+        return Err(Refusal::new(
+            "too_large",
+            "style_too_large",
+            format!("a style may have at most {} bytes", settings.max_style_bytes),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses kinds, geometry, styles, strokes and moves past the configured limits.
+pub fn check(command: &WhiteboardCommand, s: &WhiteboardSettings) -> Result<(), Refusal> {
+    match command {
+        WhiteboardCommand::Add { kind, x, y, width, height, rotation, style, points, .. } => {
+            if !s.kinds.contains(kind) {
+                return Err(Refusal::new("invalid", "invalid_kind", format!("kind must be one of {:?}", s.kinds)));
+            }
+            finite(&[Some(*x), Some(*y), Some(*width), Some(*height), Some(*rotation)])?;
+            check_style(style, s)?;
+            check_points(points, s)
+        }
+        WhiteboardCommand::Update { x, y, width, height, rotation, style, points, .. } => {
+            finite(&[*x, *y, *width, *height, *rotation])?;
+            style.as_deref().map_or(Ok(()), |style| check_style(style, s))?;
+            points.as_deref().map_or(Ok(()), |points| check_points(points, s))
+        }
+        WhiteboardCommand::Move { ids, dx, dy } => {
+            finite(&[Some(*dx), Some(*dy)])?;
+            if ids.is_empty() {
+                return Err(Refusal::new("invalid", "invalid_move", "name at least one element to move"));
+            }
+            if ids.len() > s.max_move_elements as usize {
+                return Err(Refusal::new(
+                    "too_large",
+                    "move_too_large",
+                    format!("one move may carry at most {} elements", s.max_move_elements),
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+pub fn element_not_found(id: &str) -> Refusal {
+    Refusal::new("not_found", "element_not_found", format!("element {id} not found"))
+}
+
+pub fn id_conflict(id: &str) -> Refusal {
+    Refusal::new("conflict", "id_conflict", format!("element id {id} is already used"))
+}

@@ -1,0 +1,237 @@
+//! The contract every boardsync module keeps with the backend, written once. A module
+//! includes it (`#[path = "../../contract.rs"] mod contract;`), defines its `Row`
+//! (the rows it caches, and what its outbox carries), and implements [`Rules`] for
+//! `crate::Module`. The backend's generic cache adapter
+//! (`boardsync_core::cache_adapter`) speaks to exactly this.
+//!
+//! - `owner` (private): the identity that published the module, i.e. the backend.
+//!   Every reducer here refuses any other caller.
+//! - `cache_epoch`: set once in `init`; a new value tells the backend the database was
+//!   recreated and must be warmed again.
+//! - `module_settings` (private): the domain's settings as the backend has them, sent
+//!   by `configure` on every connect, so the cache enforces the same limits as
+//!   PostgreSQL.
+//! - `sync_outbox` (private): one entry per write, in the write's transaction, with
+//!   the entity's full state as the module's own `Row`; the backend decodes it with
+//!   the generated type of the same row, drains it into PostgreSQL, and acks.
+//!
+//! Every reducer takes the caller's `request_id` first, so the backend can match the
+//! outcome to the call. Errors are `kind|code|message`, which the backend turns into
+//! the same JSON error the PostgreSQL adapter gives.
+
+use serde::de::DeserializeOwned;
+use spacetimedb::{reducer, table, Identity, ReducerContext, Table, Timestamp};
+
+use crate::Row;
+
+#[path = "../domains/core/src/refusal.rs"]
+pub mod refusal;
+
+use refusal::Refusal;
+
+impl From<Refusal> for String {
+    fn from(refusal: Refusal) -> Self {
+        refusal.to_reducer_error()
+    }
+}
+
+#[table(name = owner)]
+pub struct Owner {
+    #[primary_key]
+    pub id: u8,
+    pub identity: Identity,
+}
+
+#[table(name = cache_epoch, public)]
+pub struct CacheEpoch {
+    #[primary_key]
+    pub id: u8,
+    /// Microseconds since the Unix epoch at `init`: unique per database incarnation.
+    pub epoch: u64,
+}
+
+#[table(name = module_settings)]
+pub struct ModuleSettings {
+    #[primary_key]
+    pub id: u8,
+    /// The domain's `[domains.<name>]` settings, as JSON.
+    pub json: String,
+}
+
+#[table(name = sync_outbox)]
+pub struct SyncOutbox {
+    #[primary_key]
+    #[auto_inc]
+    pub seq: u64,
+    #[index(btree)]
+    pub entity: String,
+    pub kind: String,
+    /// The entity's full state after this write.
+    pub payload: Row,
+    pub request_id: String,
+    pub created_at: Timestamp,
+}
+
+/// What a module adds to the contract: its commands and how a row is cached.
+pub trait Rules {
+    /// The domain's command (the backend sends it as JSON).
+    type Command: DeserializeOwned;
+    /// The domain's settings, or the part of them the module enforces.
+    type Settings: DeserializeOwned;
+
+    /// Applies a command; every write goes through [`record`].
+    fn apply(ctx: &Write<'_>, settings: &Self::Settings, command: Self::Command) -> Result<(), String>;
+
+    /// A row's entity id and version.
+    fn entity(row: &Row) -> &str;
+    fn version(row: &Row) -> u64;
+    /// The cached version of the row's entity, if it is cached.
+    fn cached_version(ctx: &ReducerContext, row: &Row) -> Option<u64>;
+    /// Inserts or replaces the row in its table.
+    fn store(ctx: &ReducerContext, row: Row);
+    /// Keeps only a scope's newest `keep` entities (none pending in the outbox), if
+    /// the domain trims its window at all.
+    fn trim(_ctx: &ReducerContext, _scope: &str, _keep: u32) {}
+}
+
+/// One command in progress: who asks, in which scope, and the call to answer. (Not
+/// every domain reads every field.)
+#[allow(dead_code)]
+pub struct Write<'a> {
+    pub ctx: &'a ReducerContext,
+    pub request_id: &'a str,
+    pub scope: &'a str,
+    pub user: &'a str,
+    pub kind: &'a str,
+}
+
+impl Write<'_> {
+    /// Stores `row` and records it in the outbox, in this transaction.
+    pub fn record(&self, row: Row) {
+        let entity = <crate::Module as Rules>::entity(&row).to_string();
+        <crate::Module as Rules>::store(self.ctx, row.clone());
+        self.record_unchanged(entity, row);
+    }
+
+    /// Records an unchanged row again (a retried command), so the caller gets its
+    /// state and a durable write waits for it as for any other.
+    pub fn record_unchanged(&self, entity: String, row: Row) {
+        self.ctx.db.sync_outbox().insert(SyncOutbox {
+            seq: 0,
+            entity,
+            kind: self.kind.to_string(),
+            payload: row,
+            request_id: self.request_id.to_string(),
+            created_at: self.ctx.timestamp,
+        });
+    }
+}
+
+pub fn err(kind: &str, code: &str, message: impl std::fmt::Display) -> String {
+    format!("{kind}|{code}|{message}")
+}
+
+fn require_owner(ctx: &ReducerContext) -> Result<(), String> {
+    match ctx.db.owner().id().find(0) {
+        Some(owner) if owner.identity == ctx.sender => Ok(()),
+        _ => Err(err("forbidden", "not_owner", "only the backend may call this reducer")),
+    }
+}
+
+/// Whether `entity` has writes not yet in PostgreSQL.
+pub fn pending(ctx: &ReducerContext, entity: &str) -> bool {
+    ctx.db.sync_outbox().entity().filter(entity).next().is_some()
+}
+
+#[reducer(init)]
+pub fn init(ctx: &ReducerContext) {
+    ctx.db.owner().insert(Owner { id: 0, identity: ctx.sender });
+    ctx.db.cache_epoch().insert(CacheEpoch { id: 0, epoch: ctx.timestamp.to_micros_since_unix_epoch() as u64 });
+}
+
+/// Takes the domain's settings; refuses what the module cannot read.
+#[reducer]
+pub fn configure(ctx: &ReducerContext, request_id: String, settings: String) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)?;
+    serde_json::from_str::<<crate::Module as Rules>::Settings>(&settings)
+        .map_err(|e| err("invalid", "invalid_settings", e))?;
+    let row = ModuleSettings { id: 0, json: settings };
+    if ctx.db.module_settings().id().find(0).is_some() {
+        ctx.db.module_settings().id().update(row);
+    } else {
+        ctx.db.module_settings().insert(row);
+    }
+    Ok(())
+}
+
+/// Applies a client's command on behalf of `user`.
+#[reducer]
+pub fn apply(
+    ctx: &ReducerContext,
+    request_id: String,
+    scope: String,
+    user: String,
+    command: String,
+) -> Result<(), String> {
+    require_owner(ctx)?;
+    let settings =
+        ctx.db.module_settings().id().find(0).ok_or_else(|| {
+            err("unavailable", "cache_unconfigured", "the backend has not configured this module yet")
+        })?;
+    let settings = serde_json::from_str(&settings.json).map_err(|e| err("internal", "invalid_settings", e))?;
+    let command: serde_json::Value =
+        serde_json::from_str(&command).map_err(|e| err("invalid", "invalid_command", e))?;
+    let kind = command.get("type").and_then(|t| t.as_str()).unwrap_or("").to_string();
+    let command = serde_json::from_value(command).map_err(|e| err("invalid", "invalid_command", e))?;
+    let write = Write { ctx, request_id: &request_id, scope: &scope, user: &user, kind: &kind };
+    <crate::Module as Rules>::apply(&write, &settings, command)
+}
+
+/// Loads rows from PostgreSQL into the cache. An entity with an entry still pending in
+/// the outbox is newer in the cache than in PostgreSQL, and so is one whose cached
+/// version is higher (its entry was acked after warm-up read PostgreSQL): both are
+/// left alone, so warm-up never reverts an edit, resurrects a delete or drops a vote.
+#[reducer]
+pub fn warm(ctx: &ReducerContext, request_id: String, rows: Vec<Row>) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)?;
+    for row in rows {
+        if pending(ctx, <crate::Module as Rules>::entity(&row)) {
+            continue;
+        }
+        match <crate::Module as Rules>::cached_version(ctx, &row) {
+            Some(cached) if cached > <crate::Module as Rules>::version(&row) => {}
+            _ => <crate::Module as Rules>::store(ctx, row),
+        }
+    }
+    Ok(())
+}
+
+/// A barrier after `warm`: reducers from one connection run in order, so its success
+/// tells the backend the batch before it ran, without the batch being echoed back.
+#[reducer]
+pub fn warm_done(ctx: &ReducerContext, request_id: String) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)
+}
+
+/// Removes outbox entries whose effect is committed in PostgreSQL.
+#[reducer]
+pub fn ack_outbox(ctx: &ReducerContext, request_id: String, seqs: Vec<u64>) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)?;
+    for seq in seqs {
+        ctx.db.sync_outbox().seq().delete(seq);
+    }
+    Ok(())
+}
+
+/// Keeps only a scope's newest `keep` entities in the cache (PostgreSQL keeps all).
+#[reducer]
+pub fn trim(ctx: &ReducerContext, request_id: String, scope: String, keep: u32) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)?;
+    <crate::Module as Rules>::trim(ctx, &scope, keep);
+    Ok(())
+}
