@@ -35,7 +35,8 @@ impl Wiring<'_> {
             .domains
             .get(D::NAME)
             .ok_or_else(|| StartupError::Settings(format!("missing setting `domains.{}`", D::NAME)))?;
-        let settings = DomainSettings::<D>::parse(&self.settings.framework, section).map_err(StartupError::Settings)?;
+        let settings = DomainSettings::<D>::parse(&self.settings.framework, section)
+            .map_err(|e| StartupError::Settings(e.to_string()))?;
         let context = AdapterContext { pool: self.pool.clone(), settings };
         let pages = PageLimits { default: self.settings.api.default_page_size, max: self.settings.api.max_page_size };
         let spacetimedb = self.settings.spacetimedb.target(D::NAME);

@@ -24,8 +24,15 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
     }
 }
 
-/// The JSON body of an error.
+/// The JSON body of an error. An internal error's cause goes to the log under a
+/// fresh request id, and the client gets only that id: internal text (SQL, paths,
+/// library messages) never leaves the server.
 pub fn error_body(error: &DomainError) -> serde_json::Value {
+    if error.kind == ErrorKind::Internal {
+        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        tracing::error!(%request_id, %error, "internal error");
+        return json!({ "error": { "code": "internal", "message": "internal error", "request_id": request_id } });
+    }
     json!({ "error": { "code": error.code, "message": error.message } })
 }
 
@@ -35,9 +42,6 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.0.kind == ErrorKind::Internal {
-            tracing::error!(error = %self.0, "internal error");
-        }
         HttpResponse::build(self.status_code()).json(error_body(&self.0))
     }
 }

@@ -192,7 +192,7 @@ impl<D: CacheBinding> CacheAdapter<D> {
 
 fn module_settings<D: Domain>(settings: &DomainSettings<D>) -> Result<String, DomainError> {
     serde_json::to_string(&settings.domain)
-        .map_err(|e| DomainError::internal(format!("{} settings cannot be encoded: {e}", D::NAME)))
+        .map_err(|e| DomainError::internal(format!("{} settings cannot be encoded", D::NAME)).caused_by(e))
 }
 
 impl<D: CacheBinding> Shared<D> {
@@ -362,7 +362,7 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
         // spares the round trip.
         D::validate(&command, &self.shared.settings)?;
         let json = serde_json::to_string(&command)
-            .map_err(|e| DomainError::internal(format!("a {} command cannot be encoded: {e}", D::NAME)))?;
+            .map_err(|e| DomainError::internal(format!("a {} command cannot be encoded", D::NAME)).caused_by(e))?;
         let request_id = uuid::Uuid::new_v4().simple().to_string();
         let (reply, outcome) = oneshot::channel();
         let author = user.clone();

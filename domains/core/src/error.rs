@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -64,22 +65,55 @@ impl ErrorKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// An error a client may see: a kind (its HTTP status), a stable code and a message.
+/// The cause, if any, is kept as the error's `source` for the log; clients never see
+/// it, and an internal error's message is replaced before it leaves (see the server's
+/// error responses).
+#[derive(Debug, Clone)]
 pub struct DomainError {
     pub kind: ErrorKind,
     pub code: Cow<'static, str>,
     pub message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
+
+/// Errors compare by what a client sees; the cause is for the log.
+impl PartialEq for DomainError {
+    fn eq(&self, other: &Self) -> bool {
+        (self.kind, &self.code, &self.message) == (other.kind, &other.code, &other.message)
+    }
+}
+
+impl Eq for DomainError {}
 
 impl fmt::Display for DomainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.code, self.kind.as_str(), self.message)
+        write!(f, "{} ({}): {}", self.code, self.kind.as_str(), self.message)?;
+        let mut cause = self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DomainError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
 impl DomainError {
     pub fn new(kind: ErrorKind, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
-        Self { kind, code: code.into(), message: message.into() }
+        Self { kind, code: code.into(), message: message.into(), source: None }
+    }
+
+    /// Keeps `cause` for the log (it is in `Display` and `source()`, never in what a
+    /// client is sent).
+    pub fn caused_by(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(cause));
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -124,9 +158,9 @@ impl DomainError {
             _ => false,
         };
         if transient {
-            Self::unavailable("postgres_unavailable", format!("PostgreSQL is unavailable: {error}"))
+            Self::unavailable("postgres_unavailable", "PostgreSQL is unavailable; retry shortly").caused_by(error)
         } else {
-            Self::internal(format!("PostgreSQL: {error}"))
+            Self::internal("PostgreSQL refused the operation").caused_by(error)
         }
     }
 
@@ -159,6 +193,15 @@ mod tests {
     fn reducer_errors_round_trip() {
         let error = DomainError::forbidden("not_author", "only the author may change this message");
         assert_eq!(DomainError::from_reducer_error(&error.to_reducer_error()), error);
+    }
+
+    #[test]
+    fn the_cause_is_kept_for_the_log_but_not_in_the_message() {
+        let io = std::io::Error::other("disk on fire");
+        let error = DomainError::internal("writing failed").caused_by(io);
+        assert_eq!(error.message, "writing failed");
+        assert!(error.to_string().ends_with("writing failed: disk on fire"), "{error}");
+        assert_eq!(std::error::Error::source(&error).unwrap().to_string(), "disk on fire");
     }
 
     #[test]

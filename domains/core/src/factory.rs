@@ -57,6 +57,11 @@ impl FrameworkSettings {
     }
 }
 
+/// A domain's settings section that cannot be used; the message names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(String);
+
 /// A domain's settings: the framework's part and the domain's own.
 #[derive(Debug)]
 pub struct DomainSettings<D: Domain> {
@@ -68,22 +73,22 @@ impl<D: Domain> DomainSettings<D> {
     /// Parses the `[domains.<name>]` section over the `[framework]` defaults (a domain
     /// lists only what it changes; tables such as `warmup` merge key by key). Errors
     /// name the section and the field.
-    pub fn parse(defaults: &serde_json::Value, section: &serde_json::Value) -> Result<Self, String> {
+    pub fn parse(defaults: &serde_json::Value, section: &serde_json::Value) -> Result<Self, SettingsError> {
         let key = format!("domains.{}", D::NAME);
         let (serde_json::Value::Object(defaults), serde_json::Value::Object(section)) = (defaults, section) else {
-            return Err(format!("invalid setting `{key}` or `framework`: must be a table"));
+            return Err(SettingsError(format!("invalid setting `{key}` or `framework`: must be a table")));
         };
         if let Some(unknown) = defaults.keys().find(|k| !FRAMEWORK_KEYS.contains(&k.as_str())) {
-            return Err(format!("invalid setting `framework.{unknown}`: not a framework key"));
+            return Err(SettingsError(format!("invalid setting `framework.{unknown}`: not a framework key")));
         }
         let mut map = defaults.clone();
         merge(&mut map, section);
         let (framework, own): (serde_json::Map<_, _>, serde_json::Map<_, _>) =
             map.into_iter().partition(|(k, _)| FRAMEWORK_KEYS.contains(&k.as_str()));
         let framework = serde_json::from_value(serde_json::Value::Object(framework))
-            .map_err(|e| format!("invalid setting in `{key}`: {e}"))?;
+            .map_err(|e| SettingsError(format!("invalid setting in `{key}`: {e}")))?;
         let domain = serde_json::from_value(serde_json::Value::Object(own))
-            .map_err(|e| format!("invalid setting in `{key}`: {e}"))?;
+            .map_err(|e| SettingsError(format!("invalid setting in `{key}`: {e}")))?;
         Ok(Self { framework, domain })
     }
 }

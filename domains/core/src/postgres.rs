@@ -64,7 +64,8 @@ where
 
     /// Appends `event` inside the caller's transaction; it goes live on commit.
     pub async fn append(&self, tx: &mut PgConnection, scope: &ScopeKey, event: &E) -> Result<(), DomainError> {
-        let payload = serde_json::to_value(event).map_err(|e| DomainError::internal(format!("event encoding: {e}")))?;
+        let payload = serde_json::to_value(event)
+            .map_err(|e| DomainError::internal("an event cannot be encoded").caused_by(e))?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('boardsync_events:' || $1))")
             .bind(self.domain)
             .execute(&mut *tx)

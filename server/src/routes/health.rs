@@ -27,11 +27,16 @@ struct DependencyHealth {
 }
 
 impl DependencyHealth {
-    fn from_check(started: Instant, outcome: Result<(), String>) -> Self {
+    /// `/health` is public: a failure's detail goes to the log, the body says only
+    /// that the dependency is unreachable.
+    fn from_check<E: std::fmt::Display>(name: &str, started: Instant, outcome: Result<(), E>) -> Self {
         let latency_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
         match outcome {
             Ok(()) => Self { status: DependencyStatus::Up, latency_ms, error: None },
-            Err(error) => Self { status: DependencyStatus::Down, latency_ms, error: Some(error) },
+            Err(error) => {
+                tracing::warn!(dependency = name, %error, "health check failed");
+                Self { status: DependencyStatus::Down, latency_ms, error: Some(format!("{name} is unreachable")) }
+            }
         }
     }
 
@@ -82,9 +87,8 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 
 async fn check_postgres(state: &AppState) -> DependencyHealth {
     let started = Instant::now();
-    let outcome =
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool).await.map(|_| ()).map_err(|e| e.to_string());
-    DependencyHealth::from_check(started, outcome)
+    let outcome = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool).await.map(|_| ());
+    DependencyHealth::from_check("PostgreSQL", started, outcome)
 }
 
 async fn check_spacetimedb(state: &AppState) -> DependencyHealth {
@@ -100,7 +104,6 @@ async fn check_spacetimedb(state: &AppState) -> DependencyHealth {
         .send()
         .await
         .and_then(|response| response.error_for_status())
-        .map(|_| ())
-        .map_err(|e| e.to_string());
-    DependencyHealth::from_check(started, outcome)
+        .map(|_| ());
+    DependencyHealth::from_check("SpacetimeDB", started, outcome)
 }

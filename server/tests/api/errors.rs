@@ -131,3 +131,21 @@ async fn bad_websocket_frames_get_error_replies_and_store_nothing() {
     assert_eq!((reply["status"].as_u64(), reply["error"]["code"].as_str()), (Some(422), Some("text_empty")));
     assert_eq!(stored_messages(&app).await, 0);
 }
+
+#[actix_web::test]
+async fn an_internal_error_answers_a_request_id_and_nothing_of_its_cause() {
+    let app = spawn_app().await;
+    app.create_scope("poll", "lunch").await;
+    // A table an operator dropped: PostgreSQL's error names it, the client must not see it.
+    sqlx::query("DROP TABLE poll_votes").execute(&app.pool).await.unwrap();
+    let response = app
+        .command("alice", "poll", "lunch", json!({ "type": "add_option", "id": Uuid::new_v4(), "label": "x" }))
+        .await;
+    assert_eq!(response.status().as_u16(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "internal", "{body}");
+    assert_eq!(body["error"]["message"], "internal error", "{body}");
+    assert!(body["error"]["request_id"].as_str().is_some_and(|id| id.len() == 32), "{body}");
+    let text = body.to_string();
+    assert!(!text.contains("poll_votes") && !text.contains("relation"), "no internals leak: {text}");
+}
