@@ -1,16 +1,15 @@
-//! `AdapterActor<D>`: the one actor per domain between the API and the connection.
-//!
-//! Commands and snapshots run concurrently (the connection is shared); the actor's
-//! own state is the live fan-out: per scope, one feed from the connection and the
-//! subscribers it is copied to. Each event is serialised once per scope, not once
-//! per subscriber.
+//! `AdapterActor<D>`: the one actor per domain between the connection and live
+//! clients. Its state is the live fan-out: per scope, one feed from the connection
+//! and the subscribers it is copied to. Each event is serialised once per scope, not
+//! once per subscriber. (Commands and snapshots need no actor: the API calls the
+//! shared connection directly, from its own worker threads.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use boardsync_core::{Connection, Delivery, Domain, DomainError, Durability, Page, ScopeKey, UserId};
+use boardsync_core::{Connection, Delivery, Domain, DomainError, ScopeKey};
 use futures::StreamExt;
 
 /// A frame for one live subscriber.
@@ -25,23 +24,6 @@ pub enum Live {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SubscriberId(u64);
-
-#[derive(Message)]
-#[rtype(result = "Result<D::Event, DomainError>")]
-pub struct Apply<D: Domain> {
-    pub scope: ScopeKey,
-    pub user: UserId,
-    pub command: D::Command,
-    pub durability: Durability,
-}
-
-#[derive(Message)]
-#[rtype(result = "Result<Vec<D::Item>, DomainError>")]
-pub struct Snapshot<D: Domain> {
-    pub scope: ScopeKey,
-    pub page: Page,
-    pub _domain: std::marker::PhantomData<D>,
-}
 
 #[derive(Message)]
 #[rtype(result = "Result<SubscriberId, DomainError>")]
@@ -118,24 +100,6 @@ impl<D: Domain> Supervised for AdapterActor<D> {
             }
             self.open(scope, ctx);
         }
-    }
-}
-
-impl<D: Domain> Handler<Apply<D>> for AdapterActor<D> {
-    type Result = ResponseFuture<Result<D::Event, DomainError>>;
-
-    fn handle(&mut self, msg: Apply<D>, _: &mut Context<Self>) -> Self::Result {
-        let connection = self.connection.clone();
-        Box::pin(async move { connection.apply(&msg.scope, &msg.user, msg.command, msg.durability).await })
-    }
-}
-
-impl<D: Domain> Handler<Snapshot<D>> for AdapterActor<D> {
-    type Result = ResponseFuture<Result<Vec<D::Item>, DomainError>>;
-
-    fn handle(&mut self, msg: Snapshot<D>, _: &mut Context<Self>) -> Self::Result {
-        let connection = self.connection.clone();
-        Box::pin(async move { connection.snapshot(&msg.scope, msg.page).await })
     }
 }
 

@@ -11,11 +11,11 @@ use boardsync_core::cache::Cache;
 use boardsync_core::factory::{connect, AdapterContext, SpacetimeTarget};
 use boardsync_core::scope::parse_config;
 use boardsync_core::{
-    AdapterKind, Domain, DomainAdapters, DomainError, Durability, Page, ScopeKey, ScopeStore, UserId,
+    AdapterKind, Connection, Domain, DomainAdapters, DomainError, Durability, Page, ScopeKey, ScopeStore, UserId,
 };
 use serde_json::{json, Value};
 
-use crate::adapter::{AdapterActor, Apply, Live, Snapshot, Subscribe, SubscriberId, Unsubscribe};
+use crate::adapter::{AdapterActor, Live, Subscribe, SubscriberId, Unsubscribe};
 use crate::metrics::CacheMetrics;
 use crate::outbox::OutboxPoller;
 use crate::warmup::{WarmAll, WarmScope, WarmupBoard, WarmupContext, WarmupCoordinator, WarmupScheduler};
@@ -56,6 +56,10 @@ pub trait DomainService: Send + Sync {
 
 /// A running domain: its supervised [`AdapterActor`] and what the API checks first.
 pub struct DomainHandle<D: Domain> {
+    /// Commands and snapshots go straight to the connection, on the caller's (HTTP
+    /// worker's) thread: they need no actor, since the connection is shared.
+    connection: Arc<dyn Connection<D>>,
+    /// The live fan-out, which has state of its own.
     actor: Addr<AdapterActor<D>>,
     adapter: AdapterKind,
     scopes: Arc<ScopeStore>,
@@ -66,8 +70,8 @@ pub struct DomainHandle<D: Domain> {
     _domain: PhantomData<D>,
 }
 
-fn actor_gone<E: std::fmt::Display>(error: E) -> DomainError {
-    DomainError::unavailable("domain_unavailable", format!("the domain's actor is not running: {error}"))
+fn actor_gone<E: std::error::Error + Send + Sync + 'static>(error: E) -> DomainError {
+    DomainError::unavailable("domain_unavailable", "the domain's actor is not running").caused_by(error)
 }
 
 impl<D: Domain> DomainHandle<D> {
@@ -108,12 +112,7 @@ impl<D: Domain> DomainService for DomainHandle<D> {
             ));
         }
         self.existing_scope(scope).await?;
-        let page = Page { limit, before };
-        let items = self
-            .actor
-            .send(Snapshot::<D> { scope: scope.clone(), page, _domain: PhantomData })
-            .await
-            .map_err(actor_gone)??;
+        let items = self.connection.snapshot(scope, Page { limit, before }).await?;
         let next_before = (items.len() == limit as usize).then(|| items.last().map(D::cursor)).flatten();
         Ok(json!({ "items": items, "next_before": next_before }))
     }
@@ -129,12 +128,8 @@ impl<D: Domain> DomainService for DomainHandle<D> {
             .map_err(|e| DomainError::invalid("invalid_command", format!("not a valid {} command: {e}", D::NAME)))?;
         self.existing_scope(scope).await?;
         D::validate(&command, &self.settings)?;
-        let event = self
-            .actor
-            .send(Apply::<D> { scope: scope.clone(), user: user.clone(), command, durability })
-            .await
-            .map_err(actor_gone)??;
-        serde_json::to_value(event).map_err(|e| DomainError::internal(format!("event encoding: {e}")))
+        let event = self.connection.apply(scope, user, command, durability).await?;
+        serde_json::to_value(event).map_err(|e| DomainError::internal("an event cannot be encoded").caused_by(e))
     }
 
     async fn subscribe(&self, scope: &ScopeKey, subscriber: Recipient<Live>) -> Result<SubscriberId, DomainError> {
@@ -221,7 +216,7 @@ impl Domains {
         D::migrator()
             .run(&context.pool)
             .await
-            .map_err(|e| DomainError::internal(format!("migrating {}: {e}", D::NAME)))?;
+            .map_err(|e| DomainError::internal(format!("migrating {}", D::NAME)).caused_by(e))?;
         let domain_settings = context.settings.domain.clone();
         let framework = context.settings.framework.clone();
         let pool = context.pool.clone();
@@ -229,7 +224,8 @@ impl Domains {
         let kind = adapter.connection.kind();
         let arbiter = Arbiter::new().handle();
         let connection = adapter.connection;
-        let actor = Supervisor::start_in_arbiter(&arbiter, move |_| AdapterActor::new(connection));
+        let fan_out = connection.clone();
+        let actor = Supervisor::start_in_arbiter(&arbiter, move |_| AdapterActor::new(fan_out));
         let cache = adapter.cache.clone();
         let warmup = adapter.cache.map(|cache| {
             let poller = OutboxPoller::<D>::new(
@@ -240,7 +236,8 @@ impl Domains {
                 framework.outbox_push,
                 self.runtime.metrics.clone(),
             );
-            OutboxPoller::start_in_arbiter(&arbiter, move |_| poller);
+            // Draining runs on a thread of its own, beside the domain's live fan-out.
+            OutboxPoller::start_in_arbiter(&Arbiter::new().handle(), move |_| poller);
             let context = WarmupContext {
                 cache,
                 pool,
@@ -253,6 +250,7 @@ impl Domains {
             WarmupCoordinator::start_in_arbiter(&arbiter, move |_| WarmupCoordinator::new(context))
         });
         let handle = DomainHandle::<D> {
+            connection,
             actor,
             adapter: kind,
             scopes,
