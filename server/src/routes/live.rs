@@ -13,20 +13,27 @@
 //! A ping goes out every `api.ws_heartbeat_secs`; a client silent for
 //! `api.ws_client_timeout_secs` is disconnected.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix::prelude::*;
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use actix_web::{get, web, HttpRequest, HttpResponse};
-use actix_web_actors::ws;
+use actix_ws::{CloseCode, CloseReason, Closed, Message, MessageStream, ProtocolError, Session};
 use boardsync_actors::{DomainService, Live, SubscriberId};
 use boardsync_core::{DomainError, ScopeKey, UserId};
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio::time::{self, Instant, MissedTickBehavior};
 
 use crate::auth::User;
 use crate::error::{error_body, status_of, ApiError};
 use crate::routes::resolve;
 use crate::startup::AppState;
+
+/// Live frames buffered between the [`Forwarder`] and the socket's task.
+const LIVE_BUFFER: usize = 16;
 
 #[get("/api/{domain}/{scope}/live")]
 pub async fn live(
@@ -40,26 +47,19 @@ pub async fn live(
     let (service, scope) = resolve(&state, &domain, &scope)?;
     // Refuse an unknown scope with a plain 404 before upgrading.
     state.scopes.require(service.name(), service.scope_noun(), &scope).await.map_err(ApiError)?;
-    let session = LiveSession {
+    let (response, session, messages) = actix_ws::handle(&req, stream)?;
+    let api = &state.settings.api;
+    let socket = LiveSocket {
         service,
         scope,
         user: user.id,
-        subscription: None,
-        last_heard: Instant::now(),
-        heartbeat: Duration::from_secs(state.settings.api.ws_heartbeat_secs),
-        client_timeout: Duration::from_secs(state.settings.api.ws_client_timeout_secs),
+        session,
+        // `interval` panics on a zero period.
+        heartbeat: Duration::from_secs(api.ws_heartbeat_secs.max(1)),
+        client_timeout: Duration::from_secs(api.ws_client_timeout_secs),
     };
-    ws::WsResponseBuilder::new(session, &req, stream).frame_size(state.settings.api.max_body_bytes).start()
-}
-
-struct LiveSession {
-    service: Arc<dyn DomainService>,
-    scope: ScopeKey,
-    user: UserId,
-    subscription: Option<SubscriberId>,
-    last_heard: Instant,
-    heartbeat: Duration,
-    client_timeout: Duration,
+    actix_web::rt::spawn(socket.run(messages.max_frame_size(api.max_body_bytes)));
+    Ok(response)
 }
 
 fn reply_error(reference: &Value, error: &DomainError) -> String {
@@ -71,103 +71,158 @@ fn reply_error(reference: &Value, error: &DomainError) -> String {
     body.to_string()
 }
 
-impl LiveSession {
-    fn command(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+/// One socket, owned by its own task.
+struct LiveSocket {
+    service: Arc<dyn DomainService>,
+    scope: ScopeKey,
+    user: UserId,
+    session: Session,
+    heartbeat: Duration,
+    client_timeout: Duration,
+}
+
+/// How a socket's task ends.
+enum End {
+    /// With a close frame carrying this reason.
+    Close(Option<CloseReason>),
+    /// Without one: the client is gone, silent, or no longer reading.
+    Gone,
+}
+
+impl LiveSocket {
+    async fn run(mut self, mut messages: MessageStream) {
+        let Err(end) = self.serve(&mut messages).await;
+        if let End::Close(reason) = end {
+            let _ = within(self.client_timeout, self.session.close(reason)).await;
+        }
+    }
+
+    async fn serve(&mut self, messages: &mut MessageStream) -> Result<Infallible, End> {
+        let (frames_in, mut frames) = mpsc::channel(LIVE_BUFFER);
+        let subscriber = Forwarder(frames_in).start().recipient();
+        let _subscription = match self.service.subscribe(&self.scope, subscriber).await {
+            Ok(id) => Subscription { service: self.service.clone(), scope: self.scope.clone(), id },
+            Err(error) => {
+                self.send(reply_error(&Value::Null, &error)).await?;
+                return Err(End::Close(Some(CloseCode::Error.into())));
+            }
+        };
+        self.send(json!({ "kind": "ready" }).to_string()).await?;
+
+        let mut heartbeat = time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
+        // After a long command, one ping rather than a burst of them.
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                message = messages.recv() => {
+                    last_heard = Instant::now();
+                    self.receive(message).await?;
+                }
+                Some(frame) = frames.recv() => match frame {
+                    Live::Event(event) => self.send(format!(r#"{{"kind":"event","event":{event}}}"#)).await?,
+                    Live::Resync => self.send(r#"{"kind":"resync"}"#.to_owned()).await?,
+                },
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > self.client_timeout {
+                        tracing::debug!(user = self.user.as_str(), "live client timed out");
+                        return Err(End::Gone);
+                    }
+                    within(self.client_timeout, self.session.ping(b"")).await?;
+                }
+            }
+        }
+    }
+
+    async fn receive(&mut self, message: Option<Result<Message, ProtocolError>>) -> Result<(), End> {
+        match message {
+            None => Err(End::Gone),
+            Some(Ok(Message::Text(text))) => self.command(&text).await,
+            Some(Ok(Message::Ping(payload))) => within(self.client_timeout, self.session.pong(&payload)).await,
+            Some(Ok(Message::Pong(_) | Message::Continuation(_) | Message::Nop)) => Ok(()),
+            Some(Ok(Message::Binary(_))) => {
+                let error = DomainError::bad_request("binary_not_supported", "send commands as JSON text frames");
+                self.send(reply_error(&Value::Null, &error)).await
+            }
+            Some(Ok(Message::Close(reason))) => Err(End::Close(reason)),
+            Some(Err(error)) => {
+                let error = DomainError::too_large("frame_rejected", format!("the frame was refused: {error}"));
+                self.send(reply_error(&Value::Null, &error)).await?;
+                Err(End::Close(Some(CloseCode::Size.into())))
+            }
+        }
+    }
+
+    async fn command(&mut self, text: &str) -> Result<(), End> {
         let mut command: Value = match serde_json::from_str(text) {
             Ok(value @ Value::Object(_)) => value,
             _ => {
                 let error = DomainError::bad_request("malformed_json", "a command must be a JSON object");
-                ctx.text(reply_error(&Value::Null, &error));
-                return;
+                return self.send(reply_error(&Value::Null, &error)).await;
             }
         };
         let reference = command.as_object_mut().and_then(|o| o.remove("ref")).unwrap_or(Value::Null);
-        let service = self.service.clone();
-        let scope = self.scope.clone();
-        let user = self.user.clone();
-        // `wait`: the next frame is read only once this command is answered, so a
-        // socket's commands apply in order.
-        ctx.wait(async move { service.apply(&scope, &user, command).await }.into_actor(self).map(
-            move |outcome, _, ctx| match outcome {
-                Ok(event) => {
-                    ctx.text(json!({ "kind": "reply", "ref": reference, "ok": true, "event": event }).to_string())
-                }
-                Err(error) => ctx.text(reply_error(&reference, &error)),
-            },
-        ));
+        // Awaited before the next frame is read, so a socket's commands apply in order.
+        let reply = match self.service.apply(&self.scope, &self.user, command).await {
+            Ok(event) => json!({ "kind": "reply", "ref": reference, "ok": true, "event": event }).to_string(),
+            Err(error) => reply_error(&reference, &error),
+        };
+        self.send(reply).await
+    }
+
+    async fn send(&mut self, text: String) -> Result<(), End> {
+        within(self.client_timeout, self.session.text(text)).await
     }
 }
 
-impl Actor for LiveSession {
-    type Context = ws::WebsocketContext<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.heartbeat, |session, ctx| {
-            if session.last_heard.elapsed() > session.client_timeout {
-                tracing::debug!(user = session.user.as_str(), "live client timed out");
-                ctx.stop();
-            } else {
-                ctx.ping(b"");
-            }
-        });
-        let service = self.service.clone();
-        let scope = self.scope.clone();
-        let recipient = ctx.address().recipient::<Live>();
-        ctx.wait(async move { service.subscribe(&scope, recipient).await }.into_actor(self).map(
-            |outcome, session, ctx| match outcome {
-                Ok(id) => {
-                    session.subscription = Some(id);
-                    ctx.text(json!({ "kind": "ready" }).to_string());
-                }
-                Err(error) => {
-                    ctx.text(reply_error(&Value::Null, &error));
-                    ctx.close(Some(ws::CloseCode::Error.into()));
-                    ctx.stop();
-                }
-            },
-        ));
-    }
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        if let Some(id) = self.subscription.take() {
-            self.service.unsubscribe(&self.scope, id);
-        }
+/// A frame for the client, given up on after `limit`: a client that stops reading
+/// would otherwise hold this task, and its subscription, past its timeout.
+async fn within(limit: Duration, sent: impl Future<Output = Result<(), Closed>>) -> Result<(), End> {
+    match time::timeout(limit, sent).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(Closed)) | Err(_) => Err(End::Gone),
     }
 }
 
-impl Handler<Live> for LiveSession {
+/// Unsubscribes when the socket's task ends, however it ends.
+struct Subscription {
+    service: Arc<dyn DomainService>,
+    scope: ScopeKey,
+    id: SubscriberId,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.service.unsubscribe(&self.scope, self.id);
+    }
+}
+
+/// The domain's actor delivers to an actix `Recipient`; this hands its frames to the
+/// socket's task. While the task is behind, a frame waits here and the bounded
+/// mailbox fills, which the domain's actor answers with a resync.
+struct Forwarder(mpsc::Sender<Live>);
+
+impl Actor for Forwarder {
+    type Context = Context<Self>;
+}
+
+impl Handler<Live> for Forwarder {
     type Result = ();
 
-    fn handle(&mut self, frame: Live, ctx: &mut Self::Context) {
-        match frame {
-            Live::Event(event) => ctx.text(format!(r#"{{"kind":"event","event":{event}}}"#)),
-            Live::Resync => ctx.text(r#"{"kind":"resync"}"#),
-        }
-    }
-}
-
-impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for LiveSession {
-    fn handle(&mut self, message: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        self.last_heard = Instant::now();
-        match message {
-            Ok(ws::Message::Text(text)) => self.command(&text, ctx),
-            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
-            Ok(ws::Message::Pong(_)) => {}
-            Ok(ws::Message::Binary(_)) => {
-                let error = DomainError::bad_request("binary_not_supported", "send commands as JSON text frames");
-                ctx.text(reply_error(&Value::Null, &error));
+    fn handle(&mut self, frame: Live, ctx: &mut Context<Self>) {
+        match self.0.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                let frames = self.0.clone();
+                // `wait`: the mailbox is not read until this frame is handed on.
+                ctx.wait(async move { frames.send(frame).await }.into_actor(self).map(|sent, _, ctx| {
+                    if sent.is_err() {
+                        ctx.stop();
+                    }
+                }));
             }
-            Ok(ws::Message::Close(reason)) => {
-                ctx.close(reason);
-                ctx.stop();
-            }
-            Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
-            Err(error) => {
-                let error = DomainError::too_large("frame_rejected", format!("the frame was refused: {error}"));
-                ctx.text(reply_error(&Value::Null, &error));
-                ctx.close(Some(ws::CloseCode::Size.into()));
-                ctx.stop();
-            }
+            // The socket's task has ended.
+            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
         }
     }
 }
