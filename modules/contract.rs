@@ -94,6 +94,35 @@ pub trait Rules {
     fn trim(_ctx: &ReducerContext, _scope: &str, _keep: u32) {}
 }
 
+/// The row-level half of [`Rules`] for a module whose `Row` is the row of one table
+/// keyed by `id` and carrying a `version`: `impl Rules for Module { ...; rows_in!(table); }`.
+/// (A macro because a module's table handles share no trait; a module with several
+/// tables, like Kanban, writes these four itself.)
+#[allow(unused_macros)]
+macro_rules! rows_in {
+    ($table:ident) => {
+        fn entity(row: &Row) -> &str {
+            &row.id
+        }
+
+        fn version(row: &Row) -> u64 {
+            row.version
+        }
+
+        fn cached_version(ctx: &ReducerContext, row: &Row) -> Option<u64> {
+            ctx.db.$table().id().find(&row.id).map(|cached| cached.version)
+        }
+
+        fn store(ctx: &ReducerContext, row: Row) {
+            if ctx.db.$table().id().find(&row.id).is_some() {
+                ctx.db.$table().id().update(row);
+            } else {
+                ctx.db.$table().insert(row);
+            }
+        }
+    };
+}
+
 /// One command in progress: who asks, in which scope, and the call to answer. (Not
 /// every domain reads every field.)
 #[allow(dead_code)]

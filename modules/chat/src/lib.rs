@@ -5,6 +5,7 @@
 //! `message` holds one row per chat message, reactions embedded, so every change to a
 //! message is one row update and one outbox entry. Every write bumps its `version`.
 
+#[macro_use]
 #[path = "../../contract.rs"]
 mod contract;
 #[path = "../../../domains/chat/src/rules.rs"]
@@ -118,25 +119,7 @@ impl Rules for Module {
         Ok(())
     }
 
-    fn entity(row: &Row) -> &str {
-        &row.id
-    }
-
-    fn version(row: &Row) -> u64 {
-        row.version
-    }
-
-    fn cached_version(ctx: &ReducerContext, row: &Row) -> Option<u64> {
-        ctx.db.message().id().find(&row.id).map(|m| m.version)
-    }
-
-    fn store(ctx: &ReducerContext, row: Row) {
-        if ctx.db.message().id().find(&row.id).is_some() {
-            ctx.db.message().id().update(row);
-        } else {
-            ctx.db.message().insert(row);
-        }
-    }
+    rows_in!(message);
 
     /// Keeps a channel's newest `keep` messages; messages with pending writes stay.
     fn trim(ctx: &ReducerContext, channel: &str, keep: u32) {

@@ -4,6 +4,7 @@
 //! `modules/contract.rs`; the commands and limits are the domain's own `rules.rs`.
 //! What is here: the cached row and what each command does to it.
 
+#[macro_use]
 #[path = "../../contract.rs"]
 mod contract;
 #[path = "../../../domains/poll/src/rules.rs"]
@@ -93,23 +94,5 @@ impl Rules for Module {
         Ok(())
     }
 
-    fn entity(row: &Row) -> &str {
-        &row.id
-    }
-
-    fn version(row: &Row) -> u64 {
-        row.version
-    }
-
-    fn cached_version(ctx: &ReducerContext, row: &Row) -> Option<u64> {
-        ctx.db.poll_option().id().find(&row.id).map(|o| o.version)
-    }
-
-    fn store(ctx: &ReducerContext, row: Row) {
-        if ctx.db.poll_option().id().find(&row.id).is_some() {
-            ctx.db.poll_option().id().update(row);
-        } else {
-            ctx.db.poll_option().insert(row);
-        }
-    }
+    rows_in!(poll_option);
 }

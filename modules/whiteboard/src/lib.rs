@@ -7,6 +7,7 @@
 //! bounded by the configured `max_stroke_points`, so no row or outbox entry can
 //! approach SpacetimeDB's 32 MiB message limit.
 
+#[macro_use]
 #[path = "../../contract.rs"]
 mod contract;
 #[path = "../../../domains/whiteboard/src/layers.rs"]
@@ -152,23 +153,5 @@ impl Rules for Module {
         Ok(())
     }
 
-    fn entity(row: &Row) -> &str {
-        &row.id
-    }
-
-    fn version(row: &Row) -> u64 {
-        row.version
-    }
-
-    fn cached_version(ctx: &ReducerContext, row: &Row) -> Option<u64> {
-        ctx.db.element().id().find(&row.id).map(|e| e.version)
-    }
-
-    fn store(ctx: &ReducerContext, row: Row) {
-        if ctx.db.element().id().find(&row.id).is_some() {
-            ctx.db.element().id().update(row);
-        } else {
-            ctx.db.element().insert(row);
-        }
-    }
+    rows_in!(element);
 }
