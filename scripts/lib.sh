@@ -106,10 +106,12 @@ pg_as_owner() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-# Uses DATABASE_URL when it answers; otherwise starts a cluster in .data/postgres on
-# a free port and points DATABASE_URL at it. Exports DATABASE_URL either way.
+# Uses DATABASE_URL when it answers; otherwise starts a cluster of its own on a free
+# port and points DATABASE_URL at it. Exports DATABASE_URL either way.
+# `durable` (scripts/serve): .data/postgres with fsync on, as PostgreSQL is the
+# source of truth. `fast` (tests, benchmarks): .data/postgres-fast with fsync off.
 ensure_postgres() {
-  local database=$1
+  local database=$1 mode=${2:-durable}
   if [ -n "${DATABASE_URL:-}" ]; then
     if pg_isready -q -t 3 -d "$DATABASE_URL"; then
       log "using PostgreSQL at DATABASE_URL"
@@ -118,13 +120,16 @@ ensure_postgres() {
     log "DATABASE_URL does not answer: starting a local PostgreSQL instead"
   fi
   [ -n "$PG_BIN" ] || die "PostgreSQL server binaries not found"
-  local pgdata="$DATA_DIR/postgres" socket_dir="$DATA_DIR/postgres-socket" port
+  local pgdata="$DATA_DIR/postgres" socket_dir="$DATA_DIR/postgres-socket" port fsync=on
+  if [ "$mode" = fast ]; then
+    pgdata="$DATA_DIR/postgres-fast" socket_dir="$DATA_DIR/postgres-fast-socket" fsync=off
+  fi
   mkdir -p "$DATA_DIR"
   if [ ! -f "$pgdata/PG_VERSION" ]; then
     log "initialising a PostgreSQL cluster in $pgdata"
     mkdir -p "$pgdata"
     if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$pgdata"; fi
-    pg_as_owner "$PG_BIN/initdb" -D "$pgdata" -A trust -U postgres --no-sync -E UTF8 >/dev/null
+    pg_as_owner "$PG_BIN/initdb" -D "$pgdata" -A trust -U postgres -E UTF8 >/dev/null
   fi
   mkdir -p "$socket_dir"
   if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$socket_dir"; fi
@@ -135,7 +140,7 @@ ensure_postgres() {
     port=$(free_port)
     log "starting PostgreSQL on 127.0.0.1:$port"
     pg_as_owner "$PG_BIN/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w -t 60 \
-      -o "-p $port -k $socket_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+      -o "-p $port -k $socket_dir -c listen_addresses=127.0.0.1 -c fsync=$fsync -c max_connections=300" start >/dev/null
     STARTED_PG_DATA="$pgdata"
   fi
   export DATABASE_URL="postgres://postgres@127.0.0.1:$port/$database"
