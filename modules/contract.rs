@@ -245,11 +245,19 @@ pub fn warm_done(ctx: &ReducerContext, request_id: String) -> Result<(), String>
     require_owner(ctx)
 }
 
-/// Removes outbox entries whose effect is committed in PostgreSQL.
+/// Removes outbox entries whose effect is committed in PostgreSQL. `epoch` is the
+/// cache incarnation the backend read them from: an ack for another incarnation (a
+/// late ack, after the database was recreated and its sequence numbers started over)
+/// is refused, so it cannot delete the new incarnation's entries.
 #[reducer]
-pub fn ack_outbox(ctx: &ReducerContext, request_id: String, seqs: Vec<u64>) -> Result<(), String> {
+pub fn ack_outbox(ctx: &ReducerContext, request_id: String, epoch: u64, seqs: Vec<u64>) -> Result<(), String> {
     let _ = request_id;
     require_owner(ctx)?;
+    let current = ctx.db.cache_epoch().id().find(0).map(|row| row.epoch);
+    if current != Some(epoch) {
+        let message = format!("an ack for cache epoch {epoch}, but this database is epoch {current:?}");
+        return Err(err("conflict", "stale_epoch", message));
+    }
     for seq in seqs {
         ctx.db.sync_outbox().seq().delete(seq);
     }

@@ -2,21 +2,23 @@
 //! PostgreSQL, with exactly-once effect.
 //!
 //! Push-driven (woken by every new outbox entry) with a poll as the safety net. One
-//! batch at a time: [`commit_batch`] applies the entries past the last applied
-//! sequence of this cache incarnation and records the new last sequence in the same
-//! PostgreSQL transaction; only after that commit are the entries acknowledged to
-//! SpacetimeDB ([`acknowledge`]). A crash between the two leaves entries that the
-//! next batch finds at or below the recorded sequence: it skips and acks them. An
-//! entry PostgreSQL refuses on its own is dead-lettered rather than stalling the rest.
-//! While PostgreSQL is down, batches fail and are retried; writes keep going to the
-//! cache and the outbox grows until PostgreSQL is back.
+//! batch at a time: [`commit_batch`] applies the entries' full states in one
+//! PostgreSQL transaction (PostgreSQL takes a state only over an older version);
+//! only after that commit are the entries acknowledged to SpacetimeDB
+//! ([`acknowledge`]), for the cache incarnation they were read from. A crash between
+//! the two leaves entries that the next batch applies again, which changes nothing.
+//! An entry PostgreSQL refuses for good is dead-lettered rather than stalling the
+//! rest; any other failure stalls the outbox until it clears. While PostgreSQL is
+//! down, batches fail and are retried; writes keep going to the cache and the outbox
+//! grows up to `outbox_max_pending`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use boardsync_core::cache::{Cache, CacheSignal, Pending};
-use boardsync_core::{Domain, DomainError, ErrorKind};
+use boardsync_core::cache_adapter::UNREADABLE_ENTRY;
+use boardsync_core::{Domain, DomainError};
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
 use tokio_stream::wrappers::BroadcastStream;
@@ -26,8 +28,11 @@ use crate::metrics::CacheMetrics;
 
 /// A batch committed in PostgreSQL and not yet acknowledged to the cache.
 pub struct Committed<D: Domain> {
+    /// The cache incarnation the entries were read from.
+    pub epoch: u64,
     pub entries: Vec<Pending<D>>,
-    /// How many of them were applied now (the rest had been applied before, or were
+    /// How many states were written now (the rest PostgreSQL already had, at that
+    /// version or newer, or a later entry of the same batch superseded, or were
     /// dead-lettered).
     pub applied: usize,
     /// How many PostgreSQL refused on their own and were set aside in `outbox_dead_letters`.
@@ -37,10 +42,11 @@ pub struct Committed<D: Domain> {
 /// Applies up to `limit` pending entries in one PostgreSQL transaction. `None` when
 /// nothing is pending or the cache is not connected.
 ///
-/// When PostgreSQL refuses the batch for a reason other than being unavailable, the
-/// entries are applied one by one instead, and one that is refused on its own is set
-/// aside in `outbox_dead_letters` (with the error, and counted), so that a single
-/// poison entry cannot stall every write behind it.
+/// When PostgreSQL refuses the batch for good ([`refused_for_good`]), the entries are
+/// applied one by one instead, and one that is refused on its own is set aside in
+/// `outbox_dead_letters` (with the error, and counted), so that a single poison entry
+/// cannot stall every write behind it. Any other failure stalls the batch (nothing is
+/// set aside) until a later poll succeeds.
 pub async fn commit_batch<D: Domain>(
     cache: &dyn Cache<D>,
     pool: &PgPool,
@@ -52,63 +58,80 @@ pub async fn commit_batch<D: Domain>(
     if entries.is_empty() {
         return Ok(None);
     }
+    let cache_epoch = epoch;
     let epoch = epoch as i64;
-    let (fresh, dead) = match apply_once::<D>(cache, pool, epoch, &entries).await {
-        Ok(fresh) => (fresh, Vec::new()),
-        Err(error) if error.kind == ErrorKind::Unavailable => return Err(error),
+    let (written, dead) = match apply_once::<D>(cache, pool, epoch, &entries).await {
+        Ok(written) => (written, Vec::new()),
+        Err(error) if !refused_for_good(&error) => return Err(error),
         Err(error) => {
             tracing::warn!(domain = D::NAME, %error, entries = entries.len(), "outbox batch refused; applying it entry by entry");
             apply_one_by_one::<D>(cache, pool, epoch, &entries, metrics).await?
         }
     };
 
-    let now = Utc::now().timestamp_micros();
-    let lag = metrics.outbox_lag.with_label_values(&[D::NAME]);
-    for entry in &fresh {
-        lag.observe((now - entry.created_at_micros).max(0) as f64 / 1e6);
-    }
-    metrics.outbox_applied.with_label_values(&[D::NAME]).inc_by(fresh.len() as u64);
-    let skipped = entries.len() - fresh.len() - dead.len();
-    metrics.outbox_skipped.with_label_values(&[D::NAME]).inc_by(skipped as u64);
     // Everything but the dead letters is in PostgreSQL now, including what was skipped.
     let persisted: Vec<Pending<D>> = entries.iter().filter(|e| !dead.contains(&e.seq)).cloned().collect();
+    let now = Utc::now().timestamp_micros();
+    let lag = metrics.outbox_lag.with_label_values(&[D::NAME]);
+    for entry in &persisted {
+        lag.observe((now - entry.created_at_micros).max(0) as f64 / 1e6);
+    }
+    metrics.outbox_applied.with_label_values(&[D::NAME]).inc_by(written as u64);
+    let skipped = persisted.len().saturating_sub(written);
+    metrics.outbox_skipped.with_label_values(&[D::NAME]).inc_by(skipped as u64);
     cache.persisted(&persisted);
-    Ok(Some(Committed { applied: fresh.len(), dead_lettered: dead.len(), entries }))
+    Ok(Some(Committed { epoch: cache_epoch, applied: written, dead_lettered: dead.len(), entries }))
 }
 
-/// Applies the entries past the recorded sequence in one transaction that also
-/// records the new sequence; returns those it applied.
+/// Whether PostgreSQL refused an entry for good, so that setting it aside is right:
+/// a data exception (SQLSTATE class 22) or an integrity constraint (class 23), which
+/// no retry can fix, or a row the domain cannot read. Anything else (a column missing
+/// during a rolling deploy, a lock timeout, a revoked permission, PostgreSQL down)
+/// may pass: the outbox stalls, the failure is counted and logged, and it retries.
+fn refused_for_good(error: &DomainError) -> bool {
+    error.code == UNREADABLE_ENTRY
+        || error.sqlstate().is_some_and(|state| state.starts_with("22") || state.starts_with("23"))
+}
+
+/// Applies every entry in one transaction that also records the newest sequence;
+/// returns how many states it wrote.
+///
+/// Sequence numbers are not trusted to tell what was applied: SpacetimeDB answers a
+/// commit before it is on disk, and after a crash it can hand out a sequence number
+/// again. Each entry is the entity's full state with its version, and PostgreSQL
+/// takes a state only over an older version, so applying an entry twice (a crash
+/// between this commit and the ack) changes nothing, and a reused number is applied
+/// like any other.
 async fn apply_once<D: Domain>(
     cache: &dyn Cache<D>,
     pool: &PgPool,
     epoch: i64,
     entries: &[Pending<D>],
-) -> Result<Vec<Pending<D>>, DomainError> {
+) -> Result<usize, DomainError> {
     let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
-    let last_applied = lock_progress::<D>(&mut tx, epoch).await?;
-    let fresh: Vec<Pending<D>> = entries.iter().filter(|e| e.seq as i64 > last_applied).cloned().collect();
-    if let Some(newest) = fresh.last() {
-        cache.persist(&mut tx, &fresh).await?;
-        record_progress::<D>(&mut tx, epoch, newest.seq).await?;
+    lock_progress::<D>(&mut tx, epoch).await?;
+    let written = cache.persist(&mut tx, entries).await?;
+    if let Some(newest) = entries.iter().map(|e| e.seq).max() {
+        record_progress::<D>(&mut tx, epoch, newest).await?;
     }
     tx.commit().await.map_err(DomainError::from_sqlx)?;
-    Ok(fresh)
+    Ok(written)
 }
 
 /// The batch again, one entry per transaction; an entry refused on its own goes to
-/// `outbox_dead_letters`. Returns the entries applied and the dead letters' seqs.
+/// `outbox_dead_letters`. Returns the states written and the dead letters' seqs.
 async fn apply_one_by_one<D: Domain>(
     cache: &dyn Cache<D>,
     pool: &PgPool,
     epoch: i64,
     entries: &[Pending<D>],
     metrics: &CacheMetrics,
-) -> Result<(Vec<Pending<D>>, Vec<u64>), DomainError> {
-    let (mut fresh, mut dead) = (Vec::new(), Vec::new());
+) -> Result<(usize, Vec<u64>), DomainError> {
+    let (mut written, mut dead) = (0, Vec::new());
     for entry in entries {
         match apply_once::<D>(cache, pool, epoch, std::slice::from_ref(entry)).await {
-            Ok(applied) => fresh.extend(applied),
-            Err(error) if error.kind == ErrorKind::Unavailable => return Err(error),
+            Ok(applied) => written += applied,
+            Err(error) if !refused_for_good(&error) => return Err(error),
             Err(error) => {
                 tracing::error!(domain = D::NAME, seq = entry.seq, entity = %entry.entity, %error, "outbox entry dead-lettered");
                 let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
@@ -122,7 +145,10 @@ async fn apply_one_by_one<D: Domain>(
                 .bind(entry.seq as i64)
                 .bind(&entry.entity)
                 .bind(&entry.kind)
-                .bind(serde_json::to_string(&entry.payload).unwrap_or_default())
+                .bind(match &entry.payload {
+                    Ok(item) => serde_json::to_string(item).unwrap_or_default(),
+                    Err(unreadable) => unreadable.clone(),
+                })
                 .bind(&entry.request_id)
                 .bind(error.to_string())
                 .execute(&mut *tx)
@@ -135,10 +161,11 @@ async fn apply_one_by_one<D: Domain>(
             }
         }
     }
-    Ok((fresh, dead))
+    Ok((written, dead))
 }
 
-/// The last applied sequence of this cache incarnation, locked for the transaction.
+/// The newest applied sequence of this cache incarnation (for operators: it decides
+/// nothing), locked for the transaction so batches of one domain commit one by one.
 async fn lock_progress<D: Domain>(tx: &mut PgConnection, epoch: i64) -> Result<i64, DomainError> {
     sqlx::query(
         "INSERT INTO outbox_progress (domain, cache_epoch, last_applied_seq) VALUES ($1, $2, 0)
@@ -173,7 +200,7 @@ async fn record_progress<D: Domain>(tx: &mut PgConnection, epoch: i64, seq: u64)
 
 /// Removes a committed batch from the cache's outbox.
 pub async fn acknowledge<D: Domain>(cache: &dyn Cache<D>, committed: &Committed<D>) -> Result<(), DomainError> {
-    cache.ack(committed.entries.iter().map(|e| e.seq).collect()).await
+    cache.ack(committed.epoch, committed.entries.iter().map(|e| e.seq).collect()).await
 }
 
 pub struct OutboxPoller<D: Domain> {
@@ -244,7 +271,7 @@ impl<D: Domain> OutboxPoller<D> {
             poller.draining = false;
             if let Err(error) = outcome {
                 poller.metrics.outbox_failures.with_label_values(&[D::NAME]).inc();
-                tracing::warn!(domain = D::NAME, %error, "outbox batch failed; retrying at the next poll");
+                tracing::error!(domain = D::NAME, %error, "outbox stalled: batch failed; retrying at the next poll");
             } else if poller.again {
                 poller.drain(ctx);
             }

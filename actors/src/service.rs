@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use async_trait::async_trait;
 use boardsync_core::cache::Cache;
 use boardsync_core::factory::{connect, AdapterContext, SpacetimeTarget};
 use boardsync_core::scope::parse_config;
+use boardsync_core::spacetime::cache_unavailable;
 use boardsync_core::{
     AdapterKind, Connection, Domain, DomainAdapters, DomainError, Durability, Page, ScopeKey, ScopeStore, UserId,
 };
@@ -67,14 +69,41 @@ pub struct DomainHandle<D: Domain> {
     pages: PageLimits,
     warmup: Option<Addr<WarmupCoordinator<D>>>,
     cache: Option<Arc<dyn Cache<D>>>,
+    board: Arc<WarmupBoard>,
+    /// How long a write waits for its scope's warm-up.
+    warm_wait: Duration,
     _domain: PhantomData<D>,
 }
+
+/// How often a write waiting for its scope's warm-up looks again.
+const WARM_POLL: Duration = Duration::from_millis(10);
 
 fn actor_gone<E: std::error::Error + Send + Sync + 'static>(error: E) -> DomainError {
     DomainError::unavailable("domain_unavailable", "the domain's actor is not running").caused_by(error)
 }
 
 impl<D: Domain> DomainHandle<D> {
+    /// On the cache adapter, waits until `scope` is warm in the cache's current
+    /// generation. A write taken before could carry a version PostgreSQL already has
+    /// (the cache may have lost writes in a restart), and warm-up would then undo it.
+    async fn warm_for_writes(&self, scope: &ScopeKey) -> Result<(), DomainError> {
+        let Some(cache) = &self.cache else { return Ok(()) };
+        let deadline = tokio::time::Instant::now() + self.warm_wait;
+        while !self.board.takes_writes(D::NAME, scope, cache.generation()) {
+            if cache.generation().is_none() {
+                return Err(cache_unavailable());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DomainError::unavailable(
+                    "scope_warming",
+                    format!("{} {scope} is being loaded into the cache; retry shortly", D::SCOPE),
+                ));
+            }
+            tokio::time::sleep(WARM_POLL).await;
+        }
+        Ok(())
+    }
+
     async fn existing_scope(&self, scope: &ScopeKey) -> Result<(), DomainError> {
         self.scopes.require(D::NAME, D::SCOPE, scope).await.map(|_| ())
     }
@@ -128,6 +157,7 @@ impl<D: Domain> DomainService for DomainHandle<D> {
             .map_err(|e| DomainError::invalid("invalid_command", format!("not a valid {} command: {e}", D::NAME)))?;
         self.existing_scope(scope).await?;
         D::validate(&command, &self.settings)?;
+        self.warm_for_writes(scope).await?;
         let event = self.connection.apply(scope, user, command, durability).await?;
         serde_json::to_value(event).map_err(|e| DomainError::internal("an event cannot be encoded").caused_by(e))
     }
@@ -258,6 +288,8 @@ impl Domains {
             pages,
             warmup,
             cache,
+            board: self.runtime.board.clone(),
+            warm_wait: Duration::from_millis(framework.write_warm_wait_ms),
             _domain: PhantomData,
         };
         self.by_name.insert(D::NAME, Arc::new(handle));

@@ -13,7 +13,7 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use boardsync_core::cache::{Cache, CacheSignal};
@@ -65,6 +65,9 @@ pub struct WarmupStatus {
     pub error: Option<String>,
     /// Completed runs of this scope since the backend started.
     pub runs: u64,
+    /// The cache generation the last run started in: a scope is warm only for the
+    /// generation it was warmed in.
+    pub generation: Option<u64>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -91,6 +94,21 @@ impl WarmupBoard {
         all
     }
 
+    /// The priority `scope` was last queued with.
+    pub fn priority(&self, domain: &'static str, scope: &ScopeKey) -> i32 {
+        self.statuses.get(&(domain, scope.clone())).map_or(0, |status| status.priority)
+    }
+
+    /// Whether `scope` may take writes in cache generation `generation`: warmed in
+    /// it, or with warm-up disabled (its cache window is empty by choice).
+    pub fn takes_writes(&self, domain: &'static str, scope: &ScopeKey, generation: Option<u64>) -> bool {
+        self.statuses.get(&(domain, scope.clone())).is_some_and(|status| match status.state {
+            WarmupState::Warm => generation.is_some() && status.generation == generation,
+            WarmupState::Disabled => true,
+            _ => false,
+        })
+    }
+
     /// Changes one scope's status; the per-state gauges move with it (a scope leaves
     /// its old state's count and joins its new one), so an update costs O(1).
     fn update(&self, domain: &'static str, scope: &ScopeKey, change: impl FnOnce(&mut WarmupStatus)) {
@@ -109,6 +127,7 @@ impl WarmupBoard {
                 cache_ms: None,
                 error: None,
                 runs: 0,
+                generation: None,
                 updated_at: Utc::now(),
             }
         });
@@ -238,11 +257,19 @@ pub struct WarmupContext<D: Domain> {
     pub metrics: CacheMetrics,
 }
 
-/// Warms one scope, whenever the scheduler gives it a slot.
+/// Warms one scope, whenever the scheduler gives it a slot. A run that fails (say,
+/// PostgreSQL is down) is retried with backoff, through the scheduler again: a scope
+/// that is not warm takes no writes, so it must not stay failed.
 pub struct WarmupActor<D: Domain> {
     scope: ScopeKey,
     context: Arc<WarmupContext<D>>,
+    /// Failed runs in a row.
+    failures: u32,
 }
+
+/// The first retry of a failed warm-up, doubled per failure up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl<D: Domain> Actor for WarmupActor<D> {
     type Context = Context<Self>;
@@ -275,6 +302,7 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                         }
                     }
                 });
+                let failed = outcome.is_err();
                 match outcome {
                     Ok(Some(rows)) => {
                         context.metrics.warmup_duration.with_label_values(&[D::NAME]).observe(elapsed.as_secs_f64());
@@ -284,8 +312,23 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                     Err(error) => tracing::warn!(domain = D::NAME, scope = %scope, %error, "warm-up failed"),
                 }
                 drop(slot);
+                failed
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|failed, actor, ctx| {
+                if !failed {
+                    actor.failures = 0;
+                    return;
+                }
+                let delay = RETRY_FIRST.saturating_mul(1 << actor.failures.min(8)).min(RETRY_MAX);
+                actor.failures += 1;
+                let (scheduler, board) = (actor.context.scheduler.clone(), actor.context.board.clone());
+                let (scope, job) = (actor.scope.clone(), ctx.address().recipient());
+                ctx.run_later(delay, move |_, _| {
+                    let priority = board.priority(D::NAME, &scope);
+                    scheduler.do_send(Enqueue { priority, job });
+                });
+            }),
         );
     }
 }
@@ -299,8 +342,10 @@ async fn warm_scope<D: Domain>(scope: &ScopeKey, context: &WarmupContext<D>) -> 
     if !settings.enabled {
         return Ok(None);
     }
+    let generation = context.cache.generation();
     context.board.update(D::NAME, scope, |status| {
         status.state = WarmupState::Warming;
+        status.generation = generation;
         status.rows_loaded = 0;
         status.rows_total = 0;
         status.error = None;
@@ -354,7 +399,7 @@ impl<D: Domain> WarmupCoordinator<D> {
         let actor = self
             .actors
             .entry(scope.clone())
-            .or_insert_with(|| WarmupActor { scope: scope.clone(), context }.start())
+            .or_insert_with(|| WarmupActor { scope: scope.clone(), context, failures: 0 }.start())
             .clone();
         self.context.board.update(D::NAME, &scope, |status| {
             status.state = WarmupState::Pending;
@@ -366,6 +411,7 @@ impl<D: Domain> WarmupCoordinator<D> {
     /// Enqueues `scopes` (looked up now, for their priority), highest priority first.
     fn warm(&mut self, only: Option<ScopeKey>, ctx: &mut Context<Self>) {
         let context = self.context.clone();
+        let only_again = only.clone();
         ctx.wait(
             async move {
                 match only {
@@ -374,7 +420,7 @@ impl<D: Domain> WarmupCoordinator<D> {
                 }
             }
             .into_actor(self)
-            .map(|found, coordinator, _| match found {
+            .map(move |found, coordinator, ctx| match found {
                 Ok(scopes) => {
                     let defaults = coordinator.context.defaults.clone();
                     let mut queue: Vec<(i32, ScopeKey)> =
@@ -384,7 +430,12 @@ impl<D: Domain> WarmupCoordinator<D> {
                         coordinator.enqueue(scope, priority);
                     }
                 }
-                Err(error) => tracing::warn!(domain = D::NAME, %error, "cannot list scopes to warm"),
+                Err(error) => {
+                    // Say, PostgreSQL is down: its scopes take no writes until warm, so
+                    // try again rather than wait for the next reconnect.
+                    tracing::warn!(domain = D::NAME, %error, "cannot list scopes to warm; retrying");
+                    ctx.run_later(RETRY_MAX, move |coordinator, ctx| coordinator.warm(only_again, ctx));
+                }
             }),
         );
     }

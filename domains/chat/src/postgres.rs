@@ -238,7 +238,8 @@ pub(crate) async fn load_messages(
 
 /// Writes messages' full states (from the cache's outbox) unless PostgreSQL already
 /// has the same or a newer version; reactions are replaced with the state's.
-pub(crate) async fn persist_states(db: &mut PgConnection, states: &[Message]) -> Result<(), DomainError> {
+pub(crate) async fn persist_states(db: &mut PgConnection, states: &[Message]) -> Result<usize, DomainError> {
+    let mut written = 0;
     for message in states {
         let applied = sqlx::query(
             "INSERT INTO chat_messages (id, channel, author, text, created_at, edited_at, deleted, version)
@@ -262,6 +263,7 @@ pub(crate) async fn persist_states(db: &mut PgConnection, states: &[Message]) ->
         if applied == 0 {
             continue;
         }
+        written += 1;
         sqlx::query("DELETE FROM chat_reactions WHERE message_id = $1")
             .bind(message.id)
             .execute(&mut *db)
@@ -282,7 +284,7 @@ pub(crate) async fn persist_states(db: &mut PgConnection, states: &[Message]) ->
             .map_err(DomainError::from_sqlx)?;
         }
     }
-    Ok(())
+    Ok(written)
 }
 
 #[async_trait]

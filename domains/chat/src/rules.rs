@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use unicode_segmentation::UnicodeSegmentation;
 use uuid::Uuid;
 
-use crate::refusal::Refusal;
+use crate::refusal::{check_text_chars, Refusal};
 
 /// What a client may ask. The message id of `send` comes from the client, so a
 /// retried send is idempotent.
@@ -57,6 +57,7 @@ fn check_text(text: &str, settings: &ChatSettings) -> Result<(), Refusal> {
     if text.trim().is_empty() {
         return Err(Refusal::new("invalid", "text_empty", "text must not be empty"));
     }
+    check_text_chars("text", text)?;
     if text.chars().count() > settings.max_text_chars as usize {
         let message = format!("text is longer than {} characters", settings.max_text_chars);
         return Err(Refusal::new("too_large", "text_too_long", message));

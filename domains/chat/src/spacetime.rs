@@ -100,7 +100,7 @@ impl CacheBinding for Chat {
         load_messages(&mut db, channel, window.limit(), None, window.since()).await
     }
 
-    async fn persist(tx: &mut PgConnection, messages: Vec<Message>) -> Result<(), DomainError> {
+    async fn persist(tx: &mut PgConnection, messages: Vec<Message>) -> Result<usize, DomainError> {
         persist_states(tx, &messages).await
     }
 }

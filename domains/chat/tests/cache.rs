@@ -10,24 +10,29 @@ use boardsync_chat::{Chat, ChatCommand, Message};
 use boardsync_core::cache::Cache;
 use boardsync_core::cache_adapter::CacheAdapter;
 use boardsync_core::pg_adapter::PostgresAdapter;
-use boardsync_core::{AdapterContext, Connection, DomainAdapters, Durability, Page, ScopeKey, UserId};
+use boardsync_core::{AdapterContext, Connection, DomainAdapters, DomainSettings, Durability, Page, ScopeKey, UserId};
 use boardsync_testkit::{default_domain_settings, wait_until, TestPostgres, TestSpacetime};
 use uuid::Uuid;
 
 struct Setup {
     db: TestPostgres,
+    stdb: TestSpacetime,
     chat: Arc<CacheAdapter<Chat>>,
     metrics: CacheMetrics,
 }
 
 async fn setup() -> Setup {
+    setup_with(default_domain_settings::<Chat>()).await
+}
+
+async fn setup_with(settings: DomainSettings<Chat>) -> Setup {
     let db = TestPostgres::create(&[Chat::migrator()]).await;
     let stdb = TestSpacetime::publish("chat").await;
-    let context = AdapterContext { pool: db.pool.clone(), settings: default_domain_settings::<Chat>() };
+    let context = AdapterContext { pool: db.pool.clone(), settings };
     let chat = Arc::new(CacheAdapter::<Chat>::connect(context, stdb.target()).unwrap());
     wait_until("the cache connects", || Cache::<Chat>::epoch(chat.as_ref()).is_some()).await;
     let metrics = CacheMetrics::register(&prometheus::Registry::new()).unwrap();
-    Setup { db, chat, metrics }
+    Setup { db, stdb, chat, metrics }
 }
 
 fn general() -> ScopeKey {
@@ -157,4 +162,68 @@ async fn a_crash_between_commit_and_ack_applies_nothing_twice() {
     assert_eq!(s.stored().await, before);
     assert_eq!(s.metrics.outbox_skipped.with_label_values(&["chat"]).get(), 5);
     assert_eq!(s.metrics.outbox_applied.with_label_values(&["chat"]).get(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_ack_for_an_earlier_cache_incarnation_deletes_nothing_of_the_new_one() {
+    let s = setup().await;
+    for i in 0..3 {
+        s.run("alice", ChatCommand::Send { id: Uuid::new_v4(), text: format!("old {i}") }).await;
+    }
+    // Committed in PostgreSQL from the first incarnation, not yet acknowledged ...
+    let committed = commit_batch::<Chat>(s.chat.as_ref(), &s.db.pool, 1000, &s.metrics).await.unwrap().unwrap();
+    let first = Cache::<Chat>::epoch(s.chat.as_ref()).unwrap();
+    // ... when the cache database is recreated: its sequence numbers start over.
+    boardsync_testkit::publish(&s.stdb.url, &s.stdb.token, &s.stdb.database, "chat", true).await;
+    wait_until("the new incarnation is connected", || {
+        Cache::<Chat>::epoch(s.chat.as_ref()).is_some_and(|epoch| epoch != first)
+    })
+    .await;
+    for i in 0..3 {
+        s.run("alice", ChatCommand::Send { id: Uuid::new_v4(), text: format!("new {i}") }).await;
+    }
+    assert_eq!(Cache::<Chat>::pending_count(s.chat.as_ref()), 3);
+
+    let late = acknowledge::<Chat>(s.chat.as_ref(), &committed).await;
+    assert_eq!(late.unwrap_err().code, "stale_epoch", "the module refuses an ack for another incarnation");
+    assert_eq!(Cache::<Chat>::pending_count(s.chat.as_ref()), 3, "the new writes are still pending");
+    s.drain().await;
+    let texts: Vec<String> = s.stored().await.into_iter().map(|m| m.text).collect();
+    assert_eq!(texts.iter().filter(|t| t.starts_with("new")).count(), 3, "and reach PostgreSQL: {texts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_pending_limit_writes_are_refused_until_postgres_catches_up() {
+    let mut settings = default_domain_settings::<Chat>();
+    settings.framework.outbox_max_pending = 5;
+    let s = setup_with(settings).await;
+    // Nothing drains: as while PostgreSQL is down.
+    for i in 0..5 {
+        s.run("alice", ChatCommand::Send { id: Uuid::new_v4(), text: format!("m{i}") }).await;
+    }
+    let send = ChatCommand::Send { id: Uuid::new_v4(), text: "one too many".into() };
+    let refused = s.chat.apply(&general(), &UserId("alice".into()), send.clone(), Durability::Cache).await;
+    assert_eq!(refused.unwrap_err().code, "outbox_full");
+    assert_eq!(s.cached().await.len(), 5, "the refused write is not in the cache");
+
+    s.drain().await;
+    wait_until("the ack empties the outbox", || Cache::<Chat>::pending_count(s.chat.as_ref()) == 0).await;
+    s.chat.apply(&general(), &UserId("alice".into()), send, Durability::Cache).await.expect("accepted again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_number_used_again_after_a_cache_crash_is_still_applied() {
+    let s = setup().await;
+    s.run("alice", ChatCommand::Send { id: Uuid::new_v4(), text: "first".into() }).await;
+    s.drain().await;
+    // SpacetimeDB acknowledges commits before its fsync; after a crash it can hand out
+    // sequence numbers this incarnation already used and PostgreSQL already recorded.
+    sqlx::query("UPDATE outbox_progress SET last_applied_seq = 1000 WHERE domain = 'chat'")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let reused = s.run("alice", ChatCommand::Send { id: Uuid::new_v4(), text: "after the crash".into() }).await;
+    s.drain().await;
+    assert!(s.stored().await.contains(&reused), "an entry below the recorded sequence reaches PostgreSQL");
+    assert_eq!(Cache::<Chat>::pending_count(s.chat.as_ref()), 0);
 }

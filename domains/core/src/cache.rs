@@ -53,15 +53,21 @@ pub enum CacheSignal {
     OutboxGrew,
 }
 
-/// A pending outbox entry of domain `D`: its payload read as the domain's item, or
-/// `None` when the module wrote a row the domain cannot read (persisting it fails,
-/// so it is dead-lettered rather than lost).
-pub type Pending<D> = OutboxEntry<Option<<D as Domain>::Item>>;
+/// A pending outbox entry of domain `D`: its payload read as the domain's item, or,
+/// when the module wrote a row the domain cannot read, that row as text (persisting
+/// it fails, so it is dead-lettered with the row rather than lost).
+pub type Pending<D> = OutboxEntry<Result<<D as Domain>::Item, String>>;
 
 #[async_trait]
 pub trait Cache<D: Domain>: Send + Sync + 'static {
     /// The cache incarnation connected now, if any.
     fn epoch(&self) -> Option<u64>;
+
+    /// The cache's generation while connected: it changes with every reconnect and
+    /// every recreation, after which the cache may have lost what it held (a
+    /// SpacetimeDB restart loses the unsynced tail of its log), so a scope warmed in
+    /// an earlier generation must be warmed again before it takes writes.
+    fn generation(&self) -> Option<u64>;
 
     fn signals(&self) -> broadcast::Receiver<CacheSignal>;
 
@@ -85,11 +91,14 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
 
     fn pending_count(&self) -> usize;
 
-    /// Applies the entries' effects in PostgreSQL inside `tx`, in order.
-    async fn persist(&self, tx: &mut PgConnection, entries: &[Pending<D>]) -> Result<(), DomainError>;
+    /// Applies the entries' effects in PostgreSQL inside `tx`, in order; returns how
+    /// many states it wrote (a state PostgreSQL already has, at that version or
+    /// newer, is not written again: applying an entry twice changes nothing).
+    async fn persist(&self, tx: &mut PgConnection, entries: &[Pending<D>]) -> Result<usize, DomainError>;
 
-    /// Removes entries from the outbox once their effect is committed in PostgreSQL.
-    async fn ack(&self, seqs: Vec<u64>) -> Result<(), DomainError>;
+    /// Removes entries read from cache incarnation `epoch` once their effect is
+    /// committed in PostgreSQL; refused when the cache is another incarnation now.
+    async fn ack(&self, epoch: u64, seqs: Vec<u64>) -> Result<(), DomainError>;
 
     /// Tells writers waiting for durability that these entries are in PostgreSQL.
     fn persisted(&self, entries: &[Pending<D>]);

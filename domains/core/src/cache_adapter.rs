@@ -32,14 +32,20 @@ use crate::live::ScopedBroadcast;
 use crate::pg_adapter::Applied;
 use crate::spacetime::{cache_unavailable, keep_connected, reducer_outcome, ConnectionLoop, DurableWaiters, Link};
 use crate::warmup::WarmupSettings;
-use crate::{AdapterContext, AdapterKind, Connection, Domain, DomainError, Durability, EventStream, Page, ScopeKey};
+use crate::{
+    AdapterContext, AdapterKind, Connection, Domain, DomainError, Durability, ErrorKind, EventStream, Page, ScopeKey,
+};
 use crate::{DomainSettings, UserId};
+
+/// The code of an outbox entry whose row the domain cannot read: no retry can fix it,
+/// so the outbox poller sets it aside.
+pub const UNREADABLE_ENTRY: &str = "unreadable_outbox_entry";
 
 /// What a module's generated `DbConnection` offers the adapter: the contract's
 /// reducers and tables. Implemented by [`spacetime_module!`](crate::spacetime_module).
 pub trait ModuleLink: Send + Sync + Sized + 'static {
     /// The module's row type: what `warm` takes and `sync_outbox.payload` holds.
-    type Row: Clone + Send + Sync + 'static;
+    type Row: Clone + std::fmt::Debug + Send + Sync + 'static;
 
     /// Connects, registers the callbacks that report to `sink`, and subscribes.
     fn connect(target: &SpacetimeTarget, sink: Arc<dyn SessionSink<Self::Row>>)
@@ -49,7 +55,6 @@ pub trait ModuleLink: Send + Sync + Sized + 'static {
     /// A cached row by its entity id, from any of the module's data tables.
     fn find(&self, entity: &str) -> Option<Self::Row>;
     fn outbox_entry(&self, seq: u64) -> Option<OutboxEntry<Self::Row>>;
-    fn outbox_len(&self) -> usize;
     fn apply(
         &self,
         request_id: String,
@@ -59,7 +64,8 @@ pub trait ModuleLink: Send + Sync + Sized + 'static {
     ) -> Result<(), spacetimedb_sdk::Error>;
     /// Sends a warm-up batch (its success is not echoed) and the `warm_done` barrier.
     fn warm(&self, request_id: String, rows: Vec<Self::Row>) -> Result<(), spacetimedb_sdk::Error>;
-    fn ack(&self, request_id: String, seqs: Vec<u64>) -> Result<(), spacetimedb_sdk::Error>;
+    /// Acknowledges entries read from cache incarnation `epoch` (refused by any other).
+    fn ack(&self, request_id: String, epoch: u64, seqs: Vec<u64>) -> Result<(), spacetimedb_sdk::Error>;
     fn configure(&self, request_id: String, settings: String) -> Result<(), spacetimedb_sdk::Error>;
     fn trim(&self, request_id: String, scope: String, keep: u32) -> Result<(), spacetimedb_sdk::Error>;
 }
@@ -72,8 +78,10 @@ pub trait SessionSink<Row>: Send + Sync + 'static {
     fn epoch_seen(&self, epoch: u64);
     /// A data row entered the cache (inserted, or the new side of an update).
     fn cached(&self, row: &Row);
-    /// A data row left the cache (deleted, or the old side of an update).
+    /// A data row left the cache.
     fn evicted(&self, row: &Row);
+    /// A data row was replaced by a newer state of it.
+    fn replaced(&self, old: &Row, new: &Row);
     /// A write recorded in `sync_outbox` by the call `request_id`.
     fn recorded(&self, seq: u64, request_id: &str, row: &Row);
     /// An outbox entry was acknowledged away.
@@ -132,8 +140,8 @@ pub trait CacheBinding: Domain {
     ) -> Result<Vec<Self::Item>, DomainError>;
 
     /// Writes items' full states (from the outbox) unless PostgreSQL already has the
-    /// same or a newer version.
-    async fn persist(tx: &mut PgConnection, items: Vec<Self::Item>) -> Result<(), DomainError>;
+    /// same or a newer version; returns how many it wrote.
+    async fn persist(tx: &mut PgConnection, items: Vec<Self::Item>) -> Result<usize, DomainError>;
 }
 
 /// Builds a committed command's events from the items it wrote.
@@ -145,12 +153,15 @@ struct ClientCall<D: Domain> {
     scope: ScopeKey,
     applied: Outcome<D>,
     reply: oneshot::Sender<Result<D::Event, DomainError>>,
-    written: Vec<D::Item>,
+    /// The items it wrote, by outbox sequence (the SDK reports a transaction's rows
+    /// in no particular order); a durable writer waits for all these entries.
+    written: Vec<(u64, D::Item)>,
 }
 
 struct Shared<D: CacheBinding> {
     link: Link<D::Module>,
     settings: D::Settings,
+    max_pending: usize,
     /// The domain's settings as the module reads them (`configure`).
     module_settings: String,
     live: ScopedBroadcast<D::Event>,
@@ -158,6 +169,12 @@ struct Shared<D: CacheBinding> {
     calls: Mutex<HashMap<String, ClientCall<D>>>,
     /// Calls whose reducer committed in the message being processed.
     committed: Mutex<Vec<String>>,
+    /// Scopes written in the message being processed by calls nobody waits for any
+    /// more (timed out): their subscribers are told to resync.
+    orphaned: Mutex<BTreeSet<String>>,
+    /// The epoch of a subscription (or recreation) whose `configure` is in flight: the
+    /// cache takes calls once the module has the settings.
+    configuring: Mutex<Option<Option<u64>>>,
     /// Unacknowledged outbox sequence numbers, so `pending` reads only what it returns.
     outbox: Mutex<BTreeSet<u64>>,
 }
@@ -177,11 +194,14 @@ impl<D: CacheBinding> CacheAdapter<D> {
         let shared = Arc::new(Shared {
             module_settings: module_settings(&context.settings)?,
             settings: context.settings.domain,
+            max_pending: context.settings.framework.outbox_max_pending,
             live: ScopedBroadcast::new(subscriber_capacity),
             link: Link::new(target),
             index: ScopeIndex::default(),
             calls: Mutex::new(HashMap::new()),
             committed: Mutex::new(Vec::new()),
+            orphaned: Mutex::new(BTreeSet::new()),
+            configuring: Mutex::new(None),
             outbox: Mutex::new(BTreeSet::new()),
         });
         let session_shared = shared.clone();
@@ -218,8 +238,11 @@ impl<D: CacheBinding> Shared<D> {
     fn finish_committed(&self) {
         let committed = std::mem::take(&mut *self.committed.lock().expect("committed lock"));
         for request_id in committed {
-            let Some(call) = self.calls.lock().expect("calls lock").remove(&request_id) else { continue };
-            let outcome = (call.applied)(call.written).map(|applied| {
+            let Some(mut call) = self.calls.lock().expect("calls lock").remove(&request_id) else { continue };
+            call.written.sort_by_key(|(seq, _)| *seq);
+            self.durable().expect(&request_id, call.written.iter().map(|(seq, _)| *seq).collect());
+            let written = call.written.into_iter().map(|(_, item)| item).collect();
+            let outcome = (call.applied)(written).map(|applied| {
                 if self.live.is_watched(&call.scope) {
                     for event in applied.events {
                         self.live.publish(&call.scope, event);
@@ -229,10 +252,16 @@ impl<D: CacheBinding> Shared<D> {
             });
             let _ = call.reply.send(outcome);
         }
+        let orphaned = std::mem::take(&mut *self.orphaned.lock().expect("orphaned lock"));
+        for scope in orphaned.iter().filter_map(|scope| ScopeKey::parse(scope).ok()) {
+            self.live.resync(&scope);
+        }
     }
 
     fn lost(&self) {
         self.committed.lock().expect("committed lock").clear();
+        self.orphaned.lock().expect("orphaned lock").clear();
+        *self.configuring.lock().expect("configuring lock") = None;
         let calls = std::mem::take(&mut *self.calls.lock().expect("calls lock"));
         for (_, call) in calls {
             let _ = call.reply.send(Err(cache_unavailable()));
@@ -243,21 +272,35 @@ impl<D: CacheBinding> Shared<D> {
     fn durable(&self) -> &DurableWaiters {
         &self.link.durable
     }
+
+    /// Sends the module the domain's settings; the link is ready once it has them.
+    fn configure(&self, epoch: Option<u64>) {
+        *self.configuring.lock().expect("configuring lock") = Some(epoch);
+        let sent = self.link.connected().map(|c| c.configure(CONFIGURE.into(), self.module_settings.clone()));
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::error!(domain = D::NAME, "cannot send the module its settings");
+        }
+    }
 }
 
+/// The request id of the `configure` call of a session.
+const CONFIGURE: &str = "configure";
+
 impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
+    /// The subscription is applied, but its rows are still to come (the SDK runs
+    /// this callback first): hand the module its settings, and take calls once that
+    /// has succeeded, by when every initial row is in.
     fn subscribed(&self, epoch: Option<u64>) {
-        // Queued before any other call of this connection, so every command sees it.
-        if let Ok(connection) = self.link.connected() {
-            if let Err(error) = connection.configure("configure".into(), self.module_settings.clone()) {
-                tracing::error!(domain = D::NAME, %error, "cannot configure the module");
-            }
-        }
-        self.link.ready(epoch);
+        self.configure(epoch);
     }
 
+    /// A new `cache_epoch` row while connected: the database was recreated under us,
+    /// without the settings; configure it before it takes calls again.
     fn epoch_seen(&self, epoch: u64) {
-        self.link.epoch_seen(epoch);
+        if self.link.epoch() != Some(epoch) {
+            self.link.unready();
+            self.configure(Some(epoch));
+        }
     }
 
     fn cached(&self, row: &RowOf<D>) {
@@ -270,13 +313,29 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
         self.index.remove(&place.scope, &(place.order, place.entity));
     }
 
+    fn replaced(&self, old: &RowOf<D>, new: &RowOf<D>) {
+        let (before, after) = (D::placement(old), D::placement(new));
+        // Most updates keep their place: leave the index alone, so no snapshot taken
+        // meanwhile misses the row.
+        if (&before.scope, &before.order, &before.entity) != (&after.scope, &after.order, &after.entity) {
+            self.index.remove(&before.scope, &(before.order, before.entity));
+            self.index.insert(&after.scope, (after.order, after.entity));
+        }
+    }
+
     fn recorded(&self, seq: u64, request_id: &str, row: &RowOf<D>) {
         self.outbox.lock().expect("outbox lock").insert(seq);
-        if let Some(call) = self.calls.lock().expect("calls lock").get_mut(request_id) {
-            match D::item(row) {
-                Some(item) => call.written.push(item),
+        match self.calls.lock().expect("calls lock").get_mut(request_id) {
+            Some(call) => match D::item(row) {
+                Some(item) => call.written.push((seq, item)),
                 None => tracing::error!(domain = D::NAME, seq, "a written row is unreadable"),
+            },
+            // Initial rows of a subscription have no call either; only a write in a
+            // running session has subscribers to tell.
+            None if self.link.epoch().is_some() => {
+                self.orphaned.lock().expect("orphaned lock").insert(D::placement(row).scope);
             }
+            None => {}
         }
         self.link.signal(CacheSignal::OutboxGrew);
     }
@@ -298,8 +357,16 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
 
     fn owner_outcome(&self, request_id: &str, status: &Status) {
         let outcome = reducer_outcome(status);
-        if let (Err(error), "configure") = (&outcome, request_id) {
-            tracing::error!(domain = D::NAME, %error, "the module refused its settings");
+        if request_id == CONFIGURE {
+            let epoch = self.configuring.lock().expect("configuring lock").take();
+            match (outcome, epoch) {
+                (Ok(()), Some(epoch)) => self.link.ready(epoch),
+                (Ok(()), None) => {}
+                // Calls stay refused (503, `/health` shows the cache disconnected):
+                // the module would apply other limits than PostgreSQL.
+                (Err(error), _) => tracing::error!(domain = D::NAME, %error, "the module refused its settings"),
+            }
+            return;
         }
         self.link.owner_calls.resolve(request_id, outcome);
     }
@@ -361,6 +428,13 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
         // The module checks the same limits (it has the same settings); checking here
         // spares the round trip.
         D::validate(&command, &self.shared.settings)?;
+        if self.shared.outbox.lock().expect("outbox lock").len() >= self.shared.max_pending {
+            tracing::warn!(domain = D::NAME, limit = self.shared.max_pending, "outbox full: refusing writes");
+            return Err(DomainError::unavailable(
+                "outbox_full",
+                "too many writes are waiting for PostgreSQL; retry once it has caught up",
+            ));
+        }
         let json = serde_json::to_string(&command)
             .map_err(|e| DomainError::internal(format!("a {} command cannot be encoded", D::NAME)).caused_by(e))?;
         let request_id = uuid::Uuid::new_v4().simple().to_string();
@@ -420,6 +494,10 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         self.shared.link.epoch()
     }
 
+    fn generation(&self) -> Option<u64> {
+        self.shared.link.generation()
+    }
+
     fn signals(&self) -> broadcast::Receiver<CacheSignal> {
         self.shared.link.signals()
     }
@@ -452,7 +530,7 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         seqs.into_iter()
             .filter_map(|seq| connection.outbox_entry(seq))
             .map(|entry| OutboxEntry {
-                payload: D::item(&entry.payload),
+                payload: D::item(&entry.payload).ok_or_else(|| format!("{:?}", entry.payload)),
                 seq: entry.seq,
                 entity: entry.entity,
                 kind: entry.kind,
@@ -463,29 +541,41 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
     }
 
     fn pending_count(&self) -> usize {
-        self.shared.link.connection().map_or(0, |c| c.outbox_len())
+        match self.shared.link.connection() {
+            Ok(_) => self.shared.outbox.lock().expect("outbox lock").len(),
+            Err(_) => 0,
+        }
     }
 
-    async fn persist(&self, tx: &mut PgConnection, entries: &[Pending<D>]) -> Result<(), DomainError> {
+    async fn persist(&self, tx: &mut PgConnection, entries: &[Pending<D>]) -> Result<usize, DomainError> {
         // Payloads are full states: within a batch only each entity's last one matters.
         let items = latest_per_entity(entries)
             .into_iter()
             .map(|entry| {
-                entry.payload.clone().ok_or_else(|| {
-                    DomainError::internal(format!("outbox entry {} holds a row the domain cannot read", entry.seq))
+                entry.payload.clone().map_err(|_| {
+                    let message = format!("outbox entry {} holds a row the domain cannot read", entry.seq);
+                    DomainError::new(ErrorKind::Internal, UNREADABLE_ENTRY, message)
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
         D::persist(tx, items).await
     }
 
-    async fn ack(&self, seqs: Vec<u64>) -> Result<(), DomainError> {
-        self.shared.link.owner_call(move |c, request_id| c.ack(request_id, seqs)).await
+    async fn ack(&self, epoch: u64, seqs: Vec<u64>) -> Result<(), DomainError> {
+        let acked = seqs.clone();
+        self.shared.link.owner_call(move |c, request_id| c.ack(request_id, epoch, seqs)).await?;
+        // The SDK reports the outcome before the deleted rows: forget them now, so
+        // what `pending` says agrees with what the caller just did.
+        let mut outbox = self.shared.outbox.lock().expect("outbox lock");
+        for seq in acked {
+            outbox.remove(&seq);
+        }
+        Ok(())
     }
 
     fn persisted(&self, entries: &[Pending<D>]) {
         for entry in entries {
-            self.shared.durable().release(&entry.request_id);
+            self.shared.durable().persisted(&entry.request_id, entry.seq);
         }
     }
 }
@@ -523,8 +613,7 @@ macro_rules! spacetime_module {
                         connection.db.$table().on_insert(move |_, row| s.cached(&<$row>::from(row.clone())));
                         let s = sink.clone();
                         connection.db.$table().on_update(move |_, old, row| {
-                            s.evicted(&<$row>::from(old.clone()));
-                            s.cached(&<$row>::from(row.clone()));
+                            s.replaced(&<$row>::from(old.clone()), &<$row>::from(row.clone()))
                         });
                         let s = sink.clone();
                         connection.db.$table().on_delete(move |_, row| s.evicted(&<$row>::from(row.clone())));
@@ -549,7 +638,7 @@ macro_rules! spacetime_module {
                     let s = sink.clone();
                     connection.reducers.on_warm_done(move |ctx, request_id| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
-                    connection.reducers.on_ack_outbox(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
+                    connection.reducers.on_ack_outbox(move |ctx, request_id, _, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
                     connection.reducers.on_configure(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
@@ -587,10 +676,6 @@ macro_rules! spacetime_module {
                     })
                 }
 
-                fn outbox_len(&self) -> usize {
-                    self.db.sync_outbox().count() as usize
-                }
-
                 fn apply(&self, request_id: String, scope: String, user: String, command: String) -> SdkResult<()> {
                     self.reducers.apply(request_id, scope, user, command)
                 }
@@ -600,8 +685,8 @@ macro_rules! spacetime_module {
                     self.reducers.warm_done(request_id)
                 }
 
-                fn ack(&self, request_id: String, seqs: Vec<u64>) -> SdkResult<()> {
-                    self.reducers.ack_outbox(request_id, seqs)
+                fn ack(&self, request_id: String, epoch: u64, seqs: Vec<u64>) -> SdkResult<()> {
+                    self.reducers.ack_outbox(request_id, epoch, seqs)
                 }
 
                 fn configure(&self, request_id: String, settings: String) -> SdkResult<()> {

@@ -164,6 +164,18 @@ impl DomainError {
         }
     }
 
+    /// The SQLSTATE of the PostgreSQL error that caused this, if one did.
+    pub fn sqlstate(&self) -> Option<String> {
+        let mut cause = std::error::Error::source(self);
+        while let Some(error) = cause {
+            if let Some(sqlx::Error::Database(db)) = error.downcast_ref::<sqlx::Error>() {
+                return db.code().map(|code| code.into_owned());
+            }
+            cause = error.source();
+        }
+        None
+    }
+
     /// The wire format SpacetimeDB modules use for reducer errors: `kind|code|message`.
     pub fn to_reducer_error(&self) -> String {
         format!("{}|{}|{}", self.kind.as_str(), self.code, self.message)

@@ -34,16 +34,26 @@ pub struct FrameworkSettings {
     pub outbox_push: bool,
     /// SpacetimeDB adapter: outbox entries applied in one PostgreSQL transaction.
     pub outbox_batch_size: usize,
+    /// SpacetimeDB adapter: the most writes waiting for PostgreSQL (e.g. while it is
+    /// down); past it, writes are refused with 503 `outbox_full` instead of growing
+    /// the cache without bound.
+    pub outbox_max_pending: usize,
+    /// SpacetimeDB adapter: how long a write to a scope that is not warm yet (after a
+    /// start, a reconnect or its creation) waits for its warm-up before 503
+    /// `scope_warming`.
+    pub write_warm_wait_ms: u64,
     pub warmup: WarmupSettings,
 }
 
-const FRAMEWORK_KEYS: [&str; 7] = [
+const FRAMEWORK_KEYS: [&str; 9] = [
     "live_poll_interval_ms",
     "event_retention_secs",
     "subscriber_capacity",
     "outbox_poll_interval_ms",
     "outbox_push",
     "outbox_batch_size",
+    "outbox_max_pending",
+    "write_warm_wait_ms",
     "warmup",
 ];
 

@@ -47,6 +47,13 @@ impl<E: Clone + Send + 'static> ScopedBroadcast<E> {
         }
     }
 
+    /// Tells `scope`'s subscribers to resync (they may have missed an event).
+    pub fn resync(&self, scope: &ScopeKey) {
+        if let Some(sender) = self.senders.get(scope) {
+            let _ = sender.send(Delivery::Lagged);
+        }
+    }
+
     /// Whether anyone listens to `scope` (adapters may skip building events otherwise).
     pub fn is_watched(&self, scope: &ScopeKey) -> bool {
         self.senders.get(scope).is_some_and(|s| s.receiver_count() > 0)

@@ -21,3 +21,16 @@ impl Refusal {
         format!("{}|{}|{}", self.kind, self.code, self.message)
     }
 }
+
+/// Refuses text PostgreSQL would refuse or that no client should store: NUL and the
+/// other control characters (line breaks and tabs are text).
+pub fn check_text_chars(field: &'static str, text: &str) -> Result<(), Refusal> {
+    match text.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        Some(c) => Err(Refusal::new(
+            "invalid",
+            "invalid_characters",
+            format!("{field} holds the control character U+{:04X}", c as u32),
+        )),
+        None => Ok(()),
+    }
+}

@@ -93,21 +93,63 @@ pub fn cache_unavailable() -> DomainError {
 }
 
 /// Writers waiting until their write is committed in PostgreSQL, by request id.
+///
+/// One command can write several outbox entries (a whiteboard move, a Kanban column
+/// deleted with its cards), and a batch can end between them: a writer is released
+/// only once every entry its command wrote ([`DurableWaiters::expect`]) is in
+/// PostgreSQL ([`DurableWaiters::persisted`]), in whichever order the two arrive.
 #[derive(Default)]
 pub struct DurableWaiters {
-    waiters: DashMap<String, oneshot::Sender<()>>,
+    waiters: DashMap<String, DurableWaiter>,
+}
+
+struct DurableWaiter {
+    /// The outbox entries the command wrote, once its outcome is known.
+    expected: Option<Vec<u64>>,
+    /// Its entries already committed in PostgreSQL.
+    done: Vec<u64>,
+    sender: Option<oneshot::Sender<()>>,
+}
+
+impl DurableWaiter {
+    fn release_if_done(&mut self) -> bool {
+        let done = self.expected.as_ref().is_some_and(|expected| expected.iter().all(|seq| self.done.contains(seq)));
+        if done {
+            if let Some(sender) = self.sender.take() {
+                let _ = sender.send(());
+            }
+        }
+        done
+    }
 }
 
 impl DurableWaiters {
     pub fn register(&self, request_id: &str) -> oneshot::Receiver<()> {
         let (sender, receiver) = oneshot::channel();
-        self.waiters.insert(request_id.to_string(), sender);
+        let waiter = DurableWaiter { expected: None, done: Vec::new(), sender: Some(sender) };
+        self.waiters.insert(request_id.to_string(), waiter);
         receiver
     }
 
-    pub fn release(&self, request_id: &str) {
-        if let Some((_, sender)) = self.waiters.remove(request_id) {
-            let _ = sender.send(());
+    /// The command `request_id` committed in the cache, writing the entries `seqs`.
+    pub fn expect(&self, request_id: &str, seqs: Vec<u64>) {
+        let done = self.waiters.get_mut(request_id).is_some_and(|mut waiter| {
+            waiter.expected = Some(seqs);
+            waiter.release_if_done()
+        });
+        if done {
+            self.waiters.remove(request_id);
+        }
+    }
+
+    /// Entry `seq` of command `request_id` is committed in PostgreSQL.
+    pub fn persisted(&self, request_id: &str, seq: u64) {
+        let done = self.waiters.get_mut(request_id).is_some_and(|mut waiter| {
+            waiter.done.push(seq);
+            waiter.release_if_done()
+        });
+        if done {
+            self.waiters.remove(request_id);
         }
     }
 
@@ -216,6 +258,9 @@ pub struct Link<C> {
     pub target: SpacetimeTarget,
     connection: RwLock<Option<Arc<C>>>,
     epoch: RwLock<Option<u64>>,
+    /// Counts subscriptions and recreations: what the cache held before a change of
+    /// generation may be gone (a restart loses the unsynced tail of its log).
+    generation: std::sync::atomic::AtomicU64,
     /// Owner reducers in flight (configure, warm-up, ack, trim).
     pub owner_calls: PendingCalls<()>,
     pub durable: DurableWaiters,
@@ -250,6 +295,7 @@ impl<C: Send + Sync + 'static> Link<C> {
             target,
             connection: RwLock::new(None),
             epoch: RwLock::new(None),
+            generation: std::sync::atomic::AtomicU64::new(0),
             owner_calls: PendingCalls::default(),
             durable: DurableWaiters::default(),
             signals: broadcast::channel(SIGNAL_CAPACITY).0,
@@ -275,6 +321,14 @@ impl<C: Send + Sync + 'static> Link<C> {
         *self.epoch.read().expect("epoch lock")
     }
 
+    /// The generation of the connected cache, if connected (see [`Cache::generation`]).
+    ///
+    /// [`Cache::generation`]: crate::cache::Cache::generation
+    pub fn generation(&self) -> Option<u64> {
+        let epoch = self.epoch.read().expect("epoch lock");
+        epoch.map(|_| self.generation.load(Ordering::SeqCst))
+    }
+
     pub fn signals(&self) -> broadcast::Receiver<CacheSignal> {
         self.signals.subscribe()
     }
@@ -285,22 +339,21 @@ impl<C: Send + Sync + 'static> Link<C> {
 
     /// The subscription is applied on cache incarnation `epoch`: calls may go out.
     pub fn ready(&self, epoch: Option<u64>) {
-        *self.epoch.write().expect("epoch lock") = epoch;
+        let mut current = self.epoch.write().expect("epoch lock");
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        *current = epoch;
+        drop(current);
         tracing::info!(database = %self.target.database, ?epoch, "cache connected");
         if let Some(epoch) = epoch {
             self.signal(CacheSignal::Ready { epoch });
         }
     }
 
-    /// A cache epoch arrived while connected: when it is new, the database was
-    /// recreated under us and must be warmed again.
-    pub fn epoch_seen(&self, epoch: u64) {
-        let mut current = self.epoch.write().expect("epoch lock");
-        if *current != Some(epoch) {
-            *current = Some(epoch);
-            tracing::warn!(database = %self.target.database, epoch, "cache database was recreated");
-            self.signal(CacheSignal::Ready { epoch });
-        }
+    /// The cache stops taking calls until [`Link::ready`] (e.g. while a recreated
+    /// database gets its settings).
+    pub fn unready(&self) {
+        *self.epoch.write().expect("epoch lock") = None;
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// One connection's life on the calling (plain) thread: `build` connects and
@@ -333,6 +386,7 @@ impl<C: Send + Sync + 'static> Link<C> {
         *self.connection.write().expect("connection lock") = None;
         release(connection);
         *self.epoch.write().expect("epoch lock") = None;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.owner_calls.fail_all(&cache_unavailable());
         lost();
         self.signal(CacheSignal::Lost);
@@ -395,6 +449,20 @@ mod tests {
         assert_eq!(signals.recv().await.unwrap(), CacheSignal::Lost);
         assert!(link.connection().is_err());
         let _ = request_id;
+    }
+
+    #[tokio::test]
+    async fn a_durable_writer_waits_for_every_entry_its_command_wrote() {
+        let waiters = DurableWaiters::default();
+        let mut released = waiters.register("r");
+        waiters.persisted("r", 7);
+        waiters.expect("r", vec![7, 8]);
+        assert!(released.try_recv().is_err(), "entry 8 is not in PostgreSQL yet");
+        waiters.persisted("r", 8);
+        assert!(released.try_recv().is_ok());
+        let mut early = waiters.register("e");
+        waiters.persisted("e", 1);
+        assert!(early.try_recv().is_err(), "nothing is released before the outcome says what was written");
     }
 
     #[tokio::test]

@@ -157,7 +157,7 @@ pub(crate) fn decide(
             .collect()
     };
     let room = |column: Uuid| rules::check_room(&live_view(column)?).map_err(refused);
-    let id_conflict = |id: Uuid| DomainError::conflict("id_conflict", format!("id {id} is already used"));
+    let id_conflict = |id: Uuid| refused(rules::id_conflict(&id.to_string()));
     let one = |item: BoardItem| Decision { answer: item.clone(), writes: vec![item] };
 
     Ok(match command {
@@ -291,7 +291,8 @@ pub(crate) fn events(decision: &Decision, deleting_column: bool) -> Vec<KanbanEv
 
 /// Writes full states (from a decision, or from the cache's outbox) unless
 /// PostgreSQL already has the same or a newer version.
-pub(crate) async fn persist_states(db: &mut PgConnection, items: &[BoardItem]) -> Result<(), DomainError> {
+pub(crate) async fn persist_states(db: &mut PgConnection, items: &[BoardItem]) -> Result<usize, DomainError> {
+    let mut written = 0;
     for item in items {
         let query = match item {
             BoardItem::Column(c) => sqlx::query(
@@ -330,7 +331,33 @@ pub(crate) async fn persist_states(db: &mut PgConnection, items: &[BoardItem]) -
             .bind(c.created_at)
             .bind(c.version as i64),
         };
-        query.execute(&mut *db).await.map_err(DomainError::from_sqlx)?;
+        written += query.execute(&mut *db).await.map_err(DomainError::from_sqlx)?.rows_affected() as usize;
+    }
+    Ok(written)
+}
+
+/// Columns and cards share one id space, across boards: a new column or card may not
+/// take the id of a card or column of any board, nor of a column (card) elsewhere.
+async fn refuse_foreign_ids(
+    tx: &mut PgConnection,
+    board: &ScopeKey,
+    command: &KanbanCommand,
+) -> Result<(), DomainError> {
+    let (id, kind) = match command {
+        KanbanCommand::CreateColumn { id, .. } => (id, "column"),
+        KanbanCommand::CreateCard { id, .. } => (id, "card"),
+        _ => return Ok(()),
+    };
+    let holders: Vec<(String, String)> = sqlx::query_as(
+        "SELECT board, 'column' FROM kanban_columns WHERE id = $1
+         UNION ALL SELECT board, 'card' FROM kanban_cards WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(DomainError::from_sqlx)?;
+    if holders.iter().any(|(holder, holder_kind)| holder != board.as_str() || holder_kind != kind) {
+        return Err(refused(rules::id_conflict(&id.to_string())));
     }
     Ok(())
 }
@@ -355,6 +382,7 @@ impl PostgresBinding for Kanban {
             .execute(&mut *tx)
             .await
             .map_err(DomainError::from_sqlx)?;
+        refuse_foreign_ids(tx, board, &command).await?;
         let (columns, cards) = load_board(tx, board, None).await?;
         let now: DateTime<Utc> =
             sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await.map_err(DomainError::from_sqlx)?;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ordering::key_between;
+use crate::refusal::check_text_chars;
 pub use crate::refusal::Refusal;
 
 /// Where to put an item among its siblings: right after `after`, or first.
@@ -120,6 +121,7 @@ fn check_text(code: &'static str, what: &str, text: &str, max: u32, may_be_empty
     if !may_be_empty && text.trim().is_empty() {
         return Err(refusal("invalid", code, format!("the {what} must not be empty")));
     }
+    check_text_chars("the text", text)?;
     if text.chars().count() > max as usize {
         return Err(refusal("too_large", code, format!("the {what} is longer than {max} characters")));
     }
@@ -127,6 +129,7 @@ fn check_text(code: &'static str, what: &str, text: &str, max: u32, may_be_empty
 }
 
 fn check_tags(tags: &[String], settings: &KanbanSettings) -> Result<(), Refusal> {
+    tags.iter().try_for_each(|tag| check_text_chars("a tag", tag))?;
     if tags.len() > settings.max_tags as usize || tags.iter().any(|t| t.trim().is_empty() || t.chars().count() > 64) {
         return Err(refusal(
             "invalid",
@@ -154,6 +157,10 @@ pub struct CardView<'a> {
 
 fn refusal(kind: &'static str, code: &'static str, message: String) -> Refusal {
     Refusal::new(kind, code, message)
+}
+
+pub fn id_conflict(id: &str) -> Refusal {
+    refusal("conflict", "id_conflict", format!("id {id} is already used"))
 }
 
 pub fn column_not_found(id: &str) -> Refusal {

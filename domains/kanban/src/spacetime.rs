@@ -143,7 +143,7 @@ impl CacheBinding for Kanban {
         Ok(columns.into_iter().map(BoardItem::Column).chain(cards.into_iter().map(BoardItem::Card)).collect())
     }
 
-    async fn persist(tx: &mut PgConnection, items: Vec<BoardItem>) -> Result<(), DomainError> {
+    async fn persist(tx: &mut PgConnection, items: Vec<BoardItem>) -> Result<usize, DomainError> {
         persist_states(tx, &items).await
     }
 }

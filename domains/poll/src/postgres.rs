@@ -174,7 +174,8 @@ async fn apply_command(
 
 /// Writes options' full states (from the cache's outbox) unless PostgreSQL already
 /// has the same or a newer version; voters are replaced with the state's.
-pub(crate) async fn persist_states(db: &mut PgConnection, states: &[PollOption]) -> Result<(), DomainError> {
+pub(crate) async fn persist_states(db: &mut PgConnection, states: &[PollOption]) -> Result<usize, DomainError> {
+    let mut written = 0;
     for option in states {
         let applied = sqlx::query(
             "INSERT INTO poll_options (id, poll, label, author, created_at, removed, version)
@@ -196,6 +197,7 @@ pub(crate) async fn persist_states(db: &mut PgConnection, states: &[PollOption])
         if applied == 0 {
             continue;
         }
+        written += 1;
         sqlx::query("DELETE FROM poll_votes WHERE option_id = $1")
             .bind(option.id)
             .execute(&mut *db)
@@ -211,7 +213,7 @@ pub(crate) async fn persist_states(db: &mut PgConnection, states: &[PollOption])
         .await
         .map_err(DomainError::from_sqlx)?;
     }
-    Ok(())
+    Ok(written)
 }
 
 #[async_trait]

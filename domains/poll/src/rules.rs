@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::refusal::Refusal;
+use crate::refusal::{check_text_chars, Refusal};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -38,6 +38,7 @@ pub fn check(command: &PollCommand, settings: &PollSettings) -> Result<(), Refus
     if label.trim().is_empty() {
         return Err(Refusal::new("invalid", "label_empty", "the label must not be empty"));
     }
+    check_text_chars("the label", label)?;
     if label.chars().count() > settings.max_label_chars as usize {
         let message = format!("the label is longer than {} characters", settings.max_label_chars);
         return Err(Refusal::new("too_large", "label_too_long", message));

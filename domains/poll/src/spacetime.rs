@@ -76,7 +76,7 @@ impl CacheBinding for Poll {
         load_options(&mut db, poll, window.limit(), None, window.since()).await
     }
 
-    async fn persist(tx: &mut PgConnection, options: Vec<PollOption>) -> Result<(), DomainError> {
+    async fn persist(tx: &mut PgConnection, options: Vec<PollOption>) -> Result<usize, DomainError> {
         persist_states(tx, &options).await
     }
 }

@@ -130,8 +130,7 @@ pub(crate) fn decide(
                     continue;
                 }
                 let mut e = live(id)?;
-                e.x += dx;
-                e.y += dy;
+                (e.x, e.y) = crate::rules::moved(e.x, e.y, dx, dy)?;
                 moved.push(bump(e));
             }
             (moved, true)
@@ -159,9 +158,10 @@ pub(crate) fn decide(
 }
 
 /// Writes full states unless PostgreSQL already has the same or a newer version.
-pub(crate) async fn persist_states(db: &mut PgConnection, elements: &[Element]) -> Result<(), DomainError> {
+pub(crate) async fn persist_states(db: &mut PgConnection, elements: &[Element]) -> Result<usize, DomainError> {
+    let mut written = 0;
     for e in elements {
-        sqlx::query(
+        written += sqlx::query(
             "INSERT INTO whiteboard_elements
                  (id, board, kind, x, y, width, height, rotation, style, points, z, deleted, created_at, version)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
@@ -186,9 +186,10 @@ pub(crate) async fn persist_states(db: &mut PgConnection, elements: &[Element]) 
         .bind(e.version as i64)
         .execute(&mut *db)
         .await
-        .map_err(DomainError::from_sqlx)?;
+        .map_err(DomainError::from_sqlx)?
+        .rows_affected() as usize;
     }
-    Ok(())
+    Ok(written)
 }
 
 #[async_trait]
@@ -209,6 +210,17 @@ impl PostgresBinding for Whiteboard {
             .execute(&mut *tx)
             .await
             .map_err(DomainError::from_sqlx)?;
+        if let WhiteboardCommand::Add { id, .. } = &command {
+            // An id of another board's element: a conflict, never that element.
+            let owner: Option<String> = sqlx::query_scalar("SELECT board FROM whiteboard_elements WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(DomainError::from_sqlx)?;
+            if owner.is_some_and(|owner| owner != board.as_str()) {
+                return Err(crate::rules::id_conflict(&id.to_string()).into());
+            }
+        }
         let elements = load_board(tx, board, None).await?;
         let now: DateTime<Utc> =
             sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await.map_err(DomainError::from_sqlx)?;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::refusal::Refusal;
+use crate::refusal::{check_text_chars, Refusal};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -102,6 +102,7 @@ fn check_points(points: &[f32], settings: &WhiteboardSettings) -> Result<(), Ref
 }
 
 fn check_style(style: &str, settings: &WhiteboardSettings) -> Result<(), Refusal> {
+    check_text_chars("the style", style)?;
     if style.len() > settings.max_style_bytes as usize {
         return Err(Refusal::new(
             "too_large",
@@ -152,4 +153,15 @@ pub fn element_not_found(id: &str) -> Refusal {
 
 pub fn id_conflict(id: &str) -> Refusal {
     Refusal::new("conflict", "id_conflict", format!("element id {id} is already used"))
+}
+
+/// An element's position after a move, refused when the sum is not a finite number
+/// (PostgreSQL and every client would choke on it).
+pub fn moved(x: f64, y: f64, dx: f64, dy: f64) -> Result<(f64, f64), Refusal> {
+    let (x, y) = (x + dx, y + dy);
+    if x.is_finite() && y.is_finite() {
+        Ok((x, y))
+    } else {
+        Err(Refusal::new("invalid", "invalid_geometry", "the move would take an element past the largest coordinate"))
+    }
 }

@@ -90,7 +90,7 @@ impl CacheBinding for Whiteboard {
         load_board(&mut db, board, window.since()).await
     }
 
-    async fn persist(tx: &mut PgConnection, elements: Vec<Element>) -> Result<(), DomainError> {
+    async fn persist(tx: &mut PgConnection, elements: Vec<Element>) -> Result<usize, DomainError> {
         persist_states(tx, &elements).await
     }
 }

@@ -15,7 +15,7 @@ mod ordering;
 mod rules;
 
 use contract::{refusal, Rules, Write};
-use rules::{check, CardView, ColumnView, KanbanCommand, KanbanSettings, Refusal};
+use rules::{check, id_conflict, CardView, ColumnView, KanbanCommand, KanbanSettings, Refusal};
 use spacetimedb::{table, ReducerContext, SpacetimeType, Table, Timestamp};
 
 #[table(name = board_column, public)]
@@ -113,10 +113,6 @@ impl Board {
     }
 }
 
-fn id_conflict(id: &str) -> Refusal {
-    refusal::Refusal::new("conflict", "id_conflict", format!("id {id} is already used"))
-}
-
 fn write_column(w: &Write<'_>, mut column: BoardColumn) {
     column.version += 1;
     w.record(BoardRow::Column(column));
@@ -138,6 +134,10 @@ impl Rules for Module {
         match command {
             KanbanCommand::CreateColumn { id, name, wip_limit, after: a } => {
                 let id = id.to_string();
+                // Columns and cards share one id space (an outbox entity is its id).
+                if ctx.db.board_card().id().find(&id).is_some() {
+                    return Err(id_conflict(&id).into());
+                }
                 if let Some(existing) = ctx.db.board_column().id().find(&id) {
                     if existing.name == name && !existing.deleted && existing.board == board {
                         w.record_unchanged(id, BoardRow::Column(existing));
@@ -183,8 +183,15 @@ impl Rules for Module {
             }
             KanbanCommand::CreateCard { id, column, title, description, assignees, labels, after: a } => {
                 let (id, column) = (id.to_string(), column.to_string());
+                if ctx.db.board_column().id().find(&id).is_some() {
+                    return Err(id_conflict(&id).into());
+                }
                 if let Some(existing) = ctx.db.board_card().id().find(&id) {
-                    if existing.title == title && existing.column == column && !existing.deleted {
+                    if existing.title == title
+                        && existing.column == column
+                        && !existing.deleted
+                        && existing.board == board
+                    {
                         w.record_unchanged(id, BoardRow::Card(existing));
                         return Ok(());
                     }

@@ -77,7 +77,7 @@ impl Rules for Module {
             WhiteboardCommand::Add { id, kind, x, y, width, height, rotation, style, points } => {
                 let id = id.to_string();
                 if let Some(existing) = w.ctx.db.element().id().find(&id) {
-                    if existing.kind == kind && !existing.deleted {
+                    if existing.kind == kind && !existing.deleted && existing.board == w.scope {
                         w.record_unchanged(id, existing);
                         return Ok(());
                     }
@@ -123,9 +123,10 @@ impl Rules for Module {
                         moved.push(live(w, &id)?);
                     }
                 }
-                for mut e in moved {
-                    e.x += dx;
-                    e.y += dy;
+                // All or nothing again: every new position is checked before any write.
+                let positions = moved.iter().map(|e| rules::moved(e.x, e.y, dx, dy)).collect::<Result<Vec<_>, _>>()?;
+                for (mut e, (x, y)) in moved.into_iter().zip(positions) {
+                    (e.x, e.y) = (x, y);
                     write(w, e);
                 }
             }

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{spawn_app, spawn_app_on_spacetimedb, TestApp};
 
 async fn assert_error(response: reqwest::Response, status: u16, code: &str) {
     assert_eq!(response.status().as_u16(), status, "expected {status} {code}");
@@ -148,4 +148,47 @@ async fn an_internal_error_answers_a_request_id_and_nothing_of_its_cause() {
     assert!(body["error"]["request_id"].as_str().is_some_and(|id| id.len() == 32), "{body}");
     let text = body.to_string();
     assert!(!text.contains("poll_votes") && !text.contains("relation"), "no internals leak: {text}");
+}
+
+/// What PostgreSQL or a client could not take is refused with a 422 and nothing
+/// stored, on either adapter: NUL and other control characters in text, and a move
+/// whose result is not a finite number.
+async fn unstorable_input_is_refused_at_the_edge(app: &TestApp) {
+    app.create_scope("chat", "general").await;
+    app.create_scope("whiteboard", "sketch").await;
+    for text in ["nul \u{0} inside", "bell \u{7}", "escape \u{1b}[2J"] {
+        let sent =
+            app.command("alice", "chat", "general", json!({ "type": "send", "id": Uuid::new_v4(), "text": text }));
+        assert_error(sent.await, 422, "invalid_characters").await;
+    }
+    let fine = app
+        .command(
+            "alice",
+            "chat",
+            "general",
+            json!({ "type": "send", "id": Uuid::new_v4(), "text": "two\nlines\tand a tab" }),
+        )
+        .await;
+    assert_eq!(fine.status(), 200, "line breaks and tabs are text");
+
+    let id = Uuid::new_v4();
+    let far = json!({ "type": "add", "id": id, "kind": "rect", "x": 1.0e308, "y": 0 });
+    assert_eq!(app.command("alice", "whiteboard", "sketch", far).await.status(), 200);
+    let overflow = json!({ "type": "move", "ids": [id], "dx": 1.0e308, "dy": 0 });
+    assert_error(app.command("alice", "whiteboard", "sketch", overflow).await, 422, "invalid_geometry").await;
+    let snapshot: Value = app.snapshot("alice", "whiteboard", "sketch").await;
+    assert_eq!(snapshot["items"][0]["x"], json!(1.0e308), "the element did not move");
+}
+
+#[actix_web::test]
+async fn unstorable_input_is_refused_at_the_edge_on_postgres() {
+    unstorable_input_is_refused_at_the_edge(&spawn_app().await).await;
+}
+
+#[actix_web::test]
+async fn unstorable_input_is_refused_at_the_edge_on_spacetimedb() {
+    let app = spawn_app_on_spacetimedb().await;
+    unstorable_input_is_refused_at_the_edge(&app).await;
+    app.wait_for_count("SELECT count(*) FROM whiteboard_elements", 1).await;
+    app.wait_for_count("SELECT count(*) FROM outbox_dead_letters", 0).await;
 }

@@ -221,7 +221,12 @@ async fn a_spacetimedb_restart_rewarms_keeps_pending_writes_and_live_clients_rec
     for domain in DOMAINS {
         stdb.publish("restart", domain, false).await;
     }
-    let app = spawn_app_in(postgres.url("postgres"), |s| use_spacetimedb(s, &stdb.url(), &stdb.token, "restart")).await;
+    let app = spawn_app_in(postgres.url("postgres"), |s| {
+        use_spacetimedb(s, &stdb.url(), &stdb.token, "restart");
+        // Long enough for the warm-up retried after PostgreSQL is back.
+        s.framework["write_warm_wait_ms"] = json!(15_000);
+    })
+    .await;
     app.wait_for_cache().await;
     app.create_scope("chat", "general").await;
     let mut bob = app.live("bob", "chat", "general").await;
@@ -252,11 +257,12 @@ async fn a_spacetimedb_restart_rewarms_keeps_pending_writes_and_live_clients_rec
             break;
         }
     }
+    // The restarted cache may have lost its last writes, and the scope cannot be
+    // warmed again while PostgreSQL is down: it takes writes once it can.
+    postgres.start_again();
     let after = send(&app, "alice", "general", "after restart").await;
     assert_eq!(bob.next_event().await["message"]["id"], json!(after));
     assert_eq!(app.snapshot("carol", "chat", "general").await["items"].as_array().unwrap().len(), 6);
-
-    postgres.start_again();
     app.wait_for_count("SELECT count(*) FROM chat_messages", 6).await;
     app.wait_for_count("SELECT count(*) FROM chat_messages WHERE text LIKE 'pending %'", 2).await;
 }
@@ -313,4 +319,66 @@ async fn a_write_postgres_refuses_is_dead_lettered_and_the_rest_keeps_flowing() 
     assert!(metrics.contains("boardsync_outbox_dead_letters_total{domain=\"chat\"} 1"), "{metrics}");
     // The writes behind it were not held up, and the cache still serves all three.
     assert_eq!(app.snapshot("bob", "chat", "general").await["items"].as_array().unwrap().len(), 3);
+}
+
+#[actix_web::test]
+async fn a_write_postgres_cannot_take_yet_stalls_and_is_never_set_aside() {
+    let app = spawn_app_on_spacetimedb().await;
+    app.create_scope("chat", "general").await;
+    send(&app, "alice", "general", "before the deploy").await;
+    app.wait_for_count("SELECT count(*) FROM chat_messages", 1).await;
+    // A rolling deploy renamed a column the outbox writes (SQLSTATE 42703): a retry
+    // fixes that once the deploy is through, so nothing may be dead-lettered.
+    sqlx::query("ALTER TABLE chat_messages RENAME COLUMN edited_at TO edited_at_next")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    send(&app, "alice", "general", "held back").await;
+
+    let failing = "boardsync_outbox_failures_total{domain=\"chat\"}";
+    let mut metrics = String::new();
+    for _ in 0..200 {
+        metrics = app.get("/metrics").await.text().await.unwrap();
+        if metrics.lines().any(|line| line.starts_with(failing) && !line.ends_with(" 0")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(metrics.lines().any(|line| line.starts_with(failing) && !line.ends_with(" 0")), "{metrics}");
+    app.wait_for_count("SELECT count(*) FROM outbox_dead_letters", 0).await;
+
+    sqlx::query("ALTER TABLE chat_messages RENAME COLUMN edited_at_next TO edited_at")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.wait_for_count("SELECT count(*) FROM chat_messages WHERE text = 'held back'", 1).await;
+    app.wait_for_count("SELECT count(*) FROM outbox_dead_letters", 0).await;
+}
+
+#[actix_web::test]
+async fn a_scope_that_is_not_warm_in_this_cache_generation_takes_no_writes() {
+    let app = spawn_app_on_spacetimedb_with(|settings| {
+        settings.framework["write_warm_wait_ms"] = json!(1000);
+    })
+    .await;
+    // The scope's warm-up fails (PostgreSQL cannot be read), so the cache may lack
+    // what PostgreSQL has: a write now could carry a version PostgreSQL already has.
+    sqlx::query("ALTER TABLE chat_messages RENAME TO chat_messages_away").execute(&app.pool).await.unwrap();
+    app.create_scope("chat", "general").await;
+    let refused =
+        app.command("alice", "chat", "general", json!({ "type": "send", "id": Uuid::new_v4(), "text": "early" })).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "scope_warming");
+
+    sqlx::query("ALTER TABLE chat_messages_away RENAME TO chat_messages").execute(&app.pool).await.unwrap();
+    let rewarm = app
+        .http
+        .post(format!("{}/api/admin/warmup/chat/general", app.address))
+        .bearer_auth(app.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert!(rewarm.status().is_success(), "{}", rewarm.text().await.unwrap());
+    send(&app, "alice", "general", "once warm").await;
+    app.wait_for_count("SELECT count(*) FROM chat_messages", 1).await;
 }

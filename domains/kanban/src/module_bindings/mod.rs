@@ -56,6 +56,7 @@ pub use warm_reducer::{set_flags_for_warm, warm, WarmCallbackId};
 pub enum Reducer {
     AckOutbox {
         request_id: String,
+        epoch: u64,
         seqs: Vec<u64>,
     },
     Apply {

@@ -170,6 +170,55 @@ pub async fn retries_are_idempotent_and_reused_ids_conflict(conn: Conn) {
     assert_refused(reused, ErrorKind::Conflict, "id_conflict");
 }
 
+/// Columns and cards share one id space, across boards: an id in use anywhere is a
+/// conflict, and the other board's item is neither changed nor shown.
+pub async fn an_id_in_use_by_another_item_or_board_is_a_conflict(conn: Conn) {
+    let todo = column(&conn, "todo", None, None).await;
+    let task = card(&conn, todo, "task", None).await.unwrap();
+    let card_on_column = KanbanCommand::CreateCard {
+        id: todo,
+        column: todo,
+        title: "todo".into(),
+        description: String::new(),
+        assignees: vec![],
+        labels: vec![],
+        after: None,
+    };
+    assert_refused(run(&conn, card_on_column).await, ErrorKind::Conflict, "id_conflict");
+    let column_on_card = KanbanCommand::CreateColumn { id: task, name: "task".into(), wip_limit: None, after: None };
+    assert_refused(run(&conn, column_on_card).await, ErrorKind::Conflict, "id_conflict");
+
+    let elsewhere = ScopeKey::parse("elsewhere").unwrap();
+    let mut watching = conn.subscribe(&elsewhere).await.unwrap();
+    let mine = Uuid::new_v4();
+    let other_column = KanbanCommand::CreateColumn { id: mine, name: "mine".into(), wip_limit: None, after: None };
+    conn.apply(&elsewhere, &UserId("mallory".into()), other_column, Durability::Cache).await.unwrap();
+    let takeover = KanbanCommand::CreateCard {
+        id: task,
+        column: mine,
+        title: "task".into(),
+        description: String::new(),
+        assignees: vec!["bob".into()],
+        labels: vec![],
+        after: None,
+    };
+    let refused = conn.apply(&elsewhere, &UserId("mallory".into()), takeover, Durability::Cache).await;
+    assert_refused(refused, ErrorKind::Conflict, "id_conflict");
+    let seen = tokio::time::timeout(Duration::from_millis(300), async {
+        let mut seen = Vec::new();
+        while let Some(Delivery::Event(event)) = watching.next().await {
+            seen.push(event);
+        }
+        seen
+    })
+    .await
+    .unwrap_or_default();
+    assert!(
+        seen.iter().all(|event| !matches!(event, KanbanEvent::CardChanged { card } if card.id == task)),
+        "{seen:?}"
+    );
+}
+
 pub async fn concurrent_moves_converge_to_one_order(conn: Conn) {
     let todo = column(&conn, "todo", None, None).await;
     let done = column(&conn, "done", None, None).await;
@@ -218,6 +267,7 @@ macro_rules! kanban_contract {
             a_full_column_refuses_cards_and_unknown_targets_are_404,
             deleting_a_column_with_cards_needs_force,
             retries_are_idempotent_and_reused_ids_conflict,
+            an_id_in_use_by_another_item_or_board_is_a_conflict,
             concurrent_moves_converge_to_one_order,
             subscribers_see_their_boards_events,
         );

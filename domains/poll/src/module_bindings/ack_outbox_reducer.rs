@@ -10,6 +10,7 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 #[sats(crate = __lib)]
 pub(super) struct AckOutboxArgs {
     pub request_id: String,
+    pub epoch: u64,
     pub seqs: Vec<u64>,
 }
 
@@ -17,6 +18,7 @@ impl From<AckOutboxArgs> for super::Reducer {
     fn from(args: AckOutboxArgs) -> Self {
         Self::AckOutbox {
             request_id: args.request_id,
+            epoch: args.epoch,
             seqs: args.seqs,
         }
     }
@@ -38,7 +40,7 @@ pub trait ack_outbox {
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
     ///  and its status can be observed by listening for [`Self::on_ack_outbox`] callbacks.
-    fn ack_outbox(&self, request_id: String, seqs: Vec<u64>) -> __sdk::Result<()>;
+    fn ack_outbox(&self, request_id: String, epoch: u64, seqs: Vec<u64>) -> __sdk::Result<()>;
     /// Register a callback to run whenever we are notified of an invocation of the reducer `ack_outbox`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
@@ -48,7 +50,7 @@ pub trait ack_outbox {
     /// to cancel the callback.
     fn on_ack_outbox(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &String, &Vec<u64>) + Send + 'static,
+        callback: impl FnMut(&super::ReducerEventContext, &String, &u64, &Vec<u64>) + Send + 'static,
     ) -> AckOutboxCallbackId;
     /// Cancel a callback previously registered by [`Self::on_ack_outbox`],
     /// causing it not to run in the future.
@@ -56,13 +58,19 @@ pub trait ack_outbox {
 }
 
 impl ack_outbox for super::RemoteReducers {
-    fn ack_outbox(&self, request_id: String, seqs: Vec<u64>) -> __sdk::Result<()> {
-        self.imp
-            .call_reducer("ack_outbox", AckOutboxArgs { request_id, seqs })
+    fn ack_outbox(&self, request_id: String, epoch: u64, seqs: Vec<u64>) -> __sdk::Result<()> {
+        self.imp.call_reducer(
+            "ack_outbox",
+            AckOutboxArgs {
+                request_id,
+                epoch,
+                seqs,
+            },
+        )
     }
     fn on_ack_outbox(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &String, &Vec<u64>) + Send + 'static,
+        mut callback: impl FnMut(&super::ReducerEventContext, &String, &u64, &Vec<u64>) + Send + 'static,
     ) -> AckOutboxCallbackId {
         AckOutboxCallbackId(self.imp.on_reducer(
             "ack_outbox",
@@ -70,7 +78,12 @@ impl ack_outbox for super::RemoteReducers {
                 let super::ReducerEventContext {
                     event:
                         __sdk::ReducerEvent {
-                            reducer: super::Reducer::AckOutbox { request_id, seqs },
+                            reducer:
+                                super::Reducer::AckOutbox {
+                                    request_id,
+                                    epoch,
+                                    seqs,
+                                },
                             ..
                         },
                     ..
@@ -78,7 +91,7 @@ impl ack_outbox for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, seqs)
+                callback(ctx, request_id, epoch, seqs)
             }),
         ))
     }

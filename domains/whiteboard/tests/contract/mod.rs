@@ -135,6 +135,17 @@ pub async fn retries_are_idempotent_and_reused_ids_conflict(conn: Conn) {
     assert_refused(run(&conn, add(id, "ellipse")).await, ErrorKind::Conflict, "id_conflict");
 }
 
+/// An element id of another board is a conflict: the element is neither answered nor
+/// shown in this board.
+pub async fn an_element_id_of_another_board_is_a_conflict(conn: Conn) {
+    let theirs = element(&conn, "rect").await;
+    let elsewhere = ScopeKey::parse("elsewhere").unwrap();
+    let refused = conn.apply(&elsewhere, &UserId("mallory".into()), add(theirs, "rect"), Durability::Cache).await;
+    assert_refused(refused, ErrorKind::Conflict, "id_conflict");
+    let listed = conn.snapshot(&elsewhere, Page { limit: 50, before: None }).await.unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+}
+
 pub async fn concurrent_updates_to_one_element_end_with_the_last_writer(conn: Conn) {
     let a = element(&conn, "rect").await;
     let updates = (0..10).map(|i| run(&conn, update_x(a, i as f64)));
@@ -173,6 +184,7 @@ macro_rules! whiteboard_contract {
             updates_and_moves_write_new_versions_all_or_nothing,
             deleted_elements_are_gone_and_unknown_ones_are_404,
             retries_are_idempotent_and_reused_ids_conflict,
+            an_element_id_of_another_board_is_a_conflict,
             concurrent_updates_to_one_element_end_with_the_last_writer,
             subscribers_see_every_change,
         );
