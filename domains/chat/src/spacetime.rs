@@ -6,11 +6,10 @@
 use async_trait::async_trait;
 use boardsync_core::cache_adapter::{CacheBinding, Placement};
 use boardsync_core::pg_adapter::Applied;
+use boardsync_core::spacetime::{time, timestamp};
 use boardsync_core::warmup::WarmupSettings;
 use boardsync_core::{DomainError, ScopeKey, UserId};
-use chrono::{DateTime, Utc};
-use spacetimedb_sdk::Timestamp;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{Chat, ChatCommand, ChatEvent, Message, Reaction};
@@ -18,14 +17,6 @@ use crate::module_bindings as stdb;
 use crate::postgres::{load_messages, persist_states};
 
 boardsync_core::spacetime_module!(crate::module_bindings, row: Message, tables: [message]);
-
-fn time(timestamp: Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(timestamp.to_micros_since_unix_epoch())
-}
-
-fn timestamp(time: DateTime<Utc>) -> Timestamp {
-    Timestamp::from_micros_since_unix_epoch(time.timestamp_micros())
-}
 
 #[async_trait]
 impl CacheBinding for Chat {
@@ -92,12 +83,11 @@ impl CacheBinding for Chat {
     }
 
     async fn load_window(
-        pool: &PgPool,
+        db: &mut PgConnection,
         channel: &ScopeKey,
         window: &WarmupSettings,
     ) -> Result<Vec<Message>, DomainError> {
-        let mut db = pool.acquire().await.map_err(DomainError::from_sqlx)?;
-        load_messages(&mut db, channel, window.limit(), None, window.since()).await
+        load_messages(db, channel, window.limit(), None, window.since()).await
     }
 
     async fn persist(tx: &mut PgConnection, messages: Vec<Message>) -> Result<usize, DomainError> {

@@ -134,7 +134,7 @@ pub trait CacheBinding: Domain {
 
     /// Reads `scope`'s warm-up window from PostgreSQL.
     async fn load_window(
-        pool: &PgPool,
+        db: &mut PgConnection,
         scope: &ScopeKey,
         window: &WarmupSettings,
     ) -> Result<Vec<Self::Item>, DomainError>;
@@ -508,7 +508,8 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         scope: &ScopeKey,
         window: &WarmupSettings,
     ) -> Result<Vec<D::Item>, DomainError> {
-        D::load_window(pool, scope, window).await
+        let mut db = pool.acquire().await.map_err(DomainError::from_sqlx)?;
+        D::load_window(&mut db, scope, window).await
     }
 
     async fn warm(&self, _scope: &ScopeKey, batch: Vec<D::Item>) -> Result<(), DomainError> {

@@ -17,6 +17,16 @@ use crate::cache::CacheSignal;
 use crate::factory::SpacetimeTarget;
 use crate::DomainError;
 
+/// A SpacetimeDB timestamp as the domains' time (`None` past chrono's range).
+pub fn time(timestamp: spacetimedb_sdk::Timestamp) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp_micros(timestamp.to_micros_since_unix_epoch())
+}
+
+/// A domain's time as a SpacetimeDB timestamp.
+pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> spacetimedb_sdk::Timestamp {
+    spacetimedb_sdk::Timestamp::from_micros_since_unix_epoch(time.timestamp_micros())
+}
+
 /// Reducer calls in flight, by the request id passed as the reducer's first argument.
 pub struct PendingCalls<T> {
     calls: DashMap<String, oneshot::Sender<Result<T, DomainError>>>,

@@ -6,11 +6,10 @@
 use async_trait::async_trait;
 use boardsync_core::cache_adapter::{CacheBinding, CachedScope, Placement};
 use boardsync_core::pg_adapter::Applied;
+use boardsync_core::spacetime::{time, timestamp};
 use boardsync_core::warmup::WarmupSettings;
 use boardsync_core::{DomainError, Page, ScopeKey, UserId};
-use chrono::{DateTime, Utc};
-use spacetimedb_sdk::Timestamp;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{board_items, page, BoardItem, Card, Column, Kanban, KanbanCommand};
@@ -29,14 +28,6 @@ impl From<stdb::BoardCard> for stdb::BoardRow {
     fn from(card: stdb::BoardCard) -> Self {
         Self::Card(card)
     }
-}
-
-fn time(timestamp: Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(timestamp.to_micros_since_unix_epoch())
-}
-
-fn timestamp(time: DateTime<Utc>) -> Timestamp {
-    Timestamp::from_micros_since_unix_epoch(time.timestamp_micros())
 }
 
 #[async_trait]
@@ -134,12 +125,11 @@ impl CacheBinding for Kanban {
     /// A board is warmed whole, deleted items included (so a cached item deleted in
     /// PostgreSQL meanwhile is updated too); `max_age_secs` still applies.
     async fn load_window(
-        pool: &PgPool,
+        db: &mut PgConnection,
         board: &ScopeKey,
         window: &WarmupSettings,
     ) -> Result<Vec<BoardItem>, DomainError> {
-        let mut db = pool.acquire().await.map_err(DomainError::from_sqlx)?;
-        let (columns, cards) = load_board(&mut db, board, window.since()).await?;
+        let (columns, cards) = load_board(db, board, window.since()).await?;
         Ok(columns.into_iter().map(BoardItem::Column).chain(cards.into_iter().map(BoardItem::Card)).collect())
     }
 

@@ -5,11 +5,10 @@
 use async_trait::async_trait;
 use boardsync_core::cache_adapter::{CacheBinding, Placement};
 use boardsync_core::pg_adapter::Applied;
+use boardsync_core::spacetime::{time, timestamp};
 use boardsync_core::warmup::WarmupSettings;
 use boardsync_core::{DomainError, ScopeKey, UserId};
-use chrono::DateTime;
-use spacetimedb_sdk::Timestamp;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{Poll, PollCommand, PollEvent, PollOption};
@@ -30,7 +29,7 @@ impl CacheBinding for Poll {
             poll: row.poll.clone(),
             label: row.label.clone(),
             author: row.author.clone(),
-            created_at: DateTime::from_timestamp_micros(row.created_at.to_micros_since_unix_epoch())?,
+            created_at: time(row.created_at)?,
             removed: row.removed,
             voters: row.voters.clone(),
             version: row.version,
@@ -43,7 +42,7 @@ impl CacheBinding for Poll {
             poll: option.poll.clone(),
             label: option.label.clone(),
             author: option.author.clone(),
-            created_at: Timestamp::from_micros_since_unix_epoch(option.created_at.timestamp_micros()),
+            created_at: timestamp(option.created_at),
             removed: option.removed,
             voters: option.voters.clone(),
             version: option.version,
@@ -68,12 +67,11 @@ impl CacheBinding for Poll {
     }
 
     async fn load_window(
-        pool: &PgPool,
+        db: &mut PgConnection,
         poll: &ScopeKey,
         window: &WarmupSettings,
     ) -> Result<Vec<PollOption>, DomainError> {
-        let mut db = pool.acquire().await.map_err(DomainError::from_sqlx)?;
-        load_options(&mut db, poll, window.limit(), None, window.since()).await
+        load_options(db, poll, window.limit(), None, window.since()).await
     }
 
     async fn persist(tx: &mut PgConnection, options: Vec<PollOption>) -> Result<usize, DomainError> {

@@ -6,11 +6,10 @@
 use async_trait::async_trait;
 use boardsync_core::cache_adapter::{CacheBinding, CachedScope, Placement};
 use boardsync_core::pg_adapter::Applied;
+use boardsync_core::spacetime::{time, timestamp};
 use boardsync_core::warmup::WarmupSettings;
 use boardsync_core::{DomainError, Page, ScopeKey, UserId};
-use chrono::DateTime;
-use spacetimedb_sdk::Timestamp;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{layered, page, Element, Whiteboard, WhiteboardCommand, WhiteboardEvent};
@@ -39,7 +38,7 @@ impl CacheBinding for Whiteboard {
             points: row.points.clone(),
             z: row.z.clone(),
             deleted: row.deleted,
-            created_at: DateTime::from_timestamp_micros(row.created_at.to_micros_since_unix_epoch())?,
+            created_at: time(row.created_at)?,
             version: row.version,
         })
     }
@@ -58,7 +57,7 @@ impl CacheBinding for Whiteboard {
             points: e.points.clone(),
             z: e.z.clone(),
             deleted: e.deleted,
-            created_at: Timestamp::from_micros_since_unix_epoch(e.created_at.timestamp_micros()),
+            created_at: timestamp(e.created_at),
             version: e.version,
         }
     }
@@ -82,12 +81,11 @@ impl CacheBinding for Whiteboard {
     /// A board is warmed whole, deleted elements included (so a cached element deleted
     /// in PostgreSQL meanwhile is updated too); `max_age_secs` still applies.
     async fn load_window(
-        pool: &PgPool,
+        db: &mut PgConnection,
         board: &ScopeKey,
         window: &WarmupSettings,
     ) -> Result<Vec<Element>, DomainError> {
-        let mut db = pool.acquire().await.map_err(DomainError::from_sqlx)?;
-        load_board(&mut db, board, window.since()).await
+        load_board(db, board, window.since()).await
     }
 
     async fn persist(tx: &mut PgConnection, elements: Vec<Element>) -> Result<usize, DomainError> {
