@@ -167,7 +167,8 @@ fn require_owner(ctx: &ReducerContext) -> Result<(), String> {
     }
 }
 
-/// Whether `entity` has writes not yet in PostgreSQL.
+/// Whether `entity` has writes not yet in PostgreSQL (for modules that trim).
+#[allow(dead_code)]
 pub fn pending(ctx: &ReducerContext, entity: &str) -> bool {
     ctx.db.sync_outbox().entity().filter(entity).next().is_some()
 }
@@ -217,18 +218,17 @@ pub fn apply(
     <crate::Module as Rules>::apply(&write, &settings, command)
 }
 
-/// Loads rows from PostgreSQL into the cache. An entity with an entry still pending in
-/// the outbox is newer in the cache than in PostgreSQL, and so is one whose cached
-/// version is higher (its entry was acked after warm-up read PostgreSQL): both are
-/// left alone, so warm-up never reverts an edit, resurrects a delete or drops a vote.
+/// Loads rows from PostgreSQL into the cache, except over a higher cached version: a
+/// write still on its way to PostgreSQL (or acked after warm-up read it) is newer in
+/// the cache, so warm-up never reverts an edit, resurrects a delete or drops a vote.
+/// Versions alone decide, not pending outbox entries: after a cache crash lost a
+/// tail of writes that the backend then put into PostgreSQL itself, an older pending
+/// entry must not keep PostgreSQL's newer state out of the cache.
 #[reducer]
 pub fn warm(ctx: &ReducerContext, request_id: String, rows: Vec<Row>) -> Result<(), String> {
     let _ = request_id;
     require_owner(ctx)?;
     for row in rows {
-        if pending(ctx, <crate::Module as Rules>::entity(&row)) {
-            continue;
-        }
         match <crate::Module as Rules>::cached_version(ctx, &row) {
             Some(cached) if cached > <crate::Module as Rules>::version(&row) => {}
             _ => <crate::Module as Rules>::store(ctx, row),

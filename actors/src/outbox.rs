@@ -70,7 +70,9 @@ pub async fn commit_batch<D: Domain>(
     };
 
     // Everything but the dead letters is in PostgreSQL now, including what was skipped.
-    let persisted: Vec<Pending<D>> = entries.iter().filter(|e| !dead.contains(&e.seq)).cloned().collect();
+    let (set_aside, persisted): (Vec<Pending<D>>, Vec<Pending<D>>) =
+        entries.iter().cloned().partition(|e| dead.contains(&e.seq));
+    cache.set_aside(&set_aside);
     let now = Utc::now().timestamp_micros();
     let lag = metrics.outbox_lag.with_label_values(&[D::NAME]);
     for entry in &persisted {

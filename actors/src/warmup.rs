@@ -351,6 +351,10 @@ async fn warm_scope<D: Domain>(scope: &ScopeKey, context: &WarmupContext<D>) -> 
         status.error = None;
     });
     let reading = Instant::now();
+    let restored = context.cache.restore(&context.pool, scope).await?;
+    if restored > 0 {
+        tracing::info!(domain = D::NAME, scope = %scope, restored, "wrote acknowledged writes into PostgreSQL before warm-up");
+    }
     let items = context.cache.load_window(&context.pool, scope, &settings).await?;
     let total = items.len() as u64;
     let load_ms = reading.elapsed().as_millis() as u64;

@@ -140,6 +140,11 @@ impl PrivateSpacetime {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The server's data folder (its commit logs are under `replicas/*/clog`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
     /// Starts the server again on the same port and data folder, and waits until it answers.
     pub async fn start_again(&self) {
         let bin = PathBuf::from(crate::required_env("BOARDSYNC_SPACETIMEDB_BIN")).join("spacetimedb-standalone");

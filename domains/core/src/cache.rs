@@ -102,6 +102,16 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
 
     /// Tells writers waiting for durability that these entries are in PostgreSQL.
     fn persisted(&self, entries: &[Pending<D>]);
+
+    /// These entries were set aside as dead letters: stop keeping them for
+    /// [`Cache::restore`] (PostgreSQL refuses them for good).
+    fn set_aside(&self, entries: &[Pending<D>]);
+
+    /// Writes into PostgreSQL, in one transaction, the states of `scope` that this
+    /// backend saw committed in the cache and not yet in PostgreSQL; returns how many.
+    /// Warm-up calls it first: a cache crash (a power loss) can lose the last writes
+    /// it acknowledged, and this puts them where the warm-up then reads them from.
+    async fn restore(&self, pool: &PgPool, scope: &ScopeKey) -> Result<usize, DomainError>;
 }
 
 #[cfg(test)]

@@ -148,6 +148,12 @@ pub trait CacheBinding: Domain {
 type Outcome<D> =
     Box<dyn FnOnce(Vec<<D as Domain>::Item>) -> Result<Applied<<D as Domain>::Event>, DomainError> + Send>;
 
+/// Writes kept until PostgreSQL has them, in commit order.
+struct Retained<D: Domain> {
+    next: u64,
+    writes: HashMap<(u64, String), (u64, ScopeKey, D::Item)>,
+}
+
 /// A client command waiting for its outcome.
 struct ClientCall<D: Domain> {
     scope: ScopeKey,
@@ -177,6 +183,10 @@ struct Shared<D: CacheBinding> {
     configuring: Mutex<Option<Option<u64>>>,
     /// Unacknowledged outbox sequence numbers, so `pending` reads only what it returns.
     outbox: Mutex<BTreeSet<u64>>,
+    /// Every write this backend saw the cache commit, until PostgreSQL has it, by
+    /// (outbox sequence, request id): SpacetimeDB answers before its fsync, so a
+    /// power loss can take the cache's copy ([`Cache::restore`]).
+    retained: Mutex<Retained<D>>,
 }
 
 /// The SpacetimeDB adapter of domain `D`. Connects in the background: until it is
@@ -203,6 +213,7 @@ impl<D: CacheBinding> CacheAdapter<D> {
             orphaned: Mutex::new(BTreeSet::new()),
             configuring: Mutex::new(None),
             outbox: Mutex::new(BTreeSet::new()),
+            retained: Mutex::new(Retained { next: 0, writes: HashMap::new() }),
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session_shared.clone().session());
@@ -325,6 +336,15 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
 
     fn recorded(&self, seq: u64, request_id: &str, row: &RowOf<D>) {
         self.outbox.lock().expect("outbox lock").insert(seq);
+        // A write of this session (the initial rows of a subscription are older).
+        if self.link.epoch().is_some() {
+            if let (Ok(scope), Some(item)) = (ScopeKey::parse(&D::placement(row).scope), D::item(row)) {
+                let mut retained = self.retained.lock().expect("retained lock");
+                let order = retained.next;
+                retained.next += 1;
+                retained.writes.insert((seq, request_id.to_string()), (order, scope, item));
+            }
+        }
         match self.calls.lock().expect("calls lock").get_mut(request_id) {
             Some(call) => match D::item(row) {
                 Some(item) => call.written.push((seq, item)),
@@ -575,9 +595,44 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
     }
 
     fn persisted(&self, entries: &[Pending<D>]) {
+        let mut retained = self.shared.retained.lock().expect("retained lock");
         for entry in entries {
+            retained.writes.remove(&(entry.seq, entry.request_id.clone()));
             self.shared.durable().persisted(&entry.request_id, entry.seq);
         }
+    }
+
+    fn set_aside(&self, entries: &[Pending<D>]) {
+        let mut retained = self.shared.retained.lock().expect("retained lock");
+        for entry in entries {
+            retained.writes.remove(&(entry.seq, entry.request_id.clone()));
+        }
+    }
+
+    async fn restore(&self, pool: &PgPool, scope: &ScopeKey) -> Result<usize, DomainError> {
+        let mut writes: Vec<((u64, String), u64, D::Item)> = {
+            let retained = self.shared.retained.lock().expect("retained lock");
+            let of_scope = retained.writes.iter().filter(|(_, (_, s, _))| s == scope);
+            of_scope.map(|(key, (order, _, item))| (key.clone(), *order, item.clone())).collect()
+        };
+        if writes.is_empty() {
+            return Ok(0);
+        }
+        writes.sort_by_key(|(_, order, _)| *order);
+        // Full states: each entity's last one is enough (versions guard the rest).
+        let mut latest: HashMap<String, D::Item> = HashMap::new();
+        for (_, _, item) in &writes {
+            latest.insert(D::cursor(item), item.clone());
+        }
+        let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
+        let written = D::persist(&mut tx, latest.into_values().collect()).await?;
+        tx.commit().await.map_err(DomainError::from_sqlx)?;
+        let mut retained = self.shared.retained.lock().expect("retained lock");
+        for ((seq, request_id), _, _) in writes {
+            retained.writes.remove(&(seq, request_id.clone()));
+            self.shared.durable().persisted(&request_id, seq);
+        }
+        Ok(written)
     }
 }
 

@@ -3,6 +3,7 @@
 mod admin;
 mod chat;
 mod errors;
+mod faults;
 mod health;
 mod helpers;
 mod kanban;

@@ -1,0 +1,255 @@
+//! The fault suite: real processes crashed under a real load, then every write that
+//! was answered 200 is looked for in PostgreSQL.
+//!
+//! Writers send chat messages over HTTP, half of them `durable`, while each fault is
+//! applied in turn: `kill -9` of SpacetimeDB and a restart on the same data; a
+//! simulated power loss of SpacetimeDB (`kill -9`, then the commit logs cut back to
+//! their size a fsync interval earlier, then a restart); PostgreSQL stopped for a
+//! while; and the power loss while PostgreSQL is down, when the cache holds the only
+//! copy of the newest writes. The short form (one round of each) runs in `scripts/test`;
+//! `BOARDSYNC_FAULT_ROUNDS` (set by `scripts/chaos`) runs more. Timings are printed,
+//! never asserted.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use boardsync_testkit::private::{PrivatePostgres, PrivateSpacetime};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{spawn_app_in, use_spacetimedb, TestApp, DOMAINS};
+
+/// SpacetimeDB 1.2 fsyncs its commit log every 500 ms and answers before: a power
+/// loss takes what was written since the last fsync. Cut what the last 400 ms wrote.
+const UNSYNCED: Duration = Duration::from_millis(400);
+const WRITERS: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Fault {
+    KillSpacetimedb,
+    PowerLossSpacetimedb,
+    StopPostgres,
+    /// The hardest case: PostgreSQL is down, so the cache holds the only copy of the
+    /// latest writes, when the cache loses power.
+    PowerLossWhilePostgresDown,
+}
+
+const FAULTS: [Fault; 4] =
+    [Fault::KillSpacetimedb, Fault::PowerLossSpacetimedb, Fault::StopPostgres, Fault::PowerLossWhilePostgresDown];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Mode {
+    Cache,
+    Durable,
+}
+
+/// A write answered 200: which one, and during which fault's round.
+struct Acked {
+    id: Uuid,
+    text: String,
+    mode: Mode,
+    fault: Fault,
+}
+
+struct Load {
+    acked: Mutex<Vec<Acked>>,
+    fault: Mutex<Fault>,
+    stop: AtomicBool,
+}
+
+async fn write(app: &TestApp, load: &Load, writer: usize) {
+    let mut i = 0u64;
+    while !load.stop.load(Ordering::Relaxed) {
+        i += 1;
+        // Writers keep to one durability, so a durable writer waiting for PostgreSQL
+        // does not hold back the cache writes.
+        let (id, mode) = (Uuid::new_v4(), if writer % 2 == 0 { Mode::Cache } else { Mode::Durable });
+        let text = format!("w{writer} #{i}");
+        let mut command = json!({ "type": "send", "id": id, "text": text });
+        if mode == Mode::Durable {
+            command["durability"] = json!("durable");
+        }
+        let fault = *load.fault.lock().unwrap();
+        let answered =
+            tokio::time::timeout(Duration::from_secs(20), app.command("alice", "chat", "faults", command)).await;
+        match answered {
+            Ok(response) if response.status() == 200 => {
+                load.acked.lock().unwrap().push(Acked { id, text, mode, fault });
+            }
+            // Refused or unanswered: not acknowledged, so not promised.
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// The commit-log segments of every database on the server, with their sizes.
+fn segments(data: &Path) -> HashMap<PathBuf, u64> {
+    let mut found = HashMap::new();
+    let Ok(replicas) = std::fs::read_dir(data.join("replicas")) else { return found };
+    for replica in replicas.flatten() {
+        let Ok(logs) = std::fs::read_dir(replica.path().join("clog")) else { continue };
+        for log in logs.flatten() {
+            let path = log.path();
+            if path.to_string_lossy().ends_with(".stdb.log") {
+                if let Ok(meta) = log.metadata() {
+                    found.insert(path, meta.len());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// `kill -9`, then every commit log cut back to its size `UNSYNCED` ago: what a power
+/// loss leaves of writes SpacetimeDB had answered but not yet fsynced.
+async fn power_loss(stdb: &PrivateSpacetime) -> u64 {
+    let data = stdb.data_dir();
+    let mut history: Vec<(Instant, HashMap<PathBuf, u64>)> = Vec::new();
+    let sampling = Instant::now();
+    while sampling.elapsed() < UNSYNCED + Duration::from_millis(200) {
+        history.push((Instant::now(), segments(&data)));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stdb.kill();
+    let cut_at = Instant::now() - UNSYNCED;
+    let before = history.iter().rev().find(|(at, _)| *at <= cut_at).map(|(_, sizes)| sizes.clone()).unwrap_or_default();
+    let mut cut = 0;
+    for (path, now) in segments(&data) {
+        let then = before.get(&path).copied().unwrap_or(0);
+        if now > then {
+            let file = std::fs::OpenOptions::new().write(true).open(&path).expect("open a commit log");
+            file.set_len(then).expect("cut the commit log");
+            cut += now - then;
+        }
+    }
+    cut
+}
+
+/// Waits until a write goes through again; returns how long that took.
+async fn recovered(app: &TestApp) -> Duration {
+    let started = Instant::now();
+    for _ in 0..600 {
+        let probe = json!({ "type": "send", "id": Uuid::new_v4(), "text": "probe" });
+        if app.command("alice", "chat", "faults", probe).await.status() == 200 {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no write went through within 30 s of the fault");
+}
+
+#[actix_web::test]
+async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages() {
+    let rounds: usize = std::env::var("BOARDSYNC_FAULT_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
+    let postgres = PrivatePostgres::start();
+    let stdb = PrivateSpacetime::start().await;
+    for domain in DOMAINS {
+        stdb.publish("faults", domain, false).await;
+    }
+    let app = Arc::new(
+        spawn_app_in(postgres.url("postgres"), |s| {
+            use_spacetimedb(s, &stdb.url(), &stdb.token, "faults");
+            s.framework["write_warm_wait_ms"] = json!(15_000);
+        })
+        .await,
+    );
+    app.wait_for_cache().await;
+    app.create_scope("chat", "faults").await;
+    let load = Arc::new(Load {
+        acked: Mutex::new(Vec::new()),
+        fault: Mutex::new(Fault::KillSpacetimedb),
+        stop: AtomicBool::new(false),
+    });
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let (app, load) = (app.clone(), load.clone());
+            tokio::spawn(async move { write(&app, &load, writer).await })
+        })
+        .collect();
+
+    let mut recovery: HashMap<Fault, Vec<Duration>> = HashMap::new();
+    for _ in 0..rounds {
+        for fault in FAULTS {
+            *load.fault.lock().unwrap() = fault;
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            match fault {
+                Fault::KillSpacetimedb => {
+                    stdb.kill();
+                    stdb.start_again().await;
+                }
+                Fault::PowerLossSpacetimedb => {
+                    let cut = power_loss(&stdb).await;
+                    eprintln!("power loss: cut {cut} bytes of commit log");
+                    stdb.start_again().await;
+                }
+                Fault::StopPostgres => {
+                    postgres.stop();
+                    tokio::time::sleep(Duration::from_secs(if rounds > 1 { 10 } else { 3 })).await;
+                    postgres.start_again();
+                }
+                Fault::PowerLossWhilePostgresDown => {
+                    postgres.stop();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let cut = power_loss(&stdb).await;
+                    eprintln!("power loss with PostgreSQL down: cut {cut} bytes of commit log");
+                    stdb.start_again().await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    postgres.start_again();
+                }
+            }
+            recovery.entry(fault).or_default().push(recovered(&app).await);
+        }
+    }
+    load.stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+
+    // Everything acknowledged must reach PostgreSQL, once, with its text.
+    let acked = std::mem::take(&mut *load.acked.lock().unwrap());
+    let ids: Vec<Uuid> = acked.iter().map(|a| a.id).collect();
+    let mut stored: HashMap<Uuid, String> = HashMap::new();
+    for _ in 0..600 {
+        let rows: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, text FROM chat_messages WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap_or_default();
+        stored = rows.into_iter().collect();
+        if stored.len() == ids.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut report: HashMap<(Fault, Mode), (usize, usize)> = HashMap::new();
+    for write in &acked {
+        let counts = report.entry((write.fault, write.mode)).or_default();
+        counts.0 += 1;
+        if stored.get(&write.id) != Some(&write.text) {
+            counts.1 += 1;
+        }
+    }
+    eprintln!("fault suite, {rounds} round(s) of each fault, {WRITERS} writers:");
+    eprintln!("  {:<22} {:<8} {:>9} {:>6} {:>12}", "round of", "mode", "acked", "lost", "recovery ms");
+    let mut lost = 0;
+    for fault in FAULTS {
+        let times = &recovery[&fault];
+        let worst = times.iter().max().map_or(0, |t| t.as_millis());
+        for mode in [Mode::Cache, Mode::Durable] {
+            let (count, missing) = report.get(&(fault, mode)).copied().unwrap_or_default();
+            lost += missing;
+            eprintln!("  {:<22} {:<8} {count:>9} {missing:>6} {worst:>12}", format!("{fault:?}"), format!("{mode:?}"));
+        }
+    }
+    let duplicated: i64 =
+        sqlx::query_scalar("SELECT count(*) - count(DISTINCT text) FROM chat_messages WHERE text <> 'probe'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    eprintln!("  duplicated texts in PostgreSQL: {duplicated}");
+    assert_eq!(lost, 0, "acknowledged writes missing from PostgreSQL");
+    assert_eq!(duplicated, 0);
+}
