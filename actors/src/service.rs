@@ -54,6 +54,13 @@ pub trait DomainService: Send + Sync {
     fn scope_changed(&self, scope: &ScopeKey);
     /// On the SpacetimeDB adapter: whether the cache is connected now.
     fn cache_connected(&self) -> Option<bool>;
+
+    /// Shutting down: refuse new writes (503 `shutting_down`) from now on.
+    fn stop_writes(&self);
+
+    /// Drains the outbox into PostgreSQL until it is empty or `within` has passed;
+    /// returns how many entries are still pending (none on the PostgreSQL adapter).
+    async fn drain(&self, within: Duration) -> usize;
 }
 
 /// A running domain: its supervised [`AdapterActor`] and what the API checks first.
@@ -72,6 +79,10 @@ pub struct DomainHandle<D: Domain> {
     board: Arc<WarmupBoard>,
     /// How long a write waits for its scope's warm-up.
     warm_wait: Duration,
+    pool: sqlx::PgPool,
+    metrics: CacheMetrics,
+    outbox_batch_size: usize,
+    stopping: std::sync::atomic::AtomicBool,
     _domain: PhantomData<D>,
 }
 
@@ -155,6 +166,9 @@ impl<D: Domain> DomainService for DomainHandle<D> {
         };
         let command: D::Command = serde_json::from_value(command)
             .map_err(|e| DomainError::invalid("invalid_command", format!("not a valid {} command: {e}", D::NAME)))?;
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(DomainError::unavailable("shutting_down", "the server is shutting down; retry shortly"));
+        }
         self.existing_scope(scope).await?;
         D::validate(&command, &self.settings)?;
         self.warm_for_writes(scope).await?;
@@ -196,6 +210,31 @@ impl<D: Domain> DomainService for DomainHandle<D> {
 
     fn cache_connected(&self) -> Option<bool> {
         self.cache.as_ref().map(|cache| cache.epoch().is_some())
+    }
+
+    fn stop_writes(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    async fn drain(&self, within: Duration) -> usize {
+        let Some(cache) = &self.cache else { return 0 };
+        let deadline = tokio::time::Instant::now() + within;
+        while cache.pending_count() > 0 && tokio::time::Instant::now() < deadline {
+            let batch = crate::outbox::commit_batch(cache.as_ref(), &self.pool, self.outbox_batch_size, &self.metrics);
+            match batch.await {
+                Ok(Some(committed)) => {
+                    if let Err(error) = crate::outbox::acknowledge(cache.as_ref(), &committed).await {
+                        tracing::warn!(domain = D::NAME, %error, "cannot acknowledge a drained batch");
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(domain = D::NAME, %error, "cannot drain the outbox; retrying until the deadline");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        cache.pending_count()
     }
 }
 
@@ -250,6 +289,7 @@ impl Domains {
         let domain_settings = context.settings.domain.clone();
         let framework = context.settings.framework.clone();
         let pool = context.pool.clone();
+        let handle_pool = context.pool.clone();
         let adapter = connect::<D>(context, spacetimedb).await?;
         let kind = adapter.connection.kind();
         let arbiter = Arbiter::new().handle();
@@ -290,6 +330,10 @@ impl Domains {
             cache,
             board: self.runtime.board.clone(),
             warm_wait: Duration::from_millis(framework.write_warm_wait_ms),
+            pool: handle_pool,
+            metrics: self.runtime.metrics.clone(),
+            outbox_batch_size: framework.outbox_batch_size,
+            stopping: std::sync::atomic::AtomicBool::new(false),
             _domain: PhantomData,
         };
         self.by_name.insert(D::NAME, Arc::new(handle));

@@ -92,7 +92,12 @@ pub struct ApiSettings {
 pub struct ServerSettings {
     pub host: String,
     pub port: u16,
+    /// After SIGTERM/SIGINT: how long requests in flight get to finish. It must cover
+    /// a command's longest wait, `spacetimedb.reducer_timeout_ms` plus
+    /// `spacetimedb.durable_timeout_ms`.
     pub shutdown_timeout_secs: u64,
+    /// Then: how long each domain's outbox gets to drain into PostgreSQL.
+    pub drain_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +240,16 @@ impl Settings {
             return Err(SettingsError::Rejected {
                 key: "spacetimedb.token",
                 reason: "a SpacetimeDB URL is set, so the backend's identity token is needed too".into(),
+            });
+        }
+        let longest_command_ms = self.spacetimedb.reducer_timeout_ms + self.spacetimedb.durable_timeout_ms;
+        if self.spacetimedb.url().is_some() && self.server.shutdown_timeout_secs * 1000 < longest_command_ms {
+            return Err(SettingsError::Rejected {
+                key: "server.shutdown_timeout_secs",
+                reason: format!(
+                    "must cover spacetimedb.reducer_timeout_ms + spacetimedb.durable_timeout_ms ({longest_command_ms} ms), \
+                     so that a shutdown answers every command in flight"
+                ),
             });
         }
         if environment == Environment::Production && self.auth.jwt_secret.expose_secret().starts_with("boardsync-local")

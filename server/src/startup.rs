@@ -49,6 +49,7 @@ pub struct AppState {
 pub struct Application {
     port: u16,
     server: Server,
+    stopping: Stopping,
 }
 
 impl Application {
@@ -89,6 +90,10 @@ impl Application {
             settings,
         });
         let max_body_bytes = state.settings.api.max_body_bytes;
+        let stopping = Stopping {
+            domains: state.domains.clone(),
+            drain_timeout: Duration::from_secs(state.settings.server.drain_timeout_secs),
+        };
 
         let server = HttpServer::new(move || {
             let metrics = state.metrics.clone();
@@ -135,11 +140,13 @@ impl Application {
                 }))
         })
         .shutdown_timeout(shutdown_timeout)
+        // Signals are ours: writes stop before requests finish and the outbox drains.
+        .disable_signals()
         .listen(listener)
         .map_err(|source| StartupError::Bind { address: "listener".into(), source })?
         .run();
 
-        Ok(Self { port, server })
+        Ok(Self { port, server, stopping })
     }
 
     /// The port actually bound (settings may ask for port 0).
@@ -147,9 +154,51 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish.
+    /// Serves until SIGTERM or SIGINT (both graceful), then: new writes are refused
+    /// (503 `shutting_down`), requests in flight (durable writes, WebSocket commands)
+    /// finish within `server.shutdown_timeout_secs`, and each domain's outbox drains
+    /// into PostgreSQL within `server.drain_timeout_secs`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let handle = self.server.handle();
+        let server = self.server;
+        tokio::pin!(server);
+        tokio::select! {
+            served = &mut server => return served,
+            signal = stop_signal() => tracing::info!(signal, "shutting down: finishing requests, draining the outbox"),
+        }
+        for domain in self.stopping.domains.iter() {
+            domain.stop_writes();
+        }
+        let (served, ()) = tokio::join!(server, handle.stop(true));
+        for domain in self.stopping.domains.iter() {
+            let left = domain.drain(self.stopping.drain_timeout).await;
+            if left > 0 {
+                tracing::error!(domain = domain.name(), left, "outbox not drained before exit; the cache keeps it");
+            }
+        }
+        served
+    }
+}
+
+/// What a graceful stop needs.
+struct Stopping {
+    domains: Domains,
+    drain_timeout: Duration,
+}
+
+/// SIGTERM or SIGINT (Ctrl-C), whichever comes first.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(term), Ok(int)) => (term, int),
+        _ => {
+            tracing::error!("cannot listen for SIGTERM/SIGINT: stop with SIGKILL");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
     }
 }
 

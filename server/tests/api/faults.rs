@@ -2,7 +2,8 @@
 //! was answered 200 is looked for in PostgreSQL.
 //!
 //! Writers send chat messages over HTTP, half of them `durable`, while each fault is
-//! applied in turn: `kill -9` of SpacetimeDB and a restart on the same data; a
+//! applied in turn to the real `boardsync` binary and its services: `kill -9` of
+//! SpacetimeDB and a restart on the same data; `kill -9` of boardsync and a restart; a
 //! simulated power loss of SpacetimeDB (`kill -9`, then the commit logs cut back to
 //! their size a fsync interval earlier, then a restart); PostgreSQL stopped for a
 //! while; and the power loss while PostgreSQL is down, when the cache holds the only
@@ -20,7 +21,8 @@ use boardsync_testkit::private::{PrivatePostgres, PrivateSpacetime};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app_in, use_spacetimedb, TestApp, DOMAINS};
+use crate::helpers::{TestApp, DOMAINS};
+use crate::process::Process;
 
 /// SpacetimeDB 1.2 fsyncs its commit log every 500 ms and answers before: a power
 /// loss takes what was written since the last fsync. Cut what the last 400 ms wrote.
@@ -32,13 +34,19 @@ enum Fault {
     KillSpacetimedb,
     PowerLossSpacetimedb,
     StopPostgres,
+    KillBoardsync,
     /// The hardest case: PostgreSQL is down, so the cache holds the only copy of the
     /// latest writes, when the cache loses power.
     PowerLossWhilePostgresDown,
 }
 
-const FAULTS: [Fault; 4] =
-    [Fault::KillSpacetimedb, Fault::PowerLossSpacetimedb, Fault::StopPostgres, Fault::PowerLossWhilePostgresDown];
+const FAULTS: [Fault; 5] = [
+    Fault::KillSpacetimedb,
+    Fault::PowerLossSpacetimedb,
+    Fault::StopPostgres,
+    Fault::KillBoardsync,
+    Fault::PowerLossWhilePostgresDown,
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Mode {
@@ -60,6 +68,13 @@ struct Load {
     stop: AtomicBool,
 }
 
+/// Sends a chat command; `None` when nothing answered (the server is down).
+async fn try_command(app: &TestApp, command: serde_json::Value) -> Option<u16> {
+    let request =
+        app.http.post(format!("{}/api/chat/faults", app.address)).bearer_auth(app.token("alice")).json(&command);
+    request.timeout(Duration::from_secs(20)).send().await.ok().map(|response| response.status().as_u16())
+}
+
 async fn write(app: &TestApp, load: &Load, writer: usize) {
     let mut i = 0u64;
     while !load.stop.load(Ordering::Relaxed) {
@@ -73,10 +88,8 @@ async fn write(app: &TestApp, load: &Load, writer: usize) {
             command["durability"] = json!("durable");
         }
         let fault = *load.fault.lock().unwrap();
-        let answered =
-            tokio::time::timeout(Duration::from_secs(20), app.command("alice", "chat", "faults", command)).await;
-        match answered {
-            Ok(response) if response.status() == 200 => {
+        match try_command(app, command).await {
+            Some(200) => {
                 load.acked.lock().unwrap().push(Acked { id, text, mode, fault });
             }
             // Refused or unanswered: not acknowledged, so not promised.
@@ -133,7 +146,7 @@ async fn recovered(app: &TestApp) -> Duration {
     let started = Instant::now();
     for _ in 0..600 {
         let probe = json!({ "type": "send", "id": Uuid::new_v4(), "text": "probe" });
-        if app.command("alice", "chat", "faults", probe).await.status() == 200 {
+        if try_command(app, probe).await == Some(200) {
             return started.elapsed();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -149,13 +162,12 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
     for domain in DOMAINS {
         stdb.publish("faults", domain, false).await;
     }
-    let app = Arc::new(
-        spawn_app_in(postgres.url("postgres"), |s| {
-            use_spacetimedb(s, &stdb.url(), &stdb.token, "faults");
-            s.framework["write_warm_wait_ms"] = json!(15_000);
-        })
-        .await,
-    );
+    // The release of a deployment: the real binary, in a process of its own.
+    let stdb_url = stdb.url();
+    let patient = [("BOARDSYNC__FRAMEWORK__WRITE_WARM_WAIT_MS", "15000")];
+    let (mut boardsync, app) =
+        Process::start(&postgres.url("postgres"), (&stdb_url, &stdb.token, "faults"), &patient).await;
+    let app = Arc::new(app);
     app.wait_for_cache().await;
     app.create_scope("chat", "faults").await;
     let load = Arc::new(Load {
@@ -189,6 +201,10 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
                     postgres.stop();
                     tokio::time::sleep(Duration::from_secs(if rounds > 1 { 10 } else { 3 })).await;
                     postgres.start_again();
+                }
+                Fault::KillBoardsync => {
+                    boardsync.kill();
+                    boardsync.start_again(&app).await;
                 }
                 Fault::PowerLossWhilePostgresDown => {
                     postgres.stop();

@@ -9,5 +9,6 @@ mod helpers;
 mod kanban;
 mod poll;
 mod postgres;
+mod process;
 mod spacetimedb;
 mod whiteboard;

@@ -382,3 +382,26 @@ async fn a_scope_that_is_not_warm_in_this_cache_generation_takes_no_writes() {
     send(&app, "alice", "general", "once warm").await;
     app.wait_for_count("SELECT count(*) FROM chat_messages", 1).await;
 }
+
+#[actix_web::test]
+async fn sigterm_drains_the_outbox_into_postgres_before_the_process_exits() {
+    let stdb = TestSpacetime::publish_all(DOMAINS).await;
+    let (_, database_url) = boardsync_testkit::TestPostgres::create_empty().await;
+    // The poller is all but off: writes wait in the outbox, as under a burst.
+    let quiet =
+        [("BOARDSYNC__FRAMEWORK__OUTBOX_PUSH", "false"), ("BOARDSYNC__FRAMEWORK__OUTBOX_POLL_INTERVAL_MS", "600000")];
+    let (mut process, app) =
+        crate::process::Process::start(&database_url, (&stdb.url, &stdb.token, &stdb.prefix), &quiet).await;
+    let app = &app;
+    app.wait_for_cache().await;
+    app.create_scope("chat", "general").await;
+    for i in 0..20 {
+        send(app, "alice", "general", &format!("before SIGTERM {i}")).await;
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages").fetch_one(&app.pool).await.unwrap();
+    assert!(stored < 20, "the writes are still in the outbox ({stored} stored)");
+
+    assert!(process.terminate().await, "a graceful stop exits successfully");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored, 20, "every acknowledged write is in PostgreSQL when the process is gone");
+}

@@ -1,0 +1,98 @@
+//! The real `boardsync serve` binary as a child process, for tests that signal or
+//! kill it the way an operator's worst day would. It keeps its port across restarts,
+//! so one `TestApp` talks to every incarnation.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::helpers::{test_settings, TestApp};
+
+pub struct Process {
+    command: Command,
+    child: Option<Child>,
+}
+
+/// A free TCP port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Process {
+    /// Starts `boardsync serve` on `database_url` and the SpacetimeDB at `stdb`
+    /// (url, the backend's token, the modules' prefix), with extra `env`; returns it
+    /// and a `TestApp` for it once `/health` answers.
+    pub async fn start(database_url: &str, stdb: (&str, &str, &str), env: &[(&str, &str)]) -> (Self, TestApp) {
+        let port = free_port();
+        let (url, token, prefix) = stdb;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_boardsync"));
+        command
+            .arg("serve")
+            .env("BOARDSYNC_ENV", "test")
+            .env("BOARDSYNC_SETTINGS_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/../settings"))
+            .env("BOARDSYNC__SERVER__PORT", port.to_string())
+            .env("DATABASE_URL", database_url)
+            .env("SPACETIMEDB_URL", url)
+            .env("BOARDSYNC__SPACETIMEDB__TOKEN", token)
+            .env("BOARDSYNC__SPACETIMEDB__DATABASE_PREFIX", prefix)
+            .env("BOARDSYNC__LOG__FILTER", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let app = TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            pool: PgPool::connect(database_url).await.expect("PostgreSQL answers"),
+            http: reqwest::Client::new(),
+            settings: test_settings(),
+        };
+        let mut process = Self { command, child: None };
+        process.start_again(&app).await;
+        (process, app)
+    }
+
+    /// Starts it (again) on the same port and settings; waits for `/health`.
+    pub async fn start_again(&mut self, app: &TestApp) {
+        self.child = Some(self.command.spawn().expect("start boardsync serve"));
+        for _ in 0..600 {
+            if app.http.get(format!("{}/health", app.address)).send().await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("boardsync did not become healthy within 30 s");
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited successfully.
+    pub async fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -TERM");
+        for _ in 0..1200 {
+            if let Some(status) = child.try_wait().expect("wait for boardsync") {
+                return status.success();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("boardsync did not exit within 60 s of SIGTERM");
+    }
+
+    /// SIGKILL: a crash, with no chance to finish anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
