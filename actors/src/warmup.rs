@@ -333,6 +333,25 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
     }
 }
 
+/// Consecutive batches of `items`, each at most `rows` items and, unless one item
+/// alone is larger, at most about `bytes` bytes.
+fn batches<D: Domain>(items: &[D::Item], rows: usize, bytes: usize) -> Vec<&[D::Item]> {
+    let mut batches = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let weight = D::weight(item);
+        if i > start && (i - start >= rows || size + weight > bytes) {
+            batches.push(&items[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += weight;
+    }
+    if start < items.len() {
+        batches.push(&items[start..]);
+    }
+    batches
+}
+
 /// Loads `scope`'s window into the cache: `Some(rows)`, or `None` when disabled.
 async fn warm_scope<D: Domain>(scope: &ScopeKey, context: &WarmupContext<D>) -> Result<Option<u64>, DomainError> {
     let Some(stored) = context.scopes.get(D::NAME, scope).await? else {
@@ -364,7 +383,7 @@ async fn warm_scope<D: Domain>(scope: &ScopeKey, context: &WarmupContext<D>) -> 
     });
     let loading = Instant::now();
     let mut loaded = 0u64;
-    for batch in items.chunks(settings.batch_size as usize) {
+    for batch in batches::<D>(&items, settings.batch_size as usize, settings.batch_bytes) {
         context.cache.warm(scope, batch.to_vec()).await?;
         loaded += batch.len() as u64;
         context.metrics.warmup_rows.with_label_values(&[D::NAME]).inc_by(batch.len() as u64);

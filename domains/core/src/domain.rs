@@ -5,6 +5,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
 
+/// Counts what is written to it.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// An end user, as authenticated at the API (the `sub` of their token).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -46,4 +60,13 @@ pub trait Domain: Send + Sync + Sized + 'static {
     /// The pagination cursor of an item, its id: a snapshot `before` it lists older
     /// items.
     fn cursor(item: &Self::Item) -> String;
+
+    /// About how many bytes an item takes on the wire (its JSON size by default, an
+    /// overestimate of SpacetimeDB's binary form): warm-up batches are bounded by it,
+    /// so no batch nears SpacetimeDB's message limit.
+    fn weight(item: &Self::Item) -> usize {
+        let mut counter = ByteCounter(0);
+        let _ = serde_json::to_writer(&mut counter, item);
+        counter.0
+    }
 }

@@ -15,8 +15,16 @@ pub struct WarmupSettings {
     pub max_age_secs: Option<u64>,
     /// Rows per warm-up reducer call.
     pub batch_size: u32,
+    /// At most about this many bytes per warm-up reducer call, whatever `batch_size`
+    /// says (SpacetimeDB drops a connection over a message past 32 MiB).
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
     /// Higher warms earlier.
     pub priority: i32,
+}
+
+fn default_batch_bytes() -> usize {
+    4 << 20
 }
 
 /// A scope's overrides; each field left out keeps the domain default.
@@ -48,6 +56,7 @@ impl WarmupSettings {
             max_items: overrides.max_items.or(self.max_items),
             max_age_secs: overrides.max_age_secs.or(self.max_age_secs),
             batch_size: overrides.batch_size.unwrap_or(self.batch_size).max(1),
+            batch_bytes: self.batch_bytes.max(1),
             priority: overrides.priority.unwrap_or(self.priority),
         }
     }
@@ -59,8 +68,14 @@ mod tests {
 
     #[test]
     fn scope_overrides_win_field_by_field() {
-        let defaults =
-            WarmupSettings { enabled: true, max_items: Some(500), max_age_secs: None, batch_size: 1000, priority: 0 };
+        let defaults = WarmupSettings {
+            enabled: true,
+            max_items: Some(500),
+            max_age_secs: None,
+            batch_size: 1000,
+            batch_bytes: 1 << 20,
+            priority: 0,
+        };
         let overrides = WarmupOverrides { max_items: Some(50), priority: Some(9), ..Default::default() };
         let merged = defaults.with(&overrides);
         assert_eq!(merged.max_items, Some(50));

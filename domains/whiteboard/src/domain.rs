@@ -69,6 +69,11 @@ impl Domain for Whiteboard {
     fn cursor(element: &Element) -> String {
         element.id.to_string()
     }
+
+    /// A stroke is its points (at most about 16 bytes each as JSON).
+    fn weight(element: &Element) -> usize {
+        300 + element.style.len() + element.board.len() + element.points.len() * 16
+    }
 }
 
 /// A board's live elements back to front (by z, then id).

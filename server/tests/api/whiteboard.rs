@@ -1,6 +1,8 @@
 //! The whiteboard through the generic API: stroke limits, and concurrent updates to
 //! one element ending identical in the cache, the clients and PostgreSQL.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -61,4 +63,50 @@ async fn limits_are_413_and_concurrent_updates_end_identical_everywhere() {
     let stored: (f64, i32) =
         sqlx::query_as("SELECT x, cardinality(points) FROM whiteboard_elements").fetch_one(&app.pool).await.unwrap();
     assert_eq!((stored.0, stored.1), (cached["x"].as_f64().unwrap(), 20_000));
+}
+
+#[actix_web::test]
+async fn a_board_past_the_cache_message_limit_warms_in_batches_that_fit() {
+    let app = spawn_app_on_spacetimedb().await;
+    // 450 strokes of 10,000 points: about 36 MB in the cache's binary form, past
+    // SpacetimeDB's 32 MiB message limit in one warm-up batch of 500 rows.
+    let points: Vec<f32> = (0..20_000).map(|i| i as f32).collect();
+    sqlx::query(
+        "INSERT INTO whiteboard_elements (id, board, kind, x, y, width, height, rotation, style, points, z, deleted, created_at, version)
+         SELECT gen_random_uuid(), 'huge', 'stroke', 0, 0, 0, 0, 0, '{}', $1, lpad(n::text, 6, '0'), false, now(), 1
+         FROM generate_series(1, 450) AS n",
+    )
+    .bind(&points)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    app.create_scope("whiteboard", "huge").await;
+    let mut status = Value::Null;
+    for _ in 0..300 {
+        let board: Value = app
+            .http
+            .get(format!("{}/api/admin/warmup?domain=whiteboard", app.address))
+            .bearer_auth(app.admin_token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status = board["scopes"].as_array().unwrap().iter().find(|s| s["scope"] == "huge").cloned().unwrap_or_default();
+        if status["state"] == "warm" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!((status["state"].as_str(), status["rows_loaded"].as_u64()), (Some("warm"), Some(450)), "{status}");
+    let added = app
+        .command(
+            "alice",
+            "whiteboard",
+            "huge",
+            json!({ "type": "add", "id": Uuid::new_v4(), "kind": "rect", "x": 0, "y": 0 }),
+        )
+        .await;
+    assert_eq!(added.status(), 200, "the board takes writes once warm");
 }
