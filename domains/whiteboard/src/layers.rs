@@ -16,19 +16,15 @@ pub fn top(layers: &[(&str, &str)]) -> String {
     key_between(sorted(layers).last().map(|(z, _)| *z), None)
 }
 
-/// The new z of `id` one step to the front (`None`: already in front, or unknown).
-pub fn forward(layers: &[(&str, &str)], id: &str) -> Option<String> {
-    let layers = sorted(layers);
-    let index = layers.iter().position(|(_, i)| *i == id)?;
-    let over = layers.get(index + 1)?;
-    Some(key_between(Some(over.0), layers.get(index + 2).map(|(z, _)| *z)))
-}
-
-/// The new z of `id` one step to the back (`None`: already at the back, or unknown).
-pub fn backward(layers: &[(&str, &str)], id: &str) -> Option<String> {
-    let layers = sorted(layers);
-    let index = layers.iter().position(|(_, i)| *i == id)?;
-    let under = layers.get(index.checked_sub(1)?)?;
-    let below = index.checked_sub(2).and_then(|i| layers.get(i)).map(|(z, _)| *z);
-    Some(key_between(below, Some(under.0)))
+/// The new z of `id` directly above element `above` (at the back when `None`), among
+/// the other elements; `Err(above)` when `above` is not on the board.
+pub fn above<'a>(layers: &[(&'a str, &'a str)], id: &str, above: Option<&'a str>) -> Result<String, &'a str> {
+    let others: Vec<(&str, &str)> = sorted(layers).into_iter().filter(|(_, i)| *i != id).collect();
+    match above {
+        None => Ok(key_between(None, others.first().map(|(z, _)| *z))),
+        Some(above) => {
+            let index = others.iter().position(|(_, i)| *i == above).ok_or(above)?;
+            Ok(key_between(Some(others[index].0), others.get(index + 1).map(|(z, _)| *z)))
+        }
+    }
 }

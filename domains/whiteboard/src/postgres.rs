@@ -123,14 +123,14 @@ pub(crate) fn decide(
             e.points = points.unwrap_or(e.points);
             (vec![bump(e)], true)
         }
-        WhiteboardCommand::Move { ids, dx, dy } => {
+        WhiteboardCommand::Move { to } => {
             let mut moved = Vec::new();
-            for id in ids {
-                if moved.iter().any(|e: &Element| e.id == id) {
+            for position in to {
+                if moved.iter().any(|e: &Element| e.id == position.id) {
                     continue;
                 }
-                let mut e = live(id)?;
-                (e.x, e.y) = crate::rules::moved(e.x, e.y, dx, dy)?;
+                let mut e = live(position.id)?;
+                (e.x, e.y) = (position.x, position.y);
                 moved.push(bump(e));
             }
             (moved, true)
@@ -140,18 +140,10 @@ pub(crate) fn decide(
             e.deleted = true;
             (vec![bump(e)], true)
         }
-        WhiteboardCommand::BringForward { id } => {
+        WhiteboardCommand::Reorder { id, above } => {
             let mut e = live(id)?;
-            if let Some(z) = layers::forward(&layers, &id.to_string()) {
-                e.z = z;
-            }
-            (vec![bump(e)], true)
-        }
-        WhiteboardCommand::SendBackward { id } => {
-            let mut e = live(id)?;
-            if let Some(z) = layers::backward(&layers, &id.to_string()) {
-                e.z = z;
-            }
+            let above = above.map(|above| above.to_string());
+            e.z = layers::above(&layers, &id.to_string(), above.as_deref()).map_err(element_not_found)?;
             (vec![bump(e)], true)
         }
     })

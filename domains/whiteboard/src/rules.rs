@@ -44,21 +44,31 @@ pub enum WhiteboardCommand {
         #[serde(default)]
         points: Option<Vec<f32>>,
     },
-    /// Moves many elements by the same offset, in one write.
+    /// Puts many elements where given, in one write, all or nothing. Positions are
+    /// absolute, so a retried move (after a timeout whose write went through) puts
+    /// them in the same place again instead of moving them twice.
     Move {
-        ids: Vec<Uuid>,
-        dx: f64,
-        dy: f64,
+        to: Vec<Position>,
     },
     Delete {
         id: Uuid,
     },
-    BringForward {
+    /// Puts an element directly above element `above` in the z-order (at the back
+    /// when absent). Absolute too: a retry leaves the same order.
+    Reorder {
         id: Uuid,
+        #[serde(default)]
+        above: Option<Uuid>,
     },
-    SendBackward {
-        id: Uuid,
-    },
+}
+
+/// Where one element of a move goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Position {
+    pub id: Uuid,
+    pub x: f64,
+    pub y: f64,
 }
 
 fn empty_style() -> String {
@@ -129,12 +139,12 @@ pub fn check(command: &WhiteboardCommand, s: &WhiteboardSettings) -> Result<(), 
             style.as_deref().map_or(Ok(()), |style| check_style(style, s))?;
             points.as_deref().map_or(Ok(()), |points| check_points(points, s))
         }
-        WhiteboardCommand::Move { ids, dx, dy } => {
-            finite(&[Some(*dx), Some(*dy)])?;
-            if ids.is_empty() {
+        WhiteboardCommand::Move { to } => {
+            to.iter().try_for_each(|p| finite(&[Some(p.x), Some(p.y)]))?;
+            if to.is_empty() {
                 return Err(Refusal::new("invalid", "invalid_move", "name at least one element to move"));
             }
-            if ids.len() > s.max_move_elements as usize {
+            if to.len() > s.max_move_elements as usize {
                 return Err(Refusal::new(
                     "too_large",
                     "move_too_large",
@@ -153,15 +163,4 @@ pub fn element_not_found(id: &str) -> Refusal {
 
 pub fn id_conflict(id: &str) -> Refusal {
     Refusal::new("conflict", "id_conflict", format!("element id {id} is already used"))
-}
-
-/// An element's position after a move, refused when the sum is not a finite number
-/// (PostgreSQL and every client would choke on it).
-pub fn moved(x: f64, y: f64, dx: f64, dy: f64) -> Result<(f64, f64), Refusal> {
-    let (x, y) = (x + dx, y + dy);
-    if x.is_finite() && y.is_finite() {
-        Ok((x, y))
-    } else {
-        Err(Refusal::new("invalid", "invalid_geometry", "the move would take an element past the largest coordinate"))
-    }
 }

@@ -115,18 +115,18 @@ impl Rules for Module {
                 e.points = points.unwrap_or(e.points);
                 write(w, e);
             }
-            WhiteboardCommand::Move { ids, dx, dy } => {
+            WhiteboardCommand::Move { to } => {
                 // All or nothing: check every element before moving any.
                 let mut moved: Vec<Element> = Vec::new();
-                for id in ids.iter().map(|id| id.to_string()) {
+                for position in &to {
+                    let id = position.id.to_string();
                     if !moved.iter().any(|e| e.id == id) {
-                        moved.push(live(w, &id)?);
+                        let mut e = live(w, &id)?;
+                        (e.x, e.y) = (position.x, position.y);
+                        moved.push(e);
                     }
                 }
-                // All or nothing again: every new position is checked before any write.
-                let positions = moved.iter().map(|e| rules::moved(e.x, e.y, dx, dy)).collect::<Result<Vec<_>, _>>()?;
-                for (mut e, (x, y)) in moved.into_iter().zip(positions) {
-                    (e.x, e.y) = (x, y);
+                for e in moved {
                     write(w, e);
                 }
             }
@@ -135,19 +135,11 @@ impl Rules for Module {
                 e.deleted = true;
                 write(w, e);
             }
-            WhiteboardCommand::BringForward { id } | WhiteboardCommand::SendBackward { id } => {
-                let forward = matches!(command, WhiteboardCommand::BringForward { .. });
+            WhiteboardCommand::Reorder { id, above } => {
                 let id = id.to_string();
                 let mut e = live(w, &id)?;
-                let layers = board_layers(w);
-                let z = if forward {
-                    layers::forward(&as_refs(&layers), &id)
-                } else {
-                    layers::backward(&as_refs(&layers), &id)
-                };
-                if let Some(z) = z {
-                    e.z = z;
-                }
+                let (layers, above) = (board_layers(w), above.map(|above| above.to_string()));
+                e.z = layers::above(&as_refs(&layers), &id, above.as_deref()).map_err(element_not_found)?;
                 write(w, e);
             }
         }

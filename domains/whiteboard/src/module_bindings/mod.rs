@@ -15,6 +15,7 @@ pub mod element_table;
 pub mod element_type;
 pub mod module_settings_table;
 pub mod module_settings_type;
+pub mod outbox_ack_type;
 pub mod owner_table;
 pub mod owner_type;
 pub mod sync_outbox_table;
@@ -32,6 +33,7 @@ pub use element_table::*;
 pub use element_type::Element;
 pub use module_settings_table::*;
 pub use module_settings_type::ModuleSettings;
+pub use outbox_ack_type::OutboxAck;
 pub use owner_table::*;
 pub use owner_type::Owner;
 pub use sync_outbox_table::*;
@@ -51,7 +53,7 @@ pub enum Reducer {
     AckOutbox {
         request_id: String,
         epoch: u64,
-        seqs: Vec<u64>,
+        acks: Vec<OutboxAck>,
     },
     Apply {
         request_id: String,

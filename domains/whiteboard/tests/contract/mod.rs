@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use boardsync_core::{Connection, Delivery, DomainError, Durability, ErrorKind, Page, ScopeKey, UserId};
+use boardsync_whiteboard::rules::Position;
 use boardsync_whiteboard::{Element, Whiteboard, WhiteboardCommand, WhiteboardEvent};
 use futures::StreamExt;
 use uuid::Uuid;
@@ -31,6 +32,10 @@ fn add(id: Uuid, kind: &str) -> WhiteboardCommand {
         style: "{}".into(),
         points: if kind == "stroke" { vec![0.0, 0.0, 1.5, 2.5] } else { vec![] },
     }
+}
+
+fn move_to(ids: &[Uuid], x: f64, y: f64) -> WhiteboardCommand {
+    WhiteboardCommand::Move { to: ids.iter().map(|&id| Position { id, x, y }).collect() }
 }
 
 async fn element(conn: &Conn, kind: &str) -> Uuid {
@@ -70,11 +75,11 @@ pub async fn elements_are_layered_and_change_layers(conn: Conn) {
     let b = element(&conn, "ellipse").await;
     let c = element(&conn, "stroke").await;
     assert_eq!(order(&conn).await, [a, b, c], "new elements go on top");
-    run(&conn, WhiteboardCommand::BringForward { id: a }).await.unwrap();
+    run(&conn, WhiteboardCommand::Reorder { id: a, above: Some(b) }).await.unwrap();
     assert_eq!(order(&conn).await, [b, a, c]);
-    run(&conn, WhiteboardCommand::SendBackward { id: c }).await.unwrap();
+    run(&conn, WhiteboardCommand::Reorder { id: c, above: Some(b) }).await.unwrap();
     assert_eq!(order(&conn).await, [b, c, a]);
-    run(&conn, WhiteboardCommand::SendBackward { id: b }).await.unwrap();
+    run(&conn, WhiteboardCommand::Reorder { id: b, above: None }).await.unwrap();
     assert_eq!(order(&conn).await, [b, c, a], "the back element stays at the back");
     assert_eq!(elements(&conn).await[1].points, vec![0.0, 0.0, 1.5, 2.5]);
 }
@@ -101,17 +106,13 @@ pub async fn updates_and_moves_write_new_versions_all_or_nothing(conn: Conn) {
     let element = &updated.elements()[0];
     assert_eq!((element.width, element.rotation, element.style.as_str(), element.version), (50.0, 0.5, style, 2));
 
-    let moved = run(&conn, WhiteboardCommand::Move { ids: vec![a, b], dx: 10.0, dy: -2.0 }).await.unwrap();
+    let moved = run(&conn, move_to(&[a, b], 11.0, 0.0)).await.unwrap();
     assert_eq!(moved.elements().len(), 2);
     let now = elements(&conn).await;
     assert!(now.iter().all(|e| e.x == 11.0 && e.y == 0.0), "{now:?}");
 
     let unknown = Uuid::new_v4();
-    assert_refused(
-        run(&conn, WhiteboardCommand::Move { ids: vec![a, unknown], dx: 1.0, dy: 1.0 }).await,
-        ErrorKind::NotFound,
-        "element_not_found",
-    );
+    assert_refused(run(&conn, move_to(&[a, unknown], 1.0, 1.0)).await, ErrorKind::NotFound, "element_not_found");
     assert!(elements(&conn).await.iter().all(|e| e.x == 11.0), "a refused move moves nothing");
 }
 
@@ -121,7 +122,28 @@ pub async fn deleted_elements_are_gone_and_unknown_ones_are_404(conn: Conn) {
     assert!(elements(&conn).await.is_empty());
     assert_refused(run(&conn, update_x(a, 3.0)).await, ErrorKind::NotFound, "element_not_found");
     assert_refused(
-        run(&conn, WhiteboardCommand::BringForward { id: Uuid::new_v4() }).await,
+        run(&conn, WhiteboardCommand::Reorder { id: Uuid::new_v4(), above: None }).await,
+        ErrorKind::NotFound,
+        "element_not_found",
+    );
+}
+
+/// A command retried after a timeout whose write had gone through (the caller cannot
+/// tell) must not apply twice: moves and layer changes name where, not how far.
+pub async fn a_retried_move_or_reorder_lands_in_the_same_place(conn: Conn) {
+    let a = element(&conn, "rect").await;
+    let b = element(&conn, "rect").await;
+    let c = element(&conn, "rect").await;
+    for _ in 0..2 {
+        run(&conn, move_to(&[a], 5.0, 7.0)).await.unwrap();
+        run(&conn, WhiteboardCommand::Reorder { id: a, above: Some(b) }).await.unwrap();
+    }
+    let now = elements(&conn).await;
+    let moved = now.iter().find(|e| e.id == a).unwrap();
+    assert_eq!((moved.x, moved.y), (5.0, 7.0));
+    assert_eq!(order(&conn).await, [b, a, c]);
+    assert_refused(
+        run(&conn, WhiteboardCommand::Reorder { id: a, above: Some(Uuid::new_v4()) }).await,
         ErrorKind::NotFound,
         "element_not_found",
     );
@@ -162,7 +184,7 @@ pub async fn subscribers_see_every_change(conn: Conn) {
     let mut events = conn.subscribe(&board()).await.unwrap();
     let a = element(&conn, "rect").await;
     let b = element(&conn, "rect").await;
-    run(&conn, WhiteboardCommand::Move { ids: vec![a, b], dx: 1.0, dy: 1.0 }).await.unwrap();
+    run(&conn, move_to(&[a, b], 1.0, 1.0)).await.unwrap();
     run(&conn, WhiteboardCommand::Delete { id: a }).await.unwrap();
     let mut seen: Vec<(Uuid, u64)> = Vec::new();
     while seen.len() < 5 {
@@ -185,6 +207,7 @@ macro_rules! whiteboard_contract {
             deleted_elements_are_gone_and_unknown_ones_are_404,
             retries_are_idempotent_and_reused_ids_conflict,
             an_element_id_of_another_board_is_a_conflict,
+            a_retried_move_or_reorder_lands_in_the_same_place,
             concurrent_updates_to_one_element_end_with_the_last_writer,
             subscribers_see_every_change,
         );
