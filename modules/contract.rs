@@ -20,7 +20,7 @@
 //! the same JSON error the PostgreSQL adapter gives.
 
 use serde::de::DeserializeOwned;
-use spacetimedb::{reducer, table, Identity, ReducerContext, Table, Timestamp};
+use spacetimedb::{reducer, table, Identity, ReducerContext, SpacetimeType, Table, Timestamp};
 
 use crate::Row;
 
@@ -245,12 +245,21 @@ pub fn warm_done(ctx: &ReducerContext, request_id: String) -> Result<(), String>
     require_owner(ctx)
 }
 
+/// An outbox entry as the backend acknowledges it: its sequence number and the call
+/// that wrote it.
+#[derive(SpacetimeType)]
+pub struct OutboxAck {
+    pub seq: u64,
+    pub request_id: String,
+}
+
 /// Removes outbox entries whose effect is committed in PostgreSQL. `epoch` is the
 /// cache incarnation the backend read them from: an ack for another incarnation (a
 /// late ack, after the database was recreated and its sequence numbers started over)
-/// is refused, so it cannot delete the new incarnation's entries.
+/// is refused. Within one incarnation a crash can hand a sequence number out again,
+/// so an entry is deleted only if the call that wrote it matches too.
 #[reducer]
-pub fn ack_outbox(ctx: &ReducerContext, request_id: String, epoch: u64, seqs: Vec<u64>) -> Result<(), String> {
+pub fn ack_outbox(ctx: &ReducerContext, request_id: String, epoch: u64, acks: Vec<OutboxAck>) -> Result<(), String> {
     let _ = request_id;
     require_owner(ctx)?;
     let current = ctx.db.cache_epoch().id().find(0).map(|row| row.epoch);
@@ -258,8 +267,10 @@ pub fn ack_outbox(ctx: &ReducerContext, request_id: String, epoch: u64, seqs: Ve
         let message = format!("an ack for cache epoch {epoch}, but this database is epoch {current:?}");
         return Err(err("conflict", "stale_epoch", message));
     }
-    for seq in seqs {
-        ctx.db.sync_outbox().seq().delete(seq);
+    for ack in acks {
+        if ctx.db.sync_outbox().seq().find(ack.seq).is_some_and(|entry| entry.request_id == ack.request_id) {
+            ctx.db.sync_outbox().seq().delete(ack.seq);
+        }
     }
     Ok(())
 }

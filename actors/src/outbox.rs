@@ -202,7 +202,7 @@ async fn record_progress<D: Domain>(tx: &mut PgConnection, epoch: i64, seq: u64)
 
 /// Removes a committed batch from the cache's outbox.
 pub async fn acknowledge<D: Domain>(cache: &dyn Cache<D>, committed: &Committed<D>) -> Result<(), DomainError> {
-    cache.ack(committed.epoch, committed.entries.iter().map(|e| e.seq).collect()).await
+    cache.ack(committed.epoch, committed.entries.iter().map(|e| (e.seq, e.request_id.clone())).collect()).await
 }
 
 pub struct OutboxPoller<D: Domain> {

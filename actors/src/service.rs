@@ -58,8 +58,9 @@ pub trait DomainService: Send + Sync {
     /// Shutting down: refuse new writes (503 `shutting_down`) from now on.
     fn stop_writes(&self);
 
-    /// Drains the outbox into PostgreSQL until it is empty or `within` has passed;
-    /// returns how many entries are still pending (none on the PostgreSQL adapter).
+    /// Drains the outbox into PostgreSQL until it is empty or `within` has passed,
+    /// then writes whatever else this backend kept of the cache's writes; returns how
+    /// many writes PostgreSQL may still lack (none on the PostgreSQL adapter).
     async fn drain(&self, within: Duration) -> usize;
 }
 
@@ -234,7 +235,12 @@ impl<D: Domain> DomainService for DomainHandle<D> {
                 }
             }
         }
-        cache.pending_count()
+        // The cache may be gone (a power loss): this backend's own copy of its newest
+        // writes is then the only one.
+        if let Err(error) = cache.restore_all(&self.pool).await {
+            tracing::error!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL");
+        }
+        cache.pending_count().max(cache.retained())
     }
 }
 

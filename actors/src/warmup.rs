@@ -99,12 +99,11 @@ impl WarmupBoard {
         self.statuses.get(&(domain, scope.clone())).map_or(0, |status| status.priority)
     }
 
-    /// Whether `scope` may take writes in cache generation `generation`: warmed in
-    /// it, or with warm-up disabled (its cache window is empty by choice).
+    /// Whether `scope` may take writes in cache generation `generation`: warmed in it
+    /// (or, with warm-up disabled, its lost writes restored in it).
     pub fn takes_writes(&self, domain: &'static str, scope: &ScopeKey, generation: Option<u64>) -> bool {
         self.statuses.get(&(domain, scope.clone())).is_some_and(|status| match status.state {
-            WarmupState::Warm => generation.is_some() && status.generation == generation,
-            WarmupState::Disabled => true,
+            WarmupState::Warm | WarmupState::Disabled => generation.is_some() && status.generation == generation,
             _ => false,
         })
     }
@@ -358,10 +357,17 @@ async fn warm_scope<D: Domain>(scope: &ScopeKey, context: &WarmupContext<D>) -> 
         return Err(DomainError::not_found("scope_not_found", format!("{} {scope} no longer exists", D::SCOPE)));
     };
     let settings = context.defaults.with(&stored.warmup_overrides());
+    // First, whatever the cache may have lost: a scope without warm-up takes writes
+    // too, so it needs this as much.
+    let generation = context.cache.generation();
+    let restored = context.cache.restore(&context.pool, scope).await?;
+    if restored > 0 {
+        tracing::info!(domain = D::NAME, scope = %scope, restored, "wrote acknowledged writes into PostgreSQL before warm-up");
+    }
     if !settings.enabled {
+        context.board.update(D::NAME, scope, |status| status.generation = generation);
         return Ok(None);
     }
-    let generation = context.cache.generation();
     context.board.update(D::NAME, scope, |status| {
         status.state = WarmupState::Warming;
         status.generation = generation;
@@ -370,10 +376,6 @@ async fn warm_scope<D: Domain>(scope: &ScopeKey, context: &WarmupContext<D>) -> 
         status.error = None;
     });
     let reading = Instant::now();
-    let restored = context.cache.restore(&context.pool, scope).await?;
-    if restored > 0 {
-        tracing::info!(domain = D::NAME, scope = %scope, restored, "wrote acknowledged writes into PostgreSQL before warm-up");
-    }
     let items = context.cache.load_window(&context.pool, scope, &settings).await?;
     let total = items.len() as u64;
     let load_ms = reading.elapsed().as_millis() as u64;
@@ -468,8 +470,10 @@ impl<D: Domain> Actor for WarmupCoordinator<D> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // A lagged receiver may have missed a `Ready` among many `OutboxGrew`s: warm
+        // anyway (warming is idempotent; missing one leaves scopes refusing writes).
         let ready = BroadcastStream::new(self.context.cache.signals())
-            .filter_map(|signal| matches!(signal, Ok(CacheSignal::Ready { .. })).then_some(WarmAll));
+            .filter_map(|signal| matches!(signal, Ok(CacheSignal::Ready { .. }) | Err(_)).then_some(WarmAll));
         ctx.add_stream(ready);
         // The cache may have connected before this actor subscribed to its signals.
         if self.context.cache.epoch().is_some() {

@@ -170,13 +170,21 @@ impl Application {
             domain.stop_writes();
         }
         let (served, ()) = tokio::join!(server, handle.stop(true));
+        let mut undrained = 0;
         for domain in self.stopping.domains.iter() {
             let left = domain.drain(self.stopping.drain_timeout).await;
             if left > 0 {
-                tracing::error!(domain = domain.name(), left, "outbox not drained before exit; the cache keeps it");
+                tracing::error!(domain = domain.name(), left, "writes not in PostgreSQL at exit");
+                undrained += left;
             }
         }
-        served
+        served?;
+        if undrained > 0 {
+            // Not a clean stop: an orchestrator should see it (the cache keeps what its
+            // outbox holds; a cache that lost power too has lost the rest).
+            return Err(std::io::Error::other(format!("{undrained} writes were not in PostgreSQL at exit")));
+        }
+        Ok(())
     }
 }
 

@@ -25,6 +25,10 @@ impl CacheBinding for Chat {
     type Order = i64;
     const TRIMS: bool = true;
 
+    fn version(message: &Message) -> u64 {
+        message.version
+    }
+
     fn item(row: &stdb::Message) -> Option<Message> {
         Some(Message {
             id: Uuid::parse_str(&row.id).ok()?,

@@ -29,12 +29,19 @@ pub struct OutboxEntry<P> {
     pub created_at_micros: i64,
 }
 
-/// The last entry of each entity, in sequence order. Payloads are full states, so
-/// within a batch only an entity's last state needs applying; order per entity holds.
-pub fn latest_per_entity<P>(entries: &[OutboxEntry<P>]) -> Vec<&OutboxEntry<P>> {
+/// The newest entry of each entity, by the payload's `version` (then sequence: after
+/// a cache crash a sequence number can be handed out again, so it alone cannot say
+/// which state is newer), in sequence order. Payloads are full states, so within a
+/// batch only an entity's newest state needs applying.
+pub fn latest_per_entity<P>(entries: &[OutboxEntry<P>], version: impl Fn(&P) -> u64) -> Vec<&OutboxEntry<P>> {
     let mut latest: std::collections::HashMap<&str, &OutboxEntry<P>> = std::collections::HashMap::new();
     for entry in entries {
-        latest.insert(entry.entity.as_str(), entry);
+        let newer = latest
+            .get(entry.entity.as_str())
+            .is_none_or(|kept| (version(&entry.payload), entry.seq) >= (version(&kept.payload), kept.seq));
+        if newer {
+            latest.insert(entry.entity.as_str(), entry);
+        }
     }
     let mut ordered: Vec<&OutboxEntry<P>> = latest.into_values().collect();
     ordered.sort_by_key(|entry| entry.seq);
@@ -98,7 +105,7 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
 
     /// Removes entries read from cache incarnation `epoch` once their effect is
     /// committed in PostgreSQL; refused when the cache is another incarnation now.
-    async fn ack(&self, epoch: u64, seqs: Vec<u64>) -> Result<(), DomainError>;
+    async fn ack(&self, epoch: u64, entries: Vec<(u64, String)>) -> Result<(), DomainError>;
 
     /// Tells writers waiting for durability that these entries are in PostgreSQL.
     fn persisted(&self, entries: &[Pending<D>]);
@@ -112,11 +119,29 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     /// Warm-up calls it first: a cache crash (a power loss) can lose the last writes
     /// it acknowledged, and this puts them where the warm-up then reads them from.
     async fn restore(&self, pool: &PgPool, scope: &ScopeKey) -> Result<usize, DomainError>;
+
+    /// [`Cache::restore`] for every scope (at shutdown: this backend's copy of the
+    /// newest writes may be the only one).
+    async fn restore_all(&self, pool: &PgPool) -> Result<usize, DomainError>;
+
+    /// How many writes this backend keeps that PostgreSQL may not have yet.
+    fn retained(&self) -> usize;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn versioned(seq: u64, entity: &str, version: u64) -> OutboxEntry<u64> {
+        OutboxEntry {
+            seq,
+            entity: entity.into(),
+            kind: "k".into(),
+            payload: version,
+            request_id: String::new(),
+            created_at_micros: 0,
+        }
+    }
 
     fn entry(seq: u64, entity: &str) -> OutboxEntry<()> {
         OutboxEntry {
@@ -132,7 +157,16 @@ mod tests {
     #[test]
     fn only_each_entitys_last_state_is_kept_in_sequence_order() {
         let entries = [entry(1, "a"), entry(2, "b"), entry(3, "a"), entry(4, "c"), entry(5, "b")];
-        let seqs: Vec<u64> = latest_per_entity(&entries).iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = latest_per_entity(&entries, |_| 0).iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [3, 4, 5]);
+    }
+
+    #[test]
+    fn the_newest_state_wins_by_version_even_at_a_lower_sequence_number() {
+        // After a cache crash a sequence number can be handed out again, lower than one
+        // an older state of the same entity still holds.
+        let entries = [versioned(5, "a", 7), versioned(6, "a", 3), versioned(1, "b", 2)];
+        let seqs: Vec<u64> = latest_per_entity(&entries, |version| *version).iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 5]);
     }
 }

@@ -64,8 +64,9 @@ pub trait ModuleLink: Send + Sync + Sized + 'static {
     ) -> Result<(), spacetimedb_sdk::Error>;
     /// Sends a warm-up batch (its success is not echoed) and the `warm_done` barrier.
     fn warm(&self, request_id: String, rows: Vec<Self::Row>) -> Result<(), spacetimedb_sdk::Error>;
-    /// Acknowledges entries read from cache incarnation `epoch` (refused by any other).
-    fn ack(&self, request_id: String, epoch: u64, seqs: Vec<u64>) -> Result<(), spacetimedb_sdk::Error>;
+    /// Acknowledges entries, as (sequence, request id), read from cache incarnation
+    /// `epoch` (refused by any other).
+    fn ack(&self, request_id: String, epoch: u64, entries: Vec<(u64, String)>) -> Result<(), spacetimedb_sdk::Error>;
     fn configure(&self, request_id: String, settings: String) -> Result<(), spacetimedb_sdk::Error>;
     fn trim(&self, request_id: String, scope: String, keep: u32) -> Result<(), spacetimedb_sdk::Error>;
 }
@@ -116,6 +117,8 @@ pub trait CacheBinding: Domain {
     const TRIMS: bool = false;
 
     fn item(row: &RowOf<Self>) -> Option<Self::Item>;
+    /// The version every write of the item raises.
+    fn version(item: &Self::Item) -> u64;
     fn row(item: &Self::Item) -> RowOf<Self>;
     fn placement(row: &RowOf<Self>) -> Placement<Self::Order>;
 
@@ -569,8 +572,8 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
     }
 
     async fn persist(&self, tx: &mut PgConnection, entries: &[Pending<D>]) -> Result<usize, DomainError> {
-        // Payloads are full states: within a batch only each entity's last one matters.
-        let items = latest_per_entity(entries)
+        // Payloads are full states: within a batch only each entity's newest matters.
+        let items = latest_per_entity(entries, |payload| payload.as_ref().map_or(0, D::version))
             .into_iter()
             .map(|entry| {
                 entry.payload.clone().map_err(|_| {
@@ -582,14 +585,18 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         D::persist(tx, items).await
     }
 
-    async fn ack(&self, epoch: u64, seqs: Vec<u64>) -> Result<(), DomainError> {
-        let acked = seqs.clone();
-        self.shared.link.owner_call(move |c, request_id| c.ack(request_id, epoch, seqs)).await?;
+    async fn ack(&self, epoch: u64, entries: Vec<(u64, String)>) -> Result<(), DomainError> {
+        let acked: Vec<u64> = entries.iter().map(|(seq, _)| *seq).collect();
+        self.shared.link.owner_call(move |c, request_id| c.ack(request_id, epoch, entries)).await?;
         // The SDK reports the outcome before the deleted rows: forget them now, so
-        // what `pending` says agrees with what the caller just did.
+        // what `pending` says agrees with what the caller just did. (An entry the
+        // module kept, a reused sequence number, comes back with the next subscription.)
+        let connection = self.shared.link.connection()?;
         let mut outbox = self.shared.outbox.lock().expect("outbox lock");
         for seq in acked {
-            outbox.remove(&seq);
+            if connection.outbox_entry(seq).is_none() {
+                outbox.remove(&seq);
+            }
         }
         Ok(())
     }
@@ -602,6 +609,22 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         }
     }
 
+    async fn restore_all(&self, pool: &PgPool) -> Result<usize, DomainError> {
+        let scopes: BTreeSet<ScopeKey> = {
+            let retained = self.shared.retained.lock().expect("retained lock");
+            retained.writes.values().map(|(_, scope, _)| scope.clone()).collect()
+        };
+        let mut written = 0;
+        for scope in scopes {
+            written += self.restore(pool, &scope).await?;
+        }
+        Ok(written)
+    }
+
+    fn retained(&self) -> usize {
+        self.shared.retained.lock().expect("retained lock").writes.len()
+    }
+
     fn set_aside(&self, entries: &[Pending<D>]) {
         let mut retained = self.shared.retained.lock().expect("retained lock");
         for entry in entries {
@@ -610,7 +633,7 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
     }
 
     async fn restore(&self, pool: &PgPool, scope: &ScopeKey) -> Result<usize, DomainError> {
-        let mut writes: Vec<((u64, String), u64, D::Item)> = {
+        let writes: Vec<((u64, String), u64, D::Item)> = {
             let retained = self.shared.retained.lock().expect("retained lock");
             let of_scope = retained.writes.iter().filter(|(_, (_, s, _))| s == scope);
             of_scope.map(|(key, (order, _, item))| (key.clone(), *order, item.clone())).collect()
@@ -618,11 +641,13 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         if writes.is_empty() {
             return Ok(0);
         }
-        writes.sort_by_key(|(_, order, _)| *order);
-        // Full states: each entity's last one is enough (versions guard the rest).
+        // Full states: each entity's newest is enough (versions guard the rest).
         let mut latest: HashMap<String, D::Item> = HashMap::new();
         for (_, _, item) in &writes {
-            latest.insert(D::cursor(item), item.clone());
+            let newer = latest.get(&D::cursor(item)).is_none_or(|kept| D::version(item) >= D::version(kept));
+            if newer {
+                latest.insert(D::cursor(item), item.clone());
+            }
         }
         let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
         let written = D::persist(&mut tx, latest.into_values().collect()).await?;
@@ -741,8 +766,9 @@ macro_rules! spacetime_module {
                     self.reducers.warm_done(request_id)
                 }
 
-                fn ack(&self, request_id: String, epoch: u64, seqs: Vec<u64>) -> SdkResult<()> {
-                    self.reducers.ack_outbox(request_id, epoch, seqs)
+                fn ack(&self, request_id: String, epoch: u64, entries: Vec<(u64, String)>) -> SdkResult<()> {
+                    let acks = entries.into_iter().map(|(seq, request_id)| OutboxAck { seq, request_id }).collect();
+                    self.reducers.ack_outbox(request_id, epoch, acks)
                 }
 
                 fn configure(&self, request_id: String, settings: String) -> SdkResult<()> {

@@ -36,6 +36,13 @@ impl CacheBinding for Kanban {
     /// Boards are ordered by the domain (`board_items`), not by the index.
     type Order = ();
 
+    fn version(item: &BoardItem) -> u64 {
+        match item {
+            BoardItem::Column(column) => column.version,
+            BoardItem::Card(card) => card.version,
+        }
+    }
+
     fn item(row: &stdb::BoardRow) -> Option<BoardItem> {
         Some(match row {
             stdb::BoardRow::Column(c) => BoardItem::Column(Column {

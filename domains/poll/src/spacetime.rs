@@ -23,6 +23,10 @@ impl CacheBinding for Poll {
     /// Creation time in microseconds (then the id): oldest first.
     type Order = i64;
 
+    fn version(option: &PollOption) -> u64 {
+        option.version
+    }
+
     fn item(row: &stdb::PollOption) -> Option<PollOption> {
         Some(PollOption {
             id: Uuid::parse_str(&row.id).ok()?,

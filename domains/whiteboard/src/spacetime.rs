@@ -24,6 +24,10 @@ impl CacheBinding for Whiteboard {
     /// Boards are layered by the domain (`layered`), not by the index.
     type Order = ();
 
+    fn version(element: &Element) -> u64 {
+        element.version
+    }
+
     fn item(row: &stdb::Element) -> Option<Element> {
         Some(Element {
             id: Uuid::parse_str(&row.id).ok()?,

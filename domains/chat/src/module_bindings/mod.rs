@@ -15,6 +15,7 @@ pub mod message_table;
 pub mod message_type;
 pub mod module_settings_table;
 pub mod module_settings_type;
+pub mod outbox_ack_type;
 pub mod owner_table;
 pub mod owner_type;
 pub mod reaction_type;
@@ -33,6 +34,7 @@ pub use message_table::*;
 pub use message_type::Message;
 pub use module_settings_table::*;
 pub use module_settings_type::ModuleSettings;
+pub use outbox_ack_type::OutboxAck;
 pub use owner_table::*;
 pub use owner_type::Owner;
 pub use reaction_type::Reaction;
@@ -53,7 +55,7 @@ pub enum Reducer {
     AckOutbox {
         request_id: String,
         epoch: u64,
-        seqs: Vec<u64>,
+        acks: Vec<OutboxAck>,
     },
     Apply {
         request_id: String,

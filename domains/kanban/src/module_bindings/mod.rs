@@ -18,6 +18,7 @@ pub mod cache_epoch_type;
 pub mod configure_reducer;
 pub mod module_settings_table;
 pub mod module_settings_type;
+pub mod outbox_ack_type;
 pub mod owner_table;
 pub mod owner_type;
 pub mod sync_outbox_table;
@@ -38,6 +39,7 @@ pub use cache_epoch_type::CacheEpoch;
 pub use configure_reducer::{configure, set_flags_for_configure, ConfigureCallbackId};
 pub use module_settings_table::*;
 pub use module_settings_type::ModuleSettings;
+pub use outbox_ack_type::OutboxAck;
 pub use owner_table::*;
 pub use owner_type::Owner;
 pub use sync_outbox_table::*;
@@ -57,7 +59,7 @@ pub enum Reducer {
     AckOutbox {
         request_id: String,
         epoch: u64,
-        seqs: Vec<u64>,
+        acks: Vec<OutboxAck>,
     },
     Apply {
         request_id: String,

@@ -6,12 +6,14 @@
 #![allow(unused, clippy::all)]
 use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 
+use super::outbox_ack_type::OutboxAck;
+
 #[derive(__lib::ser::Serialize, __lib::de::Deserialize, Clone, PartialEq, Debug)]
 #[sats(crate = __lib)]
 pub(super) struct AckOutboxArgs {
     pub request_id: String,
     pub epoch: u64,
-    pub seqs: Vec<u64>,
+    pub acks: Vec<OutboxAck>,
 }
 
 impl From<AckOutboxArgs> for super::Reducer {
@@ -19,7 +21,7 @@ impl From<AckOutboxArgs> for super::Reducer {
         Self::AckOutbox {
             request_id: args.request_id,
             epoch: args.epoch,
-            seqs: args.seqs,
+            acks: args.acks,
         }
     }
 }
@@ -40,7 +42,8 @@ pub trait ack_outbox {
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
     ///  and its status can be observed by listening for [`Self::on_ack_outbox`] callbacks.
-    fn ack_outbox(&self, request_id: String, epoch: u64, seqs: Vec<u64>) -> __sdk::Result<()>;
+    fn ack_outbox(&self, request_id: String, epoch: u64, acks: Vec<OutboxAck>)
+        -> __sdk::Result<()>;
     /// Register a callback to run whenever we are notified of an invocation of the reducer `ack_outbox`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
@@ -50,7 +53,9 @@ pub trait ack_outbox {
     /// to cancel the callback.
     fn on_ack_outbox(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &String, &u64, &Vec<u64>) + Send + 'static,
+        callback: impl FnMut(&super::ReducerEventContext, &String, &u64, &Vec<OutboxAck>)
+            + Send
+            + 'static,
     ) -> AckOutboxCallbackId;
     /// Cancel a callback previously registered by [`Self::on_ack_outbox`],
     /// causing it not to run in the future.
@@ -58,19 +63,26 @@ pub trait ack_outbox {
 }
 
 impl ack_outbox for super::RemoteReducers {
-    fn ack_outbox(&self, request_id: String, epoch: u64, seqs: Vec<u64>) -> __sdk::Result<()> {
+    fn ack_outbox(
+        &self,
+        request_id: String,
+        epoch: u64,
+        acks: Vec<OutboxAck>,
+    ) -> __sdk::Result<()> {
         self.imp.call_reducer(
             "ack_outbox",
             AckOutboxArgs {
                 request_id,
                 epoch,
-                seqs,
+                acks,
             },
         )
     }
     fn on_ack_outbox(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &String, &u64, &Vec<u64>) + Send + 'static,
+        mut callback: impl FnMut(&super::ReducerEventContext, &String, &u64, &Vec<OutboxAck>)
+            + Send
+            + 'static,
     ) -> AckOutboxCallbackId {
         AckOutboxCallbackId(self.imp.on_reducer(
             "ack_outbox",
@@ -82,7 +94,7 @@ impl ack_outbox for super::RemoteReducers {
                                 super::Reducer::AckOutbox {
                                     request_id,
                                     epoch,
-                                    seqs,
+                                    acks,
                                 },
                             ..
                         },
@@ -91,7 +103,7 @@ impl ack_outbox for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, epoch, seqs)
+                callback(ctx, request_id, epoch, acks)
             }),
         ))
     }

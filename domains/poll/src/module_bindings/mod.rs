@@ -13,6 +13,7 @@ pub mod cache_epoch_type;
 pub mod configure_reducer;
 pub mod module_settings_table;
 pub mod module_settings_type;
+pub mod outbox_ack_type;
 pub mod owner_table;
 pub mod owner_type;
 pub mod poll_option_table;
@@ -30,6 +31,7 @@ pub use cache_epoch_type::CacheEpoch;
 pub use configure_reducer::{configure, set_flags_for_configure, ConfigureCallbackId};
 pub use module_settings_table::*;
 pub use module_settings_type::ModuleSettings;
+pub use outbox_ack_type::OutboxAck;
 pub use owner_table::*;
 pub use owner_type::Owner;
 pub use poll_option_table::*;
@@ -51,7 +53,7 @@ pub enum Reducer {
     AckOutbox {
         request_id: String,
         epoch: u64,
-        seqs: Vec<u64>,
+        acks: Vec<OutboxAck>,
     },
     Apply {
         request_id: String,
