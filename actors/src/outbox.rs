@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use boardsync_core::cache::{Cache, CacheSignal, Pending};
-use boardsync_core::cache_adapter::UNREADABLE_ENTRY;
+use boardsync_core::cache_adapter::{UNREADABLE_ENTRY, VERSION_CONFLICT};
 use boardsync_core::{Domain, DomainError};
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
@@ -87,11 +87,13 @@ pub async fn commit_batch<D: Domain>(
 
 /// Whether PostgreSQL refused an entry for good, so that setting it aside is right:
 /// a data exception (SQLSTATE class 22) or an integrity constraint (class 23), which
-/// no retry can fix, or a row the domain cannot read. Anything else (a column missing
+/// no retry can fix, a row the domain cannot read, or a version PostgreSQL holds with
+/// other content. Anything else (a column missing
 /// during a rolling deploy, a lock timeout, a revoked permission, PostgreSQL down)
 /// may pass: the outbox stalls, the failure is counted and logged, and it retries.
 fn refused_for_good(error: &DomainError) -> bool {
     error.code == UNREADABLE_ENTRY
+        || error.code == VERSION_CONFLICT
         || error.sqlstate().is_some_and(|state| state.starts_with("22") || state.starts_with("23"))
 }
 

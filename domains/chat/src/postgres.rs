@@ -89,6 +89,24 @@ async fn load(db: &mut PgConnection, id: Uuid) -> Result<Message, DomainError> {
     Ok(row.into_message(reactions))
 }
 
+/// The messages of `ids` that PostgreSQL has.
+pub(crate) async fn load_some(db: &mut PgConnection, ids: Vec<Uuid>) -> Result<Vec<Message>, DomainError> {
+    let rows: Vec<MessageRow> =
+        sqlx::query_as(&format!("SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = ANY($1)"))
+            .bind(&ids)
+            .fetch_all(&mut *db)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+    let mut reactions = reactions_of(db, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let own = reactions.remove(&row.id).unwrap_or_default();
+            row.into_message(own)
+        })
+        .collect())
+}
+
 const ADD_REACTION: &str =
     "INSERT INTO chat_reactions (message_id, user_id, emoji) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 const REMOVE_REACTION: &str = "DELETE FROM chat_reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3";

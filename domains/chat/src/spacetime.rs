@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::domain::{Chat, ChatCommand, ChatEvent, Message, Reaction};
 use crate::module_bindings as stdb;
-use crate::postgres::{load_messages, persist_states};
+use crate::postgres::{load_messages, load_some, persist_states};
 
 boardsync_core::spacetime_module!(crate::module_bindings, row: Message, tables: [message]);
 
@@ -96,5 +96,9 @@ impl CacheBinding for Chat {
 
     async fn persist(tx: &mut PgConnection, messages: Vec<Message>) -> Result<usize, DomainError> {
         persist_states(tx, &messages).await
+    }
+
+    async fn stored(db: &mut PgConnection, messages: &[Message]) -> Result<Vec<Message>, DomainError> {
+        load_some(db, messages.iter().map(|m| m.id).collect()).await
     }
 }

@@ -227,3 +227,29 @@ async fn a_sequence_number_used_again_after_a_cache_crash_is_still_applied() {
     assert!(s.stored().await.contains(&reused), "an entry below the recorded sequence reaches PostgreSQL");
     assert_eq!(Cache::<Chat>::pending_count(s.chat.as_ref()), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_postgres_holds_with_other_content_is_set_aside_not_dropped() {
+    let s = setup().await;
+    let id = Uuid::new_v4();
+    s.run("alice", ChatCommand::Send { id, text: "original".into() }).await;
+    s.drain().await;
+    // PostgreSQL holds the next version with other content (as when a cache crash lost
+    // a write PostgreSQL already had, and the cache handed the version out again).
+    sqlx::query("UPDATE chat_messages SET text = 'from elsewhere', version = 2 WHERE id = $1")
+        .bind(id)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let edited = s.run("alice", ChatCommand::Edit { id, text: "edited in the cache".into() }).await;
+    assert_eq!(edited.version, 2);
+    s.drain().await;
+
+    let error: String = sqlx::query_scalar("SELECT error FROM outbox_dead_letters WHERE entity = $1")
+        .bind(id.to_string())
+        .fetch_one(&s.db.pool)
+        .await
+        .expect("the conflicting write is kept as a dead letter");
+    assert!(error.contains("version_conflict"), "{error}");
+    assert_eq!(s.metrics.outbox_dead_letters.with_label_values(&["chat"]).get(), 1);
+}

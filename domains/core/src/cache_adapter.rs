@@ -41,6 +41,28 @@ use crate::{DomainSettings, UserId};
 /// so the outbox poller sets it aside.
 pub const UNREADABLE_ENTRY: &str = "unreadable_outbox_entry";
 
+/// The code of a write whose version PostgreSQL already holds with other content
+/// (which can only follow a cache crash): it must not be dropped silently, so it is
+/// refused for good and set aside as a dead letter, counted and logged.
+pub const VERSION_CONFLICT: &str = "version_conflict";
+
+/// Fails with [`VERSION_CONFLICT`] when PostgreSQL holds any of `items` at the same
+/// version with different content (a state it skipped as already applied).
+async fn refuse_conflicts<D: CacheBinding>(db: &mut PgConnection, items: &[D::Item]) -> Result<(), DomainError> {
+    let stored = D::stored(db, items).await?;
+    for item in items {
+        let id = D::cursor(item);
+        let conflict =
+            stored.iter().find(|s| D::cursor(s) == id).filter(|s| D::version(s) == D::version(item) && *s != item);
+        if conflict.is_some() {
+            tracing::error!(domain = D::NAME, entity = %id, version = D::version(item), "version conflict: PostgreSQL holds other content at this version");
+            let message = format!("PostgreSQL holds {id} at version {} with other content", D::version(item));
+            return Err(DomainError::new(ErrorKind::Conflict, VERSION_CONFLICT, message));
+        }
+    }
+    Ok(())
+}
+
 /// What a module's generated `DbConnection` offers the adapter: the contract's
 /// reducers and tables. Implemented by [`spacetime_module!`](crate::spacetime_module).
 pub trait ModuleLink: Send + Sync + Sized + 'static {
@@ -145,6 +167,9 @@ pub trait CacheBinding: Domain {
     /// Writes items' full states (from the outbox) unless PostgreSQL already has the
     /// same or a newer version; returns how many it wrote.
     async fn persist(tx: &mut PgConnection, items: Vec<Self::Item>) -> Result<usize, DomainError>;
+
+    /// What PostgreSQL holds now of these items (those it has).
+    async fn stored(db: &mut PgConnection, items: &[Self::Item]) -> Result<Vec<Self::Item>, DomainError>;
 }
 
 /// Builds a committed command's events from the items it wrote.
@@ -582,7 +607,11 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        D::persist(tx, items).await
+        let written = D::persist(tx, items.clone()).await?;
+        if written < items.len() {
+            refuse_conflicts::<D>(tx, &items).await?;
+        }
+        Ok(written)
     }
 
     async fn ack(&self, epoch: u64, entries: Vec<(u64, String)>) -> Result<(), DomainError> {

@@ -40,7 +40,8 @@ pub trait Domain: Send + Sync + Sized + 'static {
     const SCOPE: &'static str;
 
     /// One entry of a scope's snapshot (a chat message with its reactions).
-    type Item: Serialize + Clone + Send + Sync + 'static;
+    /// (`PartialEq`: two writes at one version must hold the same state.)
+    type Item: Serialize + Clone + PartialEq + Send + Sync + 'static;
     /// A client's request, a JSON object tagged by `type`. The cache adapter hands it
     /// to the module as the same JSON.
     type Command: Serialize + DeserializeOwned + Send + Sync + 'static;

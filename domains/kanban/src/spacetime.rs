@@ -143,4 +143,19 @@ impl CacheBinding for Kanban {
     async fn persist(tx: &mut PgConnection, items: Vec<BoardItem>) -> Result<usize, DomainError> {
         persist_states(tx, &items).await
     }
+
+    async fn stored(db: &mut PgConnection, items: &[BoardItem]) -> Result<Vec<BoardItem>, DomainError> {
+        let board_of = |item: &BoardItem| match item {
+            BoardItem::Column(c) => c.board.clone(),
+            BoardItem::Card(c) => c.board.clone(),
+        };
+        let boards: std::collections::BTreeSet<String> = items.iter().map(board_of).collect();
+        let mut stored = Vec::new();
+        for board in boards.iter().filter_map(|b| ScopeKey::parse(b).ok()) {
+            let (columns, cards) = load_board(db, &board, None).await?;
+            let all = columns.into_iter().map(BoardItem::Column).chain(cards.into_iter().map(BoardItem::Card));
+            stored.extend(all.filter(|s| items.iter().any(|i| i.id() == s.id())));
+        }
+        Ok(stored)
+    }
 }

@@ -93,6 +93,16 @@ async fn load(db: &mut PgConnection, id: Uuid) -> Result<PollOption, DomainError
     Ok(with_voters(db, vec![row]).await?.remove(0))
 }
 
+/// The options of `ids` that PostgreSQL has.
+pub(crate) async fn load_some(db: &mut PgConnection, ids: Vec<Uuid>) -> Result<Vec<PollOption>, DomainError> {
+    let rows: Vec<OptionRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM poll_options WHERE id = ANY($1)"))
+        .bind(&ids)
+        .fetch_all(&mut *db)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+    with_voters(db, rows).await
+}
+
 async fn lock_live(db: &mut PgConnection, poll: &ScopeKey, id: Uuid) -> Result<OptionRow, DomainError> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM poll_options WHERE id = $1 AND poll = $2 AND NOT removed FOR UPDATE"

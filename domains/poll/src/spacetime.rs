@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::domain::{Poll, PollCommand, PollEvent, PollOption};
 use crate::module_bindings as stdb;
-use crate::postgres::{load_options, persist_states};
+use crate::postgres::{load_options, load_some, persist_states};
 
 boardsync_core::spacetime_module!(crate::module_bindings, row: PollOption, tables: [poll_option]);
 
@@ -80,5 +80,9 @@ impl CacheBinding for Poll {
 
     async fn persist(tx: &mut PgConnection, options: Vec<PollOption>) -> Result<usize, DomainError> {
         persist_states(tx, &options).await
+    }
+
+    async fn stored(db: &mut PgConnection, options: &[PollOption]) -> Result<Vec<PollOption>, DomainError> {
+        load_some(db, options.iter().map(|o| o.id).collect()).await
     }
 }

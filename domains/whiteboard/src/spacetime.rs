@@ -95,4 +95,15 @@ impl CacheBinding for Whiteboard {
     async fn persist(tx: &mut PgConnection, elements: Vec<Element>) -> Result<usize, DomainError> {
         persist_states(tx, &elements).await
     }
+
+    async fn stored(db: &mut PgConnection, elements: &[Element]) -> Result<Vec<Element>, DomainError> {
+        let boards: std::collections::BTreeSet<&str> = elements.iter().map(|e| e.board.as_str()).collect();
+        let mut stored = Vec::new();
+        for board in boards.into_iter().filter_map(|b| ScopeKey::parse(b).ok()) {
+            stored.extend(
+                load_board(db, &board, None).await?.into_iter().filter(|s| elements.iter().any(|e| e.id == s.id)),
+            );
+        }
+        Ok(stored)
+    }
 }
