@@ -16,8 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use boardsync_core::cache::{Cache, CacheSignal, Pending};
-use boardsync_core::cache_adapter::{UNREADABLE_ENTRY, VERSION_CONFLICT};
+use boardsync_core::cache::{dead_letter, refused_for_good, Cache, CacheSignal, Pending};
 use boardsync_core::{Domain, DomainError};
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
@@ -85,18 +84,6 @@ pub async fn commit_batch<D: Domain>(
     Ok(Some(Committed { epoch: cache_epoch, applied: written, dead_lettered: dead.len(), entries }))
 }
 
-/// Whether PostgreSQL refused an entry for good, so that setting it aside is right:
-/// a data exception (SQLSTATE class 22) or an integrity constraint (class 23), which
-/// no retry can fix, a row the domain cannot read, or a version PostgreSQL holds with
-/// other content. Anything else (a column missing
-/// during a rolling deploy, a lock timeout, a revoked permission, PostgreSQL down)
-/// may pass: the outbox stalls, the failure is counted and logged, and it retries.
-fn refused_for_good(error: &DomainError) -> bool {
-    error.code == UNREADABLE_ENTRY
-        || error.code == VERSION_CONFLICT
-        || error.sqlstate().is_some_and(|state| state.starts_with("22") || state.starts_with("23"))
-}
-
 /// Applies every entry in one transaction that also records the newest sequence;
 /// returns how many states it wrote.
 ///
@@ -140,24 +127,7 @@ async fn apply_one_by_one<D: Domain>(
                 tracing::error!(domain = D::NAME, seq = entry.seq, entity = %entry.entity, %error, "outbox entry dead-lettered");
                 let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
                 lock_progress::<D>(&mut tx, epoch).await?;
-                sqlx::query(
-                    "INSERT INTO outbox_dead_letters (domain, cache_epoch, seq, entity, kind, payload, request_id, error)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-                )
-                .bind(D::NAME)
-                .bind(epoch)
-                .bind(entry.seq as i64)
-                .bind(&entry.entity)
-                .bind(&entry.kind)
-                .bind(match &entry.payload {
-                    Ok(item) => serde_json::to_string(item).unwrap_or_default(),
-                    Err(unreadable) => unreadable.clone(),
-                })
-                .bind(&entry.request_id)
-                .bind(error.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(DomainError::from_sqlx)?;
+                dead_letter::<D>(&mut tx, epoch, entry, &error).await?;
                 record_progress::<D>(&mut tx, epoch, entry.seq).await?;
                 tx.commit().await.map_err(DomainError::from_sqlx)?;
                 metrics.outbox_dead_letters.with_label_values(&[D::NAME]).inc();

@@ -253,3 +253,24 @@ async fn a_version_postgres_holds_with_other_content_is_set_aside_not_dropped() 
     assert!(error.contains("version_conflict"), "{error}");
     assert_eq!(s.metrics.outbox_dead_letters.with_label_values(&["chat"]).get(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_write_postgres_refuses_for_good_is_set_aside_and_warm_up_goes_on() {
+    let s = setup().await;
+    s.run("alice", ChatCommand::Send { id: Uuid::new_v4(), text: "fine".into() }).await;
+    s.run("alice", ChatCommand::Send { id: Uuid::new_v4(), text: "poison".into() }).await;
+    // A rule PostgreSQL has and the cache does not.
+    sqlx::query("ALTER TABLE chat_messages ADD CONSTRAINT no_poison CHECK (text <> 'poison')")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    // What warm-up does first after a cache crash: write the kept writes into PostgreSQL.
+    let restored = Cache::<Chat>::restore(s.chat.as_ref(), &s.db.pool, &general()).await;
+    assert_eq!(restored.expect("the scope can still be warmed"), 1);
+    assert_eq!(Cache::<Chat>::retained(s.chat.as_ref()), 0);
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox_dead_letters WHERE error LIKE '%no_poison%'")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(dead, 1, "the refused write is kept as a dead letter");
+}

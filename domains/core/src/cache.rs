@@ -48,6 +48,48 @@ pub fn latest_per_entity<P>(entries: &[OutboxEntry<P>], version: impl Fn(&P) -> 
     ordered
 }
 
+/// Whether PostgreSQL refused a write for good, so that setting it aside as a dead
+/// letter is right: a data exception (SQLSTATE class 22) or an integrity constraint
+/// (class 23), which no retry can fix, a row the domain cannot read, or a version
+/// PostgreSQL holds with other content. Anything else (a column missing during a
+/// rolling deploy, a lock timeout, a revoked permission, PostgreSQL down) may pass:
+/// the write waits, and the failure is counted and logged.
+pub fn refused_for_good(error: &DomainError) -> bool {
+    error.code == crate::cache_adapter::UNREADABLE_ENTRY
+        || error.code == crate::cache_adapter::VERSION_CONFLICT
+        || error.sqlstate().is_some_and(|state| state.starts_with("22") || state.starts_with("23"))
+}
+
+/// Keeps a write PostgreSQL refused for good in `outbox_dead_letters`, with why, in
+/// the caller's transaction (`boardsync` never drops one silently).
+pub async fn dead_letter<D: Domain>(
+    tx: &mut PgConnection,
+    epoch: i64,
+    entry: &Pending<D>,
+    error: &DomainError,
+) -> Result<(), DomainError> {
+    let payload = match &entry.payload {
+        Ok(item) => serde_json::to_string(item).unwrap_or_default(),
+        Err(unreadable) => unreadable.clone(),
+    };
+    sqlx::query(
+        "INSERT INTO outbox_dead_letters (domain, cache_epoch, seq, entity, kind, payload, request_id, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+    )
+    .bind(D::NAME)
+    .bind(epoch)
+    .bind(entry.seq as i64)
+    .bind(&entry.entity)
+    .bind(&entry.kind)
+    .bind(payload)
+    .bind(&entry.request_id)
+    .bind(error.to_string())
+    .execute(&mut *tx)
+    .await
+    .map_err(DomainError::from_sqlx)?;
+    Ok(())
+}
+
 /// What happened to the cache connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheSignal {

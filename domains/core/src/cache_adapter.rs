@@ -25,7 +25,7 @@ use spacetimedb_sdk::Status;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::cache::{latest_per_entity, Cache, CacheSignal, OutboxEntry, Pending};
+use crate::cache::{dead_letter, latest_per_entity, refused_for_good, Cache, CacheSignal, OutboxEntry, Pending};
 use crate::factory::SpacetimeTarget;
 use crate::index::ScopeIndex;
 use crate::live::ScopedBroadcast;
@@ -225,6 +225,44 @@ pub struct CacheAdapter<D: CacheBinding> {
 }
 
 impl<D: CacheBinding> CacheAdapter<D> {
+    /// [`Cache::restore`] one state per transaction; a state PostgreSQL refuses for
+    /// good becomes a dead letter.
+    async fn restore_one_by_one(
+        &self,
+        pool: &PgPool,
+        writes: &[((u64, String), u64, D::Item)],
+        latest: Vec<D::Item>,
+    ) -> Result<usize, DomainError> {
+        let mut written = 0;
+        for item in latest {
+            let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
+            match D::persist(&mut tx, vec![item.clone()]).await {
+                Ok(count) => written += count,
+                Err(error) if refused_for_good(&error) => {
+                    drop(tx);
+                    tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
+                    let id = D::cursor(&item);
+                    let key = writes.iter().find(|(_, _, kept)| D::cursor(kept) == id).map(|(key, _, _)| key.clone());
+                    let (seq, request_id) = key.unwrap_or((0, String::new()));
+                    let entry = OutboxEntry {
+                        seq,
+                        entity: id,
+                        kind: "restore".into(),
+                        payload: Ok(item),
+                        request_id,
+                        created_at_micros: 0,
+                    };
+                    tracing::error!(domain = D::NAME, entity = %entry.entity, %error, "a kept write dead-lettered");
+                    let epoch = self.shared.link.epoch().unwrap_or(0) as i64;
+                    dead_letter::<D>(&mut tx, epoch, &entry, &error).await?;
+                }
+                Err(error) => return Err(error),
+            }
+            tx.commit().await.map_err(DomainError::from_sqlx)?;
+        }
+        Ok(written)
+    }
+
     pub fn connect(context: AdapterContext<D>, target: SpacetimeTarget) -> Result<Self, DomainError> {
         let name = format!("{}:{}", D::NAME, target.database);
         let backoff = target.backoff.clone();
@@ -678,9 +716,21 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
                 latest.insert(D::cursor(item), item.clone());
             }
         }
+        let latest: Vec<D::Item> = latest.into_values().collect();
         let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
-        let written = D::persist(&mut tx, latest.into_values().collect()).await?;
-        tx.commit().await.map_err(DomainError::from_sqlx)?;
+        let written = match D::persist(&mut tx, latest.clone()).await {
+            Ok(written) => {
+                tx.commit().await.map_err(DomainError::from_sqlx)?;
+                written
+            }
+            // One write PostgreSQL refuses for good must not keep the scope from ever
+            // warming (and taking writes): the rest go one by one, it is set aside.
+            Err(error) if refused_for_good(&error) => {
+                drop(tx);
+                self.restore_one_by_one(pool, &writes, latest).await?
+            }
+            Err(error) => return Err(error),
+        };
         let mut retained = self.shared.retained.lock().expect("retained lock");
         for ((seq, request_id), _, _) in writes {
             retained.writes.remove(&(seq, request_id.clone()));
