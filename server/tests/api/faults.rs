@@ -1,7 +1,9 @@
 //! The fault suite: real processes crashed under a real load, then every write that
 //! was answered 200 is looked for in PostgreSQL.
 //!
-//! Writers send chat messages over HTTP, half of them `durable`, while each fault is
+//! Writers send chat messages over HTTP, half of them `durable`; two more edit one
+//! message each (cache and durable: versions climb through every fault) and one
+//! moves a whiteboard element, while each fault is
 //! applied in turn to the real `boardsync` binary and its services: `kill -9` of
 //! SpacetimeDB and a restart on the same data; `kill -9` of boardsync and a restart; a
 //! simulated power loss of SpacetimeDB (`kill -9`, then the commit logs cut back to
@@ -64,15 +66,69 @@ struct Acked {
 
 struct Load {
     acked: Mutex<Vec<Acked>>,
+    /// The editing writers' last acknowledged edit: (message, n of "edit n").
+    edits: Mutex<Vec<(Uuid, u64)>>,
+    /// The mover's last acknowledged position (x) of its whiteboard element.
+    moved: Mutex<Option<(Uuid, f64)>>,
     fault: Mutex<Fault>,
     stop: AtomicBool,
 }
 
-/// Sends a chat command; `None` when nothing answered (the server is down).
-async fn try_command(app: &TestApp, command: serde_json::Value) -> Option<u16> {
+/// Sends a command to `domain`'s `scope`; `None` when nothing answered.
+async fn try_at(app: &TestApp, domain: &str, scope: &str, command: serde_json::Value) -> Option<u16> {
     let request =
-        app.http.post(format!("{}/api/chat/faults", app.address)).bearer_auth(app.token("alice")).json(&command);
+        app.http.post(format!("{}/api/{domain}/{scope}", app.address)).bearer_auth(app.token("alice")).json(&command);
     request.timeout(Duration::from_secs(20)).send().await.ok().map(|response| response.status().as_u16())
+}
+
+/// Edits one message over and over (its version climbs through every fault); the
+/// last acknowledged edit, or a later one, must be what PostgreSQL and the cache hold.
+async fn edit(app: &TestApp, load: &Load, durable: bool) {
+    let id = Uuid::new_v4();
+    while try_at(app, "chat", "edits", json!({ "type": "send", "id": id, "text": "edit 0" })).await != Some(200) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let slot = {
+        let mut edits = load.edits.lock().unwrap();
+        edits.push((id, 0));
+        edits.len() - 1
+    };
+    let mut n = 0u64;
+    while !load.stop.load(Ordering::Relaxed) {
+        n += 1;
+        let mut command = json!({ "type": "edit", "id": id, "text": format!("edit {n}") });
+        if durable {
+            command["durability"] = json!("durable");
+        }
+        match try_at(app, "chat", "edits", command).await {
+            Some(200) => load.edits.lock().unwrap()[slot].1 = n,
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Moves one whiteboard element to x = 1, 2, 3, ... (absolute positions).
+async fn mover(app: &TestApp, load: &Load) {
+    let id = Uuid::new_v4();
+    let add = json!({ "type": "add", "id": id, "kind": "rect", "x": 0, "y": 0 });
+    while try_at(app, "whiteboard", "faults", add.clone()).await != Some(200) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    *load.moved.lock().unwrap() = Some((id, 0.0));
+    let mut x = 0.0;
+    while !load.stop.load(Ordering::Relaxed) {
+        x += 1.0;
+        let command = json!({ "type": "move", "to": [{ "id": id, "x": x, "y": 0 }] });
+        match try_at(app, "whiteboard", "faults", command).await {
+            Some(200) => *load.moved.lock().unwrap() = Some((id, x)),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Sends a command to the chat scope `faults`; `None` when nothing answered.
+async fn try_command(app: &TestApp, command: serde_json::Value) -> Option<u16> {
+    try_at(app, "chat", "faults", command).await
 }
 
 async fn write(app: &TestApp, load: &Load, writer: usize) {
@@ -170,17 +226,27 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
     let app = Arc::new(app);
     app.wait_for_cache().await;
     app.create_scope("chat", "faults").await;
+    app.create_scope("chat", "edits").await;
+    app.create_scope("whiteboard", "faults").await;
     let load = Arc::new(Load {
         acked: Mutex::new(Vec::new()),
+        edits: Mutex::new(Vec::new()),
+        moved: Mutex::new(None),
         fault: Mutex::new(Fault::KillSpacetimedb),
         stop: AtomicBool::new(false),
     });
-    let writers: Vec<_> = (0..WRITERS)
+    let mut writers: Vec<_> = (0..WRITERS)
         .map(|writer| {
             let (app, load) = (app.clone(), load.clone());
             tokio::spawn(async move { write(&app, &load, writer).await })
         })
         .collect();
+    for durable in [false, true] {
+        let (app, load) = (app.clone(), load.clone());
+        writers.push(tokio::spawn(async move { edit(&app, &load, durable).await }));
+    }
+    let (mover_app, mover_load) = (app.clone(), load.clone());
+    writers.push(tokio::spawn(async move { mover(&mover_app, &mover_load).await }));
 
     let mut recovery: HashMap<Fault, Vec<Duration>> = HashMap::new();
     for _ in 0..rounds {
@@ -268,4 +334,58 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
     eprintln!("  duplicated texts in PostgreSQL: {duplicated}");
     assert_eq!(lost, 0, "acknowledged writes missing from PostgreSQL");
     assert_eq!(duplicated, 0);
+
+    // Entities written over and over: PostgreSQL holds the last acknowledged state or a
+    // later one (a write whose answer was lost may have gone through), and the cache
+    // holds the same as PostgreSQL.
+    app.wait_for_count("SELECT count(*) FROM chat_messages WHERE version = 0", 0).await;
+    let edits = load.edits.lock().unwrap().clone();
+    for (id, last_acked) in edits {
+        let mut agreed = None;
+        for _ in 0..200 {
+            let stored: (String, i64) = sqlx::query_as("SELECT text, version FROM chat_messages WHERE id = $1")
+                .bind(id)
+                .fetch_one(&app.pool)
+                .await
+                .expect("the edited message is in PostgreSQL");
+            let cached = cached_message(&app, id).await;
+            if cached.as_ref() == Some(&stored) {
+                agreed = Some(stored);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (text, version) = agreed.expect("the cache and PostgreSQL agree on the edited message");
+        let n: u64 = text.trim_start_matches("edit ").parse().unwrap();
+        eprintln!("  edited message: last acknowledged edit {last_acked}, stored edit {n} at version {version}");
+        assert!(n >= last_acked, "an acknowledged edit was lost: stored {n}, acknowledged {last_acked}");
+    }
+    let (element, last_x) = load.moved.lock().unwrap().expect("the mover placed its element");
+    let mut stored_x = 0.0;
+    for _ in 0..200 {
+        stored_x = sqlx::query_scalar("SELECT x FROM whiteboard_elements WHERE id = $1")
+            .bind(element)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        let board: serde_json::Value = app.snapshot("alice", "whiteboard", "faults").await;
+        let cached_x =
+            board["items"].as_array().unwrap().iter().find(|e| e["id"] == json!(element)).map(|e| e["x"].clone());
+        if cached_x == Some(json!(stored_x)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("  moved element: last acknowledged x {last_x}, stored x {stored_x}");
+    assert!(stored_x >= last_x, "an acknowledged move was lost: stored {stored_x}, acknowledged {last_x}");
+}
+
+/// A message's `(text, version)` as the cache serves it.
+async fn cached_message(app: &TestApp, id: Uuid) -> Option<(String, i64)> {
+    let page: serde_json::Value = app.snapshot("alice", "chat", "edits").await;
+    page["items"]
+        .as_array()?
+        .iter()
+        .find(|m| m["id"] == json!(id))
+        .map(|m| (m["text"].as_str().unwrap_or_default().to_string(), m["version"].as_i64().unwrap_or_default()))
 }
