@@ -1,7 +1,8 @@
 //! The fault suite: real processes crashed under a real load, then every write that
 //! was answered 200 is looked for in PostgreSQL.
 //!
-//! Writers send chat messages over HTTP, half of them `durable`; two more edit one
+//! Writers send chat messages over HTTP, half of them `durable`, and one more over
+//! the live WebSocket; two more edit one
 //! message each (cache and durable: versions climb through every fault) and one
 //! moves a whiteboard element, while each fault is
 //! applied in turn to the real `boardsync` binary and its services: `kill -9` of
@@ -54,6 +55,8 @@ const FAULTS: [Fault; 5] = [
 enum Mode {
     Cache,
     Durable,
+    /// Cache durability, over the live WebSocket.
+    WebSocket,
 }
 
 /// A write answered 200: which one, and during which fault's round.
@@ -79,6 +82,49 @@ async fn try_at(app: &TestApp, domain: &str, scope: &str, command: serde_json::V
     let request =
         app.http.post(format!("{}/api/{domain}/{scope}", app.address)).bearer_auth(app.token("alice")).json(&command);
     request.timeout(Duration::from_secs(20)).send().await.ok().map(|response| response.status().as_u16())
+}
+
+/// Sends chat messages over the live WebSocket (cache durability), reconnecting when
+/// the server goes away; a write counts as acknowledged when its reply says `ok`.
+async fn write_over_websocket(app: &TestApp, load: &Load) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let url = format!("ws://127.0.0.1:{}/api/chat/faults/live?token={}", app.port, app.token("alice"));
+    let mut n = 0u64;
+    while !load.stop.load(Ordering::Relaxed) {
+        let Ok(Ok((mut socket, _))) =
+            tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(&url)).await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        'session: while !load.stop.load(Ordering::Relaxed) {
+            n += 1;
+            let (id, text) = (Uuid::new_v4(), format!("ws #{n}"));
+            let fault = *load.fault.lock().unwrap();
+            let command = json!({ "type": "send", "id": id, "text": text, "ref": n });
+            if socket.send(Frame::text(command.to_string())).await.is_err() {
+                break 'session;
+            }
+            // Frames until this command's reply (events and resyncs pass by).
+            loop {
+                let frame = match tokio::time::timeout(Duration::from_secs(20), socket.next()).await {
+                    Ok(Some(Ok(Frame::Text(text)))) => text,
+                    Ok(Some(Ok(_))) => continue,
+                    _ => break 'session,
+                };
+                let frame: serde_json::Value = serde_json::from_str(&frame).unwrap_or_default();
+                if frame["kind"] == "reply" && frame["ref"] == json!(n) {
+                    if frame["ok"] == true {
+                        load.acked.lock().unwrap().push(Acked { id, text, mode: Mode::WebSocket, fault });
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Edits one message over and over (its version climbs through every fault); the
@@ -245,6 +291,8 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
         let (app, load) = (app.clone(), load.clone());
         writers.push(tokio::spawn(async move { edit(&app, &load, durable).await }));
     }
+    let (socket_app, socket_load) = (app.clone(), load.clone());
+    writers.push(tokio::spawn(async move { write_over_websocket(&socket_app, &socket_load).await }));
     let (mover_app, mover_load) = (app.clone(), load.clone());
     writers.push(tokio::spawn(async move { mover(&mover_app, &mover_load).await }));
 
@@ -320,7 +368,7 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
     for fault in FAULTS {
         let times = &recovery[&fault];
         let worst = times.iter().max().map_or(0, |t| t.as_millis());
-        for mode in [Mode::Cache, Mode::Durable] {
+        for mode in [Mode::Cache, Mode::Durable, Mode::WebSocket] {
             let (count, missing) = report.get(&(fault, mode)).copied().unwrap_or_default();
             lost += missing;
             eprintln!("  {:<22} {:<8} {count:>9} {missing:>6} {worst:>12}", format!("{fault:?}"), format!("{mode:?}"));
