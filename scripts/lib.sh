@@ -69,6 +69,7 @@ wait_for() { # description, seconds, command...
 ensure_packages() {
   local missing=()
   command -v curl >/dev/null || missing+=(curl)
+  command -v python3 >/dev/null || missing+=(python3)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v cc >/dev/null || missing+=(build-essential)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
@@ -223,12 +224,20 @@ build_modules() {
   export BOARDSYNC_MODULES_DIR="$MODULES_OUT"
 }
 
+# How many entries the outbox of database $1 holds (empty when it cannot tell), read
+# through SpacetimeDB's SQL endpoint, which needs no bindings of the module's schema.
+outbox_pending() {
+  curl -s -X POST -H "Authorization: Bearer $SPACETIMEDB_TOKEN" --data "SELECT * FROM sync_outbox" \
+    "$SPACETIMEDB_URL/v1/database/$1/sql" \
+    | python3 -c 'import json, sys; print(sum(len(t.get("rows", [])) for t in json.load(sys.stdin)))' 2>/dev/null
+}
+
 # Publishes each built module as "<prefix>-<domain>" with the backend's token, so the
 # backend is the owner. Skips a module whose wasm has not changed since it was last
 # published to this server. A schema change the server cannot migrate clears the
 # cache database; PostgreSQL stays the truth and warm-up refills it.
 publish_modules() {
-  local prefix=$1 state_dir=$2 wasm domain name digest stamp status
+  local prefix=$1 state_dir=$2 wasm domain name digest stamp status pending
   for wasm in "$MODULES_OUT"/*.wasm; do
     domain=$(basename "$wasm" .wasm)
     name="$prefix-$domain"
@@ -242,7 +251,20 @@ publish_modules() {
     status=$(curl -s -o "$state_dir/publish.out" -w '%{http_code}' -X PUT \
       -H "Authorization: Bearer $SPACETIMEDB_TOKEN" --data-binary "@$wasm" "$SPACETIMEDB_URL/v1/database/$name")
     if [ "$status" = 400 ]; then
-      log "the schema change needs a fresh cache: clearing $name (PostgreSQL keeps the data)"
+      # A schema change the server cannot migrate: the cache database must be cleared,
+      # and its outbox may hold writes PostgreSQL does not have yet. Drain it first,
+      # with the boardsync that published it (the new one cannot read the old rows).
+      pending=$(outbox_pending "$name")
+      if [ "$pending" != 0 ] && [ -x "$state_dir/boardsync-published" ]; then
+        log "the schema change needs a fresh cache: draining $name's outbox ($pending writes) into PostgreSQL first"
+        BOARDSYNC__SPACETIMEDB__TOKEN="$SPACETIMEDB_TOKEN" BOARDSYNC__SPACETIMEDB__DATABASE_PREFIX="$prefix" \
+          "$state_dir/boardsync-published" outbox drain --domain "$domain" \
+          || die "cannot drain $name's outbox (is PostgreSQL up?): not clearing it"
+        pending=$(outbox_pending "$name")
+      fi
+      [ "$pending" = 0 ] || die "$name's schema changed and its outbox holds ${pending:-an unknown number of} writes \
+not yet in PostgreSQL: run 'boardsync outbox drain' with the boardsync that published it, then run this again"
+      log "the schema change needs a fresh cache: clearing $name (its outbox is empty; PostgreSQL keeps the data)"
       status=$(curl -s -o "$state_dir/publish.out" -w '%{http_code}' -X PUT \
         -H "Authorization: Bearer $SPACETIMEDB_TOKEN" --data-binary "@$wasm" "$SPACETIMEDB_URL/v1/database/$name?clear=true")
     fi

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod domains;
+pub mod drain_command;
 pub mod error;
 pub mod metrics;
 pub mod routes;

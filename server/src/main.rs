@@ -1,5 +1,6 @@
 //! The `boardsync` command line: `serve` runs the server; `token` prints a bearer
-//! token for local use; `warmup` re-warms the cache with a progress bar.
+//! token for local use; `warmup` re-warms the cache with a progress bar; `outbox
+//! drain` empties the cache's outboxes into PostgreSQL.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -47,6 +48,26 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         timeout_secs: u64,
     },
+    /// The cache's outbox of writes on their way to PostgreSQL.
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxAction {
+    /// Drain every domain's outbox into PostgreSQL and exit (before a module's schema
+    /// change clears its cache; run it with the boardsync that matches the published
+    /// modules). Refuses while PostgreSQL is unreachable.
+    Drain {
+        /// Only this domain (default: every domain).
+        #[arg(long)]
+        domain: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
 }
 
 #[actix_web::main]
@@ -64,6 +85,13 @@ async fn main() -> anyhow::Result<()> {
             let url = url.unwrap_or_else(|| format!("http://{}:{}", settings.server.host, settings.server.port));
             let command = WarmupCommand { url, domain, scope, timeout: std::time::Duration::from_secs(timeout_secs) };
             command.run(&settings).await?;
+        }
+        Command::Outbox { action: OutboxAction::Drain { domain, timeout_secs } } => {
+            let timeout = std::time::Duration::from_secs(timeout_secs);
+            let drained = boardsync::drain_command::drain(&settings, domain.as_deref(), timeout).await?;
+            for (domain, entries) in drained {
+                println!("{domain}: {entries} outbox entries drained into PostgreSQL");
+            }
         }
         Command::Token { user, admin } => {
             anyhow::ensure!(!user.trim().is_empty(), "--user must not be empty");

@@ -11,6 +11,7 @@ use crate::helpers::{test_settings, TestApp};
 
 pub struct Process {
     command: Command,
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -26,22 +27,22 @@ impl Process {
     pub async fn start(database_url: &str, stdb: (&str, &str, &str), env: &[(&str, &str)]) -> (Self, TestApp) {
         let port = free_port();
         let (url, token, prefix) = stdb;
+        let mut all: Vec<(String, String)> = [
+            ("BOARDSYNC_ENV", "test"),
+            ("BOARDSYNC_SETTINGS_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/../settings")),
+            ("DATABASE_URL", database_url),
+            ("SPACETIMEDB_URL", url),
+            ("BOARDSYNC__SPACETIMEDB__TOKEN", token),
+            ("BOARDSYNC__SPACETIMEDB__DATABASE_PREFIX", prefix),
+            ("BOARDSYNC__LOG__FILTER", "error"),
+        ]
+        .iter()
+        .chain(env)
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+        all.push(("BOARDSYNC__SERVER__PORT".into(), port.to_string()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_boardsync"));
-        command
-            .arg("serve")
-            .env("BOARDSYNC_ENV", "test")
-            .env("BOARDSYNC_SETTINGS_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/../settings"))
-            .env("BOARDSYNC__SERVER__PORT", port.to_string())
-            .env("DATABASE_URL", database_url)
-            .env("SPACETIMEDB_URL", url)
-            .env("BOARDSYNC__SPACETIMEDB__TOKEN", token)
-            .env("BOARDSYNC__SPACETIMEDB__DATABASE_PREFIX", prefix)
-            .env("BOARDSYNC__LOG__FILTER", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (key, value) in env {
-            command.env(key, value);
-        }
+        command.arg("serve").envs(all.iter().cloned()).stdout(Stdio::null()).stderr(Stdio::inherit());
         let app = TestApp {
             address: format!("http://127.0.0.1:{port}"),
             port,
@@ -49,7 +50,7 @@ impl Process {
             http: reqwest::Client::new(),
             settings: test_settings(),
         };
-        let mut process = Self { command, child: None };
+        let mut process = Self { command, env: all, child: None };
         process.start_again(&app).await;
         (process, app)
     }
@@ -80,6 +81,21 @@ impl Process {
         let _ = child.kill();
         let _ = child.wait();
         panic!("boardsync did not exit within 60 s of SIGTERM");
+    }
+
+    /// Runs another `boardsync` command with the same settings; returns its output.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.run_with(args, &[])
+    }
+
+    /// [`Process::run`] with some settings changed.
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_boardsync"))
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .envs(env.iter().map(|(key, value)| (key.to_string(), value.to_string())))
+            .output()
+            .expect("run boardsync")
     }
 
     /// SIGKILL: a crash, with no chance to finish anything.

@@ -405,3 +405,34 @@ async fn sigterm_drains_the_outbox_into_postgres_before_the_process_exits() {
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages").fetch_one(&app.pool).await.unwrap();
     assert_eq!(stored, 20, "every acknowledged write is in PostgreSQL when the process is gone");
 }
+
+#[actix_web::test]
+async fn outbox_drain_puts_what_a_crashed_server_left_in_the_outbox_into_postgres() {
+    let stdb = TestSpacetime::publish_all(DOMAINS).await;
+    let (_, database_url) = boardsync_testkit::TestPostgres::create_empty().await;
+    let quiet =
+        [("BOARDSYNC__FRAMEWORK__OUTBOX_PUSH", "false"), ("BOARDSYNC__FRAMEWORK__OUTBOX_POLL_INTERVAL_MS", "600000")];
+    let (mut process, app) =
+        crate::process::Process::start(&database_url, (&stdb.url, &stdb.token, &stdb.prefix), &quiet).await;
+    app.wait_for_cache().await;
+    app.create_scope("chat", "general").await;
+    for i in 0..12 {
+        send(&app, "alice", "general", &format!("left behind {i}")).await;
+    }
+    // The server dies with the writes still in the cache's outbox; before a schema
+    // change clears the cache, `outbox drain` puts them into PostgreSQL.
+    process.kill();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages").fetch_one(&app.pool).await.unwrap();
+    assert!(stored < 12, "still in the outbox ({stored} stored)");
+    let drained = process.run(&["outbox", "drain"]);
+    let stdout = String::from_utf8_lossy(&drained.stdout);
+    assert!(drained.status.success(), "{stdout}{}", String::from_utf8_lossy(&drained.stderr));
+    assert!(stdout.contains("chat: "), "{stdout}");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored, 12, "every acknowledged write is in PostgreSQL");
+
+    // With PostgreSQL unreachable it refuses (nothing could be drained), and says why.
+    let refused = process.run_with(&["outbox", "drain"], &[("DATABASE_URL", "postgres://postgres@127.0.0.1:9/none")]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("PostgreSQL is unreachable"));
+}

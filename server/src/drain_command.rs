@@ -1,0 +1,115 @@
+//! `boardsync outbox drain`: empties the domains' cache outboxes into PostgreSQL and
+//! exits, serving nothing. It is the step before a module's schema change clears its
+//! cache database (`scripts/serve` runs it with the boardsync that matches the
+//! published modules): what the outbox holds is in PostgreSQL first, so the clear
+//! throws nothing away. It refuses while PostgreSQL is unreachable.
+
+use std::time::{Duration, Instant};
+
+use boardsync_actors::outbox::{acknowledge, commit_batch};
+use boardsync_actors::CacheMetrics;
+use boardsync_core::cache::Cache;
+use boardsync_core::cache_adapter::CacheAdapter;
+use boardsync_core::{AdapterContext, DomainAdapters, DomainError, DomainSettings};
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use crate::settings::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error("PostgreSQL is unreachable, so nothing can be drained: {0}")]
+    Postgres(#[source] sqlx::Error),
+    #[error("no SpacetimeDB is configured (spacetimedb.url): there is no outbox to drain")]
+    NoCache,
+    #[error("unknown domain {0:?}")]
+    UnknownDomain(String),
+    #[error("invalid settings for {domain}: {reason}")]
+    Settings { domain: &'static str, reason: String },
+    #[error("the {0} cache did not connect within {1:?}")]
+    NotConnected(&'static str, Duration),
+    #[error("{domain}: {left} outbox entries still pending after {timeout:?}")]
+    Left { domain: &'static str, left: usize, timeout: Duration },
+    #[error("{domain}: {error}")]
+    Domain { domain: &'static str, error: DomainError },
+}
+
+/// Drains every domain's outbox (only `only`'s when given); returns the entries
+/// drained per domain.
+pub async fn drain(
+    settings: &Settings,
+    only: Option<&str>,
+    timeout: Duration,
+) -> Result<Vec<(&'static str, usize)>, DrainError> {
+    if settings.spacetimedb.url().is_none() {
+        return Err(DrainError::NoCache);
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(settings.database.connect_timeout_secs))
+        .connect(settings.database.url.expose_secret())
+        .await
+        .map_err(DrainError::Postgres)?;
+    let names = ["chat", "kanban", "poll", "whiteboard"];
+    if let Some(domain) = only {
+        if !names.contains(&domain) {
+            return Err(DrainError::UnknownDomain(domain.to_string()));
+        }
+    }
+    let wanted = |name: &str| only.is_none_or(|domain| domain == name);
+    let mut drained = Vec::new();
+    if wanted("chat") {
+        drained.push(drain_one::<boardsync_chat::Chat>(settings, &pool, timeout).await?);
+    }
+    if wanted("kanban") {
+        drained.push(drain_one::<boardsync_kanban::Kanban>(settings, &pool, timeout).await?);
+    }
+    if wanted("poll") {
+        drained.push(drain_one::<boardsync_poll::Poll>(settings, &pool, timeout).await?);
+    }
+    if wanted("whiteboard") {
+        drained.push(drain_one::<boardsync_whiteboard::Whiteboard>(settings, &pool, timeout).await?);
+    }
+    Ok(drained)
+}
+
+async fn drain_one<D: DomainAdapters>(
+    settings: &Settings,
+    pool: &PgPool,
+    timeout: Duration,
+) -> Result<(&'static str, usize), DrainError> {
+    let domain = D::NAME;
+    let fail = |error| DrainError::Domain { domain, error };
+    let section = settings.domains.get(domain).cloned().unwrap_or_default();
+    let parsed = DomainSettings::<D>::parse(&settings.framework, &section)
+        .map_err(|e| DrainError::Settings { domain, reason: e.to_string() })?;
+    let batch = parsed.framework.outbox_batch_size.max(1);
+    D::migrator().run(pool).await.map_err(|e| fail(DomainError::internal("migrating").caused_by(e)))?;
+    let target = settings.spacetimedb.target(domain).ok_or(DrainError::NoCache)?;
+    let cache =
+        CacheAdapter::<D>::connect(AdapterContext { pool: pool.clone(), settings: parsed }, target).map_err(fail)?;
+    let deadline = Instant::now() + timeout;
+    while Cache::<D>::epoch(&cache).is_none() {
+        if Instant::now() >= deadline {
+            return Err(DrainError::NotConnected(domain, timeout));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = CacheMetrics::register(&prometheus::Registry::new()).expect("a fresh registry");
+    let mut drained = 0;
+    while Instant::now() < deadline {
+        match commit_batch::<D>(&cache, pool, batch, &metrics).await.map_err(fail)? {
+            Some(committed) => {
+                acknowledge::<D>(&cache, &committed).await.map_err(fail)?;
+                drained += committed.entries.len();
+            }
+            None => break,
+        }
+    }
+    let left = Cache::<D>::pending_count(&cache);
+    if left > 0 {
+        return Err(DrainError::Left { domain, left, timeout });
+    }
+    Ok((domain, drained))
+}
