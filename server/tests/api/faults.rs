@@ -38,16 +38,21 @@ enum Fault {
     PowerLossSpacetimedb,
     StopPostgres,
     KillBoardsync,
+    /// What a module's schema change forces, done the way `scripts/serve` does it, after
+    /// the worst stop: `kill -9` of boardsync, `boardsync outbox drain`, the cache
+    /// databases cleared and republished, boardsync started again.
+    ResetCache,
     /// The hardest case: PostgreSQL is down, so the cache holds the only copy of the
     /// latest writes, when the cache loses power.
     PowerLossWhilePostgresDown,
 }
 
-const FAULTS: [Fault; 5] = [
+const FAULTS: [Fault; 6] = [
     Fault::KillSpacetimedb,
     Fault::PowerLossSpacetimedb,
     Fault::StopPostgres,
     Fault::KillBoardsync,
+    Fault::ResetCache,
     Fault::PowerLossWhilePostgresDown,
 ];
 
@@ -318,6 +323,15 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
                 }
                 Fault::KillBoardsync => {
                     boardsync.kill();
+                    boardsync.start_again(&app).await;
+                }
+                Fault::ResetCache => {
+                    boardsync.kill();
+                    let drained = boardsync.run(&["outbox", "drain"]);
+                    assert!(drained.status.success(), "{}", String::from_utf8_lossy(&drained.stderr));
+                    for domain in DOMAINS {
+                        stdb.publish("faults", domain, true).await;
+                    }
                     boardsync.start_again(&app).await;
                 }
                 Fault::PowerLossWhilePostgresDown => {
