@@ -3,8 +3,8 @@
 //!
 //! Writers send chat messages over HTTP, half of them `durable`, and one more over
 //! the live WebSocket; two more edit one
-//! message each (cache and durable: versions climb through every fault) and one
-//! moves a whiteboard element, while each fault is
+//! message each (cache and durable: versions climb through every fault), one moves a
+//! whiteboard element, and a live client follows the edited messages, while each fault is
 //! applied in turn to the real `boardsync` binary and its services: `kill -9` of
 //! SpacetimeDB and a restart on the same data; `kill -9` of boardsync and a restart; a
 //! simulated power loss of SpacetimeDB (`kill -9`, then the commit logs cut back to
@@ -127,6 +127,67 @@ async fn write_over_websocket(app: &TestApp, load: &Load) {
                     }
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// What a live client of the `edits` channel believes each message is: `(text, version)`.
+type Belief = Arc<Mutex<HashMap<Uuid, (String, i64)>>>;
+
+/// Takes a message's state into `belief` unless it already holds a newer version.
+fn believe(belief: &Belief, message: &serde_json::Value) {
+    let (Some(id), Some(text), Some(version)) = (
+        message["id"].as_str().and_then(|id| Uuid::parse_str(id).ok()),
+        message["text"].as_str(),
+        message["version"].as_i64(),
+    ) else {
+        return;
+    };
+    let mut belief = belief.lock().unwrap();
+    if belief.get(&id).is_none_or(|(_, known)| version >= *known) {
+        belief.insert(id, (text.to_string(), version));
+    }
+}
+
+/// Refetches the `edits` snapshot into `belief`; false when the server did not answer.
+async fn refetch(app: &TestApp, belief: &Belief) -> bool {
+    let request = app.http.get(format!("{}/api/chat/edits", app.address)).bearer_auth(app.token("bob"));
+    let Ok(response) = request.timeout(Duration::from_secs(10)).send().await else { return false };
+    let Ok(page) = response.json::<serde_json::Value>().await else { return false };
+    let Some(items) = page["items"].as_array() else { return false };
+    items.iter().for_each(|message| believe(belief, message));
+    true
+}
+
+/// A live client as an app would be one: events over the WebSocket, the snapshot again
+/// after a reconnect or a `resync`, reconnecting whenever the server goes away.
+async fn watch(app: &TestApp, belief: Belief) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let url = format!("ws://127.0.0.1:{}/api/chat/edits/live?token={}", app.port, app.token("bob"));
+    loop {
+        let Ok(Ok((mut socket, _))) =
+            tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(&url)).await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut stale = true;
+        loop {
+            if stale {
+                stale = !refetch(app, &belief).await;
+            }
+            let frame = match tokio::time::timeout(Duration::from_millis(500), socket.next()).await {
+                Ok(Some(Ok(Frame::Text(text)))) => text,
+                Ok(Some(Ok(_))) | Err(_) => continue,
+                Ok(Some(Err(_)) | None) => break,
+            };
+            let frame: serde_json::Value = serde_json::from_str(&frame).unwrap_or_default();
+            match frame["kind"].as_str() {
+                Some("event") => believe(&belief, &frame["event"]["message"]),
+                Some("resync") => stale = true,
+                _ => {}
             }
         }
     }
@@ -296,6 +357,9 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
         let (app, load) = (app.clone(), load.clone());
         writers.push(tokio::spawn(async move { edit(&app, &load, durable).await }));
     }
+    let belief: Belief = Arc::new(Mutex::new(HashMap::new()));
+    let (watch_app, watch_belief) = (app.clone(), belief.clone());
+    let watcher = tokio::spawn(async move { watch(&watch_app, watch_belief).await });
     let (socket_app, socket_load) = (app.clone(), load.clone());
     writers.push(tokio::spawn(async move { write_over_websocket(&socket_app, &socket_load).await }));
     let (mover_app, mover_load) = (app.clone(), load.clone());
@@ -417,7 +481,16 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let (text, version) = agreed.expect("the cache and PostgreSQL agree on the edited message");
+        let (text, version) = agreed.clone().expect("the cache and PostgreSQL agree on the edited message");
+        let mut believed = None;
+        for _ in 0..200 {
+            believed = belief.lock().unwrap().get(&id).cloned();
+            if believed == agreed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(believed, agreed, "the live client ends on what PostgreSQL and the cache hold");
         let n: u64 = text.trim_start_matches("edit ").parse().unwrap();
         eprintln!("  edited message: last acknowledged edit {last_acked}, stored edit {n} at version {version}");
         assert!(n >= last_acked, "an acknowledged edit was lost: stored {n}, acknowledged {last_acked}");
@@ -438,6 +511,7 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    watcher.abort();
     eprintln!("  moved element: last acknowledged x {last_x}, stored x {stored_x}");
     assert!(stored_x >= last_x, "an acknowledged move was lost: stored {stored_x}, acknowledged {last_x}");
 }
