@@ -2,7 +2,7 @@
 //! was answered 200 is looked for in PostgreSQL.
 //!
 //! Writers send chat messages over HTTP, half of them `durable`, and one more over
-//! the live WebSocket; two more edit one
+//! the live WebSocket; others create Kanban cards and add poll options; two more edit one
 //! message each (cache and durable: versions climb through every fault), one moves a
 //! whiteboard element, and a live client follows the edited messages, while each fault is
 //! applied in turn to the real `boardsync` binary and its services: `kill -9` of
@@ -62,7 +62,13 @@ enum Mode {
     Durable,
     /// Cache durability, over the live WebSocket.
     WebSocket,
+    /// Kanban cards, cache durability.
+    KanbanCache,
+    /// Poll options, durable.
+    PollDurable,
 }
+
+const MODES: [Mode; 5] = [Mode::Cache, Mode::Durable, Mode::WebSocket, Mode::KanbanCache, Mode::PollDurable];
 
 /// A write answered 200: which one, and during which fault's round.
 struct Acked {
@@ -128,6 +134,35 @@ async fn write_over_websocket(app: &TestApp, load: &Load) {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Creates Kanban cards (cache durability) in one column of board `faults`, or adds
+/// poll options (durable) to poll `faults`: every domain takes writes through the faults.
+async fn write_other_domain(app: &TestApp, load: &Load, mode: Mode) {
+    let column = Uuid::new_v4();
+    if mode == Mode::KanbanCache {
+        let create = json!({ "type": "create_column", "id": column, "name": "faults" });
+        while try_at(app, "kanban", "faults", create.clone()).await != Some(200) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut n = 0u64;
+    while !load.stop.load(Ordering::Relaxed) {
+        n += 1;
+        let id = Uuid::new_v4();
+        let text = format!("{mode:?} #{n}");
+        let fault = *load.fault.lock().unwrap();
+        let (domain, command) = match mode {
+            Mode::KanbanCache => {
+                ("kanban", json!({ "type": "create_card", "id": id, "column": column, "title": text }))
+            }
+            _ => ("poll", json!({ "type": "add_option", "id": id, "label": text, "durability": "durable" })),
+        };
+        match try_at(app, domain, "faults", command).await {
+            Some(200) => load.acked.lock().unwrap().push(Acked { id, text, mode, fault }),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
 }
@@ -340,6 +375,8 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
     app.create_scope("chat", "faults").await;
     app.create_scope("chat", "edits").await;
     app.create_scope("whiteboard", "faults").await;
+    app.create_scope("kanban", "faults").await;
+    app.create_scope("poll", "faults").await;
     let load = Arc::new(Load {
         acked: Mutex::new(Vec::new()),
         edits: Mutex::new(Vec::new()),
@@ -356,6 +393,10 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
     for durable in [false, true] {
         let (app, load) = (app.clone(), load.clone());
         writers.push(tokio::spawn(async move { edit(&app, &load, durable).await }));
+    }
+    for mode in [Mode::KanbanCache, Mode::PollDurable] {
+        let (app, load) = (app.clone(), load.clone());
+        writers.push(tokio::spawn(async move { write_other_domain(&app, &load, mode).await }));
     }
     let belief: Belief = Arc::new(Mutex::new(HashMap::new()));
     let (watch_app, watch_belief) = (app.clone(), belief.clone());
@@ -421,11 +462,15 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
     let ids: Vec<Uuid> = acked.iter().map(|a| a.id).collect();
     let mut stored: HashMap<Uuid, String> = HashMap::new();
     for _ in 0..600 {
-        let rows: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, text FROM chat_messages WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&app.pool)
-            .await
-            .unwrap_or_default();
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, text FROM chat_messages WHERE id = ANY($1)
+             UNION ALL SELECT id, title FROM kanban_cards WHERE id = ANY($1)
+             UNION ALL SELECT id, label FROM poll_options WHERE id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap_or_default();
         stored = rows.into_iter().collect();
         if stored.len() == ids.len() {
             break;
@@ -446,7 +491,7 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
     for fault in FAULTS {
         let times = &recovery[&fault];
         let worst = times.iter().max().map_or(0, |t| t.as_millis());
-        for mode in [Mode::Cache, Mode::Durable, Mode::WebSocket] {
+        for mode in MODES {
             let (count, missing) = report.get(&(fault, mode)).copied().unwrap_or_default();
             lost += missing;
             eprintln!("  {:<22} {:<8} {count:>9} {missing:>6} {worst:>12}", format!("{fault:?}"), format!("{mode:?}"));
