@@ -60,7 +60,7 @@ const FAULTS: [Fault; 6] = [
 enum Mode {
     Cache,
     Durable,
-    /// Cache durability, over the live WebSocket.
+    /// Over the live WebSocket, both durabilities.
     WebSocket,
     /// Kanban cards, cache durability.
     KanbanCache,
@@ -113,7 +113,9 @@ async fn write_over_websocket(app: &TestApp, load: &Load) {
             n += 1;
             let (id, text) = (Uuid::new_v4(), format!("ws #{n}"));
             let fault = *load.fault.lock().unwrap();
-            let command = json!({ "type": "send", "id": id, "text": text, "ref": n });
+            // Both durabilities over the socket too.
+            let durability = if n % 2 == 0 { "durable" } else { "cache" };
+            let command = json!({ "type": "send", "id": id, "text": text, "ref": n, "durability": durability });
             if socket.send(Frame::text(command.to_string())).await.is_err() {
                 break 'session;
             }
@@ -557,6 +559,41 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     watcher.abort();
+
+    // Every message the cache serves of the busiest channel is what PostgreSQL holds.
+    let mut mismatched = Vec::new();
+    for _ in 0..200 {
+        let page = app.get_as("alice", "/api/chat/faults?limit=200").await.json::<serde_json::Value>().await.unwrap();
+        let cached: Vec<(Uuid, String, i64)> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let id = Uuid::parse_str(m["id"].as_str().unwrap()).unwrap();
+                (id, m["text"].as_str().unwrap().to_string(), m["version"].as_i64().unwrap())
+            })
+            .collect();
+        let ids: Vec<Uuid> = cached.iter().map(|(id, _, _)| *id).collect();
+        let stored: HashMap<Uuid, (String, i64)> =
+            sqlx::query_as::<_, (Uuid, String, i64)>("SELECT id, text, version FROM chat_messages WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&app.pool)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(id, text, version)| (id, (text, version)))
+                .collect();
+        mismatched = cached
+            .into_iter()
+            .filter(|(id, text, version)| stored.get(id) != Some(&(text.clone(), *version)))
+            .collect();
+        if mismatched.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("  newest 200 cached messages differing from PostgreSQL: {}", mismatched.len());
+    assert!(mismatched.is_empty(), "the cache serves what PostgreSQL does not hold: {mismatched:?}");
     eprintln!("  moved element: last acknowledged x {last_x}, stored x {stored_x}");
     assert!(stored_x >= last_x, "an acknowledged move was lost: stored {stored_x}, acknowledged {last_x}");
 }
