@@ -107,6 +107,11 @@ async fn drain_one<D: DomainAdapters>(
             None => break,
         }
     }
+    // A dropped connection also ends the loop above: only a connected, empty outbox
+    // is drained.
+    if Cache::<D>::epoch(&cache).is_none() {
+        return Err(DrainError::NotConnected(domain, timeout));
+    }
     let left = Cache::<D>::pending_count(&cache);
     if left > 0 {
         return Err(DrainError::Left { domain, left, timeout });

@@ -264,7 +264,8 @@ pub(crate) async fn persist_states(db: &mut PgConnection, states: &[Message]) ->
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, edited_at = EXCLUDED.edited_at,
                  deleted = EXCLUDED.deleted, version = EXCLUDED.version
-             WHERE chat_messages.version < EXCLUDED.version",
+             WHERE chat_messages.version < EXCLUDED.version
+                 AND chat_messages.channel = EXCLUDED.channel AND chat_messages.author = EXCLUDED.author",
         )
         .bind(message.id)
         .bind(&message.channel)

@@ -274,3 +274,32 @@ async fn a_kept_write_postgres_refuses_for_good_is_set_aside_and_warm_up_goes_on
         .unwrap();
     assert_eq!(dead, 1, "the refused write is kept as a dead letter");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_write_onto_another_channels_message_never_overwrites_it_and_is_set_aside() {
+    let s = setup().await;
+    // A message of another channel, in PostgreSQL only (the cache never loaded it).
+    let theirs = Uuid::new_v4();
+    sqlx::query("INSERT INTO chat_messages (id, channel, author, text, created_at, version) VALUES ($1, 'private', 'bob', 'secret', now(), 1)")
+        .bind(theirs)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    // The cache does not know the id, so it takes the send (issue 11 loads such ids
+    // first); PostgreSQL must neither move nor overwrite bob's message.
+    s.run("mallory", ChatCommand::Send { id: theirs, text: "taken over".into() }).await;
+    s.drain().await;
+    let (channel, author, text): (String, String, String) =
+        sqlx::query_as("SELECT channel, author, text FROM chat_messages WHERE id = $1")
+            .bind(theirs)
+            .fetch_one(&s.db.pool)
+            .await
+            .unwrap();
+    assert_eq!((channel.as_str(), author.as_str(), text.as_str()), ("private", "bob", "secret"));
+    let error: String = sqlx::query_scalar("SELECT error FROM outbox_dead_letters WHERE entity = $1")
+        .bind(theirs.to_string())
+        .fetch_one(&s.db.pool)
+        .await
+        .expect("the conflicting write is kept as a dead letter, not dropped");
+    assert!(error.contains("version_conflict"), "{error}");
+}

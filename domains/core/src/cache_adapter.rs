@@ -46,17 +46,30 @@ pub const UNREADABLE_ENTRY: &str = "unreadable_outbox_entry";
 /// refused for good and set aside as a dead letter, counted and logged.
 pub const VERSION_CONFLICT: &str = "version_conflict";
 
+/// Writes full states, and fails with [`VERSION_CONFLICT`] when PostgreSQL skipped one
+/// it holds at the same version with other content, or under another scope.
+async fn persist_checked<D: CacheBinding>(tx: &mut PgConnection, items: Vec<D::Item>) -> Result<usize, DomainError> {
+    let written = D::persist(tx, items.clone()).await?;
+    if written < items.len() {
+        refuse_conflicts::<D>(tx, &items).await?;
+    }
+    Ok(written)
+}
+
 /// Fails with [`VERSION_CONFLICT`] when PostgreSQL holds any of `items` at the same
-/// version with different content (a state it skipped as already applied).
+/// version with different content, or under another scope (a state it skipped).
 async fn refuse_conflicts<D: CacheBinding>(db: &mut PgConnection, items: &[D::Item]) -> Result<(), DomainError> {
     let stored = D::stored(db, items).await?;
     for item in items {
         let id = D::cursor(item);
-        let conflict =
-            stored.iter().find(|s| D::cursor(s) == id).filter(|s| D::version(s) == D::version(item) && *s != item);
+        let scope_of = |item: &D::Item| D::placement(&D::row(item)).scope;
+        let conflict = stored
+            .iter()
+            .find(|s| D::cursor(s) == id)
+            .filter(|s| scope_of(s) != scope_of(item) || (D::version(s) == D::version(item) && *s != item));
         if conflict.is_some() {
             tracing::error!(domain = D::NAME, entity = %id, version = D::version(item), "version conflict: PostgreSQL holds other content at this version");
-            let message = format!("PostgreSQL holds {id} at version {} with other content", D::version(item));
+            let message = format!("PostgreSQL holds {id} at version {} with other content or scope", D::version(item));
             return Err(DomainError::new(ErrorKind::Conflict, VERSION_CONFLICT, message));
         }
     }
@@ -232,17 +245,21 @@ impl<D: CacheBinding> CacheAdapter<D> {
         pool: &PgPool,
         writes: &[((u64, String), u64, D::Item)],
         latest: Vec<D::Item>,
-    ) -> Result<usize, DomainError> {
-        let mut written = 0;
+    ) -> Result<(usize, Vec<String>), DomainError> {
+        let (mut written, mut set_aside) = (0, Vec::new());
         for item in latest {
             let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
-            match D::persist(&mut tx, vec![item.clone()]).await {
+            match persist_checked::<D>(&mut tx, vec![item.clone()]).await {
                 Ok(count) => written += count,
                 Err(error) if refused_for_good(&error) => {
                     drop(tx);
                     tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
                     let id = D::cursor(&item);
-                    let key = writes.iter().find(|(_, _, kept)| D::cursor(kept) == id).map(|(key, _, _)| key.clone());
+                    set_aside.push(id.clone());
+                    // The entity's newest kept write names the dead letter.
+                    let newest =
+                        writes.iter().filter(|(_, _, kept)| D::cursor(kept) == id).max_by_key(|(_, order, _)| *order);
+                    let key = newest.map(|(key, _, _)| key.clone());
                     let (seq, request_id) = key.unwrap_or((0, String::new()));
                     let entry = OutboxEntry {
                         seq,
@@ -260,7 +277,7 @@ impl<D: CacheBinding> CacheAdapter<D> {
             }
             tx.commit().await.map_err(DomainError::from_sqlx)?;
         }
-        Ok(written)
+        Ok((written, set_aside))
     }
 
     pub fn connect(context: AdapterContext<D>, target: SpacetimeTarget) -> Result<Self, DomainError> {
@@ -645,11 +662,7 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let written = D::persist(tx, items.clone()).await?;
-        if written < items.len() {
-            refuse_conflicts::<D>(tx, &items).await?;
-        }
-        Ok(written)
+        persist_checked::<D>(tx, items).await
     }
 
     async fn ack(&self, epoch: u64, entries: Vec<(u64, String)>) -> Result<(), DomainError> {
@@ -718,10 +731,10 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         }
         let latest: Vec<D::Item> = latest.into_values().collect();
         let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
-        let written = match D::persist(&mut tx, latest.clone()).await {
+        let (written, set_aside) = match persist_checked::<D>(&mut tx, latest.clone()).await {
             Ok(written) => {
                 tx.commit().await.map_err(DomainError::from_sqlx)?;
-                written
+                (written, Vec::new())
             }
             // One write PostgreSQL refuses for good must not keep the scope from ever
             // warming (and taking writes): the rest go one by one, it is set aside.
@@ -732,9 +745,12 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
             Err(error) => return Err(error),
         };
         let mut retained = self.shared.retained.lock().expect("retained lock");
-        for ((seq, request_id), _, _) in writes {
+        for ((seq, request_id), _, item) in writes {
             retained.writes.remove(&(seq, request_id.clone()));
-            self.shared.durable().persisted(&request_id, seq);
+            // A durable writer hears "in PostgreSQL" only if it is.
+            if !set_aside.contains(&D::cursor(&item)) {
+                self.shared.durable().persisted(&request_id, seq);
+            }
         }
         Ok(written)
     }

@@ -300,7 +300,7 @@ pub(crate) async fn persist_states(db: &mut PgConnection, items: &[BoardItem]) -
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, position = EXCLUDED.position,
                      wip_limit = EXCLUDED.wip_limit, deleted = EXCLUDED.deleted, version = EXCLUDED.version
-                 WHERE kanban_columns.version < EXCLUDED.version",
+                 WHERE kanban_columns.version < EXCLUDED.version AND kanban_columns.board = EXCLUDED.board",
             )
             .bind(c.id)
             .bind(&c.board)
@@ -317,7 +317,7 @@ pub(crate) async fn persist_states(db: &mut PgConnection, items: &[BoardItem]) -
                  ON CONFLICT (id) DO UPDATE SET column_id = EXCLUDED.column_id, title = EXCLUDED.title,
                      description = EXCLUDED.description, assignees = EXCLUDED.assignees, labels = EXCLUDED.labels,
                      position = EXCLUDED.position, deleted = EXCLUDED.deleted, version = EXCLUDED.version
-                 WHERE kanban_cards.version < EXCLUDED.version",
+                 WHERE kanban_cards.version < EXCLUDED.version AND kanban_cards.board = EXCLUDED.board",
             )
             .bind(c.id)
             .bind(&c.board)

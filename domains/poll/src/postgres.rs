@@ -191,7 +191,8 @@ pub(crate) async fn persist_states(db: &mut PgConnection, states: &[PollOption])
             "INSERT INTO poll_options (id, poll, label, author, created_at, removed, version)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET label = EXCLUDED.label, removed = EXCLUDED.removed, version = EXCLUDED.version
-             WHERE poll_options.version < EXCLUDED.version",
+             WHERE poll_options.version < EXCLUDED.version
+                 AND poll_options.poll = EXCLUDED.poll AND poll_options.author = EXCLUDED.author",
         )
         .bind(option.id)
         .bind(&option.poll)

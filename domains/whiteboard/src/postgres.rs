@@ -69,6 +69,37 @@ pub(crate) async fn load_board(
         .collect())
 }
 
+/// The elements of `ids` that PostgreSQL has, on any board.
+pub(crate) async fn load_some(db: &mut PgConnection, ids: Vec<Uuid>) -> Result<Vec<Element>, DomainError> {
+    let rows: Vec<ElementRow> = sqlx::query_as(
+        "SELECT id, board, kind, x, y, width, height, rotation, style, points, z, deleted, created_at, version
+         FROM whiteboard_elements WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *db)
+    .await
+    .map_err(DomainError::from_sqlx)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Element {
+            id: r.id,
+            board: r.board,
+            kind: r.kind,
+            x: r.x,
+            y: r.y,
+            width: r.width,
+            height: r.height,
+            rotation: r.rotation,
+            style: r.style,
+            points: r.points,
+            z: r.z,
+            deleted: r.deleted,
+            created_at: r.created_at,
+            version: r.version.max(0) as u64,
+        })
+        .collect())
+}
+
 /// The elements `command` writes, with their new states (none for a retried add,
 /// which answers with the element as it is).
 pub(crate) fn decide(
@@ -160,7 +191,7 @@ pub(crate) async fn persist_states(db: &mut PgConnection, elements: &[Element]) 
              ON CONFLICT (id) DO UPDATE SET x = EXCLUDED.x, y = EXCLUDED.y, width = EXCLUDED.width,
                  height = EXCLUDED.height, rotation = EXCLUDED.rotation, style = EXCLUDED.style,
                  points = EXCLUDED.points, z = EXCLUDED.z, deleted = EXCLUDED.deleted, version = EXCLUDED.version
-             WHERE whiteboard_elements.version < EXCLUDED.version",
+             WHERE whiteboard_elements.version < EXCLUDED.version AND whiteboard_elements.board = EXCLUDED.board",
         )
         .bind(e.id)
         .bind(&e.board)

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::domain::{layered, page, Element, Whiteboard, WhiteboardCommand, WhiteboardEvent};
 use crate::module_bindings as stdb;
-use crate::postgres::{load_board, persist_states};
+use crate::postgres::{load_board, load_some, persist_states};
 
 boardsync_core::spacetime_module!(crate::module_bindings, row: Element, tables: [element]);
 
@@ -97,13 +97,6 @@ impl CacheBinding for Whiteboard {
     }
 
     async fn stored(db: &mut PgConnection, elements: &[Element]) -> Result<Vec<Element>, DomainError> {
-        let boards: std::collections::BTreeSet<&str> = elements.iter().map(|e| e.board.as_str()).collect();
-        let mut stored = Vec::new();
-        for board in boards.into_iter().filter_map(|b| ScopeKey::parse(b).ok()) {
-            stored.extend(
-                load_board(db, &board, None).await?.into_iter().filter(|s| elements.iter().any(|e| e.id == s.id)),
-            );
-        }
-        Ok(stored)
+        load_some(db, elements.iter().map(|e| e.id).collect()).await
     }
 }

@@ -543,7 +543,7 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
         assert!(n >= last_acked, "an acknowledged edit was lost: stored {n}, acknowledged {last_acked}");
     }
     let (element, last_x) = load.moved.lock().unwrap().expect("the mover placed its element");
-    let mut stored_x = 0.0;
+    let (mut stored_x, mut cached_x) = (0.0, None);
     for _ in 0..200 {
         stored_x = sqlx::query_scalar("SELECT x FROM whiteboard_elements WHERE id = $1")
             .bind(element)
@@ -551,7 +551,7 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
             .await
             .unwrap();
         let board: serde_json::Value = app.snapshot("alice", "whiteboard", "faults").await;
-        let cached_x =
+        cached_x =
             board["items"].as_array().unwrap().iter().find(|e| e["id"] == json!(element)).map(|e| e["x"].clone());
         if cached_x == Some(json!(stored_x)) {
             break;
@@ -595,6 +595,7 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
     eprintln!("  newest 200 cached messages differing from PostgreSQL: {}", mismatched.len());
     assert!(mismatched.is_empty(), "the cache serves what PostgreSQL does not hold: {mismatched:?}");
     eprintln!("  moved element: last acknowledged x {last_x}, stored x {stored_x}");
+    assert_eq!(cached_x, Some(json!(stored_x)), "the cache and PostgreSQL agree on the moved element");
     assert!(stored_x >= last_x, "an acknowledged move was lost: stored {stored_x}, acknowledged {last_x}");
 }
 
