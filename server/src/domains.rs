@@ -1,8 +1,9 @@
-//! The one place domains are wired in. Adding a domain is one line in [`start_all`]
+//! The one place domains are wired in. Adding a domain is one line in [`for_each`]
 //! (and its crate in `Cargo.toml`); nothing in `actors/` or the core changes.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use boardsync_actors::{CacheRuntime, Domains, PageLimits};
 use boardsync_core::{AdapterContext, DomainAdapters, DomainSettings, ScopeStore};
 use sqlx::PgPool;
@@ -10,15 +11,41 @@ use sqlx::PgPool;
 use crate::settings::Settings;
 use crate::startup::StartupError;
 
+/// Something done once for each wired domain (starting it, draining its outbox).
+#[async_trait]
+pub trait EachDomain: Send {
+    type Error: Send;
+    async fn visit<D: DomainAdapters>(&mut self) -> Result<(), Self::Error>;
+}
+
+/// Every wired domain, in one place: adding a domain is one line here.
+pub async fn for_each<V: EachDomain>(visitor: &mut V) -> Result<(), V::Error> {
+    visitor.visit::<boardsync_chat::Chat>().await?;
+    visitor.visit::<boardsync_kanban::Kanban>().await?;
+    visitor.visit::<boardsync_poll::Poll>().await?;
+    visitor.visit::<boardsync_whiteboard::Whiteboard>().await
+}
+
 /// Starts every domain on the adapter the settings pick.
 pub async fn start_all(wiring: &Wiring<'_>) -> Result<Domains, StartupError> {
-    let mut domains = Domains::new(wiring.runtime.clone());
-    wiring.start::<boardsync_chat::Chat>(&mut domains).await?;
-    wiring.start::<boardsync_kanban::Kanban>(&mut domains).await?;
-    wiring.start::<boardsync_poll::Poll>(&mut domains).await?;
-    wiring.start::<boardsync_whiteboard::Whiteboard>(&mut domains).await?;
-    wiring.check_sections(&domains)?;
-    Ok(domains)
+    let mut starting = Starting { wiring, domains: Domains::new(wiring.runtime.clone()) };
+    for_each(&mut starting).await?;
+    wiring.check_sections(&starting.domains)?;
+    Ok(starting.domains)
+}
+
+struct Starting<'w, 'a> {
+    wiring: &'w Wiring<'a>,
+    domains: Domains,
+}
+
+#[async_trait]
+impl EachDomain for Starting<'_, '_> {
+    type Error = StartupError;
+
+    async fn visit<D: DomainAdapters>(&mut self) -> Result<(), StartupError> {
+        self.wiring.start::<D>(&mut self.domains).await
+    }
 }
 
 pub struct Wiring<'a> {

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use boardsync_actors::outbox::{acknowledge, commit_batch};
 use boardsync_actors::CacheMetrics;
 use boardsync_core::cache::Cache;
@@ -15,6 +16,7 @@ use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
+use crate::domains::{self, EachDomain};
 use crate::settings::Settings;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,27 +53,33 @@ pub async fn drain(
         .connect(settings.database.url.expose_secret())
         .await
         .map_err(DrainError::Postgres)?;
-    let names = ["chat", "kanban", "poll", "whiteboard"];
-    if let Some(domain) = only {
-        if !names.contains(&domain) {
-            return Err(DrainError::UnknownDomain(domain.to_string()));
+    let mut draining = Draining { settings, pool, only, timeout, drained: Vec::new() };
+    domains::for_each(&mut draining).await?;
+    match only {
+        Some(domain) if draining.drained.is_empty() => Err(DrainError::UnknownDomain(domain.to_string())),
+        _ => Ok(draining.drained),
+    }
+}
+
+struct Draining<'a> {
+    settings: &'a Settings,
+    pool: PgPool,
+    only: Option<&'a str>,
+    timeout: Duration,
+    drained: Vec<(&'static str, usize)>,
+}
+
+#[async_trait]
+impl EachDomain for Draining<'_> {
+    type Error = DrainError;
+
+    async fn visit<D: DomainAdapters>(&mut self) -> Result<(), DrainError> {
+        if self.only.is_none_or(|domain| domain == D::NAME) {
+            let drained = drain_one::<D>(self.settings, &self.pool, self.timeout).await?;
+            self.drained.push(drained);
         }
+        Ok(())
     }
-    let wanted = |name: &str| only.is_none_or(|domain| domain == name);
-    let mut drained = Vec::new();
-    if wanted("chat") {
-        drained.push(drain_one::<boardsync_chat::Chat>(settings, &pool, timeout).await?);
-    }
-    if wanted("kanban") {
-        drained.push(drain_one::<boardsync_kanban::Kanban>(settings, &pool, timeout).await?);
-    }
-    if wanted("poll") {
-        drained.push(drain_one::<boardsync_poll::Poll>(settings, &pool, timeout).await?);
-    }
-    if wanted("whiteboard") {
-        drained.push(drain_one::<boardsync_whiteboard::Whiteboard>(settings, &pool, timeout).await?);
-    }
-    Ok(drained)
 }
 
 async fn drain_one<D: DomainAdapters>(

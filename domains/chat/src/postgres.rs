@@ -97,6 +97,12 @@ pub(crate) async fn load_some(db: &mut PgConnection, ids: Vec<Uuid>) -> Result<V
             .fetch_all(&mut *db)
             .await
             .map_err(DomainError::from_sqlx)?;
+    with_reactions(db, rows).await
+}
+
+/// Messages with their reactions, in the order the rows came.
+async fn with_reactions(db: &mut PgConnection, rows: Vec<MessageRow>) -> Result<Vec<Message>, DomainError> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let mut reactions = reactions_of(db, &ids).await?;
     Ok(rows
         .into_iter()
@@ -243,15 +249,7 @@ pub(crate) async fn load_messages(
     .fetch_all(&mut *db)
     .await
     .map_err(DomainError::from_sqlx)?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let mut reactions = reactions_of(db, &ids).await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let own = reactions.remove(&row.id).unwrap_or_default();
-            row.into_message(own)
-        })
-        .collect())
+    with_reactions(db, rows).await
 }
 
 /// Writes messages' full states (from the cache's outbox) unless PostgreSQL already

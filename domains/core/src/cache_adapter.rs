@@ -419,26 +419,28 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
 
     fn recorded(&self, seq: u64, request_id: &str, row: &RowOf<D>) {
         self.outbox.lock().expect("outbox lock").insert(seq);
-        // A write of this session (the initial rows of a subscription are older).
-        if self.link.epoch().is_some() {
-            if let (Ok(scope), Some(item)) = (ScopeKey::parse(&D::placement(row).scope), D::item(row)) {
-                let mut retained = self.retained.lock().expect("retained lock");
-                let order = retained.next;
-                retained.next += 1;
-                retained.writes.insert((seq, request_id.to_string()), (order, scope, item));
-            }
+        // The initial rows of a subscription are older than this session: nobody waits
+        // for them, nothing here keeps them, no subscriber is told.
+        let in_session = self.link.epoch().is_some();
+        let (item, scope) = (D::item(row), D::placement(row).scope);
+        if item.is_none() {
+            tracing::error!(domain = D::NAME, seq, "a written row is unreadable");
         }
-        match self.calls.lock().expect("calls lock").get_mut(request_id) {
-            Some(call) => match D::item(row) {
-                Some(item) => call.written.push((seq, item)),
-                None => tracing::error!(domain = D::NAME, seq, "a written row is unreadable"),
-            },
-            // Initial rows of a subscription have no call either; only a write in a
-            // running session has subscribers to tell.
-            None if self.link.epoch().is_some() => {
-                self.orphaned.lock().expect("orphaned lock").insert(D::placement(row).scope);
+        let mut calls = self.calls.lock().expect("calls lock");
+        match (calls.get_mut(request_id), &item) {
+            (Some(call), Some(item)) => call.written.push((seq, item.clone())),
+            (Some(_), None) => {}
+            (None, _) if in_session => {
+                self.orphaned.lock().expect("orphaned lock").insert(scope.clone());
             }
-            None => {}
+            (None, _) => {}
+        }
+        drop(calls);
+        if let (true, Some(item), Ok(scope)) = (in_session, item, ScopeKey::parse(&scope)) {
+            let mut retained = self.retained.lock().expect("retained lock");
+            let order = retained.next;
+            retained.next += 1;
+            retained.writes.insert((seq, request_id.to_string()), (order, scope, item));
         }
         self.link.signal(CacheSignal::OutboxGrew);
     }

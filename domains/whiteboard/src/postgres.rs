@@ -33,71 +33,56 @@ struct ElementRow {
     version: i64,
 }
 
+impl From<ElementRow> for Element {
+    fn from(r: ElementRow) -> Self {
+        Element {
+            id: r.id,
+            board: r.board,
+            kind: r.kind,
+            x: r.x,
+            y: r.y,
+            width: r.width,
+            height: r.height,
+            rotation: r.rotation,
+            style: r.style,
+            points: r.points,
+            z: r.z,
+            deleted: r.deleted,
+            created_at: r.created_at,
+            version: r.version.max(0) as u64,
+        }
+    }
+}
+
+const ELEMENT_COLUMNS: &str =
+    "id, board, kind, x, y, width, height, rotation, style, points, z, deleted, created_at, version";
+
 /// A board's elements, deleted ones included, created no earlier than `since`.
 pub(crate) async fn load_board(
     db: &mut PgConnection,
     board: &ScopeKey,
     since: Option<DateTime<Utc>>,
 ) -> Result<Vec<Element>, DomainError> {
-    let rows: Vec<ElementRow> = sqlx::query_as(
-        "SELECT id, board, kind, x, y, width, height, rotation, style, points, z, deleted, created_at, version
-         FROM whiteboard_elements WHERE board = $1 AND ($2::timestamptz IS NULL OR created_at >= $2)",
-    )
+    let rows: Vec<ElementRow> = sqlx::query_as(&format!(
+        "SELECT {ELEMENT_COLUMNS} FROM whiteboard_elements WHERE board = $1 AND ($2::timestamptz IS NULL OR created_at >= $2)"
+    ))
     .bind(board.as_str())
     .bind(since)
     .fetch_all(&mut *db)
     .await
     .map_err(DomainError::from_sqlx)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Element {
-            id: r.id,
-            board: r.board,
-            kind: r.kind,
-            x: r.x,
-            y: r.y,
-            width: r.width,
-            height: r.height,
-            rotation: r.rotation,
-            style: r.style,
-            points: r.points,
-            z: r.z,
-            deleted: r.deleted,
-            created_at: r.created_at,
-            version: r.version.max(0) as u64,
-        })
-        .collect())
+    Ok(rows.into_iter().map(Element::from).collect())
 }
 
 /// The elements of `ids` that PostgreSQL has, on any board.
 pub(crate) async fn load_some(db: &mut PgConnection, ids: Vec<Uuid>) -> Result<Vec<Element>, DomainError> {
-    let rows: Vec<ElementRow> = sqlx::query_as(
-        "SELECT id, board, kind, x, y, width, height, rotation, style, points, z, deleted, created_at, version
-         FROM whiteboard_elements WHERE id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *db)
-    .await
-    .map_err(DomainError::from_sqlx)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Element {
-            id: r.id,
-            board: r.board,
-            kind: r.kind,
-            x: r.x,
-            y: r.y,
-            width: r.width,
-            height: r.height,
-            rotation: r.rotation,
-            style: r.style,
-            points: r.points,
-            z: r.z,
-            deleted: r.deleted,
-            created_at: r.created_at,
-            version: r.version.max(0) as u64,
-        })
-        .collect())
+    let rows: Vec<ElementRow> =
+        sqlx::query_as(&format!("SELECT {ELEMENT_COLUMNS} FROM whiteboard_elements WHERE id = ANY($1)"))
+            .bind(&ids)
+            .fetch_all(&mut *db)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+    Ok(rows.into_iter().map(Element::from).collect())
 }
 
 /// The elements `command` writes, with their new states (none for a retried add,
