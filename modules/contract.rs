@@ -6,14 +6,19 @@
 //!
 //! - `owner` (private): the identity that published the module, i.e. the backend.
 //!   Every reducer here refuses any other caller.
-//! - `cache_epoch`: set once in `init`; a new value tells the backend the database was
-//!   recreated and must be warmed again.
+//! - `cache_epoch` (private): set once in `init`; a new value tells the backend the
+//!   database was recreated and must be warmed again.
 //! - `module_settings` (private): the domain's settings as the backend has them, sent
 //!   by `configure` on every connect, so the cache enforces the same limits as
 //!   PostgreSQL.
 //! - `sync_outbox` (private): one entry per write, in the write's transaction, with
 //!   the entity's full state as the module's own `Row`; the backend decodes it with
 //!   the generated type of the same row, drains it into PostgreSQL, and acks.
+//!
+//! Every table is private, the module's own data tables included: only the owner (the
+//! backend) may read or subscribe to them, so a SpacetimeDB client of anyone else's
+//! reads nothing. Users reach the data only through the backend, which checks who
+//! may see what.
 //!
 //! Every reducer takes the caller's `request_id` first, so the backend can match the
 //! outcome to the call. Errors are `kind|code|message`, which the backend turns into
@@ -42,7 +47,7 @@ pub struct Owner {
     pub identity: Identity,
 }
 
-#[table(name = cache_epoch, public)]
+#[table(name = cache_epoch)]
 pub struct CacheEpoch {
     #[primary_key]
     pub id: u8,

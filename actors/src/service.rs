@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use async_trait::async_trait;
+use boardsync_core::access::{Caller, Need};
 use boardsync_core::cache::Cache;
 use boardsync_core::factory::{connect, AdapterContext, SpacetimeTarget};
 use boardsync_core::scope::parse_config;
 use boardsync_core::spacetime::cache_unavailable;
 use boardsync_core::{
-    AdapterKind, Connection, Domain, DomainAdapters, DomainError, Durability, Page, ScopeKey, ScopeStore, UserId,
+    AdapterKind, Connection, Domain, DomainAdapters, DomainError, Durability, Page, ScopeKey, ScopeStore,
 };
 use serde_json::{json, Value};
 
@@ -37,16 +38,27 @@ pub trait DomainService: Send + Sync {
     fn adapter(&self) -> AdapterKind;
     /// Validates a scope's `config` object.
     fn validate_scope_config(&self, config: &Value) -> Result<(), DomainError>;
-    /// `{"items": [...], "next_before": cursor-or-null}`, newest first.
+    /// `{"items": [...], "next_before": cursor-or-null}`, newest first, if `caller`
+    /// may read the scope.
     async fn snapshot(
         &self,
         scope: &ScopeKey,
+        caller: &Caller<'_>,
         limit: Option<u32>,
         before: Option<String>,
     ) -> Result<Value, DomainError>;
-    /// Applies a JSON command (tagged by `type`; `durability` optional) and returns the event.
-    async fn apply(&self, scope: &ScopeKey, user: &UserId, command: Value) -> Result<Value, DomainError>;
-    async fn subscribe(&self, scope: &ScopeKey, subscriber: Recipient<Live>) -> Result<SubscriberId, DomainError>;
+    /// Applies a JSON command (tagged by `type`; `durability` optional) as `caller`,
+    /// if they may write the scope, and returns the event.
+    async fn apply(&self, scope: &ScopeKey, caller: &Caller<'_>, command: Value) -> Result<Value, DomainError>;
+    /// Subscribes to the scope's live events, if `caller` may read it.
+    async fn subscribe(
+        &self,
+        scope: &ScopeKey,
+        caller: &Caller<'_>,
+        subscriber: Recipient<Live>,
+    ) -> Result<SubscriberId, DomainError>;
+    /// Whether `caller` may (still) read the scope.
+    async fn may_read(&self, scope: &ScopeKey, caller: &Caller<'_>) -> Result<(), DomainError>;
     fn unsubscribe(&self, scope: &ScopeKey, id: SubscriberId);
     /// Warms `scope` again (or every scope); a 409 on the PostgreSQL adapter, which has no cache.
     async fn rewarm(&self, scope: Option<&ScopeKey>) -> Result<(), DomainError>;
@@ -97,8 +109,9 @@ fn actor_gone<E: std::error::Error + Send + Sync + 'static>(error: E) -> DomainE
 impl<D: Domain> DomainHandle<D> {
     /// On the cache adapter, waits until `scope` is warm in the cache's current
     /// generation. A write taken before could carry a version PostgreSQL already has
-    /// (the cache may have lost writes in a restart), and warm-up would then undo it.
-    async fn warm_for_writes(&self, scope: &ScopeKey) -> Result<(), DomainError> {
+    /// (the cache may have lost writes in a restart), and warm-up would then undo it;
+    /// a snapshot taken before would be partial, served as if it were whole.
+    async fn until_warm(&self, scope: &ScopeKey) -> Result<(), DomainError> {
         let Some(cache) = &self.cache else { return Ok(()) };
         let deadline = tokio::time::Instant::now() + self.warm_wait;
         while !self.board.takes_writes(D::NAME, scope, cache.generation()) {
@@ -118,6 +131,10 @@ impl<D: Domain> DomainHandle<D> {
 
     async fn existing_scope(&self, scope: &ScopeKey) -> Result<(), DomainError> {
         self.scopes.require(D::NAME, D::SCOPE, scope).await.map(|_| ())
+    }
+
+    async fn authorize(&self, scope: &ScopeKey, caller: &Caller<'_>, need: Need) -> Result<(), DomainError> {
+        self.scopes.authorize(D::NAME, D::SCOPE, scope, caller, need).await.map(|_| ())
     }
 }
 
@@ -142,9 +159,11 @@ impl<D: Domain> DomainService for DomainHandle<D> {
     async fn snapshot(
         &self,
         scope: &ScopeKey,
+        caller: &Caller<'_>,
         limit: Option<u32>,
         before: Option<String>,
     ) -> Result<Value, DomainError> {
+        self.authorize(scope, caller, Need::Read).await?;
         let limit = limit.unwrap_or(self.pages.default);
         if limit == 0 || limit > self.pages.max {
             return Err(DomainError::bad_request(
@@ -152,13 +171,14 @@ impl<D: Domain> DomainService for DomainHandle<D> {
                 format!("limit must be between 1 and {}", self.pages.max),
             ));
         }
-        self.existing_scope(scope).await?;
+        self.until_warm(scope).await?;
         let items = self.connection.snapshot(scope, Page { limit, before }).await?;
         let next_before = (items.len() == limit as usize).then(|| items.last().map(D::cursor)).flatten();
         Ok(json!({ "items": items, "next_before": next_before }))
     }
 
-    async fn apply(&self, scope: &ScopeKey, user: &UserId, mut command: Value) -> Result<Value, DomainError> {
+    async fn apply(&self, scope: &ScopeKey, caller: &Caller<'_>, mut command: Value) -> Result<Value, DomainError> {
+        self.authorize(scope, caller, Need::Write).await?;
         let durability = match command.as_object_mut().and_then(|o| o.remove("durability")) {
             None => Durability::default(),
             Some(value) => serde_json::from_value(value).map_err(|_| {
@@ -170,16 +190,24 @@ impl<D: Domain> DomainService for DomainHandle<D> {
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(DomainError::unavailable("shutting_down", "the server is shutting down; retry shortly"));
         }
-        self.existing_scope(scope).await?;
         D::validate(&command, &self.settings)?;
-        self.warm_for_writes(scope).await?;
-        let event = self.connection.apply(scope, user, command, durability).await?;
+        self.until_warm(scope).await?;
+        let event = self.connection.apply(scope, caller.user, command, durability).await?;
         serde_json::to_value(event).map_err(|e| DomainError::internal("an event cannot be encoded").caused_by(e))
     }
 
-    async fn subscribe(&self, scope: &ScopeKey, subscriber: Recipient<Live>) -> Result<SubscriberId, DomainError> {
-        self.existing_scope(scope).await?;
+    async fn subscribe(
+        &self,
+        scope: &ScopeKey,
+        caller: &Caller<'_>,
+        subscriber: Recipient<Live>,
+    ) -> Result<SubscriberId, DomainError> {
+        self.authorize(scope, caller, Need::Read).await?;
         self.actor.send(Subscribe { scope: scope.clone(), subscriber }).await.map_err(actor_gone)?
+    }
+
+    async fn may_read(&self, scope: &ScopeKey, caller: &Caller<'_>) -> Result<(), DomainError> {
+        self.authorize(scope, caller, Need::Read).await
     }
 
     fn unsubscribe(&self, scope: &ScopeKey, id: SubscriberId) {
@@ -335,7 +363,7 @@ impl Domains {
             warmup,
             cache,
             board: self.runtime.board.clone(),
-            warm_wait: Duration::from_millis(framework.write_warm_wait_ms),
+            warm_wait: Duration::from_millis(framework.warm_wait_ms),
             pool: handle_pool,
             metrics: self.runtime.metrics.clone(),
             outbox_batch_size: framework.outbox_batch_size,

@@ -304,6 +304,7 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                 let failed = outcome.is_err();
                 match outcome {
                     Ok(Some(rows)) => {
+                        context.cache.warmed(&scope);
                         context.metrics.warmup_duration.with_label_values(&[D::NAME]).observe(elapsed.as_secs_f64());
                         tracing::info!(domain = D::NAME, scope = %scope, rows, ms = elapsed.as_millis() as u64, "scope warm");
                     }

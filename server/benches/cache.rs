@@ -69,7 +69,7 @@ async fn spawn(spacetimedb: bool, configure: impl FnOnce(&mut Settings)) -> App 
 
 impl App {
     fn admin(&self) -> String {
-        issue_token(&self.settings.auth, "bench-admin", true)
+        issue_token(&self.settings.auth, "bench-admin", true).expect("the bench signs tokens")
     }
 
     async fn create_scope(&self, key: &str) {
@@ -77,7 +77,7 @@ impl App {
             .http
             .put(format!("{}/api/admin/scopes/chat/{key}", self.address))
             .bearer_auth(self.admin())
-            .json(&json!({ "name": key }))
+            .json(&json!({ "name": key, "config": { "access": { "authenticated": "write" } } }))
             .send()
             .await
             .unwrap();
@@ -133,7 +133,7 @@ async fn live_latency(spacetimedb: bool) -> (f64, f64) {
         let url = format!(
             "ws://127.0.0.1:{}/api/chat/bench/live?token={}",
             app.port,
-            issue_token(&app.settings.auth, user, false)
+            issue_token(&app.settings.auth, user, false).expect("the bench signs tokens")
         );
         async move {
             let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
@@ -245,7 +245,7 @@ async fn outbox_lag(push: bool, writes_per_second: u64, seconds: u64) -> LagRepo
     })
     .await;
     app.create_scope("load").await;
-    let token = issue_token(&app.settings.auth, "writer", false);
+    let token = issue_token(&app.settings.auth, "writer", false).expect("the bench signs tokens");
     let total = writes_per_second * seconds;
     let started = Instant::now();
     let mut tasks = Vec::new();

@@ -19,12 +19,14 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-/// The JSON body of an error. An internal error's cause goes to the log under a
+/// The JSON body of an error (a retryable one says after how many seconds, for
+/// clients that see no headers, such as a WebSocket's). An internal error's cause goes to the log under a
 /// fresh request id, and the client gets only that id: internal text (SQL, paths,
 /// library messages) never leaves the server.
 pub fn error_body(error: &DomainError) -> serde_json::Value {
@@ -33,7 +35,11 @@ pub fn error_body(error: &DomainError) -> serde_json::Value {
         tracing::error!(%request_id, %error, "internal error");
         return json!({ "error": { "code": "internal", "message": "internal error", "request_id": request_id } });
     }
-    json!({ "error": { "code": error.code, "message": error.message } })
+    let mut body = json!({ "error": { "code": error.code, "message": error.message } });
+    if let Some(secs) = error.retry_after_secs {
+        body["error"]["retry_after"] = json!(secs);
+    }
+    body
 }
 
 impl ResponseError for ApiError {
@@ -42,6 +48,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(error_body(&self.0))
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.0.retry_after_secs {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        response.json(error_body(&self.0))
     }
 }

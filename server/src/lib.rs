@@ -6,16 +6,18 @@
 //! - [`domains`]: the one place domains are wired in.
 //! - [`routes`]: the HTTP surface: `/health`, `/metrics`, the generic domain routes
 //!   (`/api/{domain}/{scope}`, its `/live` WebSocket), admin routes, OpenAPI.
-//! - [`auth`]: bearer JWTs for end users and admins.
+//! - [`auth`]: bearer JWTs: local HS256 tokens and identity providers' RS256/ES256.
 //! - [`error`]: the one mapping from errors to JSON responses and HTTP statuses.
 //! - [`metrics`]: the Prometheus registry an operator scrapes.
 //! - [`telemetry`]: structured logs with `tracing`.
 //! - [`warmup_command`]: `boardsync warmup`, re-warming through the admin API.
+//! - [`members_command`]: `boardsync members`, managing a scope's members.
 
 pub mod auth;
 pub mod domains;
 pub mod drain_command;
 pub mod error;
+pub mod members_command;
 pub mod metrics;
 pub mod routes;
 pub mod settings;

@@ -1,6 +1,7 @@
 //! The `boardsync` command line: `serve` runs the server; `token` prints a bearer
 //! token for local use; `warmup` re-warms the cache with a progress bar; `outbox
-//! drain` empties the cache's outboxes into PostgreSQL.
+//! drain` empties the cache's outboxes into PostgreSQL; `members` manages a scope's
+//! members.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -24,7 +25,7 @@ struct Cli {
 enum Command {
     /// Run the HTTP/WebSocket server.
     Serve,
-    /// Print a bearer token signed with `auth.jwt_secret`.
+    /// Print a bearer token signed with `auth.jwt_secret` (a local run's generated one).
     Token {
         /// The user id (the token's `sub`).
         #[arg(long)]
@@ -48,10 +49,49 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         timeout_secs: u64,
     },
+    /// A scope's members, through a running server.
+    Members {
+        #[command(subcommand)]
+        action: MembersCli,
+        /// The server (default: http://<server.host>:<server.port>).
+        #[arg(long, global = true)]
+        url: Option<String>,
+    },
     /// The cache's outbox of writes on their way to PostgreSQL.
     Outbox {
         #[command(subcommand)]
         action: OutboxAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum MembersCli {
+    /// List the members and their roles.
+    List {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        scope: String,
+    },
+    /// Add a member, or change their role (owner, editor or viewer).
+    Set {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Remove a member (their live sockets on the scope close).
+    Remove {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        user: String,
     },
 }
 
@@ -93,9 +133,20 @@ async fn main() -> anyhow::Result<()> {
                 println!("{domain}: {entries} outbox entries drained into PostgreSQL");
             }
         }
+        Command::Members { action, url } => {
+            use boardsync::members_command::{run, MembersAction};
+            let url = url.unwrap_or_else(|| format!("http://{}:{}", settings.server.host, settings.server.port));
+            let (domain, scope, action) = match action {
+                MembersCli::List { domain, scope } => (domain, scope, MembersAction::List),
+                MembersCli::Set { domain, scope, user, role } => (domain, scope, MembersAction::Set { user, role }),
+                MembersCli::Remove { domain, scope, user } => (domain, scope, MembersAction::Remove { user }),
+            };
+            let answer = run(&settings, &url, &domain, &scope, action).await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        }
         Command::Token { user, admin } => {
             anyhow::ensure!(!user.trim().is_empty(), "--user must not be empty");
-            println!("{}", boardsync::auth::issue_token(&settings.auth, &user, admin));
+            println!("{}", boardsync::auth::issue_token(&settings.auth, &user, admin)?);
         }
     }
     Ok(())

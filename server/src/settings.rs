@@ -161,8 +161,110 @@ impl SpacetimedbSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
+    /// HS256 secret of the tokens `boardsync token` signs. Empty: a local run
+    /// generates one into `secret_file`; elsewhere HS256 tokens are then refused.
     pub jwt_secret: SecretString,
+    /// Where a local run keeps the secret it generated (relative to the working
+    /// folder; `.data/` is gitignored).
+    pub secret_file: PathBuf,
     pub token_ttl_secs: u64,
+    /// Clock skew allowed when checking `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Identity providers whose RS256/ES256 tokens are accepted.
+    #[serde(default)]
+    pub issuers: Vec<IssuerSettings>,
+}
+
+/// An identity provider: its tokens must name it in `iss` and this backend in `aud`,
+/// and verify with one of its public keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSettings {
+    pub issuer: String,
+    pub audience: String,
+    /// A JWKS file (the provider's `jwks_uri` document, saved): each key names its
+    /// algorithm, or is RS256 (RSA) or ES256 (P-256).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Or one PEM public key, with `algorithm` (RS256 or ES256).
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// Whether this provider's boolean `admin` claim opens the admin routes.
+    #[serde(default)]
+    pub admin_claim: bool,
+}
+
+/// Secrets that shipped in examples or are guessed first: never accepted outside tests.
+const KNOWN_SECRETS: [&str; 6] = [
+    "boardsync-local-development-secret-change-me",
+    "secret",
+    "changeme",
+    "change-me",
+    "jwt-secret",
+    "your-256-bit-secret",
+];
+
+/// The shortest HS256 secret accepted outside tests (RFC 7518: at least the hash size).
+const MIN_SECRET_BYTES: usize = 32;
+
+impl AuthSettings {
+    /// Refuses a known or short secret, except in the test harness.
+    fn check_secret(&self, environment: Environment) -> Result<(), SettingsError> {
+        let secret = self.jwt_secret.expose_secret();
+        if environment == Environment::Test || secret.is_empty() {
+            return Ok(());
+        }
+        let known = KNOWN_SECRETS.iter().any(|known| secret.trim().eq_ignore_ascii_case(known));
+        if known || secret.len() < MIN_SECRET_BYTES {
+            return Err(SettingsError::Rejected {
+                key: "auth.jwt_secret",
+                reason: format!(
+                    "must be at least {MIN_SECRET_BYTES} bytes and not a known default \
+                     (leave it empty for a local run to generate one)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// A local run without a secret: the one kept in `secret_file`, generated (random,
+    /// 256 bits) on first start.
+    fn ensure_local_secret(&mut self) -> Result<(), SettingsError> {
+        if !self.jwt_secret.expose_secret().is_empty() {
+            return Ok(());
+        }
+        let rejected = |reason: String| SettingsError::Rejected { key: "auth.secret_file", reason };
+        let path = &self.secret_file;
+        let secret = match std::fs::read_to_string(path) {
+            Ok(secret) => secret.trim().to_string(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                use rand::Rng;
+                let bytes: [u8; 32] = rand::rng().random();
+                let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(folder).map_err(|e| rejected(format!("{}: {e}", folder.display())))?;
+                }
+                write_private(path, &secret).map_err(|e| rejected(format!("{}: {e}", path.display())))?;
+                tracing::info!(file = %path.display(), "generated a signing secret for local tokens");
+                secret
+            }
+            Err(error) => return Err(rejected(format!("{}: {error}", path.display()))),
+        };
+        self.jwt_secret = SecretString::from(secret);
+        Ok(())
+    }
+}
+
+/// Writes `text` to a new file only its owner can read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -185,7 +287,11 @@ impl Settings {
     pub fn load() -> Result<Self, SettingsError> {
         let vars: HashMap<String, String> = std::env::vars().collect();
         let environment = Environment::try_from(vars.get("BOARDSYNC_ENV").cloned().unwrap_or_else(|| "local".into()))?;
-        Self::load_from(&settings_dir(&vars)?, environment, vars)
+        let mut settings = Self::load_from(&settings_dir(&vars)?, environment, vars)?;
+        if environment == Environment::Local {
+            settings.auth.ensure_local_secret()?;
+        }
+        Ok(settings)
     }
 
     /// Loads the layers from `dir`, with `vars` standing for the environment variables.
@@ -252,11 +358,14 @@ impl Settings {
                 ),
             });
         }
-        if environment == Environment::Production && self.auth.jwt_secret.expose_secret().starts_with("boardsync-local")
+        self.auth.check_secret(environment)?;
+        if environment == Environment::Production
+            && self.auth.jwt_secret.expose_secret().is_empty()
+            && self.auth.issuers.is_empty()
         {
             return Err(SettingsError::Rejected {
-                key: "auth.jwt_secret",
-                reason: "the development secret must be replaced in production".into(),
+                key: "auth",
+                reason: "set auth.jwt_secret or configure an identity provider under auth.issuers".into(),
             });
         }
         Ok(())
@@ -335,5 +444,48 @@ mod tests {
     fn a_spacetimedb_url_without_a_token_is_refused() {
         let error = load(&[("SPACETIMEDB_URL", "http://127.0.0.1:3999")]).unwrap_err().to_string();
         assert!(error.contains("spacetimedb.token"), "{error}");
+    }
+
+    fn load_in(environment: Environment, vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::load_from(&Settings::source_dir(), environment, vars)
+    }
+
+    #[test]
+    fn a_short_or_known_secret_is_refused_outside_the_test_harness() {
+        let shipped = ("BOARDSYNC__AUTH__JWT_SECRET", "boardsync-local-development-secret-change-me");
+        let short = ("BOARDSYNC__AUTH__JWT_SECRET", "0123456789abcdef0123456789abcde");
+        for environment in [Environment::Local, Environment::Production] {
+            for secret in [shipped, short] {
+                let error = load_in(environment, &[secret]).unwrap_err().to_string();
+                assert!(error.contains("auth.jwt_secret"), "{environment:?}: {error}");
+            }
+        }
+        assert!(load_in(Environment::Test, &[short]).is_ok(), "the harness may use a short secret");
+        let long = ("BOARDSYNC__AUTH__JWT_SECRET", "0123456789abcdef0123456789abcdef");
+        assert!(load_in(Environment::Production, &[long]).is_ok());
+        let error = load_in(Environment::Production, &[]).unwrap_err().to_string();
+        assert!(error.contains("auth.issuers"), "production needs some way to authenticate: {error}");
+    }
+
+    #[test]
+    fn a_local_run_generates_its_secret_once_and_keeps_it_private() {
+        let folder = std::env::temp_dir().join(format!("boardsync-secret-{}", uuid::Uuid::new_v4()));
+        let file = folder.join("jwt-secret");
+        let mut first = load(&[]).unwrap().auth;
+        first.secret_file = file.clone();
+        first.ensure_local_secret().unwrap();
+        let secret = first.jwt_secret.expose_secret().to_string();
+        assert_eq!(secret.len(), 64, "256 random bits, hex");
+        let mut again = load(&[]).unwrap().auth;
+        again.secret_file = file.clone();
+        again.ensure_local_secret().unwrap();
+        assert_eq!(again.jwt_secret.expose_secret(), secret, "the second start reads the same secret");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(folder).unwrap();
     }
 }

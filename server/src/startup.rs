@@ -31,6 +31,8 @@ pub enum StartupError {
     HttpClient(#[from] reqwest::Error),
     #[error("{0}")]
     Settings(String),
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthSetupError),
     #[error("cannot start the {domain} domain: {error}")]
     Domain { domain: &'static str, error: DomainError },
 }
@@ -44,6 +46,7 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub scopes: Arc<ScopeStore>,
     pub domains: Domains,
+    pub verifier: crate::auth::Verifier,
 }
 
 pub struct Application {
@@ -54,6 +57,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let verifier = crate::auth::Verifier::new(&settings.auth)?;
         let pool = PgPoolOptions::new()
             .max_connections(settings.database.max_connections)
             .acquire_timeout(Duration::from_secs(settings.database.connect_timeout_secs))
@@ -88,6 +92,7 @@ impl Application {
             scopes,
             domains,
             settings,
+            verifier,
         });
         let max_body_bytes = state.settings.api.max_body_bytes;
         let stopping = Stopping {
@@ -132,6 +137,12 @@ impl Application {
                 .service(routes::admin::warmup_status)
                 .service(routes::admin::rewarm_scope)
                 .service(routes::admin::rewarm_domain)
+                .service(routes::members::admin_list_members)
+                .service(routes::members::admin_set_member)
+                .service(routes::members::admin_remove_member)
+                .service(routes::members::list_members)
+                .service(routes::members::set_member)
+                .service(routes::members::remove_member)
                 .service(routes::live::live)
                 .service(routes::domain::snapshot)
                 .service(routes::domain::command)

@@ -20,6 +20,8 @@ pub enum WarmupCommandError {
     Failed(usize),
     #[error("warm-up did not finish within {0:?}")]
     TimedOut(Duration),
+    #[error(transparent)]
+    Token(#[from] crate::auth::AuthSetupError),
 }
 
 #[derive(Deserialize)]
@@ -50,7 +52,7 @@ pub struct WarmupCommand {
 impl WarmupCommand {
     pub async fn run(&self, settings: &Settings) -> Result<(), WarmupCommandError> {
         let http = reqwest::Client::new();
-        let token = issue_token(&settings.auth, "boardsync-cli", true);
+        let token = issue_token(&settings.auth, "boardsync-cli", true)?;
         let url = self.url.trim_end_matches('/');
         let board = |http: reqwest::Client, token: String| async move {
             let response = http

@@ -128,6 +128,30 @@ pub async fn publish(url: &str, token: &str, database: &str, domain: &str, clear
     assert!(status.is_success(), "publishing {domain} as {database} failed with {status}: {body}");
 }
 
+/// A new SpacetimeDB identity's token, as anyone who can reach the server gets one.
+pub async fn stranger_token(url: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/identity"))
+        .send()
+        .await
+        .expect("SpacetimeDB answers the identity request");
+    let body: serde_json::Value = response.json().await.expect("an identity is JSON");
+    body["token"].as_str().expect("an identity has a token").to_string()
+}
+
+/// Runs `query` on `database` over SpacetimeDB's SQL endpoint as the holder of
+/// `token`: the HTTP status and the body.
+pub async fn sql(url: &str, token: &str, database: &str, query: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/database/{database}/sql"))
+        .bearer_auth(token)
+        .body(query.to_string())
+        .send()
+        .await
+        .expect("SpacetimeDB answers the SQL request");
+    (response.status().as_u16(), response.text().await.unwrap_or_default())
+}
+
 impl TestSpacetime {
     /// Publishes the `domain`'s module (`BOARDSYNC_MODULES_DIR/<domain>.wasm`) as a new
     /// database `<prefix>-<domain>` under a fresh prefix, owned by the test identity.

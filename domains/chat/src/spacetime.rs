@@ -98,7 +98,11 @@ impl CacheBinding for Chat {
         persist_states(tx, &messages).await
     }
 
-    async fn stored(db: &mut PgConnection, messages: &[Message]) -> Result<Vec<Message>, DomainError> {
-        load_some(db, messages.iter().map(|m| m.id).collect()).await
+    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Message>, DomainError> {
+        load_some(db, boardsync_core::cache_adapter::uuids(ids)).await
+    }
+
+    fn touches(command: &ChatCommand) -> Vec<String> {
+        vec![command.message_id().to_string()]
     }
 }

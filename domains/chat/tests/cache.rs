@@ -56,6 +56,15 @@ impl Setup {
         postgres.snapshot(&general(), Page { limit: 100, before: None }).await.unwrap()
     }
 
+    /// A message's channel, author and text in PostgreSQL.
+    async fn row(&self, id: Uuid) -> (String, String, String) {
+        sqlx::query_as("SELECT channel, author, text FROM chat_messages WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
     /// Drains the outbox the way the OutboxPoller does: commit, then ack.
     async fn drain(&self) {
         while let Some(committed) =
@@ -278,28 +287,54 @@ async fn a_kept_write_postgres_refuses_for_good_is_set_aside_and_warm_up_goes_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_write_onto_another_channels_message_never_overwrites_it_and_is_set_aside() {
     let s = setup().await;
-    // A message of another channel, in PostgreSQL only (the cache never loaded it).
     let theirs = Uuid::new_v4();
+    // The cache takes the send: no message has the id yet.
+    s.run("mallory", ChatCommand::Send { id: theirs, text: "taken over".into() }).await;
+    // Another writer puts a message of another channel at that id straight into
+    // PostgreSQL before the outbox drains; PostgreSQL must neither move nor overwrite it.
     sqlx::query("INSERT INTO chat_messages (id, channel, author, text, created_at, version) VALUES ($1, 'private', 'bob', 'secret', now(), 1)")
         .bind(theirs)
         .execute(&s.db.pool)
         .await
         .unwrap();
-    // The cache does not know the id, so it takes the send (issue 11 loads such ids
-    // first); PostgreSQL must neither move nor overwrite bob's message.
-    s.run("mallory", ChatCommand::Send { id: theirs, text: "taken over".into() }).await;
     s.drain().await;
-    let (channel, author, text): (String, String, String) =
-        sqlx::query_as("SELECT channel, author, text FROM chat_messages WHERE id = $1")
-            .bind(theirs)
-            .fetch_one(&s.db.pool)
-            .await
-            .unwrap();
-    assert_eq!((channel.as_str(), author.as_str(), text.as_str()), ("private", "bob", "secret"));
+    assert_eq!(s.row(theirs).await, ("private".into(), "bob".into(), "secret".into()));
     let error: String = sqlx::query_scalar("SELECT error FROM outbox_dead_letters WHERE entity = $1")
         .bind(theirs.to_string())
         .fetch_one(&s.db.pool)
         .await
         .expect("the conflicting write is kept as a dead letter, not dropped");
     assert!(error.contains("version_conflict"), "{error}");
+}
+
+/// The takeover issue 11 reported: a message outside the warm window is not absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_cache_lacks_is_read_from_postgres_so_nobody_takes_it_over() {
+    let s = setup().await;
+    // Old messages, in PostgreSQL only (the cache never loaded them): alice's in this
+    // channel, bob's in another.
+    let (alices, bobs) = (Uuid::new_v4(), Uuid::new_v4());
+    for (id, channel, author) in [(alices, "general", "alice"), (bobs, "private", "bob")] {
+        sqlx::query("INSERT INTO chat_messages (id, channel, author, text, created_at, version) VALUES ($1, $2, $3, 'mine', now() - interval '1 day', 3)")
+            .bind(id)
+            .bind(channel)
+            .bind(author)
+            .execute(&s.db.pool)
+            .await
+            .unwrap();
+    }
+    let mallory = UserId("mallory".into());
+    let refused =
+        |command| async { s.chat.apply(&general(), &mallory, command, Durability::Cache).await.unwrap_err().code };
+    assert_eq!(refused(ChatCommand::Send { id: alices, text: "taken over".into() }).await, "id_conflict");
+    assert_eq!(refused(ChatCommand::Send { id: bobs, text: "taken over".into() }).await, "id_conflict");
+    assert_eq!(refused(ChatCommand::Edit { id: alices, text: "taken over".into() }).await, "not_author");
+    assert_eq!(refused(ChatCommand::Edit { id: bobs, text: "taken over".into() }).await, "message_not_found");
+
+    // Alice edits her old message on the cache adapter; it reaches PostgreSQL.
+    let edited = s.run("alice", ChatCommand::Edit { id: alices, text: "still mine".into() }).await;
+    assert_eq!(edited.version, 4, "the edit follows PostgreSQL's version");
+    s.drain().await;
+    assert_eq!(s.row(alices).await, ("general".into(), "alice".into(), "still mine".into()));
+    assert_eq!(s.row(bobs).await, ("private".into(), "bob".into(), "mine".into()));
 }

@@ -132,6 +132,11 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     /// outbox, and never replaces a newer cached version.
     async fn warm(&self, scope: &ScopeKey, batch: Vec<D::Item>) -> Result<(), DomainError>;
 
+    /// `scope` finished warming: its live subscribers are told to resync, since a
+    /// snapshot they asked for while it warmed was refused (503 `scope_warming`), and
+    /// the warm-up may have brought newer states than their events did.
+    fn warmed(&self, scope: &ScopeKey);
+
     /// Drops `scope`'s cached items beyond the newest `keep` (PostgreSQL keeps them).
     async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError>;
 

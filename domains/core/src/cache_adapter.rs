@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use spacetimedb_sdk::Status;
@@ -59,7 +60,8 @@ async fn persist_checked<D: CacheBinding>(tx: &mut PgConnection, items: Vec<D::I
 /// Fails with [`VERSION_CONFLICT`] when PostgreSQL holds any of `items` at the same
 /// version with different content, or under another scope (a state it skipped).
 async fn refuse_conflicts<D: CacheBinding>(db: &mut PgConnection, items: &[D::Item]) -> Result<(), DomainError> {
-    let stored = D::stored(db, items).await?;
+    let ids: Vec<String> = items.iter().map(D::cursor).collect();
+    let stored = D::stored(db, &ids).await?;
     for item in items {
         let id = D::cursor(item);
         let scope_of = |item: &D::Item| D::placement(&D::row(item)).scope;
@@ -181,8 +183,20 @@ pub trait CacheBinding: Domain {
     /// same or a newer version; returns how many it wrote.
     async fn persist(tx: &mut PgConnection, items: Vec<Self::Item>) -> Result<usize, DomainError>;
 
-    /// What PostgreSQL holds now of these items (those it has).
-    async fn stored(db: &mut PgConnection, items: &[Self::Item]) -> Result<Vec<Self::Item>, DomainError>;
+    /// What PostgreSQL holds now of the entities with these ids (those it has, in any
+    /// scope; ids that are not the domain's are skipped).
+    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Self::Item>, DomainError>;
+
+    /// The entities a command names (their ids, as [`Domain::cursor`] gives them). The
+    /// cache adapter reads those the cache lacks from PostgreSQL before the command,
+    /// so the module judges it on what exists, not on what happens to be warm.
+    fn touches(command: &Self::Command) -> Vec<String>;
+}
+
+/// The ids among `ids` that are UUIDs, for a [`CacheBinding::stored`] whose entities
+/// all have UUIDs (an id of another shape names nothing).
+pub fn uuids(ids: &[String]) -> Vec<uuid::Uuid> {
+    ids.iter().filter_map(|id| uuid::Uuid::parse_str(id).ok()).collect()
 }
 
 /// Builds a committed command's events from the items it wrote.
@@ -228,6 +242,9 @@ struct Shared<D: CacheBinding> {
     /// (outbox sequence, request id): SpacetimeDB answers before its fsync, so a
     /// power loss can take the cache's copy ([`Cache::restore`]).
     retained: Mutex<Retained<D>>,
+    /// For reading through to PostgreSQL what the cache lacks.
+    pool: PgPool,
+    read_through_timeout: Duration,
 }
 
 /// The SpacetimeDB adapter of domain `D`. Connects in the background: until it is
@@ -238,6 +255,50 @@ pub struct CacheAdapter<D: CacheBinding> {
 }
 
 impl<D: CacheBinding> CacheAdapter<D> {
+    /// Loads the entities `command` names that the cache lacks (outside the warm
+    /// window, or in a scope not warmed) from PostgreSQL into the cache. A miss is not
+    /// an absence: without this, a send reusing the id of another author's old message
+    /// would create it anew in the cache, and its edits would overwrite theirs.
+    ///
+    /// While PostgreSQL does not answer within `read_through_timeout_ms`, the command
+    /// goes on on the cache alone (writes keep flowing during an outage); PostgreSQL's
+    /// upserts then refuse a change of an entity's author or scope, and the outbox
+    /// dead-letters such a write.
+    async fn read_through(&self, command: &D::Command) -> Result<(), DomainError> {
+        let missing: Vec<String> = {
+            let connection = self.shared.link.connection()?;
+            D::touches(command).into_iter().filter(|id| connection.find(id).is_none()).collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let load = async {
+            let mut db = self.shared.pool.acquire().await.map_err(DomainError::from_sqlx)?;
+            D::stored(&mut db, &missing).await
+        };
+        let stored = match tokio::time::timeout(self.shared.read_through_timeout, load).await {
+            Ok(Ok(stored)) => stored,
+            Ok(Err(error)) => {
+                tracing::warn!(domain = D::NAME, %error, "cannot read through to PostgreSQL; applying on the cache alone");
+                return Ok(());
+            }
+            Err(_) => {
+                tracing::warn!(
+                    domain = D::NAME,
+                    "PostgreSQL did not answer a read-through in time; applying on the cache alone"
+                );
+                return Ok(());
+            }
+        };
+        if stored.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(domain = D::NAME, entities = stored.len(), "read through to PostgreSQL");
+        // `warm` keeps a cached row that is as new or newer: a write racing this one wins.
+        let rows: Vec<RowOf<D>> = stored.iter().map(D::row).collect();
+        self.shared.link.owner_call(move |c, request_id| c.warm(request_id, rows)).await
+    }
+
     /// [`Cache::restore`] one state per transaction; a state PostgreSQL refuses for
     /// good becomes a dead letter.
     async fn restore_one_by_one(
@@ -297,6 +358,8 @@ impl<D: CacheBinding> CacheAdapter<D> {
             configuring: Mutex::new(None),
             outbox: Mutex::new(BTreeSet::new()),
             retained: Mutex::new(Retained { next: 0, writes: HashMap::new() }),
+            read_through_timeout: Duration::from_millis(context.settings.framework.read_through_timeout_ms),
+            pool: context.pool,
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session_shared.clone().session());
@@ -540,6 +603,7 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
                 "too many writes are waiting for PostgreSQL; retry once it has caught up",
             ));
         }
+        self.read_through(&command).await?;
         let json = serde_json::to_string(&command)
             .map_err(|e| DomainError::internal(format!("a {} command cannot be encoded", D::NAME)).caused_by(e))?;
         let request_id = uuid::Uuid::new_v4().simple().to_string();
@@ -620,6 +684,10 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
     async fn warm(&self, _scope: &ScopeKey, batch: Vec<D::Item>) -> Result<(), DomainError> {
         let rows: Vec<RowOf<D>> = batch.iter().map(D::row).collect();
         self.shared.link.owner_call(move |c, request_id| c.warm(request_id, rows)).await
+    }
+
+    fn warmed(&self, scope: &ScopeKey) {
+        self.shared.live.resync(scope);
     }
 
     async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError> {

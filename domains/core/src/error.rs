@@ -28,6 +28,8 @@ pub enum ErrorKind {
     TooLarge,
     /// Well-formed but invalid: a rule of the domain refuses it (422).
     Invalid,
+    /// The caller sent more than their limit allows; retry later (429).
+    TooManyRequests,
     /// A dependency (PostgreSQL, SpacetimeDB) cannot serve the request now (503).
     Unavailable,
     /// A bug or an unexpected failure (500).
@@ -44,6 +46,7 @@ impl ErrorKind {
             Self::Conflict => "conflict",
             Self::TooLarge => "too_large",
             Self::Invalid => "invalid",
+            Self::TooManyRequests => "too_many_requests",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -58,6 +61,7 @@ impl ErrorKind {
             "conflict" => Self::Conflict,
             "too_large" => Self::TooLarge,
             "invalid" => Self::Invalid,
+            "too_many_requests" => Self::TooManyRequests,
             "unavailable" => Self::Unavailable,
             "internal" => Self::Internal,
             _ => return None,
@@ -74,6 +78,9 @@ pub struct DomainError {
     pub kind: ErrorKind,
     pub code: Cow<'static, str>,
     pub message: String,
+    /// When a retry may succeed, in seconds (the API's `Retry-After`); every
+    /// unavailable error is worth a retry after a second unless it says otherwise.
+    pub retry_after_secs: Option<u64>,
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -106,7 +113,14 @@ impl std::error::Error for DomainError {
 
 impl DomainError {
     pub fn new(kind: ErrorKind, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
-        Self { kind, code: code.into(), message: message.into(), source: None }
+        let retry_after_secs = (kind == ErrorKind::Unavailable).then_some(1);
+        Self { kind, code: code.into(), message: message.into(), retry_after_secs, source: None }
+    }
+
+    /// Tells the client to retry after `secs` seconds.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     /// Keeps `cause` for the log (it is in `Display` and `source()`, never in what a
@@ -139,6 +153,9 @@ impl DomainError {
     }
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, code, message)
+    }
+    pub fn too_many_requests(code: &'static str, message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::new(ErrorKind::TooManyRequests, code, message).retry_after(retry_after_secs)
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, "internal", message)

@@ -38,14 +38,17 @@ pub struct FrameworkSettings {
     /// down); past it, writes are refused with 503 `outbox_full` instead of growing
     /// the cache without bound.
     pub outbox_max_pending: usize,
-    /// SpacetimeDB adapter: how long a write to a scope that is not warm yet (after a
-    /// start, a reconnect or its creation) waits for its warm-up before 503
-    /// `scope_warming`.
-    pub write_warm_wait_ms: u64,
+    /// SpacetimeDB adapter: how long a command or snapshot of a scope that is not warm
+    /// yet (after a start, a reconnect or its creation) waits for its warm-up before
+    /// 503 `scope_warming`.
+    pub warm_wait_ms: u64,
+    /// SpacetimeDB adapter: how long a command waits for PostgreSQL to read through an
+    /// entity the cache lacks, before it goes on on the cache alone.
+    pub read_through_timeout_ms: u64,
     pub warmup: WarmupSettings,
 }
 
-const FRAMEWORK_KEYS: [&str; 9] = [
+const FRAMEWORK_KEYS: [&str; 10] = [
     "live_poll_interval_ms",
     "event_retention_secs",
     "subscriber_capacity",
@@ -53,7 +56,8 @@ const FRAMEWORK_KEYS: [&str; 9] = [
     "outbox_push",
     "outbox_batch_size",
     "outbox_max_pending",
-    "write_warm_wait_ms",
+    "warm_wait_ms",
+    "read_through_timeout_ms",
     "warmup",
 ];
 

@@ -26,6 +26,7 @@
 //! - [`ordering`]: fractional ordering keys (positions, z-order) without renumbering;
 //!   dependency-free so SpacetimeDB modules include the same file.
 
+pub mod access;
 pub mod adapter;
 pub mod cache;
 pub mod cache_adapter;

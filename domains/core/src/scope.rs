@@ -9,6 +9,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 use sqlx::PgPool;
 
+use crate::access::{decide, AccessConfig, Caller, Members, Need};
 use crate::domain::Domain;
 use crate::warmup::WarmupOverrides;
 use crate::DomainError;
@@ -62,12 +63,18 @@ impl Scope {
     pub fn warmup_overrides(&self) -> WarmupOverrides {
         self.config.get("warmup").and_then(|w| serde_json::from_value(w.clone()).ok()).unwrap_or_default()
     }
+
+    /// What the scope grants every authenticated user (validated when stored).
+    pub fn access(&self) -> AccessConfig {
+        self.config.get("access").and_then(|a| serde_json::from_value(a.clone()).ok()).unwrap_or_default()
+    }
 }
 
 /// A scope's `config`, parsed: the generic warm-up overrides and the domain's part.
 #[derive(Debug)]
 pub struct ScopeConfig<C> {
     pub warmup: WarmupOverrides,
+    pub access: AccessConfig,
     pub domain: C,
 }
 
@@ -84,8 +91,16 @@ pub fn parse_config<D: Domain>(config: &serde_json::Value) -> Result<ScopeConfig
         Some(value) => serde_json::from_value(value).map_err(|e| invalid(".warmup", e))?,
         None => WarmupOverrides::default(),
     };
+    let access = match rest.remove("access") {
+        Some(value) => serde_json::from_value(value).map_err(|e| invalid(".access", e))?,
+        None => AccessConfig::default(),
+    };
     let domain = serde_json::from_value(serde_json::Value::Object(rest)).map_err(|e| invalid("", e))?;
-    Ok(ScopeConfig { warmup, domain })
+    Ok(ScopeConfig { warmup, access, domain })
+}
+
+fn missing(domain: &str, noun: &str, key: &ScopeKey) -> DomainError {
+    DomainError::not_found("scope_not_found", format!("{domain} {noun} {key} does not exist"))
 }
 
 #[derive(sqlx::FromRow)]
@@ -116,11 +131,13 @@ impl From<ScopeRow> for Scope {
 pub struct ScopeStore {
     pool: PgPool,
     known: DashMap<(String, ScopeKey), Scope>,
+    /// Who may see and change each scope.
+    pub members: Members,
 }
 
 impl ScopeStore {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, known: DashMap::new() }
+        Self { members: Members::new(pool.clone()), pool, known: DashMap::new() }
     }
 
     pub async fn get(&self, domain: &str, key: &ScopeKey) -> Result<Option<Scope>, DomainError> {
@@ -144,9 +161,24 @@ impl ScopeStore {
 
     /// The scope, or a 404 naming what is missing (`noun` is "channel", "board", ...).
     pub async fn require(&self, domain: &str, noun: &str, key: &ScopeKey) -> Result<Scope, DomainError> {
-        self.get(domain, key)
-            .await?
-            .ok_or_else(|| DomainError::not_found("scope_not_found", format!("{domain} {noun} {key} does not exist")))
+        self.get(domain, key).await?.ok_or_else(|| missing(domain, noun, key))
+    }
+
+    /// The scope, if `caller` may do what `need` asks there: 404 exactly as for a
+    /// missing scope when they may not see it, 403 when they may see but not do it.
+    pub async fn authorize(
+        &self,
+        domain: &str,
+        noun: &str,
+        key: &ScopeKey,
+        caller: &Caller<'_>,
+        need: Need,
+    ) -> Result<Scope, DomainError> {
+        let scope = self.require(domain, noun, key).await?;
+        let role = if caller.admin { None } else { self.members.role(domain, key, caller.user).await? };
+        let not_found = || missing(domain, noun, key);
+        decide(caller, role, scope.access(), need, not_found)?;
+        Ok(scope)
     }
 
     /// Creates or updates a scope; `config` must already be validated.
@@ -171,6 +203,8 @@ impl ScopeStore {
         .map_err(DomainError::from_sqlx)?;
         let scope = Scope::from(row);
         self.known.insert((domain.to_string(), key.clone()), scope.clone());
+        // The config may have changed who may see it.
+        self.members.changed(domain, key);
         Ok(scope)
     }
 

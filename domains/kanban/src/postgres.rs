@@ -42,33 +42,9 @@ struct CardRow {
     version: i64,
 }
 
-/// A board's columns and cards, deleted ones included, as of `since` (none: all).
-pub(crate) async fn load_board(
-    db: &mut PgConnection,
-    board: &ScopeKey,
-    since: Option<DateTime<Utc>>,
-) -> Result<(Vec<Column>, Vec<Card>), DomainError> {
-    let columns: Vec<ColumnRow> = sqlx::query_as(
-        "SELECT id, board, name, position, wip_limit, deleted, created_at, version FROM kanban_columns
-         WHERE board = $1 AND ($2::timestamptz IS NULL OR created_at >= $2)",
-    )
-    .bind(board.as_str())
-    .bind(since)
-    .fetch_all(&mut *db)
-    .await
-    .map_err(DomainError::from_sqlx)?;
-    let cards: Vec<CardRow> = sqlx::query_as(
-        "SELECT id, board, column_id, title, description, assignees, labels, position, deleted, created_at, version
-         FROM kanban_cards WHERE board = $1 AND ($2::timestamptz IS NULL OR created_at >= $2)",
-    )
-    .bind(board.as_str())
-    .bind(since)
-    .fetch_all(&mut *db)
-    .await
-    .map_err(DomainError::from_sqlx)?;
-    let columns = columns
-        .into_iter()
-        .map(|r| Column {
+impl From<ColumnRow> for Column {
+    fn from(r: ColumnRow) -> Self {
+        Column {
             id: r.id,
             board: r.board,
             name: r.name,
@@ -77,11 +53,13 @@ pub(crate) async fn load_board(
             deleted: r.deleted,
             created_at: r.created_at,
             version: r.version.max(0) as u64,
-        })
-        .collect();
-    let cards = cards
-        .into_iter()
-        .map(|r| Card {
+        }
+    }
+}
+
+impl From<CardRow> for Card {
+    fn from(r: CardRow) -> Self {
+        Card {
             id: r.id,
             board: r.board,
             column: r.column_id,
@@ -93,9 +71,55 @@ pub(crate) async fn load_board(
             deleted: r.deleted,
             created_at: r.created_at,
             version: r.version.max(0) as u64,
-        })
-        .collect();
-    Ok((columns, cards))
+        }
+    }
+}
+
+const COLUMN_COLUMNS: &str = "id, board, name, position, wip_limit, deleted, created_at, version";
+const CARD_COLUMNS: &str =
+    "id, board, column_id, title, description, assignees, labels, position, deleted, created_at, version";
+
+/// Columns and cards matching `filter` (SQL over `$1` and `$2`, bound to `first` and `second`).
+async fn load_where<A, B>(
+    db: &mut PgConnection,
+    filter: &str,
+    first: A,
+    second: B,
+) -> Result<(Vec<Column>, Vec<Card>), DomainError>
+where
+    A: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Clone + Send,
+    B: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Clone + Send,
+{
+    let columns: Vec<ColumnRow> =
+        sqlx::query_as(&format!("SELECT {COLUMN_COLUMNS} FROM kanban_columns WHERE {filter}"))
+            .bind(first.clone())
+            .bind(second.clone())
+            .fetch_all(&mut *db)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+    let cards: Vec<CardRow> = sqlx::query_as(&format!("SELECT {CARD_COLUMNS} FROM kanban_cards WHERE {filter}"))
+        .bind(first)
+        .bind(second)
+        .fetch_all(&mut *db)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+    Ok((columns.into_iter().map(Column::from).collect(), cards.into_iter().map(Card::from).collect()))
+}
+
+/// A board's columns and cards, deleted ones included, as of `since` (none: all).
+pub(crate) async fn load_board(
+    db: &mut PgConnection,
+    board: &ScopeKey,
+    since: Option<DateTime<Utc>>,
+) -> Result<(Vec<Column>, Vec<Card>), DomainError> {
+    let filter = "board = $1 AND ($2::timestamptz IS NULL OR created_at >= $2)";
+    load_where(db, filter, board.as_str().to_string(), since).await
+}
+
+/// The columns and cards with these ids, whichever board they are on.
+pub(crate) async fn load_ids(db: &mut PgConnection, ids: Vec<Uuid>) -> Result<Vec<BoardItem>, DomainError> {
+    let (columns, cards) = load_where(db, "id = ANY($1) AND $2", ids, true).await?;
+    Ok(columns.into_iter().map(BoardItem::Column).chain(cards.into_iter().map(BoardItem::Card)).collect())
 }
 
 /// What a command decided: the item to answer with and the new states to write

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::domain::{board_items, page, BoardItem, Card, Column, Kanban, KanbanCommand};
 use crate::module_bindings as stdb;
-use crate::postgres::{events, load_board, persist_states, Decision};
+use crate::postgres::{events, load_board, load_ids, persist_states, Decision};
 
 boardsync_core::spacetime_module!(crate::module_bindings, row: BoardRow, tables: [board_column, board_card]);
 
@@ -144,18 +144,24 @@ impl CacheBinding for Kanban {
         persist_states(tx, &items).await
     }
 
-    async fn stored(db: &mut PgConnection, items: &[BoardItem]) -> Result<Vec<BoardItem>, DomainError> {
-        let board_of = |item: &BoardItem| match item {
-            BoardItem::Column(c) => c.board.clone(),
-            BoardItem::Card(c) => c.board.clone(),
+    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<BoardItem>, DomainError> {
+        load_ids(db, boardsync_core::cache_adapter::uuids(ids)).await
+    }
+
+    fn touches(command: &KanbanCommand) -> Vec<String> {
+        let ids: Vec<Uuid> = match command {
+            KanbanCommand::CreateColumn { id, after, .. } | KanbanCommand::ReorderColumn { id, after } => {
+                std::iter::once(*id).chain(*after).collect()
+            }
+            KanbanCommand::RenameColumn { id, .. }
+            | KanbanCommand::SetWipLimit { id, .. }
+            | KanbanCommand::DeleteColumn { id, .. }
+            | KanbanCommand::EditCard { id, .. }
+            | KanbanCommand::DeleteCard { id } => vec![*id],
+            KanbanCommand::CreateCard { id, column, after, .. } | KanbanCommand::MoveCard { id, column, after } => {
+                [*id, *column].into_iter().chain(*after).collect()
+            }
         };
-        let boards: std::collections::BTreeSet<String> = items.iter().map(board_of).collect();
-        let mut stored = Vec::new();
-        for board in boards.iter().filter_map(|b| ScopeKey::parse(b).ok()) {
-            let (columns, cards) = load_board(db, &board, None).await?;
-            let all = columns.into_iter().map(BoardItem::Column).chain(cards.into_iter().map(BoardItem::Card));
-            stored.extend(all.filter(|s| items.iter().any(|i| i.id() == s.id())));
-        }
-        Ok(stored)
+        ids.iter().map(Uuid::to_string).collect()
     }
 }

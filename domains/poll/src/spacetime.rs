@@ -82,7 +82,11 @@ impl CacheBinding for Poll {
         persist_states(tx, &options).await
     }
 
-    async fn stored(db: &mut PgConnection, options: &[PollOption]) -> Result<Vec<PollOption>, DomainError> {
-        load_some(db, options.iter().map(|o| o.id).collect()).await
+    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<PollOption>, DomainError> {
+        load_some(db, boardsync_core::cache_adapter::uuids(ids)).await
+    }
+
+    fn touches(command: &PollCommand) -> Vec<String> {
+        vec![command.option_id().to_string()]
     }
 }

@@ -96,7 +96,20 @@ impl CacheBinding for Whiteboard {
         persist_states(tx, &elements).await
     }
 
-    async fn stored(db: &mut PgConnection, elements: &[Element]) -> Result<Vec<Element>, DomainError> {
-        load_some(db, elements.iter().map(|e| e.id).collect()).await
+    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Element>, DomainError> {
+        load_some(db, boardsync_core::cache_adapter::uuids(ids)).await
+    }
+
+    fn touches(command: &WhiteboardCommand) -> Vec<String> {
+        let ids = match command {
+            WhiteboardCommand::Add { id, .. }
+            | WhiteboardCommand::Update { id, .. }
+            | WhiteboardCommand::Delete { id } => {
+                vec![*id]
+            }
+            WhiteboardCommand::Move { to } => to.iter().map(|p| p.id).collect(),
+            WhiteboardCommand::Reorder { id, above } => std::iter::once(*id).chain(*above).collect(),
+        };
+        ids.iter().map(Uuid::to_string).collect()
     }
 }

@@ -21,7 +21,7 @@ pub struct Reaction {
     pub emoji: String,
 }
 
-#[table(name = message, public)]
+#[table(name = message)]
 #[derive(Clone)]
 pub struct Message {
     #[primary_key]

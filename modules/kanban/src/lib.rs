@@ -18,7 +18,7 @@ use contract::{refusal, Rules, Write};
 use rules::{check, id_conflict, CardView, ColumnView, KanbanCommand, KanbanSettings, Refusal};
 use spacetimedb::{table, ReducerContext, SpacetimeType, Table, Timestamp};
 
-#[table(name = board_column, public)]
+#[table(name = board_column)]
 #[derive(Clone)]
 pub struct BoardColumn {
     #[primary_key]
@@ -33,7 +33,7 @@ pub struct BoardColumn {
     pub version: u64,
 }
 
-#[table(name = board_card, public)]
+#[table(name = board_card)]
 #[derive(Clone)]
 pub struct BoardCard {
     #[primary_key]

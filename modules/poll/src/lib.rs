@@ -15,7 +15,7 @@ use rules::{check, id_conflict, not_author, option_not_found, PollCommand, PollS
 use spacetimedb::{table, ReducerContext, Table, Timestamp};
 
 /// One option of a poll, its voters embedded (in the order they voted).
-#[table(name = poll_option, public)]
+#[table(name = poll_option)]
 #[derive(Clone)]
 pub struct PollOption {
     #[primary_key]

@@ -21,7 +21,7 @@ use contract::{refusal, Rules, Write};
 use rules::{check, element_not_found, id_conflict, WhiteboardCommand, WhiteboardSettings};
 use spacetimedb::{table, ReducerContext, Table, Timestamp};
 
-#[table(name = element, public)]
+#[table(name = element)]
 #[derive(Clone)]
 pub struct Element {
     #[primary_key]

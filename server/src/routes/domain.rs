@@ -13,9 +13,6 @@ use crate::startup::AppState;
 pub struct SnapshotQuery {
     limit: Option<u32>,
     before: Option<String>,
-    /// Accepted so WebSocket-style `?token=` also works here.
-    #[allow(dead_code)]
-    token: Option<String>,
 }
 
 #[get("/api/{domain}/{scope}")]
@@ -23,12 +20,12 @@ pub async fn snapshot(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     query: web::Query<SnapshotQuery>,
-    _user: User,
+    user: User,
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
     let (service, scope) = resolve(&state, &domain, &scope)?;
     let query = query.into_inner();
-    let page = service.snapshot(&scope, query.limit, query.before).await?;
+    let page = service.snapshot(&scope, &user.caller(), query.limit, query.before).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -41,6 +38,6 @@ pub async fn command(
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
     let (service, scope) = resolve(&state, &domain, &scope)?;
-    let event = service.apply(&scope, &user.id, body.into_inner()).await?;
+    let event = service.apply(&scope, &user.caller(), body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(event))
 }

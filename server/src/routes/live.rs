@@ -6,7 +6,11 @@
 //! - `{"kind":"reply","ref":..,"ok":true,"event":{...}}` or
 //!   `{"kind":"reply","ref":..,"ok":false,"status":422,"error":{"code","message"}}`
 //!   for each command the client sent (`ref` echoes the client's, if any);
-//! - `{"kind":"resync"}` when events were dropped: refetch the snapshot.
+//! - `{"kind":"resync"}` when events were dropped, or the scope was warmed again:
+//!   refetch the snapshot.
+//!
+//! A user who may no longer read the scope (removed from it, say) gets a last reply
+//! with error `access_revoked`, and the socket closes with code 1008 (policy).
 //!
 //! Client to server: a command as for `POST /api/{domain}/{scope}`, optionally with
 //! a `ref`. Commands from one socket are applied in the order they were sent.
@@ -22,12 +26,13 @@ use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler,
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Closed, Message, MessageStream, ProtocolError, Session};
 use boardsync_actors::{DomainService, Live, SubscriberId};
-use boardsync_core::{DomainError, ScopeKey, UserId};
+use boardsync_core::access::AccessChanged;
+use boardsync_core::{DomainError, ErrorKind, ScopeKey};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::{self, Instant, MissedTickBehavior};
 
-use crate::auth::User;
+use crate::auth::{LiveUser, User};
 use crate::error::{error_body, status_of, ApiError};
 use crate::routes::resolve;
 use crate::startup::AppState;
@@ -41,18 +46,19 @@ pub async fn live(
     stream: web::Payload,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    user: User,
+    LiveUser(user): LiveUser,
 ) -> Result<HttpResponse, actix_web::Error> {
     let (domain, scope) = path.into_inner();
     let (service, scope) = resolve(&state, &domain, &scope)?;
-    // Refuse an unknown scope with a plain 404 before upgrading.
-    state.scopes.require(service.name(), service.scope_noun(), &scope).await.map_err(ApiError)?;
+    // Refuse a scope the user may not see with a plain 404 before upgrading.
+    service.may_read(&scope, &user.caller()).await.map_err(ApiError)?;
     let (response, session, messages) = actix_ws::handle(&req, stream)?;
     let api = &state.settings.api;
     let socket = LiveSocket {
         service,
         scope,
-        user: user.id,
+        access: state.scopes.members.changes(),
+        user,
         session,
         // `interval` panics on a zero period.
         heartbeat: Duration::from_secs(api.ws_heartbeat_secs.max(1)),
@@ -75,7 +81,10 @@ fn reply_error(reference: &Value, error: &DomainError) -> String {
 struct LiveSocket {
     service: Arc<dyn DomainService>,
     scope: ScopeKey,
-    user: UserId,
+    user: User,
+    /// Changes of who may see which scope: a user who may no longer read this one
+    /// is disconnected.
+    access: broadcast::Receiver<AccessChanged>,
     session: Session,
     heartbeat: Duration,
     client_timeout: Duration,
@@ -100,7 +109,7 @@ impl LiveSocket {
     async fn serve(&mut self, messages: &mut MessageStream) -> Result<Infallible, End> {
         let (frames_in, mut frames) = mpsc::channel(LIVE_BUFFER);
         let subscriber = Forwarder(frames_in).start().recipient();
-        let _subscription = match self.service.subscribe(&self.scope, subscriber).await {
+        let _subscription = match self.service.subscribe(&self.scope, &self.user.caller(), subscriber).await {
             Ok(id) => Subscription { service: self.service.clone(), scope: self.scope.clone(), id },
             Err(error) => {
                 self.send(reply_error(&Value::Null, &error)).await?;
@@ -123,9 +132,20 @@ impl LiveSocket {
                     Live::Event(event) => self.send(format!(r#"{{"kind":"event","event":{event}}}"#)).await?,
                     Live::Resync => self.send(r#"{"kind":"resync"}"#.to_owned()).await?,
                 },
+                change = self.access.recv() => {
+                    let ours = match change {
+                        Ok(change) => change.domain == self.service.name() && change.scope == self.scope,
+                        // Missed some: check anyway.
+                        Err(broadcast::error::RecvError::Lagged(_)) => true,
+                        Err(broadcast::error::RecvError::Closed) => false,
+                    };
+                    if ours {
+                        self.still_allowed().await?;
+                    }
+                }
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > self.client_timeout {
-                        tracing::debug!(user = self.user.as_str(), "live client timed out");
+                        tracing::debug!(user = self.user.id.as_str(), "live client timed out");
                         return Err(End::Gone);
                     }
                     within(self.client_timeout, self.session.ping(b"")).await?;
@@ -163,11 +183,29 @@ impl LiveSocket {
         };
         let reference = command.as_object_mut().and_then(|o| o.remove("ref")).unwrap_or(Value::Null);
         // Awaited before the next frame is read, so a socket's commands apply in order.
-        let reply = match self.service.apply(&self.scope, &self.user, command).await {
+        let reply = match self.service.apply(&self.scope, &self.user.caller(), command).await {
             Ok(event) => json!({ "kind": "reply", "ref": reference, "ok": true, "event": event }).to_string(),
             Err(error) => reply_error(&reference, &error),
         };
         self.send(reply).await
+    }
+
+    /// Closes the socket (policy violation) once its user may no longer read the scope.
+    async fn still_allowed(&mut self) -> Result<(), End> {
+        match self.service.may_read(&self.scope, &self.user.caller()).await {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind == ErrorKind::NotFound => {
+                tracing::debug!(user = self.user.id.as_str(), scope = %self.scope, "live access revoked");
+                let error = DomainError::forbidden("access_revoked", "you may no longer read this scope");
+                self.send(reply_error(&Value::Null, &error)).await?;
+                Err(End::Close(Some(CloseReason {
+                    code: CloseCode::Policy,
+                    description: Some("access_revoked".into()),
+                })))
+            }
+            // PostgreSQL is unreachable: keep serving what the user could read.
+            Err(_) => Ok(()),
+        }
     }
 
     async fn send(&mut self, text: String) -> Result<(), End> {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod domain;
 pub mod health;
 pub mod live;
+pub mod members;
 pub mod metrics;
 pub mod openapi;
 

@@ -26,7 +26,7 @@ async fn authentication_is_required_and_checked() {
     assert_error(app.http.get(&url).bearer_auth("not-a-jwt").send().await.unwrap(), 401, "unauthorized").await;
     let mut foreign = app.settings.auth.clone();
     foreign.jwt_secret = "another-secret".to_string().into();
-    let forged = boardsync::auth::issue_token(&foreign, "mallory", true);
+    let forged = boardsync::auth::issue_token(&foreign, "mallory", true).unwrap();
     assert_error(app.http.get(&url).bearer_auth(forged).send().await.unwrap(), 401, "unauthorized").await;
     let live = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/api/chat/general/live", app.port)).await;
     assert!(live.is_err(), "a WebSocket without a token is refused");

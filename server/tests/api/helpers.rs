@@ -115,11 +115,11 @@ impl TestApp {
     }
 
     pub fn token(&self, user: &str) -> String {
-        issue_token(&self.settings.auth, user, false)
+        issue_token(&self.settings.auth, user, false).expect("the test harness signs tokens")
     }
 
     pub fn admin_token(&self) -> String {
-        issue_token(&self.settings.auth, "admin", true)
+        issue_token(&self.settings.auth, "admin", true).expect("the test harness signs tokens")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -146,9 +146,53 @@ impl TestApp {
             .expect("the app answers")
     }
 
+    /// Creates a scope every authenticated user may read and write.
     pub async fn create_scope(&self, domain: &str, key: &str) {
+        let config = json!({ "access": { "authenticated": "write" } });
+        let response = self.put_scope(domain, key, json!({ "name": key, "config": config })).await;
+        assert_eq!(response.status(), 200, "creating {domain}/{key}: {}", response.text().await.unwrap());
+    }
+
+    /// Creates a scope only its members may see.
+    pub async fn create_members_only_scope(&self, domain: &str, key: &str) {
         let response = self.put_scope(domain, key, json!({ "name": key })).await;
         assert_eq!(response.status(), 200, "creating {domain}/{key}: {}", response.text().await.unwrap());
+    }
+
+    /// `PUT /api/{domain}/{scope}/members/{member}` as `user` (an admin when `None`).
+    pub async fn set_member(
+        &self,
+        user: Option<&str>,
+        domain: &str,
+        scope: &str,
+        member: &str,
+        role: &str,
+    ) -> reqwest::Response {
+        let token = user.map_or_else(|| self.admin_token(), |u| self.token(u));
+        self.http
+            .put(format!("{}/api/{domain}/{scope}/members/{member}", self.address))
+            .bearer_auth(token)
+            .json(&json!({ "role": role }))
+            .send()
+            .await
+            .expect("the app answers")
+    }
+
+    /// `DELETE /api/{domain}/{scope}/members/{member}` as `user` (an admin when `None`).
+    pub async fn remove_member(
+        &self,
+        user: Option<&str>,
+        domain: &str,
+        scope: &str,
+        member: &str,
+    ) -> reqwest::Response {
+        let token = user.map_or_else(|| self.admin_token(), |u| self.token(u));
+        self.http
+            .delete(format!("{}/api/{domain}/{scope}/members/{member}", self.address))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the app answers")
     }
 
     pub async fn command(&self, user: &str, domain: &str, scope: &str, command: Value) -> reqwest::Response {
@@ -178,6 +222,18 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// The HTTP status a live WebSocket handshake is refused with (panics if it opens).
+    pub async fn live_refused(&self, user: &str, domain: &str, scope: &str) -> u16 {
+        let url = format!("ws://127.0.0.1:{}/api/{domain}/{scope}/live?token={}", self.port, self.token(user));
+        match tokio_tungstenite::connect_async(url).await {
+            Ok(_) => panic!("the WebSocket to {domain}/{scope} opened for {user}"),
+            Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+            Err(error) => panic!("the handshake failed otherwise: {error}"),
+        }
+    }
+}
+
 pub struct LiveClient {
     socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 }
@@ -197,6 +253,20 @@ impl LiveClient {
                 .expect("the frame is valid");
             if let tungstenite::Message::Text(text) = frame {
                 return serde_json::from_str(&text).expect("frames are JSON");
+            }
+        }
+    }
+
+    /// Reads until the server closes the socket; the close code, if it sent one.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
+                .await
+                .expect("the socket closes within 10 s");
+            match frame {
+                None | Some(Err(_)) => return None,
+                Some(Ok(tungstenite::Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
             }
         }
     }

@@ -1,11 +1,13 @@
 //! API tests: one binary, one module per feature (keeps link time down).
 
+mod access;
 mod admin;
 mod chat;
 mod errors;
 mod faults;
 mod health;
 mod helpers;
+mod identity;
 mod kanban;
 mod poll;
 mod postgres;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use boardsync_testkit::private::{PrivatePostgres, PrivateSpacetime};
-use boardsync_testkit::TestSpacetime;
+use boardsync_testkit::{sql, stranger_token, TestSpacetime};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -142,9 +142,9 @@ async fn warm_up_loads_each_channels_configured_window() {
     }
     app.create_scope("chat", "big").await;
     for (channel, config) in [
-        ("small", json!({ "warmup": { "max_items": 5 } })),
-        ("off", json!({ "warmup": { "enabled": false } })),
-        ("recent", json!({ "warmup": { "max_age_secs": 10 } })),
+        ("small", json!({ "warmup": { "max_items": 5 }, "access": { "authenticated": "write" } })),
+        ("off", json!({ "warmup": { "enabled": false }, "access": { "authenticated": "write" } })),
+        ("recent", json!({ "warmup": { "max_age_secs": 10 }, "access": { "authenticated": "write" } })),
     ] {
         assert_eq!(app.put_scope("chat", channel, json!({ "name": channel, "config": config })).await.status(), 200);
     }
@@ -224,7 +224,7 @@ async fn a_spacetimedb_restart_rewarms_keeps_pending_writes_and_live_clients_rec
     let app = spawn_app_in(postgres.url("postgres"), |s| {
         use_spacetimedb(s, &stdb.url(), &stdb.token, "restart");
         // Long enough for the warm-up retried after PostgreSQL is back.
-        s.framework["write_warm_wait_ms"] = json!(15_000);
+        s.framework["warm_wait_ms"] = json!(15_000);
     })
     .await;
     app.wait_for_cache().await;
@@ -358,7 +358,7 @@ async fn a_write_postgres_cannot_take_yet_stalls_and_is_never_set_aside() {
 #[actix_web::test]
 async fn a_scope_that_is_not_warm_in_this_cache_generation_takes_no_writes() {
     let app = spawn_app_on_spacetimedb_with(|settings| {
-        settings.framework["write_warm_wait_ms"] = json!(1000);
+        settings.framework["warm_wait_ms"] = json!(1000);
     })
     .await;
     // The scope's warm-up fails (PostgreSQL cannot be read), so the cache may lack
@@ -435,4 +435,39 @@ async fn outbox_drain_puts_what_a_crashed_server_left_in_the_outbox_into_postgre
     let refused = process.run_with(&["outbox", "drain"], &[("DATABASE_URL", "postgres://postgres@127.0.0.1:9/none")]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("PostgreSQL is unreachable"));
+}
+
+/// The cache holds every user's data: only the backend's identity may read it. Anyone
+/// can get a SpacetimeDB identity, so a stranger's SQL and subscriptions must see
+/// nothing of any module's tables.
+#[actix_web::test]
+async fn a_stranger_s_spacetimedb_identity_reads_nothing_of_the_cache() {
+    let app = spawn_app_on_spacetimedb().await;
+    let writes = [
+        ("chat", "message", json!({ "type": "send", "text": "secret" })),
+        ("poll", "poll_option", json!({ "type": "add_option", "label": "secret" })),
+        ("kanban", "board_column", json!({ "type": "create_column", "name": "secret" })),
+        ("whiteboard", "element", json!({ "type": "add", "kind": "rect", "x": 1.0, "y": 2.0 })),
+    ];
+    let stdb = &app.settings.spacetimedb;
+    let owner = secrecy::ExposeSecret::expose_secret(&stdb.token).to_string();
+    let stranger = stranger_token(&stdb.url).await;
+    for (domain, table, mut command) in writes {
+        app.create_scope(domain, "team").await;
+        let id = Uuid::new_v4().to_string();
+        command["id"] = json!(id);
+        let response = app.command("alice", domain, "team", command).await;
+        assert_eq!(response.status(), 200, "{domain}: {}", response.text().await.unwrap());
+        let database = format!("{}-{domain}", stdb.database_prefix);
+        for table in [table, "sync_outbox", "cache_epoch", "owner", "module_settings"] {
+            let query = format!("SELECT * FROM {table}");
+            let (status, body) = sql(&stdb.url, &owner, &database, &query).await;
+            assert_eq!(status, 200, "the backend reads {domain}'s {table}: {body}");
+            let (status, body) = sql(&stdb.url, &stranger, &database, &query).await;
+            assert!(status >= 400, "a stranger must not read {domain}'s {table}, got {status}: {body}");
+            assert!(!body.contains(&id) && !body.contains("secret"), "{domain}'s {table} leaked: {body}");
+        }
+        let (_, body) = sql(&stdb.url, &owner, &database, &format!("SELECT * FROM {table}")).await;
+        assert!(body.contains(&id), "the backend sees the row it wrote: {body}");
+    }
 }
