@@ -30,7 +30,7 @@ use crate::cache::{dead_letter, latest_per_entity, refused_for_good, Cache, Cach
 use crate::factory::SpacetimeTarget;
 use crate::index::ScopeIndex;
 use crate::live::ScopedBroadcast;
-use crate::pg_adapter::Applied;
+use crate::pg_adapter::{Applied, PostgresBinding};
 use crate::spacetime::{cache_unavailable, keep_connected, reducer_outcome, ConnectionLoop, DurableWaiters, Link};
 use crate::warmup::WarmupSettings;
 use crate::{
@@ -145,7 +145,7 @@ pub type RowOf<D> = <<D as CacheBinding>::Module as ModuleLink>::Row;
 /// rows and the domain's items, the snapshot order, and the PostgreSQL side of
 /// warm-up and the outbox.
 #[async_trait]
-pub trait CacheBinding: Domain {
+pub trait CacheBinding: PostgresBinding {
     /// The module's generated `DbConnection` (see [`spacetime_module!`](crate::spacetime_module)).
     type Module: ModuleLink;
     /// A scope's snapshot order (newest last).
@@ -245,6 +245,9 @@ struct Shared<D: CacheBinding> {
     /// For reading through to PostgreSQL what the cache lacks.
     pool: PgPool,
     read_through_timeout: Duration,
+    /// Per windowed scope (of a domain that trims), the oldest item the cache holds
+    /// with everything newer: older history pages come from PostgreSQL.
+    floors: Mutex<HashMap<ScopeKey, (D::Order, String)>>,
 }
 
 /// The SpacetimeDB adapter of domain `D`. Connects in the background: until it is
@@ -255,6 +258,12 @@ pub struct CacheAdapter<D: CacheBinding> {
 }
 
 impl<D: CacheBinding> CacheAdapter<D> {
+    /// A page of the scope's history from PostgreSQL.
+    async fn history(&self, scope: &ScopeKey, page: Page) -> Result<Vec<D::Item>, DomainError> {
+        let mut db = self.shared.pool.acquire().await.map_err(DomainError::from_sqlx)?;
+        <D as PostgresBinding>::page(&mut db, scope, page).await
+    }
+
     /// Loads the entities `command` names that the cache lacks (outside the warm
     /// window, or in a scope not warmed) from PostgreSQL into the cache. A miss is not
     /// an absence: without this, a send reusing the id of another author's old message
@@ -360,6 +369,7 @@ impl<D: CacheBinding> CacheAdapter<D> {
             retained: Mutex::new(Retained { next: 0, writes: HashMap::new() }),
             read_through_timeout: Duration::from_millis(context.settings.framework.read_through_timeout_ms),
             pool: context.pool,
+            floors: Mutex::new(HashMap::new()),
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session_shared.clone().session());
@@ -581,9 +591,47 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
         AdapterKind::Spacetimedb
     }
 
+    /// The cache serves what it holds whole: a windowed scope's items from its floor
+    /// up. A page reaching below the floor continues from PostgreSQL, so a client
+    /// pages back through all history with one cursor and merges nothing.
     async fn snapshot(&self, scope: &ScopeKey, page: Page) -> Result<Vec<D::Item>, DomainError> {
-        let connection = self.shared.link.connection()?;
-        D::page(&CachedScope { shared: &self.shared, connection: &connection, scope }, page)
+        let floor = self.shared.floors.lock().expect("floors lock").get(scope).cloned();
+        let mut items = {
+            let connection = self.shared.link.connection()?;
+            let Some(floor) = &floor else {
+                return <D as CacheBinding>::page(
+                    &CachedScope { shared: &self.shared, connection: &connection, scope },
+                    page,
+                );
+            };
+            let place = |row: &RowOf<D>| {
+                let place = D::placement(row);
+                (place.order, place.entity)
+            };
+            let cursor = page.before.as_deref().map(|cursor| connection.find(cursor).map(|row| place(&row)));
+            if let Some(None) = cursor {
+                drop(connection);
+                return self.history(scope, page).await; // a cursor older than the window
+            }
+            if cursor.flatten().is_some_and(|cursor| cursor <= *floor) {
+                drop(connection);
+                return self.history(scope, page).await;
+            }
+            let mut items = <D as CacheBinding>::page(
+                &CachedScope { shared: &self.shared, connection: &connection, scope },
+                page.clone(),
+            )?;
+            // Read-through may have cached single older items: they are not whole history.
+            items.retain(|item| place(&D::row(item)) >= *floor);
+            items
+        };
+        let wanted = page.limit as usize;
+        if items.len() < wanted {
+            let floor = floor.expect("a windowed scope has a floor");
+            let rest = Page { limit: (wanted - items.len()) as u32, before: Some(floor.1) };
+            items.extend(self.history(scope, rest).await?);
+        }
+        Ok(items)
     }
 
     async fn apply(
@@ -678,7 +726,16 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         window: &WarmupSettings,
     ) -> Result<Vec<D::Item>, DomainError> {
         let mut db = pool.acquire().await.map_err(DomainError::from_sqlx)?;
-        D::load_window(&mut db, scope, window).await
+        let items = D::load_window(&mut db, scope, window).await?;
+        // A window short of the whole scope: older pages come from PostgreSQL.
+        let truncated = items.len() as i64 >= window.limit() || window.since().is_some();
+        let oldest = items.iter().map(|item| D::placement(&D::row(item))).min_by(|a, b| a.order.cmp(&b.order));
+        let mut floors = self.shared.floors.lock().expect("floors lock");
+        match oldest.filter(|_| D::TRIMS && truncated) {
+            Some(oldest) => floors.insert(scope.clone(), (oldest.order, oldest.entity)),
+            None => floors.remove(scope),
+        };
+        Ok(items)
     }
 
     async fn warm(&self, _scope: &ScopeKey, batch: Vec<D::Item>) -> Result<(), DomainError> {
@@ -694,8 +751,16 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         if !D::TRIMS || self.shared.index.len(scope.as_str()) <= keep as usize {
             return Ok(()); // nothing to drop: spare the round trip
         }
-        let scope = scope.to_string();
-        self.shared.link.owner_call(move |c, request_id| c.trim(request_id, scope, keep)).await
+        let key = scope.to_string();
+        self.shared.link.owner_call(move |c, request_id| c.trim(request_id, key, keep)).await?;
+        // The window now starts at the newest `keep`-th item (older pending ones stay
+        // cached, but not as whole history).
+        if let Some(newest_kept) = self.shared.index.newest(scope.as_str(), None, keep as usize).pop() {
+            let mut floors = self.shared.floors.lock().expect("floors lock");
+            let floor = floors.entry(scope.clone()).or_insert_with(|| newest_kept.clone());
+            *floor = floor.clone().max(newest_kept);
+        }
+        Ok(())
     }
 
     fn pending(&self, limit: usize) -> Vec<Pending<D>> {

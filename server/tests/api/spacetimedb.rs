@@ -471,3 +471,54 @@ async fn a_stranger_s_spacetimedb_identity_reads_nothing_of_the_cache() {
         assert!(body.contains(&id), "the backend sees the row it wrote: {body}");
     }
 }
+
+/// A channel's cache holds its newest messages; older pages come from PostgreSQL
+/// through the same cursor, and authors edit messages outside the window.
+#[actix_web::test]
+async fn history_beyond_the_warm_window_pages_back_through_postgres() {
+    let app = spawn_app_on_spacetimedb().await;
+    history(&app, "long", 30).await;
+    let config = json!({ "warmup": { "max_items": 5 }, "access": { "authenticated": "write" } });
+    assert_eq!(app.put_scope("chat", "long", json!({ "name": "long", "config": config })).await.status(), 200);
+    let recent = send(&app, "alice", "long", "new").await;
+
+    let mut seen: Vec<String> = Vec::new();
+    let mut path = "/api/chat/long?limit=4".to_string();
+    loop {
+        let response = app.get_as("bob", &path).await;
+        assert_eq!(response.status(), 200);
+        let page: Value = response.json().await.unwrap();
+        seen.extend(page["items"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()));
+        match page["next_before"].as_str() {
+            Some(cursor) => path = format!("/api/chat/long?limit=4&before={cursor}"),
+            None => break,
+        }
+    }
+    app.wait_for_count("SELECT count(*) FROM chat_messages WHERE channel = 'long'", 31).await;
+    let stored: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM chat_messages WHERE channel = 'long' ORDER BY created_at DESC, id DESC")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(seen.first(), Some(&recent.to_string()), "the newest message first");
+    let stored: Vec<String> = stored.iter().map(Uuid::to_string).collect();
+    assert_eq!(seen, stored, "every message once, newest first, the cache's and PostgreSQL's pages joined");
+
+    // The oldest message is far outside the window; its author still edits it.
+    let (oldest, author): (Uuid, String) =
+        sqlx::query_as("SELECT id, author FROM chat_messages WHERE channel = 'long' ORDER BY created_at LIMIT 1")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let edit = json!({ "type": "edit", "id": oldest, "text": "edited long after", "durability": "durable" });
+    let response = app.command("mallory", "chat", "long", edit.clone()).await;
+    assert_eq!(response.status(), 403, "only its author: {}", response.text().await.unwrap());
+    let response = app.command(&author, "chat", "long", edit).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let text: String = sqlx::query_scalar("SELECT text FROM chat_messages WHERE id = $1")
+        .bind(oldest)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(text, "edited long after");
+}
