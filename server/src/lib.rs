@@ -7,6 +7,7 @@
 //! - [`routes`]: the HTTP surface: `/health`, `/metrics`, the generic domain routes
 //!   (`/api/{domain}/{scope}`, its `/live` WebSocket), admin routes, OpenAPI.
 //! - [`auth`]: bearer JWTs: local HS256 tokens and identity providers' RS256/ES256.
+//! - [`limits`]: per-user command rates and live sockets.
 //! - [`error`]: the one mapping from errors to JSON responses and HTTP statuses.
 //! - [`metrics`]: the Prometheus registry an operator scrapes.
 //! - [`telemetry`]: structured logs with `tracing`.
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod domains;
 pub mod drain_command;
 pub mod error;
+pub mod limits;
 pub mod members_command;
 pub mod metrics;
 pub mod routes;

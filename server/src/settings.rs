@@ -66,6 +66,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub spacetimedb: SpacetimedbSettings,
     pub auth: AuthSettings,
+    pub limits: LimitSettings,
     pub log: LogSettings,
     pub api: ApiSettings,
     pub warmup: WarmupLimits,
@@ -85,6 +86,18 @@ pub struct ApiSettings {
     pub max_page_size: u32,
     pub ws_heartbeat_secs: u64,
     pub ws_client_timeout_secs: u64,
+}
+
+/// Per-user limits (each server process keeps its own count).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Commands (HTTP and live) per second per user; 0: unlimited.
+    pub commands_per_sec: f64,
+    /// Commands a user may send at once before the rate applies.
+    pub command_burst: u32,
+    /// Open live WebSockets per user; 0: unlimited.
+    pub live_sockets_per_user: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

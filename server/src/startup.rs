@@ -47,6 +47,7 @@ pub struct AppState {
     pub scopes: Arc<ScopeStore>,
     pub domains: Domains,
     pub verifier: crate::auth::Verifier,
+    pub limits: crate::limits::UserLimits,
 }
 
 pub struct Application {
@@ -58,6 +59,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let verifier = crate::auth::Verifier::new(&settings.auth)?;
+        let settings_limits = settings.limits.clone();
         let pool = PgPoolOptions::new()
             .max_connections(settings.database.max_connections)
             .acquire_timeout(Duration::from_secs(settings.database.connect_timeout_secs))
@@ -93,6 +95,7 @@ impl Application {
             domains,
             settings,
             verifier,
+            limits: crate::limits::UserLimits::new(settings_limits),
         });
         let max_body_bytes = state.settings.api.max_body_bytes;
         let stopping = Stopping {

@@ -38,6 +38,7 @@ pub async fn command(
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
     let (service, scope) = resolve(&state, &domain, &scope)?;
+    state.limits.command(&user.id)?;
     let event = service.apply(&scope, &user.caller(), body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(event))
 }

@@ -34,6 +34,7 @@ use tokio::time::{self, Instant, MissedTickBehavior};
 
 use crate::auth::{LiveUser, User};
 use crate::error::{error_body, status_of, ApiError};
+use crate::limits::SocketSlot;
 use crate::routes::resolve;
 use crate::startup::AppState;
 
@@ -52,12 +53,15 @@ pub async fn live(
     let (service, scope) = resolve(&state, &domain, &scope)?;
     // Refuse a scope the user may not see with a plain 404 before upgrading.
     service.may_read(&scope, &user.caller()).await.map_err(ApiError)?;
+    let slot = state.limits.open_socket(&user.id).map_err(ApiError)?;
     let (response, session, messages) = actix_ws::handle(&req, stream)?;
     let api = &state.settings.api;
     let socket = LiveSocket {
         service,
         scope,
         access: state.scopes.members.changes(),
+        state: state.clone(),
+        _slot: slot,
         user,
         session,
         // `interval` panics on a zero period.
@@ -85,6 +89,9 @@ struct LiveSocket {
     /// Changes of who may see which scope: a user who may no longer read this one
     /// is disconnected.
     access: broadcast::Receiver<AccessChanged>,
+    state: web::Data<AppState>,
+    /// This socket's place in its user's count of open sockets.
+    _slot: SocketSlot,
     session: Session,
     heartbeat: Duration,
     client_timeout: Duration,
@@ -182,6 +189,9 @@ impl LiveSocket {
             }
         };
         let reference = command.as_object_mut().and_then(|o| o.remove("ref")).unwrap_or(Value::Null);
+        if let Err(error) = self.state.limits.command(&self.user.id) {
+            return self.send(reply_error(&reference, &error)).await;
+        }
         // Awaited before the next frame is read, so a socket's commands apply in order.
         let reply = match self.service.apply(&self.scope, &self.user.caller(), command).await {
             Ok(event) => json!({ "kind": "reply", "ref": reference, "ok": true, "event": event }).to_string(),

@@ -202,3 +202,30 @@ async fn unstorable_input_is_refused_at_the_edge_on_spacetimedb() {
     app.wait_for_count("SELECT count(*) FROM whiteboard_elements", 1).await;
     app.wait_for_count("SELECT count(*) FROM outbox_dead_letters", 0).await;
 }
+
+#[actix_web::test]
+async fn a_user_past_their_command_rate_gets_429_with_retry_after() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.limits.commands_per_sec = 1.0;
+        settings.limits.command_burst = 3;
+        settings.limits.live_sockets_per_user = 1;
+    })
+    .await;
+    app.create_scope("chat", "general").await;
+    let send = || serde_json::json!({ "type": "send", "id": uuid::Uuid::new_v4(), "text": "hi" });
+    for _ in 0..3 {
+        assert_eq!(app.command("ada", "chat", "general", send()).await.status(), 200);
+    }
+    let refused = app.command("ada", "chat", "general", send()).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(
+        (body["error"]["code"].as_str(), body["error"]["retry_after"].as_u64()),
+        (Some("rate_limited"), Some(1))
+    );
+    assert_eq!(app.command("bob", "chat", "general", send()).await.status(), 200, "others keep their allowance");
+
+    let _open = app.live("ada", "chat", "general").await;
+    assert_eq!(app.live_refused("ada", "chat", "general").await, 429, "one live socket per user here");
+}
