@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{Chat, ChatCommand, ChatEvent, ChatSettings, Message, Reaction};
-use crate::rules::{id_conflict, message_not_found, not_author};
+use crate::rules::{check_reaction_room, id_conflict, message_not_found, not_author};
 
 #[derive(sqlx::FromRow)]
 struct MessageRow {
@@ -180,6 +180,7 @@ async fn send(
 
 async fn apply_command(
     db: &mut PgConnection,
+    settings: &ChatSettings,
     channel: &ScopeKey,
     user: &UserId,
     command: ChatCommand,
@@ -217,6 +218,17 @@ async fn apply_command(
             Ok(ChatEvent::Deleted { message: load(db, id).await? })
         }
         ChatCommand::React { id, emoji } => {
+            lock_live(db, channel, id).await?;
+            let (held, already): (i64, bool) = sqlx::query_as(
+                "SELECT count(*), coalesce(bool_or(user_id = $2 AND emoji = $3), false) FROM chat_reactions WHERE message_id = $1",
+            )
+            .bind(id)
+            .bind(user.as_str())
+            .bind(&emoji)
+            .fetch_one(&mut *db)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+            check_reaction_room(held as usize, already, settings)?;
             let message = change_reaction(db, channel, user, id, &emoji, ADD_REACTION).await?;
             Ok(ChatEvent::Reacted { message, user: user.0.clone(), emoji })
         }
@@ -318,11 +330,11 @@ impl PostgresBinding for Chat {
 
     async fn apply_in(
         tx: &mut PgConnection,
-        _settings: &ChatSettings,
+        settings: &ChatSettings,
         channel: &ScopeKey,
         user: &UserId,
         command: ChatCommand,
     ) -> Result<Applied<ChatEvent>, DomainError> {
-        apply_command(tx, channel, user, command).await.map(Applied::one)
+        apply_command(tx, settings, channel, user, command).await.map(Applied::one)
     }
 }

@@ -41,6 +41,18 @@ pub struct ChatSettings {
     pub max_text_chars: u32,
     /// The `:shortcode:` reactions accepted besides single emoji.
     pub shortcodes: Vec<String>,
+    /// Most reactions (user and emoji pairs) one message holds.
+    pub max_reactions_per_message: u32,
+}
+
+/// Refuses a new reaction on a message that holds `held` of them already (a reaction
+/// the message has is no new one: adding it again changes nothing).
+pub fn check_reaction_room(held: usize, already: bool, settings: &ChatSettings) -> Result<(), Refusal> {
+    if already || held < settings.max_reactions_per_message as usize {
+        return Ok(());
+    }
+    let message = format!("a message holds at most {} reactions", settings.max_reactions_per_message);
+    Err(Refusal::new("too_large", "too_many_reactions", message))
 }
 
 /// Refuses an empty or too long text, and a reaction that is not one emoji or a

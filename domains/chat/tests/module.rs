@@ -10,7 +10,7 @@ use spacetimedb_sdk::{DbContext, Status, Table};
 
 const WAIT: Duration = Duration::from_secs(10);
 const MESSAGE_ID: &str = "6f1c1b9e-1d2f-4c57-9a59-2b9f3c1d7a10";
-const SETTINGS: &str = r#"{"max_text_chars":4000,"shortcodes":[]}"#;
+const SETTINGS: &str = r#"{"max_text_chars":4000,"shortcodes":[],"max_reactions_per_message":200}"#;
 
 fn send_json() -> String {
     serde_json::json!({ "type": "send", "id": MESSAGE_ID, "text": "hello" }).to_string()

@@ -12,7 +12,7 @@ mod contract;
 mod rules;
 
 use contract::{pending, refusal, Rules, Write};
-use rules::{check, id_conflict, message_not_found, not_author, ChatCommand, ChatSettings};
+use rules::{check, check_reaction_room, id_conflict, message_not_found, not_author, ChatCommand, ChatSettings};
 use spacetimedb::{table, ReducerContext, SpacetimeType, Table, Timestamp};
 
 #[derive(SpacetimeType, Clone, PartialEq, Eq, Debug)]
@@ -103,6 +103,7 @@ impl Rules for Module {
             ChatCommand::React { emoji, .. } => {
                 let mut m = live(w, &id)?;
                 let reaction = Reaction { user: w.user.to_string(), emoji };
+                check_reaction_room(m.reactions.len(), m.reactions.contains(&reaction), settings)?;
                 if !m.reactions.contains(&reaction) {
                     m.reactions.push(reaction);
                 }

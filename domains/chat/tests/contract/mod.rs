@@ -106,6 +106,18 @@ pub async fn reactions_are_per_user_and_idempotent(conn: Conn) {
     assert_eq!(page(&conn, "general", 10, None).await[0].reactions[0].user, "carol");
 }
 
+/// The default `max_reactions_per_message` (200) holds on both adapters.
+pub async fn reactions_per_message_are_bounded(conn: Conn) {
+    let id = send(&conn, "general", "alice", "popular").await;
+    let react = || ChatCommand::React { id, emoji: "👍".into() };
+    for n in 0..200 {
+        apply(&conn, "general", &format!("fan{n}"), react()).await.unwrap();
+    }
+    let refused = apply(&conn, "general", "late", react()).await.unwrap_err();
+    assert_eq!((refused.kind, refused.code.as_ref()), (ErrorKind::TooLarge, "too_many_reactions"));
+    apply(&conn, "general", "fan7", react()).await.expect("a reaction the message has is no new one");
+}
+
 pub async fn unknown_messages_are_not_found_in_every_command(conn: Conn) {
     let elsewhere = send(&conn, "random", "alice", "other channel").await;
     for id in [Uuid::new_v4(), elsewhere] {
@@ -183,6 +195,7 @@ macro_rules! chat_contract {
             a_retried_send_is_idempotent_and_a_reused_id_conflicts,
             only_the_author_edits_and_deletes,
             reactions_are_per_user_and_idempotent,
+            reactions_per_message_are_bounded,
             unknown_messages_are_not_found_in_every_command,
             snapshots_page_backwards,
             subscribers_see_their_channels_events_in_order,
