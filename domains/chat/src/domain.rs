@@ -89,7 +89,7 @@ mod tests {
     use super::*;
 
     fn settings() -> ChatSettings {
-        ChatSettings { max_text_chars: 10, shortcodes: vec![":thumbsup:".into()] }
+        ChatSettings { max_text_chars: 10, shortcodes: vec![":thumbsup:".into()], max_reactions_per_message: 200 }
     }
 
     fn id() -> Uuid {

@@ -2,7 +2,6 @@
 //! `exp` checked; a token signed with the secret that once shipped is refused; a
 //! query-string token works on the live route only.
 
-use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -60,7 +59,7 @@ async fn status_with(app: &TestApp, token: &str) -> u16 {
 #[actix_web::test]
 async fn an_identity_provider_s_tokens_work_with_iss_aud_and_exp_checked() {
     let provider = Provider::new("key-1");
-    let jwks_file = PathBuf::from(std::env::temp_dir()).join(format!("jwks-{}.json", uuid::Uuid::new_v4()));
+    let jwks_file = std::env::temp_dir().join(format!("jwks-{}.json", uuid::Uuid::new_v4()));
     std::fs::write(&jwks_file, provider.jwks.to_string()).unwrap();
     let app = spawn_app_with(|settings| {
         settings.auth.issuers = vec![IssuerSettings {
