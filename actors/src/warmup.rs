@@ -308,7 +308,10 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                         context.metrics.warmup_duration.with_label_values(&[D::NAME]).observe(elapsed.as_secs_f64());
                         tracing::info!(domain = D::NAME, scope = %scope, rows, ms = elapsed.as_millis() as u64, "scope warm");
                     }
-                    Ok(None) => tracing::debug!(domain = D::NAME, scope = %scope, "warm-up disabled for scope"),
+                    Ok(None) => {
+                        context.cache.not_warmed(&scope);
+                        tracing::debug!(domain = D::NAME, scope = %scope, "warm-up disabled for scope");
+                    }
                     Err(error) => tracing::warn!(domain = D::NAME, scope = %scope, %error, "warm-up failed"),
                 }
                 drop(slot);

@@ -137,6 +137,10 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     /// the warm-up may have brought newer states than their events did.
     fn warmed(&self, scope: &ScopeKey);
 
+    /// `scope`'s warm-up is disabled: the cache holds only its writes since, so its
+    /// snapshots come from PostgreSQL (with the cache's newer versions).
+    fn not_warmed(&self, scope: &ScopeKey);
+
     /// Drops `scope`'s cached items beyond the newest `keep` (PostgreSQL keeps them).
     async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError>;
 

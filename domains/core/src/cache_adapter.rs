@@ -245,9 +245,19 @@ struct Shared<D: CacheBinding> {
     /// For reading through to PostgreSQL what the cache lacks.
     pool: PgPool,
     read_through_timeout: Duration,
-    /// Per windowed scope (of a domain that trims), the oldest item the cache holds
-    /// with everything newer: older history pages come from PostgreSQL.
-    floors: Mutex<HashMap<ScopeKey, (D::Order, String)>>,
+    /// Per scope the cache does not hold whole (of a domain that trims): where its
+    /// whole history in the cache begins; older pages come from PostgreSQL.
+    floors: Mutex<HashMap<ScopeKey, Floor<D::Order>>>,
+}
+
+/// Where the part of a scope the cache holds whole begins.
+#[derive(Clone)]
+enum Floor<O> {
+    /// At this item (its order and id): it and everything newer are cached.
+    At(O, String),
+    /// Nowhere: warm-up is disabled, or its window held nothing; the cache has only
+    /// the writes since, so pages come from PostgreSQL, with the cache's newer versions.
+    Everything,
 }
 
 /// The SpacetimeDB adapter of domain `D`. Connects in the background: until it is
@@ -262,6 +272,20 @@ impl<D: CacheBinding> CacheAdapter<D> {
     async fn history(&self, scope: &ScopeKey, page: Page) -> Result<Vec<D::Item>, DomainError> {
         let mut db = self.shared.pool.acquire().await.map_err(DomainError::from_sqlx)?;
         <D as PostgresBinding>::page(&mut db, scope, page).await
+    }
+
+    /// A page from PostgreSQL, each item in the cache's version when that is newer
+    /// (a write the outbox has not drained yet).
+    async fn history_with_cached_versions(&self, scope: &ScopeKey, page: Page) -> Result<Vec<D::Item>, DomainError> {
+        let mut items = self.history(scope, page).await?;
+        let connection = self.shared.link.connection()?;
+        for item in &mut items {
+            let cached = connection.find(&D::cursor(item)).and_then(|row| D::item(&row));
+            if let Some(cached) = cached.filter(|cached| D::version(cached) > D::version(item)) {
+                *item = cached;
+            }
+        }
+        Ok(items)
     }
 
     /// Loads the entities `command` names that the cache lacks (outside the warm
@@ -596,14 +620,19 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
     /// pages back through all history with one cursor and merges nothing.
     async fn snapshot(&self, scope: &ScopeKey, page: Page) -> Result<Vec<D::Item>, DomainError> {
         let floor = self.shared.floors.lock().expect("floors lock").get(scope).cloned();
-        let mut items = {
-            let connection = self.shared.link.connection()?;
-            let Some(floor) = &floor else {
+        let floor = match floor {
+            None => {
+                let connection = self.shared.link.connection()?;
                 return <D as CacheBinding>::page(
                     &CachedScope { shared: &self.shared, connection: &connection, scope },
                     page,
                 );
-            };
+            }
+            Some(Floor::Everything) => return self.history_with_cached_versions(scope, page).await,
+            Some(Floor::At(order, entity)) => (order, entity),
+        };
+        let mut items = {
+            let connection = self.shared.link.connection()?;
             let place = |row: &RowOf<D>| {
                 let place = D::placement(row);
                 (place.order, place.entity)
@@ -613,21 +642,18 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
                 drop(connection);
                 return self.history(scope, page).await; // a cursor older than the window
             }
-            if cursor.flatten().is_some_and(|cursor| cursor <= *floor) {
+            if cursor.flatten().is_some_and(|cursor| cursor <= floor) {
                 drop(connection);
                 return self.history(scope, page).await;
             }
-            let mut items = <D as CacheBinding>::page(
-                &CachedScope { shared: &self.shared, connection: &connection, scope },
-                page.clone(),
-            )?;
+            let cached = CachedScope { shared: &self.shared, connection: &connection, scope };
+            let mut items = <D as CacheBinding>::page(&cached, page.clone())?;
             // Read-through may have cached single older items: they are not whole history.
-            items.retain(|item| place(&D::row(item)) >= *floor);
+            items.retain(|item| place(&D::row(item)) >= floor);
             items
         };
         let wanted = page.limit as usize;
         if items.len() < wanted {
-            let floor = floor.expect("a windowed scope has a floor");
             let rest = Page { limit: (wanted - items.len()) as u32, before: Some(floor.1) };
             items.extend(self.history(scope, rest).await?);
         }
@@ -730,9 +756,14 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         // A window short of the whole scope: older pages come from PostgreSQL.
         let truncated = items.len() as i64 >= window.limit() || window.since().is_some();
         let oldest = items.iter().map(|item| D::placement(&D::row(item))).min_by(|a, b| a.order.cmp(&b.order));
+        let floor = match oldest {
+            _ if !D::TRIMS || !truncated => None,
+            Some(oldest) => Some(Floor::At(oldest.order, oldest.entity)),
+            None => Some(Floor::Everything),
+        };
         let mut floors = self.shared.floors.lock().expect("floors lock");
-        match oldest.filter(|_| D::TRIMS && truncated) {
-            Some(oldest) => floors.insert(scope.clone(), (oldest.order, oldest.entity)),
+        match floor {
+            Some(floor) => floors.insert(scope.clone(), floor),
             None => floors.remove(scope),
         };
         Ok(items)
@@ -747,6 +778,12 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         self.shared.live.resync(scope);
     }
 
+    fn not_warmed(&self, scope: &ScopeKey) {
+        if D::TRIMS {
+            self.shared.floors.lock().expect("floors lock").insert(scope.clone(), Floor::Everything);
+        }
+    }
+
     async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError> {
         if !D::TRIMS || self.shared.index.len(scope.as_str()) <= keep as usize {
             return Ok(()); // nothing to drop: spare the round trip
@@ -755,10 +792,14 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         self.shared.link.owner_call(move |c, request_id| c.trim(request_id, key, keep)).await?;
         // The window now starts at the newest `keep`-th item (older pending ones stay
         // cached, but not as whole history).
-        if let Some(newest_kept) = self.shared.index.newest(scope.as_str(), None, keep as usize).pop() {
+        if let Some((order, entity)) = self.shared.index.newest(scope.as_str(), None, keep as usize).pop() {
             let mut floors = self.shared.floors.lock().expect("floors lock");
-            let floor = floors.entry(scope.clone()).or_insert_with(|| newest_kept.clone());
-            *floor = floor.clone().max(newest_kept);
+            let floor = floors.entry(scope.clone()).or_insert_with(|| Floor::At(order.clone(), entity.clone()));
+            if let Floor::At(floor_order, floor_entity) = floor {
+                if (&order, &entity) > (&*floor_order, &*floor_entity) {
+                    *floor = Floor::At(order, entity);
+                }
+            }
         }
         Ok(())
     }

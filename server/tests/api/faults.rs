@@ -369,7 +369,7 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
     }
     // The release of a deployment: the real binary, in a process of its own.
     let stdb_url = stdb.url();
-    let patient = [("BOARDSYNC__FRAMEWORK__WRITE_WARM_WAIT_MS", "15000")];
+    let patient = [("BOARDSYNC__FRAMEWORK__WARM_WAIT_MS", "15000")];
     let (mut boardsync, app) =
         Process::start(&postgres.url("postgres"), (&stdb_url, &stdb.token, "faults"), &patient).await;
     let app = Arc::new(app);
