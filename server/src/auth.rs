@@ -65,6 +65,8 @@ struct Issuer {
     validation: Validation,
     keys: Vec<VerifyingKey>,
     admin_claim: bool,
+    /// Put before `sub` to make the user id, so two providers' users never meet.
+    user_prefix: String,
 }
 
 /// Verifies bearer tokens; built once at start-up (key files are read then).
@@ -83,6 +85,7 @@ impl Verifier {
         let local = (!secret.is_empty()).then(|| {
             let mut validation = Validation::new(Algorithm::HS256);
             required(&mut validation);
+            validation.validate_nbf = true;
             (DecodingKey::from_secret(secret.as_bytes()), validation)
         });
         let mut issuers = Vec::new();
@@ -95,7 +98,13 @@ impl Verifier {
             validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
             validation.set_issuer(&[&issuer.issuer]);
             validation.set_audience(&[&issuer.audience]);
-            issuers.push(Issuer { validation, keys, admin_claim: issuer.admin_claim });
+            validation.validate_nbf = true;
+            issuers.push(Issuer {
+                validation,
+                keys,
+                admin_claim: issuer.admin_claim,
+                user_prefix: issuer.user_prefix.clone(),
+            });
         }
         Ok(Self { local, issuers })
     }
@@ -112,7 +121,7 @@ impl Verifier {
         if claims.sub.trim().is_empty() {
             return Err(unauthorized("the bearer token names no user"));
         }
-        Ok(User { id: UserId(claims.sub), admin: claims.admin })
+        Ok(User { id: UserId(claims.sub), admin: claims.admin, expires_at: claims.exp })
     }
 
     /// An identity provider's token: the first provider and key that verify it.
@@ -127,6 +136,9 @@ impl Verifier {
                     Ok(data) => {
                         let mut claims = data.claims;
                         claims.admin &= issuer.admin_claim;
+                        if !claims.sub.trim().is_empty() {
+                            claims.sub = format!("{}{}", issuer.user_prefix, claims.sub);
+                        }
                         return Ok(claims);
                     }
                     Err(error) => last = invalid(error),
@@ -145,6 +157,8 @@ fn issuer_keys(issuer: &IssuerSettings) -> Result<Vec<VerifyingKey>, String> {
             let keys: Vec<VerifyingKey> = set
                 .keys
                 .iter()
+                // Keys for encryption are not for verifying signatures.
+                .filter(|jwk| jwk.common.public_key_use != Some(jsonwebtoken::jwk::PublicKeyUse::Encryption))
                 .filter_map(|jwk| {
                     let algorithm = match (&jwk.common.key_algorithm, &jwk.algorithm) {
                         (Some(KeyAlgorithm::RS256), _) => Algorithm::RS256,
@@ -184,6 +198,9 @@ fn issuer_keys(issuer: &IssuerSettings) -> Result<Vec<VerifyingKey>, String> {
 pub struct User {
     pub id: UserId,
     pub admin: bool,
+    /// When the token expires (seconds since the Unix epoch): a live socket it opened
+    /// closes then.
+    pub expires_at: u64,
 }
 
 impl User {

@@ -14,6 +14,8 @@ pub enum MembersCommandError {
     Refused { status: u16, body: String },
     #[error(transparent)]
     Token(#[from] crate::auth::AuthSetupError),
+    #[error("not a server URL: {0}")]
+    BadUrl(String),
 }
 
 /// What to do with the members of one scope.
@@ -32,12 +34,22 @@ pub async fn run(
     action: MembersAction,
 ) -> Result<Value, MembersCommandError> {
     let token = issue_token(&settings.auth, "boardsync-cli", true)?;
-    let base = format!("{}/api/admin/scopes/{domain}/{scope}/members", url.trim_end_matches('/'));
+    // Each part is one path segment, escaped (a user id may hold any character).
+    let address = |member: Option<&str>| -> Result<reqwest::Url, MembersCommandError> {
+        let mut address = reqwest::Url::parse(url).map_err(|e| MembersCommandError::BadUrl(e.to_string()))?;
+        address
+            .path_segments_mut()
+            .map_err(|()| MembersCommandError::BadUrl(url.to_string()))?
+            .pop_if_empty()
+            .extend(["api", "admin", "scopes", domain, scope, "members"])
+            .extend(member);
+        Ok(address)
+    };
     let http = reqwest::Client::new();
     let request = match &action {
-        MembersAction::List => http.get(&base),
-        MembersAction::Set { user, role } => http.put(format!("{base}/{user}")).json(&json!({ "role": role })),
-        MembersAction::Remove { user } => http.delete(format!("{base}/{user}")),
+        MembersAction::List => http.get(address(None)?),
+        MembersAction::Set { user, role } => http.put(address(Some(user))?).json(&json!({ "role": role })),
+        MembersAction::Remove { user } => http.delete(address(Some(user))?),
     };
     let response = request
         .bearer_auth(token)

@@ -207,6 +207,10 @@ pub struct IssuerSettings {
     /// Whether this provider's boolean `admin` claim opens the admin routes.
     #[serde(default)]
     pub admin_claim: bool,
+    /// Put before `sub` to make the user id (e.g. "acme:"): set it when another
+    /// provider, or local tokens, could name a different person with the same `sub`.
+    #[serde(default)]
+    pub user_prefix: String,
 }
 
 /// Secrets that shipped in examples or are guessed first: never accepted outside tests.
@@ -250,23 +254,24 @@ impl AuthSettings {
         }
         let rejected = |reason: String| SettingsError::Rejected { key: "auth.secret_file", reason };
         let path = &self.secret_file;
-        let secret = match std::fs::read_to_string(path) {
-            Ok(secret) => secret.trim().to_string(),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                use rand::Rng;
-                let bytes: [u8; 32] = rand::rng().random();
-                let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-                if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(folder).map_err(|e| rejected(format!("{}: {e}", folder.display())))?;
-                }
-                write_private(path, &secret).map_err(|e| rejected(format!("{}: {e}", path.display())))?;
-                tracing::info!(file = %path.display(), "generated a signing secret for local tokens");
-                secret
+        if !path.exists() {
+            use rand::Rng;
+            let bytes: [u8; 32] = rand::rng().random();
+            let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(folder).map_err(|e| rejected(format!("{}: {e}", folder.display())))?;
             }
-            Err(error) => return Err(rejected(format!("{}: {error}", path.display()))),
-        };
-        self.jwt_secret = SecretString::from(secret);
-        Ok(())
+            match write_private(path, &secret) {
+                Ok(()) => tracing::info!(file = %path.display(), "generated a signing secret for local tokens"),
+                // Another process (a `boardsync token` beside the server) wrote it first.
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(error) => return Err(rejected(format!("{}: {error}", path.display()))),
+            }
+        }
+        let secret = std::fs::read_to_string(path).map_err(|e| rejected(format!("{}: {e}", path.display())))?;
+        self.jwt_secret = SecretString::from(secret.trim().to_string());
+        // A file someone edited by hand is held to the same rule as a set secret.
+        self.check_secret(Environment::Local)
     }
 }
 

@@ -69,6 +69,8 @@ impl Application {
         boardsync_core::migrations::run_all(&pool, &[]).await?;
         let adapter = settings.adapter();
         let scopes = Arc::new(ScopeStore::new(pool.clone()));
+        // Changes of access made by other backends, or with plain SQL.
+        scopes.follow_changes();
         let metrics = Metrics::new(adapter.as_str());
         let cache_metrics = CacheMetrics::register(metrics.registry()).expect("cache metric names are unique");
         let wiring = Wiring {

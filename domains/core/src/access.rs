@@ -96,20 +96,39 @@ pub struct AccessChanged {
     pub scope: ScopeKey,
 }
 
+/// A scope, as the caches key it.
+type Key = (String, ScopeKey);
+
 /// The members of every scope seen, kept in memory (each request checks them) and
-/// dropped when they change.
+/// forgotten when they change, here or (through `boardsync_access` notifications)
+/// anywhere else.
 pub struct Members {
     pool: PgPool,
-    known: DashMap<(String, ScopeKey), Arc<HashMap<String, Role>>>,
+    known: DashMap<Key, Arc<HashMap<String, Role>>>,
+    /// Bumped by every change: a load that began before a change is not kept, so a
+    /// removal racing a load never leaves the old members cached.
+    versions: DashMap<Key, u64>,
+    /// One load per scope at a time: a change that sends every live socket of a
+    /// scope to check again costs one query, not one per socket.
+    loading: DashMap<Key, Arc<tokio::sync::Mutex<()>>>,
     changes: broadcast::Sender<AccessChanged>,
 }
 
 /// How many access changes a slow live socket may miss before it checks anyway.
 const CHANGES_CAPACITY: usize = 1024;
 
+/// The PostgreSQL channel access changes are announced on (see the migration).
+pub const ACCESS_CHANNEL: &str = "boardsync_access";
+
 impl Members {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, known: DashMap::new(), changes: broadcast::channel(CHANGES_CAPACITY).0 }
+        Self {
+            pool,
+            known: DashMap::new(),
+            versions: DashMap::new(),
+            loading: DashMap::new(),
+            changes: broadcast::channel(CHANGES_CAPACITY).0,
+        }
     }
 
     /// Access changes from now on.
@@ -122,6 +141,12 @@ impl Members {
         if let Some(members) = self.known.get(&key) {
             return Ok(members.clone());
         }
+        let gate = self.loading.entry(key.clone()).or_default().clone();
+        let _loading = gate.lock().await;
+        if let Some(members) = self.known.get(&key) {
+            return Ok(members.clone());
+        }
+        let version = self.versions.get(&key).map_or(0, |v| *v);
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT user_id, role FROM scope_members WHERE domain = $1 AND scope = $2")
                 .bind(domain)
@@ -132,7 +157,11 @@ impl Members {
         let members: HashMap<String, Role> =
             rows.into_iter().filter_map(|(user, role)| Some((user, Role::parse(&role)?))).collect();
         let members = Arc::new(members);
-        self.known.insert(key, members.clone());
+        // Held while inserting: a change bumps the version under the same lock.
+        let current = self.versions.entry(key.clone()).or_insert(0);
+        if *current == version {
+            self.known.insert(key, members.clone());
+        }
         Ok(members)
     }
 
@@ -182,10 +211,21 @@ impl Members {
         Ok(removed)
     }
 
-    /// Forgets what was kept of the scope and tells live sockets to check again.
+    /// Forgets what was kept of the scope's members and tells live sockets to check
+    /// again (the trigger's notification does the same on every other backend).
     pub fn changed(&self, domain: &str, scope: &ScopeKey) {
-        self.known.remove(&(domain.to_string(), scope.clone()));
+        let key = (domain.to_string(), scope.clone());
+        *self.versions.entry(key.clone()).or_insert(0) += 1;
+        self.known.remove(&key);
         let _ = self.changes.send(AccessChanged { domain: domain.to_string(), scope: scope.clone() });
+    }
+
+    /// Forgets every scope's members (notifications may have been missed).
+    pub fn forget_all(&self) {
+        for mut version in self.versions.iter_mut() {
+            *version += 1;
+        }
+        self.known.clear();
     }
 }
 

@@ -9,12 +9,20 @@ use dashmap::DashMap;
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::access::{decide, AccessConfig, Caller, Members, Need};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+
+use crate::access::{decide, AccessConfig, Caller, Members, Need, ACCESS_CHANNEL};
 use crate::domain::Domain;
 use crate::warmup::WarmupOverrides;
 use crate::DomainError;
 
 const MAX_KEY_LEN: usize = 64;
+
+/// How long to wait before listening again for access changes after a failure.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
 /// A scope's key in URLs: 1-64 of `a-z 0-9 _ -`, starting with a letter or digit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -131,19 +139,82 @@ impl From<ScopeRow> for Scope {
 pub struct ScopeStore {
     pool: PgPool,
     known: DashMap<(String, ScopeKey), Scope>,
+    /// Bumped by every change of a scope: a read that began before is not kept.
+    versions: DashMap<(String, ScopeKey), u64>,
     /// Who may see and change each scope.
     pub members: Members,
 }
 
 impl ScopeStore {
     pub fn new(pool: PgPool) -> Self {
-        Self { members: Members::new(pool.clone()), pool, known: DashMap::new() }
+        Self { members: Members::new(pool.clone()), pool, known: DashMap::new(), versions: DashMap::new() }
+    }
+
+    /// Follows `boardsync_access` notifications (changes of scopes and members made
+    /// by any backend or by plain SQL) until the store is dropped: each forgets what
+    /// was kept of that scope and re-checks its live sockets. After a lost listener
+    /// connection everything kept is forgotten, since notifications may have been
+    /// missed.
+    pub fn follow_changes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let store = Arc::downgrade(self);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                let listener = async {
+                    let mut listener = PgListener::connect_with(&pool).await?;
+                    listener.listen(ACCESS_CHANNEL).await?;
+                    Ok::<_, sqlx::Error>(listener)
+                };
+                let mut listener = match listener.await {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot listen for access changes; retrying");
+                        tokio::time::sleep(LISTEN_RETRY).await;
+                        continue;
+                    }
+                };
+                let Some(live) = store.upgrade() else { return };
+                live.forget_all();
+                drop(live);
+                loop {
+                    let notification = match listener.recv().await {
+                        Ok(notification) => notification,
+                        Err(error) => {
+                            tracing::warn!(%error, "access change listener lost; reconnecting");
+                            break;
+                        }
+                    };
+                    let Some(live) = store.upgrade() else { return };
+                    let Some((domain, key)) = notification.payload().split_once('/') else { continue };
+                    if let Ok(key) = ScopeKey::parse(key) {
+                        live.forget(domain, &key);
+                        live.members.changed(domain, &key);
+                    }
+                }
+            }
+        })
+    }
+
+    fn forget(&self, domain: &str, key: &ScopeKey) {
+        let entry = (domain.to_string(), key.clone());
+        *self.versions.entry(entry.clone()).or_insert(0) += 1;
+        self.known.remove(&entry);
+    }
+
+    fn forget_all(&self) {
+        for mut version in self.versions.iter_mut() {
+            *version += 1;
+        }
+        self.known.clear();
+        self.members.forget_all();
     }
 
     pub async fn get(&self, domain: &str, key: &ScopeKey) -> Result<Option<Scope>, DomainError> {
-        if let Some(scope) = self.known.get(&(domain.to_string(), key.clone())) {
+        let entry = (domain.to_string(), key.clone());
+        if let Some(scope) = self.known.get(&entry) {
             return Ok(Some(scope.clone()));
         }
+        let version = self.versions.get(&entry).map_or(0, |v| *v);
         let row: Option<ScopeRow> = sqlx::query_as(
             "SELECT domain, key, name, config, created_at, updated_at FROM scopes WHERE domain = $1 AND key = $2",
         )
@@ -154,7 +225,11 @@ impl ScopeStore {
         .map_err(DomainError::from_sqlx)?;
         let scope = row.map(Scope::from);
         if let Some(scope) = &scope {
-            self.known.insert((domain.to_string(), key.clone()), scope.clone());
+            // Held while inserting: a change bumps the version under the same lock.
+            let current = self.versions.entry(entry.clone()).or_insert(0);
+            if *current == version {
+                self.known.insert(entry, scope.clone());
+            }
         }
         Ok(scope)
     }
@@ -202,7 +277,7 @@ impl ScopeStore {
         .await
         .map_err(DomainError::from_sqlx)?;
         let scope = Scope::from(row);
-        self.known.insert((domain.to_string(), key.clone()), scope.clone());
+        self.forget(domain, key);
         // The config may have changed who may see it.
         self.members.changed(domain, key);
         Ok(scope)

@@ -10,7 +10,9 @@
 //!   refetch the snapshot.
 //!
 //! A user who may no longer read the scope (removed from it, say) gets a last reply
-//! with error `access_revoked`, and the socket closes with code 1008 (policy).
+//! with error `access_revoked`, and the socket closes with code 1008 (policy); so
+//! does a socket whose token expires (`token_expired`). Access is re-checked on every
+//! change and at every heartbeat.
 //!
 //! Client to server: a command as for `POST /api/{domain}/{scope}`, optionally with
 //! a `ref`. Commands from one socket are applied in the order they were sent.
@@ -61,6 +63,7 @@ pub async fn live(
         scope,
         access: state.scopes.members.changes(),
         state: state.clone(),
+        leeway_secs: state.settings.auth.leeway_secs,
         _slot: slot,
         user,
         session,
@@ -90,6 +93,7 @@ struct LiveSocket {
     /// is disconnected.
     access: broadcast::Receiver<AccessChanged>,
     state: web::Data<AppState>,
+    leeway_secs: u64,
     /// This socket's place in its user's count of open sockets.
     _slot: SocketSlot,
     session: Session,
@@ -155,6 +159,9 @@ impl LiveSocket {
                         tracing::debug!(user = self.user.id.as_str(), "live client timed out");
                         return Err(End::Gone);
                     }
+                    // A missed notification or an expired token ends the socket within
+                    // a heartbeat (the check reads what the access cache keeps).
+                    self.still_allowed().await?;
                     within(self.client_timeout, self.session.ping(b"")).await?;
                 }
             }
@@ -200,22 +207,29 @@ impl LiveSocket {
         self.send(reply).await
     }
 
-    /// Closes the socket (policy violation) once its user may no longer read the scope.
+    /// Closes the socket once its token has expired (policy violation), once its user
+    /// may no longer read the scope (policy violation), or when that cannot be checked
+    /// (1011: the client reconnects, and is checked again then).
     async fn still_allowed(&mut self) -> Result<(), End> {
-        match self.service.may_read(&self.scope, &self.user.caller()).await {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind == ErrorKind::NotFound => {
-                tracing::debug!(user = self.user.id.as_str(), scope = %self.scope, "live access revoked");
-                let error = DomainError::forbidden("access_revoked", "you may no longer read this scope");
-                self.send(reply_error(&Value::Null, &error)).await?;
-                Err(End::Close(Some(CloseReason {
-                    code: CloseCode::Policy,
-                    description: Some("access_revoked".into()),
-                })))
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let ended = if now > self.user.expires_at.saturating_add(self.leeway_secs) {
+            DomainError::unauthorized("token_expired", "the token this socket was opened with has expired")
+        } else {
+            match self.service.may_read(&self.scope, &self.user.caller()).await {
+                Ok(()) => return Ok(()),
+                Err(error) if error.kind == ErrorKind::NotFound => {
+                    DomainError::forbidden("access_revoked", "you may no longer read this scope")
+                }
+                Err(error) => {
+                    tracing::warn!(user = self.user.id.as_str(), scope = %self.scope, %error, "cannot re-check live access; closing");
+                    self.send(reply_error(&Value::Null, &error)).await?;
+                    return Err(End::Close(Some(CloseCode::Error.into())));
+                }
             }
-            // PostgreSQL is unreachable: keep serving what the user could read.
-            Err(_) => Ok(()),
-        }
+        };
+        tracing::debug!(user = self.user.id.as_str(), scope = %self.scope, code = %ended.code, "live socket ended");
+        self.send(reply_error(&Value::Null, &ended)).await?;
+        Err(End::Close(Some(CloseReason { code: CloseCode::Policy, description: Some(ended.code.to_string()) })))
     }
 
     async fn send(&mut self, text: String) -> Result<(), End> {

@@ -103,3 +103,34 @@ async fn members_are_listed_to_owners_and_admins() {
     let removed = code_of(app.remove_member(None, "chat", "team", "nobody").await).await;
     assert_eq!(removed, (404, "member_not_found".into()));
 }
+
+/// Access changed with plain SQL (or by another backend) reaches this one through
+/// the `boardsync_access` notification: the removed member's socket closes.
+#[actix_web::test]
+async fn a_member_removed_with_plain_sql_is_disconnected_too() {
+    let app = spawn_app().await;
+    app.create_members_only_scope("chat", "team").await;
+    assert_eq!(app.set_member(None, "chat", "team", "vera", "viewer").await.status(), 200);
+    let mut live = app.live("vera", "chat", "team").await;
+    sqlx::query("DELETE FROM scope_members WHERE user_id = 'vera'").execute(&app.pool).await.unwrap();
+    let last = live.next().await;
+    assert_eq!(last["error"]["code"], "access_revoked", "{last}");
+    assert_eq!(live.closed().await, Some(1008));
+    let refused = code_of(app.get_as("vera", "/api/chat/team").await).await;
+    assert_eq!(refused, (404, "scope_not_found".into()), "the cached membership was forgotten");
+}
+
+#[actix_web::test]
+async fn a_live_socket_ends_when_its_token_expires() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.auth.token_ttl_secs = 2;
+        settings.auth.leeway_secs = 0;
+        settings.api.ws_heartbeat_secs = 1;
+    })
+    .await;
+    app.create_scope("chat", "general").await;
+    let mut live = app.live("alice", "chat", "general").await;
+    let last = live.next().await;
+    assert_eq!(last["error"]["code"], "token_expired", "{last}");
+    assert_eq!(live.closed().await, Some(1008));
+}

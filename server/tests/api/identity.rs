@@ -24,6 +24,21 @@ struct Provider {
 }
 
 impl Provider {
+    /// The public key as a PEM SubjectPublicKeyInfo, as providers also publish it.
+    fn public_pem(&self) -> String {
+        use base64::engine::general_purpose::STANDARD;
+        let jwk = &self.jwks["keys"][0];
+        let coordinate = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
+        // The DER header of a P-256 public key, then the uncompressed point.
+        let mut der = vec![
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+            0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
+        ];
+        der.extend(coordinate("x"));
+        der.extend(coordinate("y"));
+        format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", STANDARD.encode(der))
+    }
+
     fn new(kid: &str) -> Self {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
@@ -69,19 +84,27 @@ async fn an_identity_provider_s_tokens_work_with_iss_aud_and_exp_checked() {
             public_key_file: None,
             algorithm: None,
             admin_claim: false,
+            user_prefix: "idp:".into(),
         }];
     })
     .await;
-    app.create_scope("chat", "general").await;
+    // Members only: the provider's ada is the member "idp:ada".
+    app.create_members_only_scope("chat", "general").await;
+    assert_eq!(app.set_member(None, "chat", "general", "idp:ada", "viewer").await.status(), 200);
     let hour = now() + 3600;
 
     assert_eq!(status_with(&app, &provider.token("key-1", claims("ada", ISSUER, AUDIENCE, hour))).await, 200);
+    let local_ada = app.http.get(format!("{}/api/chat/general", app.address)).bearer_auth(app.token("ada")).send();
+    assert_eq!(local_ada.await.unwrap().status(), 404, "a local token's ada is someone else");
+    let mut early = claims("ada", ISSUER, AUDIENCE, hour);
+    early["nbf"] = json!(now() + 600);
     let refused = [
         ("another issuer", provider.token("key-1", claims("ada", "https://evil.test/", AUDIENCE, hour))),
         ("another audience", provider.token("key-1", claims("ada", ISSUER, "another-app", hour))),
         ("expired past the leeway", provider.token("key-1", claims("ada", ISSUER, AUDIENCE, now() - 120))),
         ("another key", Provider::new("key-1").token("key-1", claims("ada", ISSUER, AUDIENCE, hour))),
         ("an unknown key id", provider.token("key-9", claims("ada", ISSUER, AUDIENCE, hour))),
+        ("not valid before ten minutes from now", provider.token("key-1", early)),
     ];
     for (what, token) in refused {
         assert_eq!(status_with(&app, &token).await, 401, "{what}");
@@ -118,4 +141,31 @@ async fn a_query_string_token_works_on_the_live_route_only() {
     }
     // The live route takes it (browsers cannot set headers on a WebSocket).
     app.live("alice", "chat", "general").await;
+}
+
+#[actix_web::test]
+async fn a_provider_configured_with_a_pem_public_key_works_too() {
+    let provider = Provider::new("pem");
+    let pem_file = std::env::temp_dir().join(format!("idp-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&pem_file, provider.public_pem()).unwrap();
+    let app = spawn_app_with(|settings| {
+        settings.auth.issuers = vec![IssuerSettings {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            jwks_file: None,
+            public_key_file: Some(pem_file.clone()),
+            algorithm: Some("ES256".into()),
+            admin_claim: true,
+            user_prefix: String::new(),
+        }];
+    })
+    .await;
+    app.create_scope("chat", "general").await;
+    let mut admin = claims("ops", ISSUER, AUDIENCE, now() + 3600);
+    assert_eq!(status_with(&app, &provider.token("pem", admin.clone())).await, 200);
+    admin["admin"] = json!(true);
+    let response =
+        app.http.get(format!("{}/api/admin/scopes", app.address)).bearer_auth(provider.token("pem", admin)).send();
+    assert_eq!(response.await.unwrap().status(), 200, "a trusted provider's admin claim opens the admin routes");
+    let _ = std::fs::remove_file(pem_file);
 }
