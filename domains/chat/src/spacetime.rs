@@ -73,6 +73,10 @@ impl CacheBinding for Chat {
         }
     }
 
+    fn owner(message: &Message) -> Option<&str> {
+        Some(&message.author)
+    }
+
     fn applied(command: &ChatCommand, user: &UserId, written: Vec<Message>) -> Result<Applied<ChatEvent>, DomainError> {
         let message =
             written.into_iter().last().ok_or_else(|| DomainError::internal("a chat command wrote nothing"))?;

@@ -338,3 +338,25 @@ async fn a_message_the_cache_lacks_is_read_from_postgres_so_nobody_takes_it_over
     assert_eq!(s.row(alices).await, ("general".into(), "alice".into(), "still mine".into()));
     assert_eq!(s.row(bobs).await, ("private".into(), "bob".into(), "mine".into()));
 }
+
+/// The same, within one channel: a write onto another author's message that the cache
+/// took while PostgreSQL could not be read is dead-lettered, not acknowledged silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_write_onto_another_authors_message_is_set_aside_not_acknowledged_silently() {
+    let s = setup().await;
+    let theirs = Uuid::new_v4();
+    s.run("mallory", ChatCommand::Send { id: theirs, text: "taken over".into() }).await;
+    sqlx::query("INSERT INTO chat_messages (id, channel, author, text, created_at, version) VALUES ($1, 'general', 'alice', 'mine', now(), 3)")
+        .bind(theirs)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    s.drain().await;
+    assert_eq!(s.row(theirs).await, ("general".into(), "alice".into(), "mine".into()));
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox_dead_letters WHERE entity = $1")
+        .bind(theirs.to_string())
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(dead, 1, "the conflicting write is kept as a dead letter");
+}

@@ -58,20 +58,24 @@ async fn persist_checked<D: CacheBinding>(tx: &mut PgConnection, items: Vec<D::I
 }
 
 /// Fails with [`VERSION_CONFLICT`] when PostgreSQL holds any of `items` at the same
-/// version with different content, or under another scope (a state it skipped).
+/// version with different content, or under another scope or owner (a state it
+/// skipped): such a write, e.g. a send reusing another author's id taken while
+/// PostgreSQL could not be read, is dead-lettered, never acknowledged silently.
 async fn refuse_conflicts<D: CacheBinding>(db: &mut PgConnection, items: &[D::Item]) -> Result<(), DomainError> {
     let ids: Vec<String> = items.iter().map(D::cursor).collect();
     let stored = D::stored(db, &ids).await?;
     for item in items {
         let id = D::cursor(item);
         let scope_of = |item: &D::Item| D::placement(&D::row(item)).scope;
-        let conflict = stored
-            .iter()
-            .find(|s| D::cursor(s) == id)
-            .filter(|s| scope_of(s) != scope_of(item) || (D::version(s) == D::version(item) && *s != item));
+        let conflict = stored.iter().find(|s| D::cursor(s) == id).filter(|s| {
+            scope_of(s) != scope_of(item)
+                || D::owner(s) != D::owner(item)
+                || (D::version(s) == D::version(item) && *s != item)
+        });
         if conflict.is_some() {
             tracing::error!(domain = D::NAME, entity = %id, version = D::version(item), "version conflict: PostgreSQL holds other content at this version");
-            let message = format!("PostgreSQL holds {id} at version {} with other content or scope", D::version(item));
+            let message =
+                format!("PostgreSQL holds {id} at version {} with other content, scope or owner", D::version(item));
             return Err(DomainError::new(ErrorKind::Conflict, VERSION_CONFLICT, message));
         }
     }
@@ -158,6 +162,11 @@ pub trait CacheBinding: PostgresBinding {
     fn version(item: &Self::Item) -> u64;
     fn row(item: &Self::Item) -> RowOf<Self>;
     fn placement(row: &RowOf<Self>) -> Placement<Self::Order>;
+    /// Who owns the item (its author), for domains where that never changes: a write
+    /// PostgreSQL holds under another owner is a conflict, never applied.
+    fn owner(_item: &Self::Item) -> Option<&str> {
+        None
+    }
 
     /// What a committed command did, from the items it wrote (in write order).
     fn applied(

@@ -61,6 +61,10 @@ impl CacheBinding for Poll {
         }
     }
 
+    fn owner(option: &PollOption) -> Option<&str> {
+        Some(&option.author)
+    }
+
     fn applied(
         command: &PollCommand,
         user: &UserId,
