@@ -50,7 +50,7 @@ async fn spawn(spacetimedb: bool, configure: impl FnOnce(&mut Settings)) -> App 
     let app = App {
         address: format!("http://127.0.0.1:{port}"),
         port,
-        pool: PgPool::connect(&url).await.unwrap(),
+        pool: PgPool::connect_with(boardsync_core::postgres::backend_connect_options(&url).unwrap()).await.unwrap(),
         settings,
         http: reqwest::Client::new(),
     };

@@ -50,7 +50,10 @@ pub async fn drain(
     let pool = PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(settings.database.connect_timeout_secs))
-        .connect(settings.database.url.expose_secret())
+        .connect_with(
+            boardsync_core::postgres::backend_connect_options(settings.database.url.expose_secret())
+                .map_err(DrainError::Postgres)?,
+        )
         .await
         .map_err(DrainError::Postgres)?;
     let mut draining = Draining { settings, pool, only, timeout, drained: Vec::new() };

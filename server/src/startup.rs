@@ -63,7 +63,10 @@ impl Application {
         let pool = PgPoolOptions::new()
             .max_connections(settings.database.max_connections)
             .acquire_timeout(Duration::from_secs(settings.database.connect_timeout_secs))
-            .connect(settings.database.url.expose_secret())
+            .connect_with(
+                boardsync_core::postgres::backend_connect_options(settings.database.url.expose_secret())
+                    .map_err(StartupError::Database)?,
+            )
             .await
             .map_err(StartupError::Database)?;
         boardsync_core::migrations::run_all(&pool, &[]).await?;

@@ -67,7 +67,9 @@ impl TestPostgres {
     /// Creates the database and runs the core migrations and then `domain_migrators`.
     pub async fn create(domain_migrators: &[Migrator]) -> Self {
         let (name, url) = Self::create_empty().await;
-        let pool = PgPool::connect(&url).await.expect("connect to the test database");
+        // As a backend connects: the tests' own SQL is not an outside writer's.
+        let options = boardsync_core::postgres::backend_connect_options(&url).expect("a PostgreSQL URL");
+        let pool = PgPool::connect_with(options).await.expect("connect to the test database");
         boardsync_core::migrations::run_all(&pool, domain_migrators).await.expect("migrate the test database");
         Self { name, url, pool }
     }

@@ -73,6 +73,14 @@ impl CacheBinding for Chat {
         }
     }
 
+    fn changed_outside(message: Message, new: bool) -> ChatEvent {
+        match (new, message.deleted) {
+            (_, true) => ChatEvent::Deleted { message },
+            (true, false) => ChatEvent::Sent { message },
+            (false, false) => ChatEvent::Edited { message },
+        }
+    }
+
     fn owner(message: &Message) -> Option<&str> {
         Some(&message.author)
     }

@@ -17,6 +17,8 @@
 //! Once the whole message is processed, each committed call gets its event, which is
 //! published live in commit order, on the SDK thread, before the caller hears back.
 
+mod outside;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -196,6 +198,10 @@ pub trait CacheBinding: PostgresBinding {
     /// scope; ids that are not the domain's are skipped).
     async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Self::Item>, DomainError>;
 
+    /// The event live subscribers get when `item` was changed in PostgreSQL by an
+    /// outside writer (`new`: the cache did not hold it).
+    fn changed_outside(item: Self::Item, new: bool) -> Self::Event;
+
     /// The entities a command names (their ids, as [`Domain::cursor`] gives them). The
     /// cache adapter reads those the cache lacks from PostgreSQL before the command,
     /// so the module judges it on what exists, not on what happens to be warm.
@@ -274,6 +280,7 @@ enum Floor<O> {
 pub struct CacheAdapter<D: CacheBinding> {
     shared: Arc<Shared<D>>,
     _connection: ConnectionLoop,
+    _outside: outside::Follower,
 }
 
 impl<D: CacheBinding> CacheAdapter<D> {
@@ -387,6 +394,7 @@ impl<D: CacheBinding> CacheAdapter<D> {
         let name = format!("{}:{}", D::NAME, target.database);
         let backoff = target.backoff.clone();
         let subscriber_capacity = context.settings.framework.subscriber_capacity;
+        let event_log = context.settings.framework.event_log();
         let shared = Arc::new(Shared {
             module_settings: module_settings(&context.settings)?,
             settings: context.settings.domain,
@@ -406,7 +414,8 @@ impl<D: CacheBinding> CacheAdapter<D> {
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session_shared.clone().session());
-        Ok(Self { shared, _connection: connection })
+        let outside = outside::Follower::start(&shared, event_log);
+        Ok(Self { shared, _connection: connection, _outside: outside })
     }
 }
 

@@ -18,6 +18,14 @@ use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 
 use crate::live::ScopedBroadcast;
+
+/// How a backend connects to PostgreSQL: like any client, but marked
+/// (`boardsync.origin = backend`) so the domain tables' triggers tell its writes from
+/// an outside writer's (which must reach the cache).
+pub fn backend_connect_options(url: &str) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
+    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    Ok(options.options([("boardsync.origin", "backend")]))
+}
 use crate::{DomainError, EventStream, ScopeKey};
 
 const CHANNEL: &str = "boardsync_events";

@@ -148,6 +148,15 @@ impl CacheBinding for Kanban {
         load_ids(db, boardsync_core::cache_adapter::uuids(ids)).await
     }
 
+    fn changed_outside(item: BoardItem, _new: bool) -> crate::KanbanEvent {
+        use crate::KanbanEvent;
+        match item {
+            BoardItem::Column(column) if column.deleted => KanbanEvent::ColumnDeleted { column },
+            BoardItem::Column(column) => KanbanEvent::ColumnChanged { column },
+            BoardItem::Card(card) => KanbanEvent::CardChanged { card },
+        }
+    }
+
     fn touches(command: &KanbanCommand) -> Vec<String> {
         let ids: Vec<Uuid> = match command {
             KanbanCommand::CreateColumn { id, after, .. } | KanbanCommand::ReorderColumn { id, after } => {

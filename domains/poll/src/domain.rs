@@ -28,10 +28,24 @@ pub struct PollOption {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PollEvent {
-    OptionAdded { option: PollOption },
-    Voted { option: PollOption, user: String },
-    Unvoted { option: PollOption, user: String },
-    OptionRemoved { option: PollOption },
+    OptionAdded {
+        option: PollOption,
+    },
+    Voted {
+        option: PollOption,
+        user: String,
+    },
+    Unvoted {
+        option: PollOption,
+        user: String,
+    },
+    OptionRemoved {
+        option: PollOption,
+    },
+    /// The option was changed in PostgreSQL by an outside writer.
+    OptionChanged {
+        option: PollOption,
+    },
 }
 
 impl PollEvent {
@@ -40,7 +54,8 @@ impl PollEvent {
             Self::OptionAdded { option }
             | Self::Voted { option, .. }
             | Self::Unvoted { option, .. }
-            | Self::OptionRemoved { option } => option,
+            | Self::OptionRemoved { option }
+            | Self::OptionChanged { option } => option,
         }
     }
 

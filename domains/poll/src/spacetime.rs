@@ -90,6 +90,14 @@ impl CacheBinding for Poll {
         load_some(db, boardsync_core::cache_adapter::uuids(ids)).await
     }
 
+    fn changed_outside(option: PollOption, new: bool) -> PollEvent {
+        match (new, option.removed) {
+            (_, true) => PollEvent::OptionRemoved { option },
+            (true, false) => PollEvent::OptionAdded { option },
+            (false, false) => PollEvent::OptionChanged { option },
+        }
+    }
+
     fn touches(command: &PollCommand) -> Vec<String> {
         vec![command.option_id().to_string()]
     }

@@ -100,6 +100,10 @@ impl CacheBinding for Whiteboard {
         load_some(db, boardsync_core::cache_adapter::uuids(ids)).await
     }
 
+    fn changed_outside(element: Element, _new: bool) -> WhiteboardEvent {
+        WhiteboardEvent::ElementsChanged { elements: vec![element] }
+    }
+
     fn touches(command: &WhiteboardCommand) -> Vec<String> {
         let ids = match command {
             WhiteboardCommand::Add { id, .. }

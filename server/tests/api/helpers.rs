@@ -82,7 +82,10 @@ pub async fn spawn_app_in(database_url: String, configure: impl FnOnce(&mut Sett
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
-        pool: PgPool::connect(&url).await.expect("connect to the app's database"),
+        // As a backend connects: the tests' own SQL is not an outside writer's.
+        pool: PgPool::connect_with(boardsync_core::postgres::backend_connect_options(&url).unwrap())
+            .await
+            .expect("connect to the app's database"),
         http: reqwest::Client::new(),
         settings,
     }

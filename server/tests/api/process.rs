@@ -46,7 +46,9 @@ impl Process {
         let app = TestApp {
             address: format!("http://127.0.0.1:{port}"),
             port,
-            pool: PgPool::connect(database_url).await.expect("PostgreSQL answers"),
+            pool: PgPool::connect_with(boardsync_core::postgres::backend_connect_options(database_url).unwrap())
+                .await
+                .expect("PostgreSQL answers"),
             http: reqwest::Client::new(),
             settings: test_settings(),
         };

@@ -527,3 +527,60 @@ async fn history_beyond_the_warm_window_pages_back_through_postgres() {
         .unwrap();
     assert_eq!(text, "edited long after");
 }
+
+/// PostgreSQL is the source of truth: a row changed with plain SQL by an outside
+/// writer reaches the cache and live clients, and the backends' own writes are not
+/// echoed back.
+#[actix_web::test]
+async fn a_row_changed_with_plain_sql_reaches_the_cache_and_live_clients() {
+    let app = spawn_app_on_spacetimedb().await;
+    app.create_scope("chat", "general").await;
+    let mine = Uuid::new_v4();
+    let send = json!({ "type": "send", "id": mine, "text": "typo", "durability": "durable" });
+    assert_eq!(app.command("alice", "chat", "general", send).await.status(), 200);
+    let echoes: i64 = sqlx::query_scalar("SELECT count(*) FROM outside_changes").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(echoes, 0, "a backend's own writes are no outside changes");
+    let mut bob = app.live("bob", "chat", "general").await;
+
+    // An operator's connection: not a backend's.
+    let operator =
+        sqlx::PgPool::connect(secrecy::ExposeSecret::expose_secret(&app.settings.database.url)).await.unwrap();
+    let started = std::time::Instant::now();
+    sqlx::query("UPDATE chat_messages SET text = 'fixed by an operator' WHERE id = $1")
+        .bind(mine)
+        .execute(&operator)
+        .await
+        .unwrap();
+    let event = bob.next_event().await;
+    let delay = started.elapsed();
+    assert_eq!(event["type"], "edited", "{event}");
+    assert_eq!(event["message"]["text"], "fixed by an operator");
+    assert_eq!(event["message"]["version"], 2, "the trigger raised the version the operator did not");
+    let cached = app.snapshot("carol", "chat", "general").await;
+    assert_eq!(cached["items"][0]["text"], "fixed by an operator", "the cache has it");
+
+    let theirs = Uuid::new_v4();
+    sqlx::query("INSERT INTO chat_messages (id, channel, author, text, created_at, version) VALUES ($1, 'general', 'importer', 'imported', now(), 1)")
+        .bind(theirs)
+        .execute(&operator)
+        .await
+        .unwrap();
+    let event = bob.next_event().await;
+    assert_eq!(
+        (event["type"].as_str(), event["message"]["id"].as_str()),
+        (Some("sent"), Some(theirs.to_string().as_str()))
+    );
+    let cached = app.snapshot("carol", "chat", "general").await;
+    assert_eq!(cached["items"][0]["text"], "imported");
+    // The cache's later writes to it still reach PostgreSQL: versions move on from 2.
+    let edit = json!({ "type": "edit", "id": mine, "text": "final", "durability": "durable" });
+    let edited: Value = app.command("alice", "chat", "general", edit).await.json().await.unwrap();
+    assert_eq!(edited["message"]["version"], 3);
+    let text: String = sqlx::query_scalar("SELECT text FROM chat_messages WHERE id = $1")
+        .bind(mine)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(text, "final");
+    println!("an outside SQL update reached a live client in {} ms", delay.as_millis());
+}

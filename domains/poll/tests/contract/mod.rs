@@ -106,6 +106,7 @@ pub async fn subscribers_see_their_polls_events_in_order(conn: Conn) {
             PollEvent::Voted { .. } => "voted",
             PollEvent::Unvoted { .. } => "unvoted",
             PollEvent::OptionRemoved { .. } => "removed",
+            PollEvent::OptionChanged { .. } => "changed",
         });
     }
     assert_eq!(kinds, ["added", "voted", "unvoted", "removed"]);
