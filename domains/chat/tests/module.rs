@@ -16,9 +16,11 @@ fn send_json() -> String {
     serde_json::json!({ "type": "send", "id": MESSAGE_ID, "text": "hello" }).to_string()
 }
 
-/// Connects with `token` (None: a fresh anonymous identity) and waits until the
-/// subscription to every message is applied.
+/// Connects with `token` (None: a fresh anonymous identity) and, for the owner,
+/// waits until the subscription to every message is applied. Anyone else may not
+/// subscribe to the cache's private tables at all.
 fn connect(stdb: &TestSpacetime, token: Option<String>) -> (DbConnection, mpsc::Receiver<Message>) {
+    let owner = token.is_some();
     let conn = DbConnection::builder()
         .with_uri(&stdb.url)
         .with_module_name(&stdb.database)
@@ -29,15 +31,45 @@ fn connect(stdb: &TestSpacetime, token: Option<String>) -> (DbConnection, mpsc::
     conn.db.message().on_insert(move |_, row| {
         let _ = inserted_tx.send(row.clone());
     });
-    let (applied_tx, applied) = mpsc::channel();
-    conn.subscription_builder()
+    conn.run_threaded();
+    if owner {
+        let (applied_tx, applied) = mpsc::channel();
+        conn.subscription_builder()
+            .on_applied(move |_| {
+                let _ = applied_tx.send(());
+            })
+            .subscribe(["SELECT * FROM message"]);
+        applied.recv_timeout(WAIT).expect("the subscription is applied");
+    }
+    (conn, inserted)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stranger_cannot_subscribe_to_the_cache() {
+    let stdb = TestSpacetime::publish("chat").await;
+    let stranger = DbConnection::builder()
+        .with_uri(&stdb.url)
+        .with_module_name(&stdb.database)
+        .build()
+        .expect("connect to SpacetimeDB");
+    let (outcome_tx, outcome) = mpsc::channel();
+    let refused_tx = outcome_tx.clone();
+    stranger
+        .subscription_builder()
         .on_applied(move |_| {
-            let _ = applied_tx.send(());
+            let _ = outcome_tx.send("applied");
+        })
+        .on_error(move |_, _| {
+            let _ = refused_tx.send("refused");
         })
         .subscribe(["SELECT * FROM message"]);
-    conn.run_threaded();
-    applied.recv_timeout(WAIT).expect("the subscription is applied");
-    (conn, inserted)
+    stranger.run_threaded();
+    // A refused subscription may also end the connection before its error arrives.
+    let answer = outcome.recv_timeout(WAIT).unwrap_or("refused");
+    assert_eq!(answer, "refused", "the message table is private");
+    assert_eq!(stranger.db.message().count(), 0);
+    let _ = stranger.disconnect();
+    stdb.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -72,7 +104,9 @@ async fn an_identity_that_is_not_the_backend_cannot_write() {
         other => panic!("expected the call to be refused, got {other:?}"),
     }
     assert!(inserted.try_recv().is_err(), "no row was written");
-    assert_eq!(conn.db.message().count(), 0);
+    let (owner, _) = connect(&stdb, Some(stdb.token.clone()));
+    assert_eq!(owner.db.message().count(), 0, "the owner sees that nothing was written");
+    owner.disconnect().unwrap();
     conn.disconnect().unwrap();
     stdb.delete().await;
 }
