@@ -136,6 +136,9 @@ pub struct Write<'a> {
     pub request_id: &'a str,
     pub scope: &'a str,
     pub user: &'a str,
+    /// Whether the user owns the scope (the backend checked): the domain's rules may
+    /// give owners more, such as deleting another user's card.
+    pub owns_scope: bool,
     pub kind: &'a str,
 }
 
@@ -207,6 +210,7 @@ pub fn apply(
     request_id: String,
     scope: String,
     user: String,
+    owns_scope: bool,
     command: String,
 ) -> Result<(), String> {
     require_owner(ctx)?;
@@ -219,7 +223,7 @@ pub fn apply(
         serde_json::from_str(&command).map_err(|e| err("invalid", "invalid_command", e))?;
     let kind = command.get("type").and_then(|t| t.as_str()).unwrap_or("").to_string();
     let command = serde_json::from_value(command).map_err(|e| err("invalid", "invalid_command", e))?;
-    let write = Write { ctx, request_id: &request_id, scope: &scope, user: &user, kind: &kind };
+    let write = Write { ctx, request_id: &request_id, scope: &scope, user: &user, owns_scope, kind: &kind };
     <crate::Module as Rules>::apply(&write, &settings, command)
 }
 

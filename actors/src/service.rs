@@ -14,7 +14,7 @@ use boardsync_core::factory::{connect, AdapterContext, SpacetimeTarget};
 use boardsync_core::scope::parse_config;
 use boardsync_core::spacetime::cache_unavailable;
 use boardsync_core::{
-    AdapterKind, Connection, Domain, DomainAdapters, DomainError, Durability, Page, ScopeKey, ScopeStore,
+    ActingUser, AdapterKind, Connection, Domain, DomainAdapters, DomainError, Durability, Page, ScopeKey, ScopeStore,
 };
 use serde_json::{json, Value};
 
@@ -133,8 +133,9 @@ impl<D: Domain> DomainHandle<D> {
         self.scopes.require(D::NAME, D::SCOPE, scope).await.map(|_| ())
     }
 
-    async fn authorize(&self, scope: &ScopeKey, caller: &Caller<'_>, need: Need) -> Result<(), DomainError> {
-        self.scopes.authorize(D::NAME, D::SCOPE, scope, caller, need).await.map(|_| ())
+    /// Whether `caller` may do what `need` asks; allowed: whether they own the scope.
+    async fn authorize(&self, scope: &ScopeKey, caller: &Caller<'_>, need: Need) -> Result<bool, DomainError> {
+        self.scopes.authorize(D::NAME, D::SCOPE, scope, caller, need).await
     }
 }
 
@@ -178,7 +179,7 @@ impl<D: Domain> DomainService for DomainHandle<D> {
     }
 
     async fn apply(&self, scope: &ScopeKey, caller: &Caller<'_>, mut command: Value) -> Result<Value, DomainError> {
-        self.authorize(scope, caller, Need::Write).await?;
+        let owns_scope = self.authorize(scope, caller, Need::Write).await?;
         let durability = match command.as_object_mut().and_then(|o| o.remove("durability")) {
             None => Durability::default(),
             Some(value) => serde_json::from_value(value).map_err(|_| {
@@ -192,7 +193,8 @@ impl<D: Domain> DomainService for DomainHandle<D> {
         }
         D::validate(&command, &self.settings)?;
         self.until_warm(scope).await?;
-        let event = self.connection.apply(scope, caller.user, command, durability).await?;
+        let actor = ActingUser { user: caller.user.clone(), owns_scope };
+        let event = self.connection.apply(scope, &actor, command, durability).await?;
         serde_json::to_value(event).map_err(|e| DomainError::internal("an event cannot be encoded").caused_by(e))
     }
 
@@ -207,7 +209,7 @@ impl<D: Domain> DomainService for DomainHandle<D> {
     }
 
     async fn may_read(&self, scope: &ScopeKey, caller: &Caller<'_>) -> Result<(), DomainError> {
-        self.authorize(scope, caller, Need::Read).await
+        self.authorize(scope, caller, Need::Read).await.map(|_| ())
     }
 
     fn unsubscribe(&self, scope: &ScopeKey, id: SubscriberId) {

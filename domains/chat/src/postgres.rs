@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use boardsync_core::pg_adapter::{Applied, PostgresBinding};
-use boardsync_core::{DomainError, Page, ScopeKey, UserId};
+use boardsync_core::{ActingUser, DomainError, Page, ScopeKey, UserId};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -332,9 +332,9 @@ impl PostgresBinding for Chat {
         tx: &mut PgConnection,
         settings: &ChatSettings,
         channel: &ScopeKey,
-        user: &UserId,
+        actor: &ActingUser,
         command: ChatCommand,
     ) -> Result<Applied<ChatEvent>, DomainError> {
-        apply_command(tx, settings, channel, user, command).await.map(Applied::one)
+        apply_command(tx, settings, channel, &actor.user, command).await.map(Applied::one)
     }
 }

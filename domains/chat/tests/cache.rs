@@ -10,7 +10,9 @@ use boardsync_chat::{Chat, ChatCommand, Message};
 use boardsync_core::cache::Cache;
 use boardsync_core::cache_adapter::CacheAdapter;
 use boardsync_core::pg_adapter::PostgresAdapter;
-use boardsync_core::{AdapterContext, Connection, DomainAdapters, DomainSettings, Durability, Page, ScopeKey, UserId};
+use boardsync_core::{
+    ActingUser, AdapterContext, Connection, DomainAdapters, DomainSettings, Durability, Page, ScopeKey,
+};
 use boardsync_testkit::{default_domain_settings, wait_until, TestPostgres, TestSpacetime};
 use uuid::Uuid;
 
@@ -41,7 +43,7 @@ fn general() -> ScopeKey {
 
 impl Setup {
     async fn run(&self, who: &str, command: ChatCommand) -> Message {
-        let event = self.chat.apply(&general(), &UserId(who.into()), command, Durability::Cache).await.unwrap();
+        let event = self.chat.apply(&general(), &ActingUser::member(who), command, Durability::Cache).await.unwrap();
         event.message().clone()
     }
 
@@ -211,13 +213,13 @@ async fn past_the_pending_limit_writes_are_refused_until_postgres_catches_up() {
         s.run("alice", ChatCommand::Send { id: Uuid::new_v4(), text: format!("m{i}") }).await;
     }
     let send = ChatCommand::Send { id: Uuid::new_v4(), text: "one too many".into() };
-    let refused = s.chat.apply(&general(), &UserId("alice".into()), send.clone(), Durability::Cache).await;
+    let refused = s.chat.apply(&general(), &ActingUser::member("alice"), send.clone(), Durability::Cache).await;
     assert_eq!(refused.unwrap_err().code, "outbox_full");
     assert_eq!(s.cached().await.len(), 5, "the refused write is not in the cache");
 
     s.drain().await;
     wait_until("the ack empties the outbox", || Cache::<Chat>::pending_count(s.chat.as_ref()) == 0).await;
-    s.chat.apply(&general(), &UserId("alice".into()), send, Durability::Cache).await.expect("accepted again");
+    s.chat.apply(&general(), &ActingUser::member("alice"), send, Durability::Cache).await.expect("accepted again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,7 +325,7 @@ async fn a_message_the_cache_lacks_is_read_from_postgres_so_nobody_takes_it_over
             .await
             .unwrap();
     }
-    let mallory = UserId("mallory".into());
+    let mallory = ActingUser::member("mallory");
     let refused =
         |command| async { s.chat.apply(&general(), &mallory, command, Durability::Cache).await.unwrap_err().code };
     assert_eq!(refused(ChatCommand::Send { id: alices, text: "taken over".into() }).await, "id_conflict");

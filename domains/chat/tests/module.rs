@@ -78,7 +78,7 @@ async fn a_reducer_call_by_the_owner_is_observed_through_a_subscription() {
     let (conn, inserted) = connect(&stdb, Some(stdb.token.clone()));
 
     conn.reducers.configure("r0".into(), SETTINGS.into()).unwrap();
-    conn.reducers.apply("r1".into(), "general".into(), "alice".into(), send_json()).unwrap();
+    conn.reducers.apply("r1".into(), "general".into(), "alice".into(), false, send_json()).unwrap();
 
     let row = inserted.recv_timeout(WAIT).expect("the new row arrives");
     assert_eq!((row.id.as_str(), row.channel.as_str(), row.author.as_str()), (MESSAGE_ID, "general", "alice"));
@@ -93,11 +93,11 @@ async fn an_identity_that_is_not_the_backend_cannot_write() {
     let stdb = TestSpacetime::publish("chat").await;
     let (conn, inserted) = connect(&stdb, None);
     let (outcome_tx, outcome) = mpsc::channel();
-    conn.reducers.on_apply(move |ctx, _, _, _, _| {
+    conn.reducers.on_apply(move |ctx, _, _, _, _, _| {
         let _ = outcome_tx.send(ctx.event.status.clone());
     });
 
-    conn.reducers.apply("r1".into(), "general".into(), "mallory".into(), send_json()).unwrap();
+    conn.reducers.apply("r1".into(), "general".into(), "mallory".into(), true, send_json()).unwrap();
 
     match outcome.recv_timeout(WAIT).expect("the reducer's outcome arrives") {
         Status::Failed(message) => assert!(message.contains("not_owner"), "{message}"),

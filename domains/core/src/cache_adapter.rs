@@ -35,10 +35,10 @@ use crate::live::ScopedBroadcast;
 use crate::pg_adapter::{Applied, PostgresBinding};
 use crate::spacetime::{cache_unavailable, keep_connected, reducer_outcome, ConnectionLoop, DurableWaiters, Link};
 use crate::warmup::WarmupSettings;
+use crate::{ActingUser, DomainSettings, UserId};
 use crate::{
     AdapterContext, AdapterKind, Connection, Domain, DomainError, Durability, ErrorKind, EventStream, Page, ScopeKey,
 };
-use crate::{DomainSettings, UserId};
 
 /// The code of an outbox entry whose row the domain cannot read: no retry can fix it,
 /// so the outbox poller sets it aside.
@@ -103,6 +103,7 @@ pub trait ModuleLink: Send + Sync + Sized + 'static {
         request_id: String,
         scope: String,
         user: String,
+        owns_scope: bool,
         command: String,
     ) -> Result<(), spacetimedb_sdk::Error>;
     /// Sends a warm-up batch (its success is not echoed) and the `warm_done` barrier.
@@ -681,7 +682,7 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
     async fn apply(
         &self,
         scope: &ScopeKey,
-        user: &UserId,
+        actor: &ActingUser,
         command: D::Command,
         durability: Durability,
     ) -> Result<D::Event, DomainError> {
@@ -700,7 +701,7 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
             .map_err(|e| DomainError::internal(format!("a {} command cannot be encoded", D::NAME)).caused_by(e))?;
         let request_id = uuid::Uuid::new_v4().simple().to_string();
         let (reply, outcome) = oneshot::channel();
-        let author = user.clone();
+        let author = actor.user.clone();
         let applied = Box::new(move |written: Vec<D::Item>| D::applied(&command, &author, written));
         let call = ClientCall { scope: scope.clone(), applied, reply, written: Vec::new() };
         self.shared.calls.lock().expect("calls lock").insert(request_id.clone(), call);
@@ -708,7 +709,7 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
         // The connection is not held across the await (see `spacetime::release`).
         let sent = self.shared.link.connection().and_then(|connection| {
             connection
-                .apply(request_id.clone(), scope.to_string(), user.0.clone(), json)
+                .apply(request_id.clone(), scope.to_string(), actor.user.0.clone(), actor.owns_scope, json)
                 .map_err(|_| cache_unavailable())
         });
         let forget = |shared: &Shared<D>| {
@@ -999,7 +1000,7 @@ macro_rules! spacetime_module {
                     let s = sink.clone();
                     connection.db.sync_outbox().on_delete(move |_, row| s.acked(row.seq));
                     let s = sink.clone();
-                    connection.reducers.on_apply(move |ctx, request_id, _, _, _| s.client_outcome(request_id, &ctx.event.status));
+                    connection.reducers.on_apply(move |ctx, request_id, _, _, _, _| s.client_outcome(request_id, &ctx.event.status));
                     // Warm-up batches are large: their success is not echoed back; the
                     // `warm_done` barrier behind each confirms it.
                     connection.set_reducer_flags().warm(CallReducerFlags::NoSuccessNotify);
@@ -1046,8 +1047,15 @@ macro_rules! spacetime_module {
                     })
                 }
 
-                fn apply(&self, request_id: String, scope: String, user: String, command: String) -> SdkResult<()> {
-                    self.reducers.apply(request_id, scope, user, command)
+                fn apply(
+                    &self,
+                    request_id: String,
+                    scope: String,
+                    user: String,
+                    owns_scope: bool,
+                    command: String,
+                ) -> SdkResult<()> {
+                    self.reducers.apply(request_id, scope, user, owns_scope, command)
                 }
 
                 fn warm(&self, request_id: String, rows: Vec<$row>) -> SdkResult<()> {

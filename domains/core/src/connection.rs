@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
-use crate::{AdapterKind, Domain, DomainError, ScopeKey, UserId};
+use crate::{ActingUser, AdapterKind, Domain, DomainError, ScopeKey};
 
 /// A page of a scope's snapshot: newest first, at most `limit` items, older than
 /// the item whose cursor is `before`.
@@ -45,11 +45,11 @@ pub trait Connection<D: Domain>: Send + Sync + 'static {
     /// A page of the scope's items, newest first.
     async fn snapshot(&self, scope: &ScopeKey, page: Page) -> Result<Vec<D::Item>, DomainError>;
 
-    /// Applies a validated command on behalf of `user` and returns what happened.
+    /// Applies a validated command on behalf of `actor` and returns what happened.
     async fn apply(
         &self,
         scope: &ScopeKey,
-        user: &UserId,
+        actor: &ActingUser,
         command: D::Command,
         durability: Durability,
     ) -> Result<D::Event, DomainError>;

@@ -30,6 +30,27 @@ impl UserId {
     }
 }
 
+/// Who a command acts for: the user, and whether they own its scope. The domains'
+/// rules give owners (and admins) what they keep from other members, such as
+/// deleting another user's card or moving a locked element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActingUser {
+    pub user: UserId,
+    pub owns_scope: bool,
+}
+
+impl ActingUser {
+    /// A member who does not own the scope.
+    pub fn member(user: impl Into<String>) -> Self {
+        Self { user: UserId(user.into()), owns_scope: false }
+    }
+
+    /// An owner of the scope.
+    pub fn owner(user: impl Into<String>) -> Self {
+        Self { user: UserId(user.into()), owns_scope: true }
+    }
+}
+
 /// A collaborative domain: chat, Kanban, whiteboard, ... Implementing this (plus
 /// [`crate::DomainAdapters`]) is all it takes to get the generic API, the actors and
 /// the warm-up/outbox machinery.

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool};
 
 use crate::postgres::PgEventLog;
-use crate::UserId;
+use crate::ActingUser;
 use crate::{AdapterContext, AdapterKind, Connection, Domain, DomainError, Durability, EventStream, Page, ScopeKey};
 
 /// What differs per domain on the PostgreSQL adapter: reading a page and applying a
@@ -23,7 +23,7 @@ pub trait PostgresBinding: Domain {
         tx: &mut PgConnection,
         settings: &Self::Settings,
         scope: &ScopeKey,
-        user: &UserId,
+        actor: &ActingUser,
         command: Self::Command,
     ) -> Result<Applied<Self::Event>, DomainError>;
 }
@@ -70,7 +70,7 @@ impl<D: PostgresBinding> Connection<D> for PostgresAdapter<D> {
     async fn apply(
         &self,
         scope: &ScopeKey,
-        user: &UserId,
+        actor: &ActingUser,
         command: D::Command,
         // Every write here is committed in PostgreSQL before it is acknowledged.
         _durability: Durability,
@@ -78,7 +78,7 @@ impl<D: PostgresBinding> Connection<D> for PostgresAdapter<D> {
         // The same limits as the cache adapter, whoever calls.
         D::validate(&command, &self.settings)?;
         let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
-        let applied = D::apply_in(&mut tx, &self.settings, scope, user, command).await?;
+        let applied = D::apply_in(&mut tx, &self.settings, scope, actor, command).await?;
         for event in &applied.events {
             self.events.append(&mut tx, scope, event).await?;
         }

@@ -239,8 +239,9 @@ impl ScopeStore {
         self.get(domain, key).await?.ok_or_else(|| missing(domain, noun, key))
     }
 
-    /// The scope, if `caller` may do what `need` asks there: 404 exactly as for a
+    /// Whether `caller` may do what `need` asks in the scope: 404 exactly as for a
     /// missing scope when they may not see it, 403 when they may see but not do it.
+    /// Allowed: whether they own the scope (admins count as owners).
     pub async fn authorize(
         &self,
         domain: &str,
@@ -248,12 +249,12 @@ impl ScopeStore {
         key: &ScopeKey,
         caller: &Caller<'_>,
         need: Need,
-    ) -> Result<Scope, DomainError> {
+    ) -> Result<bool, DomainError> {
         let scope = self.require(domain, noun, key).await?;
         let role = if caller.admin { None } else { self.members.role(domain, key, caller.user).await? };
         let not_found = || missing(domain, noun, key);
         decide(caller, role, scope.access(), need, not_found)?;
-        Ok(scope)
+        Ok(caller.admin || role == Some(crate::access::Role::Owner))
     }
 
     /// Creates or updates a scope; `config` must already be validated.

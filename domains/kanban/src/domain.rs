@@ -20,6 +20,9 @@ pub struct Column {
     pub wip_limit: Option<u32>,
     pub deleted: bool,
     pub created_at: DateTime<Utc>,
+    /// Who created it, and who changed it last.
+    pub created_by: String,
+    pub updated_by: String,
     pub version: u64,
 }
 
@@ -36,6 +39,9 @@ pub struct Card {
     pub position: String,
     pub deleted: bool,
     pub created_at: DateTime<Utc>,
+    /// Who created it (it and the board's owners may delete it), and who changed it last.
+    pub created_by: String,
+    pub updated_by: String,
     pub version: u64,
 }
 

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use boardsync_core::pg_adapter::{Applied, PostgresBinding};
-use boardsync_core::{DomainError, Page, ScopeKey, UserId};
+use boardsync_core::{ActingUser, DomainError, Page, ScopeKey};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -24,6 +24,8 @@ struct ColumnRow {
     wip_limit: Option<i32>,
     deleted: bool,
     created_at: DateTime<Utc>,
+    created_by: String,
+    updated_by: String,
     version: i64,
 }
 
@@ -39,6 +41,8 @@ struct CardRow {
     position: String,
     deleted: bool,
     created_at: DateTime<Utc>,
+    created_by: String,
+    updated_by: String,
     version: i64,
 }
 
@@ -52,6 +56,8 @@ impl From<ColumnRow> for Column {
             wip_limit: r.wip_limit.map(|l| l.max(0) as u32),
             deleted: r.deleted,
             created_at: r.created_at,
+            created_by: r.created_by,
+            updated_by: r.updated_by,
             version: r.version.max(0) as u64,
         }
     }
@@ -70,14 +76,17 @@ impl From<CardRow> for Card {
             position: r.position,
             deleted: r.deleted,
             created_at: r.created_at,
+            created_by: r.created_by,
+            updated_by: r.updated_by,
             version: r.version.max(0) as u64,
         }
     }
 }
 
-const COLUMN_COLUMNS: &str = "id, board, name, position, wip_limit, deleted, created_at, version";
-const CARD_COLUMNS: &str =
-    "id, board, column_id, title, description, assignees, labels, position, deleted, created_at, version";
+const COLUMN_COLUMNS: &str =
+    "id, board, name, position, wip_limit, deleted, created_at, created_by, updated_by, version";
+const CARD_COLUMNS: &str = "id, board, column_id, title, description, assignees, labels, position, deleted, \
+                            created_at, created_by, updated_by, version";
 
 /// Columns and cards matching `filter` (SQL over `$1` and `$2`, bound to `first` and `second`).
 async fn load_where<A, B>(
@@ -137,7 +146,9 @@ pub(crate) fn decide(
     cards: &[Card],
     command: KanbanCommand,
     now: DateTime<Utc>,
+    actor: &ActingUser,
 ) -> Result<Decision, DomainError> {
+    let user = actor.user.as_str();
     let live_column = |id: Uuid| {
         columns
             .iter()
@@ -184,7 +195,7 @@ pub(crate) fn decide(
     let id_conflict = |id: Uuid| refused(rules::id_conflict(&id.to_string()));
     let one = |item: BoardItem| Decision { answer: item.clone(), writes: vec![item] };
 
-    Ok(match command {
+    let mut decision = match command {
         KanbanCommand::CreateColumn { id, name, wip_limit, after } => {
             if let Some(existing) = columns.iter().find(|c| c.id == id) {
                 if existing.name == name && !existing.deleted && existing.board == board.as_str() {
@@ -202,6 +213,8 @@ pub(crate) fn decide(
                 wip_limit,
                 deleted: false,
                 created_at: now,
+                created_by: user.to_string(),
+                updated_by: user.to_string(),
                 version: 1,
             };
             one(BoardItem::Column(column))
@@ -261,6 +274,8 @@ pub(crate) fn decide(
                 position,
                 deleted: false,
                 created_at: now,
+                created_by: user.to_string(),
+                updated_by: user.to_string(),
                 version: 1,
             };
             one(BoardItem::Card(card))
@@ -276,6 +291,7 @@ pub(crate) fn decide(
         }
         KanbanCommand::DeleteCard { id } => {
             let mut card = live_card(id)?;
+            rules::check_card_deletable(&card.created_by, user, actor.owns_scope).map_err(refused)?;
             card.deleted = true;
             card.version += 1;
             one(BoardItem::Card(card))
@@ -293,7 +309,15 @@ pub(crate) fn decide(
             card.version += 1;
             one(BoardItem::Card(card))
         }
-    })
+    };
+    // Whoever wrote a state changed it last.
+    for item in decision.writes.iter_mut().chain(std::iter::once(&mut decision.answer)) {
+        match item {
+            BoardItem::Column(column) => column.updated_by = user.to_string(),
+            BoardItem::Card(card) => card.updated_by = user.to_string(),
+        }
+    }
+    Ok(decision)
 }
 
 /// The events for what was written: the answer's first, then one per other item.
@@ -320,11 +344,14 @@ pub(crate) async fn persist_states(db: &mut PgConnection, items: &[BoardItem]) -
     for item in items {
         let query = match item {
             BoardItem::Column(c) => sqlx::query(
-                "INSERT INTO kanban_columns (id, board, name, position, wip_limit, deleted, created_at, version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                "INSERT INTO kanban_columns (id, board, name, position, wip_limit, deleted, created_at, version,
+                     created_by, updated_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                  ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, position = EXCLUDED.position,
-                     wip_limit = EXCLUDED.wip_limit, deleted = EXCLUDED.deleted, version = EXCLUDED.version
-                 WHERE kanban_columns.version < EXCLUDED.version AND kanban_columns.board = EXCLUDED.board",
+                     wip_limit = EXCLUDED.wip_limit, deleted = EXCLUDED.deleted, version = EXCLUDED.version,
+                     updated_by = EXCLUDED.updated_by
+                 WHERE kanban_columns.version < EXCLUDED.version AND kanban_columns.board = EXCLUDED.board
+                     AND kanban_columns.created_by = EXCLUDED.created_by",
             )
             .bind(c.id)
             .bind(&c.board)
@@ -333,15 +360,19 @@ pub(crate) async fn persist_states(db: &mut PgConnection, items: &[BoardItem]) -
             .bind(c.wip_limit.map(|l| l.min(i32::MAX as u32) as i32))
             .bind(c.deleted)
             .bind(c.created_at)
-            .bind(c.version as i64),
+            .bind(c.version as i64)
+            .bind(&c.created_by)
+            .bind(&c.updated_by),
             BoardItem::Card(c) => sqlx::query(
                 "INSERT INTO kanban_cards (id, board, column_id, title, description, assignees, labels, position,
-                     deleted, created_at, version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                     deleted, created_at, version, created_by, updated_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  ON CONFLICT (id) DO UPDATE SET column_id = EXCLUDED.column_id, title = EXCLUDED.title,
                      description = EXCLUDED.description, assignees = EXCLUDED.assignees, labels = EXCLUDED.labels,
-                     position = EXCLUDED.position, deleted = EXCLUDED.deleted, version = EXCLUDED.version
-                 WHERE kanban_cards.version < EXCLUDED.version AND kanban_cards.board = EXCLUDED.board",
+                     position = EXCLUDED.position, deleted = EXCLUDED.deleted, version = EXCLUDED.version,
+                     updated_by = EXCLUDED.updated_by
+                 WHERE kanban_cards.version < EXCLUDED.version AND kanban_cards.board = EXCLUDED.board
+                     AND kanban_cards.created_by = EXCLUDED.created_by",
             )
             .bind(c.id)
             .bind(&c.board)
@@ -353,7 +384,9 @@ pub(crate) async fn persist_states(db: &mut PgConnection, items: &[BoardItem]) -
             .bind(&c.position)
             .bind(c.deleted)
             .bind(c.created_at)
-            .bind(c.version as i64),
+            .bind(c.version as i64)
+            .bind(&c.created_by)
+            .bind(&c.updated_by),
         };
         written += query.execute(&mut *db).await.map_err(DomainError::from_sqlx)?.rows_affected() as usize;
     }
@@ -397,7 +430,7 @@ impl PostgresBinding for Kanban {
         tx: &mut PgConnection,
         _settings: &KanbanSettings,
         board: &ScopeKey,
-        _user: &UserId,
+        actor: &ActingUser,
         command: KanbanCommand,
     ) -> Result<Applied<KanbanEvent>, DomainError> {
         let deleting_column = matches!(command, KanbanCommand::DeleteColumn { .. });
@@ -410,7 +443,7 @@ impl PostgresBinding for Kanban {
         let (columns, cards) = load_board(tx, board, None).await?;
         let now: DateTime<Utc> =
             sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await.map_err(DomainError::from_sqlx)?;
-        let decision = decide(board, &columns, &cards, command, now)?;
+        let decision = decide(board, &columns, &cards, command, now, actor)?;
         persist_states(tx, &decision.writes).await?;
         let events = events(&decision, deleting_column);
         Ok(Applied { answer: events[0].clone(), events })

@@ -159,6 +159,15 @@ fn refusal(kind: &'static str, code: &'static str, message: String) -> Refusal {
     Refusal::new(kind, code, message)
 }
 
+/// Only a card's creator, or an owner of the board, deletes it.
+pub fn check_card_deletable(created_by: &str, user: &str, owns_board: bool) -> Result<(), Refusal> {
+    if owns_board || created_by == user {
+        return Ok(());
+    }
+    let message = "only the card's creator or the board's owners may delete it".to_string();
+    Err(refusal("forbidden", "not_creator", message))
+}
+
 pub fn id_conflict(id: &str) -> Refusal {
     refusal("conflict", "id_conflict", format!("id {id} is already used"))
 }

@@ -53,6 +53,8 @@ impl CacheBinding for Kanban {
                 wip_limit: c.wip_limit,
                 deleted: c.deleted,
                 created_at: time(c.created_at)?,
+                created_by: c.created_by.clone(),
+                updated_by: c.updated_by.clone(),
                 version: c.version,
             }),
             stdb::BoardRow::Card(c) => BoardItem::Card(Card {
@@ -66,6 +68,8 @@ impl CacheBinding for Kanban {
                 position: c.position.clone(),
                 deleted: c.deleted,
                 created_at: time(c.created_at)?,
+                created_by: c.created_by.clone(),
+                updated_by: c.updated_by.clone(),
                 version: c.version,
             }),
         })
@@ -81,6 +85,8 @@ impl CacheBinding for Kanban {
                 wip_limit: c.wip_limit,
                 deleted: c.deleted,
                 created_at: timestamp(c.created_at),
+                created_by: c.created_by.clone(),
+                updated_by: c.updated_by.clone(),
                 version: c.version,
             }),
             BoardItem::Card(c) => stdb::BoardRow::Card(stdb::BoardCard {
@@ -94,9 +100,18 @@ impl CacheBinding for Kanban {
                 position: c.position.clone(),
                 deleted: c.deleted,
                 created_at: timestamp(c.created_at),
+                created_by: c.created_by.clone(),
+                updated_by: c.updated_by.clone(),
                 version: c.version,
             }),
         }
+    }
+
+    fn owner(item: &BoardItem) -> Option<&str> {
+        Some(match item {
+            BoardItem::Column(column) => &column.created_by,
+            BoardItem::Card(card) => &card.created_by,
+        })
     }
 
     fn placement(row: &stdb::BoardRow) -> Placement<()> {

@@ -17,7 +17,9 @@ pub struct PollOption {
     pub id: Uuid,
     pub poll: String,
     pub label: String,
+    /// Who added it (its creator; only they remove it), and who changed it last.
     pub author: String,
+    pub updated_by: String,
     pub created_at: DateTime<Utc>,
     pub removed: bool,
     pub voters: Vec<String>,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use boardsync_core::pg_adapter::{Applied, PostgresBinding};
-use boardsync_core::{DomainError, Page, ScopeKey, UserId};
+use boardsync_core::{ActingUser, DomainError, Page, ScopeKey, UserId};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -19,12 +19,13 @@ struct OptionRow {
     poll: String,
     label: String,
     author: String,
+    updated_by: String,
     created_at: DateTime<Utc>,
     removed: bool,
     version: i64,
 }
 
-const COLUMNS: &str = "id, poll, label, author, created_at, removed, version";
+const COLUMNS: &str = "id, poll, label, author, updated_by, created_at, removed, version";
 
 fn not_found(id: Uuid) -> DomainError {
     option_not_found(&id.to_string()).into()
@@ -51,6 +52,7 @@ async fn with_voters(db: &mut PgConnection, rows: Vec<OptionRow>) -> Result<Vec<
             poll: r.poll,
             label: r.label,
             author: r.author,
+            updated_by: r.updated_by,
             created_at: r.created_at,
             removed: r.removed,
             version: r.version.max(0) as u64,
@@ -120,7 +122,7 @@ async fn execute(db: &mut PgConnection, sql: &str, id: Uuid, user: &str) -> Resu
     Ok(())
 }
 
-const BUMP: &str = "UPDATE poll_options SET version = version + 1 WHERE id = $1 AND $2::text IS NOT NULL";
+const BUMP: &str = "UPDATE poll_options SET version = version + 1, updated_by = $2 WHERE id = $1";
 const VOTE: &str = "INSERT INTO poll_votes (option_id, user_id, position)
     SELECT $1, $2, COALESCE(max(position), 0) + 1 FROM poll_votes WHERE option_id = $1 ON CONFLICT DO NOTHING";
 const UNVOTE: &str = "DELETE FROM poll_votes WHERE option_id = $1 AND user_id = $2";
@@ -136,8 +138,8 @@ async fn apply_command(
     match command {
         PollCommand::AddOption { label, .. } => {
             let inserted = sqlx::query(
-                "INSERT INTO poll_options (id, poll, label, author, created_at, version) VALUES ($1, $2, $3, $4, now(), 1)
-                 ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO poll_options (id, poll, label, author, updated_by, created_at, version)
+                 VALUES ($1, $2, $3, $4, $4, now(), 1) ON CONFLICT (id) DO NOTHING",
             )
             .bind(id)
             .bind(poll.as_str())
@@ -188,9 +190,10 @@ pub(crate) async fn persist_states(db: &mut PgConnection, states: &[PollOption])
     let mut written = 0;
     for option in states {
         let applied = sqlx::query(
-            "INSERT INTO poll_options (id, poll, label, author, created_at, removed, version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (id) DO UPDATE SET label = EXCLUDED.label, removed = EXCLUDED.removed, version = EXCLUDED.version
+            "INSERT INTO poll_options (id, poll, label, author, created_at, removed, version, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (id) DO UPDATE SET label = EXCLUDED.label, removed = EXCLUDED.removed, version = EXCLUDED.version,
+                 updated_by = EXCLUDED.updated_by
              WHERE poll_options.version < EXCLUDED.version
                  AND poll_options.poll = EXCLUDED.poll AND poll_options.author = EXCLUDED.author",
         )
@@ -201,6 +204,7 @@ pub(crate) async fn persist_states(db: &mut PgConnection, states: &[PollOption])
         .bind(option.created_at)
         .bind(option.removed)
         .bind(option.version as i64)
+        .bind(&option.updated_by)
         .execute(&mut *db)
         .await
         .map_err(DomainError::from_sqlx)?
@@ -243,9 +247,10 @@ impl PostgresBinding for Poll {
         tx: &mut PgConnection,
         _settings: &PollSettings,
         poll: &ScopeKey,
-        user: &UserId,
+        actor: &ActingUser,
         command: PollCommand,
     ) -> Result<Applied<PollEvent>, DomainError> {
+        let user = &actor.user;
         apply_command(tx, poll, user, &command).await?;
         let option = load(tx, command.option_id()).await?;
         Ok(Applied::one(PollEvent::of(&command, user.as_str(), option)))

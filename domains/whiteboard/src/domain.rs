@@ -31,6 +31,11 @@ pub struct Element {
     pub z: String,
     pub deleted: bool,
     pub created_at: DateTime<Utc>,
+    /// Who created it (it and the board's owners may lock it), and who changed it last.
+    pub created_by: String,
+    pub updated_by: String,
+    /// Locked: only its creator and the board's owners change it.
+    pub locked: bool,
     pub version: u64,
 }
 

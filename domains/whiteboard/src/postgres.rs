@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use boardsync_core::pg_adapter::{Applied, PostgresBinding};
-use boardsync_core::{DomainError, Page, ScopeKey, UserId};
+use boardsync_core::{ActingUser, DomainError, Page, ScopeKey};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -30,6 +30,9 @@ struct ElementRow {
     z: String,
     deleted: bool,
     created_at: DateTime<Utc>,
+    created_by: String,
+    updated_by: String,
+    locked: bool,
     version: i64,
 }
 
@@ -49,13 +52,16 @@ impl From<ElementRow> for Element {
             z: r.z,
             deleted: r.deleted,
             created_at: r.created_at,
+            created_by: r.created_by,
+            updated_by: r.updated_by,
+            locked: r.locked,
             version: r.version.max(0) as u64,
         }
     }
 }
 
-const ELEMENT_COLUMNS: &str =
-    "id, board, kind, x, y, width, height, rotation, style, points, z, deleted, created_at, version";
+const ELEMENT_COLUMNS: &str = "id, board, kind, x, y, width, height, rotation, style, points, z, deleted, \
+                               created_at, created_by, updated_by, locked, version";
 
 /// A board's elements, deleted ones included, created no earlier than `since`.
 pub(crate) async fn load_board(
@@ -92,14 +98,24 @@ pub(crate) fn decide(
     elements: &[Element],
     command: WhiteboardCommand,
     now: DateTime<Utc>,
+    actor: &ActingUser,
 ) -> Result<(Vec<Element>, bool), DomainError> {
-    let live =
+    let user = actor.user.as_str();
+    let find =
         |id: Uuid| elements.iter().find(|e| e.id == id && !e.deleted).cloned().ok_or_else(|| element_not_found(id));
+    // A live element the actor may change (`locking`: its lock).
+    let changeable = |id: Uuid, locking: bool| -> Result<Element, DomainError> {
+        let e = find(id)?;
+        crate::rules::check_may_change(&e.created_by, e.locked, user, actor.owns_scope, locking)?;
+        Ok(e)
+    };
+    let live = |id: Uuid| changeable(id, false);
     let ids: Vec<String> = elements.iter().map(|e| e.id.to_string()).collect();
     let layers: Vec<(&str, &str)> =
         elements.iter().zip(&ids).filter(|(e, _)| !e.deleted).map(|(e, id)| (e.z.as_str(), id.as_str())).collect();
     let bump = |mut element: Element| {
         element.version += 1;
+        element.updated_by = user.to_string();
         element
     };
     Ok(match command {
@@ -124,12 +140,16 @@ pub(crate) fn decide(
                 z: layers::top(&layers),
                 deleted: false,
                 created_at: now,
+                created_by: user.to_string(),
+                updated_by: user.to_string(),
+                locked: false,
                 version: 1,
             };
             (vec![element], true)
         }
-        WhiteboardCommand::Update { id, x, y, width, height, rotation, style, points } => {
-            let mut e = live(id)?;
+        WhiteboardCommand::Update { id, x, y, width, height, rotation, style, points, locked } => {
+            let mut e = changeable(id, locked.is_some())?;
+            e.locked = locked.unwrap_or(e.locked);
             e.x = x.unwrap_or(e.x);
             e.y = y.unwrap_or(e.y);
             e.width = width.unwrap_or(e.width);
@@ -170,13 +190,15 @@ pub(crate) async fn persist_states(db: &mut PgConnection, elements: &[Element]) 
     let mut written = 0;
     for e in elements {
         written += sqlx::query(
-            "INSERT INTO whiteboard_elements
-                 (id, board, kind, x, y, width, height, rotation, style, points, z, deleted, created_at, version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+            "INSERT INTO whiteboard_elements (id, board, kind, x, y, width, height, rotation, style, points, z,
+                 deleted, created_at, version, created_by, updated_by, locked)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
              ON CONFLICT (id) DO UPDATE SET x = EXCLUDED.x, y = EXCLUDED.y, width = EXCLUDED.width,
                  height = EXCLUDED.height, rotation = EXCLUDED.rotation, style = EXCLUDED.style,
-                 points = EXCLUDED.points, z = EXCLUDED.z, deleted = EXCLUDED.deleted, version = EXCLUDED.version
-             WHERE whiteboard_elements.version < EXCLUDED.version AND whiteboard_elements.board = EXCLUDED.board",
+                 points = EXCLUDED.points, z = EXCLUDED.z, deleted = EXCLUDED.deleted, version = EXCLUDED.version,
+                 updated_by = EXCLUDED.updated_by, locked = EXCLUDED.locked
+             WHERE whiteboard_elements.version < EXCLUDED.version AND whiteboard_elements.board = EXCLUDED.board
+                 AND whiteboard_elements.created_by = EXCLUDED.created_by",
         )
         .bind(e.id)
         .bind(&e.board)
@@ -192,6 +214,9 @@ pub(crate) async fn persist_states(db: &mut PgConnection, elements: &[Element]) 
         .bind(e.deleted)
         .bind(e.created_at)
         .bind(e.version as i64)
+        .bind(&e.created_by)
+        .bind(&e.updated_by)
+        .bind(e.locked)
         .execute(&mut *db)
         .await
         .map_err(DomainError::from_sqlx)?
@@ -210,7 +235,7 @@ impl PostgresBinding for Whiteboard {
         tx: &mut PgConnection,
         _settings: &WhiteboardSettings,
         board: &ScopeKey,
-        _user: &UserId,
+        actor: &ActingUser,
         command: WhiteboardCommand,
     ) -> Result<Applied<WhiteboardEvent>, DomainError> {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('whiteboard:' || $1))")
@@ -232,7 +257,7 @@ impl PostgresBinding for Whiteboard {
         let elements = load_board(tx, board, None).await?;
         let now: DateTime<Utc> =
             sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await.map_err(DomainError::from_sqlx)?;
-        let (elements, write) = decide(board, &elements, command, now)?;
+        let (elements, write) = decide(board, &elements, command, now, actor)?;
         let event = WhiteboardEvent::ElementsChanged { elements };
         if !write {
             return Ok(Applied { answer: event, events: Vec::new() });

@@ -43,6 +43,10 @@ pub enum WhiteboardCommand {
         style: Option<String>,
         #[serde(default)]
         points: Option<Vec<f32>>,
+        /// Locks the element (only its creator and the board's owners change a
+        /// locked element) or unlocks it; only they may do either.
+        #[serde(default)]
+        locked: Option<bool>,
     },
     /// Puts many elements where given, in one write, all or nothing. Positions are
     /// absolute, so a retried move (after a timeout whose write went through) puts
@@ -155,6 +159,27 @@ pub fn check(command: &WhiteboardCommand, s: &WhiteboardSettings) -> Result<(), 
         }
         _ => Ok(()),
     }
+}
+
+/// Whether `user` may change an element created by `created_by`: anyone may change an
+/// unlocked one; a locked one, and the lock itself, only its creator and the board's
+/// owners.
+pub fn check_may_change(
+    created_by: &str,
+    locked: bool,
+    user: &str,
+    owns_board: bool,
+    locking: bool,
+) -> Result<(), Refusal> {
+    if owns_board || created_by == user || (!locked && !locking) {
+        return Ok(());
+    }
+    let message = if locking {
+        "only the element's creator or the board's owners lock or unlock it"
+    } else {
+        "the element is locked by its creator"
+    };
+    Err(Refusal::new("forbidden", "element_locked", message))
 }
 
 pub fn element_not_found(id: &str) -> Refusal {

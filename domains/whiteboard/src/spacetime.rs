@@ -43,6 +43,9 @@ impl CacheBinding for Whiteboard {
             z: row.z.clone(),
             deleted: row.deleted,
             created_at: time(row.created_at)?,
+            created_by: row.created_by.clone(),
+            updated_by: row.updated_by.clone(),
+            locked: row.locked,
             version: row.version,
         })
     }
@@ -62,8 +65,15 @@ impl CacheBinding for Whiteboard {
             z: e.z.clone(),
             deleted: e.deleted,
             created_at: timestamp(e.created_at),
+            created_by: e.created_by.clone(),
+            updated_by: e.updated_by.clone(),
+            locked: e.locked,
             version: e.version,
         }
+    }
+
+    fn owner(element: &Element) -> Option<&str> {
+        Some(&element.created_by)
     }
 
     fn placement(row: &stdb::Element) -> Placement<()> {

@@ -30,6 +30,8 @@ pub struct BoardColumn {
     pub wip_limit: Option<u32>,
     pub deleted: bool,
     pub created_at: Timestamp,
+    pub created_by: String,
+    pub updated_by: String,
     pub version: u64,
 }
 
@@ -48,6 +50,8 @@ pub struct BoardCard {
     pub position: String,
     pub deleted: bool,
     pub created_at: Timestamp,
+    pub created_by: String,
+    pub updated_by: String,
     pub version: u64,
 }
 
@@ -113,13 +117,16 @@ impl Board {
     }
 }
 
+/// Whoever writes a state changed it last.
 fn write_column(w: &Write<'_>, mut column: BoardColumn) {
     column.version += 1;
+    column.updated_by = w.user.to_string();
     w.record(BoardRow::Column(column));
 }
 
 fn write_card(w: &Write<'_>, mut card: BoardCard) {
     card.version += 1;
+    card.updated_by = w.user.to_string();
     w.record(BoardRow::Card(card));
 }
 
@@ -148,11 +155,21 @@ impl Rules for Module {
                 let state = Board::load(ctx, board);
                 let position = rules::column_position(&state.column_views(None), after(a).as_deref(), true)?;
                 let board = board.to_string();
-                let created_at = ctx.timestamp;
-                write_column(
-                    w,
-                    BoardColumn { id, board, name, position, wip_limit, deleted: false, created_at, version: 0 },
-                );
+                let (created_at, created_by, updated_by) = (ctx.timestamp, w.user.to_string(), w.user.to_string());
+                let deleted = false;
+                let column = BoardColumn {
+                    id,
+                    board,
+                    name,
+                    position,
+                    wip_limit,
+                    deleted,
+                    created_at,
+                    created_by,
+                    updated_by,
+                    version: 0,
+                };
+                write_column(w, column);
             }
             KanbanCommand::RenameColumn { id, name } => {
                 let mut column = Board::load(ctx, board).column(&id.to_string())?;
@@ -212,6 +229,8 @@ impl Rules for Module {
                     position,
                     deleted: false,
                     created_at: ctx.timestamp,
+                    created_by: w.user.to_string(),
+                    updated_by: w.user.to_string(),
                     version: 0,
                 };
                 write_card(w, card);
@@ -226,6 +245,7 @@ impl Rules for Module {
             }
             KanbanCommand::DeleteCard { id } => {
                 let card = Board::load(ctx, board).card(&id.to_string())?;
+                rules::check_card_deletable(&card.created_by, w.user, w.owns_scope)?;
                 write_card(w, BoardCard { deleted: true, ..card });
             }
             KanbanCommand::MoveCard { id, column, after: a } => {

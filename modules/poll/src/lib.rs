@@ -24,6 +24,7 @@ pub struct PollOption {
     pub poll: String,
     pub label: String,
     pub author: String,
+    pub updated_by: String,
     pub created_at: Timestamp,
     pub removed: bool,
     pub voters: Vec<String>,
@@ -61,6 +62,7 @@ impl Rules for Module {
                     poll: w.scope.to_string(),
                     label,
                     author: w.user.to_string(),
+                    updated_by: w.user.to_string(),
                     created_at: w.ctx.timestamp,
                     removed: false,
                     voters: Vec::new(),
@@ -90,6 +92,8 @@ impl Rules for Module {
             }
         };
         option.version += 1;
+        // Whoever writes a state changed it last.
+        option.updated_by = w.user.to_string();
         w.record(option);
         Ok(())
     }

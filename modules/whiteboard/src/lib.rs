@@ -18,7 +18,7 @@ mod ordering;
 mod rules;
 
 use contract::{refusal, Rules, Write};
-use rules::{check, element_not_found, id_conflict, WhiteboardCommand, WhiteboardSettings};
+use rules::{check, check_may_change, element_not_found, id_conflict, WhiteboardCommand, WhiteboardSettings};
 use spacetimedb::{table, ReducerContext, Table, Timestamp};
 
 #[table(name = element)]
@@ -39,6 +39,9 @@ pub struct Element {
     pub z: String,
     pub deleted: bool,
     pub created_at: Timestamp,
+    pub created_by: String,
+    pub updated_by: String,
+    pub locked: bool,
     pub version: u64,
 }
 
@@ -46,11 +49,19 @@ pub type Row = Element;
 
 pub struct Module;
 
-fn live(w: &Write<'_>, id: &str) -> Result<Element, refusal::Refusal> {
+/// A live element of the board that the writer may change (`locking`: its lock).
+fn changeable(w: &Write<'_>, id: &str, locking: bool) -> Result<Element, refusal::Refusal> {
     match w.ctx.db.element().id().find(id.to_string()) {
-        Some(e) if !e.deleted && e.board == w.scope => Ok(e),
+        Some(e) if !e.deleted && e.board == w.scope => {
+            check_may_change(&e.created_by, e.locked, w.user, w.owns_scope, locking)?;
+            Ok(e)
+        }
         _ => Err(element_not_found(id)),
     }
+}
+
+fn live(w: &Write<'_>, id: &str) -> Result<Element, refusal::Refusal> {
+    changeable(w, id, false)
 }
 
 /// `(z, id)` of the board's live elements.
@@ -62,8 +73,10 @@ fn as_refs(layers: &[(String, String)]) -> Vec<(&str, &str)> {
     layers.iter().map(|(z, id)| (z.as_str(), id.as_str())).collect()
 }
 
+/// Whoever writes a state changed it last.
 fn write(w: &Write<'_>, mut e: Element) {
     e.version += 1;
+    e.updated_by = w.user.to_string();
     w.record(e);
 }
 
@@ -100,12 +113,16 @@ impl Rules for Module {
                     z,
                     deleted,
                     created_at,
+                    created_by: w.user.to_string(),
+                    updated_by: w.user.to_string(),
+                    locked: false,
                     version,
                 };
                 write(w, e);
             }
-            WhiteboardCommand::Update { id, x, y, width, height, rotation, style, points } => {
-                let mut e = live(w, &id.to_string())?;
+            WhiteboardCommand::Update { id, x, y, width, height, rotation, style, points, locked } => {
+                let mut e = changeable(w, &id.to_string(), locked.is_some())?;
+                e.locked = locked.unwrap_or(e.locked);
                 e.x = x.unwrap_or(e.x);
                 e.y = y.unwrap_or(e.y);
                 e.width = width.unwrap_or(e.width);

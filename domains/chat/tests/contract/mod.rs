@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use boardsync_chat::{Chat, ChatCommand, ChatEvent};
-use boardsync_core::{Connection, Delivery, Durability, ErrorKind, Page, ScopeKey, UserId};
+use boardsync_core::{ActingUser, Connection, Delivery, Durability, ErrorKind, Page, ScopeKey, UserId};
 use futures::StreamExt;
 use uuid::Uuid;
 
@@ -26,7 +26,7 @@ pub async fn apply(
     who: &str,
     command: ChatCommand,
 ) -> Result<ChatEvent, boardsync_core::DomainError> {
-    conn.apply(&channel(scope), &user(who), command, Durability::Cache).await
+    conn.apply(&channel(scope), &ActingUser { user: user(who), owns_scope: false }, command, Durability::Cache).await
 }
 
 pub async fn send(conn: &Conn, scope: &str, who: &str, text: &str) -> Uuid {

@@ -12,6 +12,7 @@ pub(super) struct ApplyArgs {
     pub request_id: String,
     pub scope: String,
     pub user: String,
+    pub owns_scope: bool,
     pub command: String,
 }
 
@@ -21,6 +22,7 @@ impl From<ApplyArgs> for super::Reducer {
             request_id: args.request_id,
             scope: args.scope,
             user: args.user,
+            owns_scope: args.owns_scope,
             command: args.command,
         }
     }
@@ -47,6 +49,7 @@ pub trait apply {
         request_id: String,
         scope: String,
         user: String,
+        owns_scope: bool,
         command: String,
     ) -> __sdk::Result<()>;
     /// Register a callback to run whenever we are notified of an invocation of the reducer `apply`.
@@ -58,7 +61,7 @@ pub trait apply {
     /// to cancel the callback.
     fn on_apply(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
+        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &bool, &String)
             + Send
             + 'static,
     ) -> ApplyCallbackId;
@@ -73,6 +76,7 @@ impl apply for super::RemoteReducers {
         request_id: String,
         scope: String,
         user: String,
+        owns_scope: bool,
         command: String,
     ) -> __sdk::Result<()> {
         self.imp.call_reducer(
@@ -81,13 +85,14 @@ impl apply for super::RemoteReducers {
                 request_id,
                 scope,
                 user,
+                owns_scope,
                 command,
             },
         )
     }
     fn on_apply(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
+        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &bool, &String)
             + Send
             + 'static,
     ) -> ApplyCallbackId {
@@ -102,6 +107,7 @@ impl apply for super::RemoteReducers {
                                     request_id,
                                     scope,
                                     user,
+                                    owns_scope,
                                     command,
                                 },
                             ..
@@ -111,7 +117,7 @@ impl apply for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, scope, user, command)
+                callback(ctx, request_id, scope, user, owns_scope, command)
             }),
         ))
     }

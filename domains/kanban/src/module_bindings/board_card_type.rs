@@ -19,6 +19,8 @@ pub struct BoardCard {
     pub position: String,
     pub deleted: bool,
     pub created_at: __sdk::Timestamp,
+    pub created_by: String,
+    pub updated_by: String,
     pub version: u64,
 }
 

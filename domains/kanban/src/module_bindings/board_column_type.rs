@@ -16,6 +16,8 @@ pub struct BoardColumn {
     pub wip_limit: Option<u32>,
     pub deleted: bool,
     pub created_at: __sdk::Timestamp,
+    pub created_by: String,
+    pub updated_by: String,
     pub version: u64,
 }
 

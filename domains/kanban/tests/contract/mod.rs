@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use boardsync_core::{Connection, Delivery, DomainError, Durability, ErrorKind, Page, ScopeKey, UserId};
+use boardsync_core::{ActingUser, Connection, Delivery, DomainError, Durability, ErrorKind, Page, ScopeKey};
 use boardsync_kanban::{BoardItem, Kanban, KanbanCommand, KanbanEvent};
 use futures::StreamExt;
 use uuid::Uuid;
@@ -16,7 +16,7 @@ fn board() -> ScopeKey {
 }
 
 pub async fn run(conn: &Conn, command: KanbanCommand) -> Result<KanbanEvent, DomainError> {
-    conn.apply(&board(), &UserId("alice".into()), command, Durability::Cache).await
+    conn.apply(&board(), &ActingUser::member("alice"), command, Durability::Cache).await
 }
 
 async fn column(conn: &Conn, name: &str, after: Option<Uuid>, wip_limit: Option<u32>) -> Uuid {
@@ -192,7 +192,7 @@ pub async fn an_id_in_use_by_another_item_or_board_is_a_conflict(conn: Conn) {
     let mut watching = conn.subscribe(&elsewhere).await.unwrap();
     let mine = Uuid::new_v4();
     let other_column = KanbanCommand::CreateColumn { id: mine, name: "mine".into(), wip_limit: None, after: None };
-    conn.apply(&elsewhere, &UserId("mallory".into()), other_column, Durability::Cache).await.unwrap();
+    conn.apply(&elsewhere, &ActingUser::member("mallory"), other_column, Durability::Cache).await.unwrap();
     let takeover = KanbanCommand::CreateCard {
         id: task,
         column: mine,
@@ -202,7 +202,7 @@ pub async fn an_id_in_use_by_another_item_or_board_is_a_conflict(conn: Conn) {
         labels: vec![],
         after: None,
     };
-    let refused = conn.apply(&elsewhere, &UserId("mallory".into()), takeover, Durability::Cache).await;
+    let refused = conn.apply(&elsewhere, &ActingUser::member("mallory"), takeover, Durability::Cache).await;
     assert_refused(refused, ErrorKind::Conflict, "id_conflict");
     let seen = tokio::time::timeout(Duration::from_millis(300), async {
         let mut seen = Vec::new();
@@ -258,6 +258,50 @@ pub async fn subscribers_see_their_boards_events(conn: Conn) {
     assert_eq!(seen, ["column", "card", "card deleted"]);
 }
 
+async fn run_as(conn: &Conn, actor: ActingUser, command: KanbanCommand) -> Result<KanbanEvent, DomainError> {
+    conn.apply(&board(), &actor, command, Durability::Cache).await
+}
+
+fn card_of(event: KanbanEvent) -> boardsync_kanban::Card {
+    match event {
+        KanbanEvent::CardChanged { card } => card,
+        other => panic!("expected a card, got {other:?}"),
+    }
+}
+
+/// Cards and columns name who created and last changed them; only a card's creator
+/// or the board's owners delete it.
+pub async fn cards_name_their_authors_and_only_creators_or_owners_delete_them(conn: Conn) {
+    let todo = column(&conn, "todo", None, None).await;
+    let id = Uuid::new_v4();
+    let create = KanbanCommand::CreateCard {
+        id,
+        column: todo,
+        title: "bob's".into(),
+        description: String::new(),
+        assignees: vec![],
+        labels: vec![],
+        after: None,
+    };
+    let created = card_of(run_as(&conn, ActingUser::member("bob"), create).await.unwrap());
+    assert_eq!((created.created_by.as_str(), created.updated_by.as_str()), ("bob", "bob"));
+    let edit =
+        KanbanCommand::EditCard { id, title: Some("edited".into()), description: None, assignees: None, labels: None };
+    let edited = card_of(run_as(&conn, ActingUser::member("carol"), edit).await.unwrap());
+    assert_eq!((edited.created_by.as_str(), edited.updated_by.as_str()), ("bob", "carol"));
+
+    let refused = run_as(&conn, ActingUser::member("carol"), KanbanCommand::DeleteCard { id }).await.unwrap_err();
+    assert_eq!((refused.kind, refused.code.as_ref()), (ErrorKind::Forbidden, "not_creator"));
+    let deleted = card_of(run_as(&conn, ActingUser::owner("olga"), KanbanCommand::DeleteCard { id }).await.unwrap());
+    assert!(deleted.deleted && deleted.updated_by == "olga", "the board's owner deletes anyone's card");
+
+    let mine = card(&conn, todo, "alice's", None).await.unwrap();
+    run(&conn, KanbanCommand::DeleteCard { id: mine }).await.expect("its creator deletes it");
+    let columns = conn.snapshot(&board(), Page { limit: 500, before: None }).await.unwrap();
+    let BoardItem::Column(todo) = &columns[0] else { panic!("a column first") };
+    assert_eq!(todo.created_by, "alice");
+}
+
 #[macro_export]
 macro_rules! kanban_contract {
     ($make:path) => {
@@ -270,6 +314,7 @@ macro_rules! kanban_contract {
             an_id_in_use_by_another_item_or_board_is_a_conflict,
             concurrent_moves_converge_to_one_order,
             subscribers_see_their_boards_events,
+            cards_name_their_authors_and_only_creators_or_owners_delete_them,
         );
     };
     (@tests $make:path; $($clause:ident),+ $(,)?) => {

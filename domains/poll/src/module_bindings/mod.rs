@@ -59,6 +59,7 @@ pub enum Reducer {
         request_id: String,
         scope: String,
         user: String,
+        owns_scope: bool,
         command: String,
     },
     Configure {

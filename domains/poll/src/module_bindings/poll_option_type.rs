@@ -13,6 +13,7 @@ pub struct PollOption {
     pub poll: String,
     pub label: String,
     pub author: String,
+    pub updated_by: String,
     pub created_at: __sdk::Timestamp,
     pub removed: bool,
     pub voters: Vec<String>,

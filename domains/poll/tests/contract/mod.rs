@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use boardsync_core::{Connection, Delivery, DomainError, Durability, ErrorKind, Page, ScopeKey, UserId};
+use boardsync_core::{ActingUser, Connection, Delivery, DomainError, Durability, ErrorKind, Page, ScopeKey};
 use boardsync_poll::{Poll, PollCommand, PollEvent, PollOption};
 use futures::StreamExt;
 use uuid::Uuid;
@@ -12,7 +12,7 @@ use uuid::Uuid;
 pub type Conn = Arc<dyn Connection<Poll>>;
 
 pub async fn apply(conn: &Conn, poll: &str, who: &str, command: PollCommand) -> Result<PollEvent, DomainError> {
-    conn.apply(&ScopeKey::parse(poll).unwrap(), &UserId(who.into()), command, Durability::Cache).await
+    conn.apply(&ScopeKey::parse(poll).unwrap(), &ActingUser::member(who), command, Durability::Cache).await
 }
 
 async fn add(conn: &Conn, poll: &str, who: &str, label: &str) -> Uuid {
@@ -112,6 +112,14 @@ pub async fn subscribers_see_their_polls_events_in_order(conn: Conn) {
     assert_eq!(kinds, ["added", "voted", "unvoted", "removed"]);
 }
 
+/// An option names who added it and who changed it last.
+pub async fn options_name_who_added_and_last_changed_them(conn: Conn) {
+    let id = add(&conn, "lunch", "alice", "pizza").await;
+    let voted = apply(&conn, "lunch", "bob", PollCommand::Vote { id }).await.unwrap();
+    assert_eq!((voted.option().author.as_str(), voted.option().updated_by.as_str()), ("alice", "bob"));
+    assert_eq!(options(&conn, "lunch").await[0].updated_by, "bob");
+}
+
 #[macro_export]
 macro_rules! poll_contract {
     ($make:path) => {
@@ -120,6 +128,7 @@ macro_rules! poll_contract {
             votes_are_per_user_idempotent_and_raise_the_version,
             only_the_author_removes_and_removed_options_take_no_votes,
             subscribers_see_their_polls_events_in_order,
+            options_name_who_added_and_last_changed_them,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

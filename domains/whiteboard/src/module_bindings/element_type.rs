@@ -22,6 +22,9 @@ pub struct Element {
     pub z: String,
     pub deleted: bool,
     pub created_at: __sdk::Timestamp,
+    pub created_by: String,
+    pub updated_by: String,
+    pub locked: bool,
     pub version: u64,
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use boardsync_core::{Connection, Delivery, DomainError, Durability, ErrorKind, Page, ScopeKey, UserId};
+use boardsync_core::{ActingUser, Connection, Delivery, DomainError, Durability, ErrorKind, Page, ScopeKey};
 use boardsync_whiteboard::rules::Position;
 use boardsync_whiteboard::{Element, Whiteboard, WhiteboardCommand, WhiteboardEvent};
 use futures::StreamExt;
@@ -17,7 +17,7 @@ fn board() -> ScopeKey {
 }
 
 pub async fn run(conn: &Conn, command: WhiteboardCommand) -> Result<WhiteboardEvent, DomainError> {
-    conn.apply(&board(), &UserId("alice".into()), command, Durability::Cache).await
+    conn.apply(&board(), &ActingUser::member("alice"), command, Durability::Cache).await
 }
 
 fn add(id: Uuid, kind: &str) -> WhiteboardCommand {
@@ -62,6 +62,7 @@ fn update_x(id: Uuid, x: f64) -> WhiteboardCommand {
         rotation: None,
         style: None,
         points: None,
+        locked: None,
     }
 }
 
@@ -99,6 +100,7 @@ pub async fn updates_and_moves_write_new_versions_all_or_nothing(conn: Conn) {
             rotation: Some(0.5),
             style: Some(style.into()),
             points: None,
+            locked: None,
         },
     )
     .await
@@ -162,7 +164,7 @@ pub async fn retries_are_idempotent_and_reused_ids_conflict(conn: Conn) {
 pub async fn an_element_id_of_another_board_is_a_conflict(conn: Conn) {
     let theirs = element(&conn, "rect").await;
     let elsewhere = ScopeKey::parse("elsewhere").unwrap();
-    let refused = conn.apply(&elsewhere, &UserId("mallory".into()), add(theirs, "rect"), Durability::Cache).await;
+    let refused = conn.apply(&elsewhere, &ActingUser::member("mallory"), add(theirs, "rect"), Durability::Cache).await;
     assert_refused(refused, ErrorKind::Conflict, "id_conflict");
     let listed = conn.snapshot(&elsewhere, Page { limit: 50, before: None }).await.unwrap();
     assert!(listed.is_empty(), "{listed:?}");
@@ -198,6 +200,53 @@ pub async fn subscribers_see_every_change(conn: Conn) {
     assert_eq!((versions(a), versions(b)), (vec![1, 2, 3], vec![1, 2]));
 }
 
+fn lock(id: Uuid, locked: bool) -> WhiteboardCommand {
+    WhiteboardCommand::Update {
+        id,
+        x: None,
+        y: None,
+        width: None,
+        height: None,
+        rotation: None,
+        style: None,
+        points: None,
+        locked: Some(locked),
+    }
+}
+
+/// Elements name who created and last changed them; an element its creator locked
+/// is changed only by them and the board's owners.
+pub async fn a_locked_element_is_changed_only_by_its_creator_or_the_boards_owners(conn: Conn) {
+    let as_ = |who: &str| ActingUser::member(who);
+    let apply = |actor: ActingUser, command| {
+        let conn = conn.clone();
+        async move { conn.apply(&board(), &actor, command, Durability::Cache).await }
+    };
+    let id = element(&conn, "rect").await;
+    let first = |event: WhiteboardEvent| event.elements()[0].clone();
+    let moved = first(apply(as_("bob"), move_to(&[id], 5.0, 5.0)).await.unwrap());
+    assert_eq!((moved.created_by.as_str(), moved.updated_by.as_str()), ("alice", "bob"), "unlocked: anyone moves it");
+
+    let refused = apply(as_("bob"), lock(id, true)).await.unwrap_err();
+    assert_eq!(
+        (refused.kind, refused.code.as_ref()),
+        (ErrorKind::Forbidden, "element_locked"),
+        "only its creator locks it"
+    );
+    let locked = first(apply(as_("alice"), lock(id, true)).await.unwrap());
+    assert!(locked.locked);
+    for command in [move_to(&[id], 9.0, 9.0), update_x(id, 1.0), WhiteboardCommand::Delete { id }, lock(id, false)] {
+        let refused = apply(as_("bob"), command).await.unwrap_err();
+        assert_eq!((refused.kind, refused.code.as_ref()), (ErrorKind::Forbidden, "element_locked"));
+    }
+    let owner_moved = first(apply(ActingUser::owner("olga"), move_to(&[id], 7.0, 7.0)).await.unwrap());
+    assert_eq!((owner_moved.x, owner_moved.updated_by.as_str()), (7.0, "olga"), "the board's owner moves it");
+    apply(as_("alice"), move_to(&[id], 8.0, 8.0)).await.expect("its creator moves it");
+    let unlocked = first(apply(as_("alice"), lock(id, false)).await.unwrap());
+    assert!(!unlocked.locked);
+    apply(as_("bob"), move_to(&[id], 1.0, 1.0)).await.expect("unlocked again");
+}
+
 #[macro_export]
 macro_rules! whiteboard_contract {
     ($make:path) => {
@@ -210,6 +259,7 @@ macro_rules! whiteboard_contract {
             a_retried_move_or_reorder_lands_in_the_same_place,
             concurrent_updates_to_one_element_end_with_the_last_writer,
             subscribers_see_every_change,
+            a_locked_element_is_changed_only_by_its_creator_or_the_boards_owners,
         );
     };
     (@tests $make:path; $($clause:ident),+ $(,)?) => {
