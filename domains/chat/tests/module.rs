@@ -117,7 +117,7 @@ async fn no_data_changing_reducer_accepts_a_caller_that_is_not_the_backend() {
     let http = reqwest::Client::new();
     // Every reducer of the contract (`modules/contract.rs`) that changes data.
     let calls = [
-        ("apply", serde_json::json!(["r", "general", "mallory", send_json()])),
+        ("apply", serde_json::json!(["r", "general", "mallory", true, send_json()])),
         ("warm", serde_json::json!(["r", []])),
         ("ack_outbox", serde_json::json!(["r", 1, [{ "seq": 1, "request_id": "r" }]])),
         ("trim", serde_json::json!(["r", "general", 0])),
