@@ -19,18 +19,25 @@ pub fn document(domains: &[&str]) -> Value {
         json!({ "name": "domain", "in": "path", "required": true, "schema": { "type": "string", "enum": domains } });
     let scope_param = json!({ "name": "scope", "in": "path", "required": true,
         "schema": { "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$" } });
-    let mut snapshot_responses =
-        errors(&[("400", "Bad query"), ("401", "No or invalid token"), ("404", "Unknown domain or scope")]);
+    let member_param = json!({ "name": "user", "in": "path", "required": true, "schema": { "type": "string" } });
+    let mut snapshot_responses = errors(&[
+        ("400", "Bad query"),
+        ("401", "No or invalid token"),
+        ("404", "Unknown domain or scope, or one the user may not see"),
+        ("503", "The scope is warming or a dependency is down (Retry-After)"),
+    ]);
     snapshot_responses.insert("200".into(), json!({ "description": "Items, newest first", "content": { "application/json": { "schema": {
         "type": "object", "properties": { "items": { "type": "array", "items": { "type": "object" } }, "next_before": { "type": "string", "nullable": true } } } } } }));
     let mut command_responses = errors(&[
         ("400", "Malformed JSON"),
         ("401", "No or invalid token"),
-        ("403", "Not allowed (e.g. not the author)"),
-        ("404", "Unknown domain, scope or item"),
+        ("403", "Not allowed (a viewer, not the author, a locked element)"),
+        ("404", "Unknown domain, scope or item, or a scope the user may not see"),
         ("409", "Conflicting id"),
         ("413", "Too large"),
         ("422", "Invalid command"),
+        ("429", "Past the user's command rate (Retry-After)"),
+        ("503", "The scope is warming or a dependency is down (Retry-After)"),
     ]);
     command_responses.insert("200".into(), json!({ "description": "The resulting event", "content": { "application/json": { "schema": { "type": "object" } } } }));
     json!({
@@ -45,7 +52,9 @@ pub fn document(domains: &[&str]) -> Value {
                 "Command": { "type": "object", "required": ["type"], "additionalProperties": true, "properties": {
                     "type": { "type": "string" }, "durability": { "type": "string", "enum": ["cache", "durable"] } } },
                 "ScopeBody": { "type": "object", "required": ["name"], "properties": {
-                    "name": { "type": "string" }, "config": { "type": "object" } } }
+                    "name": { "type": "string" }, "config": { "type": "object" } } },
+                "MemberBody": { "type": "object", "required": ["role"], "properties": {
+                    "role": { "type": "string", "enum": ["owner", "editor", "viewer"] } } }
             }
         },
         "security": [{ "bearer": [] }],
@@ -79,6 +88,22 @@ pub fn document(domains: &[&str]) -> Value {
                     "responses": { "200": { "description": "The scope" }, "401": error_response("No or invalid token"),
                                    "403": error_response("Not an admin"), "404": error_response("Unknown domain"),
                                    "422": error_response("Invalid name or config") } }
+            },
+            "/api/{domain}/{scope}/members": {
+                "parameters": [domain_param, scope_param],
+                "get": { "summary": "A scope's members (its owners and admins)",
+                    "responses": { "200": { "description": "`{\"members\": [{\"user\", \"role\"}]}`" },
+                                   "403": error_response("Not an owner"), "404": error_response("Unknown scope, or one the user may not see") } }
+            },
+            "/api/{domain}/{scope}/members/{user}": {
+                "parameters": [domain_param, scope_param, member_param],
+                "put": { "summary": "Add a member or change their role (owners and admins)",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/MemberBody" } } } },
+                    "responses": { "200": { "description": "The member" }, "403": error_response("Not an owner"),
+                                   "404": error_response("Unknown scope, or one the user may not see") } },
+                "delete": { "summary": "Remove a member; their live sockets on the scope close (owners and admins)",
+                    "responses": { "204": { "description": "Removed" }, "403": error_response("Not an owner"),
+                                   "404": error_response("Unknown scope or member") } }
             },
             "/api/openapi.json": { "get": { "summary": "This document", "security": [], "responses": { "200": { "description": "OpenAPI 3.0" } } } }
         }

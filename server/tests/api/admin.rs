@@ -55,7 +55,14 @@ async fn the_openapi_document_describes_the_generic_routes() {
     let document: Value = app.get("/api/openapi.json").await.json().await.unwrap();
 
     assert_eq!(document["openapi"], "3.0.3");
-    for path in ["/api/{domain}/{scope}", "/api/{domain}/{scope}/live", "/api/admin/scopes/{domain}/{scope}"] {
+    let paths = [
+        "/api/{domain}/{scope}",
+        "/api/{domain}/{scope}/live",
+        "/api/{domain}/{scope}/members",
+        "/api/{domain}/{scope}/members/{user}",
+        "/api/admin/scopes/{domain}/{scope}",
+    ];
+    for path in paths {
         assert!(document["paths"][path].is_object(), "{path} is described");
     }
     assert_eq!(
