@@ -5,6 +5,7 @@
 //! a user may not see answers 404 as if it did not exist: its name does not leak.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -111,6 +112,8 @@ pub struct Members {
     /// One load per scope at a time: a change that sends every live socket of a
     /// scope to check again costs one query, not one per socket.
     loading: DashMap<Key, Arc<tokio::sync::Mutex<()>>>,
+    /// Bumped when everything is forgotten (notifications may have been missed).
+    epoch: AtomicU64,
     changes: broadcast::Sender<AccessChanged>,
 }
 
@@ -127,6 +130,7 @@ impl Members {
             known: DashMap::new(),
             versions: DashMap::new(),
             loading: DashMap::new(),
+            epoch: AtomicU64::new(0),
             changes: broadcast::channel(CHANGES_CAPACITY).0,
         }
     }
@@ -146,6 +150,7 @@ impl Members {
         if let Some(members) = self.known.get(&key) {
             return Ok(members.clone());
         }
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let version = self.versions.get(&key).map_or(0, |v| *v);
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT user_id, role FROM scope_members WHERE domain = $1 AND scope = $2")
@@ -160,7 +165,12 @@ impl Members {
         // Held while inserting: a change bumps the version under the same lock.
         let current = self.versions.entry(key.clone()).or_insert(0);
         if *current == version {
-            self.known.insert(key, members.clone());
+            self.known.insert(key.clone(), members.clone());
+        }
+        drop(current);
+        // Everything was forgotten meanwhile: this load may predate a missed change.
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            self.known.remove(&key);
         }
         Ok(members)
     }
@@ -222,9 +232,7 @@ impl Members {
 
     /// Forgets every scope's members (notifications may have been missed).
     pub fn forget_all(&self) {
-        for mut version in self.versions.iter_mut() {
-            *version += 1;
-        }
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.known.clear();
     }
 }

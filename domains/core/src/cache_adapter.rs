@@ -291,17 +291,75 @@ impl<D: CacheBinding> CacheAdapter<D> {
         <D as PostgresBinding>::page(&mut db, scope, page).await
     }
 
-    /// A page from PostgreSQL, each item in the cache's version when that is newer
-    /// (a write the outbox has not drained yet).
+    /// A page of a scope the cache does not hold whole: PostgreSQL's, each item in the
+    /// cache's version when that is newer, merged with what the cache has that
+    /// PostgreSQL does not have yet (new writes the outbox has not delivered).
     async fn history_with_cached_versions(&self, scope: &ScopeKey, page: Page) -> Result<Vec<D::Item>, DomainError> {
-        let mut items = self.history(scope, page).await?;
-        let connection = self.shared.link.connection()?;
+        let place = |item: &D::Item| {
+            let place = D::placement(&D::row(item));
+            (place.order, place.entity)
+        };
+        let cached: Vec<D::Item> = {
+            let connection = self.shared.link.connection()?;
+            CachedScope { shared: &self.shared, connection: &connection, scope }.all()
+        };
+        let in_postgres: std::collections::HashSet<String> = if cached.is_empty() {
+            Default::default()
+        } else {
+            let ids: Vec<String> = cached.iter().map(D::cursor).collect();
+            let mut db = self.shared.pool.acquire().await.map_err(DomainError::from_sqlx)?;
+            D::stored(&mut db, &ids).await?.iter().map(D::cursor).collect()
+        };
+        let (known, pending): (Vec<D::Item>, Vec<D::Item>) =
+            cached.into_iter().partition(|item| in_postgres.contains(&D::cursor(item)));
+        let pending_cursor = page.before.as_deref().and_then(|c| pending.iter().find(|i| D::cursor(i) == c));
+        let below = pending_cursor.map(place);
+        // A cursor PostgreSQL lacks: its page starts at PostgreSQL's newest (generously,
+        // since some of those may be newer than the cursor).
+        let from_postgres = match below {
+            Some(_) => Page { limit: page.limit.saturating_mul(2), before: None },
+            None => page.clone(),
+        };
+        let mut items = self.history(scope, from_postgres).await?;
         for item in &mut items {
-            let cached = connection.find(&D::cursor(item)).and_then(|row| D::item(&row));
-            if let Some(cached) = cached.filter(|cached| D::version(cached) > D::version(item)) {
-                *item = cached;
+            if let Some(cached) = known.iter().find(|k| D::cursor(k) == D::cursor(item)) {
+                if D::version(cached) > D::version(item) {
+                    *item = cached.clone();
+                }
             }
         }
+        // The cursor's place, to keep only what is older than it.
+        let cursor = match (below, page.before.as_deref()) {
+            (Some(key), _) => Some(key),
+            (None, None) => None,
+            (None, Some(c)) => match known.iter().find(|k| D::cursor(k) == c) {
+                Some(item) => Some(place(item)),
+                None => {
+                    let mut db = self.shared.pool.acquire().await.map_err(DomainError::from_sqlx)?;
+                    match D::stored(&mut db, &[c.to_string()]).await?.first() {
+                        Some(item) => Some(place(item)),
+                        None => return Ok(Vec::new()), // a cursor nothing holds
+                    }
+                }
+            },
+        };
+        let oldest_in_page = items.last().map(place);
+        let full = items.len() >= page.limit as usize;
+        for item in pending {
+            let key = place(&item);
+            let older_than_cursor = cursor.as_ref().is_none_or(|cursor| key < *cursor);
+            // Not past the page's end, when more pages follow.
+            let within = !full || oldest_in_page.as_ref().is_none_or(|bottom| key > *bottom);
+            if older_than_cursor && within {
+                items.push(item);
+            }
+        }
+        if let Some(cursor) = &cursor {
+            items.retain(|item| place(item) < *cursor);
+        }
+        items.sort_by_key(|item| std::cmp::Reverse(place(item)));
+        items.dedup_by(|a, b| D::cursor(a) == D::cursor(b));
+        items.truncate(page.limit as usize);
         Ok(items)
     }
 

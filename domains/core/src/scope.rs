@@ -141,13 +141,21 @@ pub struct ScopeStore {
     known: DashMap<(String, ScopeKey), Scope>,
     /// Bumped by every change of a scope: a read that began before is not kept.
     versions: DashMap<(String, ScopeKey), u64>,
+    /// Bumped when everything is forgotten (notifications may have been missed).
+    epoch: std::sync::atomic::AtomicU64,
     /// Who may see and change each scope.
     pub members: Members,
 }
 
 impl ScopeStore {
     pub fn new(pool: PgPool) -> Self {
-        Self { members: Members::new(pool.clone()), pool, known: DashMap::new(), versions: DashMap::new() }
+        Self {
+            members: Members::new(pool.clone()),
+            pool,
+            known: DashMap::new(),
+            versions: DashMap::new(),
+            epoch: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// Follows `boardsync_access` notifications (changes of scopes and members made
@@ -177,8 +185,16 @@ impl ScopeStore {
                 live.forget_all();
                 drop(live);
                 loop {
-                    let notification = match listener.recv().await {
-                        Ok(notification) => notification,
+                    let notification = match listener.try_recv().await {
+                        Ok(Some(notification)) => notification,
+                        // The connection dropped and sqlx reconnects on the next call:
+                        // what was sent meanwhile is lost.
+                        Ok(None) => {
+                            tracing::warn!("access change listener reconnecting; forgetting cached access");
+                            let Some(live) = store.upgrade() else { return };
+                            live.forget_all();
+                            continue;
+                        }
                         Err(error) => {
                             tracing::warn!(%error, "access change listener lost; reconnecting");
                             break;
@@ -202,9 +218,7 @@ impl ScopeStore {
     }
 
     fn forget_all(&self) {
-        for mut version in self.versions.iter_mut() {
-            *version += 1;
-        }
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.known.clear();
         self.members.forget_all();
     }
@@ -214,6 +228,7 @@ impl ScopeStore {
         if let Some(scope) = self.known.get(&entry) {
             return Ok(Some(scope.clone()));
         }
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
         let version = self.versions.get(&entry).map_or(0, |v| *v);
         let row: Option<ScopeRow> = sqlx::query_as(
             "SELECT domain, key, name, config, created_at, updated_at FROM scopes WHERE domain = $1 AND key = $2",
@@ -228,7 +243,11 @@ impl ScopeStore {
             // Held while inserting: a change bumps the version under the same lock.
             let current = self.versions.entry(entry.clone()).or_insert(0);
             if *current == version {
-                self.known.insert(entry, scope.clone());
+                self.known.insert(entry.clone(), scope.clone());
+            }
+            drop(current);
+            if self.epoch.load(std::sync::atomic::Ordering::SeqCst) != epoch {
+                self.known.remove(&entry);
             }
         }
         Ok(scope)

@@ -242,6 +242,9 @@ pub(crate) fn decide(
         KanbanCommand::DeleteColumn { id, force } => {
             let mut column = live_column(id)?;
             rules::check_deletable(&live_view(id)?, force).map_err(refused)?;
+            for card in cards.iter().filter(|c| !c.deleted && c.column == id) {
+                rules::check_card_deletable(&card.created_by, user, actor.owns_scope).map_err(refused)?;
+            }
             column.deleted = true;
             column.version += 1;
             let mut writes = vec![BoardItem::Column(column.clone())];
@@ -310,8 +313,9 @@ pub(crate) fn decide(
             one(BoardItem::Card(card))
         }
     };
-    // Whoever wrote a state changed it last.
-    for item in decision.writes.iter_mut().chain(std::iter::once(&mut decision.answer)) {
+    // Whoever wrote a state changed it last (a retry that writes nothing changes nobody).
+    let written = !decision.writes.is_empty();
+    for item in decision.writes.iter_mut().chain(std::iter::once(&mut decision.answer).filter(|_| written)) {
         match item {
             BoardItem::Column(column) => column.updated_by = user.to_string(),
             BoardItem::Card(card) => card.updated_by = user.to_string(),

@@ -192,6 +192,9 @@ impl Rules for Module {
                 let mut column = state.column(&id)?;
                 let views = state.column_views(None);
                 rules::check_deletable(views.iter().find(|v| v.id == id).expect("a live column has a view"), force)?;
+                for card in state.cards.iter().filter(|c| c.column == id) {
+                    rules::check_card_deletable(&card.created_by, w.user, w.owns_scope)?;
+                }
                 column.deleted = true;
                 write_column(w, column);
                 for card in state.cards.iter().filter(|c| c.column == id) {

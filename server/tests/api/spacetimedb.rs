@@ -555,7 +555,10 @@ async fn a_row_changed_with_plain_sql_reaches_the_cache_and_live_clients() {
     let delay = started.elapsed();
     assert_eq!(event["type"], "edited", "{event}");
     assert_eq!(event["message"]["text"], "fixed by an operator");
-    assert_eq!(event["message"]["version"], 2, "the trigger raised the version the operator did not");
+    assert_eq!(
+        event["message"]["version"], 1_000_001,
+        "an outside write jumps the version: it supersedes what the cache has not delivered yet"
+    );
     let cached = app.snapshot("carol", "chat", "general").await;
     assert_eq!(cached["items"][0]["text"], "fixed by an operator", "the cache has it");
 
@@ -575,12 +578,60 @@ async fn a_row_changed_with_plain_sql_reaches_the_cache_and_live_clients() {
     // The cache's later writes to it still reach PostgreSQL: versions move on from 2.
     let edit = json!({ "type": "edit", "id": mine, "text": "final", "durability": "durable" });
     let edited: Value = app.command("alice", "chat", "general", edit).await.json().await.unwrap();
-    assert_eq!(edited["message"]["version"], 3);
+    assert_eq!(edited["message"]["version"], 1_000_002);
     let text: String = sqlx::query_scalar("SELECT text FROM chat_messages WHERE id = $1")
         .bind(mine)
         .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!(text, "final");
+    // A reaction added by SQL changes its message; a hard DELETE is refused.
+    sqlx::query("INSERT INTO chat_reactions (message_id, user_id, emoji) VALUES ($1, 'dora', '🎉')")
+        .bind(theirs)
+        .execute(&operator)
+        .await
+        .unwrap();
+    let event = loop {
+        // (Alice's edit comes first.)
+        let event = bob.next_event().await;
+        if event["message"]["id"] == json!(theirs) {
+            break event;
+        }
+    };
+    assert_eq!(event["message"]["reactions"][0]["user"], "dora", "{event}");
+    let refused = sqlx::query("DELETE FROM chat_messages WHERE id = $1").bind(theirs).execute(&operator).await;
+    assert!(refused.unwrap_err().to_string().contains("mark rows"), "outside writers soft-delete");
     println!("an outside SQL update reached a live client in {} ms", delay.as_millis());
+}
+
+/// A channel without warm-up pages from PostgreSQL, with the cache's writes that have
+/// not reached PostgreSQL yet in their place.
+#[actix_web::test]
+async fn a_channel_without_warm_up_shows_writes_postgres_does_not_have_yet() {
+    let app = spawn_app_on_spacetimedb_with(|s| {
+        // The outbox does not drain during this test.
+        s.framework["outbox_push"] = json!(false);
+        s.framework["outbox_poll_interval_ms"] = json!(600_000);
+    })
+    .await;
+    history(&app, "cold", 3).await;
+    let config = json!({ "warmup": { "enabled": false }, "access": { "authenticated": "write" } });
+    assert_eq!(app.put_scope("chat", "cold", json!({ "name": "cold", "config": config })).await.status(), 200);
+    let fresh = send(&app, "alice", "cold", "not in postgres yet").await;
+    let texts = |page: &Value| -> Vec<String> {
+        page["items"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect()
+    };
+    let first: Value = app.get_as("bob", "/api/chat/cold?limit=2").await.json().await.unwrap();
+    assert_eq!(texts(&first), ["not in postgres yet", "old 3"]);
+    let next = first["next_before"].as_str().unwrap();
+    let second: Value = app.get_as("bob", &format!("/api/chat/cold?limit=2&before={next}")).await.json().await.unwrap();
+    assert_eq!(texts(&second), ["old 2", "old 1"]);
+    let after_fresh: Value =
+        app.get_as("bob", &format!("/api/chat/cold?limit=1&before={fresh}")).await.json().await.unwrap();
+    assert_eq!(texts(&after_fresh), ["old 3"], "a cursor only the cache has");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages WHERE channel = 'cold'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 3, "the new message was not in PostgreSQL yet");
 }

@@ -56,8 +56,10 @@ pub(super) async fn follow<D: CacheBinding>(shared: Weak<Shared<D>>, settings: E
         let waited = tokio::time::Instant::now();
         match listener.as_mut() {
             Some(active) => tokio::select! {
-                notification = active.recv() => match notification {
-                    Ok(n) if n.payload() != D::NAME => continue,
+                notification = active.try_recv() => match notification {
+                    Ok(Some(n)) if n.payload() != D::NAME => continue,
+                    // Ok(None): the connection dropped (sqlx reconnects on the next
+                    // call); catching up covers what was sent meanwhile.
                     Ok(_) => {}
                     Err(error) => {
                         tracing::warn!(domain = D::NAME, %error, "outside change listener lost; polling until it is back");

@@ -292,6 +292,10 @@ pub async fn cards_name_their_authors_and_only_creators_or_owners_delete_them(co
 
     let refused = run_as(&conn, ActingUser::member("carol"), KanbanCommand::DeleteCard { id }).await.unwrap_err();
     assert_eq!((refused.kind, refused.code.as_ref()), (ErrorKind::Forbidden, "not_creator"));
+    // Nor by deleting its column.
+    let force = KanbanCommand::DeleteColumn { id: todo, force: true };
+    let refused = run_as(&conn, ActingUser::member("carol"), force).await.unwrap_err();
+    assert_eq!((refused.kind, refused.code.as_ref()), (ErrorKind::Forbidden, "not_creator"));
     let deleted = card_of(run_as(&conn, ActingUser::owner("olga"), KanbanCommand::DeleteCard { id }).await.unwrap());
     assert!(deleted.deleted && deleted.updated_by == "olga", "the board's owner deletes anyone's card");
 
