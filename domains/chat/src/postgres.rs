@@ -337,4 +337,15 @@ impl PostgresBinding for Chat {
     ) -> Result<Applied<ChatEvent>, DomainError> {
         apply_command(tx, settings, channel, &actor.user, command).await.map(Applied::one)
     }
+
+    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Message>, DomainError> {
+        load_some(db, boardsync_core::cache_adapter::uuids(ids)).await
+    }
+    fn changed_outside(message: Message, new: bool) -> ChatEvent {
+        match (new, message.deleted) {
+            (_, true) => ChatEvent::Deleted { message },
+            (true, false) => ChatEvent::Sent { message },
+            (false, false) => ChatEvent::Edited { message },
+        }
+    }
 }

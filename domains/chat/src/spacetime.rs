@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::domain::{Chat, ChatCommand, ChatEvent, Message, Reaction};
 use crate::module_bindings as stdb;
-use crate::postgres::{load_messages, load_some, persist_states};
+use crate::postgres::{load_messages, persist_states};
 
 boardsync_core::spacetime_module!(crate::module_bindings, row: Message, tables: [message]);
 
@@ -73,14 +73,6 @@ impl CacheBinding for Chat {
         }
     }
 
-    fn changed_outside(message: Message, new: bool) -> ChatEvent {
-        match (new, message.deleted) {
-            (_, true) => ChatEvent::Deleted { message },
-            (true, false) => ChatEvent::Sent { message },
-            (false, false) => ChatEvent::Edited { message },
-        }
-    }
-
     fn owner(message: &Message) -> Option<&str> {
         Some(&message.author)
     }
@@ -108,10 +100,6 @@ impl CacheBinding for Chat {
 
     async fn persist(tx: &mut PgConnection, messages: Vec<Message>) -> Result<usize, DomainError> {
         persist_states(tx, &messages).await
-    }
-
-    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Message>, DomainError> {
-        load_some(db, boardsync_core::cache_adapter::uuids(ids)).await
     }
 
     fn touches(command: &ChatCommand) -> Vec<String> {

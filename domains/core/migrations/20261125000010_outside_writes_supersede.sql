@@ -9,6 +9,9 @@
 -- - The lock that keeps outside changes in sequence order is taken by a statement
 --   trigger before the statement locks any row (boardsync_outside_order), so it
 --   cannot deadlock with row locks taken earlier in the statement.
+-- - Each change names its operation, so live clients hear of an inserted row as new.
+ALTER TABLE outside_changes ADD COLUMN IF NOT EXISTS op TEXT NOT NULL DEFAULT 'UPDATE';
+
 CREATE OR REPLACE FUNCTION boardsync_outside_version() RETURNS trigger AS $$
 BEGIN
     IF boardsync_is_outside() THEN
@@ -40,8 +43,8 @@ BEGIN
         -- Already held since the statement began (boardsync_outside_order); taken
         -- again for tables set up before that trigger existed.
         PERFORM pg_advisory_xact_lock(hashtext('boardsync_outside:' || TG_ARGV[0]));
-        INSERT INTO outside_changes (domain, scope, entity)
-            VALUES (TG_ARGV[0], changed->>TG_ARGV[1], changed->>'id');
+        INSERT INTO outside_changes (domain, scope, entity, op)
+            VALUES (TG_ARGV[0], changed->>TG_ARGV[1], changed->>'id', TG_OP);
         PERFORM pg_notify('boardsync_changes', TG_ARGV[0]);
     END IF;
     RETURN NULL;

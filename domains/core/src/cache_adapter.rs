@@ -17,8 +17,6 @@
 //! Once the whole message is processed, each committed call gets its event, which is
 //! published live in commit order, on the SDK thread, before the caller hears back.
 
-mod outside;
-
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +30,7 @@ use crate::cache::{dead_letter, latest_per_entity, refused_for_good, Cache, Cach
 use crate::factory::SpacetimeTarget;
 use crate::index::ScopeIndex;
 use crate::live::ScopedBroadcast;
+use crate::outside::{OutsideChange, OutsideSink};
 use crate::pg_adapter::{Applied, PostgresBinding};
 use crate::spacetime::{cache_unavailable, keep_connected, reducer_outcome, ConnectionLoop, DurableWaiters, Link};
 use crate::warmup::WarmupSettings;
@@ -195,14 +194,6 @@ pub trait CacheBinding: PostgresBinding {
     /// same or a newer version; returns how many it wrote.
     async fn persist(tx: &mut PgConnection, items: Vec<Self::Item>) -> Result<usize, DomainError>;
 
-    /// What PostgreSQL holds now of the entities with these ids (those it has, in any
-    /// scope; ids that are not the domain's are skipped).
-    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Self::Item>, DomainError>;
-
-    /// The event live subscribers get when `item` was changed in PostgreSQL by an
-    /// outside writer (`new`: the cache did not hold it).
-    fn changed_outside(item: Self::Item, new: bool) -> Self::Event;
-
     /// The entities a command names (their ids, as [`Domain::cursor`] gives them). The
     /// cache adapter reads those the cache lacks from PostgreSQL before the command,
     /// so the module judges it on what exists, not on what happens to be warm.
@@ -281,7 +272,7 @@ enum Floor<O> {
 pub struct CacheAdapter<D: CacheBinding> {
     shared: Arc<Shared<D>>,
     _connection: ConnectionLoop,
-    _outside: outside::Follower,
+    _outside: crate::outside::Follower,
 }
 
 impl<D: CacheBinding> CacheAdapter<D> {
@@ -473,7 +464,7 @@ impl<D: CacheBinding> CacheAdapter<D> {
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session_shared.clone().session());
-        let outside = outside::Follower::start(&shared, event_log);
+        let outside = crate::outside::Follower::start::<D, _>(Arc::downgrade(&shared), shared.pool.clone(), event_log);
         Ok(Self { shared, _connection: connection, _outside: outside })
     }
 }
@@ -683,6 +674,45 @@ impl<D: CacheBinding> CachedScope<'_, D> {
 
     fn items(&self, keys: Vec<(D::Order, String)>) -> Vec<D::Item> {
         keys.iter().filter_map(|(_, entity)| self.connection.find(entity)).filter_map(|row| D::item(&row)).collect()
+    }
+}
+
+/// Outside changes (see [`crate::outside`]): warmed into the cache when newer than
+/// what it holds, unless below a windowed scope's floor, and published.
+#[async_trait]
+impl<D: CacheBinding> OutsideSink<D> for Shared<D> {
+    async fn take(&self, changes: Vec<OutsideChange<D::Item>>) -> Result<(), DomainError> {
+        let mut warm: Vec<RowOf<D>> = Vec::new();
+        let mut events: Vec<(ScopeKey, D::Event)> = Vec::new();
+        {
+            let connection = self.link.connection()?;
+            let floors = self.floors.lock().expect("floors lock");
+            for OutsideChange { scope, item, inserted } in changes {
+                let row = D::row(&item);
+                let place = D::placement(&row);
+                let cached = connection.find(&place.entity).and_then(|row| D::item(&row));
+                if cached.as_ref().is_some_and(|cached| D::version(cached) >= D::version(&item)) {
+                    continue; // already here
+                }
+                let below_floor = match floors.get(&scope) {
+                    Some(Floor::At(order, entity)) => (&place.order, &place.entity) < (order, entity),
+                    Some(Floor::Everything) => true,
+                    None => false,
+                };
+                if cached.is_some() || !below_floor {
+                    warm.push(row);
+                }
+                events.push((scope, D::changed_outside(item, inserted || cached.is_none())));
+            }
+        }
+        if !warm.is_empty() {
+            tracing::debug!(domain = D::NAME, rows = warm.len(), "outside changes into the cache");
+            self.link.owner_call(move |c: &D::Module, request_id| c.warm(request_id, warm)).await?;
+        }
+        for (scope, event) in events {
+            self.live.publish(&scope, event);
+        }
+        Ok(())
     }
 }
 

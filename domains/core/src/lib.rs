@@ -17,6 +17,9 @@
 //! - [`spacetime`]: what every SpacetimeDB adapter shares, around
 //!   [`spacetime::Link`]: the connection and its epoch, matching reducer outcomes to
 //!   calls, durable-write waiters, the reconnect loop with backoff.
+//! - [`access`]: who may see and change a scope (members, roles, open scopes).
+//! - [`outside`]: rows outside writers change in PostgreSQL reach the cache and live
+//!   clients.
 //! - [`postgres`]: the PostgreSQL adapters' shared machinery (event log with
 //!   LISTEN/NOTIFY plus a safety-net poll).
 //! - [`warmup`]: warm-up tuning, domain defaults layered with per-scope overrides.
@@ -38,6 +41,7 @@ pub mod index;
 pub mod live;
 pub mod migrations;
 pub mod ordering;
+pub mod outside;
 pub mod pg_adapter;
 pub mod postgres;
 pub mod refusal;

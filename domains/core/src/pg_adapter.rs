@@ -6,6 +6,10 @@
 use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool};
 
+use std::sync::Arc;
+
+use crate::live::ScopedBroadcast;
+use crate::outside::{Follower, OutsideChange, OutsideSink};
 use crate::postgres::PgEventLog;
 use crate::ActingUser;
 use crate::{AdapterContext, AdapterKind, Connection, Domain, DomainError, Durability, EventStream, Page, ScopeKey};
@@ -26,6 +30,14 @@ pub trait PostgresBinding: Domain {
         actor: &ActingUser,
         command: Self::Command,
     ) -> Result<Applied<Self::Event>, DomainError>;
+
+    /// What PostgreSQL holds now of the entities with these ids (those it has, in any
+    /// scope; ids that are not the domain's are skipped).
+    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Self::Item>, DomainError>;
+
+    /// The event live subscribers get when an outside writer changed `item` in
+    /// PostgreSQL (`new`: it was inserted, or the cache did not hold it).
+    fn changed_outside(item: Self::Item, new: bool) -> Self::Event;
 }
 
 /// What a command did on PostgreSQL.
@@ -47,12 +59,39 @@ pub struct PostgresAdapter<D: Domain> {
     pool: PgPool,
     settings: D::Settings,
     events: PgEventLog<D::Event>,
+    /// Tells live subscribers what outside writers change (see [`crate::outside`]).
+    _outside: Follower,
+    _outside_sink: Arc<OutsideEvents<D>>,
 }
 
-impl<D: Domain> PostgresAdapter<D> {
+/// Outside changes as live events (the rows are PostgreSQL's already).
+struct OutsideEvents<D: Domain> {
+    live: Arc<ScopedBroadcast<D::Event>>,
+}
+
+#[async_trait]
+impl<D: PostgresBinding> OutsideSink<D> for OutsideEvents<D> {
+    async fn take(&self, changes: Vec<OutsideChange<D::Item>>) -> Result<(), DomainError> {
+        for OutsideChange { scope, item, inserted } in changes {
+            self.live.publish(&scope, D::changed_outside(item, inserted));
+        }
+        Ok(())
+    }
+}
+
+impl<D: PostgresBinding> PostgresAdapter<D> {
     pub async fn connect(context: AdapterContext<D>) -> Result<Self, DomainError> {
-        let events = PgEventLog::start(context.pool.clone(), D::NAME, context.settings.framework.event_log()).await?;
-        Ok(Self { pool: context.pool, settings: context.settings.domain, events })
+        let event_log = context.settings.framework.event_log();
+        let events = PgEventLog::start(context.pool.clone(), D::NAME, event_log.clone()).await?;
+        let sink = Arc::new(OutsideEvents::<D> { live: events.live().clone() });
+        let outside = Follower::start::<D, _>(Arc::downgrade(&sink), context.pool.clone(), event_log);
+        Ok(Self {
+            pool: context.pool,
+            settings: context.settings.domain,
+            events,
+            _outside: outside,
+            _outside_sink: sink,
+        })
     }
 }
 

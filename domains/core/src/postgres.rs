@@ -98,6 +98,11 @@ where
     pub fn subscribe(&self, scope: &ScopeKey) -> EventStream<E> {
         self.live.subscribe(scope)
     }
+
+    /// The live fan-out, for events that are not in the log (outside changes).
+    pub fn live(&self) -> &Arc<ScopedBroadcast<E>> {
+        &self.live
+    }
 }
 
 struct Follower<E> {

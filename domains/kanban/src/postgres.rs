@@ -452,4 +452,16 @@ impl PostgresBinding for Kanban {
         let events = events(&decision, deleting_column);
         Ok(Applied { answer: events[0].clone(), events })
     }
+
+    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<BoardItem>, DomainError> {
+        load_ids(db, boardsync_core::cache_adapter::uuids(ids)).await
+    }
+    fn changed_outside(item: BoardItem, _new: bool) -> crate::KanbanEvent {
+        use crate::KanbanEvent;
+        match item {
+            BoardItem::Column(column) if column.deleted => KanbanEvent::ColumnDeleted { column },
+            BoardItem::Column(column) => KanbanEvent::ColumnChanged { column },
+            BoardItem::Card(card) => KanbanEvent::CardChanged { card },
+        }
+    }
 }

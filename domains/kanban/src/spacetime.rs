@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::domain::{board_items, page, BoardItem, Card, Column, Kanban, KanbanCommand};
 use crate::module_bindings as stdb;
-use crate::postgres::{events, load_board, load_ids, persist_states, Decision};
+use crate::postgres::{events, load_board, persist_states, Decision};
 
 boardsync_core::spacetime_module!(crate::module_bindings, row: BoardRow, tables: [board_column, board_card]);
 
@@ -157,19 +157,6 @@ impl CacheBinding for Kanban {
 
     async fn persist(tx: &mut PgConnection, items: Vec<BoardItem>) -> Result<usize, DomainError> {
         persist_states(tx, &items).await
-    }
-
-    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<BoardItem>, DomainError> {
-        load_ids(db, boardsync_core::cache_adapter::uuids(ids)).await
-    }
-
-    fn changed_outside(item: BoardItem, _new: bool) -> crate::KanbanEvent {
-        use crate::KanbanEvent;
-        match item {
-            BoardItem::Column(column) if column.deleted => KanbanEvent::ColumnDeleted { column },
-            BoardItem::Column(column) => KanbanEvent::ColumnChanged { column },
-            BoardItem::Card(card) => KanbanEvent::CardChanged { card },
-        }
     }
 
     fn touches(command: &KanbanCommand) -> Vec<String> {

@@ -255,4 +255,15 @@ impl PostgresBinding for Poll {
         let option = load(tx, command.option_id()).await?;
         Ok(Applied::one(PollEvent::of(&command, user.as_str(), option)))
     }
+
+    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<PollOption>, DomainError> {
+        load_some(db, boardsync_core::cache_adapter::uuids(ids)).await
+    }
+    fn changed_outside(option: PollOption, new: bool) -> PollEvent {
+        match (new, option.removed) {
+            (_, true) => PollEvent::OptionRemoved { option },
+            (true, false) => PollEvent::OptionAdded { option },
+            (false, false) => PollEvent::OptionChanged { option },
+        }
+    }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::domain::{Poll, PollCommand, PollEvent, PollOption};
 use crate::module_bindings as stdb;
-use crate::postgres::{load_options, load_some, persist_states};
+use crate::postgres::{load_options, persist_states};
 
 boardsync_core::spacetime_module!(crate::module_bindings, row: PollOption, tables: [poll_option]);
 
@@ -86,18 +86,6 @@ impl CacheBinding for Poll {
 
     async fn persist(tx: &mut PgConnection, options: Vec<PollOption>) -> Result<usize, DomainError> {
         persist_states(tx, &options).await
-    }
-
-    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<PollOption>, DomainError> {
-        load_some(db, boardsync_core::cache_adapter::uuids(ids)).await
-    }
-
-    fn changed_outside(option: PollOption, new: bool) -> PollEvent {
-        match (new, option.removed) {
-            (_, true) => PollEvent::OptionRemoved { option },
-            (true, false) => PollEvent::OptionAdded { option },
-            (false, false) => PollEvent::OptionChanged { option },
-        }
     }
 
     fn touches(command: &PollCommand) -> Vec<String> {

@@ -265,4 +265,11 @@ impl PostgresBinding for Whiteboard {
         persist_states(tx, event.elements()).await?;
         Ok(Applied::one(event))
     }
+
+    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Element>, DomainError> {
+        load_some(db, boardsync_core::cache_adapter::uuids(ids)).await
+    }
+    fn changed_outside(element: Element, _new: bool) -> WhiteboardEvent {
+        WhiteboardEvent::ElementsChanged { elements: vec![element] }
+    }
 }

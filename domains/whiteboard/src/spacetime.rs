@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::domain::{layered, page, Element, Whiteboard, WhiteboardCommand, WhiteboardEvent};
 use crate::module_bindings as stdb;
-use crate::postgres::{load_board, load_some, persist_states};
+use crate::postgres::{load_board, persist_states};
 
 boardsync_core::spacetime_module!(crate::module_bindings, row: Element, tables: [element]);
 
@@ -104,14 +104,6 @@ impl CacheBinding for Whiteboard {
 
     async fn persist(tx: &mut PgConnection, elements: Vec<Element>) -> Result<usize, DomainError> {
         persist_states(tx, &elements).await
-    }
-
-    async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Element>, DomainError> {
-        load_some(db, boardsync_core::cache_adapter::uuids(ids)).await
-    }
-
-    fn changed_outside(element: Element, _new: bool) -> WhiteboardEvent {
-        WhiteboardEvent::ElementsChanged { elements: vec![element] }
     }
 
     fn touches(command: &WhiteboardCommand) -> Vec<String> {

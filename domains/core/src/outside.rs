@@ -1,0 +1,177 @@
+//! Rows changed in PostgreSQL by anyone but a backend (an operator's SQL, another
+//! service) reach live clients on both adapters, and the cache on the SpacetimeDB
+//! adapter. PostgreSQL is the source of truth.
+//!
+//! The domain tables' triggers (see the core migrations `*_outside_changes.sql` and
+//! `*_outside_writes_supersede.sql`) record each such change in `outside_changes`,
+//! in commit order, and notify `boardsync_changes`. They skip the backends' own
+//! writes: a backend's connections set `boardsync.origin = backend`
+//! ([`crate::postgres::backend_connect_options`]). An outside update jumps the row's
+//! version, so the cache's version rule takes it.
+//!
+//! A [`Follower`] reads the changes past the last one it saw, on every notification
+//! and on a safety-net poll, loads the rows, and hands them to its adapter's
+//! [`OutsideSink`]: the cache adapter warms what is newer than what it holds (the
+//! version rule makes it echo-free) and publishes events; the PostgreSQL adapter
+//! publishes events.
+
+use std::collections::BTreeMap;
+use std::sync::Weak;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+
+use crate::pg_adapter::PostgresBinding;
+use crate::postgres::EventLogSettings;
+use crate::{DomainError, ScopeKey};
+
+/// The PostgreSQL channel outside changes are announced on (payload: the domain).
+pub const CHANGES_CHANNEL: &str = "boardsync_changes";
+
+/// Changes read per round.
+const BATCH: i64 = 500;
+
+/// One row an outside writer changed, as PostgreSQL holds it now.
+pub struct OutsideChange<I> {
+    pub scope: ScopeKey,
+    pub item: I,
+    /// Whether it was inserted (rather than updated) in the changes read.
+    pub inserted: bool,
+}
+
+/// Where an adapter takes outside changes.
+#[async_trait]
+pub trait OutsideSink<D: PostgresBinding>: Send + Sync + 'static {
+    async fn take(&self, changes: Vec<OutsideChange<D::Item>>) -> Result<(), DomainError>;
+}
+
+/// Follows outside changes of domain `D` for as long as it lives, handing them to
+/// `sink` (while the sink lives).
+pub struct Follower(tokio::task::JoinHandle<()>);
+
+impl Follower {
+    pub fn start<D: PostgresBinding, S: OutsideSink<D>>(
+        sink: Weak<S>,
+        pool: PgPool,
+        settings: EventLogSettings,
+    ) -> Self {
+        Self(tokio::spawn(follow::<D, S>(sink, pool, settings)))
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn follow<D: PostgresBinding, S: OutsideSink<D>>(sink: Weak<S>, pool: PgPool, settings: EventLogSettings) {
+    // Listening before reading where the changes stand: none falls in between.
+    let mut listener = listen(&pool).await;
+    // Changes before this start are in PostgreSQL, which snapshots and warm-up read.
+    let mut last_seq: i64 = loop {
+        match sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM outside_changes WHERE domain = $1")
+            .bind(D::NAME)
+            .fetch_one(&pool)
+            .await
+        {
+            Ok(seq) => break seq,
+            Err(error) => {
+                tracing::warn!(domain = D::NAME, %error, "cannot read where outside changes stand; retrying");
+                tokio::time::sleep(settings.poll_interval).await;
+            }
+        }
+    };
+    let mut since_prune = Duration::ZERO;
+    loop {
+        if listener.is_none() {
+            listener = listen(&pool).await;
+        }
+        let waited = tokio::time::Instant::now();
+        match listener.as_mut() {
+            Some(active) => tokio::select! {
+                notification = active.try_recv() => match notification {
+                    Ok(Some(n)) if n.payload() != D::NAME => continue,
+                    // Ok(None): the connection dropped (sqlx reconnects on the next
+                    // call); catching up covers what was sent meanwhile.
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(domain = D::NAME, %error, "outside change listener lost; polling until it is back");
+                        listener = None;
+                    }
+                },
+                _ = tokio::time::sleep(settings.poll_interval) => {}
+            },
+            None => tokio::time::sleep(settings.poll_interval).await,
+        }
+        let Some(sink) = sink.upgrade() else { return };
+        if let Err(error) = catch_up::<D, S>(&pool, sink.as_ref(), &mut last_seq).await {
+            tracing::warn!(domain = D::NAME, %error, "cannot apply outside changes; retrying");
+        }
+        drop(sink);
+        since_prune += waited.elapsed();
+        if since_prune >= settings.retention.min(Duration::from_secs(60)) {
+            since_prune = Duration::ZERO;
+            let pruned =
+                sqlx::query("DELETE FROM outside_changes WHERE domain = $1 AND changed_at < now() - $2::interval")
+                    .bind(D::NAME)
+                    .bind(format!("{} seconds", settings.retention.as_secs()))
+                    .execute(&pool)
+                    .await;
+            if let Err(error) = pruned {
+                tracing::warn!(domain = D::NAME, %error, "cannot prune old outside changes");
+            }
+        }
+    }
+}
+
+async fn listen(pool: &PgPool) -> Option<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await.ok()?;
+    listener.listen(CHANGES_CHANNEL).await.ok()?;
+    Some(listener)
+}
+
+/// Hands every change past `last_seq` to `sink`, advancing it as they are taken.
+async fn catch_up<D: PostgresBinding, S: OutsideSink<D>>(
+    pool: &PgPool,
+    sink: &S,
+    last_seq: &mut i64,
+) -> Result<(), DomainError> {
+    loop {
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT seq, scope, entity, op FROM outside_changes WHERE domain = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(D::NAME)
+        .bind(*last_seq)
+        .bind(BATCH)
+        .fetch_all(pool)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+        let Some(&(newest, ..)) = rows.last() else { return Ok(()) };
+        // Per entity: its scope, and whether any change read inserted it.
+        let mut entities: BTreeMap<String, (String, bool)> = BTreeMap::new();
+        for (_, scope, entity, op) in &rows {
+            let seen = entities.entry(entity.clone()).or_insert_with(|| (scope.clone(), false));
+            seen.1 |= op == "INSERT";
+        }
+        let ids: Vec<String> = entities.keys().cloned().collect();
+        let stored = {
+            let mut db = pool.acquire().await.map_err(DomainError::from_sqlx)?;
+            D::stored(&mut db, &ids).await?
+        };
+        let changes = stored
+            .into_iter()
+            .filter_map(|item| {
+                let (scope, inserted) = entities.get(&D::cursor(&item))?;
+                Some(OutsideChange { scope: ScopeKey::parse(scope).ok()?, item, inserted: *inserted })
+            })
+            .collect();
+        sink.take(changes).await?;
+        *last_seq = newest;
+        if (rows.len() as i64) < BATCH {
+            return Ok(());
+        }
+    }
+}
