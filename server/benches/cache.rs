@@ -7,6 +7,8 @@
 //! 2. Warm-up of 100,000 messages over 100 channels into SpacetimeDB.
 //! 3. Outbox lag (cache commit -> PostgreSQL commit) at 1,000 writes/s, with push
 //!    (boardsync's default) and with the seed's configuration (poll every 1 s).
+//! 4. Outside writes: a row updated with plain SQL by a connection that is not a
+//!    backend's, until a live client has the event, per adapter (200 updates).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -290,6 +292,45 @@ async fn outbox_lag(push: bool, writes_per_second: u64, seconds: u64) -> LagRepo
 }
 
 /// Runs every section, or only those named on the command line (`live`, `warmup`, `lag`).
+async fn outside_latency(spacetimedb: bool) -> (f64, f64) {
+    let app = spawn(spacetimedb, |_| {}).await;
+    app.create_scope("bench").await;
+    let id = Uuid::new_v4();
+    let token = issue_token(&app.settings.auth, "alice", false).expect("the bench signs tokens");
+    let send = json!({ "type": "send", "id": id, "text": "v0", "durability": "durable" });
+    let response = app.http.post(format!("{}/api/chat/bench", app.address)).bearer_auth(&token).json(&send).send();
+    assert!(response.await.unwrap().status().is_success());
+    let url = format!("ws://127.0.0.1:{}/api/chat/bench/live?token={token}", app.port);
+    let (mut bob, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let ready = bob.next().await.unwrap().unwrap();
+    assert!(ready.to_text().unwrap().contains("ready"));
+    // An operator's connection: not marked as a backend's.
+    let operator = PgPool::connect(secrecy::ExposeSecret::expose_secret(&app.settings.database.url)).await.unwrap();
+    let mut samples = Vec::new();
+    for i in 0..220 {
+        let text = format!("outside {i}");
+        let started = Instant::now();
+        sqlx::query("UPDATE chat_messages SET text = $2 WHERE id = $1")
+            .bind(id)
+            .bind(&text)
+            .execute(&operator)
+            .await
+            .unwrap();
+        loop {
+            let frame = bob.next().await.unwrap().unwrap();
+            let Ok(frame) = frame.to_text() else { continue };
+            if frame.contains(&text) {
+                break;
+            }
+        }
+        if i >= 20 {
+            samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (quantile(&samples, 0.5), quantile(&samples, 0.99))
+}
+
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let run = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
@@ -320,6 +361,14 @@ fn main() {
                 r.rate, r.p50_ms, r.p99_ms, r.write_p50_ms, r.write_p99_ms
             );
         }
+        }
+
+        if run("outside") {
+            println!("\n4. Outside writes: plain SQL UPDATE -> a live client has the event (200 updates, one at a time)");
+            for (name, spacetimedb) in [("postgres", false), ("spacetimedb", true)] {
+                let (p50, p99) = outside_latency(spacetimedb).await;
+                println!("   {name:<12} p50 {p50:6.2} ms   p99 {p99:6.2} ms");
+            }
         }
     });
 }
