@@ -147,6 +147,7 @@ pub(crate) fn decide(
     command: KanbanCommand,
     now: DateTime<Utc>,
     actor: &ActingUser,
+    settings: &KanbanSettings,
 ) -> Result<Decision, DomainError> {
     let user = actor.user.as_str();
     let live_column = |id: Uuid| {
@@ -203,6 +204,8 @@ pub(crate) fn decide(
                 }
                 return Err(id_conflict(id));
             }
+            let live_columns = columns.iter().filter(|c| !c.deleted).count();
+            rules::check_room_on_board(live_columns, false, settings).map_err(refused)?;
             let after = after.map(|a| a.to_string());
             let position = rules::column_position(&column_views(None), after.as_deref(), true).map_err(refused)?;
             let column = Column {
@@ -263,6 +266,9 @@ pub(crate) fn decide(
                 }
                 return Err(id_conflict(id));
             }
+            live_view(column)?;
+            let live_cards = cards.iter().filter(|c| !c.deleted).count();
+            rules::check_room_on_board(live_cards, true, settings).map_err(refused)?;
             room(column)?;
             let after = after.map(|a| a.to_string());
             let position = rules::card_position(&card_views(column, None), after.as_deref(), true).map_err(refused)?;
@@ -432,7 +438,7 @@ impl PostgresBinding for Kanban {
 
     async fn apply_in(
         tx: &mut PgConnection,
-        _settings: &KanbanSettings,
+        settings: &KanbanSettings,
         board: &ScopeKey,
         actor: &ActingUser,
         command: KanbanCommand,
@@ -447,7 +453,7 @@ impl PostgresBinding for Kanban {
         let (columns, cards) = load_board(tx, board, None).await?;
         let now: DateTime<Utc> =
             sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await.map_err(DomainError::from_sqlx)?;
-        let decision = decide(board, &columns, &cards, command, now, actor)?;
+        let decision = decide(board, &columns, &cards, command, now, actor, settings)?;
         persist_states(tx, &decision.writes).await?;
         let events = events(&decision, deleting_column);
         Ok(Applied { answer: events[0].clone(), events })

@@ -90,6 +90,22 @@ pub struct KanbanSettings {
     pub max_description_chars: u32,
     /// Assignees or labels per card.
     pub max_tags: u32,
+    /// Live columns, and live cards, one board holds.
+    pub max_columns_per_board: u32,
+    pub max_cards_per_board: u32,
+}
+
+/// Refuses a new column (`card`: a new card) on a board that holds `live` already.
+pub fn check_room_on_board(live: usize, card: bool, settings: &KanbanSettings) -> Result<(), Refusal> {
+    let (max, what, code) = if card {
+        (settings.max_cards_per_board, "cards", "too_many_cards")
+    } else {
+        (settings.max_columns_per_board, "columns", "too_many_columns")
+    };
+    if live < max as usize {
+        return Ok(());
+    }
+    Err(refusal("too_large", code, format!("a board holds at most {max} {what}")))
 }
 
 /// Refuses names, titles, descriptions and tags past the configured limits.

@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn labels_must_be_present_and_within_the_limit() {
-        let settings = PollSettings { max_label_chars: 5 };
+        let settings = PollSettings { max_label_chars: 5, max_options_per_poll: 100 };
         let add =
             |label: &str| Poll::validate(&PollCommand::AddOption { id: Uuid::nil(), label: label.into() }, &settings);
         assert!(add("pizza").is_ok());

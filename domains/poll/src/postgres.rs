@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{Poll, PollCommand, PollEvent, PollOption, PollSettings};
-use crate::rules::{id_conflict, not_author, option_not_found};
+use crate::rules::{check_room_for_option, id_conflict, not_author, option_not_found};
 
 #[derive(sqlx::FromRow)]
 struct OptionRow {
@@ -245,12 +245,31 @@ impl PostgresBinding for Poll {
 
     async fn apply_in(
         tx: &mut PgConnection,
-        _settings: &PollSettings,
+        settings: &PollSettings,
         poll: &ScopeKey,
         actor: &ActingUser,
         command: PollCommand,
     ) -> Result<Applied<PollEvent>, DomainError> {
         let user = &actor.user;
+        if let PollCommand::AddOption { id, .. } = &command {
+            // Serialises adds per poll, so the count holds until commit.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('poll:' || $1))")
+                .bind(poll.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(DomainError::from_sqlx)?;
+            let (live, exists): (i64, bool) = sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE NOT removed), coalesce(bool_or(id = $2), false) FROM poll_options WHERE poll = $1",
+            )
+            .bind(poll.as_str())
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+            if !exists {
+                check_room_for_option(live as usize, settings)?;
+            }
+        }
         apply_command(tx, poll, user, &command).await?;
         let option = load(tx, command.option_id()).await?;
         Ok(Applied::one(PollEvent::of(&command, user.as_str(), option)))

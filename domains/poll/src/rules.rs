@@ -30,6 +30,17 @@ impl PollCommand {
 pub struct PollSettings {
     /// Longest option label, in characters.
     pub max_label_chars: u32,
+    /// Live options one poll holds.
+    pub max_options_per_poll: u32,
+}
+
+/// Refuses a new option in a poll that holds `live` options already.
+pub fn check_room_for_option(live: usize, settings: &PollSettings) -> Result<(), Refusal> {
+    if live < settings.max_options_per_poll as usize {
+        return Ok(());
+    }
+    let message = format!("a poll holds at most {} options", settings.max_options_per_poll);
+    Err(Refusal::new("too_large", "too_many_options", message))
 }
 
 /// Refuses an empty label or one past the configured limit.

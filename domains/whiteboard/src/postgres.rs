@@ -99,6 +99,7 @@ pub(crate) fn decide(
     command: WhiteboardCommand,
     now: DateTime<Utc>,
     actor: &ActingUser,
+    settings: &WhiteboardSettings,
 ) -> Result<(Vec<Element>, bool), DomainError> {
     let user = actor.user.as_str();
     let find =
@@ -126,6 +127,7 @@ pub(crate) fn decide(
                 }
                 return Err(crate::rules::id_conflict(&id.to_string()).into());
             }
+            crate::rules::check_room_for_element(layers.len(), settings)?;
             let element = Element {
                 id,
                 board: board.to_string(),
@@ -233,7 +235,7 @@ impl PostgresBinding for Whiteboard {
 
     async fn apply_in(
         tx: &mut PgConnection,
-        _settings: &WhiteboardSettings,
+        settings: &WhiteboardSettings,
         board: &ScopeKey,
         actor: &ActingUser,
         command: WhiteboardCommand,
@@ -257,7 +259,7 @@ impl PostgresBinding for Whiteboard {
         let elements = load_board(tx, board, None).await?;
         let now: DateTime<Utc> =
             sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await.map_err(DomainError::from_sqlx)?;
-        let (elements, write) = decide(board, &elements, command, now, actor)?;
+        let (elements, write) = decide(board, &elements, command, now, actor, settings)?;
         let event = WhiteboardEvent::ElementsChanged { elements };
         if !write {
             return Ok(Applied { answer: event, events: Vec::new() });

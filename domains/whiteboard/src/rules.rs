@@ -91,6 +91,17 @@ pub struct WhiteboardSettings {
     pub max_style_bytes: u32,
     /// Elements one `move` may carry.
     pub max_move_elements: u32,
+    /// Live elements one board holds.
+    pub max_elements_per_board: u32,
+}
+
+/// Refuses a new element on a board that holds `live` elements already.
+pub fn check_room_for_element(live: usize, settings: &WhiteboardSettings) -> Result<(), Refusal> {
+    if live < settings.max_elements_per_board as usize {
+        return Ok(());
+    }
+    let message = format!("a board holds at most {} elements", settings.max_elements_per_board);
+    Err(Refusal::new("too_large", "too_many_elements", message))
 }
 
 fn finite(values: &[Option<f64>]) -> Result<(), Refusal> {

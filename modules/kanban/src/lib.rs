@@ -153,6 +153,7 @@ impl Rules for Module {
                     return Err(id_conflict(&id).into());
                 }
                 let state = Board::load(ctx, board);
+                rules::check_room_on_board(state.columns.len(), false, settings)?;
                 let position = rules::column_position(&state.column_views(None), after(a).as_deref(), true)?;
                 let board = board.to_string();
                 let (created_at, created_by, updated_by) = (ctx.timestamp, w.user.to_string(), w.user.to_string());
@@ -219,6 +220,7 @@ impl Rules for Module {
                 }
                 let state = Board::load(ctx, board);
                 state.column(&column)?;
+                rules::check_room_on_board(state.cards.len(), true, settings)?;
                 state.check_room(&column)?;
                 let position = rules::card_position(&state.card_views(&column, None), after(a).as_deref(), true)?;
                 let card = BoardCard {

@@ -11,7 +11,7 @@ mod contract;
 mod rules;
 
 use contract::{refusal, Rules, Write};
-use rules::{check, id_conflict, not_author, option_not_found, PollCommand, PollSettings};
+use rules::{check, check_room_for_option, id_conflict, not_author, option_not_found, PollCommand, PollSettings};
 use spacetimedb::{table, ReducerContext, Table, Timestamp};
 
 /// One option of a poll, its voters embedded (in the order they voted).
@@ -57,17 +57,22 @@ impl Rules for Module {
                     return Ok(());
                 }
                 Some(_) => return Err(id_conflict(&id).into()),
-                None => PollOption {
-                    id,
-                    poll: w.scope.to_string(),
-                    label,
-                    author: w.user.to_string(),
-                    updated_by: w.user.to_string(),
-                    created_at: w.ctx.timestamp,
-                    removed: false,
-                    voters: Vec::new(),
-                    version: 0,
-                },
+                None => {
+                    let scope = w.scope.to_string();
+                    let live = w.ctx.db.poll_option().poll().filter(&scope).filter(|o| !o.removed).count();
+                    check_room_for_option(live, settings)?;
+                    PollOption {
+                        id,
+                        poll: w.scope.to_string(),
+                        label,
+                        author: w.user.to_string(),
+                        updated_by: w.user.to_string(),
+                        created_at: w.ctx.timestamp,
+                        removed: false,
+                        voters: Vec::new(),
+                        version: 0,
+                    }
+                }
             },
             PollCommand::Vote { .. } => {
                 let mut o = live(w, &id)?;

@@ -18,7 +18,10 @@ mod ordering;
 mod rules;
 
 use contract::{refusal, Rules, Write};
-use rules::{check, check_may_change, element_not_found, id_conflict, WhiteboardCommand, WhiteboardSettings};
+use rules::{
+    check, check_may_change, check_room_for_element, element_not_found, id_conflict, WhiteboardCommand,
+    WhiteboardSettings,
+};
 use spacetimedb::{table, ReducerContext, Table, Timestamp};
 
 #[table(name = element)]
@@ -96,7 +99,9 @@ impl Rules for Module {
                     }
                     return Err(id_conflict(&id).into());
                 }
-                let z = layers::top(&as_refs(&board_layers(w)));
+                let layers = board_layers(w);
+                check_room_for_element(layers.len(), settings)?;
+                let z = layers::top(&as_refs(&layers));
                 let board = w.scope.to_string();
                 let (deleted, created_at, version) = (false, w.ctx.timestamp, 0);
                 let e = Element {

@@ -306,6 +306,17 @@ pub async fn cards_name_their_authors_and_only_creators_or_owners_delete_them(co
     assert_eq!(todo.created_by, "alice");
 }
 
+/// The default `max_columns_per_board` (50) holds on both adapters.
+pub async fn columns_per_board_are_bounded(conn: Conn) {
+    for n in 0..50 {
+        column(&conn, &format!("c{n}"), None, None).await;
+    }
+    let one_more =
+        KanbanCommand::CreateColumn { id: Uuid::new_v4(), name: "51st".into(), wip_limit: None, after: None };
+    let refused = run(&conn, one_more).await.unwrap_err();
+    assert_eq!((refused.kind, refused.code.as_ref()), (ErrorKind::TooLarge, "too_many_columns"));
+}
+
 #[macro_export]
 macro_rules! kanban_contract {
     ($make:path) => {
@@ -319,6 +330,7 @@ macro_rules! kanban_contract {
             concurrent_moves_converge_to_one_order,
             subscribers_see_their_boards_events,
             cards_name_their_authors_and_only_creators_or_owners_delete_them,
+            columns_per_board_are_bounded,
         );
     };
     (@tests $make:path; $($clause:ident),+ $(,)?) => {

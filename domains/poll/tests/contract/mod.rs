@@ -120,6 +120,23 @@ pub async fn options_name_who_added_and_last_changed_them(conn: Conn) {
     assert_eq!(options(&conn, "lunch").await[0].updated_by, "bob");
 }
 
+/// `max_options_per_poll`, lowered to this for the clause below.
+pub const LOWERED_OPTION_LIMIT: u32 = 3;
+
+pub async fn options_per_poll_are_bounded(conn: Conn) {
+    let mut ids = Vec::new();
+    for n in 0..LOWERED_OPTION_LIMIT {
+        ids.push(add(&conn, "full", "alice", &format!("option {n}")).await);
+    }
+    let refused =
+        apply(&conn, "full", "alice", PollCommand::AddOption { id: Uuid::new_v4(), label: "one more".into() });
+    assert_error(refused.await, ErrorKind::TooLarge, "too_many_options");
+    let retried = apply(&conn, "full", "alice", PollCommand::AddOption { id: ids[0], label: "option 0".into() }).await;
+    assert!(retried.is_ok(), "a retried add is no new option");
+    apply(&conn, "full", "alice", PollCommand::RemoveOption { id: ids[0] }).await.unwrap();
+    add(&conn, "full", "alice", "in its place").await;
+}
+
 #[macro_export]
 macro_rules! poll_contract {
     ($make:path) => {
@@ -136,6 +153,13 @@ macro_rules! poll_contract {
             let mut settings = boardsync_testkit::default_domain_settings::<boardsync_poll::Poll>();
             settings.domain.max_label_chars = contract::RAISED_LABEL_LIMIT;
             contract::labels_follow_the_configured_limit($make(settings).await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn options_per_poll_are_bounded() {
+            let mut settings = boardsync_testkit::default_domain_settings::<boardsync_poll::Poll>();
+            settings.domain.max_options_per_poll = contract::LOWERED_OPTION_LIMIT;
+            contract::options_per_poll_are_bounded($make(settings).await).await;
         }
     };
     (@tests $make:path; $($clause:ident),+ $(,)?) => {
