@@ -8,3 +8,6 @@ CREATE TRIGGER chat_messages_outside_order BEFORE INSERT OR UPDATE OR DELETE ON 
 DROP TRIGGER IF EXISTS chat_reactions_outside_child ON chat_reactions;
 CREATE TRIGGER chat_reactions_outside_child AFTER INSERT OR UPDATE OR DELETE ON chat_reactions
     FOR EACH ROW EXECUTE FUNCTION boardsync_outside_child('chat_messages', 'message_id');
+DROP TRIGGER IF EXISTS chat_reactions_outside_order ON chat_reactions;
+CREATE TRIGGER chat_reactions_outside_order BEFORE INSERT OR UPDATE OR DELETE ON chat_reactions
+    FOR EACH STATEMENT EXECUTE FUNCTION boardsync_outside_order('chat');

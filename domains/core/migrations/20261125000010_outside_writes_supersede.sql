@@ -61,6 +61,11 @@ BEGIN
     IF boardsync_is_outside() THEN
         EXECUTE format('UPDATE %I SET version = version WHERE id = $1', TG_ARGV[0])
             USING (changed->>TG_ARGV[1])::uuid;
+        -- A child moved to another parent changes the one it left too.
+        IF TG_OP = 'UPDATE' AND (to_jsonb(OLD)->>TG_ARGV[1]) IS DISTINCT FROM (changed->>TG_ARGV[1]) THEN
+            EXECUTE format('UPDATE %I SET version = version WHERE id = $1', TG_ARGV[0])
+                USING (to_jsonb(OLD)->>TG_ARGV[1])::uuid;
+        END IF;
     END IF;
     RETURN NULL;
 END

@@ -255,6 +255,8 @@ struct Shared<D: CacheBinding> {
     /// Per scope the cache does not hold whole (of a domain that trims): where its
     /// whole history in the cache begins; older pages come from PostgreSQL.
     floors: Mutex<HashMap<ScopeKey, Floor<D::Order>>>,
+    /// About the most bytes one batch of outside changes warms (warm-up's bound).
+    outside_batch_bytes: usize,
 }
 
 /// Where the part of a scope the cache holds whole begins.
@@ -461,6 +463,7 @@ impl<D: CacheBinding> CacheAdapter<D> {
             read_through_timeout: Duration::from_millis(context.settings.framework.read_through_timeout_ms),
             pool: context.pool,
             floors: Mutex::new(HashMap::new()),
+            outside_batch_bytes: context.settings.framework.warmup.batch_bytes,
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session_shared.clone().session());
@@ -682,14 +685,15 @@ impl<D: CacheBinding> CachedScope<'_, D> {
 #[async_trait]
 impl<D: CacheBinding> OutsideSink<D> for Shared<D> {
     async fn take(&self, changes: Vec<OutsideChange<D::Item>>) -> Result<(), DomainError> {
-        let mut warm: Vec<RowOf<D>> = Vec::new();
+        let mut warm: Vec<(usize, RowOf<D>)> = Vec::new();
         let mut events: Vec<(ScopeKey, D::Event)> = Vec::new();
         {
             let connection = self.link.connection()?;
             let floors = self.floors.lock().expect("floors lock");
-            for OutsideChange { scope, item, inserted } in changes {
+            for OutsideChange { item, inserted, .. } in changes {
                 let row = D::row(&item);
                 let place = D::placement(&row);
+                let Ok(scope) = ScopeKey::parse(&place.scope) else { continue };
                 let cached = connection.find(&place.entity).and_then(|row| D::item(&row));
                 if cached.as_ref().is_some_and(|cached| D::version(cached) >= D::version(&item)) {
                     continue; // already here
@@ -700,14 +704,25 @@ impl<D: CacheBinding> OutsideSink<D> for Shared<D> {
                     None => false,
                 };
                 if cached.is_some() || !below_floor {
-                    warm.push(row);
+                    warm.push((D::weight(&item), row));
                 }
                 events.push((scope, D::changed_outside(item, inserted || cached.is_none())));
             }
         }
-        if !warm.is_empty() {
-            tracing::debug!(domain = D::NAME, rows = warm.len(), "outside changes into the cache");
-            self.link.owner_call(move |c: &D::Module, request_id| c.warm(request_id, warm)).await?;
+        // In batches as warm-up's: SpacetimeDB drops a connection over a message past
+        // 32 MiB (a whiteboard's strokes are large).
+        let mut batch: Vec<RowOf<D>> = Vec::new();
+        let mut bytes = 0;
+        let total = warm.len();
+        for (index, (weight, row)) in warm.into_iter().enumerate() {
+            bytes += weight;
+            batch.push(row);
+            if bytes >= self.outside_batch_bytes || index + 1 == total {
+                let rows = std::mem::take(&mut batch);
+                bytes = 0;
+                tracing::debug!(domain = D::NAME, rows = rows.len(), "outside changes into the cache");
+                self.link.owner_call(move |c: &D::Module, request_id| c.warm(request_id, rows)).await?;
+            }
         }
         for (scope, event) in events {
             self.live.publish(&scope, event);

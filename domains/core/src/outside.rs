@@ -150,10 +150,12 @@ async fn catch_up<D: PostgresBinding, S: OutsideSink<D>>(
         .await
         .map_err(DomainError::from_sqlx)?;
         let Some(&(newest, ..)) = rows.last() else { return Ok(()) };
-        // Per entity: its scope, and whether any change read inserted it.
+        // Per entity: its scope as of its latest change, and whether any change read
+        // inserted it.
         let mut entities: BTreeMap<String, (String, bool)> = BTreeMap::new();
         for (_, scope, entity, op) in &rows {
             let seen = entities.entry(entity.clone()).or_insert_with(|| (scope.clone(), false));
+            seen.0 = scope.clone();
             seen.1 |= op == "INSERT";
         }
         let ids: Vec<String> = entities.keys().cloned().collect();

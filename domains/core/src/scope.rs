@@ -189,11 +189,11 @@ impl ScopeStore {
                         Ok(Some(notification)) => notification,
                         // The connection dropped and sqlx reconnects on the next call:
                         // what was sent meanwhile is lost.
+                        // Listening again first, then forgetting (the outer loop), so no
+                        // change falls between the two.
                         Ok(None) => {
-                            tracing::warn!("access change listener reconnecting; forgetting cached access");
-                            let Some(live) = store.upgrade() else { return };
-                            live.forget_all();
-                            continue;
+                            tracing::warn!("access change listener lost its connection; listening again");
+                            break;
                         }
                         Err(error) => {
                             tracing::warn!(%error, "access change listener lost; reconnecting");

@@ -8,3 +8,6 @@ CREATE TRIGGER poll_options_outside_order BEFORE INSERT OR UPDATE OR DELETE ON p
 DROP TRIGGER IF EXISTS poll_votes_outside_child ON poll_votes;
 CREATE TRIGGER poll_votes_outside_child AFTER INSERT OR UPDATE OR DELETE ON poll_votes
     FOR EACH ROW EXECUTE FUNCTION boardsync_outside_child('poll_options', 'option_id');
+DROP TRIGGER IF EXISTS poll_votes_outside_order ON poll_votes;
+CREATE TRIGGER poll_votes_outside_order BEFORE INSERT OR UPDATE OR DELETE ON poll_votes
+    FOR EACH STATEMENT EXECUTE FUNCTION boardsync_outside_order('poll');

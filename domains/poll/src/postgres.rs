@@ -259,7 +259,8 @@ impl PostgresBinding for Poll {
                 .await
                 .map_err(DomainError::from_sqlx)?;
             let (live, exists): (i64, bool) = sqlx::query_as(
-                "SELECT count(*) FILTER (WHERE NOT removed), coalesce(bool_or(id = $2), false) FROM poll_options WHERE poll = $1",
+                "SELECT (SELECT count(*) FROM poll_options WHERE poll = $1 AND NOT removed),
+                        EXISTS (SELECT 1 FROM poll_options WHERE id = $2)",
             )
             .bind(poll.as_str())
             .bind(id)
