@@ -2,8 +2,9 @@
 //! service) reach live clients on both adapters, and the cache on the SpacetimeDB
 //! adapter. PostgreSQL is the source of truth.
 //!
-//! The domain tables' triggers (see the core migrations `*_outside_changes.sql` and
-//! `*_outside_writes_supersede.sql`) record each such change in `outside_changes`,
+//! The domain tables' triggers (the core migration `*_outside_changes.sql`, which each
+//! domain's migration applies with `boardsync_watch_outside`) record each such change
+//! in `outside_changes`,
 //! in commit order, and notify `boardsync_changes`. They skip the backends' own
 //! writes: a backend's connections set `boardsync.origin = backend`
 //! ([`crate::postgres::backend_connect_options`]). An outside update jumps the row's
