@@ -47,8 +47,58 @@ struct Reopen(ScopeKey);
 /// How long to wait before reopening a feed that ended.
 const REOPEN_DELAY: Duration = Duration::from_millis(200);
 
+/// A live subscriber, and whether it owes a resync: its mailbox was full, so events
+/// were dropped for it. It gets one resync once it has room again (the gap's events
+/// are not queued: a client that stops reading costs the server a bounded mailbox).
+struct Subscriber {
+    recipient: Recipient<Live>,
+    owes_resync: bool,
+}
+
+impl Subscriber {
+    /// Sends `frame` (or the resync it owes first); false once it is gone.
+    fn deliver(&mut self, frame: &Live) -> bool {
+        if self.owes_resync {
+            match self.recipient.try_send(Live::Resync) {
+                Ok(()) => self.owes_resync = false,
+                Err(SendError::Full(_)) => return true, // still behind: this event is dropped too
+                Err(SendError::Closed(_)) => return false,
+            }
+            if matches!(frame, Live::Resync) {
+                return true; // the resync just sent covers it
+            }
+        }
+        match self.recipient.try_send(frame.clone()) {
+            Ok(()) => true,
+            Err(SendError::Full(_)) => {
+                self.owes_resync = true;
+                true
+            }
+            Err(SendError::Closed(_)) => false,
+        }
+    }
+
+    /// Sends the resync it owes, if it has room now; false once it is gone.
+    fn catch_up(&mut self) -> bool {
+        if !self.owes_resync {
+            return true;
+        }
+        match self.recipient.try_send(Live::Resync) {
+            Ok(()) => {
+                self.owes_resync = false;
+                true
+            }
+            Err(SendError::Full(_)) => true,
+            Err(SendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// How often subscribers that owe a resync are tried again (when no event comes).
+const CATCH_UP_INTERVAL: Duration = Duration::from_millis(200);
+
 struct Feed {
-    subscribers: HashMap<SubscriberId, Recipient<Live>>,
+    subscribers: HashMap<SubscriberId, Subscriber>,
     handle: Option<SpawnHandle>,
 }
 
@@ -87,6 +137,14 @@ impl<D: Domain> AdapterActor<D> {
 
 impl<D: Domain> Actor for AdapterActor<D> {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(CATCH_UP_INTERVAL, |actor, _| {
+            for feed in actor.feeds.values_mut() {
+                feed.subscribers.retain(|_, subscriber| subscriber.catch_up());
+            }
+        });
+    }
 }
 
 impl<D: Domain> Supervised for AdapterActor<D> {
@@ -114,7 +172,7 @@ impl<D: Domain> Handler<Subscribe> for AdapterActor<D> {
             .entry(msg.scope.clone())
             .or_insert_with(|| Feed { subscribers: HashMap::new(), handle: None })
             .subscribers
-            .insert(id, msg.subscriber);
+            .insert(id, Subscriber { recipient: msg.subscriber, owes_resync: false });
         if is_new {
             self.open(msg.scope, ctx);
         }
@@ -171,15 +229,7 @@ impl<D: Domain> StreamHandler<(ScopeKey, Option<Delivery<D::Event>>)> for Adapte
                 Live::Resync
             }
         };
-        feed.subscribers.retain(|_, subscriber| match subscriber.try_send(frame.clone()) {
-            Ok(()) => true,
-            Err(SendError::Full(_)) => {
-                // A subscriber whose mailbox is full gets a resync instead of a silent gap.
-                subscriber.do_send(Live::Resync);
-                true
-            }
-            Err(SendError::Closed(_)) => false,
-        });
+        feed.subscribers.retain(|_, subscriber| subscriber.deliver(&frame));
     }
 
     /// Feeds end individually (see above); the actor itself keeps running.

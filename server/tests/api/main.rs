@@ -9,6 +9,7 @@ mod health;
 mod helpers;
 mod identity;
 mod kanban;
+mod live;
 mod poll;
 mod postgres;
 mod process;

@@ -1,0 +1,72 @@
+//! The live socket under a client that stops reading: the server's memory for it stays
+//! bounded, and the client learns of the gap once, when it reads again.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+use crate::helpers::spawn_app;
+
+#[actix_web::test]
+async fn a_client_that_stops_reading_gets_one_resync_per_gap() {
+    let app = spawn_app().await;
+    app.create_scope("chat", "busy").await;
+    // A client whose socket buffers almost nothing.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(format!("127.0.0.1:{}", app.port).parse().unwrap()).await.unwrap();
+    let url = format!("ws://127.0.0.1:{}/api/chat/busy/live?token={}", app.port, app.token("slow"));
+    let (mut slow, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    let ready = slow.next().await.unwrap().unwrap();
+    assert!(ready.to_text().unwrap().contains("ready"));
+
+    // 2,000 events of about 3.6 kB (7 MB) while it reads nothing: far more than the
+    // kernel's buffers and the server's per-socket bound hold.
+    let text = "x".repeat(3500);
+    for chunk in 0..100 {
+        let sends = (0..20).map(|i| {
+            let command = json!({ "type": "send", "id": Uuid::new_v4(), "text": format!("{chunk}/{i} {text}") });
+            app.command("alice", "chat", "busy", command)
+        });
+        for response in futures::future::join_all(sends).await {
+            assert_eq!(response.status(), 200);
+        }
+    }
+
+    // Now it reads everything there is.
+    let mut kinds: Vec<String> = Vec::new();
+    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(2), slow.next()).await {
+        match frame.unwrap() {
+            Message::Text(text) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                kinds.push(frame["kind"].as_str().unwrap_or_default().to_string());
+            }
+            Message::Ping(payload) => slow.send(Message::Pong(payload)).await.unwrap(),
+            _ => {}
+        }
+    }
+    let events = kinds.iter().filter(|k| *k == "event").count();
+    let resyncs = kinds.iter().filter(|k| *k == "resync").count();
+    assert!(events < 2000, "the client missed events, else this test filled no buffer ({events} events)");
+    assert!(resyncs >= 1, "the client is told it missed events");
+    // One resync per gap (the kernel's buffers grow as the test runs, so events may
+    // get through between gaps): never two in a row, and never one per missed event.
+    assert!(kinds.windows(2).all(|pair| pair != ["resync", "resync"]), "{kinds:?}");
+    assert!(resyncs * 10 < 2000 - events, "{resyncs} resyncs for {} missed events", 2000 - events);
+    assert_eq!(kinds.last().map(String::as_str), Some("resync"), "the last gap is told too");
+    // After it, events flow again.
+    let after = Uuid::new_v4();
+    let command = json!({ "type": "send", "id": after, "text": "after the gap" });
+    assert_eq!(app.command("alice", "chat", "busy", command).await.status(), 200);
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), slow.next()).await.unwrap().unwrap().unwrap();
+        if let Message::Text(text) = frame {
+            if text.contains(&after.to_string()) {
+                break;
+            }
+        }
+    }
+}
