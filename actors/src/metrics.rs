@@ -25,6 +25,16 @@ const LAG_BUCKETS: [f64; 24] = [
 ];
 
 impl CacheMetrics {
+    /// Creates `domain`'s series at zero, so alerts on them can be written before the
+    /// first failure (a counter otherwise appears only once it is non-zero).
+    pub fn start_domain(&self, domain: &str) {
+        for counter in [&self.outbox_applied, &self.outbox_skipped, &self.outbox_failures, &self.outbox_dead_letters] {
+            counter.with_label_values(&[domain]);
+        }
+        self.outbox_pending.with_label_values(&[domain]);
+        self.outbox_oldest_pending_ms.with_label_values(&[domain]);
+    }
+
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let domain = &["domain"];
         let metrics = Self {

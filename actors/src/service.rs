@@ -334,6 +334,7 @@ impl Domains {
         let actor = Supervisor::start_in_arbiter(&arbiter, move |_| AdapterActor::new(fan_out));
         let cache = adapter.cache.clone();
         let warmup = adapter.cache.map(|cache| {
+            self.runtime.metrics.start_domain(D::NAME);
             let poller = OutboxPoller::<D>::new(
                 cache.clone(),
                 pool.clone(),

@@ -111,22 +111,26 @@ impl Verifier {
 
     /// The user a token names, if it verifies.
     pub fn verify(&self, token: &str) -> Result<User, DomainError> {
-        let header = decode_header(token).map_err(|_| unauthorized("the bearer token is not a JWT"))?;
+        let header = decode_header(token)
+            .map_err(|_| DomainError::unauthorized("token_invalid", "the bearer token is not a JWT"))?;
         let claims = if header.alg == Algorithm::HS256 {
-            let (key, validation) = self.local.as_ref().ok_or_else(|| unauthorized("HS256 tokens are not accepted"))?;
+            let (key, validation) = self
+                .local
+                .as_ref()
+                .ok_or_else(|| DomainError::unauthorized("token_invalid", "HS256 tokens are not accepted here"))?;
             decode::<Claims>(token, key, validation).map(|data| data.claims).map_err(invalid)?
         } else {
             self.verify_issued(token, &header)?
         };
         if claims.sub.trim().is_empty() {
-            return Err(unauthorized("the bearer token names no user"));
+            return Err(DomainError::unauthorized("token_invalid", "the bearer token names no user"));
         }
         Ok(User { id: UserId(claims.sub), admin: claims.admin, expires_at: claims.exp })
     }
 
     /// An identity provider's token: the first provider and key that verify it.
     fn verify_issued(&self, token: &str, header: &Header) -> Result<Claims, DomainError> {
-        let mut last = unauthorized("no configured identity provider accepts this token");
+        let mut last = DomainError::unauthorized("token_invalid", "no configured identity provider accepts this token");
         for issuer in &self.issuers {
             let keys = issuer.keys.iter().filter(|k| k.algorithm == header.alg);
             for key in keys.filter(|k| header.kid.is_none() || k.kid.is_none() || k.kid == header.kid) {
@@ -210,12 +214,22 @@ impl User {
     }
 }
 
-fn unauthorized(message: &str) -> DomainError {
-    DomainError::unauthorized("unauthorized", message)
-}
-
+/// A token that does not verify, with a code per reason (the library's text stays in
+/// the log).
 fn invalid(error: jsonwebtoken::errors::Error) -> DomainError {
-    unauthorized(&format!("the bearer token is not valid: {error}"))
+    use jsonwebtoken::errors::ErrorKind as Why;
+    let (code, message) = match error.kind() {
+        Why::ExpiredSignature => ("token_expired", "the bearer token has expired"),
+        Why::ImmatureSignature => ("token_not_yet_valid", "the bearer token is not valid yet"),
+        Why::InvalidIssuer | Why::InvalidAudience => {
+            ("token_wrong_audience", "the bearer token is not for this service")
+        }
+        Why::InvalidSignature => ("token_invalid", "the bearer token's signature does not verify"),
+        Why::MissingRequiredClaim(_) => ("token_invalid", "the bearer token lacks a required claim"),
+        _ => ("token_invalid", "the bearer token is not valid"),
+    };
+    tracing::debug!(%error, code, "bearer token refused");
+    DomainError::unauthorized(code, message)
 }
 
 fn header_token(req: &HttpRequest) -> Option<String> {
@@ -233,7 +247,7 @@ fn authenticate(req: &HttpRequest, from_query: bool) -> Result<User, ApiError> {
     let token = header_token(req).or_else(|| {
         from_query.then(|| web::Query::<TokenQuery>::from_query(req.query_string()).ok()?.into_inner().token).flatten()
     });
-    let token = token.ok_or_else(|| unauthorized("a bearer token is required"))?;
+    let token = token.ok_or_else(|| DomainError::unauthorized("token_missing", "a bearer token is required"))?;
     Ok(state.verifier.verify(&token)?)
 }
 

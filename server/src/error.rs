@@ -16,6 +16,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
@@ -40,6 +41,17 @@ pub fn error_body(error: &DomainError) -> serde_json::Value {
         body["error"]["retry_after"] = json!(secs);
     }
     body
+}
+
+impl ApiError {
+    /// The error response of a 405, with the methods the route takes.
+    pub fn error_response_allowing(&self, allow: &str) -> HttpResponse {
+        let mut response = self.error_response();
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
+            response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+        }
+        response
+    }
 }
 
 impl ResponseError for ApiError {

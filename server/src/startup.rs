@@ -111,6 +111,8 @@ impl Application {
         let server = HttpServer::new(move || {
             let metrics = state.metrics.clone();
             App::new()
+                // `/api/chat/general/` is `/api/chat/general`.
+                .wrap(actix_web::middleware::NormalizePath::trim())
                 .app_data(state.clone())
                 .wrap_fn(move |request, service| {
                     let started = Instant::now();
@@ -143,6 +145,7 @@ impl Application {
                 .service(routes::admin::list_scopes)
                 .service(routes::admin::put_scope)
                 .service(routes::admin::warmup_status)
+                .service(routes::admin::rewarm_all)
                 .service(routes::admin::rewarm_scope)
                 .service(routes::admin::rewarm_domain)
                 .service(routes::members::admin_list_members)
@@ -154,8 +157,20 @@ impl Application {
                 .service(routes::live::live)
                 .service(routes::domain::snapshot)
                 .service(routes::domain::command)
-                .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(ApiError(DomainError::not_found("no_route", "no such route")))
+                .default_service(web::to(|request: actix_web::HttpRequest| async move {
+                    let error = match routes::allowed_methods(request.path()) {
+                        Some(allow) => {
+                            let message = format!("{} takes {allow}", request.path());
+                            return Ok(ApiError(DomainError::new(
+                                boardsync_core::ErrorKind::MethodNotAllowed,
+                                "method_not_allowed",
+                                message,
+                            ))
+                            .error_response_allowing(allow));
+                        }
+                        None => DomainError::not_found("no_route", "no such route"),
+                    };
+                    Err::<actix_web::HttpResponse, _>(ApiError(error))
                 }))
         })
         .shutdown_timeout(shutdown_timeout)

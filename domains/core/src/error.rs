@@ -22,6 +22,8 @@ pub enum ErrorKind {
     Forbidden,
     /// The scope or item does not exist (404).
     NotFound,
+    /// The route exists, but not with this method (405).
+    MethodNotAllowed,
     /// The request conflicts with existing state, e.g. an id already used (409).
     Conflict,
     /// The request is larger than a configured limit (413).
@@ -43,6 +45,7 @@ impl ErrorKind {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
             Self::TooLarge => "too_large",
             Self::Invalid => "invalid",
@@ -58,6 +61,7 @@ impl ErrorKind {
             "unauthorized" => Self::Unauthorized,
             "forbidden" => Self::Forbidden,
             "not_found" => Self::NotFound,
+            "method_not_allowed" => Self::MethodNotAllowed,
             "conflict" => Self::Conflict,
             "too_large" => Self::TooLarge,
             "invalid" => Self::Invalid,

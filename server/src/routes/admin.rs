@@ -108,6 +108,24 @@ pub async fn rewarm_scope(
     Ok(HttpResponse::Accepted().json(json!({ "queued": [{ "domain": service.name(), "scope": key }] })))
 }
 
+/// Re-warms every scope of every domain on the cache (409 `no_cache` when none is).
+#[post("/api/admin/warmup")]
+pub async fn rewarm_all(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let mut queued = Vec::new();
+    for service in state.domains.iter().filter(|d| d.cache_connected().is_some()) {
+        service.rewarm(None).await?;
+        queued.push(json!({ "domain": service.name(), "scope": null }));
+    }
+    if queued.is_empty() {
+        return Err(DomainError::conflict(
+            "no_cache",
+            "every domain runs on the PostgreSQL adapter: there is no cache to warm",
+        )
+        .into());
+    }
+    Ok(HttpResponse::Accepted().json(json!({ "queued": queued })))
+}
+
 /// Re-warms every scope of a domain.
 #[post("/api/admin/warmup/{domain}")]
 pub async fn rewarm_domain(

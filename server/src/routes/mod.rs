@@ -26,6 +26,24 @@ pub fn domain_service(state: &AppState, name: &str) -> Result<Arc<dyn DomainServ
         .ok_or_else(|| ApiError(DomainError::not_found("unknown_domain", format!("there is no domain {name:?}"))))
 }
 
+/// The methods a path's route takes, when the path names a route at all (for 405
+/// with `Allow` rather than 404). Mirrors the routes registered in `startup`.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    Some(match parts.as_slice() {
+        ["health"] | ["metrics"] | ["api", "openapi.json"] => "GET",
+        ["api", "admin", "scopes"] => "GET",
+        ["api", "admin", "scopes", _, _] => "PUT",
+        ["api", "admin", "scopes", _, _, "members"] | ["api", _, _, "members"] => "GET",
+        ["api", "admin", "scopes", _, _, "members", _] | ["api", _, _, "members", _] => "PUT, DELETE",
+        ["api", "admin", "warmup"] => "GET, POST",
+        ["api", "admin", "warmup", _] | ["api", "admin", "warmup", _, _] => "POST",
+        ["api", _, _, "live"] => "GET",
+        ["api", _, _] => "GET, POST",
+        _ => return None,
+    })
+}
+
 /// The domain and scope named by `/api/{domain}/{scope}`.
 pub fn resolve(state: &AppState, domain: &str, scope: &str) -> Result<(Arc<dyn DomainService>, ScopeKey), ApiError> {
     let service = domain_service(state, domain)?;

@@ -22,14 +22,55 @@ async fn authentication_is_required_and_checked() {
     app.create_scope("chat", "general").await;
     let url = format!("{}/api/chat/general", app.address);
 
-    assert_error(app.http.get(&url).send().await.unwrap(), 401, "unauthorized").await;
-    assert_error(app.http.get(&url).bearer_auth("not-a-jwt").send().await.unwrap(), 401, "unauthorized").await;
+    assert_error(app.http.get(&url).send().await.unwrap(), 401, "token_missing").await;
+    assert_error(app.http.get(&url).bearer_auth("not-a-jwt").send().await.unwrap(), 401, "token_invalid").await;
     let mut foreign = app.settings.auth.clone();
     foreign.jwt_secret = "another-secret".to_string().into();
     let forged = boardsync::auth::issue_token(&foreign, "mallory", true).unwrap();
-    assert_error(app.http.get(&url).bearer_auth(forged).send().await.unwrap(), 401, "unauthorized").await;
+    assert_error(app.http.get(&url).bearer_auth(forged).send().await.unwrap(), 401, "token_invalid").await;
     let live = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/api/chat/general/live", app.port)).await;
     assert!(live.is_err(), "a WebSocket without a token is refused");
+    // Expired means expired: a minute past `exp` is past the (small) leeway.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let secret = secrecy::ExposeSecret::expose_secret(&app.settings.auth.jwt_secret).to_string();
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({ "sub": "ada", "exp": now - 60 }),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    assert_error(app.http.get(&url).bearer_auth(expired).send().await.unwrap(), 401, "token_expired").await;
+}
+
+/// Counters an operator alerts on exist from the start, at zero.
+#[actix_web::test]
+async fn outbox_failure_metrics_exist_before_the_first_failure() {
+    let app = crate::helpers::spawn_app_on_spacetimedb().await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for domain in ["chat", "kanban", "poll", "whiteboard"] {
+        for counter in ["boardsync_outbox_failures_total", "boardsync_outbox_dead_letters_total"] {
+            let line = format!("{counter}{{domain=\"{domain}\"}} 0");
+            assert!(metrics.contains(&line), "{line} in {metrics}");
+        }
+    }
+}
+
+/// A known route with another method is 405 with `Allow`; a trailing slash is the
+/// same route; re-warming everything has its own route.
+#[actix_web::test]
+async fn wrong_methods_are_405_and_trailing_slashes_are_accepted() {
+    let app = spawn_app().await;
+    app.create_scope("chat", "general").await;
+    let delete = app.http.delete(format!("{}/api/chat/general", app.address)).bearer_auth(app.token("alice"));
+    let response = delete.send().await.unwrap();
+    assert_eq!(response.headers()["allow"], "GET, POST");
+    assert_error(response, 405, "method_not_allowed").await;
+    let slash = app.http.get(format!("{}/api/chat/general/", app.address)).bearer_auth(app.token("alice"));
+    assert_eq!(slash.send().await.unwrap().status(), 200);
+    let rewarm = app.http.post(format!("{}/api/admin/warmup", app.address)).bearer_auth(app.admin_token());
+    // The PostgreSQL adapter has no cache: a clear 409, not a command to domain "admin".
+    assert_error(rewarm.send().await.unwrap(), 409, "no_cache").await;
+    assert_error(app.get("/api/nothing/here/at/all").await, 404, "no_route").await;
 }
 
 #[actix_web::test]
