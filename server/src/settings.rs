@@ -86,6 +86,8 @@ pub struct ApiSettings {
     pub max_page_size: u32,
     pub ws_heartbeat_secs: u64,
     pub ws_client_timeout_secs: u64,
+    /// Browser origins allowed to call the API (CORS); empty: none.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// Per-user limits (each server process keeps its own count).

@@ -37,6 +37,15 @@ pub enum StartupError {
     Domain { domain: &'static str, error: DomainError },
 }
 
+/// Cross-origin requests from the configured browser origins; none by default.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let cors = origins.iter().fold(actix_cors::Cors::default(), |cors, origin| cors.allowed_origin(origin));
+    cors.allowed_methods(["GET", "POST", "PUT", "DELETE", "PATCH"])
+        .allowed_headers([actix_web::http::header::AUTHORIZATION, actix_web::http::header::CONTENT_TYPE])
+        .expose_headers([actix_web::http::header::RETRY_AFTER])
+        .max_age(3600)
+}
+
 /// What every request handler may use.
 pub struct AppState {
     pub settings: Settings,
@@ -103,6 +112,7 @@ impl Application {
             limits: crate::limits::UserLimits::new(settings_limits),
         });
         let max_body_bytes = state.settings.api.max_body_bytes;
+        let cors_origins = state.settings.api.cors_allowed_origins.clone();
         let stopping = Stopping {
             domains: state.domains.clone(),
             drain_timeout: Duration::from_secs(state.settings.server.drain_timeout_secs),
@@ -113,6 +123,7 @@ impl Application {
             App::new()
                 // `/api/chat/general/` is `/api/chat/general`.
                 .wrap(actix_web::middleware::NormalizePath::trim())
+                .wrap(cors(&cors_origins))
                 .app_data(state.clone())
                 .wrap_fn(move |request, service| {
                     let started = Instant::now();

@@ -270,3 +270,33 @@ async fn a_user_past_their_command_rate_gets_429_with_retry_after() {
     let _open = app.live("ada", "chat", "general").await;
     assert_eq!(app.live_refused("ada", "chat", "general").await, 429, "one live socket per user here");
 }
+
+/// Browsers may call the API from the configured origins only.
+#[actix_web::test]
+async fn cross_origin_requests_come_only_from_configured_origins() {
+    let app = crate::helpers::spawn_app_with(|s| s.api.cors_allowed_origins = vec!["https://app.example".into()]).await;
+    let preflight = |origin: &str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, format!("{}/api/chat/general", app.address))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    let allowed = preflight("https://app.example").await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example");
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(refused.headers().get("access-control-allow-origin").is_none(), "{:?}", refused.headers());
+
+    let by_default = spawn_app().await;
+    let response = by_default
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/api/chat/general", by_default.address))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().get("access-control-allow-origin").is_none(), "no origin is allowed by default");
+}
