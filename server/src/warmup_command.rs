@@ -49,6 +49,14 @@ pub struct WarmupCommand {
     pub timeout: Duration,
 }
 
+fn domains_phrase(domains: &[String]) -> String {
+    if domains.is_empty() {
+        "every domain runs".to_string()
+    } else {
+        format!("{} runs", domains.join(", "))
+    }
+}
+
 impl WarmupCommand {
     pub async fn run(&self, settings: &Settings) -> Result<(), WarmupCommandError> {
         let http = reqwest::Client::new();
@@ -71,10 +79,16 @@ impl WarmupCommand {
         };
 
         let before = board(http.clone(), token.clone()).await?;
+        // Only domains on the cache have anything to warm.
+        let cached = |name: &String| before.domains.get(name).is_some_and(|d| d["adapter"] == "spacetimedb");
         let domains: Vec<String> = match &self.domain {
             Some(domain) => vec![domain.clone()],
-            None => before.domains.keys().cloned().collect(),
+            None => before.domains.keys().filter(|name| cached(name)).cloned().collect(),
         };
+        if domains.iter().all(|name| before.domains.contains_key(name) && !cached(name)) {
+            println!("nothing to warm: {} on the PostgreSQL adapter, which has no cache", domains_phrase(&domains));
+            return Ok(());
+        }
         let runs_before: HashMap<(String, String), u64> =
             before.scopes.iter().map(|s| ((s.domain.clone(), s.scope.clone()), s.runs)).collect();
         for domain in &domains {

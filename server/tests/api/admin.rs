@@ -70,3 +70,20 @@ async fn the_openapi_document_describes_the_generic_routes() {
         json!(["chat", "kanban", "poll", "whiteboard"])
     );
 }
+
+/// `boardsync warmup` against a server on the PostgreSQL adapter: nothing to warm,
+/// said plainly, exit 0.
+#[actix_web::test]
+async fn warmup_on_the_postgres_adapter_says_there_is_nothing_to_warm() {
+    let app = spawn_app().await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_boardsync"))
+        .args(["warmup", "--url", &app.address])
+        .env("BOARDSYNC_SETTINGS_DIR", boardsync::settings::Settings::source_dir())
+        .env("BOARDSYNC_ENV", "test")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("nothing to warm"), "{stdout}");
+}
