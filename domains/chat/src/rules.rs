@@ -52,7 +52,7 @@ pub fn check_reaction_room(held: usize, already: bool, settings: &ChatSettings) 
         return Ok(());
     }
     let message = format!("a message holds at most {} reactions", settings.max_reactions_per_message);
-    Err(Refusal::new("too_large", "too_many_reactions", message))
+    Err(Refusal::new("invalid", "too_many_reactions", message))
 }
 
 /// Refuses an empty or too long text, and a reaction that is not one emoji or a
@@ -72,7 +72,7 @@ fn check_text(text: &str, settings: &ChatSettings) -> Result<(), Refusal> {
     check_text_chars("text", text)?;
     if text.chars().count() > settings.max_text_chars as usize {
         let message = format!("text is longer than {} characters", settings.max_text_chars);
-        return Err(Refusal::new("too_large", "text_too_long", message));
+        return Err(Refusal::new("invalid", "text_too_long", message));
     }
     Ok(())
 }

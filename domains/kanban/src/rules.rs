@@ -105,7 +105,7 @@ pub fn check_room_on_board(live: usize, card: bool, settings: &KanbanSettings) -
     if live < max as usize {
         return Ok(());
     }
-    Err(refusal("too_large", code, format!("a board holds at most {max} {what}")))
+    Err(refusal("invalid", code, format!("a board holds at most {max} {what}")))
 }
 
 /// Refuses names, titles, descriptions and tags past the configured limits.
@@ -139,7 +139,7 @@ fn check_text(code: &'static str, what: &str, text: &str, max: u32, may_be_empty
     }
     check_text_chars("the text", text)?;
     if text.chars().count() > max as usize {
-        return Err(refusal("too_large", code, format!("the {what} is longer than {max} characters")));
+        return Err(refusal("invalid", code, format!("the {what} is longer than {max} characters")));
     }
     Ok(())
 }

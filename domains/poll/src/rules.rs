@@ -40,7 +40,7 @@ pub fn check_room_for_option(live: usize, settings: &PollSettings) -> Result<(),
         return Ok(());
     }
     let message = format!("a poll holds at most {} options", settings.max_options_per_poll);
-    Err(Refusal::new("too_large", "too_many_options", message))
+    Err(Refusal::new("invalid", "too_many_options", message))
 }
 
 /// Refuses an empty label or one past the configured limit.
@@ -52,7 +52,7 @@ pub fn check(command: &PollCommand, settings: &PollSettings) -> Result<(), Refus
     check_text_chars("the label", label)?;
     if label.chars().count() > settings.max_label_chars as usize {
         let message = format!("the label is longer than {} characters", settings.max_label_chars);
-        return Err(Refusal::new("too_large", "label_too_long", message));
+        return Err(Refusal::new("invalid", "label_too_long", message));
     }
     Ok(())
 }

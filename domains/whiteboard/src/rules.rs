@@ -101,7 +101,7 @@ pub fn check_room_for_element(live: usize, settings: &WhiteboardSettings) -> Res
         return Ok(());
     }
     let message = format!("a board holds at most {} elements", settings.max_elements_per_board);
-    Err(Refusal::new("too_large", "too_many_elements", message))
+    Err(Refusal::new("invalid", "too_many_elements", message))
 }
 
 fn finite(values: &[Option<f64>]) -> Result<(), Refusal> {
@@ -118,7 +118,7 @@ fn check_points(points: &[f32], settings: &WhiteboardSettings) -> Result<(), Ref
     }
     if points.len() / 2 > settings.max_stroke_points as usize {
         return Err(Refusal::new(
-            "too_large",
+            "invalid",
             "stroke_too_large",
             format!("a stroke may have at most {} points", settings.max_stroke_points),
         ));
@@ -130,7 +130,7 @@ fn check_style(style: &str, settings: &WhiteboardSettings) -> Result<(), Refusal
     check_text_chars("the style", style)?;
     if style.len() > settings.max_style_bytes as usize {
         return Err(Refusal::new(
-            "too_large",
+            "invalid",
             "style_too_large",
             format!("a style may have at most {} bytes", settings.max_style_bytes),
         ));
@@ -161,7 +161,7 @@ pub fn check(command: &WhiteboardCommand, s: &WhiteboardSettings) -> Result<(), 
             }
             if to.len() > s.max_move_elements as usize {
                 return Err(Refusal::new(
-                    "too_large",
+                    "invalid",
                     "move_too_large",
                     format!("one move may carry at most {} elements", s.max_move_elements),
                 ));

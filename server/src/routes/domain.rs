@@ -3,6 +3,8 @@
 use actix_web::{get, post, web, HttpResponse};
 use serde::Deserialize;
 
+use boardsync_core::DomainError;
+
 use crate::auth::User;
 use crate::error::ApiError;
 use crate::routes::resolve;
@@ -39,6 +41,11 @@ pub async fn command(
     let (domain, scope) = path.into_inner();
     let (service, scope) = resolve(&state, &domain, &scope)?;
     state.limits.command(&user.id)?;
-    let event = service.apply(&scope, &user.caller(), body.into_inner()).await?;
+    let command = body.into_inner();
+    // The same answer as on the live socket.
+    if !command.is_object() {
+        return Err(DomainError::bad_request("malformed_json", "a command must be a JSON object").into());
+    }
+    let event = service.apply(&scope, &user.caller(), command).await?;
     Ok(HttpResponse::Ok().json(event))
 }

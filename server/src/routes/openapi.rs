@@ -34,7 +34,7 @@ pub fn document(domains: &[&str]) -> Value {
         ("403", "Not allowed (a viewer, not the author, a locked element)"),
         ("404", "Unknown domain, scope or item, or a scope the user may not see"),
         ("409", "Conflicting id"),
-        ("413", "Too large"),
+        ("413", "Body over api.max_body_bytes"),
         ("422", "Invalid command"),
         ("429", "Past the user's command rate (Retry-After)"),
         ("503", "The scope is warming or a dependency is down (Retry-After)"),

@@ -123,12 +123,14 @@ async fn bad_commands_are_refused_with_their_status_and_nothing_is_stored() {
     };
 
     assert_error(post_raw("{not json").await.unwrap(), 400, "malformed_json").await;
+    // Not an object: the same answer as the live socket gives.
+    assert_error(post_raw("[1, 2]").await.unwrap(), 400, "malformed_json").await;
     let cases = [
         (json!({ "type": "shout", "text": "hi" }), 422, "invalid_command"),
         (json!({ "type": "send", "text": "no id" }), 422, "invalid_command"),
         (json!({ "type": "send", "id": "not-a-uuid", "text": "x" }), 422, "invalid_command"),
         (json!({ "type": "send", "id": Uuid::new_v4(), "text": "   " }), 422, "text_empty"),
-        (json!({ "type": "send", "id": Uuid::new_v4(), "text": "x".repeat(4001) }), 413, "text_too_long"),
+        (json!({ "type": "send", "id": Uuid::new_v4(), "text": "x".repeat(4001) }), 422, "text_too_long"),
         (
             json!({ "type": "send", "id": Uuid::new_v4(), "text": "x", "durability": "eventually" }),
             422,

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::helpers::spawn_app_on_spacetimedb;
 
 #[actix_web::test]
-async fn limits_are_413_and_concurrent_updates_end_identical_everywhere() {
+async fn limits_are_422_and_concurrent_updates_end_identical_everywhere() {
     let app = spawn_app_on_spacetimedb().await;
     app.create_scope("whiteboard", "sketch").await;
     let huge: Vec<f32> = vec![1.0; 2 * 10_001];
@@ -21,7 +21,7 @@ async fn limits_are_413_and_concurrent_updates_end_identical_everywhere() {
             json!({ "type": "add", "id": Uuid::new_v4(), "kind": "stroke", "x": 0, "y": 0, "points": huge }),
         )
         .await;
-    assert_eq!(refused.status(), 413);
+    assert_eq!(refused.status(), 422, "validation, not a body over the size limit");
     assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "stroke_too_large");
     let odd = app
         .command(

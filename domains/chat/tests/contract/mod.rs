@@ -114,7 +114,7 @@ pub async fn reactions_per_message_are_bounded(conn: Conn) {
         apply(&conn, "general", &format!("fan{n}"), react()).await.unwrap();
     }
     let refused = apply(&conn, "general", "late", react()).await.unwrap_err();
-    assert_eq!((refused.kind, refused.code.as_ref()), (ErrorKind::TooLarge, "too_many_reactions"));
+    assert_eq!((refused.kind, refused.code.as_ref()), (ErrorKind::Invalid, "too_many_reactions"));
     apply(&conn, "general", "fan7", react()).await.expect("a reaction the message has is no new one");
 }
 

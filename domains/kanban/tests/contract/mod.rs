@@ -314,7 +314,7 @@ pub async fn columns_per_board_are_bounded(conn: Conn) {
     let one_more =
         KanbanCommand::CreateColumn { id: Uuid::new_v4(), name: "51st".into(), wip_limit: None, after: None };
     let refused = run(&conn, one_more).await.unwrap_err();
-    assert_eq!((refused.kind, refused.code.as_ref()), (ErrorKind::TooLarge, "too_many_columns"));
+    assert_eq!((refused.kind, refused.code.as_ref()), (ErrorKind::Invalid, "too_many_columns"));
 }
 
 #[macro_export]

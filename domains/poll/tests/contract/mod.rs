@@ -42,7 +42,7 @@ pub async fn labels_follow_the_configured_limit(conn: Conn) {
     let limit = RAISED_LABEL_LIMIT as usize;
     add(&conn, "limits", "alice", &"b".repeat(limit)).await;
     let past = PollCommand::AddOption { id: Uuid::new_v4(), label: "c".repeat(limit + 1) };
-    assert_error(apply(&conn, "limits", "alice", past).await, ErrorKind::TooLarge, "label_too_long");
+    assert_error(apply(&conn, "limits", "alice", past).await, ErrorKind::Invalid, "label_too_long");
 }
 
 pub async fn options_are_listed_newest_first_and_retries_are_idempotent(conn: Conn) {
@@ -130,7 +130,7 @@ pub async fn options_per_poll_are_bounded(conn: Conn) {
     }
     let refused =
         apply(&conn, "full", "alice", PollCommand::AddOption { id: Uuid::new_v4(), label: "one more".into() });
-    assert_error(refused.await, ErrorKind::TooLarge, "too_many_options");
+    assert_error(refused.await, ErrorKind::Invalid, "too_many_options");
     let retried = apply(&conn, "full", "alice", PollCommand::AddOption { id: ids[0], label: "option 0".into() }).await;
     assert!(retried.is_ok(), "a retried add is no new option");
     apply(&conn, "full", "alice", PollCommand::RemoveOption { id: ids[0] }).await.unwrap();
