@@ -166,6 +166,7 @@ impl Application {
                 .service(routes::members::set_member)
                 .service(routes::members::remove_member)
                 .service(routes::live::live)
+                .service(routes::domain::scopes)
                 .service(routes::domain::snapshot)
                 .service(routes::domain::command)
                 .default_service(web::to(|request: actix_web::HttpRequest| async move {

@@ -303,6 +303,48 @@ impl ScopeStore {
         Ok(scope)
     }
 
+    /// The scopes of `domain` that `caller` may see, by key, after `after`, at most
+    /// `limit`: each with the caller's role (none for an open scope they are not a
+    /// member of).
+    pub async fn visible(
+        &self,
+        domain: &str,
+        caller: &Caller<'_>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(Scope, Option<crate::access::Role>)>, DomainError> {
+        #[derive(sqlx::FromRow)]
+        struct Visible {
+            #[sqlx(flatten)]
+            scope: ScopeRow,
+            role: Option<String>,
+        }
+        let rows: Vec<Visible> = sqlx::query_as(
+            "SELECT s.domain, s.key, s.name, s.config, s.created_at, s.updated_at, m.role
+             FROM scopes s
+             LEFT JOIN scope_members m ON m.domain = s.domain AND m.scope = s.key AND m.user_id = $2
+             WHERE s.domain = $1
+               AND ($3 OR m.user_id IS NOT NULL OR COALESCE(s.config->'access'->>'authenticated', 'none') <> 'none')
+               AND ($4::text IS NULL OR s.key > $4)
+             ORDER BY s.key LIMIT $5",
+        )
+        .bind(domain)
+        .bind(caller.user.as_str())
+        .bind(caller.admin)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let role = row.role.as_deref().and_then(|r| serde_json::from_value(serde_json::json!(r)).ok());
+                (Scope::from(row.scope), role)
+            })
+            .collect())
+    }
+
     /// Every scope, or every scope of one domain, ordered by domain and key.
     pub async fn list(&self, domain: Option<&str>) -> Result<Vec<Scope>, DomainError> {
         let rows: Vec<ScopeRow> = sqlx::query_as(

@@ -17,6 +17,38 @@ pub struct SnapshotQuery {
     before: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopesQuery {
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+/// `GET /api/{domain}`: the scopes the caller may see, by key, paged with `after`:
+/// `{"scopes": [{"key", "name", "role"}], "next_after": key-or-null}`.
+#[get("/api/{domain}")]
+pub async fn scopes(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ScopesQuery>,
+    user: User,
+) -> Result<HttpResponse, ApiError> {
+    let service = crate::routes::domain_service(&state, &path.into_inner())?;
+    let pages = &state.settings.api;
+    let limit = query.limit.unwrap_or(pages.default_page_size);
+    if limit == 0 || limit > pages.max_page_size {
+        let message = format!("limit must be between 1 and {}", pages.max_page_size);
+        return Err(DomainError::bad_request("invalid_limit", message).into());
+    }
+    let visible = state.scopes.visible(service.name(), &user.caller(), query.after.as_deref(), limit).await?;
+    let next_after = (visible.len() == limit as usize).then(|| visible.last().map(|(s, _)| s.key.clone())).flatten();
+    let scopes: Vec<serde_json::Value> = visible
+        .into_iter()
+        .map(|(scope, role)| serde_json::json!({ "key": scope.key, "name": scope.name, "role": role }))
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "scopes": scopes, "next_after": next_after })))
+}
+
 #[get("/api/{domain}/{scope}")]
 pub async fn snapshot(
     state: web::Data<AppState>,

@@ -40,6 +40,7 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         ["api", "admin", "warmup", _] | ["api", "admin", "warmup", _, _] => "POST",
         ["api", _, _, "live"] => "GET",
         ["api", _, _] => "GET, POST",
+        ["api", _] => "GET",
         _ => return None,
     })
 }

@@ -62,6 +62,15 @@ pub fn document(domains: &[&str]) -> Value {
             "/health": { "get": { "summary": "Dependency status and the adapter in use", "security": [],
                 "responses": { "200": { "description": "Healthy" }, "503": { "description": "A dependency is down" } } } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "security": [], "responses": { "200": { "description": "Text format" } } } },
+            "/api/{domain}": {
+                "parameters": [domain_param],
+                "get": { "summary": "The scopes the caller may see, by key", "parameters": [
+                        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1 } },
+                        { "name": "after", "in": "query", "schema": { "type": "string" } } ],
+                    "responses": { "200": { "description": "`{\"scopes\": [{\"key\", \"name\", \"role\"}], \"next_after\": key-or-null}`" },
+                                   "400": error_response("Bad limit"), "401": error_response("No or invalid token"),
+                                   "404": error_response("Unknown domain") } }
+            },
             "/api/{domain}/{scope}": {
                 "parameters": [domain_param, scope_param],
                 "get": { "summary": "Snapshot of a scope", "parameters": [
@@ -78,6 +87,9 @@ pub fn document(domains: &[&str]) -> Value {
                     "responses": { "101": { "description": "Switching protocols" }, "401": error_response("No or invalid token"),
                                    "404": error_response("Unknown domain or scope") } }
             },
+            "/api/admin/warmup": { "get": { "summary": "Every scope's warm-up status (admin)", "responses": { "200": { "description": "Status" } } },
+                "post": { "summary": "Re-warm every domain on the cache (admin)", "responses": { "202": { "description": "Queued" },
+                    "409": error_response("No domain runs on the cache") } } },
             "/api/admin/scopes": { "get": { "summary": "List scopes (admin)", "parameters": [
                     { "name": "domain", "in": "query", "schema": { "type": "string", "enum": domains } } ],
                 "responses": { "200": { "description": "Scopes" }, "401": error_response("No or invalid token"), "403": error_response("Not an admin") } } },

@@ -134,3 +134,44 @@ async fn a_live_socket_ends_when_its_token_expires() {
     assert_eq!(last["error"]["code"], "token_expired", "{last}");
     assert_eq!(live.closed().await, Some(1008));
 }
+
+/// A user lists the scopes they may see, and nothing else.
+#[actix_web::test]
+async fn users_list_the_scopes_they_may_see() {
+    let app = spawn_app().await;
+    app.create_members_only_scope("chat", "team").await;
+    app.create_members_only_scope("chat", "secret").await;
+    let open = json!({ "name": "lobby", "config": { "access": { "authenticated": "read" } } });
+    assert_eq!(app.put_scope("chat", "lobby", open).await.status(), 200);
+    assert_eq!(app.set_member(None, "chat", "team", "alice", "editor").await.status(), 200);
+    let listed = |user: &'static str, query: &'static str| {
+        let app = &app;
+        async move {
+            let response = app.get_as(user, &format!("/api/chat{query}")).await;
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let alice = listed("alice", "").await;
+    assert_eq!(
+        alice["scopes"],
+        json!([{ "key": "lobby", "name": "lobby", "role": null }, { "key": "team", "name": "team", "role": "editor" }])
+    );
+    let nora = listed("nora", "").await;
+    assert_eq!(nora["scopes"].as_array().unwrap().len(), 1, "{nora}");
+    let first = listed("alice", "?limit=1").await;
+    assert_eq!((first["scopes"][0]["key"].as_str(), first["next_after"].as_str()), (Some("lobby"), Some("lobby")));
+    let second = listed("alice", "?limit=1&after=lobby").await;
+    assert_eq!(second["scopes"][0]["key"], "team");
+    let admin: Value = app
+        .http
+        .get(format!("{}/api/chat", app.address))
+        .bearer_auth(app.admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(admin["scopes"].as_array().unwrap().len(), 3);
+}
