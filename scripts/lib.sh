@@ -86,7 +86,7 @@ ensure_packages() {
 
 ensure_spacetimedb_tools() {
   if [ -x "$STDB_BIN/spacetimedb-standalone" ] && [ -x "$STDB_BIN/spacetimedb-cli" ]; then return; fi
-  log "installing SpacetimeDB $SPACETIMEDB_VERSION into $STDB_BIN (first time only, ~15 min)"
+  log "installing SpacetimeDB $SPACETIMEDB_VERSION into $STDB_BIN (first time only, about 21 minutes on 2 cores)"
   mkdir -p "$STDB_BIN"
   local crate
   for crate in spacetimedb-standalone spacetimedb-cli; do
@@ -116,6 +116,14 @@ ensure_postgres() {
   if [ -n "${DATABASE_URL:-}" ]; then
     if pg_isready -q -t 3 -d "$DATABASE_URL"; then
       log "using PostgreSQL at DATABASE_URL"
+      if ! psql -q -d "$DATABASE_URL" -tAc "SELECT 1" >/dev/null 2>&1; then
+        # The server answers but the database may not exist yet: create it.
+        local name="${DATABASE_URL##*/}"
+        name="${name%%\?*}"
+        log "creating database $name at DATABASE_URL"
+        psql -q -d "${DATABASE_URL%/*}/postgres" -c "CREATE DATABASE \"$name\"" >/dev/null \
+          || die "DATABASE_URL answers, but database $name neither opens nor can be created there"
+      fi
       return
     fi
     log "DATABASE_URL does not answer: starting a local PostgreSQL instead"
