@@ -155,6 +155,9 @@ impl Application {
                 // Admin routes first: `/api/admin/...` must not match `/api/{domain}/{scope}`.
                 .service(routes::admin::list_scopes)
                 .service(routes::admin::put_scope)
+                .service(routes::admin::get_scope)
+                .service(routes::admin::patch_scope)
+                .service(routes::admin::delete_scope)
                 .service(routes::admin::warmup_status)
                 .service(routes::admin::rewarm_all)
                 .service(routes::admin::rewarm_scope)

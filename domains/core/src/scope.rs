@@ -345,6 +345,23 @@ impl ScopeStore {
             .collect())
     }
 
+    /// Deletes a scope (its members with it); whether it existed. Its items stay in
+    /// PostgreSQL: creating the scope again brings them back.
+    pub async fn delete(&self, domain: &str, key: &ScopeKey) -> Result<bool, DomainError> {
+        let deleted = sqlx::query("DELETE FROM scopes WHERE domain = $1 AND key = $2")
+            .bind(domain)
+            .bind(key.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(DomainError::from_sqlx)?
+            .rows_affected()
+            > 0;
+        self.forget(domain, key);
+        // Its live sockets check again, and find it gone.
+        self.members.changed(domain, key);
+        Ok(deleted)
+    }
+
     /// Every scope, or every scope of one domain, ordered by domain and key.
     pub async fn list(&self, domain: Option<&str>) -> Result<Vec<Scope>, DomainError> {
         let rows: Vec<ScopeRow> = sqlx::query_as(

@@ -1,7 +1,7 @@
-//! Admin routes: scopes (create, update, list) and warm-up (status, re-warm). They
+//! Admin routes: scopes (create or replace, read, patch, delete, list) and warm-up (status, re-warm). They
 //! need a token with the `admin` claim.
 
-use actix_web::{get, post, put, web, HttpResponse};
+use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use boardsync_core::{DomainError, ScopeKey};
 use serde::Deserialize;
 use serde_json::json;
@@ -37,15 +37,103 @@ pub async fn put_scope(
     let key = ScopeKey::parse(&scope)?;
     let body = body.into_inner();
     let name = body.name.trim();
+    check_name(name)?;
+    service.validate_scope_config(&body.config)?;
+    let stored = state.scopes.upsert(service.name(), &key, name, &body.config).await?;
+    service.scope_changed(&key);
+    Ok(HttpResponse::Ok().json(stored))
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(
             DomainError::invalid("invalid_scope_name", format!("name must be 1-{MAX_NAME_CHARS} characters")).into()
         );
     }
-    service.validate_scope_config(&body.config)?;
-    let stored = state.scopes.upsert(service.name(), &key, name, &body.config).await?;
+    Ok(())
+}
+
+/// JSON merge patch (RFC 7396): objects merge key by key, `null` removes a key,
+/// anything else replaces.
+fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
+    match (target, patch) {
+        (serde_json::Value::Object(target), serde_json::Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(&key);
+                } else {
+                    merge(target.entry(key).or_insert(serde_json::Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch,
+    }
+}
+
+#[get("/api/admin/scopes/{domain}/{scope}")]
+pub async fn get_scope(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _admin: Admin,
+) -> Result<HttpResponse, ApiError> {
+    let (domain, scope) = path.into_inner();
+    let service = domain_service(&state, &domain)?;
+    let key = ScopeKey::parse(&scope)?;
+    let stored = state.scopes.require(service.name(), service.scope_noun(), &key).await?;
+    Ok(HttpResponse::Ok().json(stored))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopePatch {
+    name: Option<String>,
+    config: Option<serde_json::Value>,
+}
+
+/// Changes a scope's name and/or merges into its config (JSON merge patch), leaving
+/// the rest as it is.
+#[patch("/api/admin/scopes/{domain}/{scope}")]
+pub async fn patch_scope(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _admin: Admin,
+    body: web::Json<ScopePatch>,
+) -> Result<HttpResponse, ApiError> {
+    let (domain, scope) = path.into_inner();
+    let service = domain_service(&state, &domain)?;
+    let key = ScopeKey::parse(&scope)?;
+    let current = state.scopes.require(service.name(), service.scope_noun(), &key).await?;
+    let ScopePatch { name, config: patch } = body.into_inner();
+    let name = name.map(|n| n.trim().to_string()).unwrap_or(current.name);
+    check_name(&name)?;
+    let mut config = current.config;
+    if let Some(patch) = patch {
+        merge(&mut config, patch);
+    }
+    service.validate_scope_config(&config)?;
+    let stored = state.scopes.upsert(service.name(), &key, &name, &config).await?;
     service.scope_changed(&key);
     Ok(HttpResponse::Ok().json(stored))
+}
+
+/// Deletes a scope and its members; its items stay in PostgreSQL (creating the scope
+/// again brings them back). Its live sockets close.
+#[delete("/api/admin/scopes/{domain}/{scope}")]
+pub async fn delete_scope(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _admin: Admin,
+) -> Result<HttpResponse, ApiError> {
+    let (domain, scope) = path.into_inner();
+    let service = domain_service(&state, &domain)?;
+    let key = ScopeKey::parse(&scope)?;
+    if !state.scopes.delete(service.name(), &key).await? {
+        let message = format!("{} {} {key} does not exist", service.name(), service.scope_noun());
+        return Err(DomainError::not_found("scope_not_found", message).into());
+    }
+    tracing::info!(domain = service.name(), scope = %key, "scope deleted; its items stay in PostgreSQL");
+    Ok(HttpResponse::Ok()
+        .json(json!({ "deleted": { "domain": service.name(), "scope": key }, "items": "kept in PostgreSQL" })))
 }
 
 #[derive(Deserialize)]

@@ -33,7 +33,7 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
     Some(match parts.as_slice() {
         ["health"] | ["metrics"] | ["api", "openapi.json"] => "GET",
         ["api", "admin", "scopes"] => "GET",
-        ["api", "admin", "scopes", _, _] => "PUT",
+        ["api", "admin", "scopes", _, _] => "GET, PUT, PATCH, DELETE",
         ["api", "admin", "scopes", _, _, "members"] | ["api", _, _, "members"] => "GET",
         ["api", "admin", "scopes", _, _, "members", _] | ["api", _, _, "members", _] => "PUT, DELETE",
         ["api", "admin", "warmup"] => "GET, POST",

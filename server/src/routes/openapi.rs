@@ -99,7 +99,16 @@ pub fn document(domains: &[&str]) -> Value {
                         "application/json": { "schema": { "$ref": "#/components/schemas/ScopeBody" } } } },
                     "responses": { "200": { "description": "The scope" }, "401": error_response("No or invalid token"),
                                    "403": error_response("Not an admin"), "404": error_response("Unknown domain"),
-                                   "422": error_response("Invalid name or config") } }
+                                   "422": error_response("Invalid name or config") } },
+                "get": { "summary": "A scope (admin)", "responses": { "200": { "description": "The scope" },
+                                   "404": error_response("Unknown domain or scope") } },
+                "patch": { "summary": "Rename a scope and/or merge into its config (JSON merge patch; admin)",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
+                        "properties": { "name": { "type": "string" }, "config": { "type": "object" } } } } } },
+                    "responses": { "200": { "description": "The scope" }, "404": error_response("Unknown domain or scope"),
+                                   "422": error_response("Invalid name or config") } },
+                "delete": { "summary": "Delete a scope and its members; its items stay in PostgreSQL (admin)",
+                    "responses": { "200": { "description": "Deleted" }, "404": error_response("Unknown domain or scope") } }
             },
             "/api/{domain}/{scope}/members": {
                 "parameters": [domain_param, scope_param],

@@ -87,3 +87,48 @@ async fn warmup_on_the_postgres_adapter_says_there_is_nothing_to_warm() {
     assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("nothing to warm"), "{stdout}");
 }
+
+/// A scope is read, patched (name, or config merged key by key) and deleted on its
+/// own; deleting keeps its items in PostgreSQL and closes its live sockets.
+#[actix_web::test]
+async fn scopes_are_read_patched_and_deleted_one_by_one() {
+    let app = spawn_app().await;
+    let admin = |request: reqwest::RequestBuilder| request.bearer_auth(app.admin_token()).send();
+    let url = format!("{}/api/admin/scopes/chat/general", app.address);
+    let config = json!({ "warmup": { "max_items": 50 }, "access": { "authenticated": "write" } });
+    assert_eq!(app.put_scope("chat", "general", json!({ "name": "General", "config": config })).await.status(), 200);
+
+    let renamed: Value =
+        admin(app.http.patch(&url).json(&json!({ "name": "Lobby" }))).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (renamed["name"].as_str(), renamed["config"]["warmup"]["max_items"].as_u64()),
+        (Some("Lobby"), Some(50))
+    );
+    let patch = json!({ "config": { "warmup": { "priority": 3 } } });
+    let merged: Value = admin(app.http.patch(&url).json(&patch)).await.unwrap().json().await.unwrap();
+    assert_eq!(merged["config"]["warmup"], json!({ "max_items": 50, "priority": 3 }), "merged, not replaced");
+    assert_eq!(merged["config"]["access"]["authenticated"], "write");
+    let removed = json!({ "config": { "warmup": { "max_items": null } } });
+    let merged: Value = admin(app.http.patch(&url).json(&removed)).await.unwrap().json().await.unwrap();
+    assert_eq!(merged["config"]["warmup"], json!({ "priority": 3 }), "null removes a key");
+    let bad = json!({ "config": { "warmup": { "max_itemz": 1 } } });
+    assert_eq!(admin(app.http.patch(&url).json(&bad)).await.unwrap().status(), 422);
+    let read: Value = admin(app.http.get(&url)).await.unwrap().json().await.unwrap();
+    assert_eq!((read["name"].as_str(), &read["config"]["warmup"]), (Some("Lobby"), &json!({ "priority": 3 })));
+
+    // Deleting keeps the items.
+    let id = uuid::Uuid::new_v4();
+    let send = json!({ "type": "send", "id": id, "text": "still here" });
+    assert_eq!(app.command("alice", "chat", "general", send).await.status(), 200);
+    let mut live = app.live("bob", "chat", "general").await;
+    let deleted: Value = admin(app.http.delete(&url)).await.unwrap().json().await.unwrap();
+    assert_eq!(deleted["items"], "kept in PostgreSQL");
+    let last = live.next().await;
+    assert_eq!(last["error"]["code"], "access_revoked", "{last}");
+    assert_eq!(app.get_as("bob", "/api/chat/general").await.status(), 404);
+    assert_eq!(admin(app.http.get(&url)).await.unwrap().status(), 404);
+    assert_eq!(admin(app.http.delete(&url)).await.unwrap().status(), 404);
+    app.create_scope("chat", "general").await;
+    let snapshot = app.snapshot("bob", "chat", "general").await;
+    assert_eq!(snapshot["items"][0]["text"], "still here", "created again, its items are back");
+}
