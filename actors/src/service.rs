@@ -114,7 +114,7 @@ impl<D: Domain> DomainHandle<D> {
     async fn until_warm(&self, scope: &ScopeKey) -> Result<(), DomainError> {
         let Some(cache) = &self.cache else { return Ok(()) };
         let deadline = tokio::time::Instant::now() + self.warm_wait;
-        while !self.board.takes_writes(D::NAME, scope, cache.generation()) {
+        while !self.board.is_warm(D::NAME, scope, cache.generation()) {
             if cache.generation().is_none() {
                 return Err(cache_unavailable());
             }

@@ -99,9 +99,10 @@ impl WarmupBoard {
         self.statuses.get(&(domain, scope.clone())).map_or(0, |status| status.priority)
     }
 
-    /// Whether `scope` may take writes in cache generation `generation`: warmed in it
-    /// (or, with warm-up disabled, its lost writes restored in it).
-    pub fn takes_writes(&self, domain: &'static str, scope: &ScopeKey, generation: Option<u64>) -> bool {
+    /// Whether `scope` is warm in cache generation `generation`, so it takes writes
+    /// and serves snapshots: warmed in it (or, with warm-up disabled, its lost writes
+    /// restored in it).
+    pub fn is_warm(&self, domain: &'static str, scope: &ScopeKey, generation: Option<u64>) -> bool {
         self.statuses.get(&(domain, scope.clone())).is_some_and(|status| match status.state {
             WarmupState::Warm | WarmupState::Disabled => generation.is_some() && status.generation == generation,
             _ => false,

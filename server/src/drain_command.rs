@@ -12,8 +12,6 @@ use boardsync_actors::CacheMetrics;
 use boardsync_core::cache::Cache;
 use boardsync_core::cache_adapter::CacheAdapter;
 use boardsync_core::{AdapterContext, DomainAdapters, DomainError, DomainSettings};
-use secrecy::ExposeSecret;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use crate::domains::{self, EachDomain};
@@ -47,15 +45,7 @@ pub async fn drain(
     if settings.spacetimedb.url().is_none() {
         return Err(DrainError::NoCache);
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(settings.database.connect_timeout_secs))
-        .connect_with(
-            boardsync_core::postgres::backend_connect_options(settings.database.url.expose_secret())
-                .map_err(DrainError::Postgres)?,
-        )
-        .await
-        .map_err(DrainError::Postgres)?;
+    let pool = settings.database.connect(2).await.map_err(DrainError::Postgres)?;
     let mut draining = Draining { settings, pool, only, timeout, drained: Vec::new() };
     domains::for_each(&mut draining).await?;
     match only {

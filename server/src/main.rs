@@ -68,17 +68,13 @@ enum Command {
 enum MembersCli {
     /// List the members and their roles.
     List {
-        #[arg(long)]
-        domain: String,
-        #[arg(long)]
-        scope: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
     },
     /// Add a member, or change their role (owner, editor or viewer).
     Set {
-        #[arg(long)]
-        domain: String,
-        #[arg(long)]
-        scope: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
         #[arg(long)]
         user: String,
         #[arg(long)]
@@ -86,13 +82,20 @@ enum MembersCli {
     },
     /// Remove a member (their live sockets on the scope close).
     Remove {
-        #[arg(long)]
-        domain: String,
-        #[arg(long)]
-        scope: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
         #[arg(long)]
         user: String,
     },
+}
+
+/// Which scope.
+#[derive(clap::Args)]
+struct ScopeArgs {
+    #[arg(long)]
+    domain: String,
+    #[arg(long)]
+    scope: String,
 }
 
 #[derive(Subcommand)]
@@ -136,12 +139,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Members { action, url } => {
             use boardsync::members_command::{run, MembersAction};
             let url = url.unwrap_or_else(|| format!("http://{}:{}", settings.server.host, settings.server.port));
-            let (domain, scope, action) = match action {
-                MembersCli::List { domain, scope } => (domain, scope, MembersAction::List),
-                MembersCli::Set { domain, scope, user, role } => (domain, scope, MembersAction::Set { user, role }),
-                MembersCli::Remove { domain, scope, user } => (domain, scope, MembersAction::Remove { user }),
+            let (scope, action) = match action {
+                MembersCli::List { scope } => (scope, MembersAction::List),
+                MembersCli::Set { scope, user, role } => (scope, MembersAction::Set { user, role }),
+                MembersCli::Remove { scope, user } => (scope, MembersAction::Remove { user }),
             };
-            let answer = run(&settings, &url, &domain, &scope, action).await?;
+            let answer = run(&settings, &url, &scope.domain, &scope.scope, action).await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
         }
         Command::Token { user, admin } => {

@@ -123,6 +123,18 @@ pub struct DatabaseSettings {
     pub connect_timeout_secs: u64,
 }
 
+impl DatabaseSettings {
+    /// A pool of at most `max_connections`, connected as a backend connects (see
+    /// `boardsync_core::postgres::backend_connect_options`).
+    pub async fn connect(&self, max_connections: u32) -> Result<sqlx::PgPool, sqlx::Error> {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(self.connect_timeout_secs))
+            .connect_with(boardsync_core::postgres::backend_connect_options(self.url.expose_secret())?)
+            .await
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpacetimedbSettings {

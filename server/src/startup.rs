@@ -9,8 +9,6 @@ use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpServer};
 use boardsync_actors::{CacheMetrics, CacheRuntime, Domains};
 use boardsync_core::{AdapterKind, DomainError, ScopeStore};
-use secrecy::ExposeSecret;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use crate::domains::{self, Wiring};
@@ -69,15 +67,8 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let verifier = crate::auth::Verifier::new(&settings.auth)?;
         let settings_limits = settings.limits.clone();
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.database.max_connections)
-            .acquire_timeout(Duration::from_secs(settings.database.connect_timeout_secs))
-            .connect_with(
-                boardsync_core::postgres::backend_connect_options(settings.database.url.expose_secret())
-                    .map_err(StartupError::Database)?,
-            )
-            .await
-            .map_err(StartupError::Database)?;
+        let pool =
+            settings.database.connect(settings.database.max_connections).await.map_err(StartupError::Database)?;
         boardsync_core::migrations::run_all(&pool, &[]).await?;
         let adapter = settings.adapter();
         let scopes = Arc::new(ScopeStore::new(pool.clone()));

@@ -339,7 +339,7 @@ impl PostgresBinding for Chat {
     }
 
     async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Message>, DomainError> {
-        load_some(db, boardsync_core::cache_adapter::uuids(ids)).await
+        load_some(db, boardsync_core::pg_adapter::uuids(ids)).await
     }
     fn changed_outside(message: Message, new: bool) -> ChatEvent {
         match (new, message.deleted) {

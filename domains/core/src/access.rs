@@ -5,7 +5,6 @@
 //! a user may not see answers 404 as if it did not exist: its name does not leak.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -13,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 
+use crate::forgetful::Forgetful;
 use crate::{DomainError, ScopeKey, UserId};
 
 /// A member's role in a scope.
@@ -105,15 +105,11 @@ type Key = (String, ScopeKey);
 /// anywhere else.
 pub struct Members {
     pool: PgPool,
-    known: DashMap<Key, Arc<HashMap<String, Role>>>,
-    /// Bumped by every change: a load that began before a change is not kept, so a
-    /// removal racing a load never leaves the old members cached.
-    versions: DashMap<Key, u64>,
+    /// A removal racing a load never leaves the old members kept.
+    known: Forgetful<Key, Arc<HashMap<String, Role>>>,
     /// One load per scope at a time: a change that sends every live socket of a
     /// scope to check again costs one query, not one per socket.
     loading: DashMap<Key, Arc<tokio::sync::Mutex<()>>>,
-    /// Bumped when everything is forgotten (notifications may have been missed).
-    epoch: AtomicU64,
     changes: broadcast::Sender<AccessChanged>,
 }
 
@@ -127,10 +123,8 @@ impl Members {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            known: DashMap::new(),
-            versions: DashMap::new(),
+            known: Forgetful::default(),
             loading: DashMap::new(),
-            epoch: AtomicU64::new(0),
             changes: broadcast::channel(CHANGES_CAPACITY).0,
         }
     }
@@ -143,15 +137,14 @@ impl Members {
     async fn of(&self, domain: &str, scope: &ScopeKey) -> Result<Arc<HashMap<String, Role>>, DomainError> {
         let key = (domain.to_string(), scope.clone());
         if let Some(members) = self.known.get(&key) {
-            return Ok(members.clone());
+            return Ok(members);
         }
         let gate = self.loading.entry(key.clone()).or_default().clone();
         let _loading = gate.lock().await;
         if let Some(members) = self.known.get(&key) {
-            return Ok(members.clone());
+            return Ok(members);
         }
-        let epoch = self.epoch.load(Ordering::SeqCst);
-        let version = self.versions.get(&key).map_or(0, |v| *v);
+        let ticket = self.known.ticket(&key);
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT user_id, role FROM scope_members WHERE domain = $1 AND scope = $2")
                 .bind(domain)
@@ -162,16 +155,7 @@ impl Members {
         let members: HashMap<String, Role> =
             rows.into_iter().filter_map(|(user, role)| Some((user, Role::parse(&role)?))).collect();
         let members = Arc::new(members);
-        // Held while inserting: a change bumps the version under the same lock.
-        let current = self.versions.entry(key.clone()).or_insert(0);
-        if *current == version {
-            self.known.insert(key.clone(), members.clone());
-        }
-        drop(current);
-        // Everything was forgotten meanwhile: this load may predate a missed change.
-        if self.epoch.load(Ordering::SeqCst) != epoch {
-            self.known.remove(&key);
-        }
+        self.known.keep(key, members.clone(), ticket);
         Ok(members)
     }
 
@@ -224,16 +208,13 @@ impl Members {
     /// Forgets what was kept of the scope's members and tells live sockets to check
     /// again (the trigger's notification does the same on every other backend).
     pub fn changed(&self, domain: &str, scope: &ScopeKey) {
-        let key = (domain.to_string(), scope.clone());
-        *self.versions.entry(key.clone()).or_insert(0) += 1;
-        self.known.remove(&key);
+        self.known.forget(&(domain.to_string(), scope.clone()));
         let _ = self.changes.send(AccessChanged { domain: domain.to_string(), scope: scope.clone() });
     }
 
     /// Forgets every scope's members (notifications may have been missed).
     pub fn forget_all(&self) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.known.clear();
+        self.known.forget_all();
     }
 }
 

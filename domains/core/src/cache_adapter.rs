@@ -200,12 +200,6 @@ pub trait CacheBinding: PostgresBinding {
     fn touches(command: &Self::Command) -> Vec<String>;
 }
 
-/// The ids among `ids` that are UUIDs, for a [`CacheBinding::stored`] whose entities
-/// all have UUIDs (an id of another shape names nothing).
-pub fn uuids(ids: &[String]) -> Vec<uuid::Uuid> {
-    ids.iter().filter_map(|id| uuid::Uuid::parse_str(id).ok()).collect()
-}
-
 /// Builds a committed command's events from the items it wrote.
 type Outcome<D> =
     Box<dyn FnOnce(Vec<<D as Domain>::Item>) -> Result<Applied<<D as Domain>::Event>, DomainError> + Send>;

@@ -37,6 +37,7 @@ pub mod connection;
 pub mod domain;
 pub mod error;
 pub mod factory;
+pub mod forgetful;
 pub mod index;
 pub mod live;
 pub mod migrations;

@@ -40,6 +40,12 @@ pub trait PostgresBinding: Domain {
     fn changed_outside(item: Self::Item, new: bool) -> Self::Event;
 }
 
+/// The ids among `ids` that are UUIDs, for a [`PostgresBinding::stored`] whose
+/// entities all have UUIDs (an id of another shape names nothing).
+pub fn uuids(ids: &[String]) -> Vec<uuid::Uuid> {
+    ids.iter().filter_map(|id| uuid::Uuid::parse_str(id).ok()).collect()
+}
+
 /// What a command did on PostgreSQL.
 pub struct Applied<E> {
     /// The caller's answer.

@@ -5,7 +5,6 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use serde::Serialize;
 use sqlx::PgPool;
 
@@ -16,6 +15,7 @@ use sqlx::postgres::PgListener;
 
 use crate::access::{decide, AccessConfig, Caller, Members, Need, ACCESS_CHANNEL};
 use crate::domain::Domain;
+use crate::forgetful::Forgetful;
 use crate::warmup::WarmupOverrides;
 use crate::DomainError;
 
@@ -138,24 +138,14 @@ impl From<ScopeRow> for Scope {
 /// checks its scope exists, and that must not cost a query.
 pub struct ScopeStore {
     pool: PgPool,
-    known: DashMap<(String, ScopeKey), Scope>,
-    /// Bumped by every change of a scope: a read that began before is not kept.
-    versions: DashMap<(String, ScopeKey), u64>,
-    /// Bumped when everything is forgotten (notifications may have been missed).
-    epoch: std::sync::atomic::AtomicU64,
+    known: Forgetful<(String, ScopeKey), Scope>,
     /// Who may see and change each scope.
     pub members: Members,
 }
 
 impl ScopeStore {
     pub fn new(pool: PgPool) -> Self {
-        Self {
-            members: Members::new(pool.clone()),
-            pool,
-            known: DashMap::new(),
-            versions: DashMap::new(),
-            epoch: std::sync::atomic::AtomicU64::new(0),
-        }
+        Self { members: Members::new(pool.clone()), pool, known: Forgetful::default() }
     }
 
     /// Follows `boardsync_access` notifications (changes of scopes and members made
@@ -212,24 +202,20 @@ impl ScopeStore {
     }
 
     fn forget(&self, domain: &str, key: &ScopeKey) {
-        let entry = (domain.to_string(), key.clone());
-        *self.versions.entry(entry.clone()).or_insert(0) += 1;
-        self.known.remove(&entry);
+        self.known.forget(&(domain.to_string(), key.clone()));
     }
 
     fn forget_all(&self) {
-        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.known.clear();
+        self.known.forget_all();
         self.members.forget_all();
     }
 
     pub async fn get(&self, domain: &str, key: &ScopeKey) -> Result<Option<Scope>, DomainError> {
         let entry = (domain.to_string(), key.clone());
         if let Some(scope) = self.known.get(&entry) {
-            return Ok(Some(scope.clone()));
+            return Ok(Some(scope));
         }
-        let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
-        let version = self.versions.get(&entry).map_or(0, |v| *v);
+        let ticket = self.known.ticket(&entry);
         let row: Option<ScopeRow> = sqlx::query_as(
             "SELECT domain, key, name, config, created_at, updated_at FROM scopes WHERE domain = $1 AND key = $2",
         )
@@ -240,15 +226,7 @@ impl ScopeStore {
         .map_err(DomainError::from_sqlx)?;
         let scope = row.map(Scope::from);
         if let Some(scope) = &scope {
-            // Held while inserting: a change bumps the version under the same lock.
-            let current = self.versions.entry(entry.clone()).or_insert(0);
-            if *current == version {
-                self.known.insert(entry.clone(), scope.clone());
-            }
-            drop(current);
-            if self.epoch.load(std::sync::atomic::Ordering::SeqCst) != epoch {
-                self.known.remove(&entry);
-            }
+            self.known.keep(entry, scope.clone(), ticket);
         }
         Ok(scope)
     }
@@ -345,9 +323,9 @@ impl ScopeStore {
             .collect())
     }
 
-    /// Deletes a scope (its members with it); whether it existed. Its items stay in
-    /// PostgreSQL: creating the scope again brings them back.
-    pub async fn delete(&self, domain: &str, key: &ScopeKey) -> Result<bool, DomainError> {
+    /// Deletes a scope (its members with it), or a 404 as [`ScopeStore::require`]
+    /// gives. Its items stay in PostgreSQL: creating the scope again brings them back.
+    pub async fn delete(&self, domain: &str, noun: &str, key: &ScopeKey) -> Result<(), DomainError> {
         let deleted = sqlx::query("DELETE FROM scopes WHERE domain = $1 AND key = $2")
             .bind(domain)
             .bind(key.as_str())
@@ -359,7 +337,11 @@ impl ScopeStore {
         self.forget(domain, key);
         // Its live sockets check again, and find it gone.
         self.members.changed(domain, key);
-        Ok(deleted)
+        if deleted {
+            Ok(())
+        } else {
+            Err(missing(domain, noun, key))
+        }
     }
 
     /// Every scope, or every scope of one domain, ordered by domain and key.

@@ -460,7 +460,7 @@ impl PostgresBinding for Kanban {
     }
 
     async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<BoardItem>, DomainError> {
-        load_ids(db, boardsync_core::cache_adapter::uuids(ids)).await
+        load_ids(db, boardsync_core::pg_adapter::uuids(ids)).await
     }
     fn changed_outside(item: BoardItem, _new: bool) -> crate::KanbanEvent {
         use crate::KanbanEvent;

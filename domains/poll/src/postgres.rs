@@ -277,7 +277,7 @@ impl PostgresBinding for Poll {
     }
 
     async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<PollOption>, DomainError> {
-        load_some(db, boardsync_core::cache_adapter::uuids(ids)).await
+        load_some(db, boardsync_core::pg_adapter::uuids(ids)).await
     }
     fn changed_outside(option: PollOption, new: bool) -> PollEvent {
         match (new, option.removed) {

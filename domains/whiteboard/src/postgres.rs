@@ -269,7 +269,7 @@ impl PostgresBinding for Whiteboard {
     }
 
     async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Element>, DomainError> {
-        load_some(db, boardsync_core::cache_adapter::uuids(ids)).await
+        load_some(db, boardsync_core::pg_adapter::uuids(ids)).await
     }
     fn changed_outside(element: Element, _new: bool) -> WhiteboardEvent {
         WhiteboardEvent::ElementsChanged { elements: vec![element] }

@@ -2,13 +2,13 @@
 //! need a token with the `admin` claim.
 
 use actix_web::{delete, get, patch, post, put, web, HttpResponse};
-use boardsync_core::{DomainError, ScopeKey};
+use boardsync_core::DomainError;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::routes::domain_service;
+use crate::routes::{domain_service, resolve};
 use crate::startup::AppState;
 
 const MAX_NAME_CHARS: usize = 200;
@@ -33,8 +33,7 @@ pub async fn put_scope(
     body: web::Json<ScopeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
-    let service = domain_service(&state, &domain)?;
-    let key = ScopeKey::parse(&scope)?;
+    let (service, key) = resolve(&state, &domain, &scope)?;
     let body = body.into_inner();
     let name = body.name.trim();
     check_name(name)?;
@@ -77,8 +76,7 @@ pub async fn get_scope(
     _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
-    let service = domain_service(&state, &domain)?;
-    let key = ScopeKey::parse(&scope)?;
+    let (service, key) = resolve(&state, &domain, &scope)?;
     let stored = state.scopes.require(service.name(), service.scope_noun(), &key).await?;
     Ok(HttpResponse::Ok().json(stored))
 }
@@ -100,8 +98,7 @@ pub async fn patch_scope(
     body: web::Json<ScopePatch>,
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
-    let service = domain_service(&state, &domain)?;
-    let key = ScopeKey::parse(&scope)?;
+    let (service, key) = resolve(&state, &domain, &scope)?;
     let current = state.scopes.require(service.name(), service.scope_noun(), &key).await?;
     let ScopePatch { name, config: patch } = body.into_inner();
     let name = name.map(|n| n.trim().to_string()).unwrap_or(current.name);
@@ -125,12 +122,8 @@ pub async fn delete_scope(
     _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
-    let service = domain_service(&state, &domain)?;
-    let key = ScopeKey::parse(&scope)?;
-    if !state.scopes.delete(service.name(), &key).await? {
-        let message = format!("{} {} {key} does not exist", service.name(), service.scope_noun());
-        return Err(DomainError::not_found("scope_not_found", message).into());
-    }
+    let (service, key) = resolve(&state, &domain, &scope)?;
+    state.scopes.delete(service.name(), service.scope_noun(), &key).await?;
     tracing::info!(domain = service.name(), scope = %key, "scope deleted; its items stay in PostgreSQL");
     Ok(HttpResponse::Ok()
         .json(json!({ "deleted": { "domain": service.name(), "scope": key }, "items": "kept in PostgreSQL" })))
@@ -190,8 +183,7 @@ pub async fn rewarm_scope(
     _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
-    let service = domain_service(&state, &domain)?;
-    let key = ScopeKey::parse(&scope)?;
+    let (service, key) = resolve(&state, &domain, &scope)?;
     service.rewarm(Some(&key)).await?;
     Ok(HttpResponse::Accepted().json(json!({ "queued": [{ "domain": service.name(), "scope": key }] })))
 }

@@ -71,6 +71,17 @@ async fn wrong_methods_are_405_and_trailing_slashes_are_accepted() {
     // The PostgreSQL adapter has no cache: a clear 409, not a command to domain "admin".
     assert_error(rewarm.send().await.unwrap(), 409, "no_cache").await;
     assert_error(app.get("/api/nothing/here/at/all").await, 404, "no_route").await;
+
+    // The table behind 405 (`routes::allowed_methods`) names every route the API
+    // document describes, so the two cannot drift apart.
+    let document = boardsync::routes::openapi::document(&["chat"]);
+    for (path, item) in document["paths"].as_object().unwrap() {
+        let concrete = path.replace("{domain}", "chat").replace("{scope}", "general").replace("{user}", "ada");
+        let allowed = boardsync::routes::allowed_methods(&concrete).unwrap_or_else(|| panic!("{path} has no methods"));
+        for method in item.as_object().unwrap().keys().filter(|k| *k != "parameters") {
+            assert!(allowed.contains(&method.to_uppercase()), "{path}: {method} not in {allowed}");
+        }
+    }
 }
 
 #[actix_web::test]

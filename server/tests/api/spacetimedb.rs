@@ -12,6 +12,10 @@ use crate::helpers::{
     spawn_app_in, spawn_app_on_spacetimedb, spawn_app_on_spacetimedb_with, use_spacetimedb, TestApp, DOMAINS,
 };
 
+/// The outbox poller all but off: writes wait in the outbox, as under a burst.
+const QUIET_OUTBOX: [(&str, &str); 2] =
+    [("BOARDSYNC__FRAMEWORK__OUTBOX_PUSH", "false"), ("BOARDSYNC__FRAMEWORK__OUTBOX_POLL_INTERVAL_MS", "600000")];
+
 async fn send(app: &TestApp, user: &str, scope: &str, text: &str) -> Uuid {
     let id = Uuid::new_v4();
     let response = app.command(user, "chat", scope, json!({ "type": "send", "id": id, "text": text })).await;
@@ -392,11 +396,8 @@ async fn a_scope_that_is_not_warm_in_this_cache_generation_takes_no_writes() {
 async fn sigterm_drains_the_outbox_into_postgres_before_the_process_exits() {
     let stdb = TestSpacetime::publish_all(DOMAINS).await;
     let (_, database_url) = boardsync_testkit::TestPostgres::create_empty().await;
-    // The poller is all but off: writes wait in the outbox, as under a burst.
-    let quiet =
-        [("BOARDSYNC__FRAMEWORK__OUTBOX_PUSH", "false"), ("BOARDSYNC__FRAMEWORK__OUTBOX_POLL_INTERVAL_MS", "600000")];
     let (mut process, app) =
-        crate::process::Process::start(&database_url, (&stdb.url, &stdb.token, &stdb.prefix), &quiet).await;
+        crate::process::Process::start(&database_url, (&stdb.url, &stdb.token, &stdb.prefix), &QUIET_OUTBOX).await;
     let app = &app;
     app.wait_for_cache().await;
     app.create_scope("chat", "general").await;
@@ -415,10 +416,8 @@ async fn sigterm_drains_the_outbox_into_postgres_before_the_process_exits() {
 async fn outbox_drain_puts_what_a_crashed_server_left_in_the_outbox_into_postgres() {
     let stdb = TestSpacetime::publish_all(DOMAINS).await;
     let (_, database_url) = boardsync_testkit::TestPostgres::create_empty().await;
-    let quiet =
-        [("BOARDSYNC__FRAMEWORK__OUTBOX_PUSH", "false"), ("BOARDSYNC__FRAMEWORK__OUTBOX_POLL_INTERVAL_MS", "600000")];
     let (mut process, app) =
-        crate::process::Process::start(&database_url, (&stdb.url, &stdb.token, &stdb.prefix), &quiet).await;
+        crate::process::Process::start(&database_url, (&stdb.url, &stdb.token, &stdb.prefix), &QUIET_OUTBOX).await;
     app.wait_for_cache().await;
     app.create_scope("chat", "general").await;
     for i in 0..12 {
