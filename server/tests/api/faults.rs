@@ -92,7 +92,14 @@ struct Load {
 async fn try_at(app: &TestApp, domain: &str, scope: &str, command: serde_json::Value) -> Option<u16> {
     let request =
         app.http.post(format!("{}/api/{domain}/{scope}", app.address)).bearer_auth(app.token("alice")).json(&command);
-    request.timeout(Duration::from_secs(20)).send().await.ok().map(|response| response.status().as_u16())
+    let response = request.timeout(Duration::from_secs(20)).send().await.ok()?;
+    let status = response.status().as_u16();
+    // Faults make writes time out or answer 503; a 4xx means the load itself is
+    // refused (a domain limit, say), and would silently stop testing that writer.
+    if (400..500).contains(&status) {
+        panic!("{domain}: the load's {command} was refused: {}", response.text().await.unwrap_or_default());
+    }
+    Some(status)
 }
 
 /// Sends chat messages over the live WebSocket (cache durability), reconnecting when
@@ -369,7 +376,13 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
     }
     // The release of a deployment: the real binary, in a process of its own.
     let stdb_url = stdb.url();
-    let patient = [("BOARDSYNC__FRAMEWORK__WARM_WAIT_MS", "15000")];
+    // Patient warm-up waits; and no domain limit on how many options or cards the
+    // writers add (the suite tests durability, not limits).
+    let patient = [
+        ("BOARDSYNC__FRAMEWORK__WARM_WAIT_MS", "15000"),
+        ("BOARDSYNC__DOMAINS__POLL__MAX_OPTIONS_PER_POLL", "100000000"),
+        ("BOARDSYNC__DOMAINS__KANBAN__MAX_CARDS_PER_BOARD", "100000000"),
+    ];
     let (mut boardsync, app) =
         Process::start(&postgres.url("postgres"), (&stdb_url, &stdb.token, "faults"), &patient).await;
     let app = Arc::new(app);
