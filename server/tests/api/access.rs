@@ -60,7 +60,7 @@ async fn membership_is_enforced(app: &TestApp) {
         let event = live.next_event().await;
         assert!(event.to_string().contains(write["id"].as_str().unwrap()), "{domain}: {event}");
         assert_eq!(app.remove_member(Some("olivia"), domain, "team", "vera").await.status(), 204);
-        let last = live.next().await;
+        let last = live.next_non_event().await;
         assert_eq!(last["error"]["code"], "access_revoked", "{domain}: {last}");
         assert_eq!(live.closed().await, Some(1008), "{domain}: the socket closes as a policy violation");
         assert_eq!(code_of(app.get_as("vera", &format!("/api/{domain}/team")).await).await, missing, "{domain}");
@@ -113,7 +113,7 @@ async fn a_member_removed_with_plain_sql_is_disconnected_too() {
     assert_eq!(app.set_member(None, "chat", "team", "vera", "viewer").await.status(), 200);
     let mut live = app.live("vera", "chat", "team").await;
     sqlx::query("DELETE FROM scope_members WHERE user_id = 'vera'").execute(&app.pool).await.unwrap();
-    let last = live.next().await;
+    let last = live.next_non_event().await;
     assert_eq!(last["error"]["code"], "access_revoked", "{last}");
     assert_eq!(live.closed().await, Some(1008));
     let refused = code_of(app.get_as("vera", "/api/chat/team").await).await;
@@ -130,7 +130,7 @@ async fn a_live_socket_ends_when_its_token_expires() {
     .await;
     app.create_scope("chat", "general").await;
     let mut live = app.live("alice", "chat", "general").await;
-    let last = live.next().await;
+    let last = live.next_non_event().await;
     assert_eq!(last["error"]["code"], "token_expired", "{last}");
     assert_eq!(live.closed().await, Some(1008));
 }

@@ -123,7 +123,7 @@ async fn scopes_are_read_patched_and_deleted_one_by_one() {
     let mut live = app.live("bob", "chat", "general").await;
     let deleted: Value = admin(app.http.delete(&url)).await.unwrap().json().await.unwrap();
     assert_eq!(deleted["items"], "kept in PostgreSQL");
-    let last = live.next().await;
+    let last = live.next_non_event().await;
     assert_eq!(last["error"]["code"], "access_revoked", "{last}");
     assert_eq!(app.get_as("bob", "/api/chat/general").await.status(), 404);
     assert_eq!(admin(app.http.get(&url)).await.unwrap().status(), 404);

@@ -284,6 +284,17 @@ impl LiveClient {
         }
     }
 
+    /// The next frame that is not a pushed event: an error or a reply. Events for
+    /// writes made just before the socket opened may still arrive first.
+    pub async fn next_non_event(&mut self) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["kind"] != "event" {
+                return frame;
+            }
+        }
+    }
+
     /// The reply to the command sent with `reference` (skipping events).
     pub async fn reply(&mut self, reference: &str) -> Value {
         loop {
