@@ -10,7 +10,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SPACETIMEDB_VERSION="1.2.0"
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/boardsync"
 STDB_BIN="$CACHE_DIR/spacetimedb-$SPACETIMEDB_VERSION/bin"
-DATA_DIR="$ROOT/.data"
+# Everything a run keeps (clusters, keys, modules); BOARDSYNC_DATA_DIR moves it.
+DATA_DIR="${BOARDSYNC_DATA_DIR:-$ROOT/.data}"
 MODULES_OUT="$DATA_DIR/modules"
 # One target folder for every clone on this machine: the host build and the modules.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE_DIR/target}"
@@ -305,4 +306,72 @@ generate_bindings() {
     rm -rf "$out"
   done
   [ "$stale" -eq 0 ] || die "client bindings are stale"
+}
+
+# --- API fuzzing -----------------------------------------------------------------
+
+SCHEMATHESIS_VERSION="4.32.5"
+
+# Schemathesis (from PyPI) in a venv of its own under the cache, keyed by version.
+ensure_schemathesis() {
+  local venv="$CACHE_DIR/schemathesis-$SCHEMATHESIS_VERSION"
+  if [ ! -x "$venv/bin/schemathesis" ]; then
+    log "installing Schemathesis $SCHEMATHESIS_VERSION (first time only)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" && "$venv/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION" \
+      || die "cannot install Schemathesis from PyPI"
+  fi
+  SCHEMATHESIS="$venv/bin/schemathesis"
+}
+
+# Runs Schemathesis against a boardsync of its own on `adapter` (postgres or
+# spacetimedb), started from $CARGO_TARGET_DIR/debug/boardsync with a fresh database
+# (and fresh cache databases), at most `examples` cases per operation, as an admin
+# so that every route is reached. Fails on any server error or any response the
+# API document does not describe. Needs DATABASE_URL, and for spacetimedb
+# SPACETIMEDB_URL and SPACETIMEDB_TOKEN.
+fuzz_api() {
+  local adapter=$1 examples=$2 seed=${3:-1}
+  local bin="$CARGO_TARGET_DIR/debug/boardsync" dir port database url token domain status
+  dir=$(mktemp -d)
+  port=$(free_port)
+  database="boardsync_fuzz_$adapter"
+  psql -q -d "${DATABASE_URL%/*}/postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" \
+    -c "CREATE DATABASE $database" >/dev/null
+  local env=(BOARDSYNC_ENV=local "DATABASE_URL=${DATABASE_URL%/*}/$database" "BOARDSYNC__SERVER__PORT=$port"
+    "BOARDSYNC__AUTH__SECRET_FILE=$dir/jwt-secret")
+  if [ "$adapter" = spacetimedb ]; then
+    local prefix="fuzz$RANDOM$RANDOM"
+    publish_modules "$prefix" "$dir" 2>/dev/null
+    env+=("SPACETIMEDB_URL=$SPACETIMEDB_URL" "BOARDSYNC__SPACETIMEDB__TOKEN=$SPACETIMEDB_TOKEN"
+      "BOARDSYNC__SPACETIMEDB__DATABASE_PREFIX=$prefix")
+  else
+    env+=("SPACETIMEDB_URL=")
+  fi
+  env "${env[@]}" "$bin" serve >"$dir/server.log" 2>&1 &
+  local server=$!
+  url="http://127.0.0.1:$port"
+  wait_for "boardsync on $adapter" 60 curl -sf "$url/health"
+  token=$(env "${env[@]}" "$bin" token --user fuzzer --admin)
+  # A scope per domain for the document's example (`general`) to find.
+  for domain in $(curl -sf "$url/api/openapi.json" | python3 -c \
+    'import json,sys; print(" ".join(p.split("/")[2] for p in json.load(sys.stdin)["paths"] if p.count("/") == 2 and p.startswith("/api/") and "openapi" not in p))'); do
+    status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer $token" \
+      -H 'Content-Type: application/json' -d '{"name":"General"}' "$url/api/admin/scopes/$domain/general")
+    [ "$status" = 200 ] || die "cannot create $domain/general for the fuzzer ($status)"
+  done
+  log "Schemathesis against the $adapter adapter: at most $examples cases per operation"
+  if ! "$SCHEMATHESIS" --no-color run "$url/api/openapi.json" --header "Authorization: Bearer $token" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
+    --max-examples "$examples" --seed "$seed" --workers 1 --phases examples,coverage,fuzzing \
+    --suppress-health-check all --request-timeout 30 --report junit --report-dir "$dir/report"; then
+    log "the server's log: $dir/server.log (last lines below)"
+    tail -n 30 "$dir/server.log" >&2
+    kill "$server" 2>/dev/null || true
+    die "Schemathesis found responses the API document does not allow ($adapter adapter)"
+  fi
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  psql -q -d "${DATABASE_URL%/*}/postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null || true
+  rm -rf "$dir"
 }

@@ -8,17 +8,20 @@
 //! - [`outbox`]: the OutboxPoller drains the cache's `sync_outbox` into PostgreSQL,
 //!   exactly once, in order per entity.
 //! - [`metrics`]: warm-up progress, outbox depth, age and lag, per domain.
+//! - [`frames`]: what a live socket sends, as types the API document describes.
 //! - [`service`]: [`DomainService`], the JSON-level, type-erased face of a running
 //!   domain that the API routes by name, and [`Domains`], the registry of them.
 //!
 //! [`Domain`]: boardsync_core::Domain
 
 pub mod adapter;
+pub mod frames;
 pub mod metrics;
 pub mod outbox;
 pub mod service;
 pub mod warmup;
 
 pub use adapter::{AdapterActor, Live, SubscriberId};
+pub use frames::{Reply, ServerFrame};
 pub use metrics::CacheMetrics;
-pub use service::{CacheRuntime, DomainService, Domains, PageLimits};
+pub use service::{CacheRuntime, DomainDescription, DomainService, Domains, PageLimits};

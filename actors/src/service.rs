@@ -38,8 +38,12 @@ pub trait DomainService: Send + Sync {
     fn adapter(&self) -> AdapterKind;
     /// Validates a scope's `config` object.
     fn validate_scope_config(&self, config: &Value) -> Result<(), DomainError>;
-    /// `{"items": [...], "next_before": cursor-or-null}`, newest first, if `caller`
-    /// may read the scope.
+    /// The domain's part of the API document: schemas of its commands, events and
+    /// items, generated from its Rust types into `generator` (which collects the
+    /// definitions they refer to), and how its snapshot lists items.
+    fn describe(&self, generator: &mut schemars::SchemaGenerator) -> DomainDescription;
+    /// `{"items": [...], "has_more": bool, "next_before": cursor-or-null}` in the
+    /// domain's order ([`Domain::SNAPSHOT`]), if `caller` may read the scope.
     async fn snapshot(
         &self,
         scope: &ScopeKey,
@@ -74,6 +78,19 @@ pub trait DomainService: Send + Sync {
     /// then writes whatever else this backend kept of the cache's writes; returns how
     /// many writes PostgreSQL may still lack (none on the PostgreSQL adapter).
     async fn drain(&self, within: Duration) -> usize;
+}
+
+/// See [`DomainService::describe`].
+pub struct DomainDescription {
+    pub command: schemars::Schema,
+    pub event: schemars::Schema,
+    pub item: schemars::Schema,
+    /// What its live sockets send ([`crate::ServerFrame`] of its events).
+    pub server_frame: schemars::Schema,
+    /// A scope's `config`: the framework's keys and the domain's own.
+    pub scope_config: schemars::Schema,
+    /// [`Domain::SNAPSHOT`].
+    pub snapshot: &'static str,
 }
 
 /// A running domain: its supervised [`AdapterActor`] and what the API checks first.
@@ -157,6 +174,17 @@ impl<D: Domain> DomainService for DomainHandle<D> {
         parse_config::<D>(config).map(|_| ())
     }
 
+    fn describe(&self, generator: &mut schemars::SchemaGenerator) -> DomainDescription {
+        DomainDescription {
+            command: generator.subschema_for::<D::Command>(),
+            event: generator.subschema_for::<D::Event>(),
+            item: generator.subschema_for::<D::Item>(),
+            server_frame: generator.subschema_for::<crate::ServerFrame<D::Event>>(),
+            scope_config: generator.subschema_for::<boardsync_core::scope::ScopeConfig<D::ScopeConfig>>(),
+            snapshot: D::SNAPSHOT,
+        }
+    }
+
     async fn snapshot(
         &self,
         scope: &ScopeKey,
@@ -173,9 +201,13 @@ impl<D: Domain> DomainService for DomainHandle<D> {
             ));
         }
         self.until_warm(scope).await?;
-        let items = self.connection.snapshot(scope, Page { limit, before }).await?;
-        let next_before = (items.len() == limit as usize).then(|| items.last().map(D::cursor)).flatten();
-        Ok(json!({ "items": items, "next_before": next_before }))
+        // One more than asked tells whether another page follows, without guessing
+        // from a full page (which may be the last).
+        let mut items = self.connection.snapshot(scope, Page { limit: limit + 1, before }).await?;
+        let has_more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_before = if has_more { items.last().map(D::cursor) } else { None };
+        Ok(json!({ "items": items, "has_more": has_more, "next_before": next_before }))
     }
 
     async fn apply(&self, scope: &ScopeKey, caller: &Caller<'_>, mut command: Value) -> Result<Value, DomainError> {

@@ -28,7 +28,7 @@ use tokio_stream::StreamExt;
 
 use crate::metrics::CacheMetrics;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WarmupState {
     Pending,
@@ -50,7 +50,8 @@ impl WarmupState {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One scope's warm-up, as `GET /api/admin/warmup` lists it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct WarmupStatus {
     pub domain: &'static str,
     pub scope: ScopeKey,

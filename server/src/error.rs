@@ -3,8 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use boardsync_core::{DomainError, ErrorKind};
-use serde_json::json;
+use boardsync_core::{DomainError, ErrorBody, ErrorDetail, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
@@ -30,17 +29,27 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 /// clients that see no headers, such as a WebSocket's). An internal error's cause goes to the log under a
 /// fresh request id, and the client gets only that id: internal text (SQL, paths,
 /// library messages) never leaves the server.
-pub fn error_body(error: &DomainError) -> serde_json::Value {
+pub fn error_body(error: &DomainError) -> ErrorBody {
     if error.kind == ErrorKind::Internal {
         let request_id = uuid::Uuid::new_v4().simple().to_string();
         tracing::error!(%request_id, %error, "internal error");
-        return json!({ "error": { "code": "internal", "message": "internal error", "request_id": request_id } });
+        return ErrorBody {
+            error: ErrorDetail {
+                code: "internal".into(),
+                message: "internal error".into(),
+                retry_after: None,
+                request_id: Some(request_id),
+            },
+        };
     }
-    let mut body = json!({ "error": { "code": error.code, "message": error.message } });
-    if let Some(secs) = error.retry_after_secs {
-        body["error"]["retry_after"] = json!(secs);
+    ErrorBody {
+        error: ErrorDetail {
+            code: error.code.to_string(),
+            message: error.message.clone(),
+            retry_after: error.retry_after_secs,
+            request_id: None,
+        },
     }
-    body
 }
 
 impl ApiError {

@@ -4,13 +4,14 @@ use crate::rules::check;
 pub use crate::rules::{ChatCommand, ChatSettings};
 use boardsync_core::{Domain, DomainError};
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The chat domain.
 pub struct Chat;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Reaction {
     pub user: String,
     pub emoji: String,
@@ -18,7 +19,7 @@ pub struct Reaction {
 
 /// A message with its reactions (oldest first). A deleted message stays as a
 /// tombstone: `deleted` set, text and reactions emptied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Message {
     pub id: Uuid,
     pub channel: String,
@@ -33,7 +34,7 @@ pub struct Message {
 }
 
 /// What happened, with the message's full state after it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChatEvent {
     Sent { message: Message },
@@ -56,13 +57,14 @@ impl ChatEvent {
 }
 
 /// A channel's own settings: none yet, and unknown keys are refused.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {}
 
 impl Domain for Chat {
     const NAME: &'static str = "chat";
     const SCOPE: &'static str = "channel";
+    const SNAPSHOT: &'static str = "Messages newest first (`before` pages to older ones). A deleted message stays as a tombstone: `deleted` is true and its text and reactions are empty, so a client can take it off the screen.";
     type Item = Message;
     type Command = ChatCommand;
     type Event = ChatEvent;

@@ -11,6 +11,8 @@ use crate::refusal::{check_text_chars, Refusal};
 /// What a client may ask. The message id of `send` comes from the client, so a
 /// retried send is idempotent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// For the API document; the wasm module that includes this file builds without it.
+#[cfg_attr(not(target_family = "wasm"), derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ChatCommand {
     Send { id: Uuid, text: String },

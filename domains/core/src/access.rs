@@ -16,7 +16,7 @@ use crate::forgetful::Forgetful;
 use crate::{DomainError, ScopeKey, UserId};
 
 /// A member's role in a scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads the scope and its live events.
@@ -47,7 +47,7 @@ impl Role {
 }
 
 /// What a scope's config grants every authenticated user.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OpenAccess {
     /// Members only (the default).
@@ -58,7 +58,7 @@ pub enum OpenAccess {
 }
 
 /// The `access` part of a scope's config.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessConfig {
     #[serde(default)]

@@ -17,7 +17,7 @@ pub struct Page {
 }
 
 /// When a write is acknowledged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// Once the adapter's primary store has it (SpacetimeDB for the cache adapter).

@@ -1,5 +1,6 @@
 //! What a collaborative domain is, as far as the framework cares.
 
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -59,21 +60,24 @@ pub trait Domain: Send + Sync + Sized + 'static {
     const NAME: &'static str;
     /// What one scope of this domain is called in messages: "channel", "board".
     const SCOPE: &'static str;
+    /// How a snapshot lists the items, for the API document: their order, and what
+    /// becomes of deleted ones.
+    const SNAPSHOT: &'static str;
 
     /// One entry of a scope's snapshot (a chat message with its reactions).
     /// (`PartialEq`: two writes at one version must hold the same state.)
-    type Item: Serialize + Clone + PartialEq + Send + Sync + 'static;
+    type Item: Serialize + JsonSchema + Clone + PartialEq + Send + Sync + 'static;
     /// A client's request, a JSON object tagged by `type`. The cache adapter hands it
     /// to the module as the same JSON.
-    type Command: Serialize + DeserializeOwned + Send + Sync + 'static;
+    type Command: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static;
     /// What a command did; returned to the caller and pushed to live subscribers.
     /// It carries the item's full new state, so applying it twice is harmless.
-    type Event: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+    type Event: Serialize + DeserializeOwned + JsonSchema + Clone + Send + Sync + 'static;
     /// The domain's own settings, from `[domains.<NAME>]`. The cache adapter hands them
     /// to the module (`configure`), so both adapters apply the same limits.
     type Settings: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
     /// The domain's own part of a scope's `config` column.
-    type ScopeConfig: DeserializeOwned + Serialize + Default + Send + Sync + 'static;
+    type ScopeConfig: DeserializeOwned + Serialize + JsonSchema + Default + Send + Sync + 'static;
 
     /// Checks what can be checked without data (shape, sizes, limits), before either
     /// adapter sees the command. Rules that need data are the adapters'.

@@ -11,6 +11,27 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+/// An error as clients receive it, over HTTP and in live replies.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// See [`ErrorBody`].
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable (`scope_not_found`, `read_only`, `id_conflict`).
+    pub code: String,
+    /// For people; the wording may change.
+    pub message: String,
+    /// Seconds to wait before retrying (a 429 or 503), as `Retry-After` says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// On a 500: the id under which the server logged the cause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {

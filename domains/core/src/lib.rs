@@ -53,7 +53,7 @@ pub mod warmup;
 pub use adapter::AdapterKind;
 pub use connection::{Connection, Delivery, Durability, EventStream, Page};
 pub use domain::{ActingUser, Domain, UserId};
-pub use error::{DomainError, ErrorKind};
+pub use error::{DomainError, ErrorBody, ErrorDetail, ErrorKind};
 pub use factory::DomainAdapters;
 pub use factory::{Adapter, AdapterContext, DomainSettings};
 pub use scope::{Scope, ScopeKey, ScopeStore};

@@ -25,7 +25,7 @@ const MAX_KEY_LEN: usize = 64;
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
 /// A scope's key in URLs: 1-64 of `a-z 0-9 _ -`, starting with a letter or digit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct ScopeKey(String);
 
@@ -56,7 +56,7 @@ impl fmt::Display for ScopeKey {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Scope {
     pub domain: String,
     pub key: ScopeKey,
@@ -78,11 +78,18 @@ impl Scope {
     }
 }
 
-/// A scope's `config`, parsed: the generic warm-up overrides and the domain's part.
-#[derive(Debug)]
+/// A scope's `config`, parsed: the generic warm-up overrides and access, and the
+/// domain's own keys beside them (its schema, for the API document, says so).
+#[derive(Debug, schemars::JsonSchema)]
+#[schemars(rename = "{C}Scope")]
 pub struct ScopeConfig<C> {
+    /// Overrides of the domain's warm-up window for this scope.
+    #[schemars(default)]
     pub warmup: WarmupOverrides,
+    /// Opens the scope to every signed-in user (`read` or `write`); members only when absent.
+    #[schemars(default)]
     pub access: AccessConfig,
+    #[schemars(flatten)]
     pub domain: C,
 }
 

@@ -28,7 +28,7 @@ fn default_batch_bytes() -> usize {
 }
 
 /// A scope's overrides; each field left out keeps the domain default.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WarmupOverrides {
     pub enabled: Option<bool>,

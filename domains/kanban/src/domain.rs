@@ -4,13 +4,14 @@ use crate::rules::check;
 pub use crate::rules::{KanbanCommand, KanbanSettings};
 use boardsync_core::{Domain, DomainError};
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The Kanban domain.
 pub struct Kanban;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Column {
     pub id: Uuid,
     pub board: String,
@@ -26,7 +27,7 @@ pub struct Column {
     pub version: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Card {
     pub id: Uuid,
     pub board: String,
@@ -47,7 +48,7 @@ pub struct Card {
 
 /// One entry of a board's snapshot: its columns in order, then its cards by column
 /// order and position. Deleted items are not listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BoardItem {
     Column(Column),
@@ -64,7 +65,7 @@ impl BoardItem {
 }
 
 /// What happened, with the full new state of what changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum KanbanEvent {
     ColumnChanged {
@@ -80,13 +81,14 @@ pub enum KanbanEvent {
 }
 
 /// A board's own settings: none yet, and unknown keys are refused.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BoardConfig {}
 
 impl Domain for Kanban {
     const NAME: &'static str = "kanban";
     const SCOPE: &'static str = "board";
+    const SNAPSHOT: &'static str = "Live columns by position, then the live cards of each column (in column order) by position; ties by id. Deleted columns and cards are left out; live events carry them with `deleted` set.";
     type Item = BoardItem;
     type Command = KanbanCommand;
     type Event = KanbanEvent;

@@ -12,6 +12,8 @@ pub use crate::refusal::Refusal;
 
 /// Where to put an item among its siblings: right after `after`, or first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// For the API document; the wasm module that includes this file builds without it.
+#[cfg_attr(not(target_family = "wasm"), derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum KanbanCommand {
     CreateColumn {

@@ -4,6 +4,7 @@ use crate::rules::check;
 pub use crate::rules::{PollCommand, PollSettings};
 use boardsync_core::{Domain, DomainError};
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -12,7 +13,7 @@ pub struct Poll;
 
 /// An option with its voters (in the order they voted). A removed option stays as a
 /// tombstone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PollOption {
     pub id: Uuid,
     pub poll: String,
@@ -27,7 +28,7 @@ pub struct PollOption {
 }
 
 /// What happened, with the option's full state after it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PollEvent {
     OptionAdded {
@@ -73,13 +74,14 @@ impl PollEvent {
 }
 
 /// A poll's own settings: none yet, and unknown keys are refused.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PollConfig {}
 
 impl Domain for Poll {
     const NAME: &'static str = "poll";
     const SCOPE: &'static str = "poll";
+    const SNAPSHOT: &'static str = "Options newest first, each with its voters in the order they voted. A removed option stays as a tombstone: `removed` is true.";
     type Item = PollOption;
     type Command = PollCommand;
     type Event = PollEvent;

@@ -8,6 +8,8 @@ use uuid::Uuid;
 use crate::refusal::{check_text_chars, Refusal};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// For the API document; the wasm module that includes this file builds without it.
+#[cfg_attr(not(target_family = "wasm"), derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PollCommand {
     AddOption { id: Uuid, label: String },

@@ -6,13 +6,14 @@ use crate::rules::check;
 pub use crate::rules::{WhiteboardCommand, WhiteboardSettings};
 use boardsync_core::{Domain, DomainError};
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The whiteboard domain.
 pub struct Whiteboard;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Element {
     pub id: Uuid,
     pub board: String,
@@ -23,7 +24,8 @@ pub struct Element {
     pub width: f64,
     pub height: f64,
     pub rotation: f64,
-    /// Free-form style (JSON text), bounded by `max_style_bytes`.
+    /// How clients draw it (colours, stroke width, font): a JSON object as text,
+    /// opaque to the server, checked to be an object and bounded by `max_style_bytes`.
     pub style: String,
     /// A freehand stroke's points as x, y pairs.
     pub points: Vec<f32>,
@@ -40,7 +42,7 @@ pub struct Element {
 }
 
 /// What changed: the full new state of each element written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WhiteboardEvent {
     ElementsChanged { elements: Vec<Element> },
@@ -54,13 +56,14 @@ impl WhiteboardEvent {
 }
 
 /// A board's own settings: none yet, and unknown keys are refused.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BoardConfig {}
 
 impl Domain for Whiteboard {
     const NAME: &'static str = "whiteboard";
     const SCOPE: &'static str = "board";
+    const SNAPSHOT: &'static str = "Live elements back to front (by z, then id). Deleted elements are left out; live events carry them with `deleted` set.";
     type Item = Element;
     type Command = WhiteboardCommand;
     type Event = WhiteboardEvent;

@@ -8,6 +8,8 @@ use uuid::Uuid;
 use crate::refusal::{check_text_chars, Refusal};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// For the API document; the wasm module that includes this file builds without it.
+#[cfg_attr(not(target_family = "wasm"), derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum WhiteboardCommand {
     Add {
@@ -21,6 +23,8 @@ pub enum WhiteboardCommand {
         height: f64,
         #[serde(default)]
         rotation: f64,
+        /// How clients draw it: a JSON object as text (`{"stroke":"#333"}`), opaque
+        /// to the server; `{}` when absent.
         #[serde(default = "empty_style")]
         style: String,
         #[serde(default)]
@@ -39,6 +43,7 @@ pub enum WhiteboardCommand {
         height: Option<f64>,
         #[serde(default)]
         rotation: Option<f64>,
+        /// A JSON object as text, replacing the element's style.
         #[serde(default)]
         style: Option<String>,
         #[serde(default)]
@@ -68,6 +73,8 @@ pub enum WhiteboardCommand {
 
 /// Where one element of a move goes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// For the API document; the wasm module that includes this file builds without it.
+#[cfg_attr(not(target_family = "wasm"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Position {
     pub id: Uuid,
@@ -133,6 +140,14 @@ fn check_style(style: &str, settings: &WhiteboardSettings) -> Result<(), Refusal
             "invalid",
             "style_too_large",
             format!("a style may have at most {} bytes", settings.max_style_bytes),
+        ));
+    }
+    // Opaque to the server, but one shape for every client to parse.
+    if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(style).is_err() {
+        return Err(Refusal::new(
+            "invalid",
+            "invalid_style",
+            r##"the style must be a JSON object as text, such as {"stroke":"#333","fill":"none"}"##,
         ));
     }
     Ok(())

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::routes::{domain_service, resolve};
 use crate::startup::AppState;
 
-const MAX_NAME_CHARS: usize = 200;
+pub const MAX_NAME_CHARS: usize = 200;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -25,7 +25,7 @@ pub struct ScopesQuery {
 }
 
 /// `GET /api/{domain}`: the scopes the caller may see, by key, paged with `after`:
-/// `{"scopes": [{"key", "name", "role"}], "next_after": key-or-null}`.
+/// `{"scopes": [{"key", "name", "role"}], "has_more": bool, "next_after": key-or-null}`.
 #[get("/api/{domain}")]
 pub async fn scopes(
     state: web::Data<AppState>,
@@ -40,13 +40,15 @@ pub async fn scopes(
         let message = format!("limit must be between 1 and {}", pages.max_page_size);
         return Err(DomainError::bad_request("invalid_limit", message).into());
     }
-    let visible = state.scopes.visible(service.name(), &user.caller(), query.after.as_deref(), limit).await?;
-    let next_after = (visible.len() == limit as usize).then(|| visible.last().map(|(s, _)| s.key.clone())).flatten();
+    let mut visible = state.scopes.visible(service.name(), &user.caller(), query.after.as_deref(), limit + 1).await?;
+    let has_more = visible.len() > limit as usize;
+    visible.truncate(limit as usize);
+    let next_after = if has_more { visible.last().map(|(s, _)| s.key.clone()) } else { None };
     let scopes: Vec<serde_json::Value> = visible
         .into_iter()
         .map(|(scope, role)| serde_json::json!({ "key": scope.key, "name": scope.name, "role": role }))
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "scopes": scopes, "next_after": next_after })))
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "scopes": scopes, "has_more": has_more, "next_after": next_after })))
 }
 
 #[get("/api/{domain}/{scope}")]

@@ -27,10 +27,10 @@ use std::time::Duration;
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Closed, Message, MessageStream, ProtocolError, Session};
-use boardsync_actors::{DomainService, Live, SubscriberId};
+use boardsync_actors::{DomainService, Live, Reply, ServerFrame, SubscriberId};
 use boardsync_core::access::AccessChanged;
 use boardsync_core::{DomainError, ErrorKind, ScopeKey};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{self, Instant, MissedTickBehavior};
 
@@ -56,7 +56,9 @@ pub async fn live(
     // Refuse a scope the user may not see with a plain 404 before upgrading.
     service.may_read(&scope, &user.caller()).await.map_err(ApiError)?;
     let slot = state.limits.open_socket(&user.id).map_err(ApiError)?;
-    let (response, session, messages) = actix_ws::handle(&req, stream)?;
+    let (response, session, messages) = actix_ws::handle(&req, stream).map_err(|error| {
+        ApiError(DomainError::bad_request("not_a_websocket", format!("open this route as a WebSocket: {error}")))
+    })?;
     let api = &state.settings.api;
     let socket = LiveSocket {
         service,
@@ -76,12 +78,27 @@ pub async fn live(
 }
 
 fn reply_error(reference: &Value, error: &DomainError) -> String {
-    let mut body = error_body(error);
-    body["kind"] = json!("reply");
-    body["ref"] = reference.clone();
-    body["ok"] = json!(false);
-    body["status"] = json!(status_of(error.kind).as_u16());
-    body.to_string()
+    reply(Reply {
+        reference: reference.clone(),
+        ok: false,
+        event: None,
+        status: Some(status_of(error.kind).as_u16()),
+        error: Some(error_body(error).error),
+    })
+}
+
+fn reply(reply: Reply<Value>) -> String {
+    frame(&ServerFrame::Reply(reply))
+}
+
+fn frame(frame: &ServerFrame<Value>) -> String {
+    serde_json::to_string(frame).expect("frames serialize")
+}
+
+/// An event frame, written around the event's JSON as the fan-out already has it
+/// (the same as `frame(&ServerFrame::Event { .. })`, without parsing it again).
+fn event_frame(event: &str) -> String {
+    format!(r#"{{"kind":"event","event":{event}}}"#)
 }
 
 /// One socket, owned by its own task.
@@ -127,7 +144,7 @@ impl LiveSocket {
                 return Err(End::Close(Some(CloseCode::Error.into())));
             }
         };
-        self.send(json!({ "kind": "ready" }).to_string()).await?;
+        self.send(frame(&ServerFrame::Ready)).await?;
 
         let mut heartbeat = time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
         // After a long command, one ping rather than a burst of them.
@@ -139,9 +156,9 @@ impl LiveSocket {
                     last_heard = Instant::now();
                     self.receive(message).await?;
                 }
-                Some(frame) = frames.recv() => match frame {
-                    Live::Event(event) => self.send(format!(r#"{{"kind":"event","event":{event}}}"#)).await?,
-                    Live::Resync => self.send(r#"{"kind":"resync"}"#.to_owned()).await?,
+                Some(pushed) = frames.recv() => match pushed {
+                    Live::Event(event) => self.send(event_frame(&event)).await?,
+                    Live::Resync => self.send(frame(&ServerFrame::Resync)).await?,
                 },
                 change = self.access.recv() => {
                     let ours = match change {
@@ -201,7 +218,7 @@ impl LiveSocket {
         }
         // Awaited before the next frame is read, so a socket's commands apply in order.
         let reply = match self.service.apply(&self.scope, &self.user.caller(), command).await {
-            Ok(event) => json!({ "kind": "reply", "ref": reference, "ok": true, "event": event }).to_string(),
+            Ok(event) => reply(Reply { reference, ok: true, event: Some(event), status: None, error: None }),
             Err(error) => reply_error(&reference, &error),
         };
         self.send(reply).await
@@ -286,5 +303,30 @@ impl Handler<Live> for Forwarder {
             // The socket's task has ended.
             Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_fast_path_writes_what_the_frame_type_describes() {
+        let event = serde_json::json!({ "type": "sent", "message": { "id": "x", "text": "é \"quoted\"" } });
+        let fast: Value = serde_json::from_str(&event_frame(&event.to_string())).unwrap();
+        let typed: Value = serde_json::from_str(&frame(&ServerFrame::Event { event })).unwrap();
+        assert_eq!(fast, typed);
+    }
+
+    #[test]
+    fn frames_are_tagged_by_kind() {
+        assert_eq!(frame(&ServerFrame::Resync), r#"{"kind":"resync"}"#);
+        let error = DomainError::forbidden("read_only", "viewers read");
+        let reply: Value = serde_json::from_str(&reply_error(&Value::from("r1"), &error)).unwrap();
+        assert_eq!(
+            reply,
+            serde_json::json!({ "kind": "reply", "ref": "r1", "ok": false, "status": 403,
+                                "error": { "code": "read_only", "message": "viewers read" } })
+        );
     }
 }

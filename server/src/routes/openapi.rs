@@ -1,138 +1,326 @@
-//! `GET /api/openapi.json`: an OpenAPI 3.0 description of the API, with the running
-//! domains listed in the `{domain}` parameter.
+//! `GET /api/openapi.json`: an OpenAPI 3.0 description of the API. Every running
+//! domain gets its own paths, and its commands, events, items and live frames are
+//! JSON Schemas generated from the Rust types the server parses and writes, so the
+//! document cannot drift from the code.
 
 use actix_web::{get, web, HttpResponse};
-use serde_json::{json, Value};
+use boardsync_actors::warmup::WarmupStatus;
+use boardsync_actors::DomainService;
+use boardsync_core::access::Role;
+use boardsync_core::scope::Scope;
+use boardsync_core::{Durability, ErrorBody};
+use schemars::generate::SchemaSettings;
+use schemars::SchemaGenerator;
+use serde_json::{json, Map, Value};
 
 use crate::startup::AppState;
 
-fn error_response(description: &str) -> Value {
-    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+/// What the client adds to a domain's command: over HTTP `durability`, and on a live
+/// socket also `ref`, echoed in the reply.
+enum Envelope {
+    Http,
+    Live,
 }
 
-fn errors(statuses: &[(&str, &str)]) -> serde_json::Map<String, Value> {
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } } })
+}
+
+/// Error responses, by status, with what they mean on this route.
+fn errors(statuses: &[(&str, &str)]) -> Map<String, Value> {
     statuses.iter().map(|(status, what)| (status.to_string(), error_response(what))).collect()
 }
 
-pub fn document(domains: &[&str]) -> Value {
-    let domain_param =
-        json!({ "name": "domain", "in": "path", "required": true, "schema": { "type": "string", "enum": domains } });
+/// Errors every route that takes a token can answer.
+const AUTHENTICATED: [(&str, &str); 3] = [
+    ("400", "A malformed query, path or body"),
+    ("401", "No token, or one that does not verify: `token_missing`, `token_invalid`, `token_expired`, ..."),
+    ("503", "PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds"),
+];
+
+/// An operation: `summary`, its success responses, its own errors, and the errors
+/// every authenticated route shares.
+fn operation(summary: &str, success: Value, own_errors: &[(&str, &str)]) -> Value {
+    let mut responses = errors(&AUTHENTICATED);
+    responses.extend(errors(own_errors));
+    for (status, response) in success.as_object().expect("success responses are an object") {
+        responses.insert(status.clone(), response.clone());
+    }
+    json!({ "summary": summary, "responses": responses })
+}
+
+fn json_response(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn json_body(schema: Value) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema } } })
+}
+
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// The name a generated `{"$ref": "#/components/schemas/<name>"}` points at.
+fn referenced_name(schema: &Value) -> Option<String> {
+    schema.get("$ref")?.as_str()?.rsplit('/').next().map(str::to_owned)
+}
+
+/// The command's schema with the envelope's fields added to each variant, since each
+/// variant refuses fields it does not know.
+fn enveloped(command: &Value, envelope: &Envelope) -> Value {
+    let mut schema = command.clone();
+    let add = |variant: &mut Value| {
+        if let Some(properties) = variant.get_mut("properties").and_then(Value::as_object_mut) {
+            properties.insert("durability".into(), json!({
+                "allOf": [reference("Durability")],
+                "description": "When the reply comes: once the cache has the write (`cache`, the default) or once PostgreSQL has committed it (`durable`)." }));
+            if let Envelope::Live = envelope {
+                properties.insert("ref".into(), json!({ "description": "Any JSON value, echoed in the reply" }));
+            }
+        }
+    };
+    match schema.get_mut("oneOf").and_then(Value::as_array_mut) {
+        Some(variants) => variants.iter_mut().for_each(add),
+        None => add(&mut schema),
+    }
+    schema
+}
+
+fn capitalized(name: &str) -> String {
+    let mut chars = name.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// The document for the domains running in this server.
+pub fn document(domains: &[&dyn DomainService]) -> Value {
+    let mut generator: SchemaGenerator = SchemaSettings::openapi3().into_generator();
+    let error_body = generator.subschema_for::<ErrorBody>();
+    let _ = generator.subschema_for::<Durability>();
+    let scope_schema = generator.subschema_for::<Scope>().to_value();
+    let role = generator.subschema_for::<Role>().to_value();
+    let warmup_status = generator.subschema_for::<WarmupStatus>().to_value();
+    let described: Vec<_> = domains.iter().map(|d| (*d, d.describe(&mut generator))).collect();
+    let mut schemas: Map<String, Value> = generator.take_definitions(true);
+    debug_assert_eq!(referenced_name(&error_body.to_value()).as_deref(), Some("ErrorBody"));
+
     let scope_param = json!({ "name": "scope", "in": "path", "required": true,
-        "schema": { "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$" } });
-    let member_param = json!({ "name": "user", "in": "path", "required": true, "schema": { "type": "string" } });
-    let mut snapshot_responses = errors(&[
-        ("400", "Bad query"),
-        ("401", "No or invalid token"),
-        ("404", "Unknown domain or scope, or one the user may not see"),
-        ("503", "The scope is warming or a dependency is down (Retry-After)"),
-    ]);
-    snapshot_responses.insert("200".into(), json!({ "description": "Items, newest first", "content": { "application/json": { "schema": {
-        "type": "object", "properties": { "items": { "type": "array", "items": { "type": "object" } }, "next_before": { "type": "string", "nullable": true } } } } } }));
-    let mut command_responses = errors(&[
-        ("400", "Malformed JSON"),
-        ("401", "No or invalid token"),
-        ("403", "Not allowed (a viewer, not the author, a locked element)"),
-        ("404", "Unknown domain, scope or item, or a scope the user may not see"),
-        ("409", "Conflicting id"),
-        ("413", "Body over api.max_body_bytes"),
-        ("422", "Invalid command"),
-        ("429", "Past the user's command rate (Retry-After)"),
-        ("503", "The scope is warming or a dependency is down (Retry-After)"),
-    ]);
-    command_responses.insert("200".into(), json!({ "description": "The resulting event", "content": { "application/json": { "schema": { "type": "object" } } } }));
+        "description": "1-64 of a-z, 0-9, _ and -, starting with a letter or digit",
+        "schema": { "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$", "example": "general" } });
+    let user_param =
+        json!({ "name": "user", "in": "path", "required": true, "schema": { "type": "string", "example": "ada" } });
+    let names: Vec<&str> = domains.iter().map(|d| d.name()).collect();
+    let member = json!({ "type": "object", "required": ["user", "role"],
+        "properties": { "user": { "type": "string" }, "role": role.clone() } });
+    let queued = json_response(
+        "Queued; watch `GET /api/admin/warmup`",
+        json!({ "type": "object", "required": ["queued"], "properties": { "queued": { "type": "array", "items": {
+            "type": "object", "properties": { "domain": { "type": "string" }, "scope": { "type": "string", "nullable": true } } } } } }),
+    );
+
+    let mut paths = Map::new();
+    paths.insert(
+        "/health".into(),
+        json!({ "get": { "summary": "Dependency status and the adapter in use", "security": [],
+        "responses": { "200": { "description": "Healthy" }, "503": { "description": "A dependency is down" } } } }),
+    );
+    paths.insert("/metrics".into(), json!({ "get": { "summary": "Prometheus metrics", "security": [],
+        "responses": { "200": { "description": "Text format", "content": { "text/plain": { "schema": { "type": "string" } } } } } } }));
+    paths.insert("/api/openapi.json".into(), json!({ "get": { "summary": "This document", "security": [],
+        "responses": { "200": { "description": "OpenAPI 3.0", "content": { "application/json": { "schema": { "type": "object" } } } } } } }));
+
+    for (service, description) in &described {
+        let name = service.name();
+        let noun = service.scope_noun();
+        let title = capitalized(name);
+        let command = description.command.as_value().clone();
+        let command_name = referenced_name(&command).unwrap_or_else(|| format!("{title}Command"));
+        let command_definition = schemas.get(&command_name).cloned().unwrap_or(command);
+        schemas.insert(format!("{title}Request"), enveloped(&command_definition, &Envelope::Http));
+        schemas.insert(format!("{title}ClientFrame"), enveloped(&command_definition, &Envelope::Live));
+        let event = description.event.as_value().clone();
+        let item = description.item.as_value().clone();
+        let page = json!({ "type": "object", "required": ["items", "has_more", "next_before"], "properties": {
+            "items": { "type": "array", "items": item },
+            "has_more": { "type": "boolean", "description": "Whether another page follows" },
+            "next_before": { "type": "string", "nullable": true, "description": "`before` for the next page; null on the last" } } });
+
+        let mut listing = operation(
+            &format!("The {noun}s the caller may see, by key, with their role"),
+            json!({ "200": json_response("A page of scopes", json!({
+                "type": "object", "required": ["scopes", "has_more", "next_after"], "properties": {
+                    "scopes": { "type": "array", "items": { "type": "object", "required": ["key", "name", "role"], "properties": {
+                        "key": { "type": "string" }, "name": { "type": "string" },
+                        "role": { "allOf": [role.clone()], "nullable": true, "description": "null: open to every signed-in user" } } } },
+                    "has_more": { "type": "boolean" },
+                    "next_after": { "type": "string", "nullable": true, "description": "`after` for the next page; null on the last" } } })) }),
+            &[],
+        );
+        listing["parameters"] = json!([
+            { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1 } },
+            { "name": "after", "in": "query", "schema": { "type": "string" } } ]);
+        paths.insert(format!("/api/{name}"), json!({ "get": listing }));
+
+        let mut snapshot = operation(
+            &format!("A page of the {noun}'s items"),
+            json!({ "200": json_response(description.snapshot, page) }),
+            &[("404", "Unknown scope, or one the caller may not see")],
+        );
+        snapshot["description"] = json!(description.snapshot);
+        snapshot["parameters"] = json!([
+            { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1 } },
+            { "name": "before", "in": "query", "description": "The previous page's `next_before`", "schema": { "type": "string" } } ]);
+        let mut apply = operation(
+            "Apply a command; a retry of the same command answers the same, a reused id with another payload is 409",
+            json!({ "200": json_response("The resulting event", event.clone()) }),
+            &[
+                ("403", "Not allowed: a viewer (`read_only`), not the author, a locked element"),
+                ("404", "Unknown scope or item, or a scope the caller may not see"),
+                ("409", "An id already used for something else (`id_conflict`)"),
+                ("413", "A body over `api.max_body_bytes`"),
+                ("422", "A command the domain's rules refuse"),
+                ("429", "Past the caller's command rate; retry after `Retry-After` seconds"),
+            ],
+        );
+        apply["requestBody"] = json_body(reference(&format!("{title}Request")));
+        paths.insert(
+            format!("/api/{name}/{{scope}}"),
+            json!({ "parameters": [scope_param], "get": snapshot, "post": apply }),
+        );
+
+        let mut live = operation(
+            &format!("WebSocket: the {noun}'s live events, and commands with a reply each"),
+            json!({ "101": { "description": "Switching protocols" } }),
+            &[("404", "Unknown scope, or one the caller may not see"), ("429", "Too many live sockets for this user")],
+        );
+        live["description"] = json!(format!(
+            "The token may come as `?token=`. The client sends `{title}ClientFrame` objects (a command, with an optional `ref`); \
+             the server sends `{}` objects. Commands from one socket apply in order. A member removed from the {noun} gets a \
+             last reply `access_revoked` and the socket closes with 1008; an expired token closes it the same way (`token_expired`).",
+            referenced_name(&description.server_frame.as_value().clone()).unwrap_or_default()
+        ));
+        live["parameters"] = json!([{ "name": "token", "in": "query", "schema": { "type": "string" } }]);
+        live["x-websocket"] = json!({ "client": reference(&format!("{title}ClientFrame")), "server": description.server_frame.as_value().clone() });
+        paths.insert(format!("/api/{name}/{{scope}}/live"), json!({ "parameters": [scope_param], "get": live }));
+
+        let members = json_response(
+            "The members",
+            json!({ "type": "object", "required": ["members"],
+            "properties": { "members": { "type": "array", "items": member } } }),
+        );
+        let not_owner = ("403", "Not an owner of the scope (`owner_required`)");
+        let hidden = ("404", "Unknown scope or member, or a scope the caller may not see");
+        for prefix in [format!("/api/{name}/{{scope}}"), format!("/api/admin/scopes/{name}/{{scope}}")] {
+            paths.insert(format!("{prefix}/members"), json!({ "parameters": [scope_param],
+                "get": operation("A scope's members (its owners and admins)", json!({ "200": members }), &[not_owner, hidden]) }));
+            let mut put = operation(
+                "Add a member or change their role (owners and admins)",
+                json!({ "200": json_response("The member", member.clone()) }),
+                &[not_owner, hidden, ("413", "A body over the limit")],
+            );
+            put["requestBody"] =
+                json_body(json!({ "type": "object", "required": ["role"], "additionalProperties": false,
+                "properties": { "role": role.clone() } }));
+            paths.insert(
+                format!("{prefix}/members/{{user}}"),
+                json!({ "parameters": [scope_param, user_param],
+                "put": put,
+                "delete": operation("Remove a member; their live sockets on the scope close (owners and admins)",
+                    json!({ "204": { "description": "Removed" } }), &[not_owner, hidden]) }),
+            );
+        }
+
+        let admin_only = ("403", "Not an admin (`admin_required`)");
+        let the_scope = json_response("The scope", scope_schema.clone());
+        let mut put = operation(
+            &format!("Create a {noun}, or replace its name and config (admin)"),
+            json!({ "200": the_scope }),
+            &[
+                admin_only,
+                ("404", "Unknown domain"),
+                ("413", "A body over the limit"),
+                ("422", "An invalid name or config"),
+            ],
+        );
+        let config = description.scope_config.as_value().clone();
+        put["requestBody"] = json_body(
+            json!({ "type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+            "name": { "type": "string", "minLength": 1, "maxLength": crate::routes::admin::MAX_NAME_CHARS }, "config": config } }),
+        );
+        let mut patch = operation(
+            &format!("Rename a {noun} and/or merge into its config (JSON merge patch; admin)"),
+            json!({ "200": the_scope }),
+            &[
+                admin_only,
+                ("404", "Unknown scope"),
+                ("413", "A body over the limit"),
+                ("422", "An invalid name or config"),
+            ],
+        );
+        patch["requestBody"] = json_body(json!({ "type": "object", "additionalProperties": false, "properties": {
+            "name": { "type": "string" }, "config": { "type": "object" } } }));
+        paths.insert(format!("/api/admin/scopes/{name}/{{scope}}"), json!({ "parameters": [scope_param],
+            "put": put, "patch": patch,
+            "get": operation(&format!("A {noun} (admin)"), json!({ "200": the_scope }), &[admin_only, ("404", "Unknown scope")]),
+            "delete": operation(&format!("Delete a {noun} and its members; its items stay in PostgreSQL, its live sockets close (admin)"),
+                json!({ "200": json_response("Deleted", json!({ "type": "object", "properties": {
+                    "deleted": { "type": "object" }, "items": { "type": "string" } } })) }),
+                &[admin_only, ("404", "Unknown scope")]) }));
+        let already_cold = ("409", "The domain runs on PostgreSQL: there is no cache (`no_cache`)");
+        paths.insert(format!("/api/admin/warmup/{name}"), json!({ "post": operation(
+            &format!("Load every {noun} into the cache again (admin)"), json!({ "202": queued }), &[admin_only, already_cold]) }));
+        paths.insert(
+            format!("/api/admin/warmup/{name}/{{scope}}"),
+            json!({ "parameters": [scope_param], "post": operation(
+            &format!("Load one {noun} into the cache again (admin)"), json!({ "202": queued }),
+            &[admin_only, already_cold, ("404", "Unknown scope")]) }),
+        );
+    }
+
+    let mut warmup_get = operation(
+        "Every scope's warm-up: state, rows, duration (admin)",
+        json!({ "200": json_response("Status", json!({
+        "type": "object", "required": ["domains", "scopes"], "properties": {
+            "domains": { "type": "object", "additionalProperties": { "type": "object", "properties": {
+                "adapter": { "type": "string", "enum": ["spacetimedb", "postgres"] },
+                "cache_connected": { "type": "boolean", "nullable": true } } } },
+            "scopes": { "type": "array", "items": warmup_status } } })) }),
+        &[("403", "Not an admin (`admin_required`)"), ("404", "Unknown domain")],
+    );
+    warmup_get["parameters"] =
+        json!([{ "name": "domain", "in": "query", "schema": { "type": "string", "enum": names } }]);
+    paths.insert(
+        "/api/admin/warmup".into(),
+        json!({
+        "get": warmup_get,
+        "post": operation("Load every domain's scopes into the cache again (admin)", json!({ "202": queued }),
+            &[("403", "Not an admin (`admin_required`)"), ("409", "Every domain runs on PostgreSQL (`no_cache`)")]) }),
+    );
+    let mut list = operation(
+        "Every scope (admin)",
+        json!({ "200": json_response("Scopes", json!({ "type": "object",
+        "properties": { "scopes": { "type": "array", "items": scope_schema.clone() } } })) }),
+        &[("403", "Not an admin (`admin_required`)"), ("404", "Unknown domain")],
+    );
+    list["parameters"] = json!([{ "name": "domain", "in": "query", "schema": { "type": "string", "enum": names } }]);
+    paths.insert("/api/admin/scopes".into(), json!({ "get": list }));
+
     json!({
         "openapi": "3.0.3",
         "info": { "title": "boardsync", "version": env!("CARGO_PKG_VERSION"),
-                  "description": "Collaborative domains with SpacetimeDB as a warm cache in front of PostgreSQL." },
+                  "description": "Collaborative domains with SpacetimeDB as a warm cache in front of PostgreSQL. \
+                                  Every error is `ErrorBody` with a stable `code`." },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } },
-            "schemas": {
-                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "object",
-                    "required": ["code", "message"], "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } } },
-                "Command": { "type": "object", "required": ["type"], "additionalProperties": true, "properties": {
-                    "type": { "type": "string" }, "durability": { "type": "string", "enum": ["cache", "durable"] } } },
-                "ScopeBody": { "type": "object", "required": ["name"], "properties": {
-                    "name": { "type": "string" }, "config": { "type": "object" } } },
-                "MemberBody": { "type": "object", "required": ["role"], "properties": {
-                    "role": { "type": "string", "enum": ["owner", "editor", "viewer"] } } }
-            }
+            "schemas": schemas,
         },
         "security": [{ "bearer": [] }],
-        "paths": {
-            "/health": { "get": { "summary": "Dependency status and the adapter in use", "security": [],
-                "responses": { "200": { "description": "Healthy" }, "503": { "description": "A dependency is down" } } } },
-            "/metrics": { "get": { "summary": "Prometheus metrics", "security": [], "responses": { "200": { "description": "Text format" } } } },
-            "/api/{domain}": {
-                "parameters": [domain_param],
-                "get": { "summary": "The scopes the caller may see, by key", "parameters": [
-                        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1 } },
-                        { "name": "after", "in": "query", "schema": { "type": "string" } } ],
-                    "responses": { "200": { "description": "`{\"scopes\": [{\"key\", \"name\", \"role\"}], \"next_after\": key-or-null}`" },
-                                   "400": error_response("Bad limit"), "401": error_response("No or invalid token"),
-                                   "404": error_response("Unknown domain") } }
-            },
-            "/api/{domain}/{scope}": {
-                "parameters": [domain_param, scope_param],
-                "get": { "summary": "Snapshot of a scope", "parameters": [
-                        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1 } },
-                        { "name": "before", "in": "query", "schema": { "type": "string" } } ],
-                    "responses": snapshot_responses },
-                "post": { "summary": "Apply a command", "requestBody": { "required": true, "content": { "application/json": {
-                        "schema": { "$ref": "#/components/schemas/Command" } } } },
-                    "responses": command_responses }
-            },
-            "/api/{domain}/{scope}/live": {
-                "parameters": [domain_param, scope_param],
-                "get": { "summary": "WebSocket: live events, and commands with a reply each",
-                    "responses": { "101": { "description": "Switching protocols" }, "401": error_response("No or invalid token"),
-                                   "404": error_response("Unknown domain or scope") } }
-            },
-            "/api/admin/warmup": { "get": { "summary": "Every scope's warm-up status (admin)", "responses": { "200": { "description": "Status" } } },
-                "post": { "summary": "Re-warm every domain on the cache (admin)", "responses": { "202": { "description": "Queued" },
-                    "409": error_response("No domain runs on the cache") } } },
-            "/api/admin/scopes": { "get": { "summary": "List scopes (admin)", "parameters": [
-                    { "name": "domain", "in": "query", "schema": { "type": "string", "enum": domains } } ],
-                "responses": { "200": { "description": "Scopes" }, "401": error_response("No or invalid token"), "403": error_response("Not an admin") } } },
-            "/api/admin/scopes/{domain}/{scope}": {
-                "parameters": [domain_param, scope_param],
-                "put": { "summary": "Create or update a scope (admin)", "requestBody": { "required": true, "content": {
-                        "application/json": { "schema": { "$ref": "#/components/schemas/ScopeBody" } } } },
-                    "responses": { "200": { "description": "The scope" }, "401": error_response("No or invalid token"),
-                                   "403": error_response("Not an admin"), "404": error_response("Unknown domain"),
-                                   "422": error_response("Invalid name or config") } },
-                "get": { "summary": "A scope (admin)", "responses": { "200": { "description": "The scope" },
-                                   "404": error_response("Unknown domain or scope") } },
-                "patch": { "summary": "Rename a scope and/or merge into its config (JSON merge patch; admin)",
-                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
-                        "properties": { "name": { "type": "string" }, "config": { "type": "object" } } } } } },
-                    "responses": { "200": { "description": "The scope" }, "404": error_response("Unknown domain or scope"),
-                                   "422": error_response("Invalid name or config") } },
-                "delete": { "summary": "Delete a scope and its members; its items stay in PostgreSQL (admin)",
-                    "responses": { "200": { "description": "Deleted" }, "404": error_response("Unknown domain or scope") } }
-            },
-            "/api/{domain}/{scope}/members": {
-                "parameters": [domain_param, scope_param],
-                "get": { "summary": "A scope's members (its owners and admins)",
-                    "responses": { "200": { "description": "`{\"members\": [{\"user\", \"role\"}]}`" },
-                                   "403": error_response("Not an owner"), "404": error_response("Unknown scope, or one the user may not see") } }
-            },
-            "/api/{domain}/{scope}/members/{user}": {
-                "parameters": [domain_param, scope_param, member_param],
-                "put": { "summary": "Add a member or change their role (owners and admins)",
-                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/MemberBody" } } } },
-                    "responses": { "200": { "description": "The member" }, "403": error_response("Not an owner"),
-                                   "404": error_response("Unknown scope, or one the user may not see") } },
-                "delete": { "summary": "Remove a member; their live sockets on the scope close (owners and admins)",
-                    "responses": { "204": { "description": "Removed" }, "403": error_response("Not an owner"),
-                                   "404": error_response("Unknown scope or member") } }
-            },
-            "/api/openapi.json": { "get": { "summary": "This document", "security": [], "responses": { "200": { "description": "OpenAPI 3.0" } } } }
-        }
+        "paths": paths,
     })
 }
 
 #[get("/api/openapi.json")]
 pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
-    let names: Vec<&str> = state.domains.names().collect();
-    HttpResponse::Ok().json(document(&names))
+    let services: Vec<&dyn DomainService> = state.domains.iter().map(|d| d.as_ref()).collect();
+    HttpResponse::Ok().json(document(&services))
 }

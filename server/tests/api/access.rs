@@ -161,8 +161,10 @@ async fn users_list_the_scopes_they_may_see() {
     assert_eq!(nora["scopes"].as_array().unwrap().len(), 1, "{nora}");
     let first = listed("alice", "?limit=1").await;
     assert_eq!((first["scopes"][0]["key"].as_str(), first["next_after"].as_str()), (Some("lobby"), Some("lobby")));
+    assert_eq!(first["has_more"], true);
     let second = listed("alice", "?limit=1&after=lobby").await;
     assert_eq!(second["scopes"][0]["key"], "team");
+    assert_eq!((&second["has_more"], &second["next_after"]), (&json!(false), &Value::Null), "the last page says so");
     let admin: Value = app
         .http
         .get(format!("{}/api/chat", app.address))

@@ -48,27 +48,52 @@ async fn scopes_are_created_updated_and_listed_with_validated_config() {
     assert_eq!(scopes[0]["config"]["warmup"]["priority"], 5, "a refused update leaves the stored config alone");
 }
 
+/// Every domain has its own paths, and every command, event, item and live frame its
+/// fields, generated from the Rust types.
 #[actix_web::test]
-async fn the_openapi_document_describes_the_generic_routes() {
+async fn the_openapi_document_describes_every_domain_from_its_types() {
     let app = spawn_app().await;
 
     let document: Value = app.get("/api/openapi.json").await.json().await.unwrap();
 
     assert_eq!(document["openapi"], "3.0.3");
-    let paths = [
-        "/api/{domain}/{scope}",
-        "/api/{domain}/{scope}/live",
-        "/api/{domain}/{scope}/members",
-        "/api/{domain}/{scope}/members/{user}",
-        "/api/admin/scopes/{domain}/{scope}",
-    ];
-    for path in paths {
-        assert!(document["paths"][path].is_object(), "{path} is described");
+    let schemas = &document["components"]["schemas"];
+    let tags = |schema: &str| -> Vec<String> {
+        let variants = schemas[schema]["oneOf"].as_array().unwrap_or_else(|| panic!("{schema} has variants"));
+        variants.iter().map(|v| v["properties"]["type"]["enum"][0].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(tags("ChatRequest"), ["send", "edit", "delete", "react", "unreact"]);
+    assert_eq!(tags("PollRequest"), ["add_option", "vote", "unvote", "remove_option"]);
+    assert!(tags("KanbanRequest").contains(&"move_card".to_owned()));
+    assert_eq!(tags("WhiteboardRequest"), ["add", "update", "move", "delete", "reorder"]);
+    let send = &schemas["ChatRequest"]["oneOf"][0];
+    assert_eq!(send["required"], json!(["type", "id", "text"]));
+    assert_eq!(send["additionalProperties"], false, "unknown fields are refused, as the server does");
+    assert!(send["properties"]["durability"].is_object());
+    assert!(schemas["ChatClientFrame"]["oneOf"][0]["properties"]["ref"].is_object());
+    let add = &schemas["WhiteboardRequest"]["oneOf"][0];
+    assert!(add["properties"]["style"]["description"].as_str().unwrap().contains("JSON object"));
+    for domain in ["chat", "kanban", "poll", "whiteboard"] {
+        for path in ["", "/{scope}", "/{scope}/live", "/{scope}/members", "/{scope}/members/{user}"] {
+            assert!(document["paths"][format!("/api/{domain}{path}")].is_object(), "/api/{domain}{path}");
+        }
+        let snapshot = &document["paths"][format!("/api/{domain}/{{scope}}")]["get"];
+        assert!(!snapshot["description"].as_str().unwrap().is_empty(), "{domain} says how its snapshot is ordered");
+        let page = &snapshot["responses"]["200"]["content"]["application/json"]["schema"];
+        assert_eq!(page["required"], json!(["items", "has_more", "next_before"]));
+        let live = &document["paths"][format!("/api/{domain}/{{scope}}/live")]["get"]["x-websocket"];
+        assert!(live["server"]["$ref"].as_str().unwrap().ends_with("EventFrame"), "{live}");
     }
-    assert_eq!(
-        document["paths"]["/api/{domain}/{scope}"]["parameters"][0]["schema"]["enum"],
-        json!(["chat", "kanban", "poll", "whiteboard"])
-    );
+    let server_frame = &schemas["ChatEventFrame"];
+    let kinds: Vec<&str> = server_frame["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["properties"]["kind"]["enum"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ready", "event", "reply", "resync"]);
+    assert!(schemas["WarmupStatus"]["properties"]["rows_loaded"].is_object());
+    assert!(document["paths"]["/api/admin/warmup"]["post"]["responses"]["202"].is_object());
 }
 
 /// `boardsync warmup` against a server on the PostgreSQL adapter: nothing to warm,

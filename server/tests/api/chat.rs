@@ -93,13 +93,18 @@ async fn snapshots_page_with_limit_and_before() {
     let first: Value = app.get_as("bob", "/api/chat/general?limit=2").await.json().await.unwrap();
     let texts: Vec<&str> = first["items"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
     assert_eq!(texts, ["m2", "m1"]);
-    assert_eq!(first["next_before"], json!(ids[1]));
+    assert_eq!((&first["next_before"], &first["has_more"]), (&json!(ids[1]), &json!(true)));
 
     let rest: Value =
         app.get_as("bob", &format!("/api/chat/general?limit=2&before={}", ids[1])).await.json().await.unwrap();
     let texts: Vec<&str> = rest["items"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
     assert_eq!(texts, ["m0"]);
-    assert_eq!(rest["next_before"], Value::Null);
+    assert_eq!((&rest["next_before"], &rest["has_more"]), (&Value::Null, &json!(false)));
+
+    // A full page that happens to be the last says so: no empty page to fetch.
+    let exact: Value = app.get_as("bob", "/api/chat/general?limit=3").await.json().await.unwrap();
+    assert_eq!(exact["items"].as_array().unwrap().len(), 3);
+    assert_eq!((&exact["next_before"], &exact["has_more"]), (&Value::Null, &json!(false)));
 }
 
 #[actix_web::test]

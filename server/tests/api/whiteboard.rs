@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::spawn_app_on_spacetimedb;
+use crate::helpers::{spawn_app, spawn_app_on_spacetimedb};
 
 #[actix_web::test]
 async fn limits_are_422_and_concurrent_updates_end_identical_everywhere() {
@@ -45,8 +45,10 @@ async fn limits_are_422_and_concurrent_updates_end_identical_everywhere() {
         .await;
     assert_eq!(added.status(), 200, "the largest allowed stroke fits the cache and the outbox");
     let mut watcher = app.live("carol", "whiteboard", "sketch").await;
+    // Each to an x the element never had (it starts at 0): an update to the x it has
+    // would change nothing, so its version would not reach 9.
     let updates =
-        (0..8).map(|i| app.command("bob", "whiteboard", "sketch", json!({ "type": "update", "id": id, "x": i })));
+        (1..=8).map(|i| app.command("bob", "whiteboard", "sketch", json!({ "type": "update", "id": id, "x": i })));
     for response in futures::future::join_all(updates).await {
         assert_eq!(response.status(), 200);
     }
@@ -109,4 +111,25 @@ async fn a_board_past_the_cache_message_limit_warms_in_batches_that_fit() {
         )
         .await;
     assert_eq!(added.status(), 200, "the board takes writes once warm");
+}
+
+/// `style` is a JSON object as text, opaque to the server but one shape for every
+/// client: anything else is refused on both adapters, as the document says.
+#[actix_web::test]
+async fn a_style_must_be_a_json_object() {
+    for app in [spawn_app().await, spawn_app_on_spacetimedb().await] {
+        app.create_scope("whiteboard", "sketch").await;
+        let add = |style: &str| json!({ "type": "add", "id": Uuid::new_v4(), "kind": "rect", "x": 0, "y": 0, "style": style });
+        for bad in ["red", "[1,2]", "\"fill\"", "{\"fill\":"] {
+            let refused = app.command("alice", "whiteboard", "sketch", add(bad)).await;
+            assert_eq!(refused.status(), 422, "{bad}");
+            assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "invalid_style", "{bad}");
+        }
+        let added = app.command("alice", "whiteboard", "sketch", add(r##"{"fill":"#ffd43b"}"##)).await;
+        assert_eq!(added.status(), 200);
+        let id = added.json::<Value>().await.unwrap()["elements"][0]["id"].clone();
+        let update = json!({ "type": "update", "id": id, "style": "blue" });
+        let refused = app.command("alice", "whiteboard", "sketch", update).await;
+        assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "invalid_style");
+    }
 }

@@ -1,0 +1,40 @@
+//! What the server writes on a live socket, as types: the socket serializes these,
+//! and the API document describes the same definitions, so the two cannot drift.
+
+use boardsync_core::ErrorDetail;
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+/// One JSON object per text frame, told apart by `kind`. `E` is the domain's event.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[schemars(rename = "{E}Frame")]
+pub enum ServerFrame<E> {
+    /// The subscription is live: every event from here on arrives.
+    Ready,
+    /// Something changed in the scope (the item's full new state).
+    Event { event: E },
+    /// The answer to a command this socket sent.
+    Reply(Reply<E>),
+    /// Events were dropped (the client read too slowly) or the scope was loaded into
+    /// the cache again: fetch the snapshot again. Sent once per gap.
+    Resync,
+}
+
+/// See [`ServerFrame::Reply`]: `ok` with the event, or not with the error.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[schemars(rename = "{E}Reply")]
+pub struct Reply<E> {
+    /// The command's `ref`, echoed; null when it had none (or was not JSON).
+    #[serde(rename = "ref")]
+    pub reference: Value,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<E>,
+    /// The HTTP status the same error would have had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
