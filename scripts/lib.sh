@@ -361,10 +361,11 @@ fuzz_api() {
     [ "$status" = 200 ] || die "cannot create $domain/general for the fuzzer ($status)"
   done
   log "Schemathesis against the $adapter adapter: at most $examples cases per operation"
-  if ! "$SCHEMATHESIS" --no-color run "$url/api/openapi.json" --header "Authorization: Bearer $token" \
+  # From its folder: Schemathesis keeps a cache (.schemathesis) where it runs.
+  if ! (cd "$dir" && "$SCHEMATHESIS" --no-color run "$url/api/openapi.json" --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
     --max-examples "$examples" --seed "$seed" --workers 1 --phases examples,coverage,fuzzing \
-    --suppress-health-check all --request-timeout 30 --report junit --report-dir "$dir/report"; then
+    --suppress-health-check all --request-timeout 30 --report junit --report-dir "$dir/report"); then
     log "the server's log: $dir/server.log (last lines below)"
     tail -n 30 "$dir/server.log" >&2
     kill "$server" 2>/dev/null || true
