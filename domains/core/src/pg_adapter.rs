@@ -21,8 +21,9 @@ pub trait PostgresBinding: Domain {
     /// A page of a scope's items (the same order and semantics as the cache adapter's).
     async fn page(db: &mut PgConnection, scope: &ScopeKey, page: Page) -> Result<Vec<Self::Item>, DomainError>;
 
-    /// Applies a validated command inside `tx`; returns its events, the caller's
-    /// answer first. No events: nothing changed, and the answer is the first anyway.
+    /// Applies a validated command inside `tx`; returns its answer and events. A
+    /// command that changes nothing (a retry, or values the item already has) writes
+    /// nothing and answers [`Applied::unchanged`].
     async fn apply_in(
         tx: &mut PgConnection,
         settings: &Self::Settings,
@@ -58,6 +59,12 @@ impl<E: Clone> Applied<E> {
     /// One event, which is both the answer and what subscribers see.
     pub fn one(event: E) -> Self {
         Self { answer: event.clone(), events: vec![event] }
+    }
+
+    /// A command that changed nothing: it answers with the items as they are, and
+    /// nobody else hears of it (a retry must not look like a second change).
+    pub fn unchanged(answer: E) -> Self {
+        Self { answer, events: Vec::new() }
     }
 }
 

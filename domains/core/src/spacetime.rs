@@ -179,16 +179,22 @@ impl DurableWaiters {
             Ok(Ok(())) => Ok(()),
             _ => {
                 self.waiters.remove(request_id);
-                Err(DomainError::unavailable(
-                    "not_yet_durable",
-                    format!(
-                        "the write is in the cache but not confirmed in PostgreSQL within {} ms; retrying it is safe",
-                        timeout.as_millis()
-                    ),
-                ))
+                Err(not_yet_durable(timeout))
             }
         }
     }
+}
+
+/// A durable write that PostgreSQL did not confirm within `timeout`: it is in the
+/// cache, and retrying it is safe.
+pub fn not_yet_durable(timeout: Duration) -> DomainError {
+    DomainError::unavailable(
+        "not_yet_durable",
+        format!(
+            "the write is in the cache but not confirmed in PostgreSQL within {} ms; retrying it is safe",
+            timeout.as_millis()
+        ),
+    )
 }
 
 /// Exponential backoff between reconnect attempts.
