@@ -13,7 +13,9 @@
 //!   PostgreSQL.
 //! - `sync_outbox` (private): one entry per write, in the write's transaction, with
 //!   the entity's full state as the module's own `Row`; the backend decodes it with
-//!   the generated type of the same row, drains it into PostgreSQL, and acks.
+//!   the generated type of the same row, drains it into PostgreSQL, and acks. A
+//!   command that changes nothing writes no entry: the backend answers it from the
+//!   cached rows, and no subscriber hears of it.
 //!
 //! Every table is private, the module's own data tables included: only the owner (the
 //! backend) may read or subscribe to them, so a SpacetimeDB client of anyone else's
@@ -84,7 +86,10 @@ pub trait Rules {
     /// The domain's settings, or the part of them the module enforces.
     type Settings: DeserializeOwned;
 
-    /// Applies a command; every write goes through [`record`].
+    /// Applies a command; every write goes through [`Write::record`]. A command that
+    /// changes nothing (a retry, or values the item already has; the domain's
+    /// `rules.rs` says which) returns `Ok` without recording anything, so no version
+    /// rises, nothing reaches PostgreSQL and no subscriber hears of it.
     fn apply(ctx: &Write<'_>, settings: &Self::Settings, command: Self::Command) -> Result<(), String>;
 
     /// A row's entity id and version.
@@ -147,12 +152,6 @@ impl Write<'_> {
     pub fn record(&self, row: Row) {
         let entity = <crate::Module as Rules>::entity(&row).to_string();
         <crate::Module as Rules>::store(self.ctx, row.clone());
-        self.record_unchanged(entity, row);
-    }
-
-    /// Records an unchanged row again (a retried command), so the caller gets its
-    /// state and a durable write waits for it as for any other.
-    pub fn record_unchanged(&self, entity: String, row: Row) {
         self.ctx.db.sync_outbox().insert(SyncOutbox {
             seq: 0,
             entity,

@@ -54,6 +54,18 @@ impl ChatEvent {
             | Self::Unreacted { message, .. } => message,
         }
     }
+
+    /// The event `command` by `user` produced, given the message's state after it.
+    pub fn of(command: &ChatCommand, user: &str, message: Message) -> Self {
+        let user = user.to_string();
+        match command {
+            ChatCommand::Send { .. } => Self::Sent { message },
+            ChatCommand::Edit { .. } => Self::Edited { message },
+            ChatCommand::Delete { .. } => Self::Deleted { message },
+            ChatCommand::React { emoji, .. } => Self::Reacted { message, user, emoji: emoji.clone() },
+            ChatCommand::Unreact { emoji, .. } => Self::Unreacted { message, user, emoji: emoji.clone() },
+        }
+    }
 }
 
 /// A channel's own settings: none yet, and unknown keys are refused.

@@ -12,7 +12,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{Chat, ChatCommand, ChatEvent, ChatSettings, Message, Reaction};
-use crate::rules::{check_reaction_room, id_conflict, message_not_found, not_author};
+use crate::rules::{
+    changes_nothing, check_reaction_room, id_conflict, is_same_send, message_not_found, not_author, MessageView,
+};
 
 #[derive(sqlx::FromRow)]
 struct MessageRow {
@@ -65,17 +67,31 @@ async fn reactions_of(db: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uui
     Ok(by_message)
 }
 
-/// The live (not deleted) message `id` of `channel`, locked for the rest of the transaction.
-async fn lock_live(db: &mut PgConnection, channel: &ScopeKey, id: Uuid) -> Result<MessageRow, DomainError> {
-    sqlx::query_as::<_, MessageRow>(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = $1 AND channel = $2 AND NOT deleted FOR UPDATE"
+/// Message `id` of `channel` (deleted or not) with its reactions, locked for the rest
+/// of the transaction.
+async fn lock(db: &mut PgConnection, channel: &ScopeKey, id: Uuid) -> Result<Message, DomainError> {
+    let row = sqlx::query_as::<_, MessageRow>(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = $1 AND channel = $2 FOR UPDATE"
     ))
     .bind(id)
     .bind(channel.as_str())
-    .fetch_optional(db)
+    .fetch_optional(&mut *db)
     .await
     .map_err(DomainError::from_sqlx)?
-    .ok_or_else(|| not_found(id))
+    .ok_or_else(|| not_found(id))?;
+    let reactions = reactions_of(db, &[id]).await?.remove(&id).unwrap_or_default();
+    Ok(row.into_message(reactions))
+}
+
+/// A message as the shared retry rules see it.
+fn view(message: &Message) -> MessageView<'_> {
+    MessageView {
+        channel: &message.channel,
+        author: &message.author,
+        text: &message.text,
+        deleted: message.deleted,
+        reactions: message.reactions.iter().map(|r| (r.user.as_str(), r.emoji.as_str())).collect(),
+    }
 }
 
 async fn load(db: &mut PgConnection, id: Uuid) -> Result<Message, DomainError> {
@@ -117,17 +133,15 @@ const ADD_REACTION: &str =
     "INSERT INTO chat_reactions (message_id, user_id, emoji) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 const REMOVE_REACTION: &str = "DELETE FROM chat_reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3";
 
-/// Adds or removes (`statement`) `user`'s `emoji` on a live message; a write like any
-/// other, so the version goes up even when the reaction set stays the same.
+/// Adds or removes (`statement`) `user`'s `emoji` on a message locked by the caller,
+/// and raises its version (the caller checked that the reaction set changes).
 async fn change_reaction(
     db: &mut PgConnection,
-    channel: &ScopeKey,
     user: &UserId,
     id: Uuid,
     emoji: &str,
     statement: &str,
-) -> Result<Message, DomainError> {
-    lock_live(db, channel, id).await?;
+) -> Result<(), DomainError> {
     sqlx::query(statement)
         .bind(id)
         .bind(user.as_str())
@@ -135,8 +149,7 @@ async fn change_reaction(
         .execute(&mut *db)
         .await
         .map_err(DomainError::from_sqlx)?;
-    bump_version(db, id).await?;
-    load(db, id).await
+    bump_version(db, id).await
 }
 
 async fn bump_version(db: &mut PgConnection, id: Uuid) -> Result<(), DomainError> {
@@ -154,7 +167,7 @@ async fn send(
     user: &UserId,
     id: Uuid,
     text: String,
-) -> Result<ChatEvent, DomainError> {
+) -> Result<Applied<ChatEvent>, DomainError> {
     let inserted = sqlx::query(
         "INSERT INTO chat_messages (id, channel, author, text, created_at, version) VALUES ($1, $2, $3, $4, now(), 1)
          ON CONFLICT (id) DO NOTHING",
@@ -168,14 +181,13 @@ async fn send(
     .map_err(DomainError::from_sqlx)?
     .rows_affected();
     let message = load(db, id).await?;
-    if inserted == 0 {
-        // A retry of the same send is answered as the original; anything else reuses an id.
-        let same = message.channel == channel.as_str() && message.author == user.as_str() && message.text == text;
-        if !same || message.deleted {
-            return Err(id_conflict(&id.to_string()).into());
-        }
+    if inserted == 1 {
+        return Ok(Applied::one(ChatEvent::Sent { message }));
     }
-    Ok(ChatEvent::Sent { message })
+    if is_same_send(&view(&message), channel.as_str(), user.as_str(), &text) {
+        return Ok(Applied::unchanged(ChatEvent::Sent { message }));
+    }
+    Err(id_conflict(&id.to_string()).into())
 }
 
 async fn apply_command(
@@ -184,27 +196,37 @@ async fn apply_command(
     channel: &ScopeKey,
     user: &UserId,
     command: ChatCommand,
-) -> Result<ChatEvent, DomainError> {
-    match command {
-        ChatCommand::Send { id, text } => send(db, channel, user, id, text).await,
-        ChatCommand::Edit { id, text } => {
-            let row = lock_live(db, channel, id).await?;
-            if row.author != user.as_str() {
-                return Err(not_author().into());
-            }
+) -> Result<Applied<ChatEvent>, DomainError> {
+    let id = command.message_id();
+    if let ChatCommand::Send { text, .. } = command {
+        return send(db, channel, user, id, text).await;
+    }
+    let message = lock(db, channel, id).await?;
+    // A deleted message takes nothing but a delete again (which changes nothing).
+    if message.deleted && !matches!(command, ChatCommand::Delete { .. }) {
+        return Err(not_found(id));
+    }
+    if matches!(command, ChatCommand::Edit { .. } | ChatCommand::Delete { .. }) && message.author != user.as_str() {
+        return Err(not_author().into());
+    }
+    if let ChatCommand::React { emoji, .. } = &command {
+        let already = message.reactions.iter().any(|r| r.user == user.as_str() && &r.emoji == emoji);
+        check_reaction_room(message.reactions.len(), already, settings)?;
+    }
+    if changes_nothing(&command, &view(&message), user.as_str()) {
+        return Ok(Applied::unchanged(ChatEvent::of(&command, user.as_str(), message)));
+    }
+    match &command {
+        ChatCommand::Send { .. } => unreachable!("a send was answered above"),
+        ChatCommand::Edit { text, .. } => {
             sqlx::query("UPDATE chat_messages SET text = $2, edited_at = now(), version = version + 1 WHERE id = $1")
                 .bind(id)
                 .bind(text)
                 .execute(&mut *db)
                 .await
                 .map_err(DomainError::from_sqlx)?;
-            Ok(ChatEvent::Edited { message: load(db, id).await? })
         }
-        ChatCommand::Delete { id } => {
-            let row = lock_live(db, channel, id).await?;
-            if row.author != user.as_str() {
-                return Err(not_author().into());
-            }
+        ChatCommand::Delete { .. } => {
             sqlx::query("UPDATE chat_messages SET deleted = true, text = '', edited_at = now(), version = version + 1 WHERE id = $1")
                 .bind(id)
                 .execute(&mut *db)
@@ -215,28 +237,12 @@ async fn apply_command(
                 .execute(&mut *db)
                 .await
                 .map_err(DomainError::from_sqlx)?;
-            Ok(ChatEvent::Deleted { message: load(db, id).await? })
         }
-        ChatCommand::React { id, emoji } => {
-            lock_live(db, channel, id).await?;
-            let (held, already): (i64, bool) = sqlx::query_as(
-                "SELECT count(*), coalesce(bool_or(user_id = $2 AND emoji = $3), false) FROM chat_reactions WHERE message_id = $1",
-            )
-            .bind(id)
-            .bind(user.as_str())
-            .bind(&emoji)
-            .fetch_one(&mut *db)
-            .await
-            .map_err(DomainError::from_sqlx)?;
-            check_reaction_room(held as usize, already, settings)?;
-            let message = change_reaction(db, channel, user, id, &emoji, ADD_REACTION).await?;
-            Ok(ChatEvent::Reacted { message, user: user.0.clone(), emoji })
-        }
-        ChatCommand::Unreact { id, emoji } => {
-            let message = change_reaction(db, channel, user, id, &emoji, REMOVE_REACTION).await?;
-            Ok(ChatEvent::Unreacted { message, user: user.0.clone(), emoji })
-        }
+        ChatCommand::React { emoji, .. } => change_reaction(db, user, id, emoji, ADD_REACTION).await?,
+        ChatCommand::Unreact { emoji, .. } => change_reaction(db, user, id, emoji, REMOVE_REACTION).await?,
     }
+    let message = load(db, id).await?;
+    Ok(Applied::one(ChatEvent::of(&command, user.as_str(), message)))
 }
 
 /// A channel's messages with their reactions, newest first: at most `limit`, older
@@ -335,7 +341,7 @@ impl PostgresBinding for Chat {
         actor: &ActingUser,
         command: ChatCommand,
     ) -> Result<Applied<ChatEvent>, DomainError> {
-        apply_command(tx, settings, channel, &actor.user, command).await.map(Applied::one)
+        apply_command(tx, settings, channel, &actor.user, command).await
     }
 
     async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Message>, DomainError> {

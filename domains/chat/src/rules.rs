@@ -108,3 +108,37 @@ pub fn id_conflict(id: &str) -> Refusal {
 pub fn not_author() -> Refusal {
     Refusal::new("forbidden", "not_author", "only the author may change this message")
 }
+
+/// A stored message as the retry rules see it; each adapter builds one from its own
+/// row, so both decide alike.
+pub struct MessageView<'a> {
+    pub channel: &'a str,
+    pub author: &'a str,
+    pub text: &'a str,
+    pub deleted: bool,
+    /// Its reactions, as (user, emoji).
+    pub reactions: Vec<(&'a str, &'a str)>,
+}
+
+/// Whether a `send` of `text` by `user` in `channel` is the send that created
+/// `message`: a retry, answered with the message as it is. Any other send with its id
+/// is an [`id_conflict`], a send onto a deleted message too (its text is gone, so
+/// nothing shows it was the same).
+pub fn is_same_send(message: &MessageView, channel: &str, user: &str, text: &str) -> bool {
+    !message.deleted && message.channel == channel && message.author == user && message.text == text
+}
+
+/// Whether `command` by `user` leaves `message` as it is: an edit to the text it has,
+/// a delete of a deleted message, a reaction it has, an unreact of one it lacks. Such
+/// a command writes nothing, raises no version and tells no subscriber; it answers
+/// with the message as it is. (A send never changes a message: see [`is_same_send`].)
+pub fn changes_nothing(command: &ChatCommand, message: &MessageView, user: &str) -> bool {
+    let has_reaction = |emoji: &str| message.reactions.iter().any(|&(by, e)| by == user && e == emoji);
+    match command {
+        ChatCommand::Send { .. } => false,
+        ChatCommand::Edit { text, .. } => message.text == text,
+        ChatCommand::Delete { .. } => message.deleted,
+        ChatCommand::React { emoji, .. } => has_reaction(emoji),
+        ChatCommand::Unreact { emoji, .. } => !has_reaction(emoji),
+    }
+}

@@ -80,14 +80,14 @@ impl CacheBinding for Chat {
     fn applied(command: &ChatCommand, user: &UserId, written: Vec<Message>) -> Result<Applied<ChatEvent>, DomainError> {
         let message =
             written.into_iter().last().ok_or_else(|| DomainError::internal("a chat command wrote nothing"))?;
-        let who = user.0.clone();
-        Ok(Applied::one(match command.clone() {
-            ChatCommand::Send { .. } => ChatEvent::Sent { message },
-            ChatCommand::Edit { .. } => ChatEvent::Edited { message },
-            ChatCommand::Delete { .. } => ChatEvent::Deleted { message },
-            ChatCommand::React { emoji, .. } => ChatEvent::Reacted { message, user: who, emoji },
-            ChatCommand::Unreact { emoji, .. } => ChatEvent::Unreacted { message, user: who, emoji },
-        }))
+        Ok(Applied::one(ChatEvent::of(command, user.as_str(), message)))
+    }
+
+    fn unchanged(command: &ChatCommand, user: &UserId, current: Vec<Message>) -> Result<ChatEvent, DomainError> {
+        let message = current.into_iter().next().ok_or_else(|| {
+            DomainError::internal("a chat command that changed nothing names no message the cache holds")
+        })?;
+        Ok(ChatEvent::of(command, user.as_str(), message))
     }
 
     async fn load_window(

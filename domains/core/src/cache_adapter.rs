@@ -16,6 +16,9 @@
 //! `sync_outbox` rows (tagged with the call's request id) are the items it wrote.
 //! Once the whole message is processed, each committed call gets its event, which is
 //! published live in commit order, on the SDK thread, before the caller hears back.
+//! A call that committed without writing (a retry, or values its items already had)
+//! left no outbox row: it is answered with the items it names as the cache holds
+//! them, and no subscriber hears of it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -32,7 +35,9 @@ use crate::index::ScopeIndex;
 use crate::live::ScopedBroadcast;
 use crate::outside::{OutsideChange, OutsideSink};
 use crate::pg_adapter::{Applied, PostgresBinding};
-use crate::spacetime::{cache_unavailable, keep_connected, reducer_outcome, ConnectionLoop, DurableWaiters, Link};
+use crate::spacetime::{
+    cache_unavailable, keep_connected, not_yet_durable, reducer_outcome, ConnectionLoop, DurableWaiters, Link,
+};
 use crate::warmup::WarmupSettings;
 use crate::{ActingUser, DomainSettings, UserId};
 use crate::{
@@ -177,6 +182,12 @@ pub trait CacheBinding: PostgresBinding {
         written: Vec<Self::Item>,
     ) -> Result<Applied<Self::Event>, DomainError>;
 
+    /// The answer to a committed command that wrote nothing (a retry, or values its
+    /// items already have), from `current`: the items it names
+    /// ([`CacheBinding::touches`], in that order, those the cache holds) as they are.
+    /// Nobody but the caller hears of it.
+    fn unchanged(command: &Self::Command, user: &UserId, current: Vec<Self::Item>) -> Result<Self::Event, DomainError>;
+
     /// A page of a scope's cached items. The default: newest first, older than the
     /// cursor's item.
     fn page(cached: &CachedScope<'_, Self>, page: Page) -> Result<Vec<Self::Item>, DomainError> {
@@ -200,9 +211,25 @@ pub trait CacheBinding: PostgresBinding {
     fn touches(command: &Self::Command) -> Vec<String>;
 }
 
-/// Builds a committed command's events from the items it wrote.
+/// What a committed command left in the cache.
+enum Committed<I> {
+    /// The items it wrote, in write order (each with an outbox entry).
+    Wrote(Vec<I>),
+    /// Nothing written: the items it names, as the cache holds them.
+    Unchanged(Vec<I>),
+}
+
+/// Builds a committed command's answer and events.
 type Outcome<D> =
-    Box<dyn FnOnce(Vec<<D as Domain>::Item>) -> Result<Applied<<D as Domain>::Event>, DomainError> + Send>;
+    Box<dyn FnOnce(Committed<<D as Domain>::Item>) -> Result<Applied<<D as Domain>::Event>, DomainError> + Send>;
+
+/// What a committed command answers its caller.
+struct Answer<D: Domain> {
+    event: D::Event,
+    /// The items it answered without writing them (none when it wrote): a durable
+    /// caller waits until PostgreSQL holds them.
+    unchanged: Vec<D::Item>,
+}
 
 /// Writes kept until PostgreSQL has them, in commit order.
 struct Retained<D: Domain> {
@@ -213,8 +240,10 @@ struct Retained<D: Domain> {
 /// A client command waiting for its outcome.
 struct ClientCall<D: Domain> {
     scope: ScopeKey,
+    /// The entities the command names ([`CacheBinding::touches`]).
+    touches: Vec<String>,
     applied: Outcome<D>,
-    reply: oneshot::Sender<Result<D::Event, DomainError>>,
+    reply: oneshot::Sender<Result<Answer<D>, DomainError>>,
     /// The items it wrote, by outbox sequence (the SDK reports a transaction's rows
     /// in no particular order); a durable writer waits for all these entries.
     written: Vec<(u64, D::Item)>,
@@ -251,6 +280,9 @@ struct Shared<D: CacheBinding> {
     floors: Mutex<HashMap<ScopeKey, Floor<D::Order>>>,
     /// About the most bytes one batch of outside changes warms (warm-up's bound).
     outside_batch_bytes: usize,
+    /// Wakes durable callers of commands that changed nothing whenever outbox entries
+    /// reach PostgreSQL, to look again whether it holds what they answered.
+    persisted_signal: tokio::sync::Notify,
 }
 
 /// Where the part of a scope the cache holds whole begins.
@@ -359,10 +391,10 @@ impl<D: CacheBinding> CacheAdapter<D> {
     /// goes on on the cache alone (writes keep flowing during an outage); PostgreSQL's
     /// upserts then refuse a change of an entity's author or scope, and the outbox
     /// dead-letters such a write.
-    async fn read_through(&self, command: &D::Command) -> Result<(), DomainError> {
+    async fn read_through(&self, touches: &[String]) -> Result<(), DomainError> {
         let missing: Vec<String> = {
             let connection = self.shared.link.connection()?;
-            D::touches(command).into_iter().filter(|id| connection.find(id).is_none()).collect()
+            touches.iter().filter(|id| connection.find(id).is_none()).cloned().collect()
         };
         if missing.is_empty() {
             return Ok(());
@@ -392,6 +424,38 @@ impl<D: CacheBinding> CacheAdapter<D> {
         // `warm` keeps a cached row that is as new or newer: a write racing this one wins.
         let rows: Vec<RowOf<D>> = stored.iter().map(D::row).collect();
         self.shared.link.owner_call(move |c, request_id| c.warm(request_id, rows)).await
+    }
+
+    /// Waits until PostgreSQL holds each of `items` at its version or a newer one,
+    /// looking again whenever outbox entries reach it, for at most the durable
+    /// timeout (then 503 `not_yet_durable`, as for any durable write).
+    async fn until_in_postgres(&self, items: &[D::Item]) -> Result<(), DomainError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.shared.link.target.durable_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let ids: Vec<String> = items.iter().map(D::cursor).collect();
+        loop {
+            // Listening before reading: an entry persisted meanwhile still wakes us.
+            let mut persisted = std::pin::pin!(self.shared.persisted_signal.notified());
+            persisted.as_mut().enable();
+            let read = async {
+                let mut db = self.shared.pool.acquire().await.map_err(DomainError::from_sqlx)?;
+                D::stored(&mut db, &ids).await
+            };
+            // PostgreSQL unreadable counts as not there yet.
+            let stored = tokio::time::timeout_at(deadline, read).await.ok().and_then(Result::ok).unwrap_or_default();
+            let held = items.iter().all(|item| {
+                stored.iter().any(|s| D::cursor(s) == D::cursor(item) && D::version(s) >= D::version(item))
+            });
+            if held {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, persisted).await.is_err() {
+                return Err(not_yet_durable(timeout));
+            }
+        }
     }
 
     /// [`Cache::restore`] one state per transaction; a state PostgreSQL refuses for
@@ -458,6 +522,7 @@ impl<D: CacheBinding> CacheAdapter<D> {
             pool: context.pool,
             floors: Mutex::new(HashMap::new()),
             outside_batch_bytes: context.settings.framework.warmup.batch_bytes,
+            persisted_signal: tokio::sync::Notify::new(),
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session_shared.clone().session());
@@ -483,7 +548,7 @@ impl<D: CacheBinding> Shared<D> {
             },
             |connection| {
                 connection.advance()?;
-                self.finish_committed();
+                self.finish_committed(connection);
                 Ok::<(), spacetimedb_sdk::Error>(())
             },
             || self.lost(),
@@ -491,20 +556,28 @@ impl<D: CacheBinding> Shared<D> {
     }
 
     /// Answers (and publishes) the calls that committed in the message just processed.
-    fn finish_committed(&self) {
+    fn finish_committed(&self, connection: &D::Module) {
         let committed = std::mem::take(&mut *self.committed.lock().expect("committed lock"));
         for request_id in committed {
             let Some(mut call) = self.calls.lock().expect("calls lock").remove(&request_id) else { continue };
             call.written.sort_by_key(|(seq, _)| *seq);
             self.durable().expect(&request_id, call.written.iter().map(|(seq, _)| *seq).collect());
-            let written = call.written.into_iter().map(|(_, item)| item).collect();
-            let outcome = (call.applied)(written).map(|applied| {
+            let (committed, unchanged) = if call.written.is_empty() {
+                // No outbox row: the command changed nothing. The message it came in
+                // is applied, so the cache holds the state it saw.
+                let current: Vec<D::Item> =
+                    call.touches.iter().filter_map(|id| connection.find(id)).filter_map(|row| D::item(&row)).collect();
+                (Committed::Unchanged(current.clone()), current)
+            } else {
+                (Committed::Wrote(call.written.into_iter().map(|(_, item)| item).collect()), Vec::new())
+            };
+            let outcome = (call.applied)(committed).map(|applied| {
                 if self.live.is_watched(&call.scope) {
                     for event in applied.events {
                         self.live.publish(&call.scope, event);
                     }
                 }
-                applied.answer
+                Answer { event: applied.answer, unchanged }
             });
             let _ = call.reply.send(outcome);
         }
@@ -793,14 +866,18 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
                 "too many writes are waiting for PostgreSQL; retry once it has caught up",
             ));
         }
-        self.read_through(&command).await?;
+        let touches = D::touches(&command);
+        self.read_through(&touches).await?;
         let json = serde_json::to_string(&command)
             .map_err(|e| DomainError::internal(format!("a {} command cannot be encoded", D::NAME)).caused_by(e))?;
         let request_id = uuid::Uuid::new_v4().simple().to_string();
         let (reply, outcome) = oneshot::channel();
         let author = actor.user.clone();
-        let applied = Box::new(move |written: Vec<D::Item>| D::applied(&command, &author, written));
-        let call = ClientCall { scope: scope.clone(), applied, reply, written: Vec::new() };
+        let applied: Outcome<D> = Box::new(move |committed| match committed {
+            Committed::Wrote(written) => D::applied(&command, &author, written),
+            Committed::Unchanged(current) => D::unchanged(&command, &author, current).map(Applied::unchanged),
+        });
+        let call = ClientCall { scope: scope.clone(), touches, applied, reply, written: Vec::new() };
         self.shared.calls.lock().expect("calls lock").insert(request_id.clone(), call);
         let durable = (durability == Durability::Durable).then(|| self.shared.durable().register(&request_id));
         // The connection is not held across the await (see `spacetime::release`).
@@ -818,7 +895,7 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
             return Err(error);
         }
         let timeout = self.shared.link.target.reducer_timeout;
-        let event = match tokio::time::timeout(timeout, outcome).await {
+        let answer = match tokio::time::timeout(timeout, outcome).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Err(cache_unavailable()),
             Err(_) => {
@@ -829,8 +906,8 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
                 ));
             }
         };
-        let event = match event {
-            Ok(event) => event,
+        let answer = match answer {
+            Ok(answer) => answer,
             Err(error) => {
                 self.shared.durable().forget(&request_id);
                 return Err(error);
@@ -838,8 +915,11 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
         };
         if let Some(receiver) = durable {
             self.shared.durable().wait(&request_id, receiver, self.shared.link.target.durable_timeout).await?;
+            // A command that changed nothing wrote no entry to wait for, but what it
+            // answers may still be on its way (a retry of a write in the outbox).
+            self.until_in_postgres(&answer.unchanged).await?;
         }
-        Ok(event)
+        Ok(answer.event)
     }
 
     async fn subscribe(&self, scope: &ScopeKey) -> Result<EventStream<D::Event>, DomainError> {
@@ -979,6 +1059,7 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
             retained.writes.remove(&(entry.seq, entry.request_id.clone()));
             self.shared.durable().persisted(&entry.request_id, entry.seq);
         }
+        self.shared.persisted_signal.notify_waiters();
     }
 
     async fn restore_all(&self, pool: &PgPool) -> Result<usize, DomainError> {
@@ -1044,6 +1125,7 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
                 self.shared.durable().persisted(&request_id, seq);
             }
         }
+        self.shared.persisted_signal.notify_waiters();
         Ok(written)
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::domain::{
     board_items, page, refused, BoardItem, Card, Column, Kanban, KanbanCommand, KanbanEvent, KanbanSettings,
 };
-use crate::rules::{self, CardView, ColumnView};
+use crate::rules::{self, CardState, CardView, ColumnState, ColumnView, ItemState};
 
 #[derive(sqlx::FromRow)]
 struct ColumnRow {
@@ -132,10 +132,45 @@ pub(crate) async fn load_ids(db: &mut PgConnection, ids: Vec<Uuid>) -> Result<Ve
 }
 
 /// What a command decided: the item to answer with and the new states to write
-/// (empty for an idempotent retry).
+/// (none when it changes nothing: it answers with the item as it is).
 pub(crate) struct Decision {
     pub answer: BoardItem,
     pub writes: Vec<BoardItem>,
+}
+
+impl Decision {
+    /// A command that changes nothing: it answers with `answer` as it is.
+    pub(crate) fn unchanged(answer: BoardItem) -> Self {
+        Self { answer, writes: Vec::new() }
+    }
+}
+
+/// A column as the shared retry rules see it, among the board's live columns.
+fn column_state<'a>(column: &'a Column, live_columns: &[ColumnView<'a>]) -> ItemState<'a> {
+    ItemState::Column(ColumnState {
+        board: &column.board,
+        name: &column.name,
+        wip_limit: column.wip_limit,
+        deleted: column.deleted,
+        created_by: &column.created_by,
+        before: rules::column_before(live_columns, &column.id.to_string()),
+    })
+}
+
+/// A card as the shared retry rules see it (`column`: its column's id), among its
+/// column's live cards.
+fn card_state<'a>(card: &'a Card, column: &'a str, column_cards: &[CardView<'a>]) -> ItemState<'a> {
+    ItemState::Card(CardState {
+        board: &card.board,
+        column,
+        title: &card.title,
+        description: &card.description,
+        assignees: &card.assignees,
+        labels: &card.labels,
+        deleted: card.deleted,
+        created_by: &card.created_by,
+        before: rules::card_before(column_cards, &card.id.to_string()),
+    })
 }
 
 /// Decides the new states for `command` on the board (`columns`, `cards`, deleted ones
@@ -150,19 +185,17 @@ pub(crate) fn decide(
     settings: &KanbanSettings,
 ) -> Result<Decision, DomainError> {
     let user = actor.user.as_str();
+    let column_on_board = |id: Uuid| {
+        columns.iter().find(|c| c.id == id).cloned().ok_or_else(|| refused(rules::column_not_found(&id.to_string())))
+    };
+    let card_on_board = |id: Uuid| {
+        cards.iter().find(|c| c.id == id).cloned().ok_or_else(|| refused(rules::card_not_found(&id.to_string())))
+    };
     let live_column = |id: Uuid| {
-        columns
-            .iter()
-            .find(|c| c.id == id && !c.deleted)
-            .cloned()
-            .ok_or_else(|| refused(rules::column_not_found(&id.to_string())))
+        column_on_board(id).ok().filter(|c| !c.deleted).ok_or_else(|| refused(rules::column_not_found(&id.to_string())))
     };
     let live_card = |id: Uuid| {
-        cards
-            .iter()
-            .find(|c| c.id == id && !c.deleted)
-            .cloned()
-            .ok_or_else(|| refused(rules::card_not_found(&id.to_string())))
+        card_on_board(id).ok().filter(|c| !c.deleted).ok_or_else(|| refused(rules::card_not_found(&id.to_string())))
     };
     // Views borrow their ids as strings: one per column, in `columns` order.
     let column_ids: Vec<String> = columns.iter().map(|c| c.id.to_string()).collect();
@@ -195,12 +228,20 @@ pub(crate) fn decide(
     let room = |column: Uuid| rules::check_room(&live_view(column)?).map_err(refused);
     let id_conflict = |id: Uuid| refused(rules::id_conflict(&id.to_string()));
     let one = |item: BoardItem| Decision { answer: item.clone(), writes: vec![item] };
+    // Whether `command` leaves the column (card) as it is, by the shared rules.
+    let column_unchanged =
+        |column: &Column| rules::changes_nothing(&command, &column_state(column, &column_views(None)));
+    let card_unchanged = |card: &Card| {
+        let column = card.column.to_string();
+        rules::changes_nothing(&command, &card_state(card, &column, &card_views(card.column, None)))
+    };
 
-    let mut decision = match command {
+    let mut decision = match command.clone() {
         KanbanCommand::CreateColumn { id, name, wip_limit, after } => {
             if let Some(existing) = columns.iter().find(|c| c.id == id) {
-                if existing.name == name && !existing.deleted && existing.board == board.as_str() {
-                    return Ok(Decision { answer: BoardItem::Column(existing.clone()), writes: Vec::new() });
+                let state = column_state(existing, &column_views(None));
+                if rules::is_same_create(&command, &state, board.as_str(), user) {
+                    return Ok(Decision::unchanged(BoardItem::Column(existing.clone())));
                 }
                 return Err(id_conflict(id));
             }
@@ -224,18 +265,27 @@ pub(crate) fn decide(
         }
         KanbanCommand::RenameColumn { id, name } => {
             let mut column = live_column(id)?;
+            if column_unchanged(&column) {
+                return Ok(Decision::unchanged(BoardItem::Column(column)));
+            }
             column.name = name;
             column.version += 1;
             one(BoardItem::Column(column))
         }
         KanbanCommand::SetWipLimit { id, wip_limit } => {
             let mut column = live_column(id)?;
+            if column_unchanged(&column) {
+                return Ok(Decision::unchanged(BoardItem::Column(column)));
+            }
             column.wip_limit = wip_limit;
             column.version += 1;
             one(BoardItem::Column(column))
         }
         KanbanCommand::ReorderColumn { id, after } => {
             let mut column = live_column(id)?;
+            if column_unchanged(&column) {
+                return Ok(Decision::unchanged(BoardItem::Column(column)));
+            }
             let after = after.map(|a| a.to_string());
             column.position =
                 rules::column_position(&column_views(Some(id)), after.as_deref(), false).map_err(refused)?;
@@ -243,7 +293,11 @@ pub(crate) fn decide(
             one(BoardItem::Column(column))
         }
         KanbanCommand::DeleteColumn { id, force } => {
-            let mut column = live_column(id)?;
+            // A deleted column is found too: deleting it again changes nothing.
+            let mut column = column_on_board(id)?;
+            if column_unchanged(&column) {
+                return Ok(Decision::unchanged(BoardItem::Column(column)));
+            }
             rules::check_deletable(&live_view(id)?, force).map_err(refused)?;
             for card in cards.iter().filter(|c| !c.deleted && c.column == id) {
                 rules::check_card_deletable(&card.created_by, user, actor.owns_scope).map_err(refused)?;
@@ -261,8 +315,10 @@ pub(crate) fn decide(
         }
         KanbanCommand::CreateCard { id, column, title, description, assignees, labels, after } => {
             if let Some(existing) = cards.iter().find(|c| c.id == id) {
-                if existing.title == title && existing.column == column && !existing.deleted {
-                    return Ok(Decision { answer: BoardItem::Card(existing.clone()), writes: Vec::new() });
+                let existing_column = existing.column.to_string();
+                let state = card_state(existing, &existing_column, &card_views(existing.column, None));
+                if rules::is_same_create(&command, &state, board.as_str(), user) {
+                    return Ok(Decision::unchanged(BoardItem::Card(existing.clone())));
                 }
                 return Err(id_conflict(id));
             }
@@ -291,6 +347,9 @@ pub(crate) fn decide(
         }
         KanbanCommand::EditCard { id, title, description, assignees, labels } => {
             let mut card = live_card(id)?;
+            if card_unchanged(&card) {
+                return Ok(Decision::unchanged(BoardItem::Card(card)));
+            }
             card.title = title.unwrap_or(card.title);
             card.description = description.unwrap_or(card.description);
             card.assignees = assignees.unwrap_or(card.assignees);
@@ -299,8 +358,12 @@ pub(crate) fn decide(
             one(BoardItem::Card(card))
         }
         KanbanCommand::DeleteCard { id } => {
-            let mut card = live_card(id)?;
+            // A deleted card is found too: deleting it again changes nothing.
+            let mut card = card_on_board(id)?;
             rules::check_card_deletable(&card.created_by, user, actor.owns_scope).map_err(refused)?;
+            if card_unchanged(&card) {
+                return Ok(Decision::unchanged(BoardItem::Card(card)));
+            }
             card.deleted = true;
             card.version += 1;
             one(BoardItem::Card(card))
@@ -308,6 +371,9 @@ pub(crate) fn decide(
         KanbanCommand::MoveCard { id, column, after } => {
             let mut card = live_card(id)?;
             live_view(column)?;
+            if card_unchanged(&card) {
+                return Ok(Decision::unchanged(BoardItem::Card(card)));
+            }
             if card.column != column {
                 room(column)?;
             }
@@ -319,9 +385,8 @@ pub(crate) fn decide(
             one(BoardItem::Card(card))
         }
     };
-    // Whoever wrote a state changed it last (a retry that writes nothing changes nobody).
-    let written = !decision.writes.is_empty();
-    for item in decision.writes.iter_mut().chain(std::iter::once(&mut decision.answer).filter(|_| written)) {
+    // Whoever wrote a state changed it last.
+    for item in decision.writes.iter_mut().chain(std::iter::once(&mut decision.answer)) {
         match item {
             BoardItem::Column(column) => column.updated_by = user.to_string(),
             BoardItem::Card(card) => card.updated_by = user.to_string(),
@@ -330,21 +395,26 @@ pub(crate) fn decide(
     Ok(decision)
 }
 
-/// The events for what was written: the answer's first, then one per other item.
-pub(crate) fn events(decision: &Decision, deleting_column: bool) -> Vec<KanbanEvent> {
-    let writes: Vec<&BoardItem> =
-        if decision.writes.is_empty() { vec![&decision.answer] } else { decision.writes.iter().collect() };
-    writes
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| match item {
-            BoardItem::Column(column) if i == 0 && deleting_column => {
-                KanbanEvent::ColumnDeleted { column: column.clone() }
-            }
-            BoardItem::Column(column) => KanbanEvent::ColumnChanged { column: column.clone() },
-            BoardItem::Card(card) => KanbanEvent::CardChanged { card: card.clone() },
-        })
-        .collect()
+/// The event telling of `item` (`deleting_column`: the column a delete_column names).
+fn event(item: &BoardItem, deleting_column: bool) -> KanbanEvent {
+    match item {
+        BoardItem::Column(column) if deleting_column => KanbanEvent::ColumnDeleted { column: column.clone() },
+        BoardItem::Column(column) => KanbanEvent::ColumnChanged { column: column.clone() },
+        BoardItem::Card(card) => KanbanEvent::CardChanged { card: card.clone() },
+    }
+}
+
+/// What `command` answers and tells subscribers, given what it `decided`: an event
+/// per item written (the answer's first), or, when it wrote nothing, the answer
+/// alone and no event.
+pub(crate) fn applied(command: &KanbanCommand, decided: &Decision) -> Applied<KanbanEvent> {
+    let deleting_column = matches!(command, KanbanCommand::DeleteColumn { .. });
+    if decided.writes.is_empty() {
+        return Applied::unchanged(event(&decided.answer, deleting_column));
+    }
+    let events: Vec<KanbanEvent> =
+        decided.writes.iter().enumerate().map(|(i, item)| event(item, i == 0 && deleting_column)).collect();
+    Applied { answer: events[0].clone(), events }
 }
 
 /// Writes full states (from a decision, or from the cache's outbox) unless
@@ -443,7 +513,6 @@ impl PostgresBinding for Kanban {
         actor: &ActingUser,
         command: KanbanCommand,
     ) -> Result<Applied<KanbanEvent>, DomainError> {
-        let deleting_column = matches!(command, KanbanCommand::DeleteColumn { .. });
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('kanban:' || $1))")
             .bind(board.as_str())
             .execute(&mut *tx)
@@ -453,10 +522,9 @@ impl PostgresBinding for Kanban {
         let (columns, cards) = load_board(tx, board, None).await?;
         let now: DateTime<Utc> =
             sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await.map_err(DomainError::from_sqlx)?;
-        let decision = decide(board, &columns, &cards, command, now, actor, settings)?;
+        let decision = decide(board, &columns, &cards, command.clone(), now, actor, settings)?;
         persist_states(tx, &decision.writes).await?;
-        let events = events(&decision, deleting_column);
-        Ok(Applied { answer: events[0].clone(), events })
+        Ok(applied(&command, &decision))
     }
 
     async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<BoardItem>, DomainError> {

@@ -258,3 +258,111 @@ pub fn check_deletable(column: &ColumnView, force: bool) -> Result<(), Refusal> 
     }
     Ok(())
 }
+
+/// A stored column as the retry rules see it; each adapter builds one from its own
+/// row, so both decide alike.
+pub struct ColumnState<'a> {
+    pub board: &'a str,
+    pub name: &'a str,
+    pub wip_limit: Option<u32>,
+    pub deleted: bool,
+    pub created_by: &'a str,
+    /// The live column right before it on the board ([`column_before`]).
+    pub before: Option<&'a str>,
+}
+
+/// A stored card as the retry rules see it.
+pub struct CardState<'a> {
+    pub board: &'a str,
+    /// Its column's id.
+    pub column: &'a str,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub assignees: &'a [String],
+    pub labels: &'a [String],
+    pub deleted: bool,
+    pub created_by: &'a str,
+    /// The live card right before it in its column ([`card_before`]).
+    pub before: Option<&'a str>,
+}
+
+/// The column or card a command names, as stored.
+pub enum ItemState<'a> {
+    Column(ColumnState<'a>),
+    Card(CardState<'a>),
+}
+
+/// The sibling right before `id` among `siblings` as (position, id), in sibling
+/// order (as [`sorted`] orders them); `None` when it is first or not among them.
+fn sibling_before<'a>(mut siblings: Vec<(&'a str, &'a str)>, id: &str) -> Option<&'a str> {
+    siblings.sort();
+    let index = siblings.iter().position(|(_, sibling)| *sibling == id)?;
+    index.checked_sub(1).map(|before| siblings[before].1)
+}
+
+/// The column right before column `id` among the board's live `columns` (it among
+/// them); `None` when it is first.
+pub fn column_before<'a>(columns: &[ColumnView<'a>], id: &str) -> Option<&'a str> {
+    sibling_before(columns.iter().map(|c| (c.position, c.id)).collect(), id)
+}
+
+/// The card right before card `id` among its column's live `cards` (it among them);
+/// `None` when it is first.
+pub fn card_before<'a>(cards: &[CardView<'a>], id: &str) -> Option<&'a str> {
+    sibling_before(cards.iter().map(|c| (c.position, c.id)).collect(), id)
+}
+
+/// Whether a create by `user` on `board` is the create that made `existing`: a retry,
+/// answered with the item as it is. Any other create with its id is an
+/// [`id_conflict`]: other values, another creator or board, another kind of item, or
+/// an item deleted since. (`after` names a neighbour, not something the item holds,
+/// so it is not compared.)
+pub fn is_same_create(command: &KanbanCommand, existing: &ItemState, board: &str, user: &str) -> bool {
+    match (command, existing) {
+        (KanbanCommand::CreateColumn { name, wip_limit, .. }, ItemState::Column(column)) => {
+            !column.deleted
+                && column.board == board
+                && column.created_by == user
+                && column.name == name
+                && column.wip_limit == *wip_limit
+        }
+        (KanbanCommand::CreateCard { column, title, description, assignees, labels, .. }, ItemState::Card(card)) => {
+            !card.deleted
+                && card.board == board
+                && card.created_by == user
+                && card.column == column.to_string()
+                && card.title == title
+                && card.description == description
+                && card.assignees == assignees.as_slice()
+                && card.labels == labels.as_slice()
+        }
+        _ => false,
+    }
+}
+
+/// Whether `command` leaves `existing`, the live item it names (a deleted one for a
+/// delete), as it is: a rename to its name, a WIP limit it has, an edit to the values
+/// it has, a reorder or move to where it is, a delete of a deleted item. Such a
+/// command writes nothing, raises no version and tells no subscriber; it answers with
+/// the item as it is. (A create never changes an item: see [`is_same_create`].)
+pub fn changes_nothing(command: &KanbanCommand, existing: &ItemState) -> bool {
+    let placed_after =
+        |before: Option<&str>, after: &Option<Uuid>| before.map(str::to_string) == after.map(|a| a.to_string());
+    match (command, existing) {
+        (KanbanCommand::RenameColumn { name, .. }, ItemState::Column(column)) => column.name == name,
+        (KanbanCommand::SetWipLimit { wip_limit, .. }, ItemState::Column(column)) => column.wip_limit == *wip_limit,
+        (KanbanCommand::ReorderColumn { after, .. }, ItemState::Column(column)) => placed_after(column.before, after),
+        (KanbanCommand::DeleteColumn { .. }, ItemState::Column(column)) => column.deleted,
+        (KanbanCommand::EditCard { title, description, assignees, labels, .. }, ItemState::Card(card)) => {
+            title.as_deref().is_none_or(|title| title == card.title)
+                && description.as_deref().is_none_or(|description| description == card.description)
+                && assignees.as_deref().is_none_or(|assignees| assignees == card.assignees)
+                && labels.as_deref().is_none_or(|labels| labels == card.labels)
+        }
+        (KanbanCommand::DeleteCard { .. }, ItemState::Card(card)) => card.deleted,
+        (KanbanCommand::MoveCard { column, after, .. }, ItemState::Card(card)) => {
+            card.column == column.to_string() && placed_after(card.before, after)
+        }
+        _ => false,
+    }
+}

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::domain::{board_items, page, BoardItem, Card, Column, Kanban, KanbanCommand};
 use crate::module_bindings as stdb;
-use crate::postgres::{events, load_board, persist_states, Decision};
+use crate::postgres::{applied, load_board, persist_states, Decision};
 
 boardsync_core::spacetime_module!(crate::module_bindings, row: BoardRow, tables: [board_column, board_card]);
 
@@ -129,8 +129,20 @@ impl CacheBinding for Kanban {
         writes: Vec<BoardItem>,
     ) -> Result<Applied<crate::KanbanEvent>, DomainError> {
         let answer = writes.first().cloned().ok_or_else(|| DomainError::internal("a Kanban command wrote nothing"))?;
-        let events = events(&Decision { answer, writes }, matches!(command, KanbanCommand::DeleteColumn { .. }));
-        Ok(Applied { answer: events[0].clone(), events })
+        Ok(applied(command, &Decision { answer, writes }))
+    }
+
+    /// The command's own item (the first it touches) answers, as it is.
+    fn unchanged(
+        command: &KanbanCommand,
+        _: &UserId,
+        current: Vec<BoardItem>,
+    ) -> Result<crate::KanbanEvent, DomainError> {
+        let own = Self::touches(command).into_iter().next();
+        let answer = current.into_iter().find(|item| Some(item.id().to_string()) == own).ok_or_else(|| {
+            DomainError::internal("a Kanban command that changed nothing names no item the cache holds")
+        })?;
+        Ok(applied(command, &Decision::unchanged(answer)).answer)
     }
 
     fn page(cached: &CachedScope<'_, Self>, request: Page) -> Result<Vec<BoardItem>, DomainError> {

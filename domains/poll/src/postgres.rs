@@ -11,7 +11,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{Poll, PollCommand, PollEvent, PollOption, PollSettings};
-use crate::rules::{check_room_for_option, id_conflict, not_author, option_not_found};
+use crate::rules::{
+    changes_nothing, check_room_for_option, id_conflict, is_same_add, not_author, option_not_found, OptionView,
+};
 
 #[derive(sqlx::FromRow)]
 struct OptionRow {
@@ -105,16 +107,29 @@ pub(crate) async fn load_some(db: &mut PgConnection, ids: Vec<Uuid>) -> Result<V
     with_voters(db, rows).await
 }
 
-async fn lock_live(db: &mut PgConnection, poll: &ScopeKey, id: Uuid) -> Result<OptionRow, DomainError> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM poll_options WHERE id = $1 AND poll = $2 AND NOT removed FOR UPDATE"
-    ))
-    .bind(id)
-    .bind(poll.as_str())
-    .fetch_optional(&mut *db)
-    .await
-    .map_err(DomainError::from_sqlx)?
-    .ok_or_else(|| not_found(id))
+/// Option `id` of `poll` (removed or not) with its voters, locked for the rest of the
+/// transaction.
+async fn lock(db: &mut PgConnection, poll: &ScopeKey, id: Uuid) -> Result<PollOption, DomainError> {
+    let row: OptionRow =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM poll_options WHERE id = $1 AND poll = $2 FOR UPDATE"))
+            .bind(id)
+            .bind(poll.as_str())
+            .fetch_optional(&mut *db)
+            .await
+            .map_err(DomainError::from_sqlx)?
+            .ok_or_else(|| not_found(id))?;
+    Ok(with_voters(db, vec![row]).await?.remove(0))
+}
+
+/// An option as the shared retry rules see it.
+fn view(option: &PollOption) -> OptionView<'_> {
+    OptionView {
+        poll: &option.poll,
+        author: &option.author,
+        label: &option.label,
+        removed: option.removed,
+        voters: &option.voters,
+    }
 }
 
 async fn execute(db: &mut PgConnection, sql: &str, id: Uuid, user: &str) -> Result<(), DomainError> {
@@ -128,13 +143,29 @@ const VOTE: &str = "INSERT INTO poll_votes (option_id, user_id, position)
 const UNVOTE: &str = "DELETE FROM poll_votes WHERE option_id = $1 AND user_id = $2";
 const REMOVE: &str = "UPDATE poll_options SET removed = true WHERE id = $1 AND author = $2";
 
+/// Applies `command`; returns whether it wrote anything (a command that changes
+/// nothing writes nothing).
 async fn apply_command(
     db: &mut PgConnection,
     poll: &ScopeKey,
     user: &UserId,
     command: &PollCommand,
-) -> Result<(), DomainError> {
+) -> Result<bool, DomainError> {
     let id = command.option_id();
+    if !matches!(command, PollCommand::AddOption { .. }) {
+        let option = lock(db, poll, id).await?;
+        // A removed option takes nothing but a removal again (which changes nothing).
+        let removing = matches!(command, PollCommand::RemoveOption { .. });
+        if option.removed && !removing {
+            return Err(not_found(id));
+        }
+        if removing && option.author != user.as_str() {
+            return Err(not_author().into());
+        }
+        if changes_nothing(command, &view(&option), user.as_str()) {
+            return Ok(false);
+        }
+    }
     match command {
         PollCommand::AddOption { label, .. } => {
             let inserted = sqlx::query(
@@ -149,30 +180,17 @@ async fn apply_command(
             .await
             .map_err(DomainError::from_sqlx)?
             .rows_affected();
-            if inserted == 0 {
-                let existing = load(db, id).await?;
-                let retry = existing.poll == poll.as_str()
-                    && existing.author == user.as_str()
-                    && &existing.label == label
-                    && !existing.removed;
-                if !retry {
-                    return Err(id_conflict(&id.to_string()).into());
-                }
+            if inserted == 1 {
+                return Ok(true);
             }
-            return Ok(());
+            if is_same_add(&view(&load(db, id).await?), poll.as_str(), user.as_str(), label) {
+                return Ok(false);
+            }
+            return Err(id_conflict(&id.to_string()).into());
         }
-        PollCommand::Vote { .. } => {
-            lock_live(db, poll, id).await?;
-            execute(db, VOTE, id, user.as_str()).await?;
-        }
-        PollCommand::Unvote { .. } => {
-            lock_live(db, poll, id).await?;
-            execute(db, UNVOTE, id, user.as_str()).await?;
-        }
+        PollCommand::Vote { .. } => execute(db, VOTE, id, user.as_str()).await?,
+        PollCommand::Unvote { .. } => execute(db, UNVOTE, id, user.as_str()).await?,
         PollCommand::RemoveOption { .. } => {
-            if lock_live(db, poll, id).await?.author != user.as_str() {
-                return Err(not_author().into());
-            }
             execute(db, REMOVE, id, user.as_str()).await?;
             sqlx::query("DELETE FROM poll_votes WHERE option_id = $1")
                 .bind(id)
@@ -181,7 +199,8 @@ async fn apply_command(
                 .map_err(DomainError::from_sqlx)?;
         }
     }
-    execute(db, BUMP, id, user.as_str()).await
+    execute(db, BUMP, id, user.as_str()).await?;
+    Ok(true)
 }
 
 /// Writes options' full states (from the cache's outbox) unless PostgreSQL already
@@ -271,9 +290,9 @@ impl PostgresBinding for Poll {
                 check_room_for_option(live as usize, settings)?;
             }
         }
-        apply_command(tx, poll, user, &command).await?;
-        let option = load(tx, command.option_id()).await?;
-        Ok(Applied::one(PollEvent::of(&command, user.as_str(), option)))
+        let wrote = apply_command(tx, poll, user, &command).await?;
+        let event = PollEvent::of(&command, user.as_str(), load(tx, command.option_id()).await?);
+        Ok(if wrote { Applied::one(event) } else { Applied::unchanged(event) })
     }
 
     async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<PollOption>, DomainError> {

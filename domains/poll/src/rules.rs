@@ -70,3 +70,34 @@ pub fn id_conflict(id: &str) -> Refusal {
 pub fn not_author() -> Refusal {
     Refusal::new("forbidden", "not_author", "only the option's author may remove it")
 }
+
+/// A stored option as the retry rules see it; each adapter builds one from its own
+/// row, so both decide alike.
+pub struct OptionView<'a> {
+    pub poll: &'a str,
+    pub author: &'a str,
+    pub label: &'a str,
+    pub removed: bool,
+    pub voters: &'a [String],
+}
+
+/// Whether an `add_option` of `label` by `user` in `poll` is the add that created
+/// `option`: a retry, answered with the option as it is. Any other add with its id is
+/// an [`id_conflict`], an add of a removed option too.
+pub fn is_same_add(option: &OptionView, poll: &str, user: &str, label: &str) -> bool {
+    !option.removed && option.poll == poll && option.author == user && option.label == label
+}
+
+/// Whether `command` by `user` leaves `option` as it is: a second vote, an unvote
+/// without a vote, a removal of a removed option. Such a command writes nothing,
+/// raises no version and tells no subscriber; it answers with the option as it is.
+/// (An add never changes an option: see [`is_same_add`].)
+pub fn changes_nothing(command: &PollCommand, option: &OptionView, user: &str) -> bool {
+    let voted = option.voters.iter().any(|voter| voter == user);
+    match command {
+        PollCommand::AddOption { .. } => false,
+        PollCommand::Vote { .. } => voted,
+        PollCommand::Unvote { .. } => !voted,
+        PollCommand::RemoveOption { .. } => option.removed,
+    }
+}

@@ -76,6 +76,13 @@ impl CacheBinding for Poll {
         Ok(Applied::one(PollEvent::of(command, user.as_str(), option)))
     }
 
+    fn unchanged(command: &PollCommand, user: &UserId, current: Vec<PollOption>) -> Result<PollEvent, DomainError> {
+        let option = current.into_iter().next().ok_or_else(|| {
+            DomainError::internal("a poll command that changed nothing names no option the cache holds")
+        })?;
+        Ok(PollEvent::of(command, user.as_str(), option))
+    }
+
     async fn load_window(
         db: &mut PgConnection,
         poll: &ScopeKey,

@@ -28,3 +28,10 @@ pub fn above<'a>(layers: &[(&'a str, &'a str)], id: &str, above: Option<&'a str>
         }
     }
 }
+
+/// The element directly below `id` (`None`: it is at the back, or not on the board).
+pub fn below<'a>(layers: &'a [(&'a str, &'a str)], id: &str) -> Option<&'a str> {
+    let sorted = sorted(layers);
+    let index = sorted.iter().position(|(_, i)| *i == id)?;
+    index.checked_sub(1).map(|below| sorted[below].1)
+}

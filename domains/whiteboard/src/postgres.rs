@@ -14,6 +14,7 @@ use crate::domain::{
     element_not_found, layered, page, Element, Whiteboard, WhiteboardCommand, WhiteboardEvent, WhiteboardSettings,
 };
 use crate::layers;
+use crate::rules::{changes_nothing, is_same_add, ElementState};
 
 #[derive(sqlx::FromRow)]
 struct ElementRow {
@@ -91,8 +92,26 @@ pub(crate) async fn load_some(db: &mut PgConnection, ids: Vec<Uuid>) -> Result<V
     Ok(rows.into_iter().map(Element::from).collect())
 }
 
-/// The elements `command` writes, with their new states (none for a retried add,
-/// which answers with the element as it is).
+/// An element as the shared retry rules see it.
+fn element_state(e: &Element) -> ElementState<'_> {
+    ElementState {
+        board: &e.board,
+        kind: &e.kind,
+        x: e.x,
+        y: e.y,
+        width: e.width,
+        height: e.height,
+        rotation: e.rotation,
+        style: &e.style,
+        points: &e.points,
+        deleted: e.deleted,
+        created_by: &e.created_by,
+        locked: e.locked,
+    }
+}
+
+/// The elements `command` names with their new states, and whether it writes them
+/// (not when it changes nothing: it answers with them as they are).
 pub(crate) fn decide(
     board: &ScopeKey,
     elements: &[Element],
@@ -102,8 +121,9 @@ pub(crate) fn decide(
     settings: &WhiteboardSettings,
 ) -> Result<(Vec<Element>, bool), DomainError> {
     let user = actor.user.as_str();
-    let find =
-        |id: Uuid| elements.iter().find(|e| e.id == id && !e.deleted).cloned().ok_or_else(|| element_not_found(id));
+    // An element of the board, deleted or not.
+    let on_board = |id: Uuid| elements.iter().find(|e| e.id == id);
+    let find = |id: Uuid| on_board(id).filter(|e| !e.deleted).cloned().ok_or_else(|| element_not_found(id));
     // A live element the actor may change (`locking`: its lock).
     let changeable = |id: Uuid, locking: bool| -> Result<Element, DomainError> {
         let e = find(id)?;
@@ -114,15 +134,17 @@ pub(crate) fn decide(
     let ids: Vec<String> = elements.iter().map(|e| e.id.to_string()).collect();
     let layers: Vec<(&str, &str)> =
         elements.iter().zip(&ids).filter(|(e, _)| !e.deleted).map(|(e, id)| (e.z.as_str(), id.as_str())).collect();
+    // Whether the command leaves the elements it names as they are, by the shared rules.
+    let unchanged = || changes_nothing(&command, |id| on_board(*id).map(element_state), &layers);
     let bump = |mut element: Element| {
         element.version += 1;
         element.updated_by = user.to_string();
         element
     };
-    Ok(match command {
+    Ok(match command.clone() {
         WhiteboardCommand::Add { id, kind, x, y, width, height, rotation, style, points } => {
-            if let Some(existing) = elements.iter().find(|e| e.id == id) {
-                if existing.kind == kind && !existing.deleted {
+            if let Some(existing) = on_board(id) {
+                if is_same_add(&command, &element_state(existing), board.as_str(), user) {
                     return Ok((vec![existing.clone()], false));
                 }
                 return Err(crate::rules::id_conflict(&id.to_string()).into());
@@ -151,6 +173,9 @@ pub(crate) fn decide(
         }
         WhiteboardCommand::Update { id, x, y, width, height, rotation, style, points, locked } => {
             let mut e = changeable(id, locked.is_some())?;
+            if unchanged() {
+                return Ok((vec![e], false));
+            }
             e.locked = locked.unwrap_or(e.locked);
             e.x = x.unwrap_or(e.x);
             e.y = y.unwrap_or(e.y);
@@ -169,17 +194,28 @@ pub(crate) fn decide(
                 }
                 let mut e = live(position.id)?;
                 (e.x, e.y) = (position.x, position.y);
-                moved.push(bump(e));
+                moved.push(e);
             }
-            (moved, true)
+            if unchanged() {
+                return Ok((moved, false));
+            }
+            (moved.into_iter().map(bump).collect(), true)
         }
         WhiteboardCommand::Delete { id } => {
-            let mut e = live(id)?;
+            // A deleted element is found too: deleting it again changes nothing.
+            let mut e = on_board(id).cloned().ok_or_else(|| element_not_found(id))?;
+            crate::rules::check_may_change(&e.created_by, e.locked, user, actor.owns_scope, false)?;
+            if unchanged() {
+                return Ok((vec![e], false));
+            }
             e.deleted = true;
             (vec![bump(e)], true)
         }
         WhiteboardCommand::Reorder { id, above } => {
             let mut e = live(id)?;
+            if unchanged() {
+                return Ok((vec![e], false));
+            }
             let above = above.map(|above| above.to_string());
             e.z = layers::above(&layers, &id.to_string(), above.as_deref()).map_err(element_not_found)?;
             (vec![bump(e)], true)
@@ -262,7 +298,7 @@ impl PostgresBinding for Whiteboard {
         let (elements, write) = decide(board, &elements, command, now, actor, settings)?;
         let event = WhiteboardEvent::ElementsChanged { elements };
         if !write {
-            return Ok(Applied { answer: event, events: Vec::new() });
+            return Ok(Applied::unchanged(event));
         }
         persist_states(tx, event.elements()).await?;
         Ok(Applied::one(event))

@@ -215,3 +215,78 @@ pub fn element_not_found(id: &str) -> Refusal {
 pub fn id_conflict(id: &str) -> Refusal {
     Refusal::new("conflict", "id_conflict", format!("element id {id} is already used"))
 }
+
+/// A stored element as the retry rules see it; each adapter builds one from its own
+/// row, so both decide alike.
+pub struct ElementState<'a> {
+    pub board: &'a str,
+    pub kind: &'a str,
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+    pub rotation: f64,
+    pub style: &'a str,
+    pub points: &'a [f32],
+    pub deleted: bool,
+    pub created_by: &'a str,
+    pub locked: bool,
+}
+
+/// Whether an `add` by `user` on `board` is the add that created `existing`: a retry,
+/// answered with the element as it is. Any other add with its id is an
+/// [`id_conflict`]: other values, another creator or board, or an element deleted
+/// since.
+pub fn is_same_add(command: &WhiteboardCommand, existing: &ElementState, board: &str, user: &str) -> bool {
+    let WhiteboardCommand::Add { kind, x, y, width, height, rotation, style, points, .. } = command else {
+        return false;
+    };
+    !existing.deleted
+        && existing.board == board
+        && existing.created_by == user
+        && existing.kind == kind
+        && (existing.x, existing.y, existing.width, existing.height, existing.rotation)
+            == (*x, *y, *width, *height, *rotation)
+        && existing.style == style
+        && existing.points == points.as_slice()
+}
+
+/// Whether `command` leaves every element it names as it is: an update to the values
+/// an element has, a move of elements to where they are, a reorder to where it is, a
+/// delete of a deleted element. Such a command writes nothing, raises no version and
+/// tells no subscriber; it answers with the elements as they are. `element` finds a
+/// named element (deleted ones too) on the board; `layers` holds the board's live
+/// elements as (z, id). (An add never changes an element: see [`is_same_add`].)
+pub fn changes_nothing<'a>(
+    command: &WhiteboardCommand,
+    element: impl Fn(&Uuid) -> Option<ElementState<'a>>,
+    layers: &[(&str, &str)],
+) -> bool {
+    let keeps = |value: &Option<f64>, current: f64| value.is_none_or(|value| value == current);
+    match command {
+        WhiteboardCommand::Add { .. } => false,
+        WhiteboardCommand::Update { id, x, y, width, height, rotation, style, points, locked } => element(id)
+            .is_some_and(|e| {
+                keeps(x, e.x)
+                    && keeps(y, e.y)
+                    && keeps(width, e.width)
+                    && keeps(height, e.height)
+                    && keeps(rotation, e.rotation)
+                    && style.as_deref().is_none_or(|style| style == e.style)
+                    && points.as_deref().is_none_or(|points| points == e.points)
+                    && locked.is_none_or(|locked| locked == e.locked)
+            }),
+        // A move puts each element where its first position says (later ones for the
+        // same element are ignored).
+        WhiteboardCommand::Move { to } => to.iter().enumerate().all(|(index, position)| {
+            to[..index].iter().any(|earlier| earlier.id == position.id)
+                || element(&position.id).is_some_and(|e| (e.x, e.y) == (position.x, position.y))
+        }),
+        WhiteboardCommand::Delete { id } => element(id).is_some_and(|e| e.deleted),
+        WhiteboardCommand::Reorder { id, above } => {
+            let id = id.to_string();
+            layers.iter().any(|(_, layer)| *layer == id)
+                && crate::layers::below(layers, &id) == above.map(|above| above.to_string()).as_deref()
+        }
+    }
+}

@@ -88,6 +88,33 @@ impl CacheBinding for Whiteboard {
         Ok(Applied::one(WhiteboardEvent::ElementsChanged { elements }))
     }
 
+    /// The elements the command puts somewhere answer, as they are (not the one a
+    /// reorder names as its neighbour), each once.
+    fn unchanged(
+        command: &WhiteboardCommand,
+        _: &UserId,
+        current: Vec<Element>,
+    ) -> Result<WhiteboardEvent, DomainError> {
+        let own: Vec<Uuid> = match command {
+            WhiteboardCommand::Move { to } => to.iter().map(|position| position.id).collect(),
+            WhiteboardCommand::Add { id, .. }
+            | WhiteboardCommand::Update { id, .. }
+            | WhiteboardCommand::Delete { id }
+            | WhiteboardCommand::Reorder { id, .. } => vec![*id],
+        };
+        let mut elements: Vec<Element> = Vec::new();
+        for id in own {
+            if elements.iter().any(|e| e.id == id) {
+                continue;
+            }
+            let element = current.iter().find(|e| e.id == id).cloned().ok_or_else(|| {
+                DomainError::internal("a whiteboard command that changed nothing names an element the cache lacks")
+            })?;
+            elements.push(element);
+        }
+        Ok(WhiteboardEvent::ElementsChanged { elements })
+    }
+
     fn page(cached: &CachedScope<'_, Self>, request: Page) -> Result<Vec<Element>, DomainError> {
         page(layered(cached.all()), request.before.as_deref(), request.limit)
     }

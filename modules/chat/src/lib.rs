@@ -12,7 +12,10 @@ mod contract;
 mod rules;
 
 use contract::{pending, refusal, Rules, Write};
-use rules::{check, check_reaction_room, id_conflict, message_not_found, not_author, ChatCommand, ChatSettings};
+use rules::{
+    changes_nothing, check, check_reaction_room, id_conflict, is_same_send, message_not_found, not_author, ChatCommand,
+    ChatSettings, MessageView,
+};
 use spacetimedb::{table, ReducerContext, SpacetimeType, Table, Timestamp};
 
 #[derive(SpacetimeType, Clone, PartialEq, Eq, Debug)]
@@ -42,21 +45,39 @@ pub type Row = Message;
 
 pub struct Module;
 
-/// A live (not deleted) message of the command's channel.
-fn live(w: &Write<'_>, id: &str) -> Result<Message, refusal::Refusal> {
+/// A message of the command's channel, deleted or not.
+fn in_channel(w: &Write<'_>, id: &str) -> Result<Message, refusal::Refusal> {
     match w.ctx.db.message().id().find(id.to_string()) {
-        Some(m) if !m.deleted && m.channel == w.scope => Ok(m),
+        Some(m) if m.channel == w.scope => Ok(m),
         _ => Err(message_not_found(id)),
     }
 }
 
-/// A live message the caller wrote.
-fn own(w: &Write<'_>, id: &str) -> Result<Message, refusal::Refusal> {
-    let m = live(w, id)?;
+/// A live (not deleted) message of the command's channel.
+fn live(w: &Write<'_>, id: &str) -> Result<Message, refusal::Refusal> {
+    match in_channel(w, id)? {
+        m if m.deleted => Err(message_not_found(id)),
+        m => Ok(m),
+    }
+}
+
+/// A message the caller wrote, of the command's channel.
+fn authored(w: &Write<'_>, m: Message) -> Result<Message, refusal::Refusal> {
     if m.author != w.user {
         return Err(not_author());
     }
     Ok(m)
+}
+
+/// A message as the shared retry rules see it.
+fn view(m: &Message) -> MessageView<'_> {
+    MessageView {
+        channel: &m.channel,
+        author: &m.author,
+        text: &m.text,
+        deleted: m.deleted,
+        reactions: m.reactions.iter().map(|r| (r.user.as_str(), r.emoji.as_str())).collect(),
+    }
 }
 
 impl Rules for Module {
@@ -66,19 +87,16 @@ impl Rules for Module {
     fn apply(w: &Write<'_>, settings: &ChatSettings, command: ChatCommand) -> Result<(), String> {
         check(&command, settings)?;
         let id = command.message_id().to_string();
-        let mut m = match command {
+        let mut m = match &command {
             ChatCommand::Send { text, .. } => match w.ctx.db.message().id().find(&id) {
-                // A retried send is idempotent; any other reuse of the id is a conflict.
-                Some(m) if m.channel == w.scope && m.author == w.user && m.text == text && !m.deleted => {
-                    w.record_unchanged(id, m);
-                    return Ok(());
-                }
+                // A retried send changes nothing; any other reuse of the id is a conflict.
+                Some(m) if is_same_send(&view(&m), w.scope, w.user, text) => return Ok(()),
                 Some(_) => return Err(id_conflict(&id).into()),
                 None => Message {
                     id,
                     channel: w.scope.to_string(),
                     author: w.user.to_string(),
-                    text,
+                    text: text.clone(),
                     created_at: w.ctx.timestamp,
                     edited_at: None,
                     deleted: false,
@@ -86,35 +104,36 @@ impl Rules for Module {
                     version: 0,
                 },
             },
-            ChatCommand::Edit { text, .. } => {
-                let mut m = own(w, &id)?;
-                m.text = text;
-                m.edited_at = Some(w.ctx.timestamp);
+            ChatCommand::Edit { .. } => authored(w, live(w, &id)?)?,
+            // A deleted message is found too: deleting it again changes nothing.
+            ChatCommand::Delete { .. } => authored(w, in_channel(w, &id)?)?,
+            ChatCommand::React { emoji, .. } => {
+                let m = live(w, &id)?;
+                let already = m.reactions.iter().any(|r| r.user == w.user && &r.emoji == emoji);
+                check_reaction_room(m.reactions.len(), already, settings)?;
                 m
             }
+            ChatCommand::Unreact { .. } => live(w, &id)?,
+        };
+        if changes_nothing(&command, &view(&m), w.user) {
+            return Ok(());
+        }
+        match command {
+            // A new message is complete as built.
+            ChatCommand::Send { .. } => {}
+            ChatCommand::Edit { text, .. } => {
+                m.text = text;
+                m.edited_at = Some(w.ctx.timestamp);
+            }
             ChatCommand::Delete { .. } => {
-                let mut m = own(w, &id)?;
                 m.deleted = true;
                 m.text = String::new();
                 m.reactions.clear();
                 m.edited_at = Some(w.ctx.timestamp);
-                m
             }
-            ChatCommand::React { emoji, .. } => {
-                let mut m = live(w, &id)?;
-                let reaction = Reaction { user: w.user.to_string(), emoji };
-                check_reaction_room(m.reactions.len(), m.reactions.contains(&reaction), settings)?;
-                if !m.reactions.contains(&reaction) {
-                    m.reactions.push(reaction);
-                }
-                m
-            }
-            ChatCommand::Unreact { emoji, .. } => {
-                let mut m = live(w, &id)?;
-                m.reactions.retain(|r| !(r.user == w.user && r.emoji == emoji));
-                m
-            }
-        };
+            ChatCommand::React { emoji, .. } => m.reactions.push(Reaction { user: w.user.to_string(), emoji }),
+            ChatCommand::Unreact { emoji, .. } => m.reactions.retain(|r| !(r.user == w.user && r.emoji == emoji)),
+        }
         m.version += 1;
         w.record(m);
         Ok(())

@@ -15,7 +15,10 @@ mod ordering;
 mod rules;
 
 use contract::{refusal, Rules, Write};
-use rules::{check, id_conflict, CardView, ColumnView, KanbanCommand, KanbanSettings, Refusal};
+use rules::{
+    changes_nothing, check, id_conflict, is_same_create, CardState, CardView, ColumnState, ColumnView, ItemState,
+    KanbanCommand, KanbanSettings, Refusal,
+};
 use spacetimedb::{table, ReducerContext, SpacetimeType, Table, Timestamp};
 
 #[table(name = board_column)]
@@ -130,6 +133,48 @@ fn write_card(w: &Write<'_>, mut card: BoardCard) {
     w.record(BoardRow::Card(card));
 }
 
+/// A column of the board, deleted or not.
+fn column_on_board(ctx: &ReducerContext, board: &str, id: &str) -> Result<BoardColumn, Refusal> {
+    ctx.db
+        .board_column()
+        .id()
+        .find(id.to_string())
+        .filter(|c| c.board == board)
+        .ok_or_else(|| rules::column_not_found(id))
+}
+
+/// A card of the board, deleted or not.
+fn card_on_board(ctx: &ReducerContext, board: &str, id: &str) -> Result<BoardCard, Refusal> {
+    ctx.db.board_card().id().find(id.to_string()).filter(|c| c.board == board).ok_or_else(|| rules::card_not_found(id))
+}
+
+/// A column as the shared retry rules see it, on `state`'s board.
+fn column_state<'a>(column: &'a BoardColumn, state: &'a Board) -> ItemState<'a> {
+    ItemState::Column(ColumnState {
+        board: &column.board,
+        name: &column.name,
+        wip_limit: column.wip_limit,
+        deleted: column.deleted,
+        created_by: &column.created_by,
+        before: rules::column_before(&state.column_views(None), &column.id),
+    })
+}
+
+/// A card as the shared retry rules see it, on `state`'s board.
+fn card_state<'a>(card: &'a BoardCard, state: &'a Board) -> ItemState<'a> {
+    ItemState::Card(CardState {
+        board: &card.board,
+        column: &card.column,
+        title: &card.title,
+        description: &card.description,
+        assignees: &card.assignees,
+        labels: &card.labels,
+        deleted: card.deleted,
+        created_by: &card.created_by,
+        before: rules::card_before(&state.card_views(&card.column, None), &card.id),
+    })
+}
+
 impl Rules for Module {
     type Command = KanbanCommand;
     type Settings = KanbanSettings;
@@ -138,21 +183,25 @@ impl Rules for Module {
         check(&command, settings)?;
         let (ctx, board) = (w.ctx, w.scope);
         let after = |after: Option<uuid::Uuid>| after.map(|id| id.to_string());
-        match command {
+        // Whether the command leaves the column (card) as it is, by the shared rules.
+        let column_unchanged =
+            |column: &BoardColumn, state: &Board| changes_nothing(&command, &column_state(column, state));
+        let card_unchanged = |card: &BoardCard, state: &Board| changes_nothing(&command, &card_state(card, state));
+        match command.clone() {
             KanbanCommand::CreateColumn { id, name, wip_limit, after: a } => {
                 let id = id.to_string();
                 // Columns and cards share one id space (an outbox entity is its id).
                 if ctx.db.board_card().id().find(&id).is_some() {
                     return Err(id_conflict(&id).into());
                 }
+                let state = Board::load(ctx, board);
                 if let Some(existing) = ctx.db.board_column().id().find(&id) {
-                    if existing.name == name && !existing.deleted && existing.board == board {
-                        w.record_unchanged(id, BoardRow::Column(existing));
+                    // A retried create changes nothing; any other reuse of the id is a conflict.
+                    if is_same_create(&command, &column_state(&existing, &state), board, w.user) {
                         return Ok(());
                     }
                     return Err(id_conflict(&id).into());
                 }
-                let state = Board::load(ctx, board);
                 rules::check_room_on_board(state.columns.len(), false, settings)?;
                 let position = rules::column_position(&state.column_views(None), after(a).as_deref(), true)?;
                 let board = board.to_string();
@@ -173,24 +222,39 @@ impl Rules for Module {
                 write_column(w, column);
             }
             KanbanCommand::RenameColumn { id, name } => {
-                let mut column = Board::load(ctx, board).column(&id.to_string())?;
+                let state = Board::load(ctx, board);
+                let mut column = state.column(&id.to_string())?;
+                if column_unchanged(&column, &state) {
+                    return Ok(());
+                }
                 column.name = name;
                 write_column(w, column);
             }
             KanbanCommand::SetWipLimit { id, wip_limit } => {
-                let mut column = Board::load(ctx, board).column(&id.to_string())?;
+                let state = Board::load(ctx, board);
+                let mut column = state.column(&id.to_string())?;
+                if column_unchanged(&column, &state) {
+                    return Ok(());
+                }
                 column.wip_limit = wip_limit;
                 write_column(w, column);
             }
             KanbanCommand::ReorderColumn { id, after: a } => {
                 let (state, id) = (Board::load(ctx, board), id.to_string());
                 let mut column = state.column(&id)?;
+                if column_unchanged(&column, &state) {
+                    return Ok(());
+                }
                 column.position = rules::column_position(&state.column_views(Some(&id)), after(a).as_deref(), false)?;
                 write_column(w, column);
             }
             KanbanCommand::DeleteColumn { id, force } => {
                 let (state, id) = (Board::load(ctx, board), id.to_string());
-                let mut column = state.column(&id)?;
+                // A deleted column is found too: deleting it again changes nothing.
+                let mut column = column_on_board(ctx, board, &id)?;
+                if column_unchanged(&column, &state) {
+                    return Ok(());
+                }
                 let views = state.column_views(None);
                 rules::check_deletable(views.iter().find(|v| v.id == id).expect("a live column has a view"), force)?;
                 for card in state.cards.iter().filter(|c| c.column == id) {
@@ -207,18 +271,14 @@ impl Rules for Module {
                 if ctx.db.board_column().id().find(&id).is_some() {
                     return Err(id_conflict(&id).into());
                 }
+                let state = Board::load(ctx, board);
                 if let Some(existing) = ctx.db.board_card().id().find(&id) {
-                    if existing.title == title
-                        && existing.column == column
-                        && !existing.deleted
-                        && existing.board == board
-                    {
-                        w.record_unchanged(id, BoardRow::Card(existing));
+                    // A retried create changes nothing; any other reuse of the id is a conflict.
+                    if is_same_create(&command, &card_state(&existing, &state), board, w.user) {
                         return Ok(());
                     }
                     return Err(id_conflict(&id).into());
                 }
-                let state = Board::load(ctx, board);
                 state.column(&column)?;
                 rules::check_room_on_board(state.cards.len(), true, settings)?;
                 state.check_room(&column)?;
@@ -241,7 +301,11 @@ impl Rules for Module {
                 write_card(w, card);
             }
             KanbanCommand::EditCard { id, title, description, assignees, labels } => {
-                let mut card = Board::load(ctx, board).card(&id.to_string())?;
+                let state = Board::load(ctx, board);
+                let mut card = state.card(&id.to_string())?;
+                if card_unchanged(&card, &state) {
+                    return Ok(());
+                }
                 card.title = title.unwrap_or(card.title);
                 card.description = description.unwrap_or(card.description);
                 card.assignees = assignees.unwrap_or(card.assignees);
@@ -249,14 +313,22 @@ impl Rules for Module {
                 write_card(w, card);
             }
             KanbanCommand::DeleteCard { id } => {
-                let card = Board::load(ctx, board).card(&id.to_string())?;
+                let state = Board::load(ctx, board);
+                // A deleted card is found too: deleting it again changes nothing.
+                let card = card_on_board(ctx, board, &id.to_string())?;
                 rules::check_card_deletable(&card.created_by, w.user, w.owns_scope)?;
+                if card_unchanged(&card, &state) {
+                    return Ok(());
+                }
                 write_card(w, BoardCard { deleted: true, ..card });
             }
             KanbanCommand::MoveCard { id, column, after: a } => {
                 let (state, id, column) = (Board::load(ctx, board), id.to_string(), column.to_string());
                 let mut card = state.card(&id)?;
                 state.column(&column)?;
+                if card_unchanged(&card, &state) {
+                    return Ok(());
+                }
                 if card.column != column {
                     state.check_room(&column)?;
                 }

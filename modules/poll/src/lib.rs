@@ -11,7 +11,10 @@ mod contract;
 mod rules;
 
 use contract::{refusal, Rules, Write};
-use rules::{check, check_room_for_option, id_conflict, not_author, option_not_found, PollCommand, PollSettings};
+use rules::{
+    changes_nothing, check, check_room_for_option, id_conflict, is_same_add, not_author, option_not_found, OptionView,
+    PollCommand, PollSettings,
+};
 use spacetimedb::{table, ReducerContext, Table, Timestamp};
 
 /// One option of a poll, its voters embedded (in the order they voted).
@@ -35,11 +38,25 @@ pub type Row = PollOption;
 
 pub struct Module;
 
-fn live(w: &Write<'_>, id: &str) -> Result<PollOption, refusal::Refusal> {
+/// An option of the command's poll, removed or not.
+fn in_poll(w: &Write<'_>, id: &str) -> Result<PollOption, refusal::Refusal> {
     match w.ctx.db.poll_option().id().find(id.to_string()) {
-        Some(o) if !o.removed && o.poll == w.scope => Ok(o),
+        Some(o) if o.poll == w.scope => Ok(o),
         _ => Err(option_not_found(id)),
     }
+}
+
+/// A live (not removed) option of the command's poll.
+fn live(w: &Write<'_>, id: &str) -> Result<PollOption, refusal::Refusal> {
+    match in_poll(w, id)? {
+        o if o.removed => Err(option_not_found(id)),
+        o => Ok(o),
+    }
+}
+
+/// An option as the shared retry rules see it.
+fn view(o: &PollOption) -> OptionView<'_> {
+    OptionView { poll: &o.poll, author: &o.author, label: &o.label, removed: o.removed, voters: &o.voters }
 }
 
 impl Rules for Module {
@@ -49,13 +66,10 @@ impl Rules for Module {
     fn apply(w: &Write<'_>, settings: &PollSettings, command: PollCommand) -> Result<(), String> {
         check(&command, settings)?;
         let id = command.option_id().to_string();
-        let mut option = match command {
+        let mut option = match &command {
             PollCommand::AddOption { label, .. } => match w.ctx.db.poll_option().id().find(&id) {
-                // A retried add is idempotent; any other reuse of the id is a conflict.
-                Some(o) if o.poll == w.scope && o.author == w.user && o.label == label && !o.removed => {
-                    w.record_unchanged(id, o);
-                    return Ok(());
-                }
+                // A retried add changes nothing; any other reuse of the id is a conflict.
+                Some(o) if is_same_add(&view(&o), w.scope, w.user, label) => return Ok(()),
                 Some(_) => return Err(id_conflict(&id).into()),
                 None => {
                     let scope = w.scope.to_string();
@@ -64,7 +78,7 @@ impl Rules for Module {
                     PollOption {
                         id,
                         poll: w.scope.to_string(),
-                        label,
+                        label: label.clone(),
                         author: w.user.to_string(),
                         updated_by: w.user.to_string(),
                         created_at: w.ctx.timestamp,
@@ -74,28 +88,29 @@ impl Rules for Module {
                     }
                 }
             },
-            PollCommand::Vote { .. } => {
-                let mut o = live(w, &id)?;
-                if !o.voters.iter().any(|v| v == w.user) {
-                    o.voters.push(w.user.to_string());
-                }
-                o
-            }
-            PollCommand::Unvote { .. } => {
-                let mut o = live(w, &id)?;
-                o.voters.retain(|v| v != w.user);
-                o
-            }
+            PollCommand::Vote { .. } | PollCommand::Unvote { .. } => live(w, &id)?,
+            // A removed option is found too: removing it again changes nothing.
             PollCommand::RemoveOption { .. } => {
-                let mut o = live(w, &id)?;
+                let o = in_poll(w, &id)?;
                 if o.author != w.user {
                     return Err(not_author().into());
                 }
-                o.removed = true;
-                o.voters.clear();
                 o
             }
         };
+        if changes_nothing(&command, &view(&option), w.user) {
+            return Ok(());
+        }
+        match command {
+            // A new option is complete as built.
+            PollCommand::AddOption { .. } => {}
+            PollCommand::Vote { .. } => option.voters.push(w.user.to_string()),
+            PollCommand::Unvote { .. } => option.voters.retain(|v| v != w.user),
+            PollCommand::RemoveOption { .. } => {
+                option.removed = true;
+                option.voters.clear();
+            }
+        }
         option.version += 1;
         // Whoever writes a state changed it last.
         option.updated_by = w.user.to_string();

@@ -19,8 +19,8 @@ mod rules;
 
 use contract::{refusal, Rules, Write};
 use rules::{
-    check, check_may_change, check_room_for_element, element_not_found, id_conflict, WhiteboardCommand,
-    WhiteboardSettings,
+    changes_nothing, check, check_may_change, check_room_for_element, element_not_found, id_conflict, is_same_add,
+    ElementState, WhiteboardCommand, WhiteboardSettings,
 };
 use spacetimedb::{table, ReducerContext, Table, Timestamp};
 
@@ -52,15 +52,52 @@ pub type Row = Element;
 
 pub struct Module;
 
+/// An element of the board, deleted or not.
+fn on_board(w: &Write<'_>, id: &str) -> Option<Element> {
+    w.ctx.db.element().id().find(id.to_string()).filter(|e| e.board == w.scope)
+}
+
 /// A live element of the board that the writer may change (`locking`: its lock).
 fn changeable(w: &Write<'_>, id: &str, locking: bool) -> Result<Element, refusal::Refusal> {
-    match w.ctx.db.element().id().find(id.to_string()) {
-        Some(e) if !e.deleted && e.board == w.scope => {
+    match on_board(w, id) {
+        Some(e) if !e.deleted => {
             check_may_change(&e.created_by, e.locked, w.user, w.owns_scope, locking)?;
             Ok(e)
         }
         _ => Err(element_not_found(id)),
     }
+}
+
+/// An element as the shared retry rules see it.
+fn element_state(e: &Element) -> ElementState<'_> {
+    ElementState {
+        board: &e.board,
+        kind: &e.kind,
+        x: e.x,
+        y: e.y,
+        width: e.width,
+        height: e.height,
+        rotation: e.rotation,
+        style: &e.style,
+        points: &e.points,
+        deleted: e.deleted,
+        created_by: &e.created_by,
+        locked: e.locked,
+    }
+}
+
+/// Whether `command` leaves the elements it names as they are, by the shared rules.
+fn unchanged(w: &Write<'_>, command: &WhiteboardCommand) -> bool {
+    let named: Vec<Element> = match command {
+        WhiteboardCommand::Move { to } => to.iter().filter_map(|p| on_board(w, &p.id.to_string())).collect(),
+        WhiteboardCommand::Add { id, .. }
+        | WhiteboardCommand::Update { id, .. }
+        | WhiteboardCommand::Delete { id }
+        | WhiteboardCommand::Reorder { id, .. } => on_board(w, &id.to_string()).into_iter().collect(),
+    };
+    let layers = board_layers(w);
+    let element = |id: &uuid::Uuid| named.iter().find(|e| e.id == id.to_string()).map(element_state);
+    changes_nothing(command, element, &as_refs(&layers))
 }
 
 fn live(w: &Write<'_>, id: &str) -> Result<Element, refusal::Refusal> {
@@ -89,12 +126,12 @@ impl Rules for Module {
 
     fn apply(w: &Write<'_>, settings: &WhiteboardSettings, command: WhiteboardCommand) -> Result<(), String> {
         check(&command, settings)?;
-        match command {
+        match command.clone() {
             WhiteboardCommand::Add { id, kind, x, y, width, height, rotation, style, points } => {
                 let id = id.to_string();
                 if let Some(existing) = w.ctx.db.element().id().find(&id) {
-                    if existing.kind == kind && !existing.deleted && existing.board == w.scope {
-                        w.record_unchanged(id, existing);
+                    // A retried add changes nothing; any other reuse of the id is a conflict.
+                    if is_same_add(&command, &element_state(&existing), w.scope, w.user) {
                         return Ok(());
                     }
                     return Err(id_conflict(&id).into());
@@ -127,6 +164,9 @@ impl Rules for Module {
             }
             WhiteboardCommand::Update { id, x, y, width, height, rotation, style, points, locked } => {
                 let mut e = changeable(w, &id.to_string(), locked.is_some())?;
+                if unchanged(w, &command) {
+                    return Ok(());
+                }
                 e.locked = locked.unwrap_or(e.locked);
                 e.x = x.unwrap_or(e.x);
                 e.y = y.unwrap_or(e.y);
@@ -148,18 +188,30 @@ impl Rules for Module {
                         moved.push(e);
                     }
                 }
+                if unchanged(w, &command) {
+                    return Ok(());
+                }
                 for e in moved {
                     write(w, e);
                 }
             }
             WhiteboardCommand::Delete { id } => {
-                let mut e = live(w, &id.to_string())?;
+                // A deleted element is found too: deleting it again changes nothing.
+                let id = id.to_string();
+                let mut e = on_board(w, &id).ok_or_else(|| element_not_found(&id))?;
+                check_may_change(&e.created_by, e.locked, w.user, w.owns_scope, false)?;
+                if unchanged(w, &command) {
+                    return Ok(());
+                }
                 e.deleted = true;
                 write(w, e);
             }
             WhiteboardCommand::Reorder { id, above } => {
                 let id = id.to_string();
                 let mut e = live(w, &id)?;
+                if unchanged(w, &command) {
+                    return Ok(());
+                }
                 let (layers, above) = (board_layers(w), above.map(|above| above.to_string()));
                 e.z = layers::above(&as_refs(&layers), &id, above.as_deref()).map_err(element_not_found)?;
                 write(w, e);
