@@ -362,3 +362,33 @@ async fn a_cached_write_onto_another_authors_message_is_set_aside_not_acknowledg
         .unwrap();
     assert_eq!(dead, 1, "the conflicting write is kept as a dead letter");
 }
+
+/// A retry writes nothing to the outbox, so a durable retry of a write still on its
+/// way to PostgreSQL has no entry of its own to wait for: it is answered only once
+/// PostgreSQL holds what it answers, and at once when it already does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_retry_of_a_pending_write_waits_until_postgres_has_it() {
+    let s = setup().await;
+    let id = Uuid::new_v4();
+    let send = move || ChatCommand::Send { id, text: "once".into() };
+    let sent = s.run("alice", send()).await;
+    assert_eq!(Cache::<Chat>::pending_count(s.chat.as_ref()), 1, "the send waits in the outbox");
+
+    let chat = s.chat.clone();
+    let retry =
+        tokio::spawn(
+            async move { chat.apply(&general(), &ActingUser::member("alice"), send(), Durability::Durable).await },
+        );
+    // Long enough for the retry to commit in the cache; nothing drains the outbox yet.
+    const RETRY_COMMITTED: std::time::Duration = std::time::Duration::from_millis(500);
+    tokio::time::sleep(RETRY_COMMITTED).await;
+    assert!(!retry.is_finished(), "a durable retry is not answered before PostgreSQL has the write");
+    assert_eq!(Cache::<Chat>::pending_count(s.chat.as_ref()), 1, "the retry wrote no outbox entry");
+
+    s.drain().await;
+    let answered = retry.await.unwrap().expect("answered once PostgreSQL has the write");
+    assert_eq!(answered.message(), &sent);
+    assert_eq!(s.row(id).await, ("general".into(), "alice".into(), "once".into()));
+    let again = s.chat.apply(&general(), &ActingUser::member("alice"), send(), Durability::Durable).await.unwrap();
+    assert_eq!(again.message(), &sent, "PostgreSQL has it: answered at once");
+}

@@ -64,6 +64,81 @@ pub async fn a_retried_send_is_idempotent_and_a_reused_id_conflicts(conn: Conn) 
     let reused = apply(&conn, "general", "alice", ChatCommand::Send { id, text: "other".into() }).await;
     let error = reused.unwrap_err();
     assert_eq!((error.kind, error.code.as_ref()), (ErrorKind::Conflict, "id_conflict"));
+    let by_another = apply(&conn, "general", "bob", command()).await.unwrap_err();
+    assert_eq!((by_another.kind, by_another.code.as_ref()), (ErrorKind::Conflict, "id_conflict"));
+}
+
+/// Deleting a deleted message is a retry: it answers as the first delete did, raises
+/// no version and tells no subscriber; only its author may, and an id that never
+/// existed stays 404.
+pub async fn a_retried_delete_answers_as_the_first(conn: Conn) {
+    let mut events = conn.subscribe(&channel("general")).await.unwrap();
+    let id = send(&conn, "general", "alice", "soon gone").await;
+    let first = apply(&conn, "general", "alice", ChatCommand::Delete { id }).await.unwrap();
+    expect_kinds(&mut events, &["sent", "deleted"]).await;
+    let retried = apply(&conn, "general", "alice", ChatCommand::Delete { id }).await.unwrap();
+    assert!(matches!(&retried, ChatEvent::Deleted { .. }), "{retried:?}");
+    assert_eq!(retried, first, "the same deleted state, at the same version");
+    let error = apply(&conn, "general", "bob", ChatCommand::Delete { id }).await.unwrap_err();
+    assert_eq!((error.kind, error.code.as_ref()), (ErrorKind::Forbidden, "not_author"));
+    let never = apply(&conn, "general", "alice", ChatCommand::Delete { id: Uuid::new_v4() }).await.unwrap_err();
+    assert_eq!((never.kind, never.code.as_ref()), (ErrorKind::NotFound, "message_not_found"));
+    assert_eq!(page(&conn, "general", 10, None).await[0], *first.message());
+    next_is_the_marker(&conn, &mut events).await;
+}
+
+/// A repeated reaction, an unreact of a reaction not there, an edit to the text the
+/// message has and a retried send change nothing: each answers with the message as it
+/// is, the version stays, and subscribers hear nothing of them.
+pub async fn commands_that_change_nothing_keep_the_version_and_tell_nobody(conn: Conn) {
+    let mut events = conn.subscribe(&channel("general")).await.unwrap();
+    let id = send(&conn, "general", "alice", "as is").await;
+    apply(&conn, "general", "bob", ChatCommand::React { id, emoji: "👍".into() }).await.unwrap();
+    expect_kinds(&mut events, &["sent", "reacted"]).await;
+    let before = page(&conn, "general", 10, None).await.remove(0);
+    let no_ops = [
+        ("bob", ChatCommand::React { id, emoji: "👍".into() }),
+        ("carol", ChatCommand::Unreact { id, emoji: "👍".into() }),
+        ("bob", ChatCommand::Unreact { id, emoji: "🎉".into() }),
+        ("alice", ChatCommand::Edit { id, text: "as is".into() }),
+        ("alice", ChatCommand::Send { id, text: "as is".into() }),
+    ];
+    for (who, command) in no_ops {
+        let answer = apply(&conn, "general", who, command.clone()).await.unwrap();
+        assert_eq!(answer.message(), &before, "{command:?} answers with the message as it is");
+    }
+    assert_eq!(page(&conn, "general", 10, None).await[0], before, "nothing changed, the version included");
+    next_is_the_marker(&conn, &mut events).await;
+}
+
+/// The next events' kinds are `kinds`.
+async fn expect_kinds(events: &mut boardsync_core::EventStream<ChatEvent>, kinds: &[&str]) {
+    for kind in kinds {
+        match next(events).await {
+            Delivery::Event(event) => assert_eq!(kind_of(&event), *kind, "{event:?}"),
+            Delivery::Lagged => panic!("no lag expected"),
+        }
+    }
+}
+
+fn kind_of(event: &ChatEvent) -> &'static str {
+    match event {
+        ChatEvent::Sent { .. } => "sent",
+        ChatEvent::Edited { .. } => "edited",
+        ChatEvent::Reacted { .. } => "reacted",
+        ChatEvent::Deleted { .. } => "deleted",
+        ChatEvent::Unreacted { .. } => "unreacted",
+    }
+}
+
+/// Sends a marker message to `general` and checks that it is the next event: a
+/// command that changed nothing before it told subscribers nothing.
+async fn next_is_the_marker(conn: &Conn, events: &mut boardsync_core::EventStream<ChatEvent>) {
+    let marker = send(conn, "general", "alice", "marker").await;
+    match next(events).await {
+        Delivery::Event(ChatEvent::Sent { message }) if message.id == marker => {}
+        other => panic!("a command that changed nothing told subscribers: {other:?}"),
+    }
 }
 
 pub async fn only_the_author_edits_and_deletes(conn: Conn) {
@@ -193,6 +268,8 @@ macro_rules! chat_contract {
         $crate::chat_contract!(@tests $make;
             send_is_listed_newest_first,
             a_retried_send_is_idempotent_and_a_reused_id_conflicts,
+            a_retried_delete_answers_as_the_first,
+            commands_that_change_nothing_keep_the_version_and_tell_nobody,
             only_the_author_edits_and_deletes,
             reactions_are_per_user_and_idempotent,
             reactions_per_message_are_bounded,

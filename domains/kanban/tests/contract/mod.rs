@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use boardsync_core::{ActingUser, Connection, Delivery, DomainError, Durability, ErrorKind, Page, ScopeKey};
+use boardsync_core::{
+    ActingUser, Connection, Delivery, DomainError, Durability, ErrorKind, EventStream, Page, ScopeKey,
+};
 use boardsync_kanban::{BoardItem, Kanban, KanbanCommand, KanbanEvent};
 use futures::StreamExt;
 use uuid::Uuid;
@@ -162,12 +164,136 @@ pub async fn deleting_a_column_with_cards_needs_force(conn: Conn) {
 pub async fn retries_are_idempotent_and_reused_ids_conflict(conn: Conn) {
     let id = Uuid::new_v4();
     let create = || KanbanCommand::CreateColumn { id, name: "todo".into(), wip_limit: None, after: None };
-    run(&conn, create()).await.unwrap();
-    run(&conn, create()).await.unwrap();
+    let created = run(&conn, create()).await.unwrap();
+    assert_eq!(run(&conn, create()).await.unwrap(), created, "a retry answers with the column as it is");
     assert_eq!(layout(&conn).await.len(), 1);
     let reused =
         run(&conn, KanbanCommand::CreateColumn { id, name: "other".into(), wip_limit: None, after: None }).await;
     assert_refused(reused, ErrorKind::Conflict, "id_conflict");
+    let other_limit = KanbanCommand::CreateColumn { id, name: "todo".into(), wip_limit: Some(3), after: None };
+    assert_refused(run(&conn, other_limit).await, ErrorKind::Conflict, "id_conflict");
+    let by_another = run_as(&conn, ActingUser::member("bob"), create()).await;
+    assert_refused(by_another, ErrorKind::Conflict, "id_conflict");
+
+    let card_id = Uuid::new_v4();
+    let create_card = |title: &str| KanbanCommand::CreateCard {
+        id: card_id,
+        column: id,
+        title: title.into(),
+        description: "why".into(),
+        assignees: vec!["bob".into()],
+        labels: vec![],
+        after: None,
+    };
+    let card = run(&conn, create_card("task")).await.unwrap();
+    assert_eq!(run(&conn, create_card("task")).await.unwrap(), card, "a retry answers with the card as it is");
+    assert_refused(run(&conn, create_card("another task")).await, ErrorKind::Conflict, "id_conflict");
+    assert_eq!(layout(&conn).await, vec![("todo".to_string(), strings(&["task"]))]);
+}
+
+/// Deleting a deleted card or column is a retry: it answers as the first delete did,
+/// raises no version and tells no subscriber; an id that never existed stays 404.
+pub async fn a_retried_delete_answers_as_the_first(conn: Conn) {
+    let mut events = conn.subscribe(&board()).await.unwrap();
+    let todo = column(&conn, "todo", None, None).await;
+    let task = card(&conn, todo, "task", None).await.unwrap();
+    let gone = card(&conn, todo, "gone", None).await.unwrap();
+    let card_deleted = run(&conn, KanbanCommand::DeleteCard { id: gone }).await.unwrap();
+    let column_deleted = run(&conn, KanbanCommand::DeleteColumn { id: todo, force: true }).await.unwrap();
+    expect_kinds(&mut events, &["column", "card", "card", "card deleted", "column deleted", "card deleted"]).await;
+
+    assert_eq!(run(&conn, KanbanCommand::DeleteCard { id: gone }).await.unwrap(), card_deleted);
+    let deleted_with_its_column = run(&conn, KanbanCommand::DeleteCard { id: task }).await.unwrap();
+    assert!(matches!(&deleted_with_its_column, KanbanEvent::CardChanged { card } if card.deleted));
+    assert_eq!(run(&conn, KanbanCommand::DeleteColumn { id: todo, force: true }).await.unwrap(), column_deleted);
+    assert_eq!(run(&conn, KanbanCommand::DeleteColumn { id: todo, force: false }).await.unwrap(), column_deleted);
+    let nowhere = Uuid::new_v4();
+    assert_refused(run(&conn, KanbanCommand::DeleteCard { id: nowhere }).await, ErrorKind::NotFound, "card_not_found");
+    assert_refused(
+        run(&conn, KanbanCommand::DeleteColumn { id: nowhere, force: true }).await,
+        ErrorKind::NotFound,
+        "column_not_found",
+    );
+    next_is_the_marker(&conn, &mut events).await;
+}
+
+/// A rename to the name a column has, its own WIP limit, an edit to the values a card
+/// has, and a reorder or move to where the item is change nothing: each answers with
+/// the item as it is, the version stays, and subscribers hear nothing of them.
+pub async fn commands_that_change_nothing_keep_the_version_and_tell_nobody(conn: Conn) {
+    let mut events = conn.subscribe(&board()).await.unwrap();
+    let todo = column(&conn, "todo", None, Some(3)).await;
+    let done = column(&conn, "done", Some(todo), None).await;
+    let first = card(&conn, todo, "first", None).await.unwrap();
+    let second = card(&conn, todo, "second", Some(first)).await.unwrap();
+    expect_kinds(&mut events, &["column", "column", "card", "card"]).await;
+    let before = conn.snapshot(&board(), Page { limit: 500, before: None }).await.unwrap();
+    let item = |id: Uuid| before.iter().find(|item| item.id() == id).cloned().unwrap();
+
+    let no_ops = [
+        (done, KanbanCommand::RenameColumn { id: done, name: "done".into() }),
+        (todo, KanbanCommand::SetWipLimit { id: todo, wip_limit: Some(3) }),
+        (done, KanbanCommand::ReorderColumn { id: done, after: Some(todo) }),
+        (todo, KanbanCommand::ReorderColumn { id: todo, after: None }),
+        (
+            second,
+            KanbanCommand::EditCard {
+                id: second,
+                title: Some("second".into()),
+                description: None,
+                assignees: Some(vec!["bob".into()]),
+                labels: Some(vec![]),
+            },
+        ),
+        (second, KanbanCommand::MoveCard { id: second, column: todo, after: Some(first) }),
+        (first, KanbanCommand::MoveCard { id: first, column: todo, after: None }),
+    ];
+    for (id, command) in no_ops {
+        let answer = run(&conn, command.clone()).await.unwrap();
+        let answered = match answer {
+            KanbanEvent::ColumnChanged { column } => BoardItem::Column(column),
+            KanbanEvent::CardChanged { card } => BoardItem::Card(card),
+            other => panic!("{command:?} answered {other:?}"),
+        };
+        assert_eq!(answered, item(id), "{command:?} answers with the item as it is");
+    }
+    let after = conn.snapshot(&board(), Page { limit: 500, before: None }).await.unwrap();
+    assert_eq!(after, before, "nothing changed, versions included");
+    next_is_the_marker(&conn, &mut events).await;
+}
+
+fn kind_of(event: &KanbanEvent) -> &'static str {
+    match event {
+        KanbanEvent::ColumnChanged { .. } => "column",
+        KanbanEvent::CardChanged { card } if card.deleted => "card deleted",
+        KanbanEvent::CardChanged { .. } => "card",
+        KanbanEvent::ColumnDeleted { .. } => "column deleted",
+    }
+}
+
+async fn next(events: &mut EventStream<KanbanEvent>) -> KanbanEvent {
+    match tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap().unwrap() {
+        Delivery::Event(event) => event,
+        Delivery::Lagged => panic!("no lag expected"),
+    }
+}
+
+/// The next events' kinds are `kinds`.
+async fn expect_kinds(events: &mut EventStream<KanbanEvent>, kinds: &[&str]) {
+    for kind in kinds {
+        let event = next(events).await;
+        assert_eq!(kind_of(&event), *kind, "{event:?}");
+    }
+}
+
+/// Creates a marker column and checks that it is the next event: a command that
+/// changed nothing before it told subscribers nothing.
+async fn next_is_the_marker(conn: &Conn, events: &mut EventStream<KanbanEvent>) {
+    let marker = column(conn, "marker", None, None).await;
+    match next(events).await {
+        KanbanEvent::ColumnChanged { column } if column.id == marker => {}
+        other => panic!("a command that changed nothing told subscribers: {other:?}"),
+    }
 }
 
 /// Columns and cards share one id space, across boards: an id in use anywhere is a
@@ -326,6 +452,8 @@ macro_rules! kanban_contract {
             a_full_column_refuses_cards_and_unknown_targets_are_404,
             deleting_a_column_with_cards_needs_force,
             retries_are_idempotent_and_reused_ids_conflict,
+            a_retried_delete_answers_as_the_first,
+            commands_that_change_nothing_keep_the_version_and_tell_nobody,
             an_id_in_use_by_another_item_or_board_is_a_conflict,
             concurrent_moves_converge_to_one_order,
             subscribers_see_their_boards_events,

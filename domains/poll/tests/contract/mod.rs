@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use boardsync_core::{ActingUser, Connection, Delivery, DomainError, Durability, ErrorKind, Page, ScopeKey};
+use boardsync_core::{
+    ActingUser, Connection, Delivery, DomainError, Durability, ErrorKind, EventStream, Page, ScopeKey,
+};
 use boardsync_poll::{Poll, PollCommand, PollEvent, PollOption};
 use futures::StreamExt;
 use uuid::Uuid;
@@ -55,20 +57,92 @@ pub async fn options_are_listed_newest_first_and_retries_are_idempotent(conn: Co
     assert_eq!(listed, vec![sushi, pizza]);
     let reused = apply(&conn, "lunch", "bob", PollCommand::AddOption { id: pizza, label: "pasta".into() }).await;
     assert_error(reused, ErrorKind::Conflict, "id_conflict");
+    let by_another = apply(&conn, "lunch", "bob", PollCommand::AddOption { id: pizza, label: "pizza".into() }).await;
+    assert_error(by_another, ErrorKind::Conflict, "id_conflict");
+    let listed = options(&conn, "lunch").await;
+    assert_eq!(listed.iter().find(|o| o.id == pizza).unwrap().version, 1, "a retried add changes nothing");
 }
 
-pub async fn votes_are_per_user_idempotent_and_raise_the_version(conn: Conn) {
+/// A vote or unvote that changes the voters raises the version; a second vote, or an
+/// unvote without a vote, changes nothing: it answers with the option as it is, keeps
+/// the version and tells no subscriber.
+pub async fn votes_are_per_user_and_a_repeated_vote_changes_nothing(conn: Conn) {
+    let mut events = subscribe(&conn, "lunch").await;
     let id = add(&conn, "lunch", "alice", "pizza").await;
     let before = options(&conn, "lunch").await[0].version;
-    for who in ["bob", "carol", "bob"] {
-        apply(&conn, "lunch", who, PollCommand::Vote { id }).await.unwrap();
-    }
+    let voted = apply(&conn, "lunch", "bob", PollCommand::Vote { id }).await.unwrap();
+    assert!(voted.option().version > before, "a vote raises the version");
+    let again = apply(&conn, "lunch", "bob", PollCommand::Vote { id }).await.unwrap();
+    assert!(matches!(&again, PollEvent::Voted { user, .. } if user == "bob"), "{again:?}");
+    assert_eq!(again.option(), voted.option(), "a second vote changes nothing, the version included");
+    apply(&conn, "lunch", "carol", PollCommand::Vote { id }).await.unwrap();
     let event = apply(&conn, "lunch", "carol", PollCommand::Unvote { id }).await.unwrap();
     let PollEvent::Unvoted { option, user } = event else { panic!("expected unvoted") };
     assert_eq!(user, "carol");
     assert_eq!(option.voters, ["bob"]);
-    assert!(option.version > before, "every write raises the version");
-    assert_eq!(options(&conn, "lunch").await[0].voters, ["bob"]);
+    for who in ["carol", "dave"] {
+        let unvoted = apply(&conn, "lunch", who, PollCommand::Unvote { id }).await.unwrap();
+        assert_eq!(unvoted.option(), &option, "an unvote without a vote changes nothing");
+    }
+    assert_eq!(options(&conn, "lunch").await[0], option);
+    expect_kinds(&mut events, &["added", "voted", "voted", "unvoted"]).await;
+    next_is_the_marker(&conn, &mut events).await;
+}
+
+/// Removing a removed option is a retry: it answers as the first removal did, raises
+/// no version and tells no subscriber; only its author may, and an id that never
+/// existed stays 404.
+pub async fn a_retried_removal_answers_as_the_first(conn: Conn) {
+    let mut events = subscribe(&conn, "lunch").await;
+    let id = add(&conn, "lunch", "alice", "pizza").await;
+    let first = apply(&conn, "lunch", "alice", PollCommand::RemoveOption { id }).await.unwrap();
+    expect_kinds(&mut events, &["added", "removed"]).await;
+    let retried = apply(&conn, "lunch", "alice", PollCommand::RemoveOption { id }).await.unwrap();
+    assert_eq!(retried, first, "the same removed state, at the same version");
+    let by_another = apply(&conn, "lunch", "bob", PollCommand::RemoveOption { id }).await;
+    assert_error(by_another, ErrorKind::Forbidden, "not_author");
+    let never = apply(&conn, "lunch", "alice", PollCommand::RemoveOption { id: Uuid::new_v4() }).await;
+    assert_error(never, ErrorKind::NotFound, "option_not_found");
+    next_is_the_marker(&conn, &mut events).await;
+}
+
+async fn subscribe(conn: &Conn, poll: &str) -> EventStream<PollEvent> {
+    conn.subscribe(&ScopeKey::parse(poll).unwrap()).await.unwrap()
+}
+
+async fn next(events: &mut EventStream<PollEvent>) -> PollEvent {
+    match tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap().unwrap() {
+        Delivery::Event(event) => event,
+        Delivery::Lagged => panic!("no lag expected"),
+    }
+}
+
+fn kind_of(event: &PollEvent) -> &'static str {
+    match event {
+        PollEvent::OptionAdded { .. } => "added",
+        PollEvent::Voted { .. } => "voted",
+        PollEvent::Unvoted { .. } => "unvoted",
+        PollEvent::OptionRemoved { .. } => "removed",
+        PollEvent::OptionChanged { .. } => "changed",
+    }
+}
+
+/// The next events' kinds are `kinds`.
+async fn expect_kinds(events: &mut EventStream<PollEvent>, kinds: &[&str]) {
+    for kind in kinds {
+        let event = next(events).await;
+        assert_eq!(kind_of(&event), *kind, "{event:?}");
+    }
+}
+
+/// Adds a marker option to `lunch` and checks that it is the next event: a command
+/// that changed nothing before it told subscribers nothing.
+async fn next_is_the_marker(conn: &Conn, events: &mut EventStream<PollEvent>) {
+    let marker = add(conn, "lunch", "alice", "marker").await;
+    match next(events).await {
+        PollEvent::OptionAdded { option } if option.id == marker => {}
+        other => panic!("a command that changed nothing told subscribers: {other:?}"),
+    }
 }
 
 pub async fn only_the_author_removes_and_removed_options_take_no_votes(conn: Conn) {
@@ -142,7 +216,8 @@ macro_rules! poll_contract {
     ($make:path) => {
         $crate::poll_contract!(@tests $make;
             options_are_listed_newest_first_and_retries_are_idempotent,
-            votes_are_per_user_idempotent_and_raise_the_version,
+            votes_are_per_user_and_a_repeated_vote_changes_nothing,
+            a_retried_removal_answers_as_the_first,
             only_the_author_removes_and_removed_options_take_no_votes,
             subscribers_see_their_polls_events_in_order,
             options_name_who_added_and_last_changed_them,

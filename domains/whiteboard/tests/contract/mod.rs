@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use boardsync_core::{ActingUser, Connection, Delivery, DomainError, Durability, ErrorKind, Page, ScopeKey};
+use boardsync_core::{
+    ActingUser, Connection, Delivery, DomainError, Durability, ErrorKind, EventStream, Page, ScopeKey,
+};
 use boardsync_whiteboard::rules::Position;
 use boardsync_whiteboard::{Element, Whiteboard, WhiteboardCommand, WhiteboardEvent};
 use futures::StreamExt;
@@ -153,10 +155,99 @@ pub async fn a_retried_move_or_reorder_lands_in_the_same_place(conn: Conn) {
 
 pub async fn retries_are_idempotent_and_reused_ids_conflict(conn: Conn) {
     let id = Uuid::new_v4();
-    run(&conn, add(id, "rect")).await.unwrap();
-    run(&conn, add(id, "rect")).await.unwrap();
+    let added = run(&conn, add(id, "rect")).await.unwrap();
+    assert_eq!(run(&conn, add(id, "rect")).await.unwrap(), added, "a retry answers with the element as it is");
     assert_eq!(elements(&conn).await.len(), 1);
     assert_refused(run(&conn, add(id, "ellipse")).await, ErrorKind::Conflict, "id_conflict");
+    let mut elsewhere = add(id, "rect");
+    if let WhiteboardCommand::Add { x, .. } = &mut elsewhere {
+        *x = 99.0;
+    }
+    assert_refused(run(&conn, elsewhere).await, ErrorKind::Conflict, "id_conflict");
+    let by_another = conn.apply(&board(), &ActingUser::member("bob"), add(id, "rect"), Durability::Cache).await;
+    assert_refused(by_another, ErrorKind::Conflict, "id_conflict");
+    assert_eq!(elements(&conn).await[0].version, 1, "a retried add changes nothing");
+}
+
+/// Deleting a deleted element is a retry: it answers as the first delete did, raises
+/// no version and tells no subscriber; an id that never existed stays 404.
+pub async fn a_retried_delete_answers_as_the_first(conn: Conn) {
+    let mut events = conn.subscribe(&board()).await.unwrap();
+    let a = element(&conn, "rect").await;
+    let first = run(&conn, WhiteboardCommand::Delete { id: a }).await.unwrap();
+    expect_versions(&mut events, &[(a, 1), (a, 2)]).await;
+    let retried = run(&conn, WhiteboardCommand::Delete { id: a }).await.unwrap();
+    assert_eq!(retried, first, "the same deleted state, at the same version");
+    assert!(retried.elements()[0].deleted);
+    assert_refused(
+        run(&conn, WhiteboardCommand::Delete { id: Uuid::new_v4() }).await,
+        ErrorKind::NotFound,
+        "element_not_found",
+    );
+    next_is_the_marker(&conn, &mut events).await;
+}
+
+/// An update to the values an element has, a move to where elements are and a
+/// reorder to where one is change nothing: each answers with the elements as they
+/// are, the versions stay, and subscribers hear nothing of them.
+pub async fn commands_that_change_nothing_keep_the_version_and_tell_nobody(conn: Conn) {
+    let mut events = conn.subscribe(&board()).await.unwrap();
+    let a = element(&conn, "rect").await;
+    let b = element(&conn, "stroke").await;
+    expect_versions(&mut events, &[(a, 1), (b, 1)]).await;
+    let before = elements(&conn).await;
+    let state = |id: Uuid| before.iter().find(|e| e.id == id).cloned().unwrap();
+    let same_values = WhiteboardCommand::Update {
+        id: b,
+        x: Some(1.0),
+        y: Some(2.0),
+        width: Some(10.0),
+        height: None,
+        rotation: Some(0.0),
+        style: Some("{}".into()),
+        points: Some(vec![0.0, 0.0, 1.5, 2.5]),
+        locked: Some(false),
+    };
+    let no_ops = [
+        (vec![b], same_values),
+        (vec![a, b], move_to(&[a, b, a], 1.0, 2.0)),
+        (vec![b], WhiteboardCommand::Reorder { id: b, above: Some(a) }),
+        (vec![a], WhiteboardCommand::Reorder { id: a, above: None }),
+    ];
+    for (named, command) in no_ops {
+        let answer = run(&conn, command.clone()).await.unwrap();
+        let expected: Vec<Element> = named.into_iter().map(state).collect();
+        assert_eq!(answer.elements(), expected.as_slice(), "{command:?} answers with the elements as they are");
+    }
+    assert_eq!(elements(&conn).await, before, "nothing changed, versions included");
+    next_is_the_marker(&conn, &mut events).await;
+}
+
+async fn next(events: &mut EventStream<WhiteboardEvent>) -> WhiteboardEvent {
+    match tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap().unwrap() {
+        Delivery::Event(event) => event,
+        Delivery::Lagged => panic!("no lag expected"),
+    }
+}
+
+/// The next events carry exactly these (element, version) pairs, in this order.
+async fn expect_versions(events: &mut EventStream<WhiteboardEvent>, expected: &[(Uuid, u64)]) {
+    let mut seen: Vec<(Uuid, u64)> = Vec::new();
+    while seen.len() < expected.len() {
+        seen.extend(next(events).await.elements().iter().map(|e| (e.id, e.version)));
+    }
+    assert_eq!(seen, expected);
+}
+
+/// Adds a marker element and checks that it is the next event: a command that
+/// changed nothing before it told subscribers nothing.
+async fn next_is_the_marker(conn: &Conn, events: &mut EventStream<WhiteboardEvent>) {
+    let marker = element(conn, "rect").await;
+    let event = next(events).await;
+    assert!(
+        event.elements().len() == 1 && event.elements()[0].id == marker,
+        "a command that changed nothing told subscribers: {event:?}"
+    );
 }
 
 /// An element id of another board is a conflict: the element is neither answered nor
@@ -172,7 +263,8 @@ pub async fn an_element_id_of_another_board_is_a_conflict(conn: Conn) {
 
 pub async fn concurrent_updates_to_one_element_end_with_the_last_writer(conn: Conn) {
     let a = element(&conn, "rect").await;
-    let updates = (0..10).map(|i| run(&conn, update_x(a, i as f64)));
+    // Each to an x the element never had: an update to the x it has would change nothing.
+    let updates = (0..10).map(|i| run(&conn, update_x(a, 100.0 + i as f64)));
     let replies: Vec<WhiteboardEvent> =
         futures::future::join_all(updates).await.into_iter().map(Result::unwrap).collect();
     // The reply with the highest version is the last write; the stored state is it.
@@ -255,6 +347,8 @@ macro_rules! whiteboard_contract {
             updates_and_moves_write_new_versions_all_or_nothing,
             deleted_elements_are_gone_and_unknown_ones_are_404,
             retries_are_idempotent_and_reused_ids_conflict,
+            a_retried_delete_answers_as_the_first,
+            commands_that_change_nothing_keep_the_version_and_tell_nobody,
             an_element_id_of_another_board_is_a_conflict,
             a_retried_move_or_reorder_lands_in_the_same_place,
             concurrent_updates_to_one_element_end_with_the_last_writer,
