@@ -20,6 +20,8 @@ CARGO_JOBS="${CARGO_JOBS:-2}"
 
 STARTED_PG_DATA=""
 STARTED_PIDS=()
+# Files this run owns and removes when it exits (scripts/serve's pid file).
+OWNED_FILES=()
 
 log() { printf '\033[1m[boardsync]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -38,6 +40,7 @@ cleanup() {
       wait "$pid" 2>/dev/null || true
     fi
   done
+  if [ ${#OWNED_FILES[@]} -gt 0 ]; then rm -f "${OWNED_FILES[@]}"; fi
   if [ -n "$STARTED_PG_DATA" ]; then
     log "stopping the local PostgreSQL"
     pg_as_owner "$PG_BIN/pg_ctl" -D "$STARTED_PG_DATA" -m fast -w stop >/dev/null 2>&1 || true
@@ -56,6 +59,36 @@ free_port() {
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
   done
   die "no free port found"
+}
+
+# "pid start-time": names one process, even after its pid is reused.
+process_stamp() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  # Field 22 (start time), counted after the parenthesised command name.
+  echo "$1 $(awk '{ print $20 }' <<<"${stat##*) }")"
+}
+
+# One scripts/serve per data folder: a second would share the first one's clusters
+# and logs. Fails at once, naming the first, and touches nothing of it. The pid file
+# names the process with its start time, so a reused pid is no false alarm; it is
+# created exclusively, so two starting together cannot both pass. Removed on exit.
+claim_serve_lock() {
+  local pid_file="$DATA_DIR/serve.pid" first first_start attempt
+  mkdir -p "$DATA_DIR"
+  for attempt in 1 2; do
+    if (set -o noclobber; process_stamp $$ >"$pid_file") 2>/dev/null; then
+      OWNED_FILES+=("$pid_file")
+      return
+    fi
+    read -r first first_start <"$pid_file" 2>/dev/null || true
+    if [ -n "${first:-}" ] && [ "$(process_stamp "$first" 2>/dev/null)" = "$first $first_start" ]; then
+      die "another scripts/serve (pid $first) is running from $DATA_DIR; stop it first, or give this one its own BOARDSYNC_DATA_DIR"
+    fi
+    # Left by a run that did not exit cleanly (kill -9): take it over.
+    rm -f "$pid_file"
+  done
+  die "cannot create $pid_file"
 }
 
 wait_for() { # description, seconds, command...
@@ -326,53 +359,66 @@ ensure_schemathesis() {
 
 # Runs Schemathesis against a boardsync of its own on `adapter` (postgres or
 # spacetimedb), started from $CARGO_TARGET_DIR/debug/boardsync with a fresh database
-# (and fresh cache databases), at most `examples` cases per operation, as an admin
-# so that every route is reached. Fails on any server error or any response the
-# API document does not describe. Needs DATABASE_URL, and for spacetimedb
-# SPACETIMEDB_URL and SPACETIMEDB_TOKEN.
+# (and fresh cache databases), at most `examples` cases per operation: once as an
+# admin, so that every route is reached, and once as an editor of the scopes, so
+# that what members may not do is answered as documented. The rate limit is off
+# (its 429s would crowd out everything else), and deleting the scopes the run
+# writes to is left out. Fails on any server error or any response the API
+# document does not describe. Needs DATABASE_URL, and for spacetimedb
+# SPACETIMEDB_URL and SPACETIMEDB_TOKEN. Run it in a subshell: it stops what it
+# started when that exits.
 fuzz_api() {
   local adapter=$1 examples=$2 seed=${3:-1}
-  local bin="$CARGO_TARGET_DIR/debug/boardsync" dir port database url token domain status
+  local bin="$CARGO_TARGET_DIR/debug/boardsync" dir port database url admin editor domain status who token
+  # Only what this subshell starts is stopped when it exits, not the caller's servers.
+  STARTED_PIDS=() STARTED_PG_DATA="" OWNED_FILES=()
+  trap cleanup EXIT
   dir=$(mktemp -d)
   port=$(free_port)
-  database="boardsync_fuzz_$adapter"
-  psql -q -d "${DATABASE_URL%/*}/postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" \
-    -c "CREATE DATABASE $database" >/dev/null
+  database="boardsync_fuzz_${adapter}_$$"
+  local postgres="${DATABASE_URL%/*}/postgres"
+  psql -q -d "$postgres" -c "CREATE DATABASE $database" >/dev/null
   local env=(BOARDSYNC_ENV=local "DATABASE_URL=${DATABASE_URL%/*}/$database" "BOARDSYNC__SERVER__PORT=$port"
-    "BOARDSYNC__AUTH__SECRET_FILE=$dir/jwt-secret")
+    "BOARDSYNC__AUTH__SECRET_FILE=$dir/jwt-secret" BOARDSYNC__LIMITS__COMMANDS_PER_SEC=0)
   if [ "$adapter" = spacetimedb ]; then
-    local prefix="fuzz$RANDOM$RANDOM"
-    publish_modules "$prefix" "$dir" 2>/dev/null
+    local prefix="fuzz$$-$RANDOM"
+    publish_modules "$prefix" "$dir"
     env+=("SPACETIMEDB_URL=$SPACETIMEDB_URL" "BOARDSYNC__SPACETIMEDB__TOKEN=$SPACETIMEDB_TOKEN"
       "BOARDSYNC__SPACETIMEDB__DATABASE_PREFIX=$prefix")
   else
     env+=("SPACETIMEDB_URL=")
   fi
   env "${env[@]}" "$bin" serve >"$dir/server.log" 2>&1 &
-  local server=$!
+  STARTED_PIDS+=($!)
   url="http://127.0.0.1:$port"
   wait_for "boardsync on $adapter" 60 curl -sf "$url/health"
-  token=$(env "${env[@]}" "$bin" token --user fuzzer --admin)
-  # A scope per domain for the document's example (`general`) to find.
+  admin=$(env "${env[@]}" "$bin" token --user fuzzer --admin)
+  editor=$(env "${env[@]}" "$bin" token --user fuzzer-editor)
+  # A scope per domain for the document's example (`general`), the editor a member.
   for domain in $(curl -sf "$url/api/openapi.json" | python3 -c \
     'import json,sys; print(" ".join(p.split("/")[2] for p in json.load(sys.stdin)["paths"] if p.count("/") == 2 and p.startswith("/api/") and "openapi" not in p))'); do
-    status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer $token" \
+    status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer $admin" \
       -H 'Content-Type: application/json' -d '{"name":"General"}' "$url/api/admin/scopes/$domain/general")
     [ "$status" = 200 ] || die "cannot create $domain/general for the fuzzer ($status)"
+    status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer $admin" \
+      -H 'Content-Type: application/json' -d '{"role":"editor"}' "$url/api/$domain/general/members/fuzzer-editor")
+    [ "$status" = 200 ] || die "cannot make the fuzzer an editor of $domain/general ($status)"
   done
-  log "Schemathesis against the $adapter adapter: at most $examples cases per operation"
-  # From its folder: Schemathesis keeps a cache (.schemathesis) where it runs.
-  if ! (cd "$dir" && "$SCHEMATHESIS" --no-color run "$url/api/openapi.json" --header "Authorization: Bearer $token" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
-    --max-examples "$examples" --seed "$seed" --workers 1 --phases examples,coverage,fuzzing \
-    --suppress-health-check all --request-timeout 30 --report junit --report-dir "$dir/report"); then
-    log "the server's log: $dir/server.log (last lines below)"
-    tail -n 30 "$dir/server.log" >&2
-    kill "$server" 2>/dev/null || true
-    die "Schemathesis found responses the API document does not allow ($adapter adapter)"
-  fi
-  kill "$server" 2>/dev/null || true
-  wait "$server" 2>/dev/null || true
-  psql -q -d "${DATABASE_URL%/*}/postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null || true
+  for who in admin editor; do
+    token=$admin
+    [ "$who" = editor ] && token=$editor
+    log "Schemathesis against the $adapter adapter as an $who: at most $examples cases per operation"
+    # From its folder: Schemathesis keeps a cache (.schemathesis) where it runs.
+    if ! (cd "$dir" && "$SCHEMATHESIS" --no-color run "$url/api/openapi.json" --header "Authorization: Bearer $token" \
+      --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
+      --max-examples "$examples" --seed "$seed" --workers 1 --phases examples,coverage,fuzzing \
+      --exclude-operation-id-regex '^delete_[a-z]+_scope$' \
+      --suppress-health-check all --request-timeout 30 --report junit --report-dir "$dir/report-$who"); then
+      log "the server's log: $dir/server.log (last lines below)"
+      tail -n 30 "$dir/server.log" >&2
+      die "Schemathesis found responses the API document does not allow ($adapter adapter, as an $who)"
+    fi
+  done
+  psql -q -d "$postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null || true
   rm -rf "$dir"
 }

@@ -93,6 +93,25 @@ pub struct DomainDescription {
     pub snapshot: &'static str,
 }
 
+/// A scope config's schema: the framework's keys beside the domain's own, refusing
+/// others when the domain's part does (flattening loses that).
+fn scope_config_schema<D: Domain>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let own = generator.subschema_for::<D::ScopeConfig>();
+    let combined = generator.subschema_for::<boardsync_core::scope::ScopeConfig<D::ScopeConfig>>();
+    let name = |schema: &schemars::Schema| {
+        schema.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()).map(str::to_owned)
+    };
+    let closed = name(&own)
+        .and_then(|own| generator.definitions().get(&own).cloned())
+        .is_some_and(|own| own.get("additionalProperties") == Some(&Value::Bool(false)));
+    if let (true, Some(combined)) = (closed, name(&combined)) {
+        if let Some(Value::Object(definition)) = generator.definitions_mut().get_mut(&combined) {
+            definition.insert("additionalProperties".into(), Value::Bool(false));
+        }
+    }
+    combined
+}
+
 /// A running domain: its supervised [`AdapterActor`] and what the API checks first.
 pub struct DomainHandle<D: Domain> {
     /// Commands and snapshots go straight to the connection, on the caller's (HTTP
@@ -180,7 +199,7 @@ impl<D: Domain> DomainService for DomainHandle<D> {
             event: generator.subschema_for::<D::Event>(),
             item: generator.subschema_for::<D::Item>(),
             server_frame: generator.subschema_for::<crate::ServerFrame<D::Event>>(),
-            scope_config: generator.subschema_for::<boardsync_core::scope::ScopeConfig<D::ScopeConfig>>(),
+            scope_config: scope_config_schema::<D>(generator),
             snapshot: D::SNAPSHOT,
         }
     }

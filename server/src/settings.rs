@@ -380,6 +380,20 @@ impl Settings {
                 reason: "a SpacetimeDB URL is set, so the backend's identity token is needed too".into(),
             });
         }
+        // A page asks the adapter for one item more than its size, to tell whether more follow.
+        let pages = &self.api;
+        if pages.max_page_size == 0 || pages.max_page_size >= u32::MAX / 2 {
+            return Err(SettingsError::Rejected {
+                key: "api.max_page_size",
+                reason: format!("must be between 1 and {}", u32::MAX / 2 - 1),
+            });
+        }
+        if pages.default_page_size == 0 || pages.default_page_size > pages.max_page_size {
+            return Err(SettingsError::Rejected {
+                key: "api.default_page_size",
+                reason: "must be between 1 and api.max_page_size".into(),
+            });
+        }
         let longest_command_ms = self.spacetimedb.reducer_timeout_ms + self.spacetimedb.durable_timeout_ms;
         if self.spacetimedb.url().is_some() && self.server.shutdown_timeout_secs * 1000 < longest_command_ms {
             return Err(SettingsError::Rejected {
@@ -476,6 +490,14 @@ mod tests {
     fn a_spacetimedb_url_without_a_token_is_refused() {
         let error = load(&[("SPACETIMEDB_URL", "http://127.0.0.1:3999")]).unwrap_err().to_string();
         assert!(error.contains("spacetimedb.token"), "{error}");
+    }
+
+    #[test]
+    fn page_sizes_must_leave_room_for_the_extra_row_and_agree() {
+        let error = load(&[("BOARDSYNC__API__MAX_PAGE_SIZE", "4294967295")]).unwrap_err().to_string();
+        assert!(error.contains("api.max_page_size"), "{error}");
+        let error = load(&[("BOARDSYNC__API__DEFAULT_PAGE_SIZE", "100000")]).unwrap_err().to_string();
+        assert!(error.contains("api.default_page_size"), "{error}");
     }
 
     fn load_in(environment: Environment, vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {

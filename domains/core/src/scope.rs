@@ -288,6 +288,46 @@ impl ScopeStore {
         Ok(scope)
     }
 
+    /// Changes an existing scope: `change` gets the stored scope, read from PostgreSQL
+    /// under a row lock, and returns its new name and config (validated). Concurrent
+    /// changes apply one after the other, and a scope deleted meanwhile stays
+    /// deleted (404), rather than an upsert bringing it back.
+    pub async fn update(
+        &self,
+        domain: &str,
+        noun: &str,
+        key: &ScopeKey,
+        change: impl FnOnce(Scope) -> Result<(String, serde_json::Value), DomainError>,
+    ) -> Result<Scope, DomainError> {
+        let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
+        let current: Option<ScopeRow> = sqlx::query_as(
+            "SELECT domain, key, name, config, created_at, updated_at FROM scopes
+             WHERE domain = $1 AND key = $2 FOR UPDATE",
+        )
+        .bind(domain)
+        .bind(key.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+        let current = current.ok_or_else(|| missing(domain, noun, key))?;
+        let (name, config) = change(Scope::from(current))?;
+        let row: ScopeRow = sqlx::query_as(
+            "UPDATE scopes SET name = $3, config = $4, updated_at = now() WHERE domain = $1 AND key = $2
+             RETURNING domain, key, name, config, created_at, updated_at",
+        )
+        .bind(domain)
+        .bind(key.as_str())
+        .bind(&name)
+        .bind(&config)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+        tx.commit().await.map_err(DomainError::from_sqlx)?;
+        self.forget(domain, key);
+        self.members.changed(domain, key);
+        Ok(Scope::from(row))
+    }
+
     /// The scopes of `domain` that `caller` may see, by key, after `after`, at most
     /// `limit`: each with the caller's role (none for an open scope they are not a
     /// member of).

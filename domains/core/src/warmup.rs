@@ -41,7 +41,9 @@ pub struct WarmupOverrides {
 impl WarmupSettings {
     /// The oldest creation time the window admits (`max_age_secs` ago), if bounded.
     pub fn since(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.max_age_secs.map(|secs| chrono::Utc::now() - chrono::Duration::seconds(secs.min(i64::MAX as u64) as i64))
+        // An age past what time can subtract (about 292 billion years) is no bound.
+        let secs = i64::try_from(self.max_age_secs?).ok()?;
+        chrono::Utc::now().checked_sub_signed(chrono::TimeDelta::try_seconds(secs)?)
     }
 
     /// The most items the window admits.
@@ -82,5 +84,22 @@ mod tests {
         assert_eq!(merged.priority, 9);
         assert_eq!(merged.batch_size, 1000);
         assert!(merged.enabled);
+    }
+
+    #[test]
+    fn any_max_age_gives_a_window_or_none_without_panicking() {
+        let window = |secs| WarmupSettings {
+            enabled: true,
+            max_items: None,
+            max_age_secs: Some(secs),
+            batch_size: 1,
+            batch_bytes: 1,
+            priority: 0,
+        };
+        let hour_ago = window(3600).since().unwrap();
+        assert!((chrono::Utc::now() - hour_ago).num_seconds() >= 3600);
+        for huge in [10_000_000_000_000, i64::MAX as u64, u64::MAX] {
+            assert_eq!(window(huge).since(), None, "{huge}: older than time itself bounds nothing");
+        }
     }
 }

@@ -83,12 +83,13 @@ pub enum KanbanEvent {
 /// A board's own settings: none yet, and unknown keys are refused.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "KanbanBoardConfig")]
 pub struct BoardConfig {}
 
 impl Domain for Kanban {
     const NAME: &'static str = "kanban";
     const SCOPE: &'static str = "board";
-    const SNAPSHOT: &'static str = "Live columns by position, then the live cards of each column (in column order) by position; ties by id. Deleted columns and cards are left out; live events carry them with `deleted` set.";
+    const SNAPSHOT: &'static str = "Live columns by position, then the live cards of each column (in column order) by position; ties by id. Deleted columns and cards are left out; live events carry them with `deleted` set. Pages follow the current order: an item moved between two pages may be skipped or repeated (live events carry every change), and a page after a deleted item is 409 `cursor_gone`.";
     type Item = BoardItem;
     type Command = KanbanCommand;
     type Event = KanbanEvent;
@@ -131,7 +132,8 @@ pub fn page(items: Vec<BoardItem>, before: Option<&str>, limit: u32) -> Result<V
             })?;
             match items.iter().position(|item| item.id() == id) {
                 Some(index) => index + 1,
-                None => return Ok(Vec::new()),
+                // An empty page would read as the end of the board: say it is not.
+                None => return Err(cursor_gone(cursor)),
             }
         }
     };
@@ -141,4 +143,12 @@ pub fn page(items: Vec<BoardItem>, before: Option<&str>, limit: u32) -> Result<V
 /// A rule's refusal as the error every adapter returns.
 pub fn refused(refusal: crate::rules::Refusal) -> DomainError {
     refusal.into()
+}
+
+/// The item a page was to continue after is no longer on the board.
+fn cursor_gone(cursor: &str) -> DomainError {
+    DomainError::conflict(
+        "cursor_gone",
+        format!("item {cursor} was deleted since the last page; fetch the board again from the start"),
+    )
 }

@@ -10,7 +10,8 @@ use crate::ordering::key_between;
 use crate::refusal::check_text_chars;
 pub use crate::refusal::Refusal;
 
-/// Where to put an item among its siblings: right after `after`, or first.
+/// What a client may ask of a board. Ids come from the client, so a retried create
+/// is idempotent; `after` places a column or card right after a sibling.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 // For the API document; the wasm module that includes this file builds without it.
 #[cfg_attr(not(target_family = "wasm"), derive(schemars::JsonSchema))]

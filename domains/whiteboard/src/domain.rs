@@ -58,12 +58,13 @@ impl WhiteboardEvent {
 /// A board's own settings: none yet, and unknown keys are refused.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "WhiteboardBoardConfig")]
 pub struct BoardConfig {}
 
 impl Domain for Whiteboard {
     const NAME: &'static str = "whiteboard";
     const SCOPE: &'static str = "board";
-    const SNAPSHOT: &'static str = "Live elements back to front (by z, then id). Deleted elements are left out; live events carry them with `deleted` set.";
+    const SNAPSHOT: &'static str = "Live elements back to front (by z, then id). Deleted elements are left out; live events carry them with `deleted` set. Pages follow the current order: an item moved between two pages may be skipped or repeated (live events carry every change), and a page after a deleted item is 409 `cursor_gone`.";
     type Item = Element;
     type Command = WhiteboardCommand;
     type Event = WhiteboardEvent;
@@ -101,7 +102,8 @@ pub fn page(elements: Vec<Element>, before: Option<&str>, limit: u32) -> Result<
             })?;
             match elements.iter().position(|e| e.id == id) {
                 Some(index) => index + 1,
-                None => return Ok(Vec::new()),
+                // An empty page would read as the end of the board: say it is not.
+                None => return Err(cursor_gone(cursor)),
             }
         }
     };
@@ -110,4 +112,12 @@ pub fn page(elements: Vec<Element>, before: Option<&str>, limit: u32) -> Result<
 
 pub fn element_not_found(id: impl std::fmt::Display) -> DomainError {
     crate::rules::element_not_found(&id.to_string()).into()
+}
+
+/// The element a page was to continue after is no longer on the board.
+fn cursor_gone(cursor: &str) -> DomainError {
+    DomainError::conflict(
+        "cursor_gone",
+        format!("element {cursor} was deleted since the last page; fetch the board again from the start"),
+    )
 }

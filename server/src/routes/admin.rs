@@ -99,16 +99,20 @@ pub async fn patch_scope(
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
     let (service, key) = resolve(&state, &domain, &scope)?;
-    let current = state.scopes.require(service.name(), service.scope_noun(), &key).await?;
     let ScopePatch { name, config: patch } = body.into_inner();
-    let name = name.map(|n| n.trim().to_string()).unwrap_or(current.name);
-    check_name(&name)?;
-    let mut config = current.config;
-    if let Some(patch) = patch {
-        merge(&mut config, patch);
-    }
-    service.validate_scope_config(&config)?;
-    let stored = state.scopes.upsert(service.name(), &key, &name, &config).await?;
+    let stored = state
+        .scopes
+        .update(service.name(), service.scope_noun(), &key, |current| {
+            let name = name.map(|n| n.trim().to_string()).unwrap_or(current.name);
+            check_name(&name).map_err(|ApiError(error)| error)?;
+            let mut config = current.config;
+            if let Some(patch) = patch {
+                merge(&mut config, patch);
+            }
+            service.validate_scope_config(&config)?;
+            Ok((name, config))
+        })
+        .await?;
     service.scope_changed(&key);
     Ok(HttpResponse::Ok().json(stored))
 }

@@ -92,8 +92,14 @@ fn capitalized(name: &str) -> String {
     chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
+/// Page sizes as the settings allow them (`api.default_page_size`, `api.max_page_size`).
+pub struct PageSizes {
+    pub default: u32,
+    pub max: u32,
+}
+
 /// The document for the domains running in this server.
-pub fn document(domains: &[&dyn DomainService]) -> Value {
+pub fn document(domains: &[&dyn DomainService], pages: &PageSizes) -> Value {
     let mut generator: SchemaGenerator = SchemaSettings::openapi3().into_generator();
     let error_body = generator.subschema_for::<ErrorBody>();
     let _ = generator.subschema_for::<Durability>();
@@ -110,6 +116,8 @@ pub fn document(domains: &[&dyn DomainService]) -> Value {
     let user_param =
         json!({ "name": "user", "in": "path", "required": true, "schema": { "type": "string", "example": "ada" } });
     let names: Vec<&str> = domains.iter().map(|d| d.name()).collect();
+    let limit = json!({ "name": "limit", "in": "query",
+        "schema": { "type": "integer", "minimum": 1, "maximum": pages.max, "default": pages.default } });
     let member = json!({ "type": "object", "required": ["user", "role"],
         "properties": { "user": { "type": "string" }, "role": role.clone() } });
     let queued = json_response(
@@ -151,24 +159,27 @@ pub fn document(domains: &[&dyn DomainService]) -> Value {
                 "type": "object", "required": ["scopes", "has_more", "next_after"], "properties": {
                     "scopes": { "type": "array", "items": { "type": "object", "required": ["key", "name", "role"], "properties": {
                         "key": { "type": "string" }, "name": { "type": "string" },
-                        "role": { "allOf": [role.clone()], "nullable": true, "description": "null: open to every signed-in user" } } } },
+                        "role": { "allOf": [role.clone()], "nullable": true, "description": "The caller's role; null when they are no member (an open scope, or an admin)" } } } },
                     "has_more": { "type": "boolean" },
                     "next_after": { "type": "string", "nullable": true, "description": "`after` for the next page; null on the last" } } })) }),
             &[],
         );
         listing["parameters"] = json!([
-            { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1 } },
+            limit,
             { "name": "after", "in": "query", "schema": { "type": "string" } } ]);
         paths.insert(format!("/api/{name}"), json!({ "get": listing }));
 
         let mut snapshot = operation(
             &format!("A page of the {noun}'s items"),
             json!({ "200": json_response(description.snapshot, page) }),
-            &[("404", "Unknown scope, or one the caller may not see")],
+            &[
+                ("404", "Unknown scope, or one the caller may not see"),
+                ("409", "The item `before` names was deleted since (`cursor_gone`): start again"),
+            ],
         );
         snapshot["description"] = json!(description.snapshot);
         snapshot["parameters"] = json!([
-            { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1 } },
+            limit,
             { "name": "before", "in": "query", "description": "The previous page's `next_before`", "schema": { "type": "string" } } ]);
         let mut apply = operation(
             "Apply a command; a retry of the same command answers the same, a reused id with another payload is 409",
@@ -216,7 +227,7 @@ pub fn document(domains: &[&dyn DomainService]) -> Value {
             let mut put = operation(
                 "Add a member or change their role (owners and admins)",
                 json!({ "200": json_response("The member", member.clone()) }),
-                &[not_owner, hidden, ("413", "A body over the limit")],
+                &[not_owner, hidden, ("413", "A body over the limit"), ("422", "An invalid user id (`invalid_user`)")],
             );
             put["requestBody"] =
                 json_body(json!({ "type": "object", "required": ["role"], "additionalProperties": false,
@@ -259,13 +270,17 @@ pub fn document(domains: &[&dyn DomainService]) -> Value {
         );
         patch["requestBody"] = json_body(json!({ "type": "object", "additionalProperties": false, "properties": {
             "name": { "type": "string" }, "config": { "type": "object" } } }));
+        let mut delete_scope = operation(
+            &format!("Delete a {noun} and its members; its items stay in PostgreSQL, its live sockets close (admin)"),
+            json!({ "200": json_response("Deleted", json!({ "type": "object", "properties": {
+                "deleted": { "type": "object" }, "items": { "type": "string" } } })) }),
+            &[admin_only, ("404", "Unknown scope")],
+        );
+        delete_scope["operationId"] = json!(format!("delete_{name}_scope"));
         paths.insert(format!("/api/admin/scopes/{name}/{{scope}}"), json!({ "parameters": [scope_param],
             "put": put, "patch": patch,
             "get": operation(&format!("A {noun} (admin)"), json!({ "200": the_scope }), &[admin_only, ("404", "Unknown scope")]),
-            "delete": operation(&format!("Delete a {noun} and its members; its items stay in PostgreSQL, its live sockets close (admin)"),
-                json!({ "200": json_response("Deleted", json!({ "type": "object", "properties": {
-                    "deleted": { "type": "object" }, "items": { "type": "string" } } })) }),
-                &[admin_only, ("404", "Unknown scope")]) }));
+            "delete": delete_scope }));
         let already_cold = ("409", "The domain runs on PostgreSQL: there is no cache (`no_cache`)");
         paths.insert(format!("/api/admin/warmup/{name}"), json!({ "post": operation(
             &format!("Load every {noun} into the cache again (admin)"), json!({ "202": queued }), &[admin_only, already_cold]) }));
@@ -322,5 +337,6 @@ pub fn document(domains: &[&dyn DomainService]) -> Value {
 #[get("/api/openapi.json")]
 pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
     let services: Vec<&dyn DomainService> = state.domains.iter().map(|d| d.as_ref()).collect();
-    HttpResponse::Ok().json(document(&services))
+    let api = &state.settings.api;
+    HttpResponse::Ok().json(document(&services, &PageSizes { default: api.default_page_size, max: api.max_page_size }))
 }

@@ -157,3 +157,21 @@ async fn scopes_are_read_patched_and_deleted_one_by_one() {
     let snapshot = app.snapshot("bob", "chat", "general").await;
     assert_eq!(snapshot["items"][0]["text"], "still here", "created again, its items are back");
 }
+
+/// A patch racing a delete never brings the scope back: whichever comes second sees
+/// the other's result (the patch then answers 404).
+#[actix_web::test]
+async fn a_patch_racing_a_delete_never_revives_the_scope() {
+    let app = spawn_app().await;
+    let url = format!("{}/api/admin/scopes/chat/racy", app.address);
+    for round in 0..20 {
+        app.create_scope("chat", "racy").await;
+        let patch = app.http.patch(&url).bearer_auth(app.admin_token()).json(&json!({ "name": "Renamed" })).send();
+        let delete = app.http.delete(&url).bearer_auth(app.admin_token()).send();
+        let (patched, deleted) = tokio::join!(patch, delete);
+        assert_eq!(deleted.unwrap().status(), 200, "round {round}");
+        assert!([200, 404].contains(&patched.unwrap().status().as_u16()), "round {round}");
+        let read = app.http.get(&url).bearer_auth(app.admin_token()).send().await.unwrap();
+        assert_eq!(read.status(), 404, "round {round}: the deleted scope stays deleted");
+    }
+}

@@ -133,3 +133,24 @@ async fn a_style_must_be_a_json_object() {
         assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "invalid_style");
     }
 }
+
+/// A page after an element deleted since is 409 `cursor_gone`, not an empty page that
+/// would read as the end of the board.
+#[actix_web::test]
+async fn a_page_after_a_deleted_element_says_so() {
+    for app in [spawn_app().await, spawn_app_on_spacetimedb().await] {
+        app.create_scope("whiteboard", "paged").await;
+        for x in 0..3 {
+            let add = json!({ "type": "add", "id": Uuid::new_v4(), "kind": "rect", "x": x, "y": 0 });
+            assert_eq!(app.command("alice", "whiteboard", "paged", add).await.status(), 200);
+        }
+        let first: Value = app.get_as("alice", "/api/whiteboard/paged?limit=2").await.json().await.unwrap();
+        assert_eq!(first["has_more"], true);
+        let cursor = first["next_before"].as_str().unwrap().to_owned();
+        let delete = json!({ "type": "delete", "id": cursor });
+        assert_eq!(app.command("alice", "whiteboard", "paged", delete).await.status(), 200);
+        let next = app.get_as("alice", &format!("/api/whiteboard/paged?limit=2&before={cursor}")).await;
+        assert_eq!(next.status(), 409);
+        assert_eq!(next.json::<Value>().await.unwrap()["error"]["code"], "cursor_gone");
+    }
+}
