@@ -25,7 +25,9 @@ pub struct Element {
     pub height: f64,
     pub rotation: f64,
     /// How clients draw it (colours, stroke width, font): a JSON object as text,
-    /// opaque to the server, checked to be an object and bounded by `max_style_bytes`.
+    /// opaque to the server. Commands are checked to send an object within
+    /// `max_style_bytes`; a row written by SQL (or before the check) may hold other
+    /// text, which clients should treat as `{}`.
     pub style: String,
     /// A freehand stroke's points as x, y pairs.
     pub points: Vec<f32>,
