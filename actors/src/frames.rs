@@ -2,8 +2,10 @@
 //! and the API document describes the same definitions, so the two cannot drift.
 
 use boardsync_core::ErrorDetail;
+
+use crate::presence::Peer;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One JSON object per text frame, told apart by `kind`. `E` is the domain's event.
@@ -20,6 +22,22 @@ pub enum ServerFrame<E> {
     /// Events were dropped (the client read too slowly) or the scope was loaded into
     /// the cache again: fetch the snapshot again. Sent once per gap.
     Resync,
+    /// Right after `ready`: who else is connected to the scope (on this server).
+    PresenceSnapshot { present: Vec<Peer> },
+    /// A connection joined the scope, or set its state.
+    Presence(Peer),
+    /// A connection left: closed, timed out, or lost access.
+    PresenceLeft { connection: String, user: String },
+}
+
+/// What a client sends on a live socket besides commands.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientSignal {
+    /// Sets this connection's presence state (a cursor, a selection, "typing"; null
+    /// clears it). Passed on to the others at most `presence.updates_per_sec` times a
+    /// second, the latest winning; never stored.
+    Presence { state: Value },
 }
 
 /// See [`ServerFrame::Reply`]: `ok` with the event, or not with the error.

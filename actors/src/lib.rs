@@ -9,6 +9,8 @@
 //!   exactly once, in order per entity.
 //! - [`metrics`]: warm-up progress, outbox depth, age and lag, per domain.
 //! - [`frames`]: what a live socket sends, as types the API document describes.
+//! - [`presence`]: who is connected to a scope, with a small state each, fanned out
+//!   over the live sockets and never stored.
 //! - [`service`]: [`DomainService`], the JSON-level, type-erased face of a running
 //!   domain that the API routes by name, and [`Domains`], the registry of them.
 //!
@@ -18,10 +20,11 @@ pub mod adapter;
 pub mod frames;
 pub mod metrics;
 pub mod outbox;
+pub mod presence;
 pub mod service;
 pub mod warmup;
 
 pub use adapter::{AdapterActor, Live, SubscriberId};
-pub use frames::{Reply, ServerFrame};
+pub use frames::{ClientSignal, Reply, ServerFrame};
 pub use metrics::CacheMetrics;
 pub use service::{CacheRuntime, DomainDescription, DomainService, Domains, PageLimits};

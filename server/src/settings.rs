@@ -69,6 +69,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub log: LogSettings,
     pub api: ApiSettings,
+    pub presence: PresenceSettings,
     pub warmup: WarmupLimits,
     /// The framework's per-domain defaults (live events, outbox, warm-up), which each
     /// `[domains.<name>]` section may override key by key.
@@ -76,6 +77,16 @@ pub struct Settings {
     /// Each domain's `[domains.<name>]` section, parsed by the domain at start-up
     /// (so its errors name the domain's own keys).
     pub domains: HashMap<String, serde_json::Value>,
+}
+
+/// `[presence]`: the ephemeral who-is-here state of live sockets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceSettings {
+    /// Most updates per second a socket passes on; faster ones are coalesced.
+    pub updates_per_sec: u32,
+    /// Largest state, as JSON bytes.
+    pub max_state_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

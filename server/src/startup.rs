@@ -55,6 +55,8 @@ pub struct AppState {
     pub domains: Domains,
     pub verifier: crate::auth::Verifier,
     pub limits: crate::limits::UserLimits,
+    /// Who is connected to which scope (live sockets), in this process.
+    pub presence: Arc<boardsync_actors::presence::PresenceHub>,
 }
 
 pub struct Application {
@@ -92,6 +94,7 @@ impl Application {
         tracing::info!(adapter = adapter.as_str(), port, "boardsync starting");
         let shutdown_timeout = settings.server.shutdown_timeout_secs;
         let state = web::Data::new(AppState {
+            presence: Arc::default(),
             adapter,
             pool,
             metrics,

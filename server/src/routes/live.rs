@@ -7,7 +7,11 @@
 //!   `{"kind":"reply","ref":..,"ok":false,"status":422,"error":{"code","message"}}`
 //!   for each command the client sent (`ref` echoes the client's, if any);
 //! - `{"kind":"resync"}` when events were dropped, or the scope was warmed again:
-//!   refetch the snapshot.
+//!   refetch the snapshot;
+//! - presence: `{"kind":"presence_snapshot","present":[peer]}` right after `ready`,
+//!   then `{"kind":"presence", connection, user, state}` when another connection
+//!   joins or sets its state, and `{"kind":"presence_left", connection, user}` when it
+//!   leaves. A client sets its own with `{"kind":"presence","state":...}`.
 //!
 //! A user who may no longer read the scope (removed from it, say) gets a last reply
 //! with error `access_revoked`, and the socket closes with code 1008 (policy); so
@@ -27,7 +31,8 @@ use std::time::Duration;
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Closed, Message, MessageStream, ProtocolError, Session};
-use boardsync_actors::{DomainService, Live, Reply, ServerFrame, SubscriberId};
+use boardsync_actors::presence::Presence;
+use boardsync_actors::{ClientSignal, DomainService, Live, Reply, ServerFrame, SubscriberId};
 use boardsync_core::access::AccessChanged;
 use boardsync_core::{DomainError, ErrorKind, ScopeKey};
 use serde_json::Value;
@@ -42,6 +47,9 @@ use crate::startup::AppState;
 
 /// Live frames buffered between the [`Forwarder`] and the socket's task.
 const LIVE_BUFFER: usize = 16;
+/// Presence frames buffered for a socket; past it they are dropped (the next update
+/// of that connection supersedes a dropped one).
+const PRESENCE_BUFFER: usize = 64;
 
 #[get("/api/{domain}/{scope}/live")]
 pub async fn live(
@@ -72,6 +80,14 @@ pub async fn live(
         // `interval` panics on a zero period.
         heartbeat: Duration::from_secs(api.ws_heartbeat_secs.max(1)),
         client_timeout: Duration::from_secs(api.ws_client_timeout_secs),
+        presence: None,
+        presence_gap: match state.settings.presence.updates_per_sec {
+            0 => Duration::ZERO,
+            rate => Duration::from_secs(1) / rate,
+        },
+        max_presence_bytes: state.settings.presence.max_state_bytes,
+        pending_presence: None,
+        next_presence: Instant::now(),
     };
     actix_web::rt::spawn(socket.run(messages.max_frame_size(api.max_body_bytes)));
     Ok(response)
@@ -116,6 +132,14 @@ struct LiveSocket {
     session: Session,
     heartbeat: Duration,
     client_timeout: Duration,
+    /// This connection in the scope's presence (set once subscribed); leaves on drop.
+    presence: Option<Presence>,
+    /// The least time between two presence updates passed on.
+    presence_gap: Duration,
+    max_presence_bytes: usize,
+    /// The latest state sent before its slot: goes out at `next_presence`.
+    pending_presence: Option<Value>,
+    next_presence: Instant,
 }
 
 /// How a socket's task ends.
@@ -145,6 +169,11 @@ impl LiveSocket {
             }
         };
         self.send(frame(&ServerFrame::Ready)).await?;
+        let (presence_in, mut presence_frames) = mpsc::channel(PRESENCE_BUFFER);
+        let (presence, present) =
+            self.state.presence.join(self.service.name(), &self.scope, self.user.id.as_str(), presence_in);
+        self.presence = Some(presence);
+        self.send(frame(&ServerFrame::PresenceSnapshot { present })).await?;
 
         let mut heartbeat = time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
         // After a long command, one ping rather than a burst of them.
@@ -160,6 +189,12 @@ impl LiveSocket {
                     Live::Event(event) => self.send(event_frame(&event)).await?,
                     Live::Resync => self.send(frame(&ServerFrame::Resync)).await?,
                 },
+                Some(peer) = presence_frames.recv() => self.send(peer.to_string()).await?,
+                _ = time::sleep_until(self.next_presence), if self.pending_presence.is_some() => {
+                    if let Some(state) = self.pending_presence.take() {
+                        self.pass_presence_on(state);
+                    }
+                }
                 change = self.access.recv() => {
                     let ours = match change {
                         Ok(change) => change.domain == self.service.name() && change.scope == self.scope,
@@ -212,6 +247,19 @@ impl LiveSocket {
                 return self.send(reply_error(&Value::Null, &error)).await;
             }
         };
+        // Commands are tagged by `type`; what else a client says, by `kind`.
+        if command.get("kind").is_some() {
+            return match serde_json::from_value::<ClientSignal>(command) {
+                Ok(ClientSignal::Presence { state }) => self.presence(state).await,
+                Err(error) => {
+                    let error = DomainError::bad_request(
+                        "malformed_signal",
+                        format!("not a signal this server knows: {error}"),
+                    );
+                    self.send(reply_error(&Value::Null, &error)).await
+                }
+            };
+        }
         let reference = command.as_object_mut().and_then(|o| o.remove("ref")).unwrap_or(Value::Null);
         if let Err(error) = self.state.limits.command(&self.user.id) {
             return self.send(reply_error(&reference, &error)).await;
@@ -222,6 +270,29 @@ impl LiveSocket {
             Err(error) => reply_error(&reference, &error),
         };
         self.send(reply).await
+    }
+
+    /// Takes a presence update: passed on now, or (past the rate) at the next slot,
+    /// where a later one replaces it.
+    async fn presence(&mut self, state: Value) -> Result<(), End> {
+        let bytes = serde_json::to_string(&state).map_or(usize::MAX, |json| json.len());
+        if bytes > self.max_presence_bytes {
+            let message = format!("a presence state may have at most {} bytes of JSON", self.max_presence_bytes);
+            return self.send(reply_error(&Value::Null, &DomainError::invalid("presence_too_large", message))).await;
+        }
+        if Instant::now() >= self.next_presence {
+            self.pass_presence_on(state);
+        } else {
+            self.pending_presence = Some(state);
+        }
+        Ok(())
+    }
+
+    fn pass_presence_on(&mut self, state: Value) {
+        if let Some(presence) = &self.presence {
+            presence.update(state);
+        }
+        self.next_presence = Instant::now() + self.presence_gap;
     }
 
     /// Closes the socket once its token has expired (policy violation), once its user

@@ -5,7 +5,7 @@
 
 use actix_web::{get, web, HttpResponse};
 use boardsync_actors::warmup::WarmupStatus;
-use boardsync_actors::DomainService;
+use boardsync_actors::{ClientSignal, DomainService};
 use boardsync_core::access::Role;
 use boardsync_core::scope::Scope;
 use boardsync_core::{Durability, ErrorBody};
@@ -106,6 +106,7 @@ pub fn document(domains: &[&dyn DomainService], pages: &PageSizes) -> Value {
     let scope_schema = generator.subschema_for::<Scope>().to_value();
     let role = generator.subschema_for::<Role>().to_value();
     let warmup_status = generator.subschema_for::<WarmupStatus>().to_value();
+    let signal = generator.subschema_for::<ClientSignal>().to_value();
     let described: Vec<_> = domains.iter().map(|d| (*d, d.describe(&mut generator))).collect();
     let mut schemas: Map<String, Value> = generator.take_definitions(true);
     debug_assert_eq!(referenced_name(&error_body.to_value()).as_deref(), Some("ErrorBody"));
@@ -145,7 +146,11 @@ pub fn document(domains: &[&dyn DomainService], pages: &PageSizes) -> Value {
         let command_name = referenced_name(&command).unwrap_or_else(|| format!("{title}Command"));
         let command_definition = schemas.get(&command_name).cloned().unwrap_or(command);
         schemas.insert(format!("{title}Request"), enveloped(&command_definition, &Envelope::Http));
-        schemas.insert(format!("{title}ClientFrame"), enveloped(&command_definition, &Envelope::Live));
+        let mut client_frame = enveloped(&command_definition, &Envelope::Live);
+        if let Some(variants) = client_frame.get_mut("oneOf").and_then(Value::as_array_mut) {
+            variants.push(signal.clone());
+        }
+        schemas.insert(format!("{title}ClientFrame"), client_frame);
         let event = description.event.as_value().clone();
         let item = description.item.as_value().clone();
         let page = json!({ "type": "object", "required": ["items", "has_more", "next_before"], "properties": {

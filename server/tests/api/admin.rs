@@ -91,7 +91,9 @@ async fn the_openapi_document_describes_every_domain_from_its_types() {
         .iter()
         .map(|v| v["properties"]["kind"]["enum"][0].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["ready", "event", "reply", "resync"]);
+    assert_eq!(kinds, ["ready", "event", "reply", "resync", "presence_snapshot", "presence", "presence_left"]);
+    let signal = schemas["ChatClientFrame"]["oneOf"].as_array().unwrap().last().unwrap().clone();
+    assert!(signal["$ref"].as_str().unwrap().ends_with("ClientSignal"), "{signal}");
     assert!(schemas["WarmupStatus"]["properties"]["rows_loaded"].is_object());
     assert!(document["paths"]["/api/admin/warmup"]["post"]["responses"]["202"].is_object());
 }

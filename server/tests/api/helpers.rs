@@ -246,8 +246,43 @@ impl LiveClient {
         self.socket.send(tungstenite::Message::text(command.to_string())).await.expect("the frame is sent");
     }
 
-    /// The next JSON frame from the server (pings are answered by tungstenite).
+    /// The next JSON frame from the server, but presence frames (see
+    /// [`Self::next_presence`]); pings are answered by tungstenite.
     pub async fn next(&mut self) -> Value {
+        loop {
+            let frame = self.next_frame().await;
+            if !frame["kind"].as_str().unwrap_or_default().starts_with("presence") {
+                return frame;
+            }
+        }
+    }
+
+    /// The next presence frame (`presence_snapshot`, `presence`, `presence_left`).
+    pub async fn next_presence(&mut self) -> Value {
+        loop {
+            let frame = self.next_frame().await;
+            if frame["kind"].as_str().unwrap_or_default().starts_with("presence") {
+                return frame;
+            }
+        }
+    }
+
+    /// Closes the socket as a client that leaves does.
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+
+    /// Sets this connection's presence state.
+    pub async fn set_presence(&mut self, state: Value) {
+        self.send(json!({ "kind": "presence", "state": state })).await;
+    }
+
+    /// Whether a presence frame arrives within `wait`.
+    pub async fn presence_within(&mut self, wait: Duration) -> Option<Value> {
+        tokio::time::timeout(wait, self.next_presence()).await.ok()
+    }
+
+    async fn next_frame(&mut self) -> Value {
         loop {
             let frame = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
                 .await

@@ -12,6 +12,7 @@ mod kanban;
 mod live;
 mod poll;
 mod postgres;
+mod presence;
 mod process;
 mod spacetimedb;
 mod whiteboard;

@@ -1,0 +1,161 @@
+//! Who is connected to a scope, each with a small state of their own (a cursor, a
+//! selection, "typing"): ephemeral, never stored, and fanned out over the scope's
+//! live sockets. It lives above the adapters, so both give the same messages.
+//!
+//! Each live socket holds a [`Presence`]; dropping it (the socket closed, timed out,
+//! was refused further access, or its task ended any other way) removes the
+//! connection and tells the others. The view is this process's: sockets on other
+//! nodes are not seen.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use boardsync_core::ScopeKey;
+use dashmap::DashMap;
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::frames::ServerFrame;
+
+/// One connection in a scope, as others see it.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Peer {
+    /// Tells two connections of one user (two tabs) apart.
+    pub connection: String,
+    pub user: String,
+    /// What the client last set (null until it sets something).
+    pub state: Value,
+}
+
+struct Member {
+    peer: Peer,
+    /// Frames for this connection's socket. Presence is ephemeral: a frame that does
+    /// not fit is dropped (the next update supersedes it).
+    frames: mpsc::Sender<Arc<str>>,
+}
+
+type ScopeId = (&'static str, ScopeKey);
+
+/// Every scope's connections, in this process.
+#[derive(Default)]
+pub struct PresenceHub {
+    scopes: DashMap<ScopeId, HashMap<u64, Member>>,
+    next_connection: AtomicU64,
+}
+
+impl PresenceHub {
+    /// Adds a connection to `scope` and tells the others; returns its handle and who
+    /// was there before it.
+    pub fn join(
+        self: &Arc<Self>,
+        domain: &'static str,
+        scope: &ScopeKey,
+        user: &str,
+        frames: mpsc::Sender<Arc<str>>,
+    ) -> (Presence, Vec<Peer>) {
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let peer = Peer { connection: format!("c{id}"), user: user.to_owned(), state: Value::Null };
+        let key = (domain, scope.clone());
+        let mut members = self.scopes.entry(key.clone()).or_default();
+        let before: Vec<Peer> = members.values().map(|m| m.peer.clone()).collect();
+        broadcast(&members, id, &ServerFrame::<Value>::Presence(peer.clone()));
+        members.insert(id, Member { peer, frames });
+        drop(members);
+        (Presence { hub: self.clone(), key, id }, before)
+    }
+
+    /// How many connections `scope` has here (for tests and metrics).
+    pub fn count(&self, domain: &'static str, scope: &ScopeKey) -> usize {
+        self.scopes.get(&(domain, scope.clone())).map_or(0, |members| members.len())
+    }
+}
+
+/// Sends `frame` to every connection of a scope but `except`.
+fn broadcast(members: &HashMap<u64, Member>, except: u64, frame: &ServerFrame<Value>) {
+    let text: Arc<str> = serde_json::to_string(frame).expect("presence frames serialize").into();
+    for (id, member) in members {
+        if *id != except {
+            let _ = member.frames.try_send(text.clone());
+        }
+    }
+}
+
+/// A connection's place in its scope's presence; leaves it when dropped.
+pub struct Presence {
+    hub: Arc<PresenceHub>,
+    key: ScopeId,
+    id: u64,
+}
+
+impl Presence {
+    /// Sets this connection's state and tells the others.
+    pub fn update(&self, state: Value) {
+        if let Some(mut members) = self.hub.scopes.get_mut(&self.key) {
+            let Some(member) = members.get_mut(&self.id) else { return };
+            member.peer.state = state;
+            let frame = ServerFrame::<Value>::Presence(member.peer.clone());
+            broadcast(&members, self.id, &frame);
+        }
+    }
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        let Some(mut members) = self.hub.scopes.get_mut(&self.key) else { return };
+        if let Some(left) = members.remove(&self.id) {
+            let Peer { connection, user, .. } = left.peer;
+            broadcast(&members, self.id, &ServerFrame::<Value>::PresenceLeft { connection, user });
+        }
+        let empty = members.is_empty();
+        drop(members);
+        if empty {
+            // Only if still empty: another connection may have joined meanwhile.
+            self.hub.scopes.remove_if(&self.key, |_, members| members.is_empty());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames() -> (mpsc::Sender<Arc<str>>, mpsc::Receiver<Arc<str>>) {
+        mpsc::channel(8)
+    }
+
+    fn next(frames: &mut mpsc::Receiver<Arc<str>>) -> Value {
+        serde_json::from_str(&frames.try_recv().expect("a frame")).unwrap()
+    }
+
+    #[test]
+    fn joins_updates_and_leaves_reach_the_others_only() {
+        let hub = Arc::new(PresenceHub::default());
+        let scope = ScopeKey::parse("board").unwrap();
+        let (alice_out, mut alice_in) = frames();
+        let (alice, before) = hub.join("whiteboard", &scope, "alice", alice_out);
+        assert!(before.is_empty());
+        let (bob_out, mut bob_in) = frames();
+        let (bob, before) = hub.join("whiteboard", &scope, "bob", bob_out);
+        assert_eq!(before[0].user, "alice");
+        assert_eq!(next(&mut alice_in)["user"], "bob", "alice hears bob join");
+
+        alice.update(serde_json::json!({ "x": 1 }));
+        let seen = next(&mut bob_in);
+        assert_eq!((seen["kind"].as_str(), &seen["state"]), (Some("presence"), &serde_json::json!({ "x": 1 })));
+        assert!(alice_in.try_recv().is_err(), "nobody hears their own update");
+
+        let other = ScopeKey::parse("other").unwrap();
+        let (carol_out, mut carol_in) = frames();
+        let (_carol, before) = hub.join("whiteboard", &other, "carol", carol_out);
+        assert!(before.is_empty(), "scopes do not mix");
+        drop(alice);
+        assert_eq!(next(&mut bob_in)["kind"], "presence_left");
+        assert!(carol_in.try_recv().is_err());
+        drop(bob);
+        assert_eq!(hub.count("whiteboard", &scope), 0);
+        assert!(!hub.scopes.contains_key(&("whiteboard", scope)), "an empty scope is forgotten");
+    }
+}

@@ -1,0 +1,90 @@
+//! Presence over the live socket: who is here, with a small state each, seen by the
+//! scope's other members and by nobody else, on both adapters alike.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, spawn_app_on_spacetimedb, spawn_app_with, TestApp};
+
+async fn joins_updates_and_leaves_reach_the_other_members(app: TestApp) {
+    app.create_members_only_scope("whiteboard", "room").await;
+    for (user, role) in [("alice", "editor"), ("bob", "viewer"), ("carol", "viewer")] {
+        assert_eq!(app.set_member(None, "whiteboard", "room", user, role).await.status(), 200);
+    }
+    let mut alice = app.live("alice", "whiteboard", "room").await;
+    assert_eq!(alice.next_presence().await, json!({ "kind": "presence_snapshot", "present": [] }));
+
+    let mut bob = app.live("bob", "whiteboard", "room").await;
+    let snapshot = bob.next_presence().await;
+    assert_eq!(snapshot["present"][0]["user"], "alice", "{snapshot}");
+    assert_eq!(snapshot["present"][0]["state"], Value::Null);
+    let alice_connection = snapshot["present"][0]["connection"].clone();
+    let joined = alice.next_presence().await;
+    assert_eq!((joined["kind"].as_str(), joined["user"].as_str()), (Some("presence"), Some("bob")));
+    let bob_connection = joined["connection"].clone();
+
+    let cursor = json!({ "cursor": { "x": 120.5, "y": 40 } });
+    alice.set_presence(cursor.clone()).await;
+    let seen = bob.next_presence().await;
+    assert_eq!(seen, json!({ "kind": "presence", "connection": alice_connection, "user": "alice", "state": cursor }));
+
+    // A non-member cannot open the socket, so hears nothing; a member removed is
+    // disconnected, and the others see them leave.
+    assert_eq!(app.live_refused("nora", "whiteboard", "room").await, 404);
+    assert_eq!(app.remove_member(None, "whiteboard", "room", "bob").await.status(), 204);
+    let left = alice.next_presence().await;
+    assert_eq!(left, json!({ "kind": "presence_left", "connection": bob_connection, "user": "bob" }));
+
+    // A client that closes its socket leaves too.
+    let carol = app.live("carol", "whiteboard", "room").await;
+    assert_eq!(alice.next_presence().await["user"], "carol");
+    carol.close().await;
+    let left = alice.next_presence().await;
+    assert_eq!((left["kind"].as_str(), left["user"].as_str()), (Some("presence_left"), Some("carol")));
+    // Nobody hears their own updates.
+    alice.set_presence(json!({ "typing": true })).await;
+    assert_eq!(alice.presence_within(Duration::from_millis(300)).await, None);
+}
+
+#[actix_web::test]
+async fn presence_on_the_postgres_adapter() {
+    joins_updates_and_leaves_reach_the_other_members(spawn_app().await).await;
+}
+
+#[actix_web::test]
+async fn presence_on_the_spacetimedb_adapter() {
+    joins_updates_and_leaves_reach_the_other_members(spawn_app_on_spacetimedb().await).await;
+}
+
+/// A burst of updates past `presence.updates_per_sec` reaches the others as a few,
+/// the latest last; a state past `presence.max_state_bytes` is refused.
+#[actix_web::test]
+async fn fast_updates_are_coalesced_and_large_ones_refused() {
+    let app = spawn_app_with(|settings| {
+        settings.presence.updates_per_sec = 5;
+        settings.presence.max_state_bytes = 256;
+    })
+    .await;
+    app.create_scope("whiteboard", "busy").await;
+    let mut alice = app.live("alice", "whiteboard", "busy").await;
+    let mut bob = app.live("bob", "whiteboard", "busy").await;
+    assert_eq!(bob.next_presence().await["kind"], "presence_snapshot");
+    for n in 0..50 {
+        alice.set_presence(json!({ "n": n })).await;
+    }
+    let mut seen = Vec::new();
+    while seen.last() != Some(&json!({ "n": 49 })) {
+        seen.push(bob.next_presence().await["state"].clone());
+    }
+    assert!(seen.len() <= 5, "50 updates in a burst went out as {} ({seen:?})", seen.len());
+
+    alice.send(json!({ "kind": "presence", "state": "x".repeat(300) })).await;
+    let refused = alice.next().await;
+    assert_eq!(
+        (refused["status"].as_u64(), refused["error"]["code"].as_str()),
+        (Some(422), Some("presence_too_large"))
+    );
+    alice.send(json!({ "kind": "wave" })).await;
+    assert_eq!(alice.next().await["error"]["code"], "malformed_signal");
+}
