@@ -392,3 +392,30 @@ async fn a_durable_retry_of_a_pending_write_waits_until_postgres_has_it() {
     let again = s.chat.apply(&general(), &ActingUser::member("alice"), send(), Durability::Durable).await.unwrap();
     assert_eq!(again.message(), &sent, "PostgreSQL has it: answered at once");
 }
+
+/// A durable retry the cache answers as a no-op, while PostgreSQL holds a newer state
+/// (an outside writer's, not yet in the cache), is not told it is durable: the cache
+/// takes PostgreSQL's state, and the retry after it applies the command to that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_no_op_over_a_newer_postgres_state_is_not_acknowledged() {
+    let s = setup().await;
+    let id = Uuid::new_v4();
+    let edit = move || ChatCommand::Edit { id, text: "ours".into() };
+    s.run("alice", ChatCommand::Send { id, text: "ours".into() }).await;
+    s.drain().await;
+    // An outside writer changes it in PostgreSQL; nothing tells this cache.
+    let mut tx = s.db.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL boardsync.origin = 'outside'").execute(&mut *tx).await.unwrap();
+    sqlx::query("UPDATE chat_messages SET text = 'theirs' WHERE id = $1").bind(id).execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let alice = ActingUser::member("alice");
+    let stale = s.chat.apply(&general(), &alice, edit(), Durability::Durable).await.unwrap_err();
+    assert_eq!(stale.code, "stale_in_cache", "{stale}");
+    let applied =
+        s.chat.apply(&general(), &alice, edit(), Durability::Cache).await.expect("applied to PostgreSQL's state");
+    assert_eq!(applied.message().text, "ours");
+    assert!(applied.message().version > 1_000_000, "built on the outside writer's version");
+    s.drain().await;
+    assert_eq!(s.row(id).await.2, "ours");
+}

@@ -426,7 +426,7 @@ impl<D: CacheBinding> CacheAdapter<D> {
         self.shared.link.owner_call(move |c, request_id| c.warm(request_id, rows)).await
     }
 
-    /// Waits until PostgreSQL holds each of `items` at its version or a newer one,
+    /// Waits until PostgreSQL holds each of `items`, at its version and as answered,
     /// looking again whenever outbox entries reach it, for at most the durable
     /// timeout (then 503 `not_yet_durable`, as for any durable write).
     async fn until_in_postgres(&self, items: &[D::Item]) -> Result<(), DomainError> {
@@ -446,9 +446,29 @@ impl<D: CacheBinding> CacheAdapter<D> {
             };
             // PostgreSQL unreadable counts as not there yet.
             let stored = tokio::time::timeout_at(deadline, read).await.ok().and_then(Result::ok).unwrap_or_default();
-            let held = items.iter().all(|item| {
-                stored.iter().any(|s| D::cursor(s) == D::cursor(item) && D::version(s) >= D::version(item))
-            });
+            // Durable means PostgreSQL holds the very state answered. A newer version
+            // there (an outside writer's, or a row that refused the cache's write)
+            // makes the answer stale: the cache takes PostgreSQL's row, and the
+            // client's retry applies the command to it.
+            let mut held = true;
+            let mut newer = Vec::new();
+            for item in items {
+                match stored.iter().find(|s| D::cursor(s) == D::cursor(item)) {
+                    Some(s) if D::version(s) == D::version(item) && s == item => {}
+                    Some(s) if D::version(s) > D::version(item) => newer.push(s.clone()),
+                    _ => held = false,
+                }
+            }
+            if !newer.is_empty() {
+                tracing::info!(
+                    domain = D::NAME,
+                    items = newer.len(),
+                    "PostgreSQL holds newer states than a no-op answered"
+                );
+                let rows: Vec<RowOf<D>> = newer.iter().map(D::row).collect();
+                self.shared.link.owner_call(move |c, request_id| c.warm(request_id, rows)).await?;
+                return Err(stale_in_cache());
+            }
             if held {
                 return Ok(());
             }
@@ -1257,4 +1277,13 @@ macro_rules! spacetime_module {
             }
         };
     };
+}
+
+/// A durable answer the cache gave from a state PostgreSQL has since superseded.
+fn stale_in_cache() -> DomainError {
+    DomainError::unavailable(
+        "stale_in_cache",
+        "PostgreSQL holds a newer state of this item than the cache answered from; the cache has it now, \
+         so retrying applies the command to it",
+    )
 }

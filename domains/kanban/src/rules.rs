@@ -111,12 +111,28 @@ pub fn check_room_on_board(live: usize, card: bool, settings: &KanbanSettings) -
     Err(refusal("invalid", code, format!("a board holds at most {max} {what}")))
 }
 
-/// Refuses names, titles, descriptions and tags past the configured limits.
+/// A WIP limit past the cards a board may hold limits nothing, and one past what
+/// PostgreSQL's column holds would be stored as another number than the cache's.
+fn check_wip_limit(wip_limit: Option<u32>, s: &KanbanSettings) -> Result<(), Refusal> {
+    match wip_limit {
+        Some(limit) if limit > s.max_cards_per_board.min(i32::MAX as u32) => Err(refusal(
+            "invalid",
+            "invalid_wip_limit",
+            format!("a WIP limit is at most {} (the cards a board holds)", s.max_cards_per_board),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses names, titles, descriptions, tags and WIP limits past the configured limits.
 pub fn check(command: &KanbanCommand, s: &KanbanSettings) -> Result<(), Refusal> {
     match command {
-        KanbanCommand::CreateColumn { name, .. } | KanbanCommand::RenameColumn { name, .. } => {
-            check_text("invalid_name", "name", name, s.max_name_chars, false)
+        KanbanCommand::CreateColumn { name, wip_limit, .. } => {
+            check_text("invalid_name", "name", name, s.max_name_chars, false)?;
+            check_wip_limit(*wip_limit, s)
         }
+        KanbanCommand::RenameColumn { name, .. } => check_text("invalid_name", "name", name, s.max_name_chars, false),
+        KanbanCommand::SetWipLimit { wip_limit, .. } => check_wip_limit(*wip_limit, s),
         KanbanCommand::CreateCard { title, description, assignees, labels, .. } => {
             check_text("invalid_title", "title", title, s.max_title_chars, false)?;
             check_text("invalid_description", "description", description, s.max_description_chars, true)?;

@@ -79,3 +79,23 @@ async fn concurrent_moves_converge_in_the_cache_the_clients_and_postgres() {
     assert_eq!(refused.status(), 409);
     assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "column_full");
 }
+
+/// A WIP limit past the cards a board holds is refused on both adapters (PostgreSQL's
+/// column could not hold every u32, and the two would then disagree).
+#[actix_web::test]
+async fn a_wip_limit_past_the_board_is_refused() {
+    for app in [crate::helpers::spawn_app().await, crate::helpers::spawn_app_on_spacetimedb().await] {
+        app.create_scope("kanban", "wip").await;
+        for (command, id) in [("create_column", uuid::Uuid::new_v4()), ("set_wip_limit", uuid::Uuid::new_v4())] {
+            let body = serde_json::json!({ "type": command, "id": id, "name": "Doing", "wip_limit": 3_000_000_000u32 });
+            let body = if command == "set_wip_limit" {
+                serde_json::json!({ "type": command, "id": id, "wip_limit": 3_000_000_000u32 })
+            } else {
+                body
+            };
+            let refused = app.command("alice", "kanban", "wip", body).await;
+            assert_eq!(refused.status(), 422, "{command}");
+            assert_eq!(refused.json::<serde_json::Value>().await.unwrap()["error"]["code"], "invalid_wip_limit");
+        }
+    }
+}
