@@ -22,7 +22,9 @@ pub enum ServerFrame<E> {
     /// Events were dropped (the client read too slowly) or the scope was loaded into
     /// the cache again: fetch the snapshot again. Sent once per gap.
     Resync,
-    /// Right after `ready`: who else is connected to the scope (on this server).
+    /// Right after `ready`, and again if presence frames for this socket were
+    /// dropped: who else is connected to the scope (on this server). It replaces the
+    /// client's list.
     PresenceSnapshot { present: Vec<Peer> },
     /// A connection joined the scope, or set its state.
     Presence(Peer),

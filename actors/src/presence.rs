@@ -8,7 +8,7 @@
 //! nodes are not seen.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use boardsync_core::ScopeKey;
@@ -32,9 +32,11 @@ pub struct Peer {
 
 struct Member {
     peer: Peer,
-    /// Frames for this connection's socket. Presence is ephemeral: a frame that does
-    /// not fit is dropped (the next update supersedes it).
+    /// Frames for this connection's socket. A frame that does not fit is dropped, and
+    /// the connection is marked: its socket then sends a fresh snapshot, so a lost
+    /// `presence_left` leaves no ghost.
     frames: mpsc::Sender<Arc<str>>,
+    lost: Arc<AtomicBool>,
 }
 
 type ScopeId = (&'static str, ScopeKey);
@@ -59,12 +61,13 @@ impl PresenceHub {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let peer = Peer { connection: format!("c{id}"), user: user.to_owned(), state: Value::Null };
         let key = (domain, scope.clone());
+        let lost = Arc::new(AtomicBool::new(false));
         let mut members = self.scopes.entry(key.clone()).or_default();
         let before: Vec<Peer> = members.values().map(|m| m.peer.clone()).collect();
         broadcast(&members, id, &ServerFrame::<Value>::Presence(peer.clone()));
-        members.insert(id, Member { peer, frames });
+        members.insert(id, Member { peer, frames, lost: lost.clone() });
         drop(members);
-        (Presence { hub: self.clone(), key, id }, before)
+        (Presence { hub: self.clone(), key, id, lost }, before)
     }
 
     /// How many connections `scope` has here (for tests and metrics).
@@ -77,8 +80,8 @@ impl PresenceHub {
 fn broadcast(members: &HashMap<u64, Member>, except: u64, frame: &ServerFrame<Value>) {
     let text: Arc<str> = serde_json::to_string(frame).expect("presence frames serialize").into();
     for (id, member) in members {
-        if *id != except {
-            let _ = member.frames.try_send(text.clone());
+        if *id != except && member.frames.try_send(text.clone()).is_err() {
+            member.lost.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -88,9 +91,20 @@ pub struct Presence {
     hub: Arc<PresenceHub>,
     key: ScopeId,
     id: u64,
+    lost: Arc<AtomicBool>,
 }
 
 impl Presence {
+    /// If a frame for this connection was dropped since the last call: who is here
+    /// now (but itself), to send as a fresh snapshot.
+    pub fn resnapshot_if_lost(&self) -> Option<Vec<Peer>> {
+        if !self.lost.swap(false, Ordering::Relaxed) {
+            return None;
+        }
+        let members = self.hub.scopes.get(&self.key)?;
+        Some(members.iter().filter(|(id, _)| **id != self.id).map(|(_, m)| m.peer.clone()).collect())
+    }
+
     /// Sets this connection's state and tells the others.
     pub fn update(&self, state: Value) {
         if let Some(mut members) = self.hub.scopes.get_mut(&self.key) {
@@ -156,6 +170,23 @@ mod tests {
         assert!(carol_in.try_recv().is_err());
         drop(bob);
         assert_eq!(hub.count("whiteboard", &scope), 0);
-        assert!(!hub.scopes.contains_key(&("whiteboard", scope)), "an empty scope is forgotten");
+        assert!(!hub.scopes.contains_key(&("whiteboard", scope.clone())), "an empty scope is forgotten");
+    }
+
+    #[test]
+    fn a_connection_that_missed_frames_gets_a_fresh_snapshot() {
+        let hub = Arc::new(PresenceHub::default());
+        let scope = ScopeKey::parse("board").unwrap();
+        let (slow_out, _slow_in) = mpsc::channel(1);
+        let (slow, _) = hub.join("whiteboard", &scope, "slow", slow_out);
+        assert_eq!(slow.resnapshot_if_lost(), None);
+        let (a_out, _a_in) = frames();
+        let (_a, _) = hub.join("whiteboard", &scope, "a", a_out);
+        let (b_out, _b_in) = frames();
+        let (b, _) = hub.join("whiteboard", &scope, "b", b_out);
+        drop(b); // its leave does not fit in slow's full buffer
+        let now = slow.resnapshot_if_lost().expect("slow missed a frame");
+        assert_eq!(now.iter().map(|p| p.user.as_str()).collect::<Vec<_>>(), ["a"], "b is gone from the snapshot");
+        assert_eq!(slow.resnapshot_if_lost(), None, "once per loss");
     }
 }

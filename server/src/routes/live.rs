@@ -8,7 +8,8 @@
 //!   for each command the client sent (`ref` echoes the client's, if any);
 //! - `{"kind":"resync"}` when events were dropped, or the scope was warmed again:
 //!   refetch the snapshot;
-//! - presence: `{"kind":"presence_snapshot","present":[peer]}` right after `ready`,
+//! - presence: `{"kind":"presence_snapshot","present":[peer]}` right after `ready`
+//!   (and again, replacing the list, if presence frames for this socket were dropped),
 //!   then `{"kind":"presence", connection, user, state}` when another connection
 //!   joins or sets its state, and `{"kind":"presence_left", connection, user}` when it
 //!   leaves. A client sets its own with `{"kind":"presence","state":...}`.
@@ -189,7 +190,10 @@ impl LiveSocket {
                     Live::Event(event) => self.send(event_frame(&event)).await?,
                     Live::Resync => self.send(frame(&ServerFrame::Resync)).await?,
                 },
-                Some(peer) = presence_frames.recv() => self.send(peer.to_string()).await?,
+                Some(peer) = presence_frames.recv() => {
+                    self.send(peer.to_string()).await?;
+                    self.resnapshot_presence_if_lost().await?;
+                }
                 _ = time::sleep_until(self.next_presence), if self.pending_presence.is_some() => {
                     if let Some(state) = self.pending_presence.take() {
                         self.pass_presence_on(state);
@@ -214,6 +218,7 @@ impl LiveSocket {
                     // A missed notification or an expired token ends the socket within
                     // a heartbeat (the check reads what the access cache keeps).
                     self.still_allowed().await?;
+                    self.resnapshot_presence_if_lost().await?;
                     within(self.client_timeout, self.session.ping(b"")).await?;
                 }
             }
@@ -286,6 +291,15 @@ impl LiveSocket {
             self.pending_presence = Some(state);
         }
         Ok(())
+    }
+
+    /// A presence frame for this socket was dropped (it read too slowly): a fresh
+    /// snapshot replaces what the client holds.
+    async fn resnapshot_presence_if_lost(&mut self) -> Result<(), End> {
+        match self.presence.as_ref().and_then(Presence::resnapshot_if_lost) {
+            Some(present) => self.send(frame(&ServerFrame::PresenceSnapshot { present })).await,
+            None => Ok(()),
+        }
     }
 
     fn pass_presence_on(&mut self, state: Value) {
