@@ -422,3 +422,43 @@ fuzz_api() {
   psql -q -d "$postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null || true
   rm -rf "$dir"
 }
+
+# --- The TypeScript client ----------------------------------------------------------
+
+# Node.js and npm, from Debian when missing (the client package needs Node 18 or newer).
+ensure_node() {
+  if ! command -v npm >/dev/null; then
+    log "installing Debian packages: nodejs npm"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" -ge 18 ] || die "Node.js $major is too old for the client package: install Node 18 or newer"
+}
+
+# Regenerates clients/typescript/openapi.json (from `boardsync openapi`, the server's
+# own types) and the TypeScript types made from it, then type-checks the package;
+# with "check", fails when the committed ones differ instead. Needs the debug build.
+generate_client() {
+  local mode=${1:-write} dir="$ROOT/clients/typescript" tmp
+  ensure_node
+  (cd "$dir" && npm ci --no-audit --no-fund --silent) || die "npm ci failed in clients/typescript"
+  tmp=$(mktemp -d)
+  (cd "$ROOT" && env -u DATABASE_URL -u SPACETIMEDB_URL BOARDSYNC_ENV=test \
+    "$CARGO_TARGET_DIR/debug/boardsync" openapi >"$tmp/openapi.json") || die "boardsync openapi failed"
+  (cd "$dir" && npx --no-install openapi-typescript "$tmp/openapi.json" --output "$tmp/api.ts" >/dev/null 2>&1) \
+    || die "openapi-typescript failed"
+  if [ "$mode" = check ]; then
+    if ! cmp -s "$tmp/openapi.json" "$dir/openapi.json" || ! cmp -s "$tmp/api.ts" "$dir/src/generated/api.ts"; then
+      rm -rf "$tmp"
+      die "the TypeScript client's generated types are stale: run scripts/generate-client and commit them"
+    fi
+  else
+    cp "$tmp/openapi.json" "$dir/openapi.json"
+    mkdir -p "$dir/src/generated"
+    cp "$tmp/api.ts" "$dir/src/generated/api.ts"
+  fi
+  rm -rf "$tmp"
+  (cd "$dir" && npx --no-install tsc -p . --noEmit) || die "the TypeScript client does not type-check"
+}

@@ -82,6 +82,9 @@ pub trait DomainService: Send + Sync {
 
 /// See [`DomainService::describe`].
 pub struct DomainDescription {
+    /// [`Domain::NAME`] and [`Domain::SCOPE`].
+    pub name: &'static str,
+    pub noun: &'static str,
     pub command: schemars::Schema,
     pub event: schemars::Schema,
     pub item: schemars::Schema,
@@ -91,6 +94,23 @@ pub struct DomainDescription {
     pub scope_config: schemars::Schema,
     /// [`Domain::SNAPSHOT`].
     pub snapshot: &'static str,
+}
+
+impl DomainDescription {
+    /// Domain `D`'s part of the API document, without running it (for
+    /// `boardsync openapi`, and the generated client types).
+    pub fn of<D: Domain>(generator: &mut schemars::SchemaGenerator) -> Self {
+        DomainDescription {
+            name: D::NAME,
+            noun: D::SCOPE,
+            command: generator.subschema_for::<D::Command>(),
+            event: generator.subschema_for::<D::Event>(),
+            item: generator.subschema_for::<D::Item>(),
+            server_frame: generator.subschema_for::<crate::ServerFrame<D::Event>>(),
+            scope_config: scope_config_schema::<D>(generator),
+            snapshot: D::SNAPSHOT,
+        }
+    }
 }
 
 /// A scope config's schema: the framework's keys beside the domain's own, refusing
@@ -194,14 +214,7 @@ impl<D: Domain> DomainService for DomainHandle<D> {
     }
 
     fn describe(&self, generator: &mut schemars::SchemaGenerator) -> DomainDescription {
-        DomainDescription {
-            command: generator.subschema_for::<D::Command>(),
-            event: generator.subschema_for::<D::Event>(),
-            item: generator.subschema_for::<D::Item>(),
-            server_frame: generator.subschema_for::<crate::ServerFrame<D::Event>>(),
-            scope_config: scope_config_schema::<D>(generator),
-            snapshot: D::SNAPSHOT,
-        }
+        DomainDescription::of::<D>(generator)
     }
 
     async fn snapshot(

@@ -1,7 +1,7 @@
 //! The `boardsync` command line: `serve` runs the server; `token` prints a bearer
 //! token for local use; `warmup` re-warms the cache with a progress bar; `outbox
 //! drain` empties the cache's outboxes into PostgreSQL; `members` manages a scope's
-//! members.
+//! members; `openapi` prints the API document.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -57,6 +57,8 @@ enum Command {
         #[arg(long, global = true)]
         url: Option<String>,
     },
+    /// Print the API document (OpenAPI 3.0), as `GET /api/openapi.json` serves it.
+    Openapi,
     /// The cache's outbox of writes on their way to PostgreSQL.
     Outbox {
         #[command(subcommand)]
@@ -146,6 +148,10 @@ async fn main() -> anyhow::Result<()> {
             };
             let answer = run(&settings, &url, &scope.domain, &scope.scope, action).await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
+        }
+        Command::Openapi => {
+            let document = boardsync::routes::openapi::document_of_wired_domains(&settings).await;
+            println!("{}", serde_json::to_string_pretty(&document)?);
         }
         Command::Token { user, admin } => {
             anyhow::ensure!(!user.trim().is_empty(), "--user must not be empty");

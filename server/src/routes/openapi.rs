@@ -5,7 +5,7 @@
 
 use actix_web::{get, web, HttpResponse};
 use boardsync_actors::warmup::WarmupStatus;
-use boardsync_actors::{ClientSignal, DomainService};
+use boardsync_actors::{ClientSignal, DomainDescription};
 use boardsync_core::access::Role;
 use boardsync_core::scope::Scope;
 use boardsync_core::{Durability, ErrorBody};
@@ -98,16 +98,45 @@ pub struct PageSizes {
     pub max: u32,
 }
 
-/// The document for the domains running in this server.
-pub fn document(domains: &[&dyn DomainService], pages: &PageSizes) -> Value {
-    let mut generator: SchemaGenerator = SchemaSettings::openapi3().into_generator();
+impl PageSizes {
+    pub fn of(settings: &crate::settings::Settings) -> Self {
+        Self { default: settings.api.default_page_size, max: settings.api.max_page_size }
+    }
+}
+
+/// The document for every domain wired into this binary, without running any
+/// (`boardsync openapi`): the same as a server's `GET /api/openapi.json`.
+pub async fn document_of_wired_domains(settings: &crate::settings::Settings) -> Value {
+    struct Describing {
+        generator: SchemaGenerator,
+        described: Vec<DomainDescription>,
+    }
+    #[async_trait::async_trait]
+    impl crate::domains::EachDomain for Describing {
+        type Error = std::convert::Infallible;
+        async fn visit<D: boardsync_core::DomainAdapters>(&mut self) -> Result<(), Self::Error> {
+            self.described.push(DomainDescription::of::<D>(&mut self.generator));
+            Ok(())
+        }
+    }
+    let mut describing = Describing { generator: schema_generator(), described: Vec::new() };
+    let Ok(()) = crate::domains::for_each(&mut describing).await;
+    document(describing.generator, &describing.described, &PageSizes::of(settings))
+}
+
+/// The generator the domains' descriptions and the document share.
+pub fn schema_generator() -> SchemaGenerator {
+    SchemaSettings::openapi3().into_generator()
+}
+
+/// The document for `domains`, described into `generator`.
+pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], pages: &PageSizes) -> Value {
     let error_body = generator.subschema_for::<ErrorBody>();
     let _ = generator.subschema_for::<Durability>();
     let scope_schema = generator.subschema_for::<Scope>().to_value();
     let role = generator.subschema_for::<Role>().to_value();
     let warmup_status = generator.subschema_for::<WarmupStatus>().to_value();
     let signal = generator.subschema_for::<ClientSignal>().to_value();
-    let described: Vec<_> = domains.iter().map(|d| (*d, d.describe(&mut generator))).collect();
     let mut schemas: Map<String, Value> = generator.take_definitions(true);
     debug_assert_eq!(referenced_name(&error_body.to_value()).as_deref(), Some("ErrorBody"));
 
@@ -116,7 +145,7 @@ pub fn document(domains: &[&dyn DomainService], pages: &PageSizes) -> Value {
         "schema": { "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$", "example": "general" } });
     let user_param =
         json!({ "name": "user", "in": "path", "required": true, "schema": { "type": "string", "example": "ada" } });
-    let names: Vec<&str> = domains.iter().map(|d| d.name()).collect();
+    let names: Vec<&str> = domains.iter().map(|d| d.name).collect();
     let limit = json!({ "name": "limit", "in": "query",
         "schema": { "type": "integer", "minimum": 1, "maximum": pages.max, "default": pages.default } });
     let member = json!({ "type": "object", "required": ["user", "role"],
@@ -138,9 +167,9 @@ pub fn document(domains: &[&dyn DomainService], pages: &PageSizes) -> Value {
     paths.insert("/api/openapi.json".into(), json!({ "get": { "summary": "This document", "security": [],
         "responses": { "200": { "description": "OpenAPI 3.0", "content": { "application/json": { "schema": { "type": "object" } } } } } } }));
 
-    for (service, description) in &described {
-        let name = service.name();
-        let noun = service.scope_noun();
+    for description in domains {
+        let name = description.name;
+        let noun = description.noun;
         let title = capitalized(name);
         let command = description.command.as_value().clone();
         let command_name = referenced_name(&command).unwrap_or_else(|| format!("{title}Command"));
@@ -341,7 +370,7 @@ pub fn document(domains: &[&dyn DomainService], pages: &PageSizes) -> Value {
 
 #[get("/api/openapi.json")]
 pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
-    let services: Vec<&dyn DomainService> = state.domains.iter().map(|d| d.as_ref()).collect();
-    let api = &state.settings.api;
-    HttpResponse::Ok().json(document(&services, &PageSizes { default: api.default_page_size, max: api.max_page_size }))
+    let mut generator = schema_generator();
+    let described: Vec<DomainDescription> = state.domains.iter().map(|d| d.describe(&mut generator)).collect();
+    HttpResponse::Ok().json(document(generator, &described, &PageSizes::of(&state.settings)))
 }

@@ -98,6 +98,26 @@ async fn the_openapi_document_describes_every_domain_from_its_types() {
     assert!(document["paths"]["/api/admin/warmup"]["post"]["responses"]["202"].is_object());
 }
 
+/// `boardsync openapi` prints, without a server, the document a server serves: the
+/// one the generated client types are made from.
+#[actix_web::test]
+async fn the_command_line_prints_the_document_the_server_serves() {
+    let app = spawn_app().await;
+    let served: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_boardsync"))
+        .arg("openapi")
+        .env("BOARDSYNC_SETTINGS_DIR", boardsync::settings::Settings::source_dir())
+        .env("BOARDSYNC_ENV", "test")
+        .env_remove("DATABASE_URL")
+        .env_remove("SPACETIMEDB_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed, served);
+}
+
 /// `boardsync warmup` against a server on the PostgreSQL adapter: nothing to warm,
 /// said plainly, exit 0.
 #[actix_web::test]
