@@ -53,25 +53,30 @@ const REOPEN_DELAY: Duration = Duration::from_millis(200);
 struct Subscriber {
     recipient: Recipient<Live>,
     owes_resync: bool,
+    /// A resync is the last frame queued for it. Its queue being full then means the
+    /// resync is still unread, so the client refetches after any event dropped now:
+    /// that drop owes no second resync.
+    resync_is_last: bool,
 }
 
 impl Subscriber {
     /// Sends `frame` (or the resync it owes first); false once it is gone.
     fn deliver(&mut self, frame: &Live) -> bool {
         if self.owes_resync {
-            match self.recipient.try_send(Live::Resync) {
-                Ok(()) => self.owes_resync = false,
-                Err(SendError::Full(_)) => return true, // still behind: this event is dropped too
-                Err(SendError::Closed(_)) => return false,
+            if !self.send_resync() {
+                return false;
             }
-            if matches!(frame, Live::Resync) {
-                return true; // the resync just sent covers it
+            if self.owes_resync || matches!(frame, Live::Resync) {
+                return true; // still behind (this event is dropped too), or covered
             }
         }
         match self.recipient.try_send(frame.clone()) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.resync_is_last = matches!(frame, Live::Resync);
+                true
+            }
             Err(SendError::Full(_)) => {
-                self.owes_resync = true;
+                self.owes_resync = !self.resync_is_last;
                 true
             }
             Err(SendError::Closed(_)) => false,
@@ -80,12 +85,15 @@ impl Subscriber {
 
     /// Sends the resync it owes, if it has room now; false once it is gone.
     fn catch_up(&mut self) -> bool {
-        if !self.owes_resync {
-            return true;
-        }
+        !self.owes_resync || self.send_resync()
+    }
+
+    /// Tries to queue the owed resync; false once the subscriber is gone.
+    fn send_resync(&mut self) -> bool {
         match self.recipient.try_send(Live::Resync) {
             Ok(()) => {
                 self.owes_resync = false;
+                self.resync_is_last = true;
                 true
             }
             Err(SendError::Full(_)) => true,
@@ -172,7 +180,7 @@ impl<D: Domain> Handler<Subscribe> for AdapterActor<D> {
             .entry(msg.scope.clone())
             .or_insert_with(|| Feed { subscribers: HashMap::new(), handle: None })
             .subscribers
-            .insert(id, Subscriber { recipient: msg.subscriber, owes_resync: false });
+            .insert(id, Subscriber { recipient: msg.subscriber, owes_resync: false, resync_is_last: false });
         if is_new {
             self.open(msg.scope, ctx);
         }

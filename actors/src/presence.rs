@@ -96,12 +96,16 @@ pub struct Presence {
 
 impl Presence {
     /// If a frame for this connection was dropped since the last call: who is here
-    /// now (but itself), to send as a fresh snapshot.
-    pub fn resnapshot_if_lost(&self) -> Option<Vec<Peer>> {
-        if !self.lost.swap(false, Ordering::Relaxed) {
+    /// now (but itself), to send as a fresh snapshot. The frames still `queued` for
+    /// this connection are older than it and are discarded, under the scope's lock,
+    /// which every broadcast takes too: whatever arrives after is newer.
+    pub fn resnapshot_if_lost(&self, queued: &mut mpsc::Receiver<Arc<str>>) -> Option<Vec<Peer>> {
+        if !self.lost.load(Ordering::Relaxed) {
             return None;
         }
         let members = self.hub.scopes.get(&self.key)?;
+        self.lost.store(false, Ordering::Relaxed);
+        while queued.try_recv().is_ok() {}
         Some(members.iter().filter(|(id, _)| **id != self.id).map(|(_, m)| m.peer.clone()).collect())
     }
 
@@ -177,16 +181,17 @@ mod tests {
     fn a_connection_that_missed_frames_gets_a_fresh_snapshot() {
         let hub = Arc::new(PresenceHub::default());
         let scope = ScopeKey::parse("board").unwrap();
-        let (slow_out, _slow_in) = mpsc::channel(1);
+        let (slow_out, mut slow_in) = mpsc::channel(1);
         let (slow, _) = hub.join("whiteboard", &scope, "slow", slow_out);
-        assert_eq!(slow.resnapshot_if_lost(), None);
+        assert_eq!(slow.resnapshot_if_lost(&mut slow_in), None);
         let (a_out, _a_in) = frames();
         let (_a, _) = hub.join("whiteboard", &scope, "a", a_out);
         let (b_out, _b_in) = frames();
         let (b, _) = hub.join("whiteboard", &scope, "b", b_out);
         drop(b); // its leave does not fit in slow's full buffer
-        let now = slow.resnapshot_if_lost().expect("slow missed a frame");
+        let now = slow.resnapshot_if_lost(&mut slow_in).expect("slow missed a frame");
         assert_eq!(now.iter().map(|p| p.user.as_str()).collect::<Vec<_>>(), ["a"], "b is gone from the snapshot");
-        assert_eq!(slow.resnapshot_if_lost(), None, "once per loss");
+        assert!(slow_in.try_recv().is_err(), "the older queued join of a is discarded, not delivered after");
+        assert_eq!(slow.resnapshot_if_lost(&mut slow_in), None, "once per loss");
     }
 }

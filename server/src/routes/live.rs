@@ -154,6 +154,8 @@ enum End {
 impl LiveSocket {
     async fn run(mut self, mut messages: MessageStream) {
         let Err(end) = self.serve(&mut messages).await;
+        // The others hear it left now, not after the close handshake.
+        self.presence = None;
         if let End::Close(reason) = end {
             let _ = within(self.client_timeout, self.session.close(reason)).await;
         }
@@ -192,7 +194,7 @@ impl LiveSocket {
                 },
                 Some(peer) = presence_frames.recv() => {
                     self.send(peer.to_string()).await?;
-                    self.resnapshot_presence_if_lost().await?;
+                    self.resnapshot_presence_if_lost(&mut presence_frames).await?;
                 }
                 _ = time::sleep_until(self.next_presence), if self.pending_presence.is_some() => {
                     if let Some(state) = self.pending_presence.take() {
@@ -218,7 +220,7 @@ impl LiveSocket {
                     // A missed notification or an expired token ends the socket within
                     // a heartbeat (the check reads what the access cache keeps).
                     self.still_allowed().await?;
-                    self.resnapshot_presence_if_lost().await?;
+                    self.resnapshot_presence_if_lost(&mut presence_frames).await?;
                     within(self.client_timeout, self.session.ping(b"")).await?;
                 }
             }
@@ -252,8 +254,9 @@ impl LiveSocket {
                 return self.send(reply_error(&Value::Null, &error)).await;
             }
         };
-        // Commands are tagged by `type`; what else a client says, by `kind`.
-        if command.get("kind").is_some() {
+        // Commands are tagged by `type` (and some carry a `kind` of their own, such as a
+        // whiteboard element's); a frame without `type` but with `kind` is a signal.
+        if command.get("type").is_none() && command.get("kind").is_some() {
             return match serde_json::from_value::<ClientSignal>(command) {
                 Ok(ClientSignal::Presence { state }) => self.presence(state).await,
                 Err(error) => {
@@ -295,8 +298,8 @@ impl LiveSocket {
 
     /// A presence frame for this socket was dropped (it read too slowly): a fresh
     /// snapshot replaces what the client holds.
-    async fn resnapshot_presence_if_lost(&mut self) -> Result<(), End> {
-        match self.presence.as_ref().and_then(Presence::resnapshot_if_lost) {
+    async fn resnapshot_presence_if_lost(&mut self, queued: &mut mpsc::Receiver<Arc<str>>) -> Result<(), End> {
+        match self.presence.as_ref().and_then(|presence| presence.resnapshot_if_lost(queued)) {
             Some(present) => self.send(frame(&ServerFrame::PresenceSnapshot { present })).await,
             None => Ok(()),
         }

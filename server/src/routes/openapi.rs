@@ -239,7 +239,8 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
             &[("404", "Unknown scope, or one the caller may not see"), ("429", "Too many live sockets for this user")],
         );
         live["description"] = json!(format!(
-            "The token may come as `?token=`. The client sends `{title}ClientFrame` objects (a command, with an optional `ref`); \
+            "The token may come as `?token=`. The client sends `{title}ClientFrame` objects (a command, with an optional `ref`, \
+             or a presence signal: `kind` and no `type`); \
              the server sends `{}` objects. Commands from one socket apply in order. A member removed from the {noun} gets a \
              last reply `access_revoked` and the socket closes with 1008; an expired token closes it the same way (`token_expired`).",
             referenced_name(&description.server_frame.as_value().clone()).unwrap_or_default()

@@ -88,3 +88,17 @@ async fn fast_updates_are_coalesced_and_large_ones_refused() {
     alice.send(json!({ "kind": "wave" })).await;
     assert_eq!(alice.next().await["error"]["code"], "malformed_signal");
 }
+
+/// A command that carries a `kind` of its own (a whiteboard element's) is a command,
+/// not a signal: only a frame without `type` is read as one.
+#[actix_web::test]
+async fn a_command_with_a_kind_field_is_still_a_command() {
+    let app = spawn_app().await;
+    app.create_scope("whiteboard", "shapes").await;
+    let mut alice = app.live("alice", "whiteboard", "shapes").await;
+    let add = json!({ "type": "add", "id": uuid::Uuid::new_v4(), "kind": "rect", "x": 1, "y": 2, "ref": "r1" });
+    alice.send(add).await;
+    let reply = alice.reply("r1").await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["event"]["elements"][0]["kind"], "rect");
+}

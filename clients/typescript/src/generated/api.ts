@@ -3491,7 +3491,7 @@ export interface paths {
         };
         /**
          * WebSocket: the channel's live events, and commands with a reply each
-         * @description The token may come as `?token=`. The client sends `ChatClientFrame` objects (a command, with an optional `ref`); the server sends `ChatEventFrame` objects. Commands from one socket apply in order. A member removed from the channel gets a last reply `access_revoked` and the socket closes with 1008; an expired token closes it the same way (`token_expired`).
+         * @description The token may come as `?token=`. The client sends `ChatClientFrame` objects (a command, with an optional `ref`, or a presence signal: `kind` and no `type`); the server sends `ChatEventFrame` objects. Commands from one socket apply in order. A member removed from the channel gets a last reply `access_revoked` and the socket closes with 1008; an expired token closes it the same way (`token_expired`).
          */
         get: {
             parameters: {
@@ -4140,7 +4140,7 @@ export interface paths {
         };
         /**
          * WebSocket: the board's live events, and commands with a reply each
-         * @description The token may come as `?token=`. The client sends `KanbanClientFrame` objects (a command, with an optional `ref`); the server sends `KanbanEventFrame` objects. Commands from one socket apply in order. A member removed from the board gets a last reply `access_revoked` and the socket closes with 1008; an expired token closes it the same way (`token_expired`).
+         * @description The token may come as `?token=`. The client sends `KanbanClientFrame` objects (a command, with an optional `ref`, or a presence signal: `kind` and no `type`); the server sends `KanbanEventFrame` objects. Commands from one socket apply in order. A member removed from the board gets a last reply `access_revoked` and the socket closes with 1008; an expired token closes it the same way (`token_expired`).
          */
         get: {
             parameters: {
@@ -4825,7 +4825,7 @@ export interface paths {
         };
         /**
          * WebSocket: the poll's live events, and commands with a reply each
-         * @description The token may come as `?token=`. The client sends `PollClientFrame` objects (a command, with an optional `ref`); the server sends `PollEventFrame` objects. Commands from one socket apply in order. A member removed from the poll gets a last reply `access_revoked` and the socket closes with 1008; an expired token closes it the same way (`token_expired`).
+         * @description The token may come as `?token=`. The client sends `PollClientFrame` objects (a command, with an optional `ref`, or a presence signal: `kind` and no `type`); the server sends `PollEventFrame` objects. Commands from one socket apply in order. A member removed from the poll gets a last reply `access_revoked` and the socket closes with 1008; an expired token closes it the same way (`token_expired`).
          */
         get: {
             parameters: {
@@ -5474,7 +5474,7 @@ export interface paths {
         };
         /**
          * WebSocket: the board's live events, and commands with a reply each
-         * @description The token may come as `?token=`. The client sends `WhiteboardClientFrame` objects (a command, with an optional `ref`); the server sends `WhiteboardEventFrame` objects. Commands from one socket apply in order. A member removed from the board gets a last reply `access_revoked` and the socket closes with 1008; an expired token closes it the same way (`token_expired`).
+         * @description The token may come as `?token=`. The client sends `WhiteboardClientFrame` objects (a command, with an optional `ref`, or a presence signal: `kind` and no `type`); the server sends `WhiteboardEventFrame` objects. Commands from one socket apply in order. A member removed from the board gets a last reply `access_revoked` and the socket closes with 1008; an expired token closes it the same way (`token_expired`).
          */
         get: {
             parameters: {
