@@ -69,11 +69,6 @@ impl PresenceHub {
         drop(members);
         (Presence { hub: self.clone(), key, id, lost }, before)
     }
-
-    /// How many connections `scope` has here (for tests and metrics).
-    pub fn count(&self, domain: &'static str, scope: &ScopeKey) -> usize {
-        self.scopes.get(&(domain, scope.clone())).map_or(0, |members| members.len())
-    }
 }
 
 /// Sends `frame` to every connection of a scope but `except`.
@@ -173,7 +168,6 @@ mod tests {
         assert_eq!(next(&mut bob_in)["kind"], "presence_left");
         assert!(carol_in.try_recv().is_err());
         drop(bob);
-        assert_eq!(hub.count("whiteboard", &scope), 0);
         assert!(!hub.scopes.contains_key(&("whiteboard", scope.clone())), "an empty scope is forgotten");
     }
 

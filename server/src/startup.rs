@@ -57,6 +57,9 @@ pub struct AppState {
     pub limits: crate::limits::UserLimits,
     /// Who is connected to which scope (live sockets), in this process.
     pub presence: Arc<boardsync_actors::presence::PresenceHub>,
+    /// The API document, built on its first request: it depends only on the domains
+    /// and settings, which do not change while the server runs.
+    pub openapi: std::sync::OnceLock<serde_json::Value>,
 }
 
 pub struct Application {
@@ -95,6 +98,7 @@ impl Application {
         let shutdown_timeout = settings.server.shutdown_timeout_secs;
         let state = web::Data::new(AppState {
             presence: Arc::default(),
+            openapi: std::sync::OnceLock::new(),
             adapter,
             pool,
             metrics,

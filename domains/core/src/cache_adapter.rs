@@ -36,7 +36,8 @@ use crate::live::ScopedBroadcast;
 use crate::outside::{OutsideChange, OutsideSink};
 use crate::pg_adapter::{Applied, PostgresBinding};
 use crate::spacetime::{
-    cache_unavailable, keep_connected, not_yet_durable, reducer_outcome, ConnectionLoop, DurableWaiters, Link,
+    cache_unavailable, keep_connected, not_yet_durable, reducer_outcome, stale_in_cache, ConnectionLoop,
+    DurableWaiters, Link,
 };
 use crate::warmup::WarmupSettings;
 use crate::{ActingUser, DomainSettings, UserId};
@@ -1277,13 +1278,4 @@ macro_rules! spacetime_module {
             }
         };
     };
-}
-
-/// A durable answer the cache gave from a state PostgreSQL has since superseded.
-fn stale_in_cache() -> DomainError {
-    DomainError::unavailable(
-        "stale_in_cache",
-        "PostgreSQL holds a newer state of this item than the cache answered from; the cache has it now, \
-         so retrying applies the command to it",
-    )
 }

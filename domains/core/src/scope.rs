@@ -200,16 +200,18 @@ impl ScopeStore {
                     let Some(live) = store.upgrade() else { return };
                     let Some((domain, key)) = notification.payload().split_once('/') else { continue };
                     if let Ok(key) = ScopeKey::parse(key) {
-                        live.forget(domain, &key);
-                        live.members.changed(domain, &key);
+                        live.changed(domain, &key);
                     }
                 }
             }
         })
     }
 
-    fn forget(&self, domain: &str, key: &ScopeKey) {
+    /// A scope's row changed (or went): forget it, and its access, which its config
+    /// decides; its live sockets check again.
+    fn changed(&self, domain: &str, key: &ScopeKey) {
         self.known.forget(&(domain.to_string(), key.clone()));
+        self.members.changed(domain, key);
     }
 
     fn forget_all(&self) {
@@ -282,9 +284,7 @@ impl ScopeStore {
         .await
         .map_err(DomainError::from_sqlx)?;
         let scope = Scope::from(row);
-        self.forget(domain, key);
-        // The config may have changed who may see it.
-        self.members.changed(domain, key);
+        self.changed(domain, key);
         Ok(scope)
     }
 
@@ -323,8 +323,7 @@ impl ScopeStore {
         .await
         .map_err(DomainError::from_sqlx)?;
         tx.commit().await.map_err(DomainError::from_sqlx)?;
-        self.forget(domain, key);
-        self.members.changed(domain, key);
+        self.changed(domain, key);
         Ok(Scope::from(row))
     }
 
@@ -381,9 +380,7 @@ impl ScopeStore {
             .map_err(DomainError::from_sqlx)?
             .rows_affected()
             > 0;
-        self.forget(domain, key);
-        // Its live sockets check again, and find it gone.
-        self.members.changed(domain, key);
+        self.changed(domain, key);
         if deleted {
             Ok(())
         } else {

@@ -197,6 +197,15 @@ pub fn not_yet_durable(timeout: Duration) -> DomainError {
     )
 }
 
+/// A durable answer the cache gave from a state PostgreSQL has since superseded.
+pub fn stale_in_cache() -> DomainError {
+    DomainError::unavailable(
+        "stale_in_cache",
+        "PostgreSQL holds a newer state of this item than the cache answered from; the cache has it now, \
+         so retrying applies the command to it",
+    )
+}
+
 /// Exponential backoff between reconnect attempts.
 #[derive(Debug, Clone)]
 pub struct Backoff {

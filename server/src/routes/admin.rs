@@ -43,11 +43,10 @@ pub async fn put_scope(
     Ok(HttpResponse::Ok().json(stored))
 }
 
-fn check_name(name: &str) -> Result<(), ApiError> {
+fn check_name(name: &str) -> Result<(), DomainError> {
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(
-            DomainError::invalid("invalid_scope_name", format!("name must be 1-{MAX_NAME_CHARS} characters")).into()
-        );
+        let message = format!("name must be 1-{MAX_NAME_CHARS} characters");
+        return Err(DomainError::invalid("invalid_scope_name", message));
     }
     Ok(())
 }
@@ -104,7 +103,7 @@ pub async fn patch_scope(
         .scopes
         .update(service.name(), service.scope_noun(), &key, |current| {
             let name = name.map(|n| n.trim().to_string()).unwrap_or(current.name);
-            check_name(&name).map_err(|ApiError(error)| error)?;
+            check_name(&name)?;
             let mut config = current.config;
             if let Some(patch) = patch {
                 merge(&mut config, patch);

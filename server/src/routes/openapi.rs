@@ -371,7 +371,10 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
 
 #[get("/api/openapi.json")]
 pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
-    let mut generator = schema_generator();
-    let described: Vec<DomainDescription> = state.domains.iter().map(|d| d.describe(&mut generator)).collect();
-    HttpResponse::Ok().json(document(generator, &described, &PageSizes::of(&state.settings)))
+    let document = state.openapi.get_or_init(|| {
+        let mut generator = schema_generator();
+        let described: Vec<DomainDescription> = state.domains.iter().map(|d| d.describe(&mut generator)).collect();
+        document(generator, &described, &PageSizes::of(&state.settings))
+    });
+    HttpResponse::Ok().json(document)
 }

@@ -165,15 +165,6 @@ async fn users_list_the_scopes_they_may_see() {
     let second = listed("alice", "?limit=1&after=lobby").await;
     assert_eq!(second["scopes"][0]["key"], "team");
     assert_eq!((&second["has_more"], &second["next_after"]), (&json!(false), &Value::Null), "the last page says so");
-    let admin: Value = app
-        .http
-        .get(format!("{}/api/chat", app.address))
-        .bearer_auth(app.admin_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let admin: Value = app.get_as_admin("/api/chat").await.json().await.unwrap();
     assert_eq!(admin["scopes"].as_array().unwrap().len(), 3);
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{boardsync_cli, spawn_app};
 
 #[actix_web::test]
 async fn scopes_are_created_updated_and_listed_with_validated_config() {
@@ -32,16 +32,7 @@ async fn scopes_are_created_updated_and_listed_with_validated_config() {
     }
     assert_eq!(app.put_scope("nope", "general", json!({ "name": "x" })).await.status(), 404);
 
-    let listed: Value = app
-        .http
-        .get(format!("{}/api/admin/scopes?domain=chat", app.address))
-        .bearer_auth(app.admin_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_as_admin("/api/admin/scopes?domain=chat").await.json().await.unwrap();
     let scopes = listed["scopes"].as_array().unwrap();
     assert_eq!(scopes.len(), 1);
     assert_eq!((scopes[0]["key"].as_str(), scopes[0]["name"].as_str()), (Some("general"), Some("General chat")));
@@ -104,15 +95,7 @@ async fn the_openapi_document_describes_every_domain_from_its_types() {
 async fn the_command_line_prints_the_document_the_server_serves() {
     let app = spawn_app().await;
     let served: Value = app.get("/api/openapi.json").await.json().await.unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_boardsync"))
-        .arg("openapi")
-        .env("BOARDSYNC_SETTINGS_DIR", boardsync::settings::Settings::source_dir())
-        .env("BOARDSYNC_ENV", "test")
-        .env_remove("DATABASE_URL")
-        .env_remove("SPACETIMEDB_URL")
-        .output()
-        .await
-        .unwrap();
+    let output = boardsync_cli(&["openapi"]).await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(printed, served);
@@ -123,13 +106,7 @@ async fn the_command_line_prints_the_document_the_server_serves() {
 #[actix_web::test]
 async fn warmup_on_the_postgres_adapter_says_there_is_nothing_to_warm() {
     let app = spawn_app().await;
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_boardsync"))
-        .args(["warmup", "--url", &app.address])
-        .env("BOARDSYNC_SETTINGS_DIR", boardsync::settings::Settings::source_dir())
-        .env("BOARDSYNC_ENV", "test")
-        .output()
-        .await
-        .unwrap();
+    let output = boardsync_cli(&["warmup", "--url", &app.address]).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("nothing to warm"), "{stdout}");

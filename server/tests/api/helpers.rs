@@ -129,6 +129,12 @@ impl TestApp {
         self.http.get(format!("{}{path}", self.address)).send().await.expect("the app answers")
     }
 
+    /// GET `path` with an admin's token.
+    pub async fn get_as_admin(&self, path: &str) -> reqwest::Response {
+        let request = self.http.get(format!("{}{path}", self.address)).bearer_auth(self.admin_token());
+        request.send().await.expect("the app answers")
+    }
+
     pub async fn get_as(&self, user: &str, path: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path}", self.address))
@@ -339,4 +345,18 @@ impl LiveClient {
             }
         }
     }
+}
+
+/// Runs the `boardsync` command line with the test settings (and no database or
+/// cache of its own: it reaches a server through `--url`), and returns its output.
+pub async fn boardsync_cli(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_boardsync"))
+        .args(args)
+        .env("BOARDSYNC_SETTINGS_DIR", Settings::source_dir())
+        .env("BOARDSYNC_ENV", "test")
+        .env_remove("DATABASE_URL")
+        .env_remove("SPACETIMEDB_URL")
+        .output()
+        .await
+        .expect("the command line runs")
 }

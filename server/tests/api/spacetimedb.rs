@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    spawn_app_in, spawn_app_on_spacetimedb, spawn_app_on_spacetimedb_with, use_spacetimedb, TestApp, DOMAINS,
+    boardsync_cli, spawn_app_in, spawn_app_on_spacetimedb, spawn_app_on_spacetimedb_with, use_spacetimedb, TestApp,
+    DOMAINS,
 };
 
 /// The outbox poller all but off: writes wait in the outbox, as under a burst.
@@ -101,15 +102,7 @@ async fn history(app: &TestApp, channel: &str, count: i64) {
 }
 
 async fn warmup_board(app: &TestApp) -> Value {
-    app.http
-        .get(format!("{}/api/admin/warmup?domain=chat", app.address))
-        .bearer_auth(app.admin_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    app.get_as_admin("/api/admin/warmup?domain=chat").await.json().await.unwrap()
 }
 
 /// Waits until every scope named has finished at least `runs` warm-ups.
@@ -184,13 +177,7 @@ async fn warm_up_loads_each_channels_configured_window() {
 
     // Re-warm from the command line: the binary talks to this server's admin API.
     history(&app, "small", 2).await;
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_boardsync"))
-        .args(["warmup", "--domain", "chat", "--scope", "small", "--url", &app.address])
-        .env("BOARDSYNC_SETTINGS_DIR", boardsync::settings::Settings::source_dir())
-        .env("BOARDSYNC_ENV", "test")
-        .output()
-        .await
-        .unwrap();
+    let output = boardsync_cli(&["warmup", "--domain", "chat", "--scope", "small", "--url", &app.address]).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("small") && stdout.contains("warm"), "{stdout}");

@@ -85,16 +85,7 @@ async fn a_board_past_the_cache_message_limit_warms_in_batches_that_fit() {
     app.create_scope("whiteboard", "huge").await;
     let mut status = Value::Null;
     for _ in 0..300 {
-        let board: Value = app
-            .http
-            .get(format!("{}/api/admin/warmup?domain=whiteboard", app.address))
-            .bearer_auth(app.admin_token())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let board: Value = app.get_as_admin("/api/admin/warmup?domain=whiteboard").await.json().await.unwrap();
         status = board["scopes"].as_array().unwrap().iter().find(|s| s["scope"] == "huge").cloned().unwrap_or_default();
         if status["state"] == "warm" {
             break;
