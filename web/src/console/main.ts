@@ -1,6 +1,10 @@
-// Placeholder: the admin console is written by another helper and replaces this file.
-import "../lib/styles.css";
+// The admin console: scopes and members, warm-up, outbox, dead letters and health.
+// Mounted into console.html's <div id="app">. (Replaces the apps' placeholder.)
+import { mount } from "svelte";
+import App from "./App.svelte";
+import "./console.css";
 
-const app = document.getElementById("app")!;
-app.innerHTML = `<div style="padding:32px"><h1>Admin console</h1><p class="muted">Not built yet.</p>
-  <p><a href="${import.meta.env.BASE_URL}index.html">Back to the demos</a></p></div>`;
+const target = document.getElementById("app");
+if (!target) throw new Error("console.html has no #app element");
+
+export default mount(App, { target });
