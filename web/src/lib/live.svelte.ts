@@ -1,0 +1,59 @@
+/**
+ * A LiveScope of the client as Svelte state: every change the scope reports is
+ * copied (once per microtask) into plain arrays the components read.
+ */
+import type { ConnectionStatus, DomainName, Domains, LiveScope, Peer } from "@boardsync/client";
+import { client } from "./api";
+
+export class LiveState<D extends DomainName> {
+  readonly live: LiveScope<D>;
+  items = $state.raw<Domains[D]["item"][]>([]);
+  pending = $state.raw<ReadonlySet<string>>(new Set());
+  presence = $state.raw<Peer[]>([]);
+  status = $state<ConnectionStatus>("connecting");
+  error = $state.raw<{ code: string; message: string; status: number } | null>(null);
+  hasMore = $state(false);
+  #unsubscribe: () => void;
+  #scheduled = false;
+
+  constructor(domain: D, scope: string) {
+    this.live = client.open(domain, scope);
+    this.#unsubscribe = this.live.subscribe(() => this.#schedule());
+    this.#copy();
+  }
+
+  #schedule() {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    queueMicrotask(() => {
+      this.#scheduled = false;
+      this.#copy();
+    });
+  }
+
+  #copy() {
+    const live = this.live;
+    this.items = [...live.items.values()];
+    this.pending = new Set(live.pending);
+    this.presence = [...live.presence.values()];
+    this.status = live.status;
+    const err = live.error;
+    this.error = err ? { code: err.code, message: err.message, status: err.status } : null;
+    this.hasMore = live.hasMore;
+  }
+
+  send(command: Domains[D]["command"], optimistic?: Domains[D]["item"]): Promise<Domains[D]["event"]> {
+    return this.live.send(command, optimistic ? { optimistic } : undefined);
+  }
+
+  close() {
+    this.#unsubscribe();
+    this.live.close();
+  }
+}
+
+/** The `presence` state of a peer as an object ({} when unset or not an object). */
+export function peerState(peer: Peer): Record<string, any> {
+  const state = peer.state as unknown;
+  return state && typeof state === "object" && !Array.isArray(state) ? (state as Record<string, any>) : {};
+}

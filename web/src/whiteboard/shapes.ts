@@ -1,0 +1,69 @@
+import type { Domains } from "@boardsync/client";
+
+export type Element = Domains["whiteboard"]["item"];
+export type WhiteboardCommand = Domains["whiteboard"]["command"];
+
+export interface Style {
+  stroke?: string;
+  fill?: string;
+  strokeWidth?: number;
+  text?: string;
+  fontSize?: number;
+  color?: string;
+}
+
+/** An element's style: a JSON object as text; anything else reads as {}. */
+export function parseStyle(raw: string): Style {
+  try {
+    const v = JSON.parse(raw);
+    return v && typeof v === "object" && !Array.isArray(v) ? v : {};
+  } catch {
+    return {};
+  }
+}
+
+export interface Box {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+/** A box with non-negative size. */
+export function normalize(b: Box): Box {
+  return {
+    x: b.width < 0 ? b.x + b.width : b.x,
+    y: b.height < 0 ? b.y + b.height : b.y,
+    width: Math.abs(b.width),
+    height: Math.abs(b.height),
+  };
+}
+
+export function intersects(a: Box, b: Box): boolean {
+  return a.x <= b.x + b.width && b.x <= a.x + a.width && a.y <= b.y + b.height && b.y <= a.y + a.height;
+}
+
+/** SVG path data of a stroke's points (x, y pairs relative to the element's corner). */
+export function strokePath(points: number[], x: number, y: number): string {
+  if (points.length < 2) return "";
+  let d = `M${(x + points[0]).toFixed(1)} ${(y + points[1]).toFixed(1)}`;
+  if (points.length === 2) d += ` l0.01 0`;
+  for (let i = 2; i + 1 < points.length; i += 2) d += ` L${(x + points[i]).toFixed(1)} ${(y + points[i + 1]).toFixed(1)}`;
+  return d;
+}
+
+export const PALETTE: { name: string; color: string; tint: string }[] = [
+  { name: "black", color: "#1e1e2e", tint: "#f1f3f5" },
+  { name: "red", color: "#e03131", tint: "#ffe3e3" },
+  { name: "orange", color: "#f08c00", tint: "#fff3bf" },
+  { name: "green", color: "#2f9e44", tint: "#d3f9d8" },
+  { name: "blue", color: "#1971c2", tint: "#d0ebff" },
+  { name: "violet", color: "#7048e8", tint: "#e5dbff" },
+];
+
+/** The size of a text at a font size (an estimate; the text is drawn from its top-left). */
+export function textBox(text: string, fontSize: number): { width: number; height: number } {
+  const lines = text.split("\n");
+  const longest = Math.max(1, ...lines.map((l) => l.length));
+  return { width: Math.round(longest * fontSize * 0.58 + 8), height: Math.round(lines.length * fontSize * 1.25 + 6) };
+}
