@@ -42,7 +42,8 @@ export class LiveState<D extends DomainName> {
     this.hasMore = live.hasMore;
   }
 
-  send(command: Domains[D]["command"], optimistic?: Domains[D]["item"]): Promise<Domains[D]["event"]> {
+  /** Sends a command; `optimistic` shows at once (several items for a whiteboard move). */
+  send(command: Domains[D]["command"], optimistic?: Domains[D]["item"] | Domains[D]["item"][]): Promise<Domains[D]["event"]> {
     return this.live.send(command, optimistic ? { optimistic } : undefined);
   }
 
