@@ -158,10 +158,10 @@ export async function waitForStatus(page, status) {
   await page.locator(`[data-testid="status-banner"][data-status="${status}"]`).first().waitFor({ timeout: WAIT });
 }
 
-export async function shot(page, name) {
+export async function shot(page, name, { fullPage = true } = {}) {
   mkdirSync(SHOTS, { recursive: true });
   const file = path.join(SHOTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, fullPage });
   return file;
 }
 
