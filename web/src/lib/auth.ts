@@ -92,12 +92,9 @@ export function loginUrl(next: string = location.pathname + location.search): st
   return `${BASE}index.html?next=${encodeURIComponent(next)}`;
 }
 
-/** The identity, or a redirect to the login page (then never resolves usefully). */
-export function requireIdentity(): Identity {
+/** The identity, or null after starting a redirect to the login page. */
+export function requireIdentity(): Identity | null {
   const id = currentIdentity();
-  if (!id) {
-    location.replace(loginUrl());
-    throw new Error("not signed in: redirecting to the login page");
-  }
+  if (!id) location.replace(loginUrl());
   return id;
 }

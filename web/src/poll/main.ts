@@ -4,4 +4,4 @@ import { requireIdentity } from "../lib/auth";
 import App from "./PollApp.svelte";
 
 const me = requireIdentity();
-mount(App, { target: document.getElementById("app")!, props: { me } });
+if (me) mount(App, { target: document.getElementById("app")!, props: { me } });
