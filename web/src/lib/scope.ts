@@ -7,6 +7,17 @@ export function cleanScope(raw: string | null | undefined): string {
   return s || DEFAULT_SCOPE;
 }
 
+/** What a person typed, as a scope key (a-z, 0-9, '_' and '-'): "Team Notes" -> "team-notes". */
+export function scopeFromInput(raw: string): string {
+  return cleanScope(
+    raw
+      .trim()
+      .toLowerCase()
+      .replace(/\s+/g, "-")
+      .replace(/[^a-z0-9_-]/g, ""),
+  );
+}
+
 export function scopeFromUrl(): string {
   return cleanScope(new URLSearchParams(location.search).get("scope"));
 }
