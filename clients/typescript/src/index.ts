@@ -1,5 +1,6 @@
 /**
- * boardsync's client types, generated from the server's own Rust types (through
+ * boardsync's client: the runtime (`BoardsyncClient`, live scopes; see `client.ts`)
+ * and its types, generated from the server's own Rust types (through
  * `boardsync openapi`), so they cannot drift: `scripts/test` fails when
  * `openapi.json` or `src/generated/api.ts` is stale. Regenerate with
  * `scripts/generate-client`.
@@ -58,3 +59,5 @@ export interface Page<D extends DomainName> {
   has_more: boolean;
   next_before: string | null;
 }
+
+export * from "./client.js";
