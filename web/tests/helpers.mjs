@@ -31,7 +31,10 @@ export { randomUUID as newId };
 export function uniqueScope(prefix) {
   const stamp = Date.now().toString(36);
   const random = Math.random().toString(36).slice(2, 7);
-  return `${prefix}-${stamp}-${random}`.toLowerCase().replace(/[^a-z0-9_-]/g, "-").slice(0, 64);
+  return `${prefix}-${stamp}-${random}`
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]/g, "-")
+    .slice(0, 64);
 }
 
 /** A user name of this run only, so tests never share a rate-limit bucket or presence. */
@@ -145,10 +148,30 @@ export async function signedInContext(browser, token, { viewport = { width: 1280
   return context;
 }
 
+const openPages = new Set();
+
+/**
+ * Runs a test body; when it fails, every page still open gets a screenshot
+ * (`FAILED-<name>-<n>.png`) before the error goes on.
+ */
+export async function withFailureShots(name, body) {
+  try {
+    return await body();
+  } catch (error) {
+    let n = 0;
+    for (const page of openPages) {
+      await shot(page, `FAILED-${name}-${++n}`, { fullPage: false }).catch(() => {});
+    }
+    throw error;
+  }
+}
+
 /** Opens `/app/<page>` (e.g. "chat.html?scope=x") in a new page of `context`. */
 export async function open(context, page) {
   const tab = await context.newPage();
   tab.on("pageerror", (error) => console.error(`[${page}] page error:`, error.message));
+  openPages.add(tab);
+  tab.on("close", () => openPages.delete(tab));
   await tab.goto(`${APP}${page}`);
   return tab;
 }
@@ -162,6 +185,14 @@ export async function shot(page, name, { fullPage = true } = {}) {
   mkdirSync(SHOTS, { recursive: true });
   const file = path.join(SHOTS, `${name}.png`);
   await page.screenshot({ path: file, fullPage });
+  return file;
+}
+
+/** A screenshot of one element (a panel, a row). */
+export async function shotOf(locator, name) {
+  mkdirSync(SHOTS, { recursive: true });
+  const file = path.join(SHOTS, `${name}.png`);
+  await locator.screenshot({ path: file });
   return file;
 }
 

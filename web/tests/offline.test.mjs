@@ -2,7 +2,22 @@
 // recovers (live again, the queued message delivered) once the network is back.
 
 import { after, before, test } from "node:test";
-import { createScope, health, launch, login, open, shot, signedInContext, uniqueScope, uniqueUser, waitForStatus } from "./helpers.mjs";
+import {
+  createScope,
+  health,
+  launch,
+  login,
+  open,
+  shot,
+  signedInContext,
+  uniqueScope,
+  uniqueUser,
+  waitForStatus,
+  withFailureShots,
+} from "./helpers.mjs";
+
+/** A message text exactly, with or without the "(edited)" marker the app appends. */
+const textOf = (text) => new RegExp(`^\\s*${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*(\\(edited\\))?\\s*$`);
 
 let browser;
 before(async () => {
@@ -14,69 +29,70 @@ after(async () => {
 });
 
 const message = (page, text) =>
-  page.getByTestId("message").filter({ has: page.getByTestId("message-text").getByText(text, { exact: true }) });
+  page.getByTestId("message").filter({ has: page.getByTestId("message-text").filter({ hasText: textOf(text) }) });
 
-test("a killed connection shows the offline state, then recovers", async () => {
-  const scope = uniqueScope("offline-e2e");
-  const alice = uniqueUser("alice");
-  const bob = uniqueUser("bob");
-  await createScope("chat", scope, { [alice]: "owner", [bob]: "editor" }, { name: "Offline test" });
+test("a killed connection shows the offline state, then recovers", () =>
+  withFailureShots("offline", async () => {
+    const scope = uniqueScope("offline-e2e");
+    const alice = uniqueUser("alice");
+    const bob = uniqueUser("bob");
+    await createScope("chat", scope, { [alice]: "owner", [bob]: "editor" }, { name: "Offline test" });
 
-  const a = await signedInContext(browser, await login(alice));
-  // Alice's live sockets go through this route, so the test can cut them; while
-  // `offline` is set, new ones are refused at once (the network emulation below fails
-  // her HTTP requests as well).
-  let offline = false;
-  const sockets = new Set();
-  await a.routeWebSocket(/\/live(\?|$)/, (ws) => {
-    if (offline) {
-      ws.close({ code: 4000, reason: "test: offline" });
-      return;
-    }
-    sockets.add(ws);
-    ws.connectToServer();
-  });
-  const b = await signedInContext(browser, await login(bob));
-  const pa = await open(a, `chat.html?scope=${scope}`);
-  const pb = await open(b, `chat.html?scope=${scope}`);
-  await waitForStatus(pa, "live");
-  await waitForStatus(pb, "live");
-
-  await pa.getByTestId("chat-input").fill("Before the cut");
-  await pa.getByTestId("chat-input").press("Enter");
-  await message(pb, "Before the cut").waitFor();
-
-  // Cut Alice off.
-  offline = true;
-  await a.setOffline(true);
-  for (const ws of sockets) await ws.close({ code: 4000, reason: "test: connection killed" });
-  sockets.clear();
-  await waitForStatus(pa, "offline");
-  await shot(pa, "offline-chat");
-
-  // What she sends now waits, shown as pending.
-  await pa.getByTestId("chat-input").fill("Sent while offline");
-  await pa.getByTestId("chat-input").press("Enter");
-  await message(pa, "Sent while offline").and(pa.locator('[data-pending="true"]')).waitFor();
-
-  // Back online: live again, and the queued message is delivered.
-  offline = false;
-  await a.setOffline(false);
-  await pa
-    .getByTestId("status-retry")
-    .click({ timeout: 2_000 })
-    .catch(() => {
-      /* it may have reconnected on its own already */
+    const a = await signedInContext(browser, await login(alice));
+    // Alice's live sockets go through this route, so the test can cut them; while
+    // `offline` is set, new ones are refused at once (the network emulation below fails
+    // her HTTP requests as well).
+    let offline = false;
+    const sockets = new Set();
+    await a.routeWebSocket(/\/live(\?|$)/, (ws) => {
+      if (offline) {
+        ws.close({ code: 4000, reason: "test: offline" });
+        return;
+      }
+      sockets.add(ws);
+      ws.connectToServer();
     });
-  await waitForStatus(pa, "live");
-  await message(pa, "Sent while offline").and(pa.locator('[data-pending="false"]')).waitFor();
-  await message(pb, "Sent while offline").waitFor();
+    const b = await signedInContext(browser, await login(bob));
+    const pa = await open(a, `chat.html?scope=${scope}`);
+    const pb = await open(b, `chat.html?scope=${scope}`);
+    await waitForStatus(pa, "live");
+    await waitForStatus(pb, "live");
 
-  // And the link works both ways again.
-  await pb.getByTestId("chat-input").fill("Welcome back");
-  await pb.getByTestId("chat-input").press("Enter");
-  await message(pa, "Welcome back").waitFor();
-  await shot(pa, "offline-recovered");
-  await a.close();
-  await b.close();
-});
+    await pa.getByTestId("chat-input").fill("Before the cut");
+    await pa.getByTestId("chat-input").press("Enter");
+    await message(pb, "Before the cut").waitFor();
+
+    // Cut Alice off.
+    offline = true;
+    await a.setOffline(true);
+    for (const ws of sockets) await ws.close({ code: 4000, reason: "test: connection killed" });
+    sockets.clear();
+    await waitForStatus(pa, "offline");
+    await shot(pa, "offline-chat");
+
+    // What she sends now waits, shown as pending.
+    await pa.getByTestId("chat-input").fill("Sent while offline");
+    await pa.getByTestId("chat-input").press("Enter");
+    await message(pa, "Sent while offline").and(pa.locator('[data-pending="true"]')).waitFor();
+
+    // Back online: live again, and the queued message is delivered.
+    offline = false;
+    await a.setOffline(false);
+    await pa
+      .getByTestId("status-retry")
+      .click({ timeout: 2_000 })
+      .catch(() => {
+        /* it may have reconnected on its own already */
+      });
+    await waitForStatus(pa, "live");
+    await message(pa, "Sent while offline").and(pa.locator('[data-pending="false"]')).waitFor();
+    await message(pb, "Sent while offline").waitFor();
+
+    // And the link works both ways again.
+    await pb.getByTestId("chat-input").fill("Welcome back");
+    await pb.getByTestId("chat-input").press("Enter");
+    await message(pa, "Welcome back").waitFor();
+    await shot(pa, "offline-recovered");
+    await a.close();
+    await b.close();
+  }));
