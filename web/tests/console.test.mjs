@@ -189,6 +189,7 @@ describe("admin console", () => {
     );
 
     const { context, page } = await consoleAs(await admin());
+    await page.getByTestId("warmup-filter").fill(scope);
     const row = page.getByTestId(`warmup-row-chat-${scope}`);
     await page.locator(`[data-testid="warmup-row-chat-${scope}"][data-state="warm"]`).waitFor({ timeout: WAIT });
     const runsBefore = Number(await row.getAttribute("data-runs"));
