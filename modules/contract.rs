@@ -79,6 +79,16 @@ pub struct SyncOutbox {
     pub created_at: Timestamp,
 }
 
+/// Scopes purged from the cache (`forget_scope`): commands to them are refused and
+/// warm-up batches skip their rows until the backend warms the scope again
+/// (`remember_scope`, sent before a re-created scope's warm-up), so a command or a
+/// warm-up batch already on its way cannot bring a purged scope's rows back.
+#[table(name = forgotten_scope)]
+pub struct ForgottenScope {
+    #[primary_key]
+    pub scope: String,
+}
+
 /// What a module adds to the contract: its commands and how a row is cached.
 pub trait Rules {
     /// The domain's command (the backend sends it as JSON).
@@ -99,18 +109,34 @@ pub trait Rules {
     fn cached_version(ctx: &ReducerContext, row: &Row) -> Option<u64>;
     /// Inserts or replaces the row in its table.
     fn store(ctx: &ReducerContext, row: Row);
+    /// The scope the row belongs to.
+    fn scope(row: &Row) -> &str;
+    /// Deletes every cached row of the scope.
+    fn forget(ctx: &ReducerContext, scope: &str);
     /// Keeps only a scope's newest `keep` entities (none pending in the outbox), if
     /// the domain trims its window at all.
     fn trim(_ctx: &ReducerContext, _scope: &str, _keep: u32) {}
 }
 
 /// The row-level half of [`Rules`] for a module whose `Row` is the row of one table
-/// keyed by `id` and carrying a `version`: `impl Rules for Module { ...; rows_in!(table); }`.
+/// keyed by `id`, carrying a `version` and indexed by its scope column:
+/// `impl Rules for Module { ...; rows_in!(table, scope_column); }`.
 /// (A macro because a module's table handles share no trait; a module with several
 /// tables, like Kanban, writes these four itself.)
 #[allow(unused_macros)]
 macro_rules! rows_in {
-    ($table:ident) => {
+    ($table:ident, $scope:ident) => {
+        fn scope(row: &Row) -> &str {
+            &row.$scope
+        }
+
+        fn forget(ctx: &ReducerContext, scope: &str) {
+            let ids: Vec<String> = ctx.db.$table().$scope().filter(scope).map(|row| row.id).collect();
+            for id in ids {
+                ctx.db.$table().id().delete(id);
+            }
+        }
+
         fn entity(row: &Row) -> &str {
             &row.id
         }
@@ -222,6 +248,9 @@ pub fn apply(
         serde_json::from_str(&command).map_err(|e| err("invalid", "invalid_command", e))?;
     let kind = command.get("type").and_then(|t| t.as_str()).unwrap_or("").to_string();
     let command = serde_json::from_value(command).map_err(|e| err("invalid", "invalid_command", e))?;
+    if ctx.db.forgotten_scope().scope().find(&scope).is_some() {
+        return Err(err("not_found", "scope_not_found", "this scope was purged"));
+    }
     let write = Write { ctx, request_id: &request_id, scope: &scope, user: &user, owns_scope, kind: &kind };
     <crate::Module as Rules>::apply(&write, &settings, command)
 }
@@ -237,6 +266,9 @@ pub fn warm(ctx: &ReducerContext, request_id: String, rows: Vec<Row>) -> Result<
     let _ = request_id;
     require_owner(ctx)?;
     for row in rows {
+        if ctx.db.forgotten_scope().scope().find(<crate::Module as Rules>::scope(&row).to_string()).is_some() {
+            continue;
+        }
         match <crate::Module as Rules>::cached_version(ctx, &row) {
             Some(cached) if cached > <crate::Module as Rules>::version(&row) => {}
             _ => <crate::Module as Rules>::store(ctx, row),
@@ -289,5 +321,39 @@ pub fn trim(ctx: &ReducerContext, request_id: String, scope: String, keep: u32) 
     let _ = request_id;
     require_owner(ctx)?;
     <crate::Module as Rules>::trim(ctx, &scope, keep);
+    Ok(())
+}
+
+/// Purges a scope from the cache: its rows, and its outbox entries (the backend has
+/// already deleted the scope's data in PostgreSQL, under a lock the outbox's writes
+/// take too, and drops any entry of it still on its way). Commands to it are refused
+/// until `remember_scope`.
+#[reducer]
+pub fn forget_scope(ctx: &ReducerContext, request_id: String, scope: String) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)?;
+    if ctx.db.forgotten_scope().scope().find(&scope).is_none() {
+        ctx.db.forgotten_scope().insert(ForgottenScope { scope: scope.clone() });
+    }
+    let entries: Vec<u64> = ctx
+        .db
+        .sync_outbox()
+        .iter()
+        .filter(|entry| <crate::Module as Rules>::scope(&entry.payload) == scope)
+        .map(|entry| entry.seq)
+        .collect();
+    for seq in entries {
+        ctx.db.sync_outbox().seq().delete(seq);
+    }
+    <crate::Module as Rules>::forget(ctx, &scope);
+    Ok(())
+}
+
+/// A scope exists again (it is being warmed): commands to it are taken again.
+#[reducer]
+pub fn remember_scope(ctx: &ReducerContext, request_id: String, scope: String) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)?;
+    ctx.db.forgotten_scope().scope().delete(&scope);
     Ok(())
 }

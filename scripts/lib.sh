@@ -357,43 +357,63 @@ ensure_schemathesis() {
   SCHEMATHESIS="$venv/bin/schemathesis"
 }
 
-# Runs Schemathesis against a boardsync of its own on `adapter` (postgres or
-# spacetimedb), started from $CARGO_TARGET_DIR/debug/boardsync with a fresh database
-# (and fresh cache databases), at most `examples` cases per operation: once as an
-# admin, so that every route is reached, and once as an editor of the scopes, so
-# that what members may not do is answered as documented. The rate limit is off
-# (its 429s would crowd out everything else), and deleting the scopes the run
-# writes to is left out. Fails on any server error or any response the API
-# document does not describe. Needs DATABASE_URL, and for spacetimedb
-# SPACETIMEDB_URL and SPACETIMEDB_TOKEN. Run it in a subshell: it stops what it
-# started when that exits.
+# Starts a boardsync of its own on `adapter` (postgres or spacetimedb) from
+# $CARGO_TARGET_DIR/debug/boardsync, with a fresh database (and fresh cache
+# databases), on local settings (the local login on), serving the built web apps;
+# sets TEST_SERVER_URL, TEST_SERVER_DIR (its log and secret), TEST_SERVER_ENV (to run
+# the command line against it) and TEST_SERVER_DATABASE. Needs DATABASE_URL, and
+# for spacetimedb SPACETIMEDB_URL and SPACETIMEDB_TOKEN. Call it in a subshell whose
+# EXIT trap runs cleanup, after resetting STARTED_PIDS, STARTED_PG_DATA and
+# OWNED_FILES, so that only what it started is stopped.
+start_test_server() {
+  local adapter=$1 bin="$CARGO_TARGET_DIR/debug/boardsync" port
+  TEST_SERVER_DIR=$(mktemp -d)
+  port=$(free_port)
+  TEST_SERVER_DATABASE="boardsync_${adapter}_$$_$RANDOM"
+  psql -q -d "${DATABASE_URL%/*}/postgres" -c "CREATE DATABASE $TEST_SERVER_DATABASE" >/dev/null
+  TEST_SERVER_ENV=(BOARDSYNC_ENV=local "DATABASE_URL=${DATABASE_URL%/*}/$TEST_SERVER_DATABASE"
+    "BOARDSYNC__SERVER__PORT=$port" "BOARDSYNC__AUTH__SECRET_FILE=$TEST_SERVER_DIR/jwt-secret"
+    BOARDSYNC__LIMITS__COMMANDS_PER_SEC=0 BOARDSYNC__LIMITS__LIVE_SOCKETS_PER_USER=0
+    "BOARDSYNC__WEB__DIR=$ROOT/web/dist")
+  if [ "$adapter" = spacetimedb ]; then
+    local prefix="t$$-$RANDOM"
+    publish_modules "$prefix" "$TEST_SERVER_DIR"
+    TEST_SERVER_ENV+=("SPACETIMEDB_URL=$SPACETIMEDB_URL" "BOARDSYNC__SPACETIMEDB__TOKEN=$SPACETIMEDB_TOKEN"
+      "BOARDSYNC__SPACETIMEDB__DATABASE_PREFIX=$prefix")
+  else
+    TEST_SERVER_ENV+=("SPACETIMEDB_URL=")
+  fi
+  env "${TEST_SERVER_ENV[@]}" "$bin" serve >"$TEST_SERVER_DIR/server.log" 2>&1 &
+  TEST_SERVER_PID=$!
+  STARTED_PIDS+=("$TEST_SERVER_PID")
+  TEST_SERVER_URL="http://127.0.0.1:$port"
+  wait_for "boardsync on $adapter" 60 curl -sf "$TEST_SERVER_URL/health"
+}
+
+# Stops the server start_test_server started and drops what it made.
+drop_test_server() {
+  kill "$TEST_SERVER_PID" 2>/dev/null && wait "$TEST_SERVER_PID" 2>/dev/null || true
+  psql -q -d "${DATABASE_URL%/*}/postgres" -c "DROP DATABASE IF EXISTS $TEST_SERVER_DATABASE WITH (FORCE)" \
+    >/dev/null || true
+  rm -rf "$TEST_SERVER_DIR"
+}
+
+# Runs Schemathesis against a boardsync of its own on `adapter`, at most `examples`
+# cases per operation: once as an admin, so that every route is reached, and once as
+# an editor of the scopes, so that what members may not do is answered as
+# documented. The rate limit is off (its 429s would crowd out everything else), and
+# deleting the scopes the run writes to is left out. Fails on any server error or
+# any response the API document does not describe. Run it in a subshell.
 fuzz_api() {
   local adapter=$1 examples=$2 seed=${3:-1}
-  local bin="$CARGO_TARGET_DIR/debug/boardsync" dir port database url admin editor domain status who token
+  local bin="$CARGO_TARGET_DIR/debug/boardsync" admin editor domain status who token url dir
   # Only what this subshell starts is stopped when it exits, not the caller's servers.
   STARTED_PIDS=() STARTED_PG_DATA="" OWNED_FILES=()
   trap cleanup EXIT
-  dir=$(mktemp -d)
-  port=$(free_port)
-  database="boardsync_fuzz_${adapter}_$$"
-  local postgres="${DATABASE_URL%/*}/postgres"
-  psql -q -d "$postgres" -c "CREATE DATABASE $database" >/dev/null
-  local env=(BOARDSYNC_ENV=local "DATABASE_URL=${DATABASE_URL%/*}/$database" "BOARDSYNC__SERVER__PORT=$port"
-    "BOARDSYNC__AUTH__SECRET_FILE=$dir/jwt-secret" BOARDSYNC__LIMITS__COMMANDS_PER_SEC=0)
-  if [ "$adapter" = spacetimedb ]; then
-    local prefix="fuzz$$-$RANDOM"
-    publish_modules "$prefix" "$dir"
-    env+=("SPACETIMEDB_URL=$SPACETIMEDB_URL" "BOARDSYNC__SPACETIMEDB__TOKEN=$SPACETIMEDB_TOKEN"
-      "BOARDSYNC__SPACETIMEDB__DATABASE_PREFIX=$prefix")
-  else
-    env+=("SPACETIMEDB_URL=")
-  fi
-  env "${env[@]}" "$bin" serve >"$dir/server.log" 2>&1 &
-  STARTED_PIDS+=($!)
-  url="http://127.0.0.1:$port"
-  wait_for "boardsync on $adapter" 60 curl -sf "$url/health"
-  admin=$(env "${env[@]}" "$bin" token --user fuzzer --admin)
-  editor=$(env "${env[@]}" "$bin" token --user fuzzer-editor)
+  start_test_server "$adapter"
+  url=$TEST_SERVER_URL dir=$TEST_SERVER_DIR
+  admin=$(env "${TEST_SERVER_ENV[@]}" "$bin" token --user fuzzer --admin)
+  editor=$(env "${TEST_SERVER_ENV[@]}" "$bin" token --user fuzzer-editor)
   # A scope per domain for the document's example (`general`), the editor a member.
   for domain in $(curl -sf "$url/api/openapi.json" | python3 -c \
     'import json,sys; print(" ".join(p.split("/")[2] for p in json.load(sys.stdin)["paths"] if p.count("/") == 2 and p.startswith("/api/") and "openapi" not in p))'); do
@@ -419,22 +439,40 @@ fuzz_api() {
       die "Schemathesis found responses the API document does not allow ($adapter adapter, as an $who)"
     fi
   done
-  psql -q -d "$postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null || true
-  rm -rf "$dir"
+  drop_test_server
 }
 
 # --- The TypeScript client ----------------------------------------------------------
 
-# Node.js and npm, from Debian when missing (the client package needs Node 18 or newer).
+# Node.js 20.19 or newer (Vite's floor). When the machine's is missing or older
+# (Debian's `nodejs` is 18), npm's `node-linux-<arch>` package brings a newer one
+# into the cache, from the npm registry like everything else the front end needs.
+NODE_VERSION="22.12.0"
 ensure_node() {
-  if ! command -v npm >/dev/null; then
-    log "installing Debian packages: nodejs npm"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  if [ -z "${BOARDSYNC_NODE_FROM_NPM:-}" ] && command -v node >/dev/null && node -e '
+    const [major, minor] = process.versions.node.split(".").map(Number);
+    process.exit(major > 20 || (major === 20 && minor >= 19) ? 0 : 1)'; then
+    return
   fi
-  local major
-  major=$(node -p 'process.versions.node.split(".")[0]')
-  [ "$major" -ge 18 ] || die "Node.js $major is too old for the client package: install Node 18 or newer"
+  local arch dir
+  case "$(uname -m)" in
+    x86_64) arch=x64 ;;
+    aarch64) arch=arm64 ;;
+    *) die "no Node.js package for $(uname -m): install Node.js 20.19 or newer" ;;
+  esac
+  dir="$CACHE_DIR/node-$NODE_VERSION-$arch"
+  if [ ! -x "$dir/node_modules/node-linux-$arch/bin/node" ]; then
+    if ! command -v npm >/dev/null; then
+      log "installing Debian packages: nodejs npm (to fetch a newer Node.js)"
+      as_root apt-get update -qq
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    log "installing Node.js $NODE_VERSION from the npm registry into the cache (first time only)"
+    rm -rf "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund --silent "node-linux-$arch@$NODE_VERSION" \
+      || die "cannot install node-linux-$arch@$NODE_VERSION from npm"
+  fi
+  export PATH="$dir/node_modules/node-linux-$arch/bin:$PATH"
 }
 
 # Regenerates clients/typescript/openapi.json (from `boardsync openapi`, the server's
@@ -461,4 +499,57 @@ generate_client() {
   fi
   rm -rf "$tmp"
   (cd "$dir" && npx --no-install tsc -p . --noEmit) || die "the TypeScript client does not type-check"
+}
+
+# --- The web apps --------------------------------------------------------------------
+
+# Builds the demo apps and the admin console into web/dist (served under /app/),
+# unless what is there was built from the same sources.
+build_web() {
+  local dir="$ROOT/web" stamp
+  ensure_node
+  stamp=$(cd "$ROOT" && find web/src web/public web/*.html web/*.ts web/*.js web/package-lock.json \
+    clients/typescript/src -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+  if [ -f "$dir/dist/.built-from" ] && [ "$(cat "$dir/dist/.built-from")" = "$stamp" ]; then
+    return
+  fi
+  log "building the web apps into web/dist"
+  (cd "$dir" && npm ci --no-audit --no-fund --silent && npx --no-install vite build --logLevel warn) \
+    || die "the web apps do not build"
+  echo "$stamp" >"$dir/dist/.built-from"
+}
+
+# Chromium for the browser tests, from Debian (Playwright drives it; its own browser
+# download cannot work here).
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ]; then
+    log "installing Debian packages: chromium"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+}
+
+# The client package's tests and the browser tests, against a boardsync of its own on
+# `adapter`. Screenshots go to $BOARDSYNC_SCREENSHOTS (default .data/screenshots).
+# Run it in a subshell.
+test_web() {
+  local adapter=$1
+  STARTED_PIDS=() STARTED_PG_DATA="" OWNED_FILES=()
+  trap cleanup EXIT
+  start_test_server "$adapter"
+  log "the TypeScript client's tests against the $adapter adapter"
+  if ! (cd "$ROOT/clients/typescript" && BOARDSYNC_URL="$TEST_SERVER_URL" npm test --silent); then
+    tail -n 30 "$TEST_SERVER_DIR/server.log" >&2
+    die "the TypeScript client's tests failed ($adapter adapter)"
+  fi
+  log "browser tests (Chromium) against the $adapter adapter"
+  local shots="${BOARDSYNC_SCREENSHOTS:-$DATA_DIR/screenshots}/$adapter"
+  mkdir -p "$shots"
+  if ! (cd "$ROOT/web" && BOARDSYNC_URL="$TEST_SERVER_URL" BOARDSYNC_SCREENSHOTS="$shots" \
+    node --test --test-concurrency=1 tests/); then
+    tail -n 30 "$TEST_SERVER_DIR/server.log" >&2
+    die "the browser tests failed ($adapter adapter)"
+  fi
+  log "screenshots: $shots"
+  drop_test_server
 }

@@ -78,6 +78,18 @@ pub trait DomainService: Send + Sync {
     /// then writes whatever else this backend kept of the cache's writes; returns how
     /// many writes PostgreSQL may still lack (none on the PostgreSQL adapter).
     async fn drain(&self, within: Duration) -> usize;
+
+    /// Writes one of the domain's dead letters into PostgreSQL under the outbox's
+    /// rules and removes it (see [`boardsync_core::dead_letters::replay`]).
+    async fn replay_dead_letter(&self, id: i64) -> Result<boardsync_core::dead_letters::Replayed, DomainError>;
+
+    /// Deletes the scope, its members and every item of it, in PostgreSQL and in the
+    /// cache; its live sockets close. No write of it acknowledged before lands after
+    /// (see [`boardsync_core::purge`]).
+    async fn purge(&self, scope: &ScopeKey) -> Result<boardsync_core::purge::Purged, DomainError>;
+
+    /// Refuses to create `scope` again while a purge of it has not reached the cache.
+    async fn check_recreate(&self, scope: &ScopeKey) -> Result<(), DomainError>;
 }
 
 /// See [`DomainService::describe`].
@@ -196,7 +208,7 @@ impl<D: Domain> DomainHandle<D> {
 }
 
 #[async_trait]
-impl<D: Domain> DomainService for DomainHandle<D> {
+impl<D: DomainAdapters> DomainService for DomainHandle<D> {
     fn name(&self) -> &'static str {
         D::NAME
     }
@@ -335,6 +347,35 @@ impl<D: Domain> DomainService for DomainHandle<D> {
             tracing::error!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL");
         }
         cache.pending_count().max(cache.retained())
+    }
+
+    async fn replay_dead_letter(&self, id: i64) -> Result<boardsync_core::dead_letters::Replayed, DomainError> {
+        boardsync_core::dead_letters::replay::<D>(&self.pool, id).await
+    }
+
+    async fn purge(&self, scope: &ScopeKey) -> Result<boardsync_core::purge::Purged, DomainError> {
+        let purged = boardsync_core::purge::purge_postgres::<D>(&self.pool, scope)
+            .await?
+            .ok_or_else(|| boardsync_core::scope::missing(D::NAME, D::SCOPE, scope))?;
+        // Its sockets close and its access is forgotten here at once (other backends
+        // hear of it through the scopes trigger).
+        self.scopes.changed(D::NAME, scope);
+        if let Some(cache) = &self.cache {
+            if let Err(error) = cache.forget(scope).await {
+                tracing::error!(domain = D::NAME, scope = %scope, %error, "purged in PostgreSQL, not yet in the cache");
+                return Err(DomainError::unavailable(
+                    "purge_unfinished",
+                    "the scope is purged in PostgreSQL but the cache could not be reached: purge it again",
+                ));
+            }
+        }
+        boardsync_core::purge::cache_cleared(&self.pool, D::NAME, scope).await?;
+        tracing::info!(domain = D::NAME, scope = %scope, items = purged.items, "scope purged");
+        Ok(purged)
+    }
+
+    async fn check_recreate(&self, scope: &ScopeKey) -> Result<(), DomainError> {
+        boardsync_core::purge::check_recreate(&self.pool, D::NAME, scope).await
     }
 }
 

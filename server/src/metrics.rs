@@ -57,3 +57,94 @@ impl Metrics {
         String::from_utf8(buffer).expect("Prometheus text format is UTF-8")
     }
 }
+
+/// A domain's outbox as the admin console shows it: the numbers `/metrics` exports
+/// (`outbox_pending`, `outbox_oldest_pending_milliseconds`, `outbox_lag_seconds`),
+/// read back from the same registry so the two never disagree.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct OutboxSummary {
+    pub pending: i64,
+    pub oldest_age_ms: i64,
+    /// Writes that reached PostgreSQL since start.
+    pub lag_count: u64,
+    /// Lag percentiles since start, in milliseconds, estimated from the histogram's
+    /// buckets as Prometheus' `histogram_quantile` does; none before the first write.
+    pub lag_ms: Option<LagPercentiles>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct LagPercentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+impl Metrics {
+    pub fn outbox_summary(&self, domain: &str) -> OutboxSummary {
+        let mut summary = OutboxSummary::default();
+        for family in self.registry.gather() {
+            let of_domain = family.get_metric().iter().find(|metric| {
+                metric.get_label().iter().any(|label| label.get_name() == "domain" && label.get_value() == domain)
+            });
+            let Some(metric) = of_domain else { continue };
+            match family.get_name() {
+                "boardsync_outbox_pending" => summary.pending = metric.get_gauge().get_value() as i64,
+                "boardsync_outbox_oldest_pending_milliseconds" => {
+                    summary.oldest_age_ms = metric.get_gauge().get_value() as i64
+                }
+                "boardsync_outbox_lag_seconds" => {
+                    let histogram = metric.get_histogram();
+                    summary.lag_count = histogram.get_sample_count();
+                    let buckets: Vec<(f64, u64)> = histogram
+                        .get_bucket()
+                        .iter()
+                        .map(|b| (b.get_upper_bound(), b.get_cumulative_count()))
+                        .collect();
+                    let ms = |q| quantile(q, &buckets, summary.lag_count).map(|seconds| seconds * 1000.0);
+                    if let (Some(p50), Some(p90), Some(p99)) = (ms(0.5), ms(0.9), ms(0.99)) {
+                        summary.lag_ms = Some(LagPercentiles { p50, p90, p99 });
+                    }
+                }
+                _ => {}
+            }
+        }
+        summary
+    }
+}
+
+/// The `q` quantile of a cumulative histogram (upper bound, count at or below), by
+/// linear interpolation inside the bucket it falls in; past the last finite bound,
+/// that bound.
+fn quantile(q: f64, buckets: &[(f64, u64)], total: u64) -> Option<f64> {
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let (mut lower, mut below) = (0.0, 0u64);
+    for &(upper, count) in buckets {
+        if count as f64 >= rank {
+            let inside = (count - below) as f64;
+            let fraction = if inside > 0.0 { (rank - below as f64) / inside } else { 1.0 };
+            return Some(lower + (upper - lower) * fraction);
+        }
+        (lower, below) = (upper, count);
+    }
+    Some(lower)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn quantiles_interpolate_inside_their_bucket() {
+        // 10 at or below 1, 20 at or below 2, 20 at or below 4 (total 20).
+        let buckets = [(1.0, 10), (2.0, 20), (4.0, 20)];
+        assert_eq!(quantile(0.5, &buckets, 20), Some(1.0));
+        assert_eq!(quantile(0.75, &buckets, 20), Some(1.5));
+        assert_eq!(quantile(0.25, &buckets, 20), Some(0.5));
+        assert_eq!(quantile(0.5, &buckets, 0), None);
+        // Everything beyond the last bound: that bound.
+        assert_eq!(quantile(0.99, &[(1.0, 0)], 5), Some(1.0));
+    }
+}

@@ -70,6 +70,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub api: ApiSettings,
     pub presence: PresenceSettings,
+    pub web: WebSettings,
     pub warmup: WarmupLimits,
     /// The framework's per-domain defaults (live events, outbox, warm-up), which each
     /// `[domains.<name>]` section may override key by key.
@@ -77,6 +78,14 @@ pub struct Settings {
     /// Each domain's `[domains.<name>]` section, parsed by the domain at start-up
     /// (so its errors name the domain's own keys).
     pub domains: HashMap<String, serde_json::Value>,
+}
+
+/// `[web]`: the demo apps and the admin console, as built files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSettings {
+    /// The built front end (`web/dist`), served under `/app/`; empty: not served.
+    pub dir: PathBuf,
 }
 
 /// `[presence]`: the ephemeral who-is-here state of live sockets.
@@ -211,6 +220,10 @@ pub struct AuthSettings {
     /// Identity providers whose RS256/ES256 tokens are accepted.
     #[serde(default)]
     pub issuers: Vec<IssuerSettings>,
+    /// `POST /api/dev/login` mints a token for any typed-in user name, so two browser
+    /// windows can be two people in the demo apps. Local and test runs only: a
+    /// production start with it on is refused.
+    pub dev_login: bool,
 }
 
 /// An identity provider: its tokens must name it in `iss` and this backend in `aud`,
@@ -416,6 +429,12 @@ impl Settings {
             });
         }
         self.auth.check_secret(environment)?;
+        if environment == Environment::Production && self.auth.dev_login {
+            return Err(SettingsError::Rejected {
+                key: "auth.dev_login",
+                reason: "mints a token for any user name: local and test runs only".into(),
+            });
+        }
         if environment == Environment::Production
             && self.auth.jwt_secret.expose_secret().is_empty()
             && self.auth.issuers.is_empty()
@@ -531,6 +550,16 @@ mod tests {
         assert!(load_in(Environment::Production, &[long]).is_ok());
         let error = load_in(Environment::Production, &[]).unwrap_err().to_string();
         assert!(error.contains("auth.issuers"), "production needs some way to authenticate: {error}");
+    }
+
+    #[test]
+    fn the_local_login_is_refused_in_production() {
+        let long = ("BOARDSYNC__AUTH__JWT_SECRET", "0123456789abcdef0123456789abcdef");
+        assert!(!load_in(Environment::Production, &[long]).unwrap().auth.dev_login, "off by default");
+        let on = ("BOARDSYNC__AUTH__DEV_LOGIN", "true");
+        let error = load_in(Environment::Production, &[long, on]).unwrap_err().to_string();
+        assert!(error.contains("auth.dev_login"), "{error}");
+        assert!(load_in(Environment::Local, &[]).unwrap().auth.dev_login, "on for local runs");
     }
 
     #[test]

@@ -150,6 +150,10 @@ impl Application {
                 .service(routes::health::health)
                 .service(routes::metrics::metrics)
                 .service(routes::openapi::openapi)
+                .service(routes::web::root)
+                .service(routes::web::file)
+                // Before the domain routes: `/api/dev/login` is not a domain's scope.
+                .service(routes::web::dev_login)
                 // Admin routes first: `/api/admin/...` must not match `/api/{domain}/{scope}`.
                 .service(routes::admin::list_scopes)
                 .service(routes::admin::put_scope)
@@ -160,6 +164,10 @@ impl Application {
                 .service(routes::admin::rewarm_all)
                 .service(routes::admin::rewarm_scope)
                 .service(routes::admin::rewarm_domain)
+                .service(routes::admin::outbox)
+                .service(routes::admin::dead_letters)
+                .service(routes::admin::replay_dead_letter)
+                .service(routes::admin::discard_dead_letter)
                 .service(routes::members::admin_list_members)
                 .service(routes::members::admin_set_member)
                 .service(routes::members::admin_remove_member)

@@ -344,6 +344,16 @@ impl PostgresBinding for Chat {
         apply_command(tx, settings, channel, &actor.user, command).await
     }
 
+    /// Messages and their reactions (which cascade).
+    async fn purge(tx: &mut PgConnection, scope: &ScopeKey) -> Result<u64, DomainError> {
+        let deleted = sqlx::query("DELETE FROM chat_messages WHERE channel = $1")
+            .bind(scope.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+        Ok(deleted.rows_affected())
+    }
+
     async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Message>, DomainError> {
         load_some(db, boardsync_core::pg_adapter::uuids(ids)).await
     }

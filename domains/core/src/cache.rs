@@ -141,6 +141,10 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     /// snapshots come from PostgreSQL (with the cache's newer versions).
     fn not_warmed(&self, scope: &ScopeKey);
 
+    /// Purges `scope` from the cache: its rows and outbox entries; commands to it are
+    /// refused until it is warmed again.
+    async fn forget(&self, scope: &ScopeKey) -> Result<(), DomainError>;
+
     /// Drops `scope`'s cached items beyond the newest `keep` (PostgreSQL keeps them).
     async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError>;
 

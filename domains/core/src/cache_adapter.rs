@@ -56,7 +56,22 @@ pub const VERSION_CONFLICT: &str = "version_conflict";
 
 /// Writes full states, and fails with [`VERSION_CONFLICT`] when PostgreSQL skipped one
 /// it holds at the same version with other content, or under another scope.
-async fn persist_checked<D: CacheBinding>(tx: &mut PgConnection, items: Vec<D::Item>) -> Result<usize, DomainError> {
+pub(crate) async fn persist_checked<D: CacheBinding>(
+    tx: &mut PgConnection,
+    mut items: Vec<D::Item>,
+) -> Result<usize, DomainError> {
+    // A purged scope's writes still on their way are dropped, under the lock its
+    // purge takes, so none lands after the purge deleted the scope's rows.
+    let scopes: BTreeSet<String> = items.iter().map(|item| D::placement(&D::row(item)).scope).collect();
+    for scope in scopes {
+        if crate::purge::guard_write(tx, D::NAME, &scope).await? {
+            tracing::info!(domain = D::NAME, scope = %scope, "writes to a purged scope dropped");
+            items.retain(|item| D::placement(&D::row(item)).scope != scope);
+        }
+    }
+    if items.is_empty() {
+        return Ok(0);
+    }
     let written = D::persist(tx, items.clone()).await?;
     if written < items.len() {
         refuse_conflicts::<D>(tx, &items).await?;
@@ -118,6 +133,8 @@ pub trait ModuleLink: Send + Sync + Sized + 'static {
     fn ack(&self, request_id: String, epoch: u64, entries: Vec<(u64, String)>) -> Result<(), spacetimedb_sdk::Error>;
     fn configure(&self, request_id: String, settings: String) -> Result<(), spacetimedb_sdk::Error>;
     fn trim(&self, request_id: String, scope: String, keep: u32) -> Result<(), spacetimedb_sdk::Error>;
+    fn forget_scope(&self, request_id: String, scope: String) -> Result<(), spacetimedb_sdk::Error>;
+    fn remember_scope(&self, request_id: String, scope: String) -> Result<(), spacetimedb_sdk::Error>;
 }
 
 /// What the SDK thread reports to the adapter, from the module's callbacks.
@@ -968,6 +985,9 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         scope: &ScopeKey,
         window: &WarmupSettings,
     ) -> Result<Vec<D::Item>, DomainError> {
+        // The scope exists (again): a purge's refusal of its commands ends here.
+        let key = scope.to_string();
+        self.shared.link.owner_call(move |c, request_id| c.remember_scope(request_id, key)).await?;
         let mut db = pool.acquire().await.map_err(DomainError::from_sqlx)?;
         let items = D::load_window(&mut db, scope, window).await?;
         // A window short of the whole scope: older pages come from PostgreSQL.
@@ -999,6 +1019,20 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         if D::TRIMS {
             self.shared.floors.lock().expect("floors lock").insert(scope.clone(), Floor::Everything);
         }
+    }
+
+    async fn forget(&self, scope: &ScopeKey) -> Result<(), DomainError> {
+        let key = scope.to_string();
+        self.shared.link.owner_call(move |c, request_id| c.forget_scope(request_id, key)).await?;
+        // This backend's own copies of the scope's writes go too: warm-up would write
+        // them into PostgreSQL and the cache again once the scope is created anew. (Its
+        // writes committed before the purge have all been reported by now: the SDK
+        // reports transactions in order, and the purge's own outcome came after them.)
+        self.shared.retained.lock().expect("retained lock").writes.retain(|_, (_, of, _)| of != scope);
+        self.shared.floors.lock().expect("floors lock").remove(scope);
+        // Its live subscribers (if any are left) must not keep what they were shown.
+        self.shared.live.resync(scope);
+        Ok(())
     }
 
     async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError> {
@@ -1214,6 +1248,10 @@ macro_rules! spacetime_module {
                     connection.reducers.on_configure(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
                     connection.reducers.on_trim(move |ctx, request_id, _, _| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink.clone();
+                    connection.reducers.on_forget_scope(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink.clone();
+                    connection.reducers.on_remember_scope(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink;
                     connection
                         .subscription_builder()
@@ -1274,6 +1312,14 @@ macro_rules! spacetime_module {
 
                 fn trim(&self, request_id: String, scope: String, keep: u32) -> SdkResult<()> {
                     self.reducers.trim(request_id, scope, keep)
+                }
+
+                fn forget_scope(&self, request_id: String, scope: String) -> SdkResult<()> {
+                    self.reducers.forget_scope(request_id, scope)
+                }
+
+                fn remember_scope(&self, request_id: String, scope: String) -> SdkResult<()> {
+                    self.reducers.remember_scope(request_id, scope)
                 }
             }
         };

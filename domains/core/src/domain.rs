@@ -66,7 +66,7 @@ pub trait Domain: Send + Sync + Sized + 'static {
 
     /// One entry of a scope's snapshot (a chat message with its reactions).
     /// (`PartialEq`: two writes at one version must hold the same state.)
-    type Item: Serialize + JsonSchema + Clone + PartialEq + Send + Sync + 'static;
+    type Item: Serialize + DeserializeOwned + JsonSchema + Clone + PartialEq + Send + Sync + 'static;
     /// A client's request, a JSON object tagged by `type`. The cache adapter hands it
     /// to the module as the same JSON.
     type Command: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static;

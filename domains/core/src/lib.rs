@@ -17,9 +17,11 @@
 //! - [`spacetime`]: what every SpacetimeDB adapter shares, around
 //!   [`spacetime::Link`]: the connection and its epoch, matching reducer outcomes to
 //!   calls, durable-write waiters, the reconnect loop with backoff.
+//! - [`dead_letters`]: outbox entries PostgreSQL refused, listed, replayed or discarded.
 //! - [`access`]: who may see and change a scope (members, roles, open scopes).
 //! - [`outside`]: rows outside writers change in PostgreSQL reach the cache and live
 //!   clients.
+//! - [`purge`]: a scope's items deleted for good, and no write of it landing after.
 //! - [`postgres`]: the PostgreSQL adapters' shared machinery (event log with
 //!   LISTEN/NOTIFY plus a safety-net poll).
 //! - [`warmup`]: warm-up tuning, domain defaults layered with per-scope overrides.
@@ -34,6 +36,7 @@ pub mod adapter;
 pub mod cache;
 pub mod cache_adapter;
 pub mod connection;
+pub mod dead_letters;
 pub mod domain;
 pub mod error;
 pub mod factory;
@@ -45,6 +48,7 @@ pub mod ordering;
 pub mod outside;
 pub mod pg_adapter;
 pub mod postgres;
+pub mod purge;
 pub mod refusal;
 pub mod scope;
 pub mod spacetime;

@@ -32,6 +32,10 @@ pub trait PostgresBinding: Domain {
         command: Self::Command,
     ) -> Result<Applied<Self::Event>, DomainError>;
 
+    /// Deletes every item of the scope (and their children), in the purge's
+    /// transaction; returns how many items.
+    async fn purge(tx: &mut PgConnection, scope: &ScopeKey) -> Result<u64, DomainError>;
+
     /// What PostgreSQL holds now of the entities with these ids (those it has, in any
     /// scope; ids that are not the domain's are skipped).
     async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Self::Item>, DomainError>;
@@ -130,6 +134,11 @@ impl<D: PostgresBinding> Connection<D> for PostgresAdapter<D> {
         // The same limits as the cache adapter, whoever calls.
         D::validate(&command, &self.settings)?;
         let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
+        // Under the scope's lock: a command authorized just before a purge is refused
+        // after it, not written into the purged scope.
+        if crate::purge::guard_write(&mut tx, D::NAME, scope.as_str()).await? {
+            return Err(crate::scope::missing(D::NAME, D::SCOPE, scope));
+        }
         let applied = D::apply_in(&mut tx, &self.settings, scope, actor, command).await?;
         for event in &applied.events {
             self.events.append(&mut tx, scope, event).await?;

@@ -114,7 +114,7 @@ pub fn parse_config<D: Domain>(config: &serde_json::Value) -> Result<ScopeConfig
     Ok(ScopeConfig { warmup, access, domain })
 }
 
-fn missing(domain: &str, noun: &str, key: &ScopeKey) -> DomainError {
+pub fn missing(domain: &str, noun: &str, key: &ScopeKey) -> DomainError {
     DomainError::not_found("scope_not_found", format!("{domain} {noun} {key} does not exist"))
 }
 
@@ -209,7 +209,7 @@ impl ScopeStore {
 
     /// A scope's row changed (or went): forget it, and its access, which its config
     /// decides; its live sockets check again.
-    fn changed(&self, domain: &str, key: &ScopeKey) {
+    pub fn changed(&self, domain: &str, key: &ScopeKey) {
         self.known.forget(&(domain.to_string(), key.clone()));
         self.members.changed(domain, key);
     }

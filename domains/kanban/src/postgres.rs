@@ -527,6 +527,17 @@ impl PostgresBinding for Kanban {
         Ok(applied(&command, &decision))
     }
 
+    /// Cards, then columns.
+    async fn purge(tx: &mut PgConnection, scope: &ScopeKey) -> Result<u64, DomainError> {
+        let mut deleted = 0;
+        for statement in ["DELETE FROM kanban_cards WHERE board = $1", "DELETE FROM kanban_columns WHERE board = $1"] {
+            let done =
+                sqlx::query(statement).bind(scope.as_str()).execute(&mut *tx).await.map_err(DomainError::from_sqlx)?;
+            deleted += done.rows_affected();
+        }
+        Ok(deleted)
+    }
+
     async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<BoardItem>, DomainError> {
         load_ids(db, boardsync_core::pg_adapter::uuids(ids)).await
     }

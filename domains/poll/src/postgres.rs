@@ -295,6 +295,16 @@ impl PostgresBinding for Poll {
         Ok(if wrote { Applied::one(event) } else { Applied::unchanged(event) })
     }
 
+    /// Options and their votes (which cascade).
+    async fn purge(tx: &mut PgConnection, scope: &ScopeKey) -> Result<u64, DomainError> {
+        let deleted = sqlx::query("DELETE FROM poll_options WHERE poll = $1")
+            .bind(scope.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+        Ok(deleted.rows_affected())
+    }
+
     async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<PollOption>, DomainError> {
         load_some(db, boardsync_core::pg_adapter::uuids(ids)).await
     }

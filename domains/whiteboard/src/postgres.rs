@@ -304,6 +304,16 @@ impl PostgresBinding for Whiteboard {
         Ok(Applied::one(event))
     }
 
+    /// Every element.
+    async fn purge(tx: &mut PgConnection, scope: &ScopeKey) -> Result<u64, DomainError> {
+        let deleted = sqlx::query("DELETE FROM whiteboard_elements WHERE board = $1")
+            .bind(scope.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+        Ok(deleted.rows_affected())
+    }
+
     async fn stored(db: &mut PgConnection, ids: &[String]) -> Result<Vec<Element>, DomainError> {
         load_some(db, boardsync_core::pg_adapter::uuids(ids)).await
     }

@@ -139,7 +139,7 @@ impl Rules for Module {
         Ok(())
     }
 
-    rows_in!(message);
+    rows_in!(message, channel);
 
     /// Keeps a channel's newest `keep` messages; messages with pending writes stay.
     fn trim(ctx: &ReducerContext, channel: &str, keep: u32) {

@@ -362,6 +362,24 @@ impl Rules for Module {
         }
     }
 
+    fn scope(row: &Row) -> &str {
+        match row {
+            BoardRow::Column(c) => &c.board,
+            BoardRow::Card(c) => &c.board,
+        }
+    }
+
+    fn forget(ctx: &ReducerContext, board: &str) {
+        let cards: Vec<String> = ctx.db.board_card().board().filter(board).map(|card| card.id).collect();
+        for id in cards {
+            ctx.db.board_card().id().delete(id);
+        }
+        let columns: Vec<String> = ctx.db.board_column().board().filter(board).map(|column| column.id).collect();
+        for id in columns {
+            ctx.db.board_column().id().delete(id);
+        }
+    }
+
     fn store(ctx: &ReducerContext, row: Row) {
         match row {
             BoardRow::Column(c) if ctx.db.board_column().id().find(&c.id).is_some() => {

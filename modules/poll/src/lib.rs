@@ -118,5 +118,5 @@ impl Rules for Module {
         Ok(())
     }
 
-    rows_in!(poll_option);
+    rows_in!(poll_option, poll);
 }

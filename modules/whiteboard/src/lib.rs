@@ -220,5 +220,5 @@ impl Rules for Module {
         Ok(())
     }
 
-    rows_in!(element);
+    rows_in!(element, board);
 }

@@ -38,6 +38,7 @@ pub async fn put_scope(
     let name = body.name.trim();
     check_name(name)?;
     service.validate_scope_config(&body.config)?;
+    service.check_recreate(&key).await?;
     let stored = state.scopes.upsert(service.name(), &key, name, &body.config).await?;
     service.scope_changed(&key);
     Ok(HttpResponse::Ok().json(stored))
@@ -116,16 +117,33 @@ pub async fn patch_scope(
     Ok(HttpResponse::Ok().json(stored))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    purge: bool,
+}
+
 /// Deletes a scope and its members; its items stay in PostgreSQL (creating the scope
-/// again brings them back). Its live sockets close.
+/// again brings them back). With `?purge=true` its items go too, from PostgreSQL and
+/// the cache, for good. Its live sockets close.
 #[delete("/api/admin/scopes/{domain}/{scope}")]
 pub async fn delete_scope(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
+    query: web::Query<DeleteQuery>,
     _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
     let (service, key) = resolve(&state, &domain, &scope)?;
+    if query.purge {
+        let purged = service.purge(&key).await?;
+        return Ok(HttpResponse::Ok().json(json!({
+            "deleted": { "domain": service.name(), "scope": key },
+            "items": "purged",
+            "purged": purged,
+        })));
+    }
     state.scopes.delete(service.name(), service.scope_noun(), &key).await?;
     tracing::info!(domain = service.name(), scope = %key, "scope deleted; its items stay in PostgreSQL");
     Ok(HttpResponse::Ok()
@@ -219,4 +237,73 @@ pub async fn rewarm_domain(
     let service = domain_service(&state, &path.into_inner())?;
     service.rewarm(None).await?;
     Ok(HttpResponse::Accepted().json(json!({ "queued": [{ "domain": service.name(), "scope": null }] })))
+}
+
+/// Each domain's outbox: entries not yet in PostgreSQL, the oldest one's age, lag
+/// percentiles since start (the numbers `/metrics` exports), and dead letters.
+#[get("/api/admin/outbox")]
+pub async fn outbox(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let mut domains = Vec::new();
+    for service in state.domains.iter() {
+        let summary = state.metrics.outbox_summary(service.name());
+        let letters = boardsync_core::dead_letters::count(&state.pool, service.name()).await?;
+        domains.push(json!({
+            "domain": service.name(),
+            "adapter": service.adapter(),
+            "pending": summary.pending,
+            "oldest_age_ms": summary.oldest_age_ms,
+            "lag_count": summary.lag_count,
+            "lag_ms": summary.lag_ms,
+            "dead_letters": letters,
+        }));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "domains": domains })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterQuery {
+    domain: Option<String>,
+    limit: Option<u32>,
+}
+
+/// Outbox entries PostgreSQL refused on their own, oldest first.
+#[get("/api/admin/dead-letters")]
+pub async fn dead_letters(
+    state: web::Data<AppState>,
+    query: web::Query<DeadLetterQuery>,
+    _admin: Admin,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(domain) = &query.domain {
+        domain_service(&state, domain)?;
+    }
+    let limit = query.limit.unwrap_or(state.settings.api.default_page_size).min(state.settings.api.max_page_size);
+    let items = boardsync_core::dead_letters::list(&state.pool, query.domain.as_deref(), limit.into()).await?;
+    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+}
+
+/// Writes a dead letter into PostgreSQL (after the operator fixed what PostgreSQL
+/// objected to) and removes it; 409 `replay_refused` when PostgreSQL refuses again.
+#[post("/api/admin/dead-letters/{domain}/{id}/replay")]
+pub async fn replay_dead_letter(
+    state: web::Data<AppState>,
+    path: web::Path<(String, i64)>,
+    _admin: Admin,
+) -> Result<HttpResponse, ApiError> {
+    let (domain, id) = path.into_inner();
+    let replayed = domain_service(&state, &domain)?.replay_dead_letter(id).await?;
+    Ok(HttpResponse::Ok().json(replayed))
+}
+
+/// Drops a dead letter for good.
+#[delete("/api/admin/dead-letters/{domain}/{id}")]
+pub async fn discard_dead_letter(
+    state: web::Data<AppState>,
+    path: web::Path<(String, i64)>,
+    _admin: Admin,
+) -> Result<HttpResponse, ApiError> {
+    let (domain, id) = path.into_inner();
+    let service = domain_service(&state, &domain)?;
+    boardsync_core::dead_letters::discard(&state.pool, service.name(), id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "discarded": id })))
 }

@@ -17,7 +17,7 @@ use crate::routes::resolve;
 use crate::startup::AppState;
 
 /// Longest user id accepted (a token's `sub`).
-const MAX_USER_CHARS: usize = 255;
+pub const MAX_USER_CHARS: usize = 255;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,7 +37,7 @@ async fn managed(
     Ok((service.name(), key))
 }
 
-fn member_id(user: &str) -> Result<&str, ApiError> {
+pub fn member_id(user: &str) -> Result<&str, ApiError> {
     let user = user.trim();
     if user.is_empty() || user.chars().count() > MAX_USER_CHARS {
         return Err(DomainError::invalid("invalid_user", format!("a user id is 1-{MAX_USER_CHARS} characters")).into());

@@ -8,6 +8,7 @@ pub mod live;
 pub mod members;
 pub mod metrics;
 pub mod openapi;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -31,12 +32,16 @@ pub fn domain_service(state: &AppState, name: &str) -> Result<Arc<dyn DomainServ
 pub fn allowed_methods(path: &str) -> Option<&'static str> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     Some(match parts.as_slice() {
-        ["health"] | ["metrics"] | ["api", "openapi.json"] => "GET",
+        ["health"] | ["metrics"] | ["api", "openapi.json"] | [""] | ["app", ..] => "GET",
+        ["api", "dev", "login"] => "POST",
         ["api", "admin", "scopes"] => "GET",
         ["api", "admin", "scopes", _, _] => "GET, PUT, PATCH, DELETE",
         ["api", "admin", "scopes", _, _, "members"] | ["api", _, _, "members"] => "GET",
         ["api", "admin", "scopes", _, _, "members", _] | ["api", _, _, "members", _] => "PUT, DELETE",
         ["api", "admin", "warmup"] => "GET, POST",
+        ["api", "admin", "outbox"] | ["api", "admin", "dead-letters"] => "GET",
+        ["api", "admin", "dead-letters", _, _] => "DELETE",
+        ["api", "admin", "dead-letters", _, _, "replay"] => "POST",
         ["api", "admin", "warmup", _] | ["api", "admin", "warmup", _, _] => "POST",
         ["api", _, _, "live"] => "GET",
         ["api", _, _] => "GET, POST",

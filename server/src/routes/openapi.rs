@@ -284,6 +284,7 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
             &[
                 admin_only,
                 ("404", "Unknown domain"),
+                ("409", "Its purge has not reached the cache yet (`purge_unfinished`): purge it again first"),
                 ("413", "A body over the limit"),
                 ("422", "An invalid name or config"),
             ],
@@ -306,12 +307,23 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
         patch["requestBody"] = json_body(json!({ "type": "object", "additionalProperties": false, "properties": {
             "name": { "type": "string" }, "config": { "type": "object" } } }));
         let mut delete_scope = operation(
-            &format!("Delete a {noun} and its members; its items stay in PostgreSQL, its live sockets close (admin)"),
+            &format!(
+                "Delete a {noun} and its members; its items stay in PostgreSQL unless `purge=true`, which deletes \
+                 them from PostgreSQL and the cache for good. Its live sockets close (admin)"
+            ),
             json!({ "200": json_response("Deleted", json!({ "type": "object", "properties": {
-                "deleted": { "type": "object" }, "items": { "type": "string" } } })) }),
-            &[admin_only, ("404", "Unknown scope")],
+                "deleted": { "type": "object" }, "items": { "type": "string", "enum": ["kept in PostgreSQL", "purged"] },
+                "purged": { "type": "object", "properties": {
+                    "items": { "type": "integer" }, "events": { "type": "integer" } } } } })) }),
+            &[
+                admin_only,
+                ("404", "Unknown scope (a purged one may be purged again, to finish its purge)"),
+                ("503", "Purged in PostgreSQL, but the cache was unreachable (`purge_unfinished`): purge again"),
+            ],
         );
         delete_scope["operationId"] = json!(format!("delete_{name}_scope"));
+        delete_scope["parameters"] = json!([{ "name": "purge", "in": "query",
+            "schema": { "type": "boolean", "default": false } }]);
         paths.insert(format!("/api/admin/scopes/{name}/{{scope}}"), json!({ "parameters": [scope_param],
             "put": put, "patch": patch,
             "get": operation(&format!("A {noun} (admin)"), json!({ "200": the_scope }), &[admin_only, ("404", "Unknown scope")]),
@@ -354,6 +366,63 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
     );
     list["parameters"] = json!([{ "name": "domain", "in": "query", "schema": { "type": "string", "enum": names } }]);
     paths.insert("/api/admin/scopes".into(), json!({ "get": list }));
+
+    let admin_only = ("403", "Not an admin (`admin_required`)");
+    let number = json!({ "type": "number" });
+    paths.insert("/api/admin/outbox".into(), json!({ "get": operation(
+        "Each domain's outbox: pending entries, the oldest one's age, lag percentiles since start (the numbers /metrics exports), dead letters (admin)",
+        json!({ "200": json_response("Outbox", json!({ "type": "object", "required": ["domains"], "properties": {
+            "domains": { "type": "array", "items": { "type": "object", "properties": {
+                "domain": { "type": "string" }, "adapter": { "type": "string" },
+                "pending": { "type": "integer" }, "oldest_age_ms": { "type": "integer" },
+                "lag_count": { "type": "integer" }, "dead_letters": { "type": "integer" },
+                "lag_ms": { "type": "object", "nullable": true, "properties": {
+                    "p50": number, "p90": number, "p99": number } } } } } } })) }),
+        &[admin_only]) }));
+    let mut letters = operation(
+        "Outbox entries PostgreSQL refused on their own, oldest first (admin)",
+        json!({ "200": json_response("Dead letters", json!({ "type": "object", "required": ["items"], "properties": {
+            "items": { "type": "array", "items": { "type": "object", "properties": {
+                "id": { "type": "integer" }, "domain": { "type": "string" }, "entity": { "type": "string" },
+                "kind": { "type": "string" }, "payload": {}, "error": { "type": "string" },
+                "failed_at": { "type": "string", "format": "date-time" } } } } } })) }),
+        &[admin_only, ("404", "Unknown domain")],
+    );
+    letters["parameters"] = json!([
+        { "name": "domain", "in": "query", "schema": { "type": "string", "enum": names } },
+        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": pages.max } }]);
+    paths.insert("/api/admin/dead-letters".into(), json!({ "get": letters }));
+    let letter_params = json!([
+        { "name": "domain", "in": "path", "required": true, "schema": { "type": "string", "enum": names } },
+        { "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "format": "int64" } }]);
+    let missing_letter = ("404", "No such dead letter in this domain (`dead_letter_not_found`)");
+    paths.insert(
+        "/api/admin/dead-letters/{domain}/{id}/replay".into(),
+        json!({ "parameters": letter_params,
+        "post": operation(
+            "Write a dead letter into PostgreSQL under the outbox's rules, and remove it (admin)",
+            json!({ "200": json_response("Replayed", json!({ "type": "object", "properties": {
+                "id": { "type": "integer" }, "written": { "type": "integer" } } })) }),
+            &[admin_only, missing_letter, ("409", "PostgreSQL refused it again (`replay_refused`)"),
+              ("422", "Its payload is not an item of the domain (`unreadable_dead_letter`)")]) }),
+    );
+    paths.insert("/api/admin/dead-letters/{domain}/{id}".into(), json!({ "parameters": letter_params,
+        "delete": operation("Drop a dead letter for good (admin)",
+            json!({ "200": json_response("Discarded", json!({ "type": "object" })) }), &[admin_only, missing_letter]) }));
+    let mut login = operation(
+        "A token for a typed-in user name: the demo apps' local login (local and test runs only)",
+        json!({ "200": json_response("A token", json!({ "type": "object", "required": ["token", "user", "admin"],
+            "properties": { "token": { "type": "string" }, "user": { "type": "string" }, "admin": { "type": "boolean" } } })) }),
+        &[
+            ("403", "Local login is off here (`dev_login_disabled`)"),
+            ("413", "A body over the limit"),
+            ("422", "An invalid user id (`invalid_user`)"),
+        ],
+    );
+    login["security"] = json!([]);
+    login["requestBody"] = json_body(json!({ "type": "object", "required": ["user"], "additionalProperties": false,
+        "properties": { "user": { "type": "string" }, "admin": { "type": "boolean", "default": false } } }));
+    paths.insert("/api/dev/login".into(), json!({ "post": login }));
 
     json!({
         "openapi": "3.0.3",

@@ -14,5 +14,7 @@ mod poll;
 mod postgres;
 mod presence;
 mod process;
+mod purge;
 mod spacetimedb;
+mod web;
 mod whiteboard;

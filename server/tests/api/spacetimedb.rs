@@ -450,7 +450,7 @@ async fn a_stranger_s_spacetimedb_identity_reads_nothing_of_the_cache() {
         let response = app.command("alice", domain, "team", command).await;
         assert_eq!(response.status(), 200, "{domain}: {}", response.text().await.unwrap());
         let database = format!("{}-{domain}", stdb.database_prefix);
-        for table in [table, "sync_outbox", "cache_epoch", "owner", "module_settings"] {
+        for table in [table, "sync_outbox", "cache_epoch", "owner", "module_settings", "forgotten_scope"] {
             let query = format!("SELECT * FROM {table}");
             let (status, body) = sql(&stdb.url, &owner, &database, &query).await;
             assert_eq!(status, 200, "the backend reads {domain}'s {table}: {body}");

@@ -4,6 +4,382 @@
  */
 
 export interface paths {
+    "/api/admin/dead-letters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Outbox entries PostgreSQL refused on their own, oldest first (admin) */
+        get: {
+            parameters: {
+                query?: {
+                    domain?: "chat" | "kanban" | "poll" | "whiteboard";
+                    limit?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Dead letters */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                domain?: string;
+                                entity?: string;
+                                error?: string;
+                                /** Format: date-time */
+                                failed_at?: string;
+                                id?: number;
+                                kind?: string;
+                                payload?: unknown;
+                            }[];
+                        };
+                    };
+                };
+                /** @description A malformed query, path or body */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description No token, or one that does not verify: `token_missing`, `token_invalid`, `token_expired`, ... */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Not an admin (`admin_required`) */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Unknown domain */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/dead-letters/{domain}/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                domain: "chat" | "kanban" | "poll" | "whiteboard";
+                id: number;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Drop a dead letter for good (admin) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    domain: "chat" | "kanban" | "poll" | "whiteboard";
+                    id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Discarded */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": Record<string, never>;
+                    };
+                };
+                /** @description A malformed query, path or body */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description No token, or one that does not verify: `token_missing`, `token_invalid`, `token_expired`, ... */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Not an admin (`admin_required`) */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description No such dead letter in this domain (`dead_letter_not_found`) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/dead-letters/{domain}/{id}/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                domain: "chat" | "kanban" | "poll" | "whiteboard";
+                id: number;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Write a dead letter into PostgreSQL under the outbox's rules, and remove it (admin) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    domain: "chat" | "kanban" | "poll" | "whiteboard";
+                    id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Replayed */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id?: number;
+                            written?: number;
+                        };
+                    };
+                };
+                /** @description A malformed query, path or body */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description No token, or one that does not verify: `token_missing`, `token_invalid`, `token_expired`, ... */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Not an admin (`admin_required`) */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description No such dead letter in this domain (`dead_letter_not_found`) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description PostgreSQL refused it again (`replay_refused`) */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Its payload is not an item of the domain (`unreadable_dead_letter`) */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/outbox": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Each domain's outbox: pending entries, the oldest one's age, lag percentiles since start (the numbers /metrics exports), dead letters (admin) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Outbox */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            domains: {
+                                adapter?: string;
+                                dead_letters?: number;
+                                domain?: string;
+                                lag_count?: number;
+                                lag_ms?: {
+                                    p50?: number;
+                                    p90?: number;
+                                    p99?: number;
+                                } | null;
+                                oldest_age_ms?: number;
+                                pending?: number;
+                            }[];
+                        };
+                    };
+                };
+                /** @description A malformed query, path or body */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description No token, or one that does not verify: `token_missing`, `token_invalid`, `token_expired`, ... */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Not an admin (`admin_required`) */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/scopes": {
         parameters: {
             query?: never;
@@ -233,6 +609,15 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
+                /** @description Its purge has not reached the cache yet (`purge_unfinished`): purge it again first */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
                 /** @description A body over the limit */
                 413: {
                     headers: {
@@ -263,7 +648,7 @@ export interface paths {
             };
         };
         post?: never;
-        /** Delete a channel and its members; its items stay in PostgreSQL, its live sockets close (admin) */
+        /** Delete a channel and its members; its items stay in PostgreSQL unless `purge=true`, which deletes them from PostgreSQL and the cache for good. Its live sockets close (admin) */
         delete: operations["delete_chat_scope"];
         options?: never;
         head?: never;
@@ -782,6 +1167,15 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
+                /** @description Its purge has not reached the cache yet (`purge_unfinished`): purge it again first */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
                 /** @description A body over the limit */
                 413: {
                     headers: {
@@ -812,7 +1206,7 @@ export interface paths {
             };
         };
         post?: never;
-        /** Delete a board and its members; its items stay in PostgreSQL, its live sockets close (admin) */
+        /** Delete a board and its members; its items stay in PostgreSQL unless `purge=true`, which deletes them from PostgreSQL and the cache for good. Its live sockets close (admin) */
         delete: operations["delete_kanban_scope"];
         options?: never;
         head?: never;
@@ -1331,6 +1725,15 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
+                /** @description Its purge has not reached the cache yet (`purge_unfinished`): purge it again first */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
                 /** @description A body over the limit */
                 413: {
                     headers: {
@@ -1361,7 +1764,7 @@ export interface paths {
             };
         };
         post?: never;
-        /** Delete a poll and its members; its items stay in PostgreSQL, its live sockets close (admin) */
+        /** Delete a poll and its members; its items stay in PostgreSQL unless `purge=true`, which deletes them from PostgreSQL and the cache for good. Its live sockets close (admin) */
         delete: operations["delete_poll_scope"];
         options?: never;
         head?: never;
@@ -1880,6 +2283,15 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
+                /** @description Its purge has not reached the cache yet (`purge_unfinished`): purge it again first */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
                 /** @description A body over the limit */
                 413: {
                     headers: {
@@ -1910,7 +2322,7 @@ export interface paths {
             };
         };
         post?: never;
-        /** Delete a board and its members; its items stay in PostgreSQL, its live sockets close (admin) */
+        /** Delete a board and its members; its items stay in PostgreSQL unless `purge=true`, which deletes them from PostgreSQL and the cache for good. Its live sockets close (admin) */
         delete: operations["delete_whiteboard_scope"];
         options?: never;
         head?: never;
@@ -3839,6 +4251,108 @@ export interface paths {
                 };
             };
         };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/dev/login": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A token for a typed-in user name: the demo apps' local login (local and test runs only) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @default false */
+                        admin?: boolean;
+                        user: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description A token */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            admin: boolean;
+                            token: string;
+                            user: string;
+                        };
+                    };
+                };
+                /** @description A malformed query, path or body */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description No token, or one that does not verify: `token_missing`, `token_invalid`, `token_expired`, ... */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description Local login is off here (`dev_login_disabled`) */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description A body over the limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description An invalid user id (`invalid_user`) */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -7399,7 +7913,9 @@ export type $defs = Record<string, never>;
 export interface operations {
     delete_chat_scope: {
         parameters: {
-            query?: never;
+            query?: {
+                purge?: boolean;
+            };
             header?: never;
             path: {
                 /** @description 1-64 of a-z, 0-9, _ and -, starting with a letter or digit */
@@ -7417,7 +7933,12 @@ export interface operations {
                 content: {
                     "application/json": {
                         deleted?: Record<string, never>;
-                        items?: string;
+                        /** @enum {string} */
+                        items?: "kept in PostgreSQL" | "purged";
+                        purged?: {
+                            events?: number;
+                            items?: number;
+                        };
                     };
                 };
             };
@@ -7448,7 +7969,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Unknown scope */
+            /** @description Unknown scope (a purged one may be purged again, to finish its purge) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7457,7 +7978,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+            /** @description Purged in PostgreSQL, but the cache was unreachable (`purge_unfinished`): purge again */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7470,7 +7991,9 @@ export interface operations {
     };
     delete_kanban_scope: {
         parameters: {
-            query?: never;
+            query?: {
+                purge?: boolean;
+            };
             header?: never;
             path: {
                 /** @description 1-64 of a-z, 0-9, _ and -, starting with a letter or digit */
@@ -7488,7 +8011,12 @@ export interface operations {
                 content: {
                     "application/json": {
                         deleted?: Record<string, never>;
-                        items?: string;
+                        /** @enum {string} */
+                        items?: "kept in PostgreSQL" | "purged";
+                        purged?: {
+                            events?: number;
+                            items?: number;
+                        };
                     };
                 };
             };
@@ -7519,7 +8047,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Unknown scope */
+            /** @description Unknown scope (a purged one may be purged again, to finish its purge) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7528,7 +8056,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+            /** @description Purged in PostgreSQL, but the cache was unreachable (`purge_unfinished`): purge again */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7541,7 +8069,9 @@ export interface operations {
     };
     delete_poll_scope: {
         parameters: {
-            query?: never;
+            query?: {
+                purge?: boolean;
+            };
             header?: never;
             path: {
                 /** @description 1-64 of a-z, 0-9, _ and -, starting with a letter or digit */
@@ -7559,7 +8089,12 @@ export interface operations {
                 content: {
                     "application/json": {
                         deleted?: Record<string, never>;
-                        items?: string;
+                        /** @enum {string} */
+                        items?: "kept in PostgreSQL" | "purged";
+                        purged?: {
+                            events?: number;
+                            items?: number;
+                        };
                     };
                 };
             };
@@ -7590,7 +8125,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Unknown scope */
+            /** @description Unknown scope (a purged one may be purged again, to finish its purge) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7599,7 +8134,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+            /** @description Purged in PostgreSQL, but the cache was unreachable (`purge_unfinished`): purge again */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7612,7 +8147,9 @@ export interface operations {
     };
     delete_whiteboard_scope: {
         parameters: {
-            query?: never;
+            query?: {
+                purge?: boolean;
+            };
             header?: never;
             path: {
                 /** @description 1-64 of a-z, 0-9, _ and -, starting with a letter or digit */
@@ -7630,7 +8167,12 @@ export interface operations {
                 content: {
                     "application/json": {
                         deleted?: Record<string, never>;
-                        items?: string;
+                        /** @enum {string} */
+                        items?: "kept in PostgreSQL" | "purged";
+                        purged?: {
+                            events?: number;
+                            items?: number;
+                        };
                     };
                 };
             };
@@ -7661,7 +8203,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Unknown scope */
+            /** @description Unknown scope (a purged one may be purged again, to finish its purge) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7670,7 +8212,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+            /** @description Purged in PostgreSQL, but the cache was unreachable (`purge_unfinished`): purge again */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -11,6 +11,9 @@ pub mod apply_reducer;
 pub mod cache_epoch_table;
 pub mod cache_epoch_type;
 pub mod configure_reducer;
+pub mod forget_scope_reducer;
+pub mod forgotten_scope_table;
+pub mod forgotten_scope_type;
 pub mod message_table;
 pub mod message_type;
 pub mod module_settings_table;
@@ -19,6 +22,7 @@ pub mod outbox_ack_type;
 pub mod owner_table;
 pub mod owner_type;
 pub mod reaction_type;
+pub mod remember_scope_reducer;
 pub mod sync_outbox_table;
 pub mod sync_outbox_type;
 pub mod trim_reducer;
@@ -30,6 +34,9 @@ pub use apply_reducer::{apply, set_flags_for_apply, ApplyCallbackId};
 pub use cache_epoch_table::*;
 pub use cache_epoch_type::CacheEpoch;
 pub use configure_reducer::{configure, set_flags_for_configure, ConfigureCallbackId};
+pub use forget_scope_reducer::{forget_scope, set_flags_for_forget_scope, ForgetScopeCallbackId};
+pub use forgotten_scope_table::*;
+pub use forgotten_scope_type::ForgottenScope;
 pub use message_table::*;
 pub use message_type::Message;
 pub use module_settings_table::*;
@@ -38,6 +45,9 @@ pub use outbox_ack_type::OutboxAck;
 pub use owner_table::*;
 pub use owner_type::Owner;
 pub use reaction_type::Reaction;
+pub use remember_scope_reducer::{
+    remember_scope, set_flags_for_remember_scope, RememberScopeCallbackId,
+};
 pub use sync_outbox_table::*;
 pub use sync_outbox_type::SyncOutbox;
 pub use trim_reducer::{set_flags_for_trim, trim, TrimCallbackId};
@@ -68,6 +78,14 @@ pub enum Reducer {
         request_id: String,
         settings: String,
     },
+    ForgetScope {
+        request_id: String,
+        scope: String,
+    },
+    RememberScope {
+        request_id: String,
+        scope: String,
+    },
     Trim {
         request_id: String,
         scope: String,
@@ -92,6 +110,8 @@ impl __sdk::Reducer for Reducer {
             Reducer::AckOutbox { .. } => "ack_outbox",
             Reducer::Apply { .. } => "apply",
             Reducer::Configure { .. } => "configure",
+            Reducer::ForgetScope { .. } => "forget_scope",
+            Reducer::RememberScope { .. } => "remember_scope",
             Reducer::Trim { .. } => "trim",
             Reducer::Warm { .. } => "warm",
             Reducer::WarmDone { .. } => "warm_done",
@@ -121,6 +141,17 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 )?
                 .into(),
             ),
+            "forget_scope" => Ok(
+                __sdk::parse_reducer_args::<forget_scope_reducer::ForgetScopeArgs>(
+                    "forget_scope",
+                    &value.args,
+                )?
+                .into(),
+            ),
+            "remember_scope" => Ok(__sdk::parse_reducer_args::<
+                remember_scope_reducer::RememberScopeArgs,
+            >("remember_scope", &value.args)?
+            .into()),
             "trim" => Ok(
                 __sdk::parse_reducer_args::<trim_reducer::TrimArgs>("trim", &value.args)?.into(),
             ),
@@ -149,6 +180,7 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
 #[doc(hidden)]
 pub struct DbUpdate {
     cache_epoch: __sdk::TableUpdate<CacheEpoch>,
+    forgotten_scope: __sdk::TableUpdate<ForgottenScope>,
     message: __sdk::TableUpdate<Message>,
     module_settings: __sdk::TableUpdate<ModuleSettings>,
     owner: __sdk::TableUpdate<Owner>,
@@ -164,6 +196,9 @@ impl TryFrom<__ws::DatabaseUpdate<__ws::BsatnFormat>> for DbUpdate {
                 "cache_epoch" => db_update
                     .cache_epoch
                     .append(cache_epoch_table::parse_table_update(table_update)?),
+                "forgotten_scope" => db_update
+                    .forgotten_scope
+                    .append(forgotten_scope_table::parse_table_update(table_update)?),
                 "message" => db_update
                     .message
                     .append(message_table::parse_table_update(table_update)?),
@@ -205,6 +240,9 @@ impl __sdk::DbUpdate for DbUpdate {
         diff.cache_epoch = cache
             .apply_diff_to_table::<CacheEpoch>("cache_epoch", &self.cache_epoch)
             .with_updates_by_pk(|row| &row.id);
+        diff.forgotten_scope = cache
+            .apply_diff_to_table::<ForgottenScope>("forgotten_scope", &self.forgotten_scope)
+            .with_updates_by_pk(|row| &row.scope);
         diff.message = cache
             .apply_diff_to_table::<Message>("message", &self.message)
             .with_updates_by_pk(|row| &row.id);
@@ -227,6 +265,7 @@ impl __sdk::DbUpdate for DbUpdate {
 #[doc(hidden)]
 pub struct AppliedDiff<'r> {
     cache_epoch: __sdk::TableAppliedDiff<'r, CacheEpoch>,
+    forgotten_scope: __sdk::TableAppliedDiff<'r, ForgottenScope>,
     message: __sdk::TableAppliedDiff<'r, Message>,
     module_settings: __sdk::TableAppliedDiff<'r, ModuleSettings>,
     owner: __sdk::TableAppliedDiff<'r, Owner>,
@@ -244,6 +283,11 @@ impl<'r> __sdk::AppliedDiff<'r> for AppliedDiff<'r> {
         callbacks: &mut __sdk::DbCallbacks<RemoteModule>,
     ) {
         callbacks.invoke_table_row_callbacks::<CacheEpoch>("cache_epoch", &self.cache_epoch, event);
+        callbacks.invoke_table_row_callbacks::<ForgottenScope>(
+            "forgotten_scope",
+            &self.forgotten_scope,
+            event,
+        );
         callbacks.invoke_table_row_callbacks::<Message>("message", &self.message, event);
         callbacks.invoke_table_row_callbacks::<ModuleSettings>(
             "module_settings",
@@ -828,6 +872,7 @@ impl __sdk::SpacetimeModule for RemoteModule {
 
     fn register_tables(client_cache: &mut __sdk::ClientCache<Self>) {
         cache_epoch_table::register_table(client_cache);
+        forgotten_scope_table::register_table(client_cache);
         message_table::register_table(client_cache);
         module_settings_table::register_table(client_cache);
         owner_table::register_table(client_cache);

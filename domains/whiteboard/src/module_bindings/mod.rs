@@ -13,11 +13,15 @@ pub mod cache_epoch_type;
 pub mod configure_reducer;
 pub mod element_table;
 pub mod element_type;
+pub mod forget_scope_reducer;
+pub mod forgotten_scope_table;
+pub mod forgotten_scope_type;
 pub mod module_settings_table;
 pub mod module_settings_type;
 pub mod outbox_ack_type;
 pub mod owner_table;
 pub mod owner_type;
+pub mod remember_scope_reducer;
 pub mod sync_outbox_table;
 pub mod sync_outbox_type;
 pub mod trim_reducer;
@@ -31,11 +35,17 @@ pub use cache_epoch_type::CacheEpoch;
 pub use configure_reducer::{configure, set_flags_for_configure, ConfigureCallbackId};
 pub use element_table::*;
 pub use element_type::Element;
+pub use forget_scope_reducer::{forget_scope, set_flags_for_forget_scope, ForgetScopeCallbackId};
+pub use forgotten_scope_table::*;
+pub use forgotten_scope_type::ForgottenScope;
 pub use module_settings_table::*;
 pub use module_settings_type::ModuleSettings;
 pub use outbox_ack_type::OutboxAck;
 pub use owner_table::*;
 pub use owner_type::Owner;
+pub use remember_scope_reducer::{
+    remember_scope, set_flags_for_remember_scope, RememberScopeCallbackId,
+};
 pub use sync_outbox_table::*;
 pub use sync_outbox_type::SyncOutbox;
 pub use trim_reducer::{set_flags_for_trim, trim, TrimCallbackId};
@@ -66,6 +76,14 @@ pub enum Reducer {
         request_id: String,
         settings: String,
     },
+    ForgetScope {
+        request_id: String,
+        scope: String,
+    },
+    RememberScope {
+        request_id: String,
+        scope: String,
+    },
     Trim {
         request_id: String,
         scope: String,
@@ -90,6 +108,8 @@ impl __sdk::Reducer for Reducer {
             Reducer::AckOutbox { .. } => "ack_outbox",
             Reducer::Apply { .. } => "apply",
             Reducer::Configure { .. } => "configure",
+            Reducer::ForgetScope { .. } => "forget_scope",
+            Reducer::RememberScope { .. } => "remember_scope",
             Reducer::Trim { .. } => "trim",
             Reducer::Warm { .. } => "warm",
             Reducer::WarmDone { .. } => "warm_done",
@@ -119,6 +139,17 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 )?
                 .into(),
             ),
+            "forget_scope" => Ok(
+                __sdk::parse_reducer_args::<forget_scope_reducer::ForgetScopeArgs>(
+                    "forget_scope",
+                    &value.args,
+                )?
+                .into(),
+            ),
+            "remember_scope" => Ok(__sdk::parse_reducer_args::<
+                remember_scope_reducer::RememberScopeArgs,
+            >("remember_scope", &value.args)?
+            .into()),
             "trim" => Ok(
                 __sdk::parse_reducer_args::<trim_reducer::TrimArgs>("trim", &value.args)?.into(),
             ),
@@ -148,6 +179,7 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
 pub struct DbUpdate {
     cache_epoch: __sdk::TableUpdate<CacheEpoch>,
     element: __sdk::TableUpdate<Element>,
+    forgotten_scope: __sdk::TableUpdate<ForgottenScope>,
     module_settings: __sdk::TableUpdate<ModuleSettings>,
     owner: __sdk::TableUpdate<Owner>,
     sync_outbox: __sdk::TableUpdate<SyncOutbox>,
@@ -165,6 +197,9 @@ impl TryFrom<__ws::DatabaseUpdate<__ws::BsatnFormat>> for DbUpdate {
                 "element" => db_update
                     .element
                     .append(element_table::parse_table_update(table_update)?),
+                "forgotten_scope" => db_update
+                    .forgotten_scope
+                    .append(forgotten_scope_table::parse_table_update(table_update)?),
                 "module_settings" => db_update
                     .module_settings
                     .append(module_settings_table::parse_table_update(table_update)?),
@@ -206,6 +241,9 @@ impl __sdk::DbUpdate for DbUpdate {
         diff.element = cache
             .apply_diff_to_table::<Element>("element", &self.element)
             .with_updates_by_pk(|row| &row.id);
+        diff.forgotten_scope = cache
+            .apply_diff_to_table::<ForgottenScope>("forgotten_scope", &self.forgotten_scope)
+            .with_updates_by_pk(|row| &row.scope);
         diff.module_settings = cache
             .apply_diff_to_table::<ModuleSettings>("module_settings", &self.module_settings)
             .with_updates_by_pk(|row| &row.id);
@@ -226,6 +264,7 @@ impl __sdk::DbUpdate for DbUpdate {
 pub struct AppliedDiff<'r> {
     cache_epoch: __sdk::TableAppliedDiff<'r, CacheEpoch>,
     element: __sdk::TableAppliedDiff<'r, Element>,
+    forgotten_scope: __sdk::TableAppliedDiff<'r, ForgottenScope>,
     module_settings: __sdk::TableAppliedDiff<'r, ModuleSettings>,
     owner: __sdk::TableAppliedDiff<'r, Owner>,
     sync_outbox: __sdk::TableAppliedDiff<'r, SyncOutbox>,
@@ -243,6 +282,11 @@ impl<'r> __sdk::AppliedDiff<'r> for AppliedDiff<'r> {
     ) {
         callbacks.invoke_table_row_callbacks::<CacheEpoch>("cache_epoch", &self.cache_epoch, event);
         callbacks.invoke_table_row_callbacks::<Element>("element", &self.element, event);
+        callbacks.invoke_table_row_callbacks::<ForgottenScope>(
+            "forgotten_scope",
+            &self.forgotten_scope,
+            event,
+        );
         callbacks.invoke_table_row_callbacks::<ModuleSettings>(
             "module_settings",
             &self.module_settings,
@@ -827,6 +871,7 @@ impl __sdk::SpacetimeModule for RemoteModule {
     fn register_tables(client_cache: &mut __sdk::ClientCache<Self>) {
         cache_epoch_table::register_table(client_cache);
         element_table::register_table(client_cache);
+        forgotten_scope_table::register_table(client_cache);
         module_settings_table::register_table(client_cache);
         owner_table::register_table(client_cache);
         sync_outbox_table::register_table(client_cache);

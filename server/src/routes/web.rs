@@ -1,0 +1,118 @@
+//! The demo apps and the admin console: the built front end (`web.dir`), served as
+//! files under `/app/`, plus the local login that lets two browser windows be two
+//! people. Everything they show comes from the public API with the user's token; these
+//! routes serve only files and (local runs only) tokens.
+
+use std::path::{Component, Path, PathBuf};
+
+use actix_web::http::header;
+use actix_web::{get, post, web, HttpResponse};
+use boardsync_core::DomainError;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::routes::members::member_id;
+use crate::startup::AppState;
+
+/// `/` and `/app` lead to the apps' home page.
+#[get("/")]
+pub async fn root() -> HttpResponse {
+    HttpResponse::Found().insert_header((header::LOCATION, "/app/")).finish()
+}
+
+/// A file of the built front end. `/app/chat` is `chat.html`; `/app` is `index.html`.
+/// Vite names its bundles by content hash, so those may be cached for good; pages are
+/// revalidated so a rebuilt app reaches the next load.
+#[get("/app{tail:(/.*)?}")]
+pub async fn file(state: web::Data<AppState>, tail: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let dir = &state.settings.web.dir;
+    if dir.as_os_str().is_empty() {
+        return Err(DomainError::not_found("no_route", "the web apps are not served here (web.dir is empty)").into());
+    }
+    let relative = safe_relative(&tail).ok_or_else(not_found)?;
+    let path = [relative.clone(), relative.with_extension("html"), relative.join("index.html")]
+        .into_iter()
+        .map(|candidate| dir.join(candidate))
+        .find(|candidate| candidate.is_file());
+    let Some(path) = path else {
+        if !dir.join("index.html").is_file() {
+            tracing::warn!(dir = %dir.display(), "web.dir holds no built apps: run scripts/serve (it builds web/dist)");
+        }
+        return Err(not_found().into());
+    };
+    let body = tokio::fs::read(&path).await.map_err(|error| {
+        tracing::error!(path = %path.display(), %error, "cannot read a web file");
+        DomainError::internal("cannot read a web file")
+    })?;
+    let immutable = relative.starts_with("assets");
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, content_type(&path)))
+        .insert_header((
+            header::CACHE_CONTROL,
+            if immutable { "public, max-age=31536000, immutable" } else { "no-cache" },
+        ))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .body(body))
+}
+
+fn not_found() -> DomainError {
+    DomainError::not_found("no_route", "no such page")
+}
+
+/// The request's path below `/app`, refused if any part could leave `web.dir`
+/// (`..`, an absolute part, a hidden file).
+fn safe_relative(tail: &str) -> Option<PathBuf> {
+    let mut relative = PathBuf::new();
+    for component in Path::new(tail.trim_start_matches('/')).components() {
+        match component {
+            Component::Normal(part) if !part.to_string_lossy().starts_with('.') => relative.push(part),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(relative)
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    user: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+/// A token for a typed-in user name (local and test runs; `auth.dev_login`): the demo
+/// apps' login page. Production refuses to start with it on.
+#[post("/api/dev/login")]
+pub async fn dev_login(state: web::Data<AppState>, body: web::Json<LoginBody>) -> Result<HttpResponse, ApiError> {
+    if !state.settings.auth.dev_login {
+        return Err(DomainError::forbidden(
+            "dev_login_disabled",
+            "local login is off here (auth.dev_login): sign in with your identity provider's token",
+        )
+        .into());
+    }
+    let user = member_id(&body.user)?;
+    let token = crate::auth::issue_token(&state.settings.auth, user, body.admin).map_err(|error| {
+        tracing::error!(%error, "dev login cannot sign a token");
+        DomainError::internal("cannot sign a token")
+    })?;
+    tracing::info!(user, admin = body.admin, "dev login");
+    Ok(HttpResponse::Ok().json(json!({ "token": token, "user": user, "admin": body.admin })))
+}
