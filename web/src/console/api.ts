@@ -120,18 +120,27 @@ export interface OutboxDomain {
   adapter: string;
   pending: number;
   oldest_age_ms: number | null;
+  /** Lag samples behind the percentiles (since the server started). */
+  lag_count?: number;
   lag_ms: { p50: number | null; p90: number | null; p99: number | null } | null;
   dead_letters: number;
 }
 
 export interface DeadLetter {
-  id: string | number;
+  id: number | string;
   domain: string;
   entity: string;
   kind: string;
+  /** The entity's state the cache committed (JSON), or the unreadable row as text. */
   payload: unknown;
+  /** What PostgreSQL said. */
   error: string;
-  created_at: string;
+  /** When it was set aside (`created_at` in the first draft of the contract). */
+  failed_at?: string;
+  created_at?: string;
+  cache_epoch?: number;
+  seq?: number;
+  request_id?: string;
 }
 
 export interface DependencyHealth {
