@@ -129,6 +129,30 @@ describe("admin console", () => {
     await context.close();
   });
 
+  test("deletes a scope with its items when 'purge' is ticked", async () => {
+    const token = await admin();
+    const key = uniqueScope("console-purge");
+    const author = uniqueUser("dora");
+    await createScope("chat", key, { [author]: "owner" }, { name: "Purge test" });
+    await command(await login(author), "chat", key, { type: "send", id: newId(), text: "to be purged" });
+
+    const { context, page } = await consoleAs(token);
+    await page.getByTestId("scope-filter").fill(key);
+    await page.getByTestId(`scope-row-chat-${key}`).click();
+    await page.locator(`[data-testid="scope-detail"][data-scope="${key}"]`).waitFor();
+    await page.getByTestId("scope-delete-purge").check();
+    await page.getByTestId("scope-delete").click();
+    await page.getByTestId("scope-delete").filter({ hasText: /purge/i }).click();
+    await page.getByTestId(`scope-row-chat-${key}`).waitFor({ state: "detached" });
+    await request("GET", `/api/admin/scopes/chat/${key}`, { token, expect: [404] });
+
+    // Created again, it starts empty: the message went with the purge.
+    await createScope("chat", key, {}, { name: "Purge test, again" });
+    const snapshot = (await request("GET", `/api/chat/${key}?limit=10`, { token })).body;
+    assert.deepEqual(snapshot.items, []);
+    await context.close();
+  });
+
   test("shows the outbox per domain and the dead letters (or says the server lacks them)", async () => {
     const token = await admin();
     const { context, page } = await consoleAs(token);
@@ -240,5 +264,7 @@ describe("admin console", () => {
     assert.equal(Number(await row.getAttribute("data-rows-loaded")), MESSAGES);
     await shotOf(page.getByTestId("warmup-domain-chat"), "console-warmed");
     await context.close();
+    // Its 2,000 messages are of no further use.
+    await request("DELETE", `/api/admin/scopes/chat/${scope}?purge=true`, { token: await admin() });
   });
 });
