@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { BoardsyncError, newId, type ConnectionStatus, type Domains } from "../src/index.js";
-import { api, client, cuttableSockets, live, scopeWith, unique, waitFor } from "./support.js";
+import { adapter, api, client, cuttableSockets, live, scopeWith, unique, waitFor } from "./support.js";
 
 type Message = Domains["chat"]["item"];
 
@@ -261,6 +261,11 @@ test("loadOlder pages back through chat history with next_before", async (t) => 
 });
 
 test("a resync frame refetches the snapshot and keeps the pages loaded", async (t) => {
+  // A re-warm is the resync this test can cause at will, and only a cache is warmed.
+  if ((await adapter()) === "postgres") {
+    t.skip("the PostgreSQL adapter has no cache to warm again");
+    return;
+  }
   const alice = unique("alice");
   const scope = await scopeWith("chat", { [alice]: "editor" });
   let snapshots = 0;

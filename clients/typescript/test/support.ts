@@ -11,6 +11,12 @@ export const BASE = (process.env.BOARDSYNC_URL ?? "http://127.0.0.1:8080").repla
 const REPO = fileURLToPath(new URL("../../../../", import.meta.url));
 
 /** A name no other test (or earlier run) uses: scopes and users are made fresh. */
+/** The adapter the server under test runs its chat domain on. */
+export async function adapter(): Promise<string> {
+  const health = (await (await fetch(`${BASE}/health`)).json()) as { domains: { chat: { adapter: string } } };
+  return health.domains.chat.adapter;
+}
+
 export function unique(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 7)}`;
 }
