@@ -127,7 +127,8 @@ async fn apply_one_by_one<D: Domain>(
                 tracing::error!(domain = D::NAME, seq = entry.seq, entity = %entry.entity, %error, "outbox entry dead-lettered");
                 let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
                 lock_progress::<D>(&mut tx, epoch).await?;
-                dead_letter::<D>(&mut tx, epoch, entry, &error).await?;
+                let scope = entry.payload.as_ref().ok().map(|item| cache.scope_of(item));
+                dead_letter::<D>(&mut tx, epoch, entry, scope.as_deref(), &error).await?;
                 record_progress::<D>(&mut tx, epoch, entry.seq).await?;
                 tx.commit().await.map_err(DomainError::from_sqlx)?;
                 metrics.outbox_dead_letters.with_label_values(&[D::NAME]).inc();

@@ -88,8 +88,9 @@ pub trait DomainService: Send + Sync {
     /// (see [`boardsync_core::purge`]).
     async fn purge(&self, scope: &ScopeKey) -> Result<boardsync_core::purge::Purged, DomainError>;
 
-    /// Refuses to create `scope` again while a purge of it has not reached the cache.
-    async fn check_recreate(&self, scope: &ScopeKey) -> Result<(), DomainError>;
+    /// Before `scope` is created (again): a purge of it must have reached the cache
+    /// (else 409 `purge_unfinished`), and the cache takes its commands again.
+    async fn prepare_recreate(&self, scope: &ScopeKey) -> Result<(), DomainError>;
 }
 
 /// See [`DomainService::describe`].
@@ -350,7 +351,19 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
     }
 
     async fn replay_dead_letter(&self, id: i64) -> Result<boardsync_core::dead_letters::Replayed, DomainError> {
-        boardsync_core::dead_letters::replay::<D>(&self.pool, id).await
+        let (replayed, item) = boardsync_core::dead_letters::replay::<D>(&self.pool, id).await?;
+        // PostgreSQL has it now; the cache takes it too unless it holds a newer version
+        // (else the next edit would start from the older state and conflict).
+        if let Some(cache) = &self.cache {
+            let scope = ScopeKey::parse(&cache.scope_of(&item));
+            if let Err(error) = match scope {
+                Ok(scope) => cache.warm(&scope, vec![item]).await,
+                Err(error) => Err(error),
+            } {
+                tracing::warn!(domain = D::NAME, id, %error, "a replayed dead letter is in PostgreSQL, not yet in the cache");
+            }
+        }
+        Ok(replayed)
     }
 
     async fn purge(&self, scope: &ScopeKey) -> Result<boardsync_core::purge::Purged, DomainError> {
@@ -374,8 +387,17 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
         Ok(purged)
     }
 
-    async fn check_recreate(&self, scope: &ScopeKey) -> Result<(), DomainError> {
-        boardsync_core::purge::check_recreate(&self.pool, D::NAME, scope).await
+    async fn prepare_recreate(&self, scope: &ScopeKey) -> Result<(), DomainError> {
+        if !boardsync_core::purge::recreating(&self.pool, D::NAME, scope).await? {
+            return Ok(());
+        }
+        if let Some(cache) = &self.cache {
+            cache.remember(scope).await.map_err(|error| {
+                tracing::warn!(domain = D::NAME, scope = %scope, %error, "the cache cannot take a purged scope back yet");
+                DomainError::unavailable("cache_unavailable", "the cache must take this purged scope back first: try again")
+            })?;
+        }
+        boardsync_core::purge::recreated(&self.pool, D::NAME, scope).await
     }
 }
 

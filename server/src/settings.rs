@@ -435,6 +435,16 @@ impl Settings {
                 reason: "mints a token for any user name: local and test runs only".into(),
             });
         }
+        if self.auth.dev_login && !is_loopback(&self.server.host) {
+            return Err(SettingsError::Rejected {
+                key: "auth.dev_login",
+                reason: format!(
+                    "mints a token for anyone who reaches the server: on only while server.host is loopback \
+                     (it is {:?}); turn it off (BOARDSYNC__AUTH__DEV_LOGIN=false) to listen elsewhere",
+                    self.server.host
+                ),
+            });
+        }
         if environment == Environment::Production
             && self.auth.jwt_secret.expose_secret().is_empty()
             && self.auth.issuers.is_empty()
@@ -451,6 +461,12 @@ impl Settings {
     pub fn adapter(&self) -> AdapterKind {
         AdapterKind::select(self.spacetimedb.url())
     }
+}
+
+/// Whether `host` (a listen address or a Host header's name) is this machine only.
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn non_empty(value: Option<&String>) -> Option<String> {
@@ -560,6 +576,11 @@ mod tests {
         let error = load_in(Environment::Production, &[long, on]).unwrap_err().to_string();
         assert!(error.contains("auth.dev_login"), "{error}");
         assert!(load_in(Environment::Local, &[]).unwrap().auth.dev_login, "on for local runs");
+        let public = ("BOARDSYNC__SERVER__HOST", "0.0.0.0");
+        let error = load_in(Environment::Local, &[public]).unwrap_err().to_string();
+        assert!(error.contains("auth.dev_login"), "only on loopback: {error}");
+        assert!(load_in(Environment::Local, &[public, ("BOARDSYNC__AUTH__DEV_LOGIN", "false")]).is_ok());
+        assert!(load_in(Environment::Local, &[("BOARDSYNC__SERVER__HOST", "::1")]).is_ok());
     }
 
     #[test]

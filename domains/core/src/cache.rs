@@ -60,12 +60,14 @@ pub fn refused_for_good(error: &DomainError) -> bool {
         || error.sqlstate().is_some_and(|state| state.starts_with("22") || state.starts_with("23"))
 }
 
-/// Keeps a write PostgreSQL refused for good in `outbox_dead_letters`, with why, in
-/// the caller's transaction (`boardsync` never drops one silently).
+/// Keeps a write PostgreSQL refused for good in `outbox_dead_letters`, with why and its
+/// scope (when readable: a purge deletes the scope's letters), in the caller's
+/// transaction (`boardsync` never drops one silently).
 pub async fn dead_letter<D: Domain>(
     tx: &mut PgConnection,
     epoch: i64,
     entry: &Pending<D>,
+    scope: Option<&str>,
     error: &DomainError,
 ) -> Result<(), DomainError> {
     let payload = match &entry.payload {
@@ -73,8 +75,8 @@ pub async fn dead_letter<D: Domain>(
         Err(unreadable) => unreadable.clone(),
     };
     sqlx::query(
-        "INSERT INTO outbox_dead_letters (domain, cache_epoch, seq, entity, kind, payload, request_id, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        "INSERT INTO outbox_dead_letters (domain, cache_epoch, seq, entity, kind, payload, request_id, error, scope)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
     )
     .bind(D::NAME)
     .bind(epoch)
@@ -84,6 +86,7 @@ pub async fn dead_letter<D: Domain>(
     .bind(payload)
     .bind(&entry.request_id)
     .bind(error.to_string())
+    .bind(scope)
     .execute(&mut *tx)
     .await
     .map_err(DomainError::from_sqlx)?;
@@ -144,6 +147,12 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     /// Purges `scope` from the cache: its rows and outbox entries; commands to it are
     /// refused until it is warmed again.
     async fn forget(&self, scope: &ScopeKey) -> Result<(), DomainError>;
+
+    /// The purged `scope` is created again: the cache takes its commands again.
+    async fn remember(&self, scope: &ScopeKey) -> Result<(), DomainError>;
+
+    /// The scope an item belongs to.
+    fn scope_of(&self, item: &D::Item) -> String;
 
     /// Drops `scope`'s cached items beyond the newest `keep` (PostgreSQL keeps them).
     async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError>;

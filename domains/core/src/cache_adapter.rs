@@ -54,21 +54,34 @@ pub const UNREADABLE_ENTRY: &str = "unreadable_outbox_entry";
 /// refused for good and set aside as a dead letter, counted and logged.
 pub const VERSION_CONFLICT: &str = "version_conflict";
 
+/// A state on its way to PostgreSQL, with when the cache committed it (microseconds
+/// since the Unix epoch; none when unknown, e.g. a replayed dead letter).
+pub(crate) type Timed<I> = (I, Option<i64>);
+
+fn scope_of<D: CacheBinding>(item: &D::Item) -> String {
+    D::placement(&D::row(item)).scope
+}
+
 /// Writes full states, and fails with [`VERSION_CONFLICT`] when PostgreSQL skipped one
 /// it holds at the same version with other content, or under another scope.
 pub(crate) async fn persist_checked<D: CacheBinding>(
     tx: &mut PgConnection,
-    mut items: Vec<D::Item>,
+    writes: Vec<Timed<D::Item>>,
 ) -> Result<usize, DomainError> {
     // A purged scope's writes still on their way are dropped, under the lock its
     // purge takes, so none lands after the purge deleted the scope's rows.
-    let scopes: BTreeSet<String> = items.iter().map(|item| D::placement(&D::row(item)).scope).collect();
+    let mut writes = writes;
+    let scopes: BTreeSet<String> = writes.iter().map(|(item, _)| scope_of::<D>(item)).collect();
     for scope in scopes {
-        if crate::purge::guard_write(tx, D::NAME, &scope).await? {
-            tracing::info!(domain = D::NAME, scope = %scope, "writes to a purged scope dropped");
-            items.retain(|item| D::placement(&D::row(item)).scope != scope);
+        if let Some(mark) = crate::purge::guard_write(tx, D::NAME, &scope).await? {
+            let before = writes.len();
+            writes.retain(|(item, at)| scope_of::<D>(item) != scope || !mark.drops(*at));
+            if writes.len() < before {
+                tracing::info!(domain = D::NAME, scope = %scope, dropped = before - writes.len(), "writes of a purged scope dropped");
+            }
         }
     }
+    let items: Vec<D::Item> = writes.into_iter().map(|(item, _)| item).collect();
     if items.is_empty() {
         return Ok(0);
     }
@@ -150,9 +163,9 @@ pub trait SessionSink<Row>: Send + Sync + 'static {
     /// A data row was replaced by a newer state of it.
     fn replaced(&self, old: &Row, new: &Row);
     /// A write recorded in `sync_outbox` by the call `request_id`.
-    fn recorded(&self, seq: u64, request_id: &str, row: &Row);
+    fn recorded(&self, seq: u64, request_id: &str, created_at_micros: i64, row: &Row);
     /// An outbox entry was acknowledged away.
-    fn acked(&self, seq: u64);
+    fn acked(&self, seq: u64, request_id: &str);
     /// The outcome of a client's `apply`.
     fn client_outcome(&self, request_id: &str, status: &Status);
     /// The outcome of an owner reducer (warm, warm_done, ack, configure, trim).
@@ -250,9 +263,12 @@ struct Answer<D: Domain> {
 }
 
 /// Writes kept until PostgreSQL has them, in commit order.
+type KeptWrite<D> = (u64, ScopeKey, <D as Domain>::Item, i64);
+
 struct Retained<D: Domain> {
     next: u64,
-    writes: HashMap<(u64, String), (u64, ScopeKey, D::Item)>,
+    /// By (sequence, request id): (arrival order, scope, state, when the cache committed it).
+    writes: HashMap<(u64, String), KeptWrite<D>>,
 }
 
 /// A client command waiting for its outcome.
@@ -502,12 +518,12 @@ impl<D: CacheBinding> CacheAdapter<D> {
         &self,
         pool: &PgPool,
         writes: &[((u64, String), u64, D::Item)],
-        latest: Vec<D::Item>,
+        latest: Vec<Timed<D::Item>>,
     ) -> Result<(usize, Vec<String>), DomainError> {
         let (mut written, mut set_aside) = (0, Vec::new());
-        for item in latest {
+        for (item, at) in latest {
             let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
-            match persist_checked::<D>(&mut tx, vec![item.clone()]).await {
+            match persist_checked::<D>(&mut tx, vec![(item.clone(), at)]).await {
                 Ok(count) => written += count,
                 Err(error) if refused_for_good(&error) => {
                     drop(tx);
@@ -529,7 +545,8 @@ impl<D: CacheBinding> CacheAdapter<D> {
                     };
                     tracing::error!(domain = D::NAME, entity = %entry.entity, %error, "a kept write dead-lettered");
                     let epoch = self.shared.link.epoch().unwrap_or(0) as i64;
-                    dead_letter::<D>(&mut tx, epoch, &entry, &error).await?;
+                    let scope = entry.payload.as_ref().ok().map(scope_of::<D>);
+                    dead_letter::<D>(&mut tx, epoch, &entry, scope.as_deref(), &error).await?;
                 }
                 Err(error) => return Err(error),
             }
@@ -690,7 +707,7 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
         }
     }
 
-    fn recorded(&self, seq: u64, request_id: &str, row: &RowOf<D>) {
+    fn recorded(&self, seq: u64, request_id: &str, created_at_micros: i64, row: &RowOf<D>) {
         self.outbox.lock().expect("outbox lock").insert(seq);
         // The initial rows of a subscription are older than this session: nobody waits
         // for them, nothing here keeps them, no subscriber is told.
@@ -713,13 +730,17 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
             let mut retained = self.retained.lock().expect("retained lock");
             let order = retained.next;
             retained.next += 1;
-            retained.writes.insert((seq, request_id.to_string()), (order, scope, item));
+            retained.writes.insert((seq, request_id.to_string()), (order, scope, item, created_at_micros));
         }
         self.link.signal(CacheSignal::OutboxGrew);
     }
 
-    fn acked(&self, seq: u64) {
+    /// An outbox entry left the cache while connected: acknowledged (some backend
+    /// committed it in PostgreSQL) or purged with its scope. Either way this backend's
+    /// own copy has served its purpose; kept, it could bring a purged write back.
+    fn acked(&self, seq: u64, request_id: &str) {
         self.outbox.lock().expect("outbox lock").remove(&seq);
+        self.retained.lock().expect("retained lock").writes.remove(&(seq, request_id.to_string()));
     }
 
     fn client_outcome(&self, request_id: &str, status: &Status) {
@@ -985,9 +1006,6 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         scope: &ScopeKey,
         window: &WarmupSettings,
     ) -> Result<Vec<D::Item>, DomainError> {
-        // The scope exists (again): a purge's refusal of its commands ends here.
-        let key = scope.to_string();
-        self.shared.link.owner_call(move |c, request_id| c.remember_scope(request_id, key)).await?;
         let mut db = pool.acquire().await.map_err(DomainError::from_sqlx)?;
         let items = D::load_window(&mut db, scope, window).await?;
         // A window short of the whole scope: older pages come from PostgreSQL.
@@ -1028,11 +1046,20 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         // them into PostgreSQL and the cache again once the scope is created anew. (Its
         // writes committed before the purge have all been reported by now: the SDK
         // reports transactions in order, and the purge's own outcome came after them.)
-        self.shared.retained.lock().expect("retained lock").writes.retain(|_, (_, of, _)| of != scope);
+        self.shared.retained.lock().expect("retained lock").writes.retain(|_, (_, of, _, _)| of != scope);
         self.shared.floors.lock().expect("floors lock").remove(scope);
         // Its live subscribers (if any are left) must not keep what they were shown.
         self.shared.live.resync(scope);
         Ok(())
+    }
+
+    async fn remember(&self, scope: &ScopeKey) -> Result<(), DomainError> {
+        let key = scope.to_string();
+        self.shared.link.owner_call(move |c, request_id| c.remember_scope(request_id, key)).await
+    }
+
+    fn scope_of(&self, item: &D::Item) -> String {
+        scope_of::<D>(item)
     }
 
     async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError> {
@@ -1082,11 +1109,12 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         // Payloads are full states: within a batch only each entity's newest matters.
         let items = latest_per_entity(entries, |payload| payload.as_ref().map_or(0, D::version))
             .into_iter()
-            .map(|entry| {
-                entry.payload.clone().map_err(|_| {
+            .map(|entry| match &entry.payload {
+                Ok(item) => Ok((item.clone(), Some(entry.created_at_micros))),
+                Err(_) => {
                     let message = format!("outbox entry {} holds a row the domain cannot read", entry.seq);
-                    DomainError::new(ErrorKind::Internal, UNREADABLE_ENTRY, message)
-                })
+                    Err(DomainError::new(ErrorKind::Internal, UNREADABLE_ENTRY, message))
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
         persist_checked::<D>(tx, items).await
@@ -1120,7 +1148,7 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
     async fn restore_all(&self, pool: &PgPool) -> Result<usize, DomainError> {
         let scopes: BTreeSet<ScopeKey> = {
             let retained = self.shared.retained.lock().expect("retained lock");
-            retained.writes.values().map(|(_, scope, _)| scope.clone()).collect()
+            retained.writes.values().map(|(_, scope, _, _)| scope.clone()).collect()
         };
         let mut written = 0;
         for scope in scopes {
@@ -1141,23 +1169,25 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
     }
 
     async fn restore(&self, pool: &PgPool, scope: &ScopeKey) -> Result<usize, DomainError> {
-        let writes: Vec<((u64, String), u64, D::Item)> = {
+        let writes: Vec<((u64, String), u64, D::Item, i64)> = {
             let retained = self.shared.retained.lock().expect("retained lock");
-            let of_scope = retained.writes.iter().filter(|(_, (_, s, _))| s == scope);
-            of_scope.map(|(key, (order, _, item))| (key.clone(), *order, item.clone())).collect()
+            let of_scope = retained.writes.iter().filter(|(_, (_, s, _, _))| s == scope);
+            of_scope.map(|(key, (order, _, item, at))| (key.clone(), *order, item.clone(), *at)).collect()
         };
         if writes.is_empty() {
             return Ok(0);
         }
         // Full states: each entity's newest is enough (versions guard the rest).
-        let mut latest: HashMap<String, D::Item> = HashMap::new();
-        for (_, _, item) in &writes {
-            let newer = latest.get(&D::cursor(item)).is_none_or(|kept| D::version(item) >= D::version(kept));
+        let mut latest: HashMap<String, Timed<D::Item>> = HashMap::new();
+        for (_, _, item, at) in &writes {
+            let newer = latest.get(&D::cursor(item)).is_none_or(|(kept, _)| D::version(item) >= D::version(kept));
             if newer {
-                latest.insert(D::cursor(item), item.clone());
+                latest.insert(D::cursor(item), (item.clone(), Some(*at)));
             }
         }
-        let latest: Vec<D::Item> = latest.into_values().collect();
+        let latest: Vec<Timed<D::Item>> = latest.into_values().collect();
+        let writes: Vec<((u64, String), u64, D::Item)> =
+            writes.into_iter().map(|(key, order, item, _)| (key, order, item)).collect();
         let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
         let (written, set_aside) = match persist_checked::<D>(&mut tx, latest.clone()).await {
             Ok(written) => {
@@ -1230,9 +1260,11 @@ macro_rules! spacetime_module {
                         }
                     });
                     let s = sink.clone();
-                    connection.db.sync_outbox().on_insert(move |_, row| s.recorded(row.seq, &row.request_id, &row.payload));
+                    connection.db.sync_outbox().on_insert(move |_, row| {
+                        s.recorded(row.seq, &row.request_id, row.created_at.to_micros_since_unix_epoch(), &row.payload)
+                    });
                     let s = sink.clone();
-                    connection.db.sync_outbox().on_delete(move |_, row| s.acked(row.seq));
+                    connection.db.sync_outbox().on_delete(move |_, row| s.acked(row.seq, &row.request_id));
                     let s = sink.clone();
                     connection.reducers.on_apply(move |ctx, request_id, _, _, _, _| s.client_outcome(request_id, &ctx.event.status));
                     // Warm-up batches are large: their success is not echoed back; the

@@ -15,6 +15,9 @@ use crate::{DomainError, ErrorKind};
 pub struct DeadLetter {
     pub id: i64,
     pub domain: String,
+    /// The scope its payload names (none for an unreadable payload, or a letter older
+    /// than the column).
+    pub scope: Option<String>,
     pub cache_epoch: i64,
     pub seq: i64,
     pub entity: String,
@@ -38,7 +41,7 @@ pub struct Replayed {
 /// The oldest first, of one domain or all.
 pub async fn list(pool: &PgPool, domain: Option<&str>, limit: i64) -> Result<Vec<DeadLetter>, DomainError> {
     let rows = sqlx::query(
-        "SELECT id, domain, cache_epoch, seq, entity, kind, payload, request_id, error, failed_at
+        "SELECT id, domain, scope, cache_epoch, seq, entity, kind, payload, request_id, error, failed_at
            FROM outbox_dead_letters WHERE $1::text IS NULL OR domain = $1 ORDER BY id LIMIT $2",
     )
     .bind(domain)
@@ -52,6 +55,7 @@ pub async fn list(pool: &PgPool, domain: Option<&str>, limit: i64) -> Result<Vec
             Ok(DeadLetter {
                 id: row.try_get("id")?,
                 domain: row.try_get("domain")?,
+                scope: row.try_get("scope")?,
                 cache_epoch: row.try_get("cache_epoch")?,
                 seq: row.try_get("seq")?,
                 entity: row.try_get("entity")?,
@@ -82,8 +86,9 @@ fn not_found(id: i64) -> DomainError {
 /// Writes the dead letter's state into PostgreSQL under the outbox's own rules (never
 /// over a newer version; refused when PostgreSQL holds other content at that version,
 /// or the entity under another scope or creator) and removes it, in one transaction.
-/// Refused again: 409 `replay_refused`, and the letter keeps the new error.
-pub async fn replay<D: CacheBinding>(pool: &PgPool, id: i64) -> Result<Replayed, DomainError> {
+/// Refused again: 409 `replay_refused`, and the letter keeps the new error. Returns the
+/// state replayed, for the caller to hand to the cache.
+pub async fn replay<D: CacheBinding>(pool: &PgPool, id: i64) -> Result<(Replayed, D::Item), DomainError> {
     let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
     let payload: Option<String> =
         sqlx::query_scalar("SELECT payload FROM outbox_dead_letters WHERE id = $1 AND domain = $2 FOR UPDATE")
@@ -97,7 +102,7 @@ pub async fn replay<D: CacheBinding>(pool: &PgPool, id: i64) -> Result<Replayed,
         tracing::warn!(domain = D::NAME, id, %error, "dead letter unreadable as an item");
         DomainError::invalid("unreadable_dead_letter", "this dead letter's payload is not an item of the domain")
     })?;
-    let written = match persist_checked::<D>(&mut tx, vec![item]).await {
+    let written = match persist_checked::<D>(&mut tx, vec![(item.clone(), None)]).await {
         Ok(written) => written,
         Err(error) if refused_for_good(&error) => {
             drop(tx);
@@ -123,7 +128,7 @@ pub async fn replay<D: CacheBinding>(pool: &PgPool, id: i64) -> Result<Replayed,
         .map_err(DomainError::from_sqlx)?;
     tx.commit().await.map_err(DomainError::from_sqlx)?;
     tracing::info!(domain = D::NAME, id, written, "dead letter replayed");
-    Ok(Replayed { id, written })
+    Ok((Replayed { id, written }, item))
 }
 
 /// Drops a dead letter for good.

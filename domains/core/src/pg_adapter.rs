@@ -136,7 +136,8 @@ impl<D: PostgresBinding> Connection<D> for PostgresAdapter<D> {
         let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
         // Under the scope's lock: a command authorized just before a purge is refused
         // after it, not written into the purged scope.
-        if crate::purge::guard_write(&mut tx, D::NAME, scope.as_str()).await? {
+        let purged = crate::purge::guard_write(&mut tx, D::NAME, scope.as_str()).await?;
+        if purged.is_some_and(|mark| mark.drops(None)) {
             return Err(crate::scope::missing(D::NAME, D::SCOPE, scope));
         }
         let applied = D::apply_in(&mut tx, &self.settings, scope, actor, command).await?;

@@ -28,8 +28,8 @@ fn empty_object() -> serde_json::Value {
 #[put("/api/admin/scopes/{domain}/{scope}")]
 pub async fn put_scope(
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
     _admin: Admin,
+    path: web::Path<(String, String)>,
     body: web::Json<ScopeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
@@ -38,7 +38,7 @@ pub async fn put_scope(
     let name = body.name.trim();
     check_name(name)?;
     service.validate_scope_config(&body.config)?;
-    service.check_recreate(&key).await?;
+    service.prepare_recreate(&key).await?;
     let stored = state.scopes.upsert(service.name(), &key, name, &body.config).await?;
     service.scope_changed(&key);
     Ok(HttpResponse::Ok().json(stored))
@@ -72,8 +72,8 @@ fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
 #[get("/api/admin/scopes/{domain}/{scope}")]
 pub async fn get_scope(
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
     _admin: Admin,
+    path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
     let (service, key) = resolve(&state, &domain, &scope)?;
@@ -93,8 +93,8 @@ pub struct ScopePatch {
 #[patch("/api/admin/scopes/{domain}/{scope}")]
 pub async fn patch_scope(
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
     _admin: Admin,
+    path: web::Path<(String, String)>,
     body: web::Json<ScopePatch>,
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
@@ -117,8 +117,8 @@ pub async fn patch_scope(
     Ok(HttpResponse::Ok().json(stored))
 }
 
+/// Other query keys are ignored, as they were before `purge` existed.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
     #[serde(default)]
     purge: bool,
@@ -130,9 +130,9 @@ pub struct DeleteQuery {
 #[delete("/api/admin/scopes/{domain}/{scope}")]
 pub async fn delete_scope(
     state: web::Data<AppState>,
+    _admin: Admin,
     path: web::Path<(String, String)>,
     query: web::Query<DeleteQuery>,
-    _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
     let (service, key) = resolve(&state, &domain, &scope)?;
@@ -159,8 +159,8 @@ pub struct ListQuery {
 #[get("/api/admin/scopes")]
 pub async fn list_scopes(
     state: web::Data<AppState>,
-    query: web::Query<ListQuery>,
     _admin: Admin,
+    query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(domain) = &query.domain {
         domain_service(&state, domain)?;
@@ -180,8 +180,8 @@ pub struct WarmupQuery {
 #[get("/api/admin/warmup")]
 pub async fn warmup_status(
     state: web::Data<AppState>,
-    query: web::Query<WarmupQuery>,
     _admin: Admin,
+    query: web::Query<WarmupQuery>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(domain) = &query.domain {
         domain_service(&state, domain)?;
@@ -200,8 +200,8 @@ pub async fn warmup_status(
 #[post("/api/admin/warmup/{domain}/{scope}")]
 pub async fn rewarm_scope(
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
     _admin: Admin,
+    path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (domain, scope) = path.into_inner();
     let (service, key) = resolve(&state, &domain, &scope)?;
@@ -231,8 +231,8 @@ pub async fn rewarm_all(state: web::Data<AppState>, _admin: Admin) -> Result<Htt
 #[post("/api/admin/warmup/{domain}")]
 pub async fn rewarm_domain(
     state: web::Data<AppState>,
-    path: web::Path<String>,
     _admin: Admin,
+    path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let service = domain_service(&state, &path.into_inner())?;
     service.rewarm(None).await?;
@@ -271,13 +271,17 @@ pub struct DeadLetterQuery {
 #[get("/api/admin/dead-letters")]
 pub async fn dead_letters(
     state: web::Data<AppState>,
-    query: web::Query<DeadLetterQuery>,
     _admin: Admin,
+    query: web::Query<DeadLetterQuery>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(domain) = &query.domain {
         domain_service(&state, domain)?;
     }
-    let limit = query.limit.unwrap_or(state.settings.api.default_page_size).min(state.settings.api.max_page_size);
+    let limit = query.limit.unwrap_or(state.settings.api.default_page_size);
+    if limit == 0 || limit > state.settings.api.max_page_size {
+        let message = format!("limit must be between 1 and {}", state.settings.api.max_page_size);
+        return Err(DomainError::bad_request("invalid_limit", message).into());
+    }
     let items = boardsync_core::dead_letters::list(&state.pool, query.domain.as_deref(), limit.into()).await?;
     Ok(HttpResponse::Ok().json(json!({ "items": items })))
 }
@@ -287,8 +291,8 @@ pub async fn dead_letters(
 #[post("/api/admin/dead-letters/{domain}/{id}/replay")]
 pub async fn replay_dead_letter(
     state: web::Data<AppState>,
-    path: web::Path<(String, i64)>,
     _admin: Admin,
+    path: web::Path<(String, i64)>,
 ) -> Result<HttpResponse, ApiError> {
     let (domain, id) = path.into_inner();
     let replayed = domain_service(&state, &domain)?.replay_dead_letter(id).await?;
@@ -299,8 +303,8 @@ pub async fn replay_dead_letter(
 #[delete("/api/admin/dead-letters/{domain}/{id}")]
 pub async fn discard_dead_letter(
     state: web::Data<AppState>,
-    path: web::Path<(String, i64)>,
     _admin: Admin,
+    path: web::Path<(String, i64)>,
 ) -> Result<HttpResponse, ApiError> {
     let (domain, id) = path.into_inner();
     let service = domain_service(&state, &domain)?;

@@ -285,6 +285,10 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
                 admin_only,
                 ("404", "Unknown domain"),
                 ("409", "Its purge has not reached the cache yet (`purge_unfinished`): purge it again first"),
+                (
+                    "503",
+                    "The cache must take the purged scope back first (`cache_unavailable`), or a dependency is down",
+                ),
                 ("413", "A body over the limit"),
                 ("422", "An invalid name or config"),
             ],
@@ -314,10 +318,10 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
             json!({ "200": json_response("Deleted", json!({ "type": "object", "properties": {
                 "deleted": { "type": "object" }, "items": { "type": "string", "enum": ["kept in PostgreSQL", "purged"] },
                 "purged": { "type": "object", "properties": {
-                    "items": { "type": "integer" }, "events": { "type": "integer" } } } } })) }),
+                    "items": { "type": "integer" }, "events": { "type": "integer" }, "dead_letters": { "type": "integer" } } } } })) }),
             &[
                 admin_only,
-                ("404", "Unknown scope (a purged one may be purged again, to finish its purge)"),
+                ("404", "Nothing to delete: no such scope, no items under that key, never purged"),
                 ("503", "Purged in PostgreSQL, but the cache was unreachable (`purge_unfinished`): purge again"),
             ],
         );
@@ -384,6 +388,8 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
         json!({ "200": json_response("Dead letters", json!({ "type": "object", "required": ["items"], "properties": {
             "items": { "type": "array", "items": { "type": "object", "properties": {
                 "id": { "type": "integer" }, "domain": { "type": "string" }, "entity": { "type": "string" },
+                "scope": { "type": "string", "nullable": true }, "cache_epoch": { "type": "integer" },
+                "seq": { "type": "integer" }, "request_id": { "type": "string" },
                 "kind": { "type": "string" }, "payload": {}, "error": { "type": "string" },
                 "failed_at": { "type": "string", "format": "date-time" } } } } } })) }),
         &[admin_only, ("404", "Unknown domain")],
@@ -414,7 +420,11 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
         json!({ "200": json_response("A token", json!({ "type": "object", "required": ["token", "user", "admin"],
             "properties": { "token": { "type": "string" }, "user": { "type": "string" }, "admin": { "type": "boolean" } } })) }),
         &[
-            ("403", "Local login is off here (`dev_login_disabled`)"),
+            (
+                "403",
+                "Local login is off here (`dev_login_disabled`), or the caller or the host it names is not this machine \
+                 (`dev_login_local_only`)",
+            ),
             ("413", "A body over the limit"),
             ("422", "An invalid user id (`invalid_user`)"),
         ],

@@ -6,13 +6,14 @@
 use std::path::{Component, Path, PathBuf};
 
 use actix_web::http::header;
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use boardsync_core::DomainError;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
 use crate::routes::members::member_id;
+use crate::settings::is_loopback;
 use crate::startup::AppState;
 
 /// `/` and `/app` lead to the apps' home page.
@@ -31,10 +32,13 @@ pub async fn file(state: web::Data<AppState>, tail: web::Path<String>) -> Result
         return Err(DomainError::not_found("no_route", "the web apps are not served here (web.dir is empty)").into());
     }
     let relative = safe_relative(&tail).ok_or_else(not_found)?;
+    // Only files inside web.dir, symbolic links resolved: a link placed there must not
+    // serve what lies outside.
+    let served = dir.canonicalize().ok();
     let path = [relative.clone(), relative.with_extension("html"), relative.join("index.html")]
         .into_iter()
-        .map(|candidate| dir.join(candidate))
-        .find(|candidate| candidate.is_file());
+        .filter_map(|candidate| dir.join(candidate).canonicalize().ok())
+        .find(|candidate| candidate.is_file() && served.as_ref().is_some_and(|served| candidate.starts_with(served)));
     let Some(path) = path else {
         if !dir.join("index.html").is_file() {
             tracing::warn!(dir = %dir.display(), "web.dir holds no built apps: run scripts/serve (it builds web/dist)");
@@ -53,6 +57,9 @@ pub async fn file(state: web::Data<AppState>, tail: web::Path<String>) -> Result
             if immutable { "public, max-age=31536000, immutable" } else { "no-cache" },
         ))
         .insert_header(("x-content-type-options", "nosniff"))
+        // The console holds an admin's token and has buttons that purge: no framing.
+        .insert_header(("content-security-policy", "frame-ancestors 'none'"))
+        .insert_header(("x-frame-options", "DENY"))
         .body(body))
 }
 
@@ -100,11 +107,30 @@ pub struct LoginBody {
 /// A token for a typed-in user name (local and test runs; `auth.dev_login`): the demo
 /// apps' login page. Production refuses to start with it on.
 #[post("/api/dev/login")]
-pub async fn dev_login(state: web::Data<AppState>, body: web::Json<LoginBody>) -> Result<HttpResponse, ApiError> {
+pub async fn dev_login(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Json<LoginBody>,
+) -> Result<HttpResponse, ApiError> {
     if !state.settings.auth.dev_login {
         return Err(DomainError::forbidden(
             "dev_login_disabled",
             "local login is off here (auth.dev_login): sign in with your identity provider's token",
+        )
+        .into());
+    }
+    // Settings keep it to a loopback listener; this keeps it to loopback callers that
+    // name a loopback host too, so a web page elsewhere cannot reach it through DNS
+    // rebinding (its requests carry its own host name).
+    let peer_local = request.peer_addr().is_some_and(|peer| peer.ip().is_loopback());
+    let host = request.connection_info().host().to_string();
+    let host_name =
+        host.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).map_or(host.as_str(), |(name, _)| name);
+    if !peer_local || !is_loopback(host_name) {
+        tracing::warn!(peer = ?request.peer_addr(), host, "dev login refused: not a loopback caller and host");
+        return Err(DomainError::forbidden(
+            "dev_login_local_only",
+            "local login answers only on this machine, at localhost",
         )
         .into());
     }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{spawn_app, spawn_app_on_spacetimedb, TestApp, DOMAINS};
+use crate::process::Process;
 
 /// A command creating one item in `domain`.
 fn create(domain: &str) -> Value {
@@ -146,6 +147,137 @@ async fn writes_racing_a_purge_on_the_cache_adapter_do_not_survive_it() {
     writes_racing_a_purge_do_not_survive_it(&spawn_app_on_spacetimedb().await).await;
 }
 
+/// Holds the outbox's progress row so that no batch of `domain` can commit until the
+/// returned transaction ends (the poller waits for it inside its transaction, with its
+/// batch read).
+async fn stall_outbox(app: &TestApp, domain: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut stall = app.pool.begin().await.unwrap();
+    let rows = sqlx::query("SELECT 1 FROM outbox_progress WHERE domain = $1 FOR UPDATE")
+        .bind(domain)
+        .fetch_all(&mut *stall)
+        .await
+        .unwrap();
+    assert!(!rows.is_empty(), "the outbox has progress to hold");
+    stall
+}
+
+/// Waits until some backend waits for a lock (the stalled poller, with its batch).
+async fn until_someone_waits(app: &TestApp) {
+    for _ in 0..200 {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted").fetch_one(&app.pool).await.unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nobody waited for the stalled outbox");
+}
+
+async fn send_cached(app: &TestApp, scope: &str, text: &str) {
+    let send = json!({ "type": "send", "id": Uuid::new_v4(), "text": text });
+    let response = app.command("alice", "chat", scope, send).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}
+
+/// The outbox read a batch before the purge and commits it only after the scope was
+/// created again: those writes were purged, and stay so.
+#[actix_web::test]
+async fn an_outbox_batch_from_before_the_purge_does_not_land_in_the_re_created_scope() {
+    let app = spawn_app_on_spacetimedb().await;
+    app.create_scope("chat", "warmup-of-progress").await;
+    send_cached(&app, "warmup-of-progress", "makes a progress row").await;
+    app.wait_for_count("SELECT count(*) FROM chat_messages", 1).await;
+    app.create_scope("chat", "reborn").await;
+    let stall = stall_outbox(&app, "chat").await;
+    for text in ["one", "two", "three"] {
+        send_cached(&app, "reborn", text).await;
+    }
+    until_someone_waits(&app).await;
+    assert_eq!(purge(&app, "chat", "reborn").await.status(), 200);
+    app.create_scope("chat", "reborn").await;
+    stall.rollback().await.unwrap();
+    // The poller commits its batch (or drops it) now; then a marker write shows the
+    // outbox went past it.
+    send_cached(&app, "reborn", "after").await;
+    app.wait_for_count("SELECT count(*) FROM chat_messages WHERE channel = 'reborn'", 1).await;
+    let texts: Vec<String> = sqlx::query_scalar("SELECT text FROM chat_messages WHERE channel = 'reborn'")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(texts, vec!["after"]);
+    let snapshot = app.snapshot("alice", "chat", "reborn").await;
+    let shown: Vec<&str> = snapshot["items"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(shown, vec!["after"]);
+}
+
+/// A scope purged, created again and then deleted (items kept) keeps the writes made
+/// to its new life, those still in the outbox at the delete too.
+#[actix_web::test]
+async fn a_plain_delete_after_a_purge_keeps_the_new_writes() {
+    let app = spawn_app_on_spacetimedb().await;
+    app.create_scope("chat", "twice").await;
+    send_cached(&app, "twice", "old").await;
+    app.wait_for_count("SELECT count(*) FROM chat_messages WHERE channel = 'twice'", 1).await;
+    assert_eq!(purge(&app, "chat", "twice").await.status(), 200);
+    app.create_scope("chat", "twice").await;
+    let stall = stall_outbox(&app, "chat").await;
+    for text in ["a", "b", "c"] {
+        send_cached(&app, "twice", text).await;
+    }
+    let url = format!("{}/api/admin/scopes/chat/twice", app.address);
+    let deleted = app.http.delete(&url).bearer_auth(app.admin_token()).send().await.unwrap();
+    assert_eq!(deleted.status(), 200);
+    stall.rollback().await.unwrap();
+    app.wait_for_count("SELECT count(*) FROM chat_messages WHERE channel = 'twice'", 3).await;
+}
+
+/// A scope that warms nothing (warm-up off) takes commands again once created again.
+#[actix_web::test]
+async fn a_re_created_scope_without_warm_up_takes_commands() {
+    let app = spawn_app_on_spacetimedb().await;
+    let config = json!({ "warmup": { "enabled": false }, "access": { "authenticated": "write" } });
+    let body = json!({ "name": "cold", "config": config });
+    assert_eq!(app.put_scope("chat", "cold", body.clone()).await.status(), 200);
+    send_cached(&app, "cold", "before").await;
+    assert_eq!(purge(&app, "chat", "cold").await.status(), 200);
+    assert_eq!(app.put_scope("chat", "cold", body).await.status(), 200);
+    send_cached(&app, "cold", "after").await;
+}
+
+/// Two backends on one cache: the other backend's copies of writes acknowledged
+/// before the purge do not come back when it creates the scope again.
+#[actix_web::test]
+async fn another_backend_s_copies_do_not_bring_a_purged_scope_back() {
+    let first = spawn_app_on_spacetimedb().await;
+    let database_url = secrecy::ExposeSecret::expose_secret(&first.settings.database.url).to_string();
+    let (url, token, prefix) = (
+        first.settings.spacetimedb.url.clone(),
+        secrecy::ExposeSecret::expose_secret(&first.settings.spacetimedb.token).to_string(),
+        first.settings.spacetimedb.database_prefix.clone(),
+    );
+    // The second one, a process of its own, drains only by a slow poll: the first one
+    // acknowledges everything.
+    let slow =
+        [("BOARDSYNC__FRAMEWORK__OUTBOX_PUSH", "false"), ("BOARDSYNC__FRAMEWORK__OUTBOX_POLL_INTERVAL_MS", "60000")];
+    let (mut process, second) = Process::start(&database_url, (&url, &token, &prefix), &slow).await;
+    second.wait_for_cache().await;
+    first.create_scope("chat", "shared").await;
+    for text in ["1", "2", "3", "4", "5"] {
+        send_cached(&first, "shared", text).await;
+    }
+    first.wait_for_count("SELECT count(*) FROM chat_messages WHERE channel = 'shared'", 5).await;
+    assert_eq!(purge(&first, "chat", "shared").await.status(), 200);
+    second.create_scope("chat", "shared").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rows_in_postgres(&first, "chat", "shared").await, 0);
+    assert_eq!(first.snapshot("alice", "chat", "shared").await["items"], json!([]));
+    assert_eq!(second.snapshot("alice", "chat", "shared").await["items"], json!([]));
+    // Nor when it stops and writes what it kept.
+    assert!(process.terminate().await, "a clean stop");
+    assert_eq!(rows_in_postgres(&first, "chat", "shared").await, 0);
+}
+
 /// A dead letter as the outbox leaves one: the item's state as JSON.
 async fn dead_letter(app: &TestApp, item: &Value, seq: i64) -> i64 {
     sqlx::query_scalar(
@@ -179,6 +311,20 @@ async fn dead_letters_are_listed_replayed_and_discarded() {
     clashing["text"] = json!("other content, same version");
     let refused = dead_letter(&app, &clashing, 2).await;
     let discarded = dead_letter(&app, &fresh, 3).await;
+
+    // A purge takes the scope's dead letters with it.
+    let doomed = json!({ "id": Uuid::new_v4(), "channel": "doomed-letters" });
+    sqlx::query(
+        "INSERT INTO outbox_dead_letters (domain, cache_epoch, seq, entity, kind, payload, request_id, error, scope)
+         VALUES ('chat', 1, 9, 'x', 'send', $1, 'test', 'refused', 'doomed-letters')",
+    )
+    .bind(doomed.to_string())
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    app.create_scope("chat", "doomed-letters").await;
+    let purged: Value = purge(&app, "chat", "doomed-letters").await.json().await.unwrap();
+    assert_eq!(purged["purged"]["dead_letters"], 1, "{purged}");
 
     let listed: Value = admin(app.http.get(format!("{}/api/admin/dead-letters?domain=chat", app.address)))
         .await

@@ -12,6 +12,8 @@ async fn the_built_apps_are_served_under_app_and_nothing_outside_them() {
     std::fs::write(dir.join("chat.html"), "<h1>chat</h1>").unwrap();
     std::fs::write(dir.join("assets/app-1a2b.js"), "console.log(1)").unwrap();
     std::fs::write(dir.join(".secret"), "hidden").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", dir.join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink("/etc", dir.join("etcdir")).unwrap();
     let web_dir = dir.clone();
     let app = spawn_app_with(move |settings| settings.web.dir = web_dir).await;
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -62,6 +64,17 @@ async fn the_local_login_mints_a_working_token_only_where_enabled() {
     assert_eq!(admin_routes.status(), 200);
     let blank = login(json!({ "user": "  " })).await.unwrap();
     assert_eq!(blank.status(), 422);
+    // A page elsewhere reaching it through DNS rebinding names its own host.
+    let rebound = app
+        .http
+        .post(format!("{}/api/dev/login", app.address))
+        .header("host", "attacker.example:8080")
+        .json(&json!({ "user": "mallory", "admin": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
+    assert_eq!(rebound.json::<Value>().await.unwrap()["error"]["code"], "dev_login_local_only");
 
     let locked = spawn_app_with(|settings| settings.auth.dev_login = false).await;
     let refused =

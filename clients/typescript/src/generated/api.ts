@@ -32,6 +32,7 @@ export interface paths {
                     content: {
                         "application/json": {
                             items: {
+                                cache_epoch?: number;
                                 domain?: string;
                                 entity?: string;
                                 error?: string;
@@ -40,6 +41,9 @@ export interface paths {
                                 id?: number;
                                 kind?: string;
                                 payload?: unknown;
+                                request_id?: string;
+                                scope?: string | null;
+                                seq?: number;
                             }[];
                         };
                     };
@@ -636,7 +640,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+                /** @description The cache must take the purged scope back first (`cache_unavailable`), or a dependency is down */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -1194,7 +1198,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+                /** @description The cache must take the purged scope back first (`cache_unavailable`), or a dependency is down */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -1752,7 +1756,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+                /** @description The cache must take the purged scope back first (`cache_unavailable`), or a dependency is down */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -2310,7 +2314,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+                /** @description The cache must take the purged scope back first (`cache_unavailable`), or a dependency is down */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -4314,7 +4318,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description Local login is off here (`dev_login_disabled`) */
+                /** @description Local login is off here (`dev_login_disabled`), or the caller or the host it names is not this machine (`dev_login_local_only`) */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -7936,6 +7940,7 @@ export interface operations {
                         /** @enum {string} */
                         items?: "kept in PostgreSQL" | "purged";
                         purged?: {
+                            dead_letters?: number;
                             events?: number;
                             items?: number;
                         };
@@ -7969,7 +7974,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Unknown scope (a purged one may be purged again, to finish its purge) */
+            /** @description Nothing to delete: no such scope, no items under that key, never purged */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8014,6 +8019,7 @@ export interface operations {
                         /** @enum {string} */
                         items?: "kept in PostgreSQL" | "purged";
                         purged?: {
+                            dead_letters?: number;
                             events?: number;
                             items?: number;
                         };
@@ -8047,7 +8053,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Unknown scope (a purged one may be purged again, to finish its purge) */
+            /** @description Nothing to delete: no such scope, no items under that key, never purged */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8092,6 +8098,7 @@ export interface operations {
                         /** @enum {string} */
                         items?: "kept in PostgreSQL" | "purged";
                         purged?: {
+                            dead_letters?: number;
                             events?: number;
                             items?: number;
                         };
@@ -8125,7 +8132,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Unknown scope (a purged one may be purged again, to finish its purge) */
+            /** @description Nothing to delete: no such scope, no items under that key, never purged */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8170,6 +8177,7 @@ export interface operations {
                         /** @enum {string} */
                         items?: "kept in PostgreSQL" | "purged";
                         purged?: {
+                            dead_letters?: number;
                             events?: number;
                             items?: number;
                         };
@@ -8203,7 +8211,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Unknown scope (a purged one may be purged again, to finish its purge) */
+            /** @description Nothing to delete: no such scope, no items under that key, never purged */
             404: {
                 headers: {
                     [name: string]: unknown;
