@@ -78,6 +78,23 @@ export function listScopes(domain: DomainName, limit = 100): Promise<ScopeListin
   return request("GET", `/api/${domain}?limit=${limit}`);
 }
 
+/**
+ * A scope's display name (as an admin set it), or null when the caller cannot see the
+ * scope or it is not found in the first few pages of the listing.
+ */
+export async function scopeName(domain: DomainName, scope: string): Promise<string | null> {
+  let after: string | null = null;
+  for (let page = 0; page < 10; page++) {
+    const query: string = after === null ? "" : `&after=${encodeURIComponent(after)}`;
+    const listing: ScopeListing = await request("GET", `/api/${domain}?limit=500${query}`);
+    const found = listing.scopes.find((s) => s.key === scope);
+    if (found) return found.name;
+    if (!listing.has_more || !listing.next_after) return null;
+    after = listing.next_after;
+  }
+  return null;
+}
+
 const seg = encodeURIComponent;
 
 /** Creates (or replaces) a scope; `open` lets every signed-in user write to it. */

@@ -5,9 +5,11 @@ export function colorOf(name: string): string {
   return `hsl(${h % 360} 70% 45%)`;
 }
 
+/** "alice" -> "A", "alice-smith" or "Alice Smith" -> "AS" (first letters, emoji-safe). */
 export function initials(name: string): string {
   const parts = name.split(/[\s._-]+/).filter(Boolean);
-  const s = parts.length > 1 ? parts[0][0] + parts[1][0] : name.slice(0, 2);
+  const first = (s: string | undefined) => (s ? [...s][0] : "");
+  const s = parts.length > 1 ? first(parts[0]) + first(parts[1]) : first(name) || "?";
   return s.toUpperCase();
 }
 
