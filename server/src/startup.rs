@@ -60,6 +60,10 @@ pub struct AppState {
     /// The API document, built on its first request: it depends only on the domains
     /// and settings, which do not change while the server runs.
     pub openapi: std::sync::OnceLock<serde_json::Value>,
+    /// Set when a graceful stop begins: live sockets close (1001, going away) after
+    /// the command they are running, so their clients reconnect elsewhere or later
+    /// instead of holding the stop for `server.shutdown_timeout_secs`.
+    pub shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 pub struct Application {
@@ -99,6 +103,7 @@ impl Application {
         let state = web::Data::new(AppState {
             presence: Arc::default(),
             openapi: std::sync::OnceLock::new(),
+            shutting_down: tokio::sync::watch::Sender::new(false),
             adapter,
             pool,
             metrics,
@@ -112,6 +117,7 @@ impl Application {
         let max_body_bytes = state.settings.api.max_body_bytes;
         let cors_origins = state.settings.api.cors_allowed_origins.clone();
         let stopping = Stopping {
+            shutting_down: state.shutting_down.clone(),
             domains: state.domains.clone(),
             drain_timeout: Duration::from_secs(state.settings.server.drain_timeout_secs),
         };
@@ -224,6 +230,7 @@ impl Application {
         for domain in self.stopping.domains.iter() {
             domain.stop_writes();
         }
+        self.stopping.shutting_down.send_replace(true);
         let (served, ()) = tokio::join!(server, handle.stop(true));
         let mut undrained = 0;
         for domain in self.stopping.domains.iter() {
@@ -245,6 +252,7 @@ impl Application {
 
 /// What a graceful stop needs.
 struct Stopping {
+    shutting_down: tokio::sync::watch::Sender<bool>,
     domains: Domains,
     drain_timeout: Duration,
 }

@@ -73,6 +73,7 @@ pub async fn live(
         service,
         scope,
         access: state.scopes.members.changes(),
+        shutting_down: state.shutting_down.subscribe(),
         state: state.clone(),
         leeway_secs: state.settings.auth.leeway_secs,
         _slot: slot,
@@ -126,6 +127,8 @@ struct LiveSocket {
     /// Changes of who may see which scope: a user who may no longer read this one
     /// is disconnected.
     access: broadcast::Receiver<AccessChanged>,
+    /// The server's graceful stop: the socket closes with 1001 (going away).
+    shutting_down: tokio::sync::watch::Receiver<bool>,
     state: web::Data<AppState>,
     leeway_secs: u64,
     /// This socket's place in its user's count of open sockets.
@@ -183,7 +186,15 @@ impl LiveSocket {
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         loop {
+            if *self.shutting_down.borrow_and_update() {
+                return Err(End::Close(Some(CloseReason {
+                    code: CloseCode::Away,
+                    description: Some("shutting_down".into()),
+                })));
+            }
             tokio::select! {
+                // A command being run finishes first: it is the branch running now.
+                _ = self.shutting_down.changed() => {}
                 message = messages.recv() => {
                     last_heard = Instant::now();
                     self.receive(message).await?;

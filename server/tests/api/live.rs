@@ -70,3 +70,18 @@ async fn a_client_that_stops_reading_gets_one_resync_per_gap() {
         }
     }
 }
+
+/// A graceful stop closes live sockets at once with 1001 (going away), so their
+/// clients reconnect (elsewhere, or to the next incarnation) instead of holding the
+/// stop for `server.shutdown_timeout_secs` on sockets nobody will serve.
+#[actix_web::test]
+async fn a_graceful_stop_closes_live_sockets_as_going_away() {
+    let (_, database_url) = boardsync_testkit::TestPostgres::create_empty().await;
+    let patient = [("BOARDSYNC__SERVER__SHUTDOWN_TIMEOUT_SECS", "60")];
+    let (mut process, app) = crate::process::Process::start(&database_url, ("", "", "unused"), &patient).await;
+    app.create_scope("chat", "stopping").await;
+    let mut live = app.live("bob", "chat", "stopping").await;
+    let (clean, code) = tokio::join!(process.terminate(), live.closed());
+    assert_eq!(code, Some(1001), "going away");
+    assert!(clean, "a clean stop");
+}
