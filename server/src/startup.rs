@@ -201,6 +201,9 @@ impl Application {
                 }))
         })
         .shutdown_timeout(shutdown_timeout)
+        // Replies and events are small writes a client waits for: never hold one back
+        // for Nagle's algorithm (actix leaves the socket option as the OS has it).
+        .tcp_nodelay(true)
         // Signals are ours: writes stop before requests finish and the outbox drains.
         .disable_signals()
         .listen(listener)
