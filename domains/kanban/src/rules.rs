@@ -172,6 +172,11 @@ fn check_tags(tags: &[String], settings: &KanbanSettings) -> Result<(), Refusal>
             format!("at most {} assignees or labels, each 1-64 characters", settings.max_tags),
         ));
     }
+    // A card's assignees and labels are sets: a repeated one means nothing more, and
+    // clients key them by value.
+    if tags.iter().enumerate().any(|(i, tag)| tags[..i].contains(tag)) {
+        return Err(refusal("invalid", "duplicate_tags", "an assignee or label appears twice".to_string()));
+    }
     Ok(())
 }
 

@@ -57,11 +57,17 @@ pub async fn file(state: web::Data<AppState>, tail: web::Path<String>) -> Result
             if immutable { "public, max-age=31536000, immutable" } else { "no-cache" },
         ))
         .insert_header(("x-content-type-options", "nosniff"))
-        // The console holds an admin's token and has buttons that purge: no framing.
-        .insert_header(("content-security-policy", "frame-ancestors 'none'"))
+        // Only the apps' own files run, and they talk only to this server; the console
+        // holds an admin's token and has buttons that purge: no framing either.
+        .insert_header(("content-security-policy", CONTENT_SECURITY_POLICY))
         .insert_header(("x-frame-options", "DENY"))
         .body(body))
 }
+
+/// Svelte sets style attributes (positions on the whiteboard), hence inline styles.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
 
 fn not_found() -> DomainError {
     DomainError::not_found("no_route", "no such page")

@@ -99,3 +99,27 @@ async fn a_wip_limit_past_the_board_is_refused() {
         }
     }
 }
+
+/// A card's assignees and labels are sets: a repeated one is refused on both adapters
+/// (clients key them by value; one card with `bug, bug` blanked the demo board).
+#[actix_web::test]
+async fn repeated_labels_or_assignees_are_refused() {
+    for app in [crate::helpers::spawn_app().await, crate::helpers::spawn_app_on_spacetimedb().await] {
+        app.create_scope("kanban", "tags").await;
+        let column = uuid::Uuid::new_v4();
+        let create = serde_json::json!({ "type": "create_column", "id": column, "name": "To do" });
+        assert_eq!(app.command("alice", "kanban", "tags", create).await.status(), 200);
+        let card = uuid::Uuid::new_v4();
+        let twice = serde_json::json!({ "type": "create_card", "id": card, "column": column, "title": "t",
+            "labels": ["bug", "bug"] });
+        let refused = app.command("alice", "kanban", "tags", twice).await;
+        assert_eq!(refused.status(), 422);
+        assert_eq!(refused.json::<serde_json::Value>().await.unwrap()["error"]["code"], "duplicate_tags");
+        let once = serde_json::json!({ "type": "create_card", "id": card, "column": column, "title": "t",
+            "labels": ["bug", "ui"] });
+        assert_eq!(app.command("alice", "kanban", "tags", once).await.status(), 200);
+        let edit = serde_json::json!({ "type": "edit_card", "id": card, "assignees": ["ada", "ada"] });
+        let refused = app.command("alice", "kanban", "tags", edit).await;
+        assert_eq!(refused.json::<serde_json::Value>().await.unwrap()["error"]["code"], "duplicate_tags");
+    }
+}

@@ -31,9 +31,19 @@ async fn the_built_apps_are_served_under_app_and_nothing_outside_them() {
     let script = get("/app/assets/app-1a2b.js").await.unwrap();
     assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
     assert!(script.headers()["cache-control"].to_str().unwrap().contains("immutable"));
-    for outside in
-        ["/app/../Cargo.toml", "/app/%2e%2e/Cargo.toml", "/app/.secret", "/app/missing", "/app/assets/../../x"]
-    {
+    let page = get("/app").await.unwrap();
+    assert_eq!(page.headers()["x-frame-options"], "DENY", "the console cannot be framed");
+    let policy = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    for outside in [
+        "/app/../Cargo.toml",
+        "/app/%2e%2e/Cargo.toml",
+        "/app/.secret",
+        "/app/missing",
+        "/app/assets/../../x",
+        "/app/leak.txt",
+        "/app/etcdir/hostname",
+    ] {
         let response = get(outside).await.unwrap();
         assert_eq!(response.status(), 404, "{outside}");
         let body: Value = response.json().await.unwrap();
