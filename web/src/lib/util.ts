@@ -81,3 +81,9 @@ export function byKey(a: string, b: string, idA = "", idB = ""): number {
   if (a !== b) return a < b ? -1 : 1;
   return idA < idB ? -1 : idA > idB ? 1 : 0;
 }
+
+/** A `<svelte:boundary>`'s onerror: one item that cannot be drawn (data no one expected) is
+ *  reported and left out, instead of taking the whole list down with it. */
+export function renderError(error: unknown): void {
+  console.error("an item could not be drawn", error);
+}

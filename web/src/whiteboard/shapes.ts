@@ -12,14 +12,28 @@ export interface Style {
   color?: string;
 }
 
-/** An element's style: a JSON object as text; anything else reads as {}. */
-export function parseStyle(raw: string): Style {
+/** An element's style: a JSON object as text; anything else reads as {}. Any other user may have
+ *  written it (any JSON), so each field keeps only a value of its type: text is made a string,
+ *  colours must be strings and sizes finite numbers. */
+export function parseStyle(raw: unknown): Style {
+  let v: unknown;
   try {
-    const v = JSON.parse(raw);
-    return v && typeof v === "object" && !Array.isArray(v) ? v : {};
+    v = typeof raw === "string" ? JSON.parse(raw) : raw;
   } catch {
     return {};
   }
+  if (!v || typeof v !== "object" || Array.isArray(v)) return {};
+  const o = v as Record<string, unknown>;
+  const style: Style = {};
+  const str = (x: unknown) => (typeof x === "string" ? x : undefined);
+  const num = (x: unknown) => (typeof x === "number" && Number.isFinite(x) ? x : undefined);
+  if (str(o.stroke) !== undefined) style.stroke = o.stroke as string;
+  if (str(o.fill) !== undefined) style.fill = o.fill as string;
+  if (str(o.color) !== undefined) style.color = o.color as string;
+  if (num(o.strokeWidth) !== undefined) style.strokeWidth = o.strokeWidth as number;
+  if (num(o.fontSize) !== undefined) style.fontSize = o.fontSize as number;
+  if (o.text !== undefined && o.text !== null) style.text = typeof o.text === "string" ? o.text : typeof o.text === "object" ? JSON.stringify(o.text) : String(o.text);
+  return style;
 }
 
 export interface Box {
