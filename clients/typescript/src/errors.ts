@@ -10,7 +10,9 @@ type ErrorDetail = components["schemas"]["ErrorDetail"];
  * Client-made codes: `offline` (the server could not be reached), `timeout` (no reply
  * in time), `closed` (the live scope was closed), `bad_response` (not the API's JSON),
  * `no_websocket` / `no_fetch` (no implementation; pass one in the options), `no_token`
- * (the token function threw).
+ * (the token function threw), `in_doubt` (the connection dropped while the command was on
+ * the wire and it is not safe to repeat: it may or may not have been applied),
+ * `too_many_resends`.
  */
 export class BoardsyncError extends Error {
   /** The server's stable code: "not_author", "scope_not_found", or a client-made one. */

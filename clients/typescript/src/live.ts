@@ -31,7 +31,8 @@ export interface LiveScope<D extends DomainName> {
   subscribe(listener: () => void): () => void;
   /** Sends a command on the socket with a fresh `ref`; resolves with the reply's event, rejects with
    *  BoardsyncError on refusal (then the optimistic item is rolled back). While offline, commands
-   *  queue and are sent after reconnect (ids are client-made, so resending is idempotent). */
+   *  queue and are sent after reconnect, in order. On a drop mid-flight only creates and a user's own
+   *  set operations are resent; others reject with `in_doubt` (see README). */
   send(command: Domains[D]["command"], options?: SendOptions<D>): Promise<Domains[D]["event"]>;
   /** Sets this connection's presence state (a cursor, "typing"...); null clears it. Resent after reconnect. */
   setPresence(state: Record<string, unknown> | null): void;
@@ -73,20 +74,47 @@ type Item<D extends DomainName> = Domains[D]["item"];
 type Event<D extends DomainName> = Domains[D]["event"];
 type Reply = components["schemas"]["ChatEventReply"] & { kind: "reply" };
 
-/** A command on its way: kept until its reply, resent after a reconnect. */
+/** A command on its way: kept until its reply; see `detach` for what a drop does to it. */
 interface Outgoing<D extends DomainName> {
   frame: Record<string, unknown>;
   resolve: (event: Event<D>) => void;
   reject: (error: BoardsyncError) => void;
   timeoutMs: number;
-  /** Sent on the current socket (reset by a drop, so it goes again). */
+  /** On the wire: sent on the current socket, no reply yet. */
   sent: boolean;
-  /** The reply is due by then; runs only while sent, so time offline does not count. */
+  /** The reply is due by then, counted from the first send and kept across resends (0: never sent). */
   timer?: ReturnType<typeof setTimeout>;
   deadline: number;
-  /** A 503 or 429 reply's retry, within the deadline. */
+  /** A 503 or 429 reply's retry, within the deadline; later commands wait behind it. */
   retry?: ReturnType<typeof setTimeout>;
+  /** Times it was sent again after a drop caught it on the wire. */
+  resends: number;
 }
+
+/**
+ * Commands that are safe to send again when a drop leaves unknown whether they were
+ * applied: creates of an item with a client-made id (a repeat is answered with the same
+ * item, or `id_conflict`) and one user's own set operations, which overwrite no one else.
+ * Every other command may have been applied and then overwritten by someone else's
+ * acknowledged write: repeating it would undo theirs, so it fails `in_doubt` instead.
+ */
+const RESENDABLE: { [D in DomainName]: ReadonlySet<string> } = {
+  chat: new Set(["send", "react", "unreact"]),
+  kanban: new Set(["create_column", "create_card"]),
+  whiteboard: new Set(["add"]),
+  poll: new Set(["add_option", "vote", "unvote"]),
+};
+
+/** Creates among them: a resend answered `id_conflict` may be the first send's item. */
+const CREATES: { [D in DomainName]: ReadonlySet<string> } = {
+  chat: new Set(["send"]),
+  kanban: new Set(["create_column", "create_card"]),
+  whiteboard: new Set(["add"]),
+  poll: new Set(["add_option"]),
+};
+
+/** How often one command is sent again after drops before it fails (a command that kills the socket). */
+const MAX_RESENDS = 3;
 
 /** One snapshot reading: the pages it took, so a resync re-reads as far back as the user had paged. */
 interface Listing<D extends DomainName> {
@@ -109,6 +137,8 @@ interface Sync<D extends DomainName> {
 const OPEN = 1;
 /** The server's close code for "no longer allowed" (access revoked, token expired). */
 const POLICY_VIOLATION = 1008;
+/** The close code for a frame too large to read. */
+const MESSAGE_TOO_BIG = 1009;
 
 /** The live view of one scope: see `LiveScope`. Created by `BoardsyncClient.open`. */
 export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
@@ -133,6 +163,8 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
   /** What `setPresence` last set (undefined: never), sent again on each new socket. */
   private myPresence: Record<string, unknown> | null | undefined = undefined;
 
+  /** The user the token names (its JWT `sub`), when it can be read: tells our own items. */
+  private me: string | null = null;
   private readonly listeners = new Set<() => void>();
   private readonly outgoing = new Map<string, Outgoing<D>>();
   private refs = 0;
@@ -273,6 +305,7 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
     this.transport.socketUrl(`${scopePath(this.domain, this.scope)}/live`).then(
       (url) => {
         if (conn !== this.conn) return;
+        this.me = tokenUser(url) ?? this.me;
         // Handlers are set in the tick the socket is made: Node's WebSocket may report a
         // refused connection before the next one.
         const socket = this.transport.openSocket(url);
@@ -300,6 +333,9 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
     if (conn !== this.conn) return;
     const wasReady = this.ready;
     const ending = this.ending ?? error;
+    if (code === MESSAGE_TOO_BIG) {
+      this.rejectUnanswered(new BoardsyncError("frame_rejected", "the server closed the live socket: a command was too large", 413));
+    }
     this.detach();
     if (code === POLICY_VIOLATION || ending?.code === "access_revoked" || ending?.code === "token_expired") {
       const reason = ending ?? new BoardsyncError("access_revoked", "the server closed the live socket (policy)", 403);
@@ -351,15 +387,23 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
   }
 
   private deny(error: BoardsyncError): void {
-    this.detach();
+    this.detach(false);
     this._error = error;
     this.failAll(error);
     this._status = "denied";
     this.changed();
   }
 
-  /** Forgets the current socket: its later callbacks are ignored, its commands wait to be sent again. */
-  private detach(): void {
+  /**
+   * Forgets the current socket: its later callbacks are ignored. Commands not yet sent
+   * (queued offline, or waiting for a 429/503 retry) wait to be sent again, in order.
+   * Commands on the wire (sent, no reply) may or may not have been applied: creates and
+   * one user's own set operations are sent again (at most MAX_RESENDS times); every other
+   * fails `in_doubt` and its optimistic item goes, since repeating it could overwrite what
+   * another user wrote meanwhile (the resync after reconnecting shows what is there).
+   * With `doubt` false (denied, closed) the caller fails them all anyway.
+   */
+  private detach(doubt = true): void {
     this.conn += 1;
     this.clearTimer();
     const socket = this.socket;
@@ -371,11 +415,22 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
       socket.onmessage = socket.onclose = socket.onerror = null;
       if (socket.readyState <= OPEN) socket.close(1000);
     }
-    for (const command of this.outgoing.values()) {
+    const doubtful: string[] = [];
+    const tooMany: string[] = [];
+    for (const [ref, command] of this.outgoing) {
+      if (command.sent && doubt) {
+        if (!RESENDABLE[this.domain].has(String(command.frame.type))) doubtful.push(ref);
+        else if (command.resends >= MAX_RESENDS) tooMany.push(ref);
+        else command.resends += 1;
+      }
       command.sent = false;
       clearTimeout(command.timer);
       clearTimeout(command.retry);
       command.timer = command.retry = undefined;
+    }
+    for (const ref of doubtful) this.settle(ref, inDoubt());
+    for (const ref of tooMany) {
+      this.settle(ref, new BoardsyncError("too_many_resends", `the connection dropped ${MAX_RESENDS + 1} times while this command was on its way`));
     }
     // Who else is here is unknown until the next socket's presence_snapshot.
     if (this._presence.size) {
@@ -534,7 +589,20 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
     this._error = null;
     this.setStatus("live");
     if (this.myPresence) this.transmitFrame({ kind: "presence", state: this.myPresence });
-    for (const [ref, command] of this.outgoing) if (!command.sent) this.transmit(ref, command);
+    this.flush();
+  }
+
+  /**
+   * Sends what waits, in the order it was sent: strictly first in, first out, so a
+   * command waiting for a 429/503 retry holds back every later one until it goes.
+   */
+  private flush(): void {
+    if (this._status !== "live") return;
+    for (const [ref, command] of this.outgoing) {
+      if (command.retry !== undefined) return;
+      if (!command.sent) this.transmit(ref, command);
+      if (this.outgoing.get(ref) === command && !command.sent) return; // not sent (no socket, or timed out)
+    }
   }
 
   private onOnline = (): void => {
@@ -559,25 +627,25 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
         timeoutMs: options.timeoutMs ?? this.timings.commandTimeoutMs,
         sent: false,
         deadline: 0,
+        resends: 0,
       };
       this.outgoing.set(ref, outgoing);
       if (options.optimistic) {
         this.overlay.set(ref, Array.isArray(options.optimistic) ? options.optimistic : [options.optimistic]);
         this.changed();
       }
-      if (this._status === "live") this.transmit(ref, outgoing);
+      this.flush();
     });
   }
 
   private transmit(ref: string, command: Outgoing<D>): void {
+    // The deadline runs from the first send and stays across resends.
+    if (command.deadline && Date.now() >= command.deadline) return this.settle(ref, timeoutError(command));
     if (!this.transmitFrame(command.frame)) return;
     command.sent = true;
+    if (!command.deadline) command.deadline = Date.now() + command.timeoutMs;
     if (command.timer === undefined) {
-      command.deadline = Date.now() + command.timeoutMs;
-      command.timer = setTimeout(
-        () => this.settle(ref, new BoardsyncError("timeout", `no reply within ${command.timeoutMs} ms`)),
-        command.timeoutMs,
-      );
+      command.timer = setTimeout(() => this.settle(ref, timeoutError(command)), Math.max(0, command.deadline - Date.now()));
     }
   }
 
@@ -601,6 +669,12 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
       // Not about a command: about the socket (its subscription refused, access
       // revoked, a presence state too large). A close follows the serious ones.
       if (reply.ref === null || reply.ref === undefined) {
+        // A frame too large to read has no ref: it is one of the commands sent since the
+        // last reply. Sending them again would only drop the socket again.
+        if (error.code === "frame_rejected" || error.code === "body_too_large") {
+          this.rejectUnanswered(error);
+          return;
+        }
         this._error = error;
         if (!this.ready || error.code === "access_revoked" || error.code === "token_expired") this.ending = error;
         this.emit();
@@ -609,17 +683,51 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
     }
     // Busy (429) or briefly unavailable (503): every command is safe to repeat, so try
     // again when told, as long as the reply would still be in time.
+    // Later commands are held until it goes (see `flush`): a user's commands apply in order.
     if ((error.status === 503 || error.status === 429) && command.sent) {
       const delay = error.retryAfterMs ?? this.timings.initialMs;
       if (Date.now() + delay < command.deadline) {
+        command.sent = false; // answered: not applied, so not in doubt
         command.retry = setTimeout(() => {
           command.retry = undefined;
-          this.transmit(reply.ref as string, command);
+          this.flush();
         }, delay);
         return;
       }
     }
+    // A create sent again after a drop, refused because the id is taken: if the item is
+    // there and ours, it is the first send's, applied before the drop (perhaps changed since).
+    if (error.code === "id_conflict" && command.resends > 0 && CREATES[this.domain].has(String(command.frame.type))) {
+      const event = this.ownCreation(String(command.frame.id));
+      if (event) return this.settle(reply.ref as string, null, event);
+    }
     this.settle(reply.ref as string, error);
+  }
+
+  /** The item `id` as its creation event, if it is in the view and this user made it. */
+  private ownCreation(id: string): Event<D> | null {
+    const item = this.confirmed.get(id) as Record<string, unknown> | undefined;
+    if (!item || this.me === null) return null;
+    const creator = this.domain === "chat" || this.domain === "poll" ? item.author : item.created_by;
+    if (creator !== this.me) return null;
+    const { kind: _kind, ...rest } = item;
+    const events: Record<DomainName, () => unknown> = {
+      chat: () => ({ type: "sent", message: item }),
+      poll: () => ({ type: "option_added", option: item }),
+      whiteboard: () => ({ type: "elements_changed", elements: [item] }),
+      kanban: () => (item.kind === "column" ? { type: "column_changed", column: rest } : { type: "card_changed", card: rest }),
+    };
+    return events[this.domain]() as Event<D>;
+  }
+
+  /**
+   * The server could not read a frame (too large) and closes or may close the socket:
+   * the commands sent on it since the last reply fail with its error, not to be resent.
+   */
+  private rejectUnanswered(error: BoardsyncError): void {
+    for (const [ref, command] of [...this.outgoing]) if (command.sent) this.settle(ref, error);
+    this._error = error;
+    this.emit();
   }
 
   /** Ends a command: its optimistic items go (the reply's event, if any, is already applied). */
@@ -686,9 +794,36 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
   close(): void {
     if (this._status === "closed") return;
     onlineEvents(this.onOnline, false);
-    this.detach();
+    this.detach(false);
     this.failAll(closedError());
     this.setStatus("closed");
+  }
+}
+
+function timeoutError(command: { timeoutMs: number }): BoardsyncError {
+  return new BoardsyncError("timeout", `no reply within ${command.timeoutMs} ms`);
+}
+
+/** A command on the wire when the connection dropped, not safe to send again. */
+function inDoubt(): BoardsyncError {
+  return new BoardsyncError(
+    "in_doubt",
+    "the connection dropped before the reply: the command may or may not have been applied (the view shows the current state)",
+  );
+}
+
+/** The user a JWT in the URL's `token` names (`sub`), when it is one. */
+function tokenUser(url: string): string | null {
+  try {
+    const token = new URL(url).searchParams.get("token") ?? "";
+    const part = token.split(".")[1];
+    if (!part) return null;
+    const b64 = part.replace(/-/g, "+").replace(/_/g, "/");
+    const binary = atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4));
+    const claims = JSON.parse(new TextDecoder().decode(Uint8Array.from(binary, (c) => c.charCodeAt(0)))) as { sub?: unknown };
+    return typeof claims.sub === "string" ? claims.sub : null;
+  } catch {
+    return null;
   }
 }
 

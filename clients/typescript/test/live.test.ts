@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { BoardsyncError, newId, type ConnectionStatus, type Domains } from "../src/index.js";
-import { adapter, api, client, cuttableSockets, live, scopeWith, unique, waitFor } from "./support.js";
+import { BASE, adapter, api, client, cuttableSockets, live, scopeWith, token, unique, waitFor } from "./support.js";
 
 type Message = Domains["chat"]["item"];
 
@@ -293,4 +293,122 @@ test("a resync frame refetches the snapshot and keeps the pages loaded", async (
   const id = newId();
   await a.send({ type: "send", id, text: "after the resync" });
   assert.equal(a.items.get(id)?.text, "after the resync");
+});
+
+test("a drop with an edit on the wire: in_doubt, not resent over another user's write; creates and queued commands go", { timeout: 60_000 }, async (t) => {
+  const alice = unique("alice");
+  const bob = unique("bob");
+  const scope = await scopeWith("kanban", { [alice]: "editor", [bob]: "editor" });
+  const sockets = cuttableSockets();
+  const a = client(alice, { WebSocket: sockets.WebSocket }).open("kanban", scope);
+  const b = client(bob).open("kanban", scope);
+  t.after(() => (a.close(), b.close()));
+  await Promise.all([live(a), live(b)]);
+  const todo = newId();
+  const done = newId();
+  const card = newId();
+  await a.send({ type: "create_column", id: todo, name: "Todo", after: null, wip_limit: null });
+  await a.send({ type: "create_column", id: done, name: "Done", after: todo, wip_limit: null });
+  await a.send({ type: "create_card", id: card, column: todo, title: "v1", after: null, assignees: [], description: "", labels: [] });
+
+  // Alice's edit and a create reach the server; their replies are lost with the socket.
+  sockets.swallow(true);
+  const shown = { ...(a.items.get(card) as Domains["kanban"]["item"] & { kind: "card" }), title: "alice" };
+  const edit = a.send({ type: "edit_card", id: card, title: "alice", description: null, labels: null, assignees: null }, { optimistic: shown });
+  const fresh = newId();
+  const create = a.send({ type: "create_card", id: fresh, column: todo, title: "new", after: null, assignees: [], description: "", labels: [] });
+  await waitFor("the edit to be applied", () => b.items.get(card)?.kind === "card" && (b.items.get(card) as { title: string }).title === "alice");
+  sockets.block(true);
+  sockets.cut();
+  sockets.swallow(false);
+  await assert.rejects(edit, (error: BoardsyncError) => error.code === "in_doubt" && error.status === 0);
+  assert.equal(a.pending.has(card), false, "the in-doubt edit's optimistic item is rolled back");
+
+  // Bob's acknowledged edit, then a command Alice queues while offline.
+  await b.send({ type: "edit_card", id: card, title: "bob", description: null, labels: null, assignees: null });
+  const queued = a.send({ type: "move_card", id: card, column: done, after: null });
+  sockets.block(false);
+  await live(a);
+  const created = await create;
+  assert.ok(created.type === "card_changed" && created.card.id === fresh, "the create is sent again and answered");
+  const moved = await queued;
+  assert.ok(moved.type === "card_changed" && moved.card.column === done, "the queued move goes out after reconnecting");
+  const after = (await api("GET", `/api/kanban/${scope}`)) as { items: { id: string; title?: string }[] };
+  assert.equal(after.items.find((i) => i.id === card)?.title, "bob", "Bob's edit is not overwritten");
+});
+
+test("a create resent after a drop, answered id_conflict because it was applied and edited since, resolves", { timeout: 60_000 }, async (t) => {
+  const alice = unique("alice");
+  const scope = await scopeWith("chat", { [alice]: "editor" });
+  const sockets = cuttableSockets();
+  const a = client(alice, { WebSocket: sockets.WebSocket }).open("chat", scope);
+  t.after(() => a.close());
+  await live(a);
+  const id = newId();
+  sockets.swallow(true);
+  const sent = a.send({ type: "send", id, text: "hello" }, { optimistic: draft(id, "hello", alice) });
+  const edited = a.send({ type: "edit", id, text: "hello, edited" });
+  for (;;) {
+    const page = (await api("GET", `/api/chat/${scope}`)) as { items: { id: string; text: string }[] };
+    if (page.items.find((m) => m.id === id)?.text === "hello, edited") break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  sockets.cut();
+  sockets.swallow(false);
+  await assert.rejects(edited, (error: BoardsyncError) => error.code === "in_doubt");
+  const event = await sent;
+  assert.equal(event.type, "sent");
+  assert.equal(event.message.id, id);
+  await live(a);
+  assert.equal(a.items.get(id)?.text, "hello, edited");
+});
+
+test("429 retries keep a user's commands in order", { timeout: 60_000 }, async (t) => {
+  const alice = unique("alice");
+  const scope = await scopeWith("whiteboard", { [alice]: "editor" });
+  const a = client(alice).open("whiteboard", scope);
+  t.after(() => a.close());
+  await live(a);
+  const id = newId();
+  await a.send({ type: "add", id, kind: "rect", x: 0, y: 0, width: 10, height: 10, rotation: 0, style: "{}", points: [] });
+  const other = newId();
+  await a.send({ type: "add", id: other, kind: "rect", x: 0, y: 0, width: 10, height: 10, rotation: 0, style: "{}", points: [] });
+  // Use up Alice's allowance over HTTP, so her next live command is answered 429.
+  const bearer = `Bearer ${await token(alice)}`;
+  const burn = () =>
+    Promise.all(
+      Array.from({ length: 150 }, () =>
+        fetch(`${BASE}/api/whiteboard/${scope}`, {
+          method: "POST",
+          headers: { authorization: bearer, "content-type": "application/json" },
+          body: JSON.stringify({ type: "move", to: [{ id: other, x: 0, y: 0 }] }),
+        }).then((r) => r.status),
+      ),
+    );
+  const statuses = await burn();
+  if (!statuses.includes(429)) return t.skip("the server does not rate-limit this user");
+  const first = a.send({ type: "move", to: [{ id, x: 1, y: 0 }] }, { timeoutMs: 60_000 });
+  // Let the first be refused (429) and wait for its retry before the second is given.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const second = a.send({ type: "move", to: [{ id, x: 2, y: 0 }] }, { timeoutMs: 60_000 });
+  // Keep the allowance empty a while longer, so the first waits for a retry.
+  await burn();
+  const [e1, e2] = await Promise.all([first, second]);
+  assert.ok(e2.elements[0]!.version > e1.elements[0]!.version, "the second applies after the first");
+  const snapshot = (await api("GET", `/api/whiteboard/${scope}`)) as { items: { id: string; x: number }[] };
+  assert.equal(snapshot.items.find((e) => e.id === id)?.x, 2, "the last command the user gave wins");
+});
+
+test("a command too large for the server fails instead of reconnecting forever", { timeout: 60_000 }, async (t) => {
+  const alice = unique("alice");
+  const scope = await scopeWith("chat", { [alice]: "editor" });
+  const sockets = cuttableSockets();
+  const a = client(alice, { WebSocket: sockets.WebSocket }).open("chat", scope);
+  t.after(() => a.close());
+  await live(a);
+  const big = a.send({ type: "send", id: newId(), text: "x".repeat(1_100_000) }, { timeoutMs: 60_000 });
+  await assert.rejects(big, (error: BoardsyncError) => error.code !== "timeout" && error.code !== "closed");
+  await live(a);
+  const id = newId();
+  assert.equal((await a.send({ type: "send", id, text: "small" })).message.id, id, "the scope works after it");
 });

@@ -104,11 +104,20 @@ export function live<D extends DomainName>(scope: LiveScope<D>): Promise<void> {
  */
 export function cuttableSockets() {
   const sockets: WebSocket[] = [];
-  const state = { blocked: false };
+  const state = { blocked: false, swallow: false };
   class Cuttable extends WebSocket {
     constructor(url: string) {
       super(state.blocked ? "ws://127.0.0.1:1/unreachable" : url);
       sockets.push(this);
+    }
+    // With `swallow` on, frames from the server are lost (a reply that never arrives).
+    override set onmessage(listener: ((event: MessageEvent) => void) | null) {
+      super.onmessage = listener && ((event: MessageEvent) => {
+        if (!state.swallow) listener(event);
+      });
+    }
+    override get onmessage(): ((event: MessageEvent) => void) | null {
+      return super.onmessage;
     }
   }
   return {
@@ -116,6 +125,10 @@ export function cuttableSockets() {
     sockets,
     block(blocked: boolean) {
       state.blocked = blocked;
+    },
+    /** Loses every frame from the server while on (the commands sent still arrive). */
+    swallow(on: boolean) {
+      state.swallow = on;
     },
     /** Closes the open ones from this side, as a network drop would end them. */
     cut() {
