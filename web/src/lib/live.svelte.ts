@@ -15,6 +15,11 @@ export class LiveState<D extends DomainName> {
   hasMore = $state(false);
   #unsubscribe: () => void;
   #scheduled = false;
+  // What was copied last: the client keeps the same objects until they change, so an
+  // emit about presence or status does not rebuild (and re-render) every item.
+  #items: unknown = null;
+  #pending: unknown = null;
+  #presence: unknown = null;
 
   constructor(domain: D, scope: string) {
     this.live = client.open(domain, scope);
@@ -33,9 +38,18 @@ export class LiveState<D extends DomainName> {
 
   #copy() {
     const live = this.live;
-    this.items = [...live.items.values()];
-    this.pending = new Set(live.pending);
-    this.presence = [...live.presence.values()];
+    if (live.items !== this.#items) {
+      this.#items = live.items;
+      this.items = [...live.items.values()];
+    }
+    if (live.pending !== this.#pending) {
+      this.#pending = live.pending;
+      this.pending = new Set(live.pending);
+    }
+    if (live.presence !== this.#presence) {
+      this.#presence = live.presence;
+      this.presence = [...live.presence.values()];
+    }
     this.status = live.status;
     const err = live.error;
     this.error = err ? { code: err.code, message: err.message, status: err.status } : null;
