@@ -359,7 +359,8 @@ ensure_schemathesis() {
 
 # Starts a boardsync of its own on `adapter` (postgres or spacetimedb) from
 # $CARGO_TARGET_DIR/debug/boardsync, with a fresh database (and fresh cache
-# databases), on local settings (the local login on), serving the built web apps;
+# databases), on local settings (the local login on, the default per-user limits),
+# serving the built web apps, with extra `VAR=value` settings after the adapter;
 # sets TEST_SERVER_URL, TEST_SERVER_DIR (its log and secret), TEST_SERVER_ENV (to run
 # the command line against it) and TEST_SERVER_DATABASE. Needs DATABASE_URL, and
 # for spacetimedb SPACETIMEDB_URL and SPACETIMEDB_TOKEN. Call it in a subshell whose
@@ -367,14 +368,14 @@ ensure_schemathesis() {
 # OWNED_FILES, so that only what it started is stopped.
 start_test_server() {
   local adapter=$1 bin="$CARGO_TARGET_DIR/debug/boardsync" port
+  shift
   TEST_SERVER_DIR=$(mktemp -d)
   port=$(free_port)
   TEST_SERVER_DATABASE="boardsync_${adapter}_$$_$RANDOM"
   psql -q -d "${DATABASE_URL%/*}/postgres" -c "CREATE DATABASE $TEST_SERVER_DATABASE" >/dev/null
   TEST_SERVER_ENV=(BOARDSYNC_ENV=local "DATABASE_URL=${DATABASE_URL%/*}/$TEST_SERVER_DATABASE"
     "BOARDSYNC__SERVER__PORT=$port" "BOARDSYNC__AUTH__SECRET_FILE=$TEST_SERVER_DIR/jwt-secret"
-    BOARDSYNC__LIMITS__COMMANDS_PER_SEC=0 BOARDSYNC__LIMITS__LIVE_SOCKETS_PER_USER=0
-    "BOARDSYNC__WEB__DIR=$ROOT/web/dist")
+    "BOARDSYNC__WEB__DIR=$ROOT/web/dist" "$@")
   if [ "$adapter" = spacetimedb ]; then
     local prefix="t$$-$RANDOM"
     publish_modules "$prefix" "$TEST_SERVER_DIR"
@@ -410,7 +411,7 @@ fuzz_api() {
   # Only what this subshell starts is stopped when it exits, not the caller's servers.
   STARTED_PIDS=() STARTED_PG_DATA="" OWNED_FILES=()
   trap cleanup EXIT
-  start_test_server "$adapter"
+  start_test_server "$adapter" BOARDSYNC__LIMITS__COMMANDS_PER_SEC=0
   url=$TEST_SERVER_URL dir=$TEST_SERVER_DIR
   admin=$(env "${TEST_SERVER_ENV[@]}" "$bin" token --user fuzzer --admin)
   editor=$(env "${TEST_SERVER_ENV[@]}" "$bin" token --user fuzzer-editor)
