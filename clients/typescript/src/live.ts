@@ -52,7 +52,8 @@ export interface SendOptions<D extends DomainName> {
 }
 
 export interface OpenOptions {
-  /** Snapshot page size; the server's default (50) when absent. */
+  /** Snapshot page size; when absent, the server's default (50), or for `allPages` the largest page
+   *  the API allows (500; 50 if the server refuses it), so a typical board is one request. */
   pageSize?: number;
   /**
    * Load every page on open and on each resync. The default for boards, whiteboards
@@ -112,6 +113,11 @@ const CREATES: { [D in DomainName]: ReadonlySet<string> } = {
   whiteboard: new Set(["add"]),
   poll: new Set(["add_option"]),
 };
+
+/** The page size `allPages` reads with when none is given: the API's largest (`api.max_page_size`). */
+const BULK_PAGE_SIZE = 500;
+/** What `allPages` falls back to when a server refuses the bulk size (400 invalid_limit). */
+const SMALL_PAGE_SIZE = 50;
 
 /** How often one command is sent again after drops before it fails (a command that kills the socket). */
 const MAX_RESENDS = 3;
@@ -182,7 +188,9 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
   private sync: Sync<D> | null = null;
   private older: Promise<unknown> = Promise.resolve();
   private readonly allPages: boolean;
-  private readonly pageSize: number | undefined;
+  /** `pageSize` is BULK_PAGE_SIZE by default, not the caller's: a server refusing it gets SMALL_PAGE_SIZE. */
+  private bulk: boolean;
+  private pageSize: number | undefined;
 
   constructor(
     private readonly transport: Transport,
@@ -191,8 +199,9 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
     private readonly timings: LiveTimings,
     options: OpenOptions = {},
   ) {
-    this.pageSize = options.pageSize;
     this.allPages = options.allPages ?? domain !== "chat";
+    this.pageSize = options.pageSize ?? (this.allPages ? BULK_PAGE_SIZE : undefined);
+    this.bulk = options.pageSize === undefined && this.allPages;
     onlineEvents(this.onOnline, true);
     this.connect();
   }
@@ -556,8 +565,16 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
           }
         }
       } catch (error) {
+        const code = asBoardsyncError(error).code;
         // The page's cursor item was deleted meanwhile (boards, whiteboards): start over.
-        if (asBoardsyncError(error).code === "cursor_gone" && attempt < 3) continue;
+        if (code === "cursor_gone" && attempt < 3) continue;
+        // A server with a smaller maximum page than ours: read with the usual size instead.
+        if (code === "invalid_limit" && this.bulk) {
+          this.bulk = false;
+          this.pageSize = SMALL_PAGE_SIZE;
+          this.pageLimits = [];
+          continue;
+        }
         throw error;
       }
     }

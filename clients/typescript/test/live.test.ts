@@ -412,3 +412,39 @@ test("a command too large for the server fails instead of reconnecting forever",
   const id = newId();
   assert.equal((await a.send({ type: "send", id, text: "small" })).message.id, id, "the scope works after it");
 });
+
+test("allPages reads a board in one request of the largest page; a server refusing it gets pages of 50", { timeout: 60_000 }, async (t) => {
+  const alice = unique("alice");
+  const bob = unique("bob");
+  const scope = await scopeWith("whiteboard", { [alice]: "editor", [bob]: "editor" });
+  // 120 elements, 60 per user (within each user's command burst).
+  await Promise.all(
+    [alice, bob].map(async (user) => {
+      const c = client(user);
+      for (let i = 0; i < 60; i++) {
+        await c.command("whiteboard", scope, { type: "add", id: newId(), kind: "rect", x: i, y: 0, width: 10, height: 10, rotation: 0, style: "{}", points: [] });
+      }
+    }),
+  );
+  const reads = async (serverMax?: number): Promise<string[]> => {
+    const limits: string[] = [];
+    const counting: typeof fetch = (input, init) => {
+      let url = String(input);
+      if ((init?.method ?? "GET") === "GET" && url.includes(`/api/whiteboard/${scope}`)) {
+        const limit = new URL(url).searchParams.get("limit") ?? "";
+        limits.push(limit);
+        // A server with a smaller maximum: ask the real one for more than it allows, so it answers 400 invalid_limit.
+        if (serverMax !== undefined && Number(limit) > serverMax) url = url.replace(`limit=${limit}`, "limit=1000000");
+      }
+      return fetch(url, init);
+    };
+    const a = client(alice, { fetch: counting }).open("whiteboard", scope);
+    t.after(() => a.close());
+    await live(a);
+    assert.equal(a.items.size, 120);
+    a.close();
+    return limits;
+  };
+  assert.deepEqual(await reads(), ["500"], "one request");
+  assert.deepEqual(await reads(100), ["500", "50", "50", "50"], "refused, then pages of 50");
+});
