@@ -68,28 +68,43 @@ pub(crate) async fn persist_checked<D: CacheBinding>(
     tx: &mut PgConnection,
     writes: Vec<Timed<D::Item>>,
 ) -> Result<usize, DomainError> {
+    Ok(persist_unless_purged::<D>(tx, writes).await?.0)
+}
+
+/// [`persist_checked`], also returning the entities whose writes were dropped
+/// because their scope was purged.
+async fn persist_unless_purged<D: CacheBinding>(
+    tx: &mut PgConnection,
+    writes: Vec<Timed<D::Item>>,
+) -> Result<(usize, BTreeSet<String>), DomainError> {
     // A purged scope's writes still on their way are dropped, under the lock its
     // purge takes, so none lands after the purge deleted the scope's rows.
     let mut writes = writes;
+    let mut dropped = BTreeSet::new();
     let scopes: BTreeSet<String> = writes.iter().map(|(item, _)| scope_of::<D>(item)).collect();
     for scope in scopes {
         if let Some(mark) = crate::purge::guard_write(tx, D::NAME, &scope).await? {
-            let before = writes.len();
-            writes.retain(|(item, at)| scope_of::<D>(item) != scope || !mark.drops(*at));
-            if writes.len() < before {
-                tracing::info!(domain = D::NAME, scope = %scope, dropped = before - writes.len(), "writes of a purged scope dropped");
-            }
+            writes.retain(|(item, at)| {
+                let drop = scope_of::<D>(item) == scope && mark.drops(*at);
+                if drop {
+                    dropped.insert(D::cursor(item));
+                }
+                !drop
+            });
         }
+    }
+    if !dropped.is_empty() {
+        tracing::info!(domain = D::NAME, dropped = dropped.len(), "writes of a purged scope dropped");
     }
     let items: Vec<D::Item> = writes.into_iter().map(|(item, _)| item).collect();
     if items.is_empty() {
-        return Ok(0);
+        return Ok((0, dropped));
     }
     let written = D::persist(tx, items.clone()).await?;
     if written < items.len() {
         refuse_conflicts::<D>(tx, &items).await?;
     }
-    Ok(written)
+    Ok((written, dropped))
 }
 
 /// Fails with [`VERSION_CONFLICT`] when PostgreSQL holds any of `items` at the same
@@ -1117,7 +1132,13 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
-        persist_checked::<D>(tx, items).await
+        let (written, dropped) = persist_unless_purged::<D>(tx, items).await?;
+        // A durable writer of a purged scope's write hears "not yet durable", never
+        // "in PostgreSQL": its retry finds the scope gone.
+        for entry in entries.iter().filter(|entry| dropped.contains(&entry.entity)) {
+            self.shared.durable().forget(&entry.request_id);
+        }
+        Ok(written)
     }
 
     async fn ack(&self, epoch: u64, entries: Vec<(u64, String)>) -> Result<(), DomainError> {

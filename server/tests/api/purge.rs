@@ -391,3 +391,33 @@ async fn the_outbox_route_reports_what_metrics_export() {
     let count_line = format!("boardsync_outbox_lag_seconds_count{{domain=\"chat\"}} {}", chat["lag_count"]);
     assert!(metrics.contains(&count_line), "the same count as /metrics: {count_line}");
 }
+
+/// A durable write the purge dropped on its way to PostgreSQL is not answered
+/// durable: its writer hears 503 `not_yet_durable`, and a retry finds the scope gone.
+#[actix_web::test]
+async fn a_durable_write_the_purge_dropped_is_not_acknowledged_durable() {
+    let app = spawn_app_on_spacetimedb().await;
+    app.create_scope("chat", "progress").await;
+    send_cached(&app, "progress", "makes a progress row").await;
+    app.wait_for_count("SELECT count(*) FROM chat_messages", 1).await;
+    app.create_scope("chat", "doomed-durable").await;
+    let stall = stall_outbox(&app, "chat").await;
+    let (http, address, token) = (app.http.clone(), app.address.clone(), app.token("alice"));
+    let writer = tokio::spawn(async move {
+        let send = json!({ "type": "send", "id": Uuid::new_v4(), "text": "durable", "durability": "durable" });
+        let response = http
+            .post(format!("{address}/api/chat/doomed-durable"))
+            .bearer_auth(token)
+            .json(&send)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+    });
+    until_someone_waits(&app).await;
+    assert_eq!(purge(&app, "chat", "doomed-durable").await.status(), 200);
+    stall.rollback().await.unwrap();
+    let (status, body) = writer.await.unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("not_yet_durable")), "{body}");
+    assert_eq!(rows_in_postgres(&app, "chat", "doomed-durable").await, 0);
+}
