@@ -1,6 +1,7 @@
 // A killed connection: the page says it is offline, keeps what is typed meanwhile, and
 // recovers (live again, the queued message delivered) once the network is back.
 
+import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import {
   createScope,
@@ -95,4 +96,62 @@ test("a killed connection shows the offline state, then recovers", () =>
     await shot(pa, "offline-recovered");
     await a.close();
     await b.close();
+  }));
+
+test("switching channel with messages queued offline keeps their text as that channel's draft", () =>
+  withFailureShots("offline-switch", async () => {
+    const scope = uniqueScope("draft-e2e");
+    const other = uniqueScope("draft-other");
+    const alice = uniqueUser("alice");
+    await createScope("chat", scope, { [alice]: "owner" }, { name: "Draft test" });
+    await createScope("chat", other, { [alice]: "owner" }, { name: "Draft other" });
+
+    const a = await signedInContext(browser, await login(alice));
+    let offline = false;
+    const sockets = new Set();
+    await a.routeWebSocket(/\/live(\?|$)/, (ws) => {
+      if (offline) {
+        ws.close({ code: 4000, reason: "test: offline" });
+        return;
+      }
+      sockets.add(ws);
+      ws.connectToServer();
+    });
+    const pa = await open(a, `chat.html?scope=${scope}`);
+    await waitForStatus(pa, "live");
+    const unloadWarns = () =>
+      pa.evaluate(() => {
+        const event = new Event("beforeunload", { cancelable: true });
+        window.dispatchEvent(event);
+        return event.defaultPrevented;
+      });
+    assert.equal(await unloadWarns(), false, "nothing queued: no warning on leaving");
+
+    offline = true;
+    await a.setOffline(true);
+    for (const ws of sockets) await ws.close({ code: 4000, reason: "test: connection killed" });
+    sockets.clear();
+    await waitForStatus(pa, "offline");
+    await pa.getByTestId("chat-input").fill("Queued, then switched away");
+    await pa.getByTestId("chat-input").press("Enter");
+    await message(pa, "Queued, then switched away").and(pa.locator('[data-pending="true"]')).waitFor();
+    assert.equal(await pa.getByTestId("chat-input").inputValue(), "");
+    assert.equal(await unloadWarns(), true, "a queued command: leaving the page warns");
+
+    // Another channel: the queued send fails, and a notice says where its text went.
+    await pa.getByTestId("channel-switch-input").fill(other);
+    await pa.getByTestId("channel-switch-input").press("Enter");
+    await pa.getByTestId("info-toast").filter({ hasText: `#${scope}` }).waitFor();
+    assert.equal(await pa.getByTestId("chat-input").inputValue(), "");
+    await pa.getByTestId("chat-input").fill("Typed in the other channel");
+
+    // Back: the text is in the composer again; the other channel kept what was typed there.
+    await pa.getByTestId("channel-switch-input").fill(scope);
+    await pa.getByTestId("channel-switch-input").press("Enter");
+    assert.equal(await pa.getByTestId("chat-input").inputValue(), "Queued, then switched away");
+    assert.equal(await unloadWarns(), false, "nothing queued any more");
+    await pa.getByTestId("channel-switch-input").fill(other);
+    await pa.getByTestId("channel-switch-input").press("Enter");
+    assert.equal(await pa.getByTestId("chat-input").inputValue(), "Typed in the other channel");
+    await a.close();
   }));

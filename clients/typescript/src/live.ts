@@ -25,6 +25,8 @@ export interface LiveScope<D extends DomainName> {
   readonly presence: ReadonlyMap<string, Peer>;
   /** Older snapshot pages remain (chat history). */
   readonly hasMore: boolean;
+  /** Commands given to `send` without a reply yet (queued, or on the wire): `close()` would fail them. */
+  readonly queued: number;
   /** Why the status is "denied" (or the last error seen; cleared when live again). */
   readonly error: BoardsyncError | null;
   /** Called after every change (items, status, presence). Returns an unsubscribe function. */
@@ -218,6 +220,10 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
 
   get hasMore(): boolean {
     return this._hasMore;
+  }
+
+  get queued(): number {
+    return this.outgoing.size;
   }
 
   get presence(): ReadonlyMap<string, Peer> {

@@ -5,6 +5,17 @@
 import type { ConnectionStatus, DomainName, Domains, LiveScope, Peer } from "@boardsync/client";
 import { client } from "./api";
 
+/** The open scopes, so leaving the page can warn while any has commands queued or in flight. */
+const opened = new Set<LiveState<DomainName>>();
+
+if (typeof window !== "undefined") {
+  window.addEventListener("beforeunload", (event) => {
+    if (![...opened].some((state) => state.live.queued > 0)) return;
+    event.preventDefault();
+    event.returnValue = ""; // older browsers show the prompt only with this
+  });
+}
+
 export class LiveState<D extends DomainName> {
   readonly live: LiveScope<D>;
   items = $state.raw<Domains[D]["item"][]>([]);
@@ -25,6 +36,7 @@ export class LiveState<D extends DomainName> {
     this.live = client.open(domain, scope);
     this.#unsubscribe = this.live.subscribe(() => this.#schedule());
     this.#copy();
+    opened.add(this as unknown as LiveState<DomainName>);
   }
 
   #schedule() {
@@ -62,6 +74,7 @@ export class LiveState<D extends DomainName> {
   }
 
   close() {
+    opened.delete(this as unknown as LiveState<DomainName>);
     this.#unsubscribe();
     this.live.close();
   }
