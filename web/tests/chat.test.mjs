@@ -1,50 +1,15 @@
 // Chat: two people in two browser contexts see each other's messages, edits and reactions.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import {
-  createScope,
-  health,
-  launch,
-  login,
-  open,
-  shot,
-  signedInContext,
-  uniqueScope,
-  uniqueUser,
-  waitForStatus,
-  withFailureShots,
-} from "./helpers.mjs";
+import { test } from "node:test";
+import { chatMessage as message, openLivePair, shot, twoUserScope, useBrowser, withFailureShots } from "./helpers.mjs";
 
-/** A message text exactly, with or without the "(edited)" marker the app appends. */
-const textOf = (text) => new RegExp(`^\\s*${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*(\\(edited\\))?\\s*$`);
-
-let browser;
-before(async () => {
-  await health();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-});
-
-/** The message showing `text` (not its tombstone or an optimistic copy of another). */
-const message = (page, text) =>
-  page.getByTestId("message").filter({ has: page.getByTestId("message-text").filter({ hasText: textOf(text) }) });
+const shared = useBrowser();
 
 test("two users see each other's messages, edits and reactions", () =>
   withFailureShots("chat", async () => {
-    const scope = uniqueScope("chat-e2e");
-    const alice = uniqueUser("alice");
-    const bob = uniqueUser("bob");
-    await createScope("chat", scope, { [alice]: "owner", [bob]: "editor" }, { name: "E2E chat" });
-
-    const a = await signedInContext(browser, await login(alice));
-    const b = await signedInContext(browser, await login(bob));
-    const pa = await open(a, `chat.html?scope=${scope}`);
-    const pb = await open(b, `chat.html?scope=${scope}`);
-    await waitForStatus(pa, "live");
-    await waitForStatus(pb, "live");
+    const { scope, alice, bob, aliceToken, bobToken } = await twoUserScope("chat", "chat-e2e", { name: "E2E chat" });
+    const { a, b, pa, pb } = await openLivePair(shared.browser, `chat.html?scope=${scope}`, aliceToken, bobToken);
 
     // Alice writes; Bob sees it, with her as the author and acknowledged.
     await pa.getByTestId("chat-input").fill("Hello from Alice");

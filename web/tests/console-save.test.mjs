@@ -2,17 +2,10 @@
 // deleted elsewhere; Create never replaces a scope made meanwhile.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { admin, health, launch, open, request, signedInContext, uniqueScope, withFailureShots } from "./helpers.mjs";
+import { test } from "node:test";
+import { admin, open, request, signedInContext, uniqueScope, useBrowser, withFailureShots } from "./helpers.mjs";
 
-let browser;
-before(async () => {
-  await health();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-});
+const shared = useBrowser();
 
 test("console: Save sends only the edit, refuses a scope deleted elsewhere; Create does not replace", () =>
   withFailureShots("console-save", async () => {
@@ -20,7 +13,7 @@ test("console: Save sends only the edit, refuses a scope deleted elsewhere; Crea
     const key = uniqueScope("cons-save");
     const path = `/api/admin/scopes/chat/${key}`;
     await request("PUT", path, { token, body: { name: "Open", config: { access: { authenticated: "write" } } } });
-    const page = await open(await signedInContext(browser, token, { viewport: { width: 1280, height: 900 } }), "console.html");
+    const page = await open(await signedInContext(shared.browser, token, { viewport: { width: 1280, height: 900 } }), "console.html");
     await page.getByTestId("scope-filter").fill(key);
     await page.getByTestId(`scope-row-chat-${key}`).click();
     await page.locator(`[data-testid="scope-detail"][data-scope="${key}"]`).waitFor();

@@ -2,13 +2,11 @@
 // scopes and members, health, outbox and dead letters, and a re-warm seen in progress.
 
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import {
   admin,
   command,
   createScope,
-  health,
-  launch,
   login,
   newId,
   open,
@@ -18,23 +16,14 @@ import {
   signedInContext,
   uniqueScope,
   uniqueUser,
+  useBrowser,
   WAIT,
 } from "./helpers.mjs";
 
-let browser;
-let serverHealth;
-
-before(async () => {
-  serverHealth = await health();
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-});
+const shared = useBrowser();
 
 async function consoleAs(token) {
-  const context = await signedInContext(browser, token, { viewport: { width: 1280, height: 900 } });
+  const context = await signedInContext(shared.browser, token, { viewport: { width: 1280, height: 900 } });
   const page = await open(context, "console.html");
   return { context, page };
 }
@@ -57,7 +46,7 @@ describe("admin console", () => {
   test("shows each domain's adapter and the health of PostgreSQL and SpacetimeDB as /health says", async () => {
     const { context, page } = await consoleAs(await admin());
     await page.getByTestId("health-panel").waitFor();
-    for (const [domain, info] of Object.entries(serverHealth.domains)) {
+    for (const [domain, info] of Object.entries(shared.health.domains)) {
       const row = page.getByTestId(`health-domain-${domain}`);
       await row.waitFor();
       assert.equal(await row.getAttribute("data-adapter"), info.adapter, `${domain}'s adapter`);
@@ -186,7 +175,7 @@ describe("admin console", () => {
   });
 
   test("shows a re-warm of a scope with a few thousand messages", async (t) => {
-    if (serverHealth.domains.chat?.adapter !== "spacetimedb") {
+    if (shared.health.domains.chat?.adapter !== "spacetimedb") {
       t.skip("chat runs on the PostgreSQL adapter: there is no cache to warm");
       return;
     }

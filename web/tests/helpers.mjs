@@ -10,6 +10,7 @@
 import { mkdirSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import path from "node:path";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
@@ -116,6 +117,61 @@ export async function createScope(domain, scope, members = {}, { name = scope, c
 export async function command(token, domain, scope, body) {
   return (await request("POST", `/api/${domain}/${scope}`, { token, body })).body;
 }
+
+/**
+ * For a test file: checks the server and launches Chromium before its tests, closes the
+ * browser after them. Returns `{ browser, health }`, filled in by the time a test runs
+ * (`health` is what GET /health answered).
+ */
+export function useBrowser() {
+  const shared = { browser: undefined, health: undefined };
+  before(async () => {
+    shared.health = await health();
+    shared.browser = await launch();
+  });
+  after(async () => {
+    await shared.browser?.close();
+  });
+  return shared;
+}
+
+/**
+ * A new scope of `domain` (key `<prefix>-…`) with two members of this run only, alice and
+ * bob (by default owner and editor), both signed in through the dev login.
+ * Returns `{ scope, alice, bob, aliceToken, bobToken }`.
+ */
+export async function twoUserScope(domain, prefix, { name, roles = ["owner", "editor"] } = {}) {
+  const scope = uniqueScope(prefix);
+  const alice = uniqueUser("alice");
+  const bob = uniqueUser("bob");
+  await createScope(domain, scope, { [alice]: roles[0], [bob]: roles[1] }, { name });
+  return { scope, alice, bob, aliceToken: await login(alice), bobToken: await login(bob) };
+}
+
+/**
+ * Opens `/app/<page>` (e.g. "chat.html?scope=x") for two signed-in users, each in a browser
+ * context of their own, and waits until both pages are live. `beforeOpen({ a, b })` runs
+ * once the contexts exist, before any page opens (to route a context's sockets, say).
+ * Returns `{ a, b, pa, pb }`: alice's and bob's contexts and pages.
+ */
+export async function openLivePair(browser, page, aliceToken, bobToken, { beforeOpen } = {}) {
+  const a = await signedInContext(browser, aliceToken);
+  const b = await signedInContext(browser, bobToken);
+  await beforeOpen?.({ a, b });
+  const pa = await open(a, page);
+  const pb = await open(b, page);
+  await waitForStatus(pa, "live");
+  await waitForStatus(pb, "live");
+  return { a, b, pa, pb };
+}
+
+/** A chat message text exactly, with or without the "(edited)" marker the app appends. */
+const messageText = (text) =>
+  new RegExp(`^\\s*${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*(\\(edited\\))?\\s*$`);
+
+/** The chat message showing `text` (not its tombstone or an optimistic copy of another). */
+export const chatMessage = (page, text) =>
+  page.getByTestId("message").filter({ has: page.getByTestId("message-text").filter({ hasText: messageText(text) }) });
 
 export async function launch() {
   return chromium.launch({

@@ -1,39 +1,14 @@
 // Kanban: a card added and dragged to another column in one context moves in the other.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import {
-  command,
-  createScope,
-  health,
-  launch,
-  login,
-  newId,
-  open,
-  shot,
-  signedInContext,
-  uniqueScope,
-  uniqueUser,
-  waitForStatus,
-  withFailureShots,
-} from "./helpers.mjs";
+import { test } from "node:test";
+import { command, newId, openLivePair, shot, twoUserScope, useBrowser, withFailureShots } from "./helpers.mjs";
 
-let browser;
-before(async () => {
-  await health();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-});
+const shared = useBrowser();
 
 test("a card dragged in one context moves in the other", () =>
   withFailureShots("kanban", async () => {
-    const scope = uniqueScope("kanban-e2e");
-    const alice = uniqueUser("alice");
-    const bob = uniqueUser("bob");
-    await createScope("kanban", scope, { [alice]: "owner", [bob]: "editor" }, { name: "E2E board" });
-    const aliceToken = await login(alice);
+    const { scope, aliceToken, bobToken } = await twoUserScope("kanban", "kanban-e2e", { name: "E2E board" });
     // Three columns and a card to drop near, over HTTP.
     const columns = {};
     for (const name of ["To do", "Doing", "Done"]) {
@@ -47,12 +22,7 @@ test("a card dragged in one context moves in the other", () =>
       title: "Already done",
     });
 
-    const a = await signedInContext(browser, aliceToken);
-    const b = await signedInContext(browser, await login(bob));
-    const pa = await open(a, `kanban.html?scope=${scope}`);
-    const pb = await open(b, `kanban.html?scope=${scope}`);
-    await waitForStatus(pa, "live");
-    await waitForStatus(pb, "live");
+    const { a, b, pa, pb } = await openLivePair(shared.browser, `kanban.html?scope=${scope}`, aliceToken, bobToken);
     await pb.getByTestId("card-Already done").waitFor();
 
     // Alice adds a card through the page; Bob sees it in "To do".

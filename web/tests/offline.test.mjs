@@ -2,62 +2,45 @@
 // recovers (live again, the queued message delivered) once the network is back.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import {
+  chatMessage as message,
   createScope,
-  health,
-  launch,
   login,
   open,
+  openLivePair,
   shot,
   signedInContext,
+  twoUserScope,
   uniqueScope,
   uniqueUser,
+  useBrowser,
   waitForStatus,
   withFailureShots,
 } from "./helpers.mjs";
 
-/** A message text exactly, with or without the "(edited)" marker the app appends. */
-const textOf = (text) => new RegExp(`^\\s*${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*(\\(edited\\))?\\s*$`);
-
-let browser;
-before(async () => {
-  await health();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-});
-
-const message = (page, text) =>
-  page.getByTestId("message").filter({ has: page.getByTestId("message-text").filter({ hasText: textOf(text) }) });
+const shared = useBrowser();
 
 test("a killed connection shows the offline state, then recovers", () =>
   withFailureShots("offline", async () => {
-    const scope = uniqueScope("offline-e2e");
-    const alice = uniqueUser("alice");
-    const bob = uniqueUser("bob");
-    await createScope("chat", scope, { [alice]: "owner", [bob]: "editor" }, { name: "Offline test" });
+    const { scope, aliceToken, bobToken } = await twoUserScope("chat", "offline-e2e", { name: "Offline test" });
 
-    const a = await signedInContext(browser, await login(alice));
     // Alice's live sockets go through this route, so the test can cut them; while
     // `offline` is set, new ones are refused at once (the network emulation below fails
     // her HTTP requests as well).
     let offline = false;
     const sockets = new Set();
-    await a.routeWebSocket(/\/live(\?|$)/, (ws) => {
-      if (offline) {
-        ws.close({ code: 4000, reason: "test: offline" });
-        return;
-      }
-      sockets.add(ws);
-      ws.connectToServer();
+    const { a, b, pa, pb } = await openLivePair(shared.browser, `chat.html?scope=${scope}`, aliceToken, bobToken, {
+      beforeOpen: ({ a }) =>
+        a.routeWebSocket(/\/live(\?|$)/, (ws) => {
+          if (offline) {
+            ws.close({ code: 4000, reason: "test: offline" });
+            return;
+          }
+          sockets.add(ws);
+          ws.connectToServer();
+        }),
     });
-    const b = await signedInContext(browser, await login(bob));
-    const pa = await open(a, `chat.html?scope=${scope}`);
-    const pb = await open(b, `chat.html?scope=${scope}`);
-    await waitForStatus(pa, "live");
-    await waitForStatus(pb, "live");
 
     await pa.getByTestId("chat-input").fill("Before the cut");
     await pa.getByTestId("chat-input").press("Enter");
@@ -106,7 +89,7 @@ test("switching channel with messages queued offline keeps their text as that ch
     await createScope("chat", scope, { [alice]: "owner" }, { name: "Draft test" });
     await createScope("chat", other, { [alice]: "owner" }, { name: "Draft other" });
 
-    const a = await signedInContext(browser, await login(alice));
+    const a = await signedInContext(shared.browser, await login(alice));
     let offline = false;
     const sockets = new Set();
     await a.routeWebSocket(/\/live(\?|$)/, (ws) => {

@@ -1,42 +1,14 @@
 // Poll: an option added in one context is voted on in the other, and the tally follows.
 
-import { after, before, test } from "node:test";
-import {
-  createScope,
-  health,
-  launch,
-  login,
-  open,
-  shot,
-  signedInContext,
-  uniqueScope,
-  uniqueUser,
-  waitForStatus,
-  withFailureShots,
-} from "./helpers.mjs";
+import { test } from "node:test";
+import { openLivePair, shot, twoUserScope, useBrowser, withFailureShots } from "./helpers.mjs";
 
-let browser;
-before(async () => {
-  await health();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-});
+const shared = useBrowser();
 
 test("an option added by one user gets the other's vote, and both see the tally", () =>
   withFailureShots("poll", async () => {
-    const scope = uniqueScope("poll-e2e");
-    const alice = uniqueUser("alice");
-    const bob = uniqueUser("bob");
-    await createScope("poll", scope, { [alice]: "owner", [bob]: "editor" }, { name: "Lunch?" });
-
-    const a = await signedInContext(browser, await login(alice));
-    const b = await signedInContext(browser, await login(bob));
-    const pa = await open(a, `poll.html?scope=${scope}`);
-    const pb = await open(b, `poll.html?scope=${scope}`);
-    await waitForStatus(pa, "live");
-    await waitForStatus(pb, "live");
+    const { scope, aliceToken, bobToken } = await twoUserScope("poll", "poll-e2e", { name: "Lunch?" });
+    const { a, b, pa, pb } = await openLivePair(shared.browser, `poll.html?scope=${scope}`, aliceToken, bobToken);
 
     for (const label of ["Pizza", "Ramen", "Salad"]) {
       await pa.getByTestId("poll-new-option").fill(label);

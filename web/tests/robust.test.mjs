@@ -3,33 +3,22 @@
 // user changed.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import {
   BASE,
   command,
-  createScope,
-  health,
-  launch,
-  login,
   newId,
   open,
   request,
   signedInContext,
-  uniqueScope,
-  uniqueUser,
+  twoUserScope,
+  useBrowser,
   waitForStatus,
   withFailureShots,
   eventually,
 } from "./helpers.mjs";
 
-let browser;
-before(async () => {
-  await health();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-});
+const shared = useBrowser();
 
 function pageErrors(page) {
   const errors = [];
@@ -39,12 +28,9 @@ function pageErrors(page) {
 
 test("whiteboard: a style with non-string text, and a peer selecting an id twice, blank nothing", () =>
   withFailureShots("robust-whiteboard", async () => {
-    const scope = uniqueScope("robust-wb");
-    const alice = uniqueUser("alice");
-    const bob = uniqueUser("bob");
-    await createScope("whiteboard", scope, { [alice]: "editor", [bob]: "editor" });
-    const ta = await login(alice);
-    const tb = await login(bob);
+    const { scope, bob, aliceToken: ta, bobToken: tb } = await twoUserScope("whiteboard", "robust-wb", {
+      roles: ["editor", "editor"],
+    });
     const shape = (kind, style) => ({
       type: "add", id: newId(), kind, x: 40, y: 40, width: 80, height: 40, rotation: 0, style, points: [],
     });
@@ -55,14 +41,14 @@ test("whiteboard: a style with non-string text, and a peer selecting an id twice
     await command(ta, "whiteboard", scope, shape("rect", JSON.stringify({ text: ["a"], stroke: 7 })));
     await command(ta, "whiteboard", scope, shape("text", JSON.stringify({ text: "fine" })));
 
-    const page = await open(await signedInContext(browser, ta), `whiteboard.html?scope=${scope}`);
+    const page = await open(await signedInContext(shared.browser, ta), `whiteboard.html?scope=${scope}`);
     const errors = pageErrors(page);
     await waitForStatus(page, "live");
     await eventually(async () => (await page.locator('[data-testid="element"]').count()) === 5, "all five elements drawn");
     assert.equal(await page.locator('[data-testid="element"][data-text="42"]').count(), 1);
 
     // Bob's socket says he selected the plain rect twice.
-    const bobPage = await open(await signedInContext(browser, tb), "index.html");
+    const bobPage = await open(await signedInContext(shared.browser, tb), "index.html");
     const url = `${BASE.replace(/^http/, "ws")}/api/whiteboard/${scope}/live?token=${encodeURIComponent(tb)}`;
     await bobPage.evaluate(
       ([url, id]) =>
@@ -87,12 +73,9 @@ test("whiteboard: a style with non-string text, and a peer selecting an id twice
 
 test("kanban: the card editor saves labels once each, sends only changed fields, and moves a card", () =>
   withFailureShots("robust-kanban", async () => {
-    const scope = uniqueScope("robust-kb");
-    const alice = uniqueUser("alice");
-    const bob = uniqueUser("bob");
-    await createScope("kanban", scope, { [alice]: "editor", [bob]: "editor" });
-    const ta = await login(alice);
-    const tb = await login(bob);
+    const { scope, aliceToken: ta, bobToken: tb } = await twoUserScope("kanban", "robust-kb", {
+      roles: ["editor", "editor"],
+    });
     const todo = newId();
     const doing = newId();
     await command(ta, "kanban", scope, { type: "create_column", id: todo, name: "Todo" });
@@ -104,7 +87,7 @@ test("kanban: the card editor saves labels once each, sends only changed fields,
     }
     const read = async (id) => (await request("GET", `/api/kanban/${scope}`, { token: ta })).body.items.find((i) => i.id === id);
 
-    const page = await open(await signedInContext(browser, ta), `kanban.html?scope=${scope}`);
+    const page = await open(await signedInContext(shared.browser, ta), `kanban.html?scope=${scope}`);
     const errors = pageErrors(page);
     await waitForStatus(page, "live");
 

@@ -2,29 +2,10 @@
 // other's cursor.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import {
-  createScope,
-  health,
-  launch,
-  login,
-  open,
-  shot,
-  signedInContext,
-  uniqueScope,
-  uniqueUser,
-  waitForStatus,
-  withFailureShots,
-} from "./helpers.mjs";
+import { test } from "node:test";
+import { openLivePair, shot, twoUserScope, useBrowser, withFailureShots } from "./helpers.mjs";
 
-let browser;
-before(async () => {
-  await health();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-});
+const shared = useBrowser();
 
 /** Page coordinates of board point (x, y): the canvas's top-left is board (0, 0). */
 async function at(page, x, y) {
@@ -34,17 +15,8 @@ async function at(page, x, y) {
 
 test("a stroke drawn in one context appears in the other, with the drawer's cursor", () =>
   withFailureShots("whiteboard", async () => {
-    const scope = uniqueScope("wb-e2e");
-    const alice = uniqueUser("alice");
-    const bob = uniqueUser("bob");
-    await createScope("whiteboard", scope, { [alice]: "owner", [bob]: "editor" }, { name: "E2E board" });
-
-    const a = await signedInContext(browser, await login(alice));
-    const b = await signedInContext(browser, await login(bob));
-    const pa = await open(a, `whiteboard.html?scope=${scope}`);
-    const pb = await open(b, `whiteboard.html?scope=${scope}`);
-    await waitForStatus(pa, "live");
-    await waitForStatus(pb, "live");
+    const { scope, alice, bob, aliceToken, bobToken } = await twoUserScope("whiteboard", "wb-e2e", { name: "E2E board" });
+    const { a, b, pa, pb } = await openLivePair(shared.browser, `whiteboard.html?scope=${scope}`, aliceToken, bobToken);
     await pb.locator('[data-testid="presence-list"][data-count="2"]').waitFor();
 
     // Alice draws a wave with the pen.
