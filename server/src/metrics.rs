@@ -1,5 +1,7 @@
 //! The metrics an operator needs, exported in Prometheus text format at `/metrics`.
 
+use std::collections::HashMap;
+
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// One registry per application instance, so parallel tests do not share counters.
@@ -80,35 +82,42 @@ pub struct LagPercentiles {
 }
 
 impl Metrics {
-    pub fn outbox_summary(&self, domain: &str) -> OutboxSummary {
-        let mut summary = OutboxSummary::default();
+    /// Every domain's outbox summary, from one reading of the registry.
+    pub fn outbox_summaries(&self) -> HashMap<String, OutboxSummary> {
+        let mut summaries: HashMap<String, OutboxSummary> = HashMap::new();
         for family in self.registry.gather() {
-            let of_domain = family.get_metric().iter().find(|metric| {
-                metric.get_label().iter().any(|label| label.get_name() == "domain" && label.get_value() == domain)
-            });
-            let Some(metric) = of_domain else { continue };
-            match family.get_name() {
-                "boardsync_outbox_pending" => summary.pending = metric.get_gauge().get_value() as i64,
-                "boardsync_outbox_oldest_pending_milliseconds" => {
-                    summary.oldest_age_ms = metric.get_gauge().get_value() as i64
-                }
-                "boardsync_outbox_lag_seconds" => {
-                    let histogram = metric.get_histogram();
-                    summary.lag_count = histogram.get_sample_count();
-                    let buckets: Vec<(f64, u64)> = histogram
-                        .get_bucket()
-                        .iter()
-                        .map(|b| (b.get_upper_bound(), b.get_cumulative_count()))
-                        .collect();
-                    let ms = |q| quantile(q, &buckets, summary.lag_count).map(|seconds| seconds * 1000.0);
-                    if let (Some(p50), Some(p90), Some(p99)) = (ms(0.5), ms(0.9), ms(0.99)) {
-                        summary.lag_ms = Some(LagPercentiles { p50, p90, p99 });
+            let name = family.get_name();
+            if !name.starts_with("boardsync_outbox_") {
+                continue;
+            }
+            for metric in family.get_metric() {
+                let Some(domain) = metric.get_label().iter().find(|label| label.get_name() == "domain") else {
+                    continue;
+                };
+                let summary = summaries.entry(domain.get_value().to_string()).or_default();
+                match name {
+                    "boardsync_outbox_pending" => summary.pending = metric.get_gauge().get_value() as i64,
+                    "boardsync_outbox_oldest_pending_milliseconds" => {
+                        summary.oldest_age_ms = metric.get_gauge().get_value() as i64
                     }
+                    "boardsync_outbox_lag_seconds" => {
+                        let histogram = metric.get_histogram();
+                        summary.lag_count = histogram.get_sample_count();
+                        let buckets: Vec<(f64, u64)> = histogram
+                            .get_bucket()
+                            .iter()
+                            .map(|b| (b.get_upper_bound(), b.get_cumulative_count()))
+                            .collect();
+                        let ms = |q| quantile(q, &buckets, summary.lag_count).map(|seconds| seconds * 1000.0);
+                        if let (Some(p50), Some(p90), Some(p99)) = (ms(0.5), ms(0.9), ms(0.99)) {
+                            summary.lag_ms = Some(LagPercentiles { p50, p90, p99 });
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
-        summary
+        summaries
     }
 }
 

@@ -79,24 +79,23 @@ async fn persist_unless_purged<D: CacheBinding>(
 ) -> Result<(usize, BTreeSet<String>), DomainError> {
     // A purged scope's writes still on their way are dropped, under the lock its
     // purge takes, so none lands after the purge deleted the scope's rows.
-    let mut writes = writes;
+    let scoped: Vec<(String, Timed<D::Item>)> =
+        writes.into_iter().map(|write| (scope_of::<D>(&write.0), write)).collect();
+    let scopes: Vec<String> =
+        scoped.iter().map(|(scope, _)| scope.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let marks = crate::purge::guard_writes(tx, D::NAME, &scopes).await?;
     let mut dropped = BTreeSet::new();
-    let scopes: BTreeSet<String> = writes.iter().map(|(item, _)| scope_of::<D>(item)).collect();
-    for scope in scopes {
-        if let Some(mark) = crate::purge::guard_write(tx, D::NAME, &scope).await? {
-            writes.retain(|(item, at)| {
-                let drop = scope_of::<D>(item) == scope && mark.drops(*at);
-                if drop {
-                    dropped.insert(D::cursor(item));
-                }
-                !drop
-            });
+    let mut items = Vec::with_capacity(scoped.len());
+    for (scope, (item, at)) in scoped {
+        if marks.get(&scope).is_some_and(|mark| mark.drops(at)) {
+            dropped.insert(D::cursor(&item));
+        } else {
+            items.push(item);
         }
     }
     if !dropped.is_empty() {
         tracing::info!(domain = D::NAME, dropped = dropped.len(), "writes of a purged scope dropped");
     }
-    let items: Vec<D::Item> = writes.into_iter().map(|(item, _)| item).collect();
     if items.is_empty() {
         return Ok((0, dropped));
     }
@@ -279,6 +278,9 @@ struct Answer<D: Domain> {
 
 /// Writes kept until PostgreSQL has them, in commit order.
 type KeptWrite<D> = (u64, ScopeKey, <D as Domain>::Item, i64);
+
+/// One kept write of a scope being restored: its key, arrival order, state and commit time.
+type Restoring<D> = ((u64, String), u64, <D as Domain>::Item, i64);
 
 struct Retained<D: Domain> {
     next: u64,
@@ -532,7 +534,7 @@ impl<D: CacheBinding> CacheAdapter<D> {
     async fn restore_one_by_one(
         &self,
         pool: &PgPool,
-        writes: &[((u64, String), u64, D::Item)],
+        writes: &[Restoring<D>],
         latest: Vec<Timed<D::Item>>,
     ) -> Result<(usize, Vec<String>), DomainError> {
         let (mut written, mut set_aside) = (0, Vec::new());
@@ -546,9 +548,11 @@ impl<D: CacheBinding> CacheAdapter<D> {
                     let id = D::cursor(&item);
                     set_aside.push(id.clone());
                     // The entity's newest kept write names the dead letter.
-                    let newest =
-                        writes.iter().filter(|(_, _, kept)| D::cursor(kept) == id).max_by_key(|(_, order, _)| *order);
-                    let key = newest.map(|(key, _, _)| key.clone());
+                    let newest = writes
+                        .iter()
+                        .filter(|(_, _, kept, _)| D::cursor(kept) == id)
+                        .max_by_key(|(_, order, _, _)| *order);
+                    let key = newest.map(|(key, _, _, _)| key.clone());
                     let (seq, request_id) = key.unwrap_or((0, String::new()));
                     let entry = OutboxEntry {
                         seq,
@@ -1190,7 +1194,7 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
     }
 
     async fn restore(&self, pool: &PgPool, scope: &ScopeKey) -> Result<usize, DomainError> {
-        let writes: Vec<((u64, String), u64, D::Item, i64)> = {
+        let writes: Vec<Restoring<D>> = {
             let retained = self.shared.retained.lock().expect("retained lock");
             let of_scope = retained.writes.iter().filter(|(_, (_, s, _, _))| s == scope);
             of_scope.map(|(key, (order, _, item, at))| (key.clone(), *order, item.clone(), *at)).collect()
@@ -1207,8 +1211,6 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
             }
         }
         let latest: Vec<Timed<D::Item>> = latest.into_values().collect();
-        let writes: Vec<((u64, String), u64, D::Item)> =
-            writes.into_iter().map(|(key, order, item, _)| (key, order, item)).collect();
         let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
         let (written, set_aside) = match persist_checked::<D>(&mut tx, latest.clone()).await {
             Ok(written) => {
@@ -1224,7 +1226,7 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
             Err(error) => return Err(error),
         };
         let mut retained = self.shared.retained.lock().expect("retained lock");
-        for ((seq, request_id), _, item) in writes {
+        for ((seq, request_id), _, item, _) in writes {
             retained.writes.remove(&(seq, request_id.clone()));
             // A durable writer hears "in PostgreSQL" only if it is.
             if !set_aside.contains(&D::cursor(&item)) {

@@ -3,6 +3,8 @@
 //! PostgreSQL objected to replays one (written as the outbox would have, or found
 //! superseded by a newer state) or discards it.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::{PgPool, Row};
 
@@ -70,13 +72,13 @@ pub async fn list(pool: &PgPool, domain: Option<&str>, limit: i64) -> Result<Vec
         .map_err(DomainError::from_sqlx)
 }
 
-/// How many dead letters a domain has.
-pub async fn count(pool: &PgPool, domain: &str) -> Result<i64, DomainError> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox_dead_letters WHERE domain = $1")
-        .bind(domain)
-        .fetch_one(pool)
+/// How many dead letters each domain has (domains with none are left out).
+pub async fn counts(pool: &PgPool) -> Result<HashMap<String, i64>, DomainError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT domain, count(*) FROM outbox_dead_letters GROUP BY domain")
+        .fetch_all(pool)
         .await
-        .map_err(DomainError::from_sqlx)
+        .map_err(DomainError::from_sqlx)?;
+    Ok(rows.into_iter().collect())
 }
 
 fn not_found(id: i64) -> DomainError {

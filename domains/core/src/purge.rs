@@ -11,18 +11,17 @@
 //! the scope, and the cache refuses the scope's commands from then until it is
 //! created again).
 
+use std::collections::HashMap;
+
 use sqlx::{PgConnection, PgPool};
 
 use crate::pg_adapter::PostgresBinding;
 use crate::{DomainError, ScopeKey};
 
 /// The first key of the two-key advisory locks: scope locks live apart from every
-/// other lock boardsync takes (which use the one-key form).
+/// other lock boardsync takes (which use the one-key form). The second is
+/// `hashtext('<domain>/<scope>')`, built by PostgreSQL in both places that take it.
 const SCOPE_LOCKS: i32 = 0x6273_7370; // "bssp"
-
-fn lock_key(domain: &str, scope: &str) -> String {
-    format!("{domain}/{scope}")
-}
 
 /// A scope's purge, as a write of it sees it.
 #[derive(Debug, Clone, Copy)]
@@ -44,31 +43,49 @@ impl PurgeMark {
 /// Takes the scope's lock shared for the transaction and returns its purge mark, if
 /// it was ever purged.
 pub async fn guard_write(tx: &mut PgConnection, domain: &str, scope: &str) -> Result<Option<PurgeMark>, DomainError> {
+    Ok(guard_writes(tx, domain, &[scope.to_string()]).await?.remove(scope))
+}
+
+/// [`guard_write`] for several scopes at once (an outbox batch), in two round trips
+/// whatever their number: shared locks never wait for one another, so taking them
+/// together cannot deadlock with a purge, which takes one lock.
+pub async fn guard_writes(
+    tx: &mut PgConnection,
+    domain: &str,
+    scopes: &[String],
+) -> Result<HashMap<String, PurgeMark>, DomainError> {
     // Two statements: under READ COMMITTED a statement reads the snapshot taken when it
     // began, so a check in the statement that waited for the lock would miss the
     // purge it waited for.
-    sqlx::query("SELECT pg_advisory_xact_lock_shared($1, hashtext($2))")
-        .bind(SCOPE_LOCKS)
-        .bind(lock_key(domain, scope))
-        .execute(&mut *tx)
-        .await
-        .map_err(DomainError::from_sqlx)?;
-    let mark: Option<(i64, bool)> = sqlx::query_as(
-        "SELECT (extract(epoch FROM purged_at) * 1000000)::bigint, recreated_at IS NOT NULL
-           FROM purged_scopes WHERE domain = $1 AND scope = $2",
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock_shared($1, hashtext($2 || '/' || scope)) FROM unnest($3::text[]) AS scope",
     )
+    .bind(SCOPE_LOCKS)
     .bind(domain)
-    .bind(scope)
-    .fetch_optional(&mut *tx)
+    .bind(scopes)
+    .execute(&mut *tx)
     .await
     .map_err(DomainError::from_sqlx)?;
-    Ok(mark.map(|(purged_at_micros, recreated)| PurgeMark { purged_at_micros, recreated }))
+    let marks: Vec<(String, i64, bool)> = sqlx::query_as(
+        "SELECT scope, (extract(epoch FROM purged_at) * 1000000)::bigint, recreated_at IS NOT NULL
+           FROM purged_scopes WHERE domain = $1 AND scope = ANY($2)",
+    )
+    .bind(domain)
+    .bind(scopes)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(DomainError::from_sqlx)?;
+    Ok(marks
+        .into_iter()
+        .map(|(scope, purged_at_micros, recreated)| (scope, PurgeMark { purged_at_micros, recreated }))
+        .collect())
 }
 
 async fn lock_exclusively(tx: &mut PgConnection, domain: &str, scope: &ScopeKey) -> Result<(), DomainError> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2 || '/' || $3))")
         .bind(SCOPE_LOCKS)
-        .bind(lock_key(domain, scope.as_str()))
+        .bind(domain)
+        .bind(scope.as_str())
         .execute(&mut *tx)
         .await
         .map_err(DomainError::from_sqlx)?;

@@ -243,10 +243,12 @@ pub async fn rewarm_domain(
 /// percentiles since start (the numbers `/metrics` exports), and dead letters.
 #[get("/api/admin/outbox")]
 pub async fn outbox(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let mut summaries = state.metrics.outbox_summaries();
+    let letters = boardsync_core::dead_letters::counts(&state.pool).await?;
     let mut domains = Vec::new();
     for service in state.domains.iter() {
-        let summary = state.metrics.outbox_summary(service.name());
-        let letters = boardsync_core::dead_letters::count(&state.pool, service.name()).await?;
+        let summary = summaries.remove(service.name()).unwrap_or_default();
+        let letters = letters.get(service.name()).copied().unwrap_or(0);
         domains.push(json!({
             "domain": service.name(),
             "adapter": service.adapter(),
