@@ -367,7 +367,21 @@ ensure_schemathesis() {
 # EXIT trap runs cleanup, after resetting STARTED_PIDS, STARTED_PG_DATA and
 # OWNED_FILES, so that only what it started is stopped.
 start_test_server() {
-  local adapter=$1 bin="$CARGO_TARGET_DIR/debug/boardsync" port
+  local adapter=$1 bin="$CARGO_TARGET_DIR/debug/boardsync"
+  shift
+  prepare_test_server "$adapter" "$@"
+  env "${TEST_SERVER_ENV[@]}" "$bin" serve >"$TEST_SERVER_DIR/server.log" 2>&1 &
+  TEST_SERVER_PID=$!
+  STARTED_PIDS+=("$TEST_SERVER_PID")
+  wait_for "boardsync on $adapter" 60 curl -sf "$TEST_SERVER_URL/health"
+}
+
+# What start_test_server does short of starting the server (for a caller that starts
+# and restarts it itself): a fresh database and cache databases, a port, and
+# TEST_SERVER_ENV, TEST_SERVER_DIR, TEST_SERVER_URL, TEST_SERVER_DATABASE. Extra
+# `VAR=value` arguments come after the defaults, so they win.
+prepare_test_server() {
+  local adapter=$1 port
   shift
   TEST_SERVER_DIR=$(mktemp -d)
   port=$(free_port)
@@ -375,25 +389,22 @@ start_test_server() {
   psql -q -d "${DATABASE_URL%/*}/postgres" -c "CREATE DATABASE $TEST_SERVER_DATABASE" >/dev/null
   TEST_SERVER_ENV=(BOARDSYNC_ENV=local "DATABASE_URL=${DATABASE_URL%/*}/$TEST_SERVER_DATABASE"
     "BOARDSYNC__SERVER__PORT=$port" "BOARDSYNC__AUTH__SECRET_FILE=$TEST_SERVER_DIR/jwt-secret"
-    "BOARDSYNC__WEB__DIR=$ROOT/web/dist" "$@")
+    "BOARDSYNC__WEB__DIR=$ROOT/web/dist")
   if [ "$adapter" = spacetimedb ]; then
     local prefix="t$$-$RANDOM"
-    publish_modules "$prefix" "$TEST_SERVER_DIR"
+    publish_modules "$prefix" "$TEST_SERVER_DIR" >&2
     TEST_SERVER_ENV+=("SPACETIMEDB_URL=$SPACETIMEDB_URL" "BOARDSYNC__SPACETIMEDB__TOKEN=$SPACETIMEDB_TOKEN"
       "BOARDSYNC__SPACETIMEDB__DATABASE_PREFIX=$prefix")
   else
     TEST_SERVER_ENV+=("SPACETIMEDB_URL=")
   fi
-  env "${TEST_SERVER_ENV[@]}" "$bin" serve >"$TEST_SERVER_DIR/server.log" 2>&1 &
-  TEST_SERVER_PID=$!
-  STARTED_PIDS+=("$TEST_SERVER_PID")
+  TEST_SERVER_ENV+=("$@")
   TEST_SERVER_URL="http://127.0.0.1:$port"
-  wait_for "boardsync on $adapter" 60 curl -sf "$TEST_SERVER_URL/health"
 }
 
 # Stops the server start_test_server started and drops what it made.
 drop_test_server() {
-  kill "$TEST_SERVER_PID" 2>/dev/null && wait "$TEST_SERVER_PID" 2>/dev/null || true
+  if [ -n "${TEST_SERVER_PID:-}" ]; then kill "$TEST_SERVER_PID" 2>/dev/null && wait "$TEST_SERVER_PID" 2>/dev/null || true; fi
   psql -q -d "${DATABASE_URL%/*}/postgres" -c "DROP DATABASE IF EXISTS $TEST_SERVER_DATABASE WITH (FORCE)" \
     >/dev/null || true
   rm -rf "$TEST_SERVER_DIR"
