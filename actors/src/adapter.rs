@@ -1,8 +1,10 @@
 //! `AdapterActor<D>`: the one actor per domain between the connection and live
 //! clients. Its state is the live fan-out: per scope, one feed from the connection
-//! and the subscribers it is copied to. Each event is serialised once per scope, not
-//! once per subscriber. (Commands and snapshots need no actor: the API calls the
-//! shared connection directly, from its own worker threads.)
+//! and the subscribers it is copied to. Each event becomes its whole socket frame
+//! once per scope, and every subscriber gets the same shared bytes straight into its
+//! socket's queue (a reference count, no copy, no actor in between). (Commands and
+//! snapshots need no actor: the API calls the shared connection directly, from its
+//! own worker threads.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,17 +12,26 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use boardsync_core::{Connection, Delivery, Domain, DomainError, ScopeKey};
+use bytestring::ByteString;
 use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::frames::ServerFrame;
 
 /// A frame for one live subscriber.
-#[derive(Message, Clone, Debug)]
-#[rtype(result = "()")]
+#[derive(Clone, Debug)]
 pub enum Live {
-    /// An event, already serialised as JSON.
-    Event(Arc<str>),
+    /// An event's whole frame, `{"kind":"event","event":{...}}`, made once for all
+    /// the scope's subscribers (cloning it shares the bytes).
+    Event(ByteString),
     /// Events were dropped for this subscriber: it should refetch the snapshot.
     Resync,
 }
+
+/// Where a subscriber's frames go: its socket's bounded queue. A full queue means
+/// the socket is behind; events are then dropped for it and it owes a resync.
+pub type LiveSender = mpsc::Sender<Live>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SubscriberId(u64);
@@ -29,7 +40,7 @@ pub struct SubscriberId(u64);
 #[rtype(result = "Result<SubscriberId, DomainError>")]
 pub struct Subscribe {
     pub scope: ScopeKey,
-    pub subscriber: Recipient<Live>,
+    pub subscriber: LiveSender,
 }
 
 #[derive(Message)]
@@ -47,11 +58,11 @@ struct Reopen(ScopeKey);
 /// How long to wait before reopening a feed that ended.
 const REOPEN_DELAY: Duration = Duration::from_millis(200);
 
-/// A live subscriber, and whether it owes a resync: its mailbox was full, so events
+/// A live subscriber, and whether it owes a resync: its queue was full, so events
 /// were dropped for it. It gets one resync once it has room again (the gap's events
-/// are not queued: a client that stops reading costs the server a bounded mailbox).
+/// are not queued: a client that stops reading costs the server a bounded queue).
 struct Subscriber {
-    recipient: Recipient<Live>,
+    sender: LiveSender,
     owes_resync: bool,
     /// A resync is the last frame queued for it. Its queue being full then means the
     /// resync is still unread, so the client refetches after any event dropped now:
@@ -70,16 +81,16 @@ impl Subscriber {
                 return true; // still behind (this event is dropped too), or covered
             }
         }
-        match self.recipient.try_send(frame.clone()) {
+        match self.sender.try_send(frame.clone()) {
             Ok(()) => {
                 self.resync_is_last = matches!(frame, Live::Resync);
                 true
             }
-            Err(SendError::Full(_)) => {
+            Err(TrySendError::Full(_)) => {
                 self.owes_resync = !self.resync_is_last;
                 true
             }
-            Err(SendError::Closed(_)) => false,
+            Err(TrySendError::Closed(_)) => false,
         }
     }
 
@@ -90,14 +101,14 @@ impl Subscriber {
 
     /// Tries to queue the owed resync; false once the subscriber is gone.
     fn send_resync(&mut self) -> bool {
-        match self.recipient.try_send(Live::Resync) {
+        match self.sender.try_send(Live::Resync) {
             Ok(()) => {
                 self.owes_resync = false;
                 self.resync_is_last = true;
                 true
             }
-            Err(SendError::Full(_)) => true,
-            Err(SendError::Closed(_)) => false,
+            Err(TrySendError::Full(_)) => true,
+            Err(TrySendError::Closed(_)) => false,
         }
     }
 }
@@ -180,7 +191,7 @@ impl<D: Domain> Handler<Subscribe> for AdapterActor<D> {
             .entry(msg.scope.clone())
             .or_insert_with(|| Feed { subscribers: HashMap::new(), handle: None })
             .subscribers
-            .insert(id, Subscriber { recipient: msg.subscriber, owes_resync: false, resync_is_last: false });
+            .insert(id, Subscriber { sender: msg.subscriber, owes_resync: false, resync_is_last: false });
         if is_new {
             self.open(msg.scope, ctx);
         }
@@ -221,7 +232,7 @@ impl<D: Domain> StreamHandler<(ScopeKey, Option<Delivery<D::Event>>)> for Adapte
             return;
         };
         let frame = match delivery {
-            Some(Delivery::Event(event)) => match serde_json::to_string(&event) {
+            Some(Delivery::Event(event)) => match serde_json::to_string(&ServerFrame::Event { event: &event }) {
                 Ok(json) => Live::Event(json.into()),
                 Err(error) => {
                     tracing::error!(domain = D::NAME, %error, "cannot serialise an event");
@@ -242,4 +253,27 @@ impl<D: Domain> StreamHandler<(ScopeKey, Option<Delivery<D::Event>>)> for Adapte
 
     /// Feeds end individually (see above); the actor itself keeps running.
     fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_owes_one_resync_delivered_once_there_is_room() {
+        let (sender, mut queue) = mpsc::channel(2);
+        let mut subscriber = Subscriber { sender, owes_resync: false, resync_is_last: false };
+        let event = Live::Event(ByteString::from_static(r#"{"kind":"event","event":{}}"#));
+        for _ in 0..5 {
+            assert!(subscriber.deliver(&event));
+        }
+        assert!(subscriber.owes_resync);
+        assert!(matches!(queue.recv().await, Some(Live::Event(_))));
+        assert!(matches!(queue.recv().await, Some(Live::Event(_))));
+        assert!(subscriber.catch_up());
+        assert!(matches!(queue.try_recv(), Ok(Live::Resync)));
+        assert!(queue.try_recv().is_err(), "one resync per gap");
+        drop(queue);
+        assert!(!subscriber.deliver(&event), "a closed queue ends the subscriber");
+    }
 }

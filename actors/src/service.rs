@@ -18,7 +18,7 @@ use boardsync_core::{
 };
 use serde_json::{json, Value};
 
-use crate::adapter::{AdapterActor, Live, Subscribe, SubscriberId, Unsubscribe};
+use crate::adapter::{AdapterActor, LiveSender, Subscribe, SubscriberId, Unsubscribe};
 use crate::metrics::CacheMetrics;
 use crate::outbox::OutboxPoller;
 use crate::warmup::{WarmAll, WarmScope, WarmupBoard, WarmupContext, WarmupCoordinator, WarmupScheduler};
@@ -59,7 +59,7 @@ pub trait DomainService: Send + Sync {
         &self,
         scope: &ScopeKey,
         caller: &Caller<'_>,
-        subscriber: Recipient<Live>,
+        subscriber: LiveSender,
     ) -> Result<SubscriberId, DomainError>;
     /// Whether `caller` may (still) read the scope.
     async fn may_read(&self, scope: &ScopeKey, caller: &Caller<'_>) -> Result<(), DomainError>;
@@ -279,7 +279,7 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
         &self,
         scope: &ScopeKey,
         caller: &Caller<'_>,
-        subscriber: Recipient<Live>,
+        subscriber: LiveSender,
     ) -> Result<SubscriberId, DomainError> {
         self.authorize(scope, caller, Need::Read).await?;
         self.actor.send(Subscribe { scope: scope.clone(), subscriber }).await.map_err(actor_gone)?

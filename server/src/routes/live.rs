@@ -19,6 +19,11 @@
 //! does a socket whose token expires (`token_expired`). Access is re-checked on every
 //! change and at every heartbeat.
 //!
+//! `?presence=false` keeps the socket out of the scope's presence: it is not listed,
+//! and gets no presence frames (a client that shows nobody, such as a wall display
+//! or a bot; on a scope with thousands of sockets each joining one costs the others
+//! a frame).
+//!
 //! Client to server: a command as for `POST /api/{domain}/{scope}`, optionally with
 //! a `ref`. Commands from one socket are applied in the order they were sent.
 //! A ping goes out every `api.ws_heartbeat_secs`; a client silent for
@@ -29,7 +34,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Closed, Message, MessageStream, ProtocolError, Session};
 use boardsync_actors::presence::Presence;
@@ -46,11 +50,23 @@ use crate::limits::SocketSlot;
 use crate::routes::resolve;
 use crate::startup::AppState;
 
-/// Live frames buffered between the [`Forwarder`] and the socket's task.
-const LIVE_BUFFER: usize = 16;
+/// Live frames queued for a socket's task; past it the socket is behind, and gets
+/// one resync instead of the events it missed.
+const LIVE_BUFFER: usize = 32;
 /// Presence frames buffered for a socket; past it they are dropped (the next update
 /// of that connection supersedes a dropped one).
 const PRESENCE_BUFFER: usize = 64;
+
+/// The live route's query (besides the token, which `LiveUser` reads).
+#[derive(serde::Deserialize)]
+pub struct LiveOptions {
+    #[serde(default = "joins_presence_by_default")]
+    presence: bool,
+}
+
+fn joins_presence_by_default() -> bool {
+    true
+}
 
 #[get("/api/{domain}/{scope}/live")]
 pub async fn live(
@@ -58,6 +74,7 @@ pub async fn live(
     stream: web::Payload,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
+    options: web::Query<LiveOptions>,
     LiveUser(user): LiveUser,
 ) -> Result<HttpResponse, actix_web::Error> {
     let (domain, scope) = path.into_inner();
@@ -83,6 +100,7 @@ pub async fn live(
         heartbeat: Duration::from_secs(api.ws_heartbeat_secs.max(1)),
         client_timeout: Duration::from_secs(api.ws_client_timeout_secs),
         presence: None,
+        joins_presence: options.presence,
         presence_gap: match state.settings.presence.updates_per_sec {
             0 => Duration::ZERO,
             rate => Duration::from_secs(1) / rate,
@@ -113,12 +131,6 @@ fn frame(frame: &ServerFrame<Value>) -> String {
     serde_json::to_string(frame).expect("frames serialize")
 }
 
-/// An event frame, written around the event's JSON as the fan-out already has it
-/// (the same as `frame(&ServerFrame::Event { .. })`, without parsing it again).
-fn event_frame(event: &str) -> String {
-    format!(r#"{{"kind":"event","event":{event}}}"#)
-}
-
 /// One socket, owned by its own task.
 struct LiveSocket {
     service: Arc<dyn DomainService>,
@@ -138,6 +150,8 @@ struct LiveSocket {
     client_timeout: Duration,
     /// This connection in the scope's presence (set once subscribed); leaves on drop.
     presence: Option<Presence>,
+    /// Whether it joins the presence at all (`?presence=false`: no).
+    joins_presence: bool,
     /// The least time between two presence updates passed on.
     presence_gap: Duration,
     max_presence_bytes: usize,
@@ -165,8 +179,7 @@ impl LiveSocket {
     }
 
     async fn serve(&mut self, messages: &mut MessageStream) -> Result<Infallible, End> {
-        let (frames_in, mut frames) = mpsc::channel(LIVE_BUFFER);
-        let subscriber = Forwarder(frames_in).start().recipient();
+        let (subscriber, mut frames) = mpsc::channel(LIVE_BUFFER);
         let _subscription = match self.service.subscribe(&self.scope, &self.user.caller(), subscriber).await {
             Ok(id) => Subscription { service: self.service.clone(), scope: self.scope.clone(), id },
             Err(error) => {
@@ -176,10 +189,12 @@ impl LiveSocket {
         };
         self.send(frame(&ServerFrame::Ready)).await?;
         let (presence_in, mut presence_frames) = mpsc::channel(PRESENCE_BUFFER);
-        let (presence, present) =
-            self.state.presence.join(self.service.name(), &self.scope, self.user.id.as_str(), presence_in);
-        self.presence = Some(presence);
-        self.send(frame(&ServerFrame::PresenceSnapshot { present })).await?;
+        if self.joins_presence {
+            let (presence, present) =
+                self.state.presence.join(self.service.name(), &self.scope, self.user.id.as_str(), presence_in);
+            self.presence = Some(presence);
+            self.send(frame(&ServerFrame::PresenceSnapshot { present })).await?;
+        }
 
         let mut heartbeat = time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
         // After a long command, one ping rather than a burst of them.
@@ -200,7 +215,8 @@ impl LiveSocket {
                     self.receive(message).await?;
                 }
                 Some(pushed) = frames.recv() => match pushed {
-                    Live::Event(event) => self.send(event_frame(&event)).await?,
+                    // The frame the fan-out made once for every subscriber: shared, not copied.
+                    Live::Event(frame) => self.send(frame).await?,
                     Live::Resync => self.send(frame(&ServerFrame::Resync)).await?,
                 },
                 Some(peer) = presence_frames.recv() => {
@@ -294,6 +310,10 @@ impl LiveSocket {
     /// Takes a presence update: passed on now, or (past the rate) at the next slot,
     /// where a later one replaces it.
     async fn presence(&mut self, state: Value) -> Result<(), End> {
+        if !self.joins_presence {
+            let error = DomainError::bad_request("presence_off", "this socket was opened with presence=false");
+            return self.send(reply_error(&Value::Null, &error)).await;
+        }
         let bytes = serde_json::to_string(&state).map_or(usize::MAX, |json| json.len());
         if bytes > self.max_presence_bytes {
             let message = format!("a presence state may have at most {} bytes of JSON", self.max_presence_bytes);
@@ -348,7 +368,7 @@ impl LiveSocket {
         Err(End::Close(Some(CloseReason { code: CloseCode::Policy, description: Some(ended.code.to_string()) })))
     }
 
-    async fn send(&mut self, text: String) -> Result<(), End> {
+    async fn send(&mut self, text: impl Into<bytestring::ByteString>) -> Result<(), End> {
         within(self.client_timeout, self.session.text(text)).await
     }
 }
@@ -375,47 +395,9 @@ impl Drop for Subscription {
     }
 }
 
-/// The domain's actor delivers to an actix `Recipient`; this hands its frames to the
-/// socket's task. While the task is behind, a frame waits here and the bounded
-/// mailbox fills, which the domain's actor answers with a resync.
-struct Forwarder(mpsc::Sender<Live>);
-
-impl Actor for Forwarder {
-    type Context = Context<Self>;
-}
-
-impl Handler<Live> for Forwarder {
-    type Result = ();
-
-    fn handle(&mut self, frame: Live, ctx: &mut Context<Self>) {
-        match self.0.try_send(frame) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(frame)) => {
-                let frames = self.0.clone();
-                // `wait`: the mailbox is not read until this frame is handed on.
-                ctx.wait(async move { frames.send(frame).await }.into_actor(self).map(|sent, _, ctx| {
-                    if sent.is_err() {
-                        ctx.stop();
-                    }
-                }));
-            }
-            // The socket's task has ended.
-            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_event_fast_path_writes_what_the_frame_type_describes() {
-        let event = serde_json::json!({ "type": "sent", "message": { "id": "x", "text": "é \"quoted\"" } });
-        let fast: Value = serde_json::from_str(&event_frame(&event.to_string())).unwrap();
-        let typed: Value = serde_json::from_str(&frame(&ServerFrame::Event { event })).unwrap();
-        assert_eq!(fast, typed);
-    }
 
     #[test]
     fn frames_are_tagged_by_kind() {

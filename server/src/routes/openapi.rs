@@ -245,7 +245,11 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
              last reply `access_revoked` and the socket closes with 1008; an expired token closes it the same way (`token_expired`).",
             referenced_name(&description.server_frame.as_value().clone()).unwrap_or_default()
         ));
-        live["parameters"] = json!([{ "name": "token", "in": "query", "schema": { "type": "string" } }]);
+        live["parameters"] = json!([
+            { "name": "token", "in": "query", "schema": { "type": "string" } },
+            { "name": "presence", "in": "query", "schema": { "type": "boolean", "default": true },
+              "description": "false: the socket is not listed in the scope's presence and gets no presence frames" }
+        ]);
         live["x-websocket"] = json!({ "client": reference(&format!("{title}ClientFrame")), "server": description.server_frame.as_value().clone() });
         paths.insert(format!("/api/{name}/{{scope}}/live"), json!({ "parameters": [scope_param], "get": live }));
 

@@ -222,7 +222,12 @@ impl TestApp {
 
     /// A live WebSocket client, connected and subscribed (its `ready` consumed).
     pub async fn live(&self, user: &str, domain: &str, scope: &str) -> LiveClient {
-        let url = format!("ws://127.0.0.1:{}/api/{domain}/{scope}/live?token={}", self.port, self.token(user));
+        self.live_with(user, domain, scope, "").await
+    }
+
+    /// As [`Self::live`], with more of the route's query (`&presence=false`, say).
+    pub async fn live_with(&self, user: &str, domain: &str, scope: &str, query: &str) -> LiveClient {
+        let url = format!("ws://127.0.0.1:{}/api/{domain}/{scope}/live?token={}{query}", self.port, self.token(user));
         let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("the WebSocket opens");
         let mut client = LiveClient { socket };
         let ready = client.next().await;

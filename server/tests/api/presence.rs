@@ -47,6 +47,28 @@ async fn joins_updates_and_leaves_reach_the_other_members(app: TestApp) {
     assert_eq!(alice.presence_within(Duration::from_millis(300)).await, None);
 }
 
+/// A socket opened with `presence=false` is not listed, hears no presence, and may
+/// not set any; it still gets the scope's events.
+#[actix_web::test]
+async fn a_socket_may_stay_out_of_presence() {
+    let app = spawn_app().await;
+    app.create_members_only_scope("chat", "hall").await;
+    for user in ["alice", "wall"] {
+        assert_eq!(app.set_member(None, "chat", "hall", user, "editor").await.status(), 200);
+    }
+    let mut wall = app.live_with("wall", "chat", "hall", "&presence=false").await;
+    let mut alice = app.live("alice", "chat", "hall").await;
+    assert_eq!(alice.next_presence().await, json!({ "kind": "presence_snapshot", "present": [] }));
+    alice.set_presence(json!({ "typing": true })).await;
+    assert_eq!(wall.presence_within(Duration::from_millis(300)).await, None);
+    wall.set_presence(json!({ "typing": true })).await;
+    let refused = wall.next().await;
+    assert_eq!(refused["error"]["code"], "presence_off", "{refused}");
+    assert_eq!(alice.presence_within(Duration::from_millis(300)).await, None);
+    alice.send(json!({ "type": "send", "id": uuid::Uuid::new_v4(), "text": "hello" })).await;
+    assert_eq!(wall.next_event().await["message"]["text"], "hello");
+}
+
 #[actix_web::test]
 async fn presence_on_the_postgres_adapter() {
     joins_updates_and_leaves_reach_the_other_members(spawn_app().await).await;

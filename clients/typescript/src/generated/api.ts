@@ -3913,6 +3913,8 @@ export interface paths {
             parameters: {
                 query?: {
                     token?: string;
+                    /** @description false: the socket is not listed in the scope's presence and gets no presence frames */
+                    presence?: boolean;
                 };
                 header?: never;
                 path: {
@@ -4664,6 +4666,8 @@ export interface paths {
             parameters: {
                 query?: {
                     token?: string;
+                    /** @description false: the socket is not listed in the scope's presence and gets no presence frames */
+                    presence?: boolean;
                 };
                 header?: never;
                 path: {
@@ -5349,6 +5353,8 @@ export interface paths {
             parameters: {
                 query?: {
                     token?: string;
+                    /** @description false: the socket is not listed in the scope's presence and gets no presence frames */
+                    presence?: boolean;
                 };
                 header?: never;
                 path: {
@@ -5998,6 +6004,8 @@ export interface paths {
             parameters: {
                 query?: {
                     token?: string;
+                    /** @description false: the socket is not listed in the scope's presence and gets no presence frames */
+                    presence?: boolean;
                 };
                 header?: never;
                 path: {
