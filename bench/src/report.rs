@@ -1,0 +1,449 @@
+//! `docs/benchmarks.md` from a folder of results: tables per workload, ratios to the
+//! peers, the targets met or missed, and SVG plots beside the report.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::connections::ConnectionsResult;
+use crate::fanout::FanoutResult;
+use crate::plot::{Chart, Series};
+use crate::procs::CpuUse;
+use crate::warmup::WarmupResult;
+use crate::writes::WritesResult;
+use crate::{Record, Workload};
+
+#[derive(Default)]
+struct Results {
+    fanout: Vec<(String, FanoutResult)>,
+    connections: Vec<(String, ConnectionsResult)>,
+    writes: Vec<(String, WritesResult)>,
+    warmup: Vec<(String, WarmupResult)>,
+}
+
+fn read(folder: &Path) -> anyhow::Result<Results> {
+    let mut results = Results::default();
+    let mut files: Vec<_> = std::fs::read_dir(folder)?.flatten().map(|e| e.path()).collect();
+    files.sort();
+    for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "jsonl")) {
+        for line in std::fs::read_to_string(file)?.lines().filter(|l| !l.trim().is_empty()) {
+            let record: Record = serde_json::from_str(line).with_context(|| format!("reading {}", file.display()))?;
+            match record.workload {
+                Workload::Fanout(r) => results.fanout.push((record.label, r)),
+                Workload::Connections(r) => results.connections.push((record.label, r)),
+                Workload::Writes(r) => results.writes.push((record.label, r)),
+                Workload::Warmup(r) => results.warmup.push((record.label, r)),
+            }
+        }
+    }
+    Ok(results)
+}
+
+fn ms(value: f64) -> String {
+    if !value.is_finite() {
+        "–".into()
+    } else if value < 10.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+fn thousands(value: f64) -> String {
+    let rounded = value.round() as i64;
+    let digits = rounded.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if rounded < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+fn cpu_summary(uses: &[CpuUse]) -> String {
+    uses.iter().map(|u| format!("{} {:.2}", u.name, u.cores)).collect::<Vec<_>>().join(", ")
+}
+
+fn ratio(ours: f64, theirs: f64) -> String {
+    if ours.is_finite() && theirs.is_finite() && theirs > 0.0 {
+        format!("{:.2}x", ours / theirs)
+    } else {
+        "–".into()
+    }
+}
+
+fn is_peer(result_target: &str) -> bool {
+    result_target != "boardsync"
+}
+
+pub fn write(folder: &Path, out: &Path) -> anyhow::Result<()> {
+    let results = read(folder)?;
+    let meta: Value = std::fs::read_to_string(folder.join("meta.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(Value::Null);
+    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("benchmarks").to_string();
+    let plots = out.with_file_name(&stem);
+    std::fs::create_dir_all(&plots)?;
+    let mut md = String::new();
+    let text = |key: &str| meta[key].as_str().unwrap_or("unknown").to_string();
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Written by `scripts/bench report` (do not edit by hand): every figure below comes from one run of that command, \
+         on one machine, with the servers and the load generator (`bench/`, Rust) sharing its cores. \
+         Ratios (boardsync / peer) are the figures that carry over to other machines.\n"
+    );
+    let _ = writeln!(md, "- Run: {} at commit `{}`", text("date"), text("commit"));
+    let _ = writeln!(md, "- Machine: {}, {} cores, {} GiB", text("cpu"), text("cores"), text("memory_gib"));
+    if let Some(lines) = meta["configuration"].as_array() {
+        for line in lines.iter().filter_map(Value::as_str) {
+            let _ = writeln!(md, "- {line}");
+        }
+    }
+    let _ = writeln!(
+        md,
+        "- CPU columns: cores busy on average while the figure was measured (CPU seconds / wall seconds) per process: \
+         `server` is the system under test, `spacetimedb` and `postgres` its stores, `bench` the load generator.\n"
+    );
+
+    targets(&mut md, &results);
+    fanout(&mut md, &results, &plots, &stem)?;
+    writes(&mut md, &results, &plots, &stem)?;
+    warmup(&mut md, &results);
+    connections(&mut md, &results, &plots, &stem)?;
+    if let Some(notes) = meta["notes"].as_array() {
+        let _ = writeln!(md, "## Notes\n");
+        for note in notes.iter().filter_map(Value::as_str) {
+            let _ = writeln!(md, "- {note}");
+        }
+        md.push('\n');
+    }
+    std::fs::write(out, md)?;
+    eprintln!("wrote {} and its plots in {}", out.display(), plots.display());
+    Ok(())
+}
+
+/// The issue's targets, each against the worst boardsync configuration measured.
+fn targets(md: &mut String, results: &Results) {
+    let _ = writeln!(md, "## Targets\n");
+    let _ = writeln!(md, "| target | configuration | measured | met |\n|---|---|---|---|");
+    let mut row = |name: &str, label: &str, measured: String, met: Option<bool>| {
+        let met = match met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "not measured",
+        };
+        let _ = writeln!(md, "| {name} | {label} | {measured} | {met} |");
+    };
+    for (n, limit) in [(100, 5.0), (1000, 20.0)] {
+        for (label, r) in results.fanout.iter().filter(|(_, r)| !is_peer(&r.target) && r.subscribers == n) {
+            row(
+                &format!("{n} subscribers: p99 ≤ {limit} ms"),
+                label,
+                format!("{} ms", ms(r.last.p99)),
+                Some(r.last.p99 <= limit),
+            );
+        }
+    }
+    for (label, r) in results.writes.iter().filter(|(_, r)| !is_peer(&r.target)) {
+        if let Some(step) = r.steps.iter().find(|s| s.target_per_sec == 1000.0) {
+            if let Some(p99) = step.lag_p99_ms {
+                row(
+                    "outbox lag p99 ≤ 10 ms at 1,000 writes/s",
+                    &format!("{label}, {:?}", r.via),
+                    format!("{} ms", ms(p99)),
+                    Some(p99 <= 10.0),
+                );
+            }
+        }
+    }
+    row(
+        "sustained writes ≥ 60% of the raw reducer rate",
+        "SpacetimeDB adapter",
+        "raw reducer rate not measured yet".into(),
+        None,
+    );
+    for (label, r) in &results.warmup {
+        row(
+            "warm-up ≥ 200,000 rows/s",
+            label,
+            format!("{} rows/s", thousands(r.rewarm_rows_per_sec)),
+            Some(r.rewarm_rows_per_sec >= 200_000.0),
+        );
+    }
+    for (label, r) in results.connections.iter().filter(|(_, r)| !is_peer(&r.target)) {
+        if let Some(last) = r.steps.last() {
+            let kib = last.bytes_per_socket / 1024.0;
+            row(
+                "≤ 4 KB server memory per idle socket, up to 15,000",
+                label,
+                format!("{kib:.1} KiB at {}", thousands(last.sockets as f64)),
+                Some(last.bytes_per_socket <= 4096.0 && last.sockets >= 15_000),
+            );
+        }
+    }
+    for (label, r) in results.fanout.iter().filter(|(_, r)| !is_peer(&r.target) && r.subscribers >= 100) {
+        let us = r.burst.server_us_per_delivery;
+        row(
+            &format!("≤ 5 µs server CPU per delivered message (N={})", r.subscribers),
+            label,
+            format!("{us:.1} µs"),
+            Some(us <= 5.0),
+        );
+    }
+    md.push('\n');
+}
+
+fn fanout(md: &mut String, results: &Results, plots: &Path, stem: &str) -> anyhow::Result<()> {
+    if results.fanout.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(md, "## 1. Live fan-out: one writer, N subscribers on one scope\n");
+    let _ = writeln!(
+        md,
+        "Each edit is sent on its own (the next one after every subscriber has the last); latency runs from the edit \
+         leaving the writer to a subscriber finding its id in a frame. Then a burst of edits (boardsync: 8 writers, as it \
+         applies one socket's commands in order; Hocuspocus: 1 writer, pipelined), for throughput and CPU per delivered \
+         message.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| system | N | last p50 ms | last p99 ms | last max ms | median p50 ms | timed out | burst msgs/s per subscriber | deliveries/s | server µs CPU / delivery | bench µs CPU / delivery | CPU (cores) during the burst |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for (label, r) in &results.fanout {
+        let b = &r.burst;
+        let short = if b.delivered < b.expected {
+            format!(" ({} of {}; {} resyncs)", thousands(b.delivered as f64), thousands(b.expected as f64), b.resyncs)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {} | {} | {} | {} | {}{short} | {} | {:.1} | {:.1} | {} |",
+            thousands(r.subscribers as f64),
+            ms(r.last.p50),
+            ms(r.last.p99),
+            ms(r.last.max),
+            ms(r.median.p50),
+            r.edits_timed_out,
+            thousands(b.per_subscriber_per_sec),
+            thousands(b.deliveries_per_sec),
+            b.server_us_per_delivery,
+            b.bench_us_per_delivery,
+            cpu_summary(&b.cpu)
+        );
+    }
+    md.push('\n');
+    // Ratios against each peer, per N.
+    let ours: Vec<&(String, FanoutResult)> = results.fanout.iter().filter(|(_, r)| !is_peer(&r.target)).collect();
+    let peers: Vec<&(String, FanoutResult)> = results.fanout.iter().filter(|(_, r)| is_peer(&r.target)).collect();
+    if !peers.is_empty() {
+        let _ = writeln!(
+            md,
+            "Ratios, boardsync / peer (below 1 is boardsync ahead for latency and CPU, above 1 for throughput):\n"
+        );
+        let _ = writeln!(md, "| boardsync | peer | N | last p50 | last p99 | deliveries/s | server CPU / delivery |\n|---|---|---|---|---|---|---|");
+        for (label, r) in &ours {
+            for (peer_label, p) in peers.iter().filter(|(_, p)| p.subscribers == r.subscribers) {
+                let _ = writeln!(
+                    md,
+                    "| {label} | {peer_label} | {} | {} | {} | {} | {} |",
+                    thousands(r.subscribers as f64),
+                    ratio(r.last.p50, p.last.p50),
+                    ratio(r.last.p99, p.last.p99),
+                    ratio(r.burst.deliveries_per_sec, p.burst.deliveries_per_sec),
+                    ratio(r.burst.server_us_per_delivery, p.burst.server_us_per_delivery)
+                );
+            }
+        }
+        md.push('\n');
+    }
+    let by_label = |value: &dyn Fn(&FanoutResult) -> f64| {
+        let mut series: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+        for (label, r) in &results.fanout {
+            series.entry(label).or_default().push((r.subscribers as f64, value(r)));
+        }
+        series.into_iter().map(|(name, points)| Series { name: name.to_string(), points }).collect::<Vec<_>>()
+    };
+    let latency = Chart {
+        title: "Edit to last subscriber, p99",
+        x_label: "subscribers (N)",
+        y_label: "ms",
+        log_x: true,
+        log_y: true,
+        series: by_label(&|r| r.last.p99),
+    };
+    std::fs::write(plots.join("fanout-latency.svg"), latency.svg())?;
+    let cpu = Chart {
+        title: "Server CPU per delivered message",
+        x_label: "subscribers (N)",
+        y_label: "µs",
+        log_x: true,
+        log_y: false,
+        series: by_label(&|r| r.burst.server_us_per_delivery),
+    };
+    std::fs::write(plots.join("fanout-cpu.svg"), cpu.svg())?;
+    let _ = writeln!(
+        md,
+        "![p99 latency against N]({stem}/fanout-latency.svg)\n![CPU per delivery against N]({stem}/fanout-cpu.svg)\n"
+    );
+    Ok(())
+}
+
+fn writes(md: &mut String, results: &Results, plots: &Path, stem: &str) -> anyhow::Result<()> {
+    if results.writes.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(md, "## 2. Sustained writes over many scopes\n");
+    let _ = writeln!(
+        md,
+        "Chat messages sent on a fixed schedule (open loop) over the scopes, one socket per scope (WebSocket) or a pool \
+         of connections (HTTP). Outbox lag is cache commit -> PostgreSQL commit of exactly these writes (the server's \
+         histogram, read before and after). A rate is sustained when 95% of its writes were acknowledged and PostgreSQL \
+         had all of them within 2 s of the last.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| system | via | scopes | target /s | acknowledged /s | command p50 / p99 ms | lag p50 / p99 ms | caught up after ms | sustained | CPU (cores) |\n|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for (label, r) in &results.writes {
+        for s in &r.steps {
+            let lag = match (s.lag_p50_ms, s.lag_p99_ms) {
+                (Some(a), Some(b)) => format!("{} / {}", ms(a), ms(b)),
+                _ => "no outbox".into(),
+            };
+            let _ = writeln!(
+                md,
+                "| {label} | {:?} | {} | {} | {} | {} / {} | {lag} | {} | {} | {} |",
+                r.via,
+                r.scopes,
+                thousands(s.target_per_sec),
+                thousands(s.achieved_per_sec),
+                ms(s.command.p50),
+                ms(s.command.p99),
+                s.catch_up_ms.map_or("–".into(), thousands),
+                if s.sustained { "yes" } else { "no" },
+                cpu_summary(&s.cpu)
+            );
+        }
+    }
+    md.push('\n');
+    let mut lag_series = Vec::new();
+    let mut command_series = Vec::new();
+    for (label, r) in &results.writes {
+        let name = format!("{label}, {:?}", r.via);
+        let lag: Vec<(f64, f64)> =
+            r.steps.iter().filter_map(|s| s.lag_p99_ms.map(|lag| (s.target_per_sec, lag))).collect();
+        if !lag.is_empty() {
+            lag_series.push(Series { name: name.clone(), points: lag });
+        }
+        command_series
+            .push(Series { name, points: r.steps.iter().map(|s| (s.target_per_sec, s.command.p99)).collect() });
+    }
+    let chart = Chart {
+        title: "Outbox lag p99 against write rate",
+        x_label: "writes/s",
+        y_label: "ms",
+        log_x: true,
+        log_y: true,
+        series: lag_series,
+    };
+    std::fs::write(plots.join("writes-lag.svg"), chart.svg())?;
+    let chart = Chart {
+        title: "Command p99 against write rate",
+        x_label: "writes/s",
+        y_label: "ms",
+        log_x: true,
+        log_y: true,
+        series: command_series,
+    };
+    std::fs::write(plots.join("writes-command.svg"), chart.svg())?;
+    let _ = writeln!(
+        md,
+        "![lag against rate]({stem}/writes-lag.svg)\n![command latency against rate]({stem}/writes-command.svg)\n"
+    );
+    Ok(())
+}
+
+fn warmup(md: &mut String, results: &Results) {
+    if results.warmup.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## 3 and 5. Warm-up and cold start\n");
+    let _ = writeln!(
+        md,
+        "Chat history written straight into PostgreSQL, then the server started: cold start is process start -> every \
+         scope warm. Then one re-warm of the whole domain (rows/s).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| configuration | scopes | rows | cold start s | re-warm s | rows/s | reading PostgreSQL / loading the cache (ms, summed over scopes) | CPU during the re-warm (cores) |\n|---|---|---|---|---|---|---|---|"
+    );
+    for (label, r) in &results.warmup {
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {:.1} | {:.1} | {} | {} / {} | {} |",
+            thousands(r.scopes as f64),
+            thousands(r.rows as f64),
+            r.cold_start_seconds,
+            r.rewarm_seconds,
+            thousands(r.rewarm_rows_per_sec),
+            thousands(r.read_postgres_ms as f64),
+            thousands(r.load_cache_ms as f64),
+            cpu_summary(&r.rewarm_cpu)
+        );
+    }
+    md.push('\n');
+}
+
+fn connections(md: &mut String, results: &Results, plots: &Path, stem: &str) -> anyhow::Result<()> {
+    if results.connections.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(md, "## 4. Idle connections\n");
+    let _ = writeln!(md, "Idle sockets over 100 scopes, opened in steps; server memory is its resident set after each step, less the resident set before the first socket.\n");
+    let _ =
+        writeln!(md, "| system | sockets | server RSS MiB | KiB per socket | opening took s |\n|---|---|---|---|---|");
+    let mut series = Vec::new();
+    for (label, r) in &results.connections {
+        for s in &r.steps {
+            let _ = writeln!(
+                md,
+                "| {label} | {} | {:.1} | {:.2} | {:.1} |",
+                thousands(s.sockets as f64),
+                s.rss_bytes as f64 / 1048576.0,
+                s.bytes_per_socket / 1024.0,
+                s.open_seconds
+            );
+        }
+        if let Some(stopped) = &r.stopped_by {
+            let _ = writeln!(md, "| {label} | stopped | {stopped} | | |");
+        }
+        series.push(Series {
+            name: label.clone(),
+            points: r.steps.iter().map(|s| (s.sockets as f64, s.bytes_per_socket / 1024.0)).collect(),
+        });
+    }
+    md.push('\n');
+    let chart = Chart {
+        title: "Server memory per idle socket",
+        x_label: "sockets",
+        y_label: "KiB",
+        log_x: false,
+        log_y: false,
+        series,
+    };
+    std::fs::write(plots.join("connections-memory.svg"), chart.svg())?;
+    let _ = writeln!(md, "![memory per socket against sockets]({stem}/connections-memory.svg)\n");
+    Ok(())
+}

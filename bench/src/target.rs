@@ -1,0 +1,264 @@
+//! The systems under test and their minimal clients: a socket that subscribes, and
+//! only looks for an edit's id in the frames it gets (no JSON parsing, no CRDT), so
+//! that the servers are what is compared.
+//!
+//! - boardsync: the chat domain's live route; an edit is a `send` command.
+//! - Hocuspocus: its Yjs sync protocol over WebSocket; an edit is a Yjs update made
+//!   ahead of the run (`bench/peers/hocuspocus/updates.mjs`), each carrying its id.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long a socket may take to become ready (subscribed).
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// tungstenite zeroes its whole read buffer (128 KiB by default) before every read:
+/// with thousands of sockets receiving small frames that was most of the
+/// generator's CPU time (a profile showed 43% in memset). Frames here are small.
+const READ_BUFFER_BYTES: usize = 4096;
+
+async fn connect(url: &str) -> anyhow::Result<Socket> {
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+    Ok(socket)
+}
+
+/// One pre-made Yjs update for Hocuspocus, and the id it carries.
+#[derive(Debug, Clone)]
+pub struct YjsUpdate {
+    pub id: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub enum Target {
+    Boardsync {
+        /// `http://host:port`
+        url: String,
+        /// A user who may write the scopes the bench creates.
+        token: String,
+        admin_token: String,
+        /// Whether subscribers join the scope's presence (a client showing who is here).
+        presence: bool,
+    },
+    Hocuspocus {
+        /// `ws://host:port`
+        url: String,
+        updates: std::sync::Arc<Vec<YjsUpdate>>,
+    },
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Boardsync { .. } => "boardsync",
+            Target::Hocuspocus { .. } => "hocuspocus",
+        }
+    }
+
+    /// Makes `room` (a scope anyone signed in may write; a Hocuspocus document needs
+    /// nothing).
+    pub async fn prepare_room(&self, http: &reqwest::Client, room: &str) -> anyhow::Result<()> {
+        if let Target::Boardsync { url, admin_token, .. } = self {
+            let response = http
+                .put(format!("{url}/api/admin/scopes/chat/{room}"))
+                .bearer_auth(admin_token)
+                .json(&json!({ "name": room, "config": { "access": { "authenticated": "write" } } }))
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                bail!("creating scope {room}: {} {}", response.status(), response.text().await.unwrap_or_default());
+            }
+        }
+        Ok(())
+    }
+
+    /// A socket subscribed to `room`, past its handshake (boardsync's `ready`;
+    /// Hocuspocus' first sync reply).
+    pub async fn subscribe(&self, room: &str) -> anyhow::Result<Socket> {
+        tokio::time::timeout(READY_TIMEOUT, self.subscribe_now(room)).await.context("subscribing timed out")?
+    }
+
+    async fn subscribe_now(&self, room: &str) -> anyhow::Result<Socket> {
+        match self {
+            Target::Boardsync { url, token, presence, .. } => {
+                let ws = url.replacen("http", "ws", 1);
+                let presence = if *presence { "" } else { "&presence=false" };
+                let mut socket = connect(&format!("{ws}/api/chat/{room}/live?token={token}{presence}")).await?;
+                loop {
+                    let frame = socket.next().await.context("closed before ready")??;
+                    if let Message::Text(text) = &frame {
+                        if text.contains(r#""kind":"ready""#) {
+                            return Ok(socket);
+                        }
+                        if text.contains(r#""ok":false"#) {
+                            bail!("refused: {}", text.as_str());
+                        }
+                    }
+                }
+            }
+            Target::Hocuspocus { url, .. } => {
+                let mut socket = connect(&format!("{url}/{room}")).await?;
+                socket.send(Message::binary(hocuspocus::auth(room))).await?;
+                socket.send(Message::binary(hocuspocus::sync_step1(room))).await?;
+                loop {
+                    let frame = socket.next().await.context("closed before ready")??;
+                    if let Message::Binary(bytes) = &frame {
+                        match hocuspocus::message_type(bytes) {
+                            Some(hocuspocus::SYNC | hocuspocus::SYNC_REPLY) => return Ok(socket),
+                            Some(hocuspocus::AUTH) if hocuspocus::is_permission_denied(bytes) => bail!("refused"),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Edit number `index` of a run in `room`, and the id a subscriber looks for.
+    /// `tag` is in every boardsync edit's text; Hocuspocus edits carry the tag they
+    /// were made with (`updates.mjs`).
+    pub fn edit(&self, room: &str, index: usize, tag: &str) -> anyhow::Result<(String, Message)> {
+        match self {
+            Target::Boardsync { .. } => {
+                let id = uuid::Uuid::new_v4().to_string();
+                let command = json!({ "ref": index, "type": "send", "id": id, "text": tag });
+                Ok((id, Message::text(command.to_string())))
+            }
+            Target::Hocuspocus { updates, .. } => {
+                let update = updates
+                    .get(index)
+                    .with_context(|| format!("only {} Yjs updates were made for the run", updates.len()))?;
+                Ok((update.id.clone(), Message::binary(hocuspocus::update(room, &update.bytes))))
+            }
+        }
+    }
+
+    /// Whether a frame tells a subscriber it missed events (boardsync's `resync`).
+    pub fn is_resync(&self, frame: &[u8]) -> bool {
+        matches!(self, Target::Boardsync { .. }) && memchr::memmem::find(frame, br#""kind":"resync""#).is_some()
+    }
+}
+
+/// Reads the pre-made updates: one `<id> <hex>` per line.
+pub fn read_updates(path: &str) -> anyhow::Result<Vec<YjsUpdate>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    text.lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let (id, hex) = line.split_once(' ').context("expected `<id> <hex>`")?;
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()?;
+            Ok(YjsUpdate { id: id.to_string(), bytes })
+        })
+        .collect()
+}
+
+/// The few messages of Hocuspocus' protocol a minimal client needs (lib0 encoding:
+/// each message starts with the document's name, then its type).
+pub mod hocuspocus {
+    pub const SYNC: u64 = 0;
+    pub const AUTH: u64 = 2;
+    pub const SYNC_REPLY: u64 = 4;
+    /// Sub-types of a Sync message (y-protocols).
+    const SYNC_STEP_1: u64 = 0;
+    const SYNC_UPDATE: u64 = 2;
+    /// Sub-types of an Auth message.
+    const AUTH_TOKEN: u64 = 0;
+    const AUTH_PERMISSION_DENIED: u64 = 1;
+
+    fn var_uint(out: &mut Vec<u8>, mut value: u64) {
+        while value >= 0x80 {
+            out.push((value as u8 & 0x7f) | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+
+    fn var_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+        var_uint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+
+    fn read_var_uint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+        let mut value = 0u64;
+        let mut shift = 0;
+        loop {
+            let byte = *bytes.get(*at)?;
+            *at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Some(value);
+            }
+            shift += 7;
+        }
+    }
+
+    fn start(document: &str, kind: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        var_bytes(&mut out, document.as_bytes());
+        var_uint(&mut out, kind);
+        out
+    }
+
+    pub fn auth(document: &str) -> Vec<u8> {
+        let mut out = start(document, AUTH);
+        var_uint(&mut out, AUTH_TOKEN);
+        var_bytes(&mut out, b"bench");
+        out
+    }
+
+    /// Sync step 1 with the empty document's state vector: "send me everything".
+    pub fn sync_step1(document: &str) -> Vec<u8> {
+        let mut out = start(document, SYNC);
+        var_uint(&mut out, SYNC_STEP_1);
+        var_bytes(&mut out, &[0]);
+        out
+    }
+
+    pub fn update(document: &str, update: &[u8]) -> Vec<u8> {
+        let mut out = start(document, SYNC);
+        var_uint(&mut out, SYNC_UPDATE);
+        var_bytes(&mut out, update);
+        out
+    }
+
+    /// The message type after the document's name.
+    pub fn message_type(bytes: &[u8]) -> Option<u64> {
+        let mut at = 0;
+        let name_len = read_var_uint(bytes, &mut at)? as usize;
+        at += name_len;
+        read_var_uint(bytes, &mut at)
+    }
+
+    pub fn is_permission_denied(bytes: &[u8]) -> bool {
+        let mut at = 0;
+        let Some(name_len) = read_var_uint(bytes, &mut at) else { return false };
+        at += name_len as usize;
+        read_var_uint(bytes, &mut at) == Some(AUTH) && read_var_uint(bytes, &mut at) == Some(AUTH_PERMISSION_DENIED)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn messages_read_back_their_type() {
+            assert_eq!(message_type(&auth("doc")), Some(AUTH));
+            assert_eq!(message_type(&update("a-much-longer-document-name", &[1; 300])), Some(SYNC));
+            let mut long = Vec::new();
+            var_uint(&mut long, 300);
+            assert_eq!(long, vec![0xac, 0x02]);
+        }
+    }
+}
