@@ -10,6 +10,7 @@ mod connections;
 mod fanout;
 mod plot;
 mod procs;
+mod raw;
 mod report;
 mod stats;
 mod target;
@@ -144,6 +145,26 @@ enum Command {
         #[arg(long)]
         started_unix_ms: u64,
     },
+    /// The chat module's reducers called directly, pipelined: the ceilings.
+    Raw {
+        #[command(flatten)]
+        common: Common,
+        /// SpacetimeDB's address, a database with the chat module and no boardsync on it,
+        /// and its owner's token.
+        #[arg(long)]
+        spacetimedb_url: String,
+        #[arg(long)]
+        database: String,
+        #[arg(long, env = "BENCH_SPACETIMEDB_TOKEN")]
+        spacetimedb_token: String,
+        #[arg(long, default_value_t = 20_000)]
+        calls: usize,
+        #[arg(long, default_value_t = 100_000)]
+        warm_rows: usize,
+        /// Rows per `warm` call (boardsync's warm-up batch size).
+        #[arg(long, default_value_t = 1000)]
+        warm_batch: usize,
+    },
     /// Writes docs/benchmarks.md and its plots from a folder of results.
     Report {
         /// The results (JSON lines) and `meta.json`.
@@ -169,6 +190,7 @@ pub enum Workload {
     Connections(connections::ConnectionsResult),
     Writes(writes::WritesResult),
     Warmup(warmup::WarmupResult),
+    Raw(raw::RawResult),
 }
 
 fn append(common: &Common, workload: Workload) -> anyhow::Result<()> {
@@ -223,6 +245,15 @@ fn main() -> anyhow::Result<()> {
                 let watched = procs::parse_watched(&common.watch)?;
                 let result = warmup::run(&url, &admin_token, scopes, started_unix_ms, &watched).await?;
                 append(&common, Workload::Warmup(result))?;
+            }
+            Command::Raw { common, spacetimedb_url, database, spacetimedb_token, calls, warm_rows, warm_batch } => {
+                eprintln!("raw reducer ceilings, {}", common.label);
+                let watched = procs::parse_watched(&common.watch)?;
+                let result = tokio::task::spawn_blocking(move || {
+                    raw::run(&spacetimedb_url, &database, &spacetimedb_token, calls, warm_rows, warm_batch, &watched)
+                })
+                .await??;
+                append(&common, Workload::Raw(result))?;
             }
             Command::Report { results, out } => report::write(&results, &out)?,
         }

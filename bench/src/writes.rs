@@ -68,11 +68,40 @@ pub struct WritesResult {
 }
 
 /// What a rate's writers report back.
-#[derive(Default)]
 struct Tally {
+    started: Instant,
     acknowledged: AtomicU64,
     refused: AtomicU64,
     latencies_ms: Mutex<Vec<f64>>,
+    /// When the schedule began and when the last acknowledgement came, in
+    /// nanoseconds after `started`.
+    schedule_ns: AtomicU64,
+    last_ack_ns: AtomicU64,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            acknowledged: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            latencies_ms: Mutex::new(Vec::new()),
+            schedule_ns: AtomicU64::new(0),
+            last_ack_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Marks the start of the schedule; returns it.
+    fn begin(&self) -> tokio::time::Instant {
+        self.schedule_ns.store(self.started.elapsed().as_nanos() as u64, Ordering::SeqCst);
+        tokio::time::Instant::now()
+    }
+
+    fn acknowledge(&self, sent: Instant) {
+        self.acknowledged.fetch_add(1, Ordering::Relaxed);
+        self.latencies_ms.lock().unwrap().push(sent.elapsed().as_secs_f64() * 1000.0);
+        self.last_ack_ns.fetch_max(self.started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
 }
 
 pub async fn run(
@@ -97,13 +126,14 @@ pub async fn run(
     for &rate in rates {
         let before = outbox_state(&http, url, admin_token).await?;
         let meter = CpuMeter::start(watched);
-        let tally = Arc::new(Tally::default());
-        let started = Instant::now();
+        let tally = Arc::new(Tally::new());
         let sent = match via {
             Via::Ws => write_ws(target, &rooms, rate, seconds, &tally).await?,
             Via::Http => write_http(target, &http, &rooms, rate, seconds, &tally).await,
         };
-        let elapsed = started.elapsed().as_secs_f64();
+        // Over the schedule, or until the last acknowledgement if that came later.
+        let last_ack = tally.last_ack_ns.load(Ordering::SeqCst).saturating_sub(tally.schedule_ns.load(Ordering::SeqCst));
+        let elapsed = (last_ack as f64 / 1e9).max(seconds);
         let acknowledged = tally.acknowledged.load(Ordering::SeqCst);
         // PostgreSQL has caught up once the outbox counted as many more writes as
         // were acknowledged (the PostgreSQL adapter has no outbox: nothing to wait for).
@@ -228,8 +258,7 @@ async fn write_ws(
                 }
                 let Some(sent) = pending.lock().unwrap().pop_front() else { continue };
                 if text.contains(r#""ok":true"#) {
-                    tally.acknowledged.fetch_add(1, Ordering::Relaxed);
-                    tally.latencies_ms.lock().unwrap().push(sent.elapsed().as_secs_f64() * 1000.0);
+                    tally.acknowledge(sent);
                 } else {
                     tally.refused.fetch_add(1, Ordering::Relaxed);
                 }
@@ -237,7 +266,7 @@ async fn write_ws(
         }));
     }
     let total = (rate * seconds) as u64;
-    let started = tokio::time::Instant::now();
+    let started = tally.begin();
     for index in 0..total {
         tokio::time::sleep_until(due(started, index, rate)).await;
         let (_, message) = target.edit("", index as usize, "sustained")?;
@@ -273,7 +302,7 @@ async fn write_http(
     let permits = Arc::new(Semaphore::new(HTTP_IN_FLIGHT));
     let total = (rate * seconds) as u64;
     let mut sent = 0;
-    let started = tokio::time::Instant::now();
+    let started = tally.begin();
     let mut tasks = Vec::with_capacity(total as usize);
     for index in 0..total {
         tokio::time::sleep_until(due(started, index, rate)).await;
@@ -289,8 +318,7 @@ async fn write_http(
             let ok = request.send().await.is_ok_and(|response| response.status().is_success());
             drop(permit);
             if ok {
-                tally.acknowledged.fetch_add(1, Ordering::Relaxed);
-                tally.latencies_ms.lock().unwrap().push(began.elapsed().as_secs_f64() * 1000.0);
+                tally.acknowledge(began);
             } else {
                 tally.refused.fetch_add(1, Ordering::Relaxed);
             }

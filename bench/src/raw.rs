@@ -1,0 +1,137 @@
+//! The ceilings the cache adapter is compared with, measured on the same SpacetimeDB
+//! server in the same run, through the chat module's own bindings and with the
+//! backend's identity (its owner), on a database of its own with no boardsync on it:
+//! - `apply` called pipelined on one connection: the rate sustained writes could
+//!   reach if boardsync added nothing;
+//! - `warm` with batches of rows, pipelined: the rate warm-up could reach.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use boardsync_chat::module_bindings::*;
+use serde::{Deserialize, Serialize};
+use spacetimedb_sdk::{DbContext, Status, Timestamp};
+
+use crate::procs::{CpuMeter, CpuUse, Watched};
+
+/// What the chat module needs before it takes commands (as the backend configures it).
+const SETTINGS: &str = r#"{"max_text_chars":4000,"shortcodes":[],"max_reactions_per_message":200}"#;
+const OUTCOME_LIMIT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RawResult {
+    pub calls: usize,
+    pub failed: usize,
+    pub calls_per_sec: f64,
+    pub calls_cpu: Vec<CpuUse>,
+    pub warm_rows: usize,
+    pub warm_batch: usize,
+    pub warm_rows_per_sec: f64,
+    pub warm_cpu: Vec<CpuUse>,
+}
+
+fn outcomes(received: &mpsc::Receiver<bool>, count: usize) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + OUTCOME_LIMIT;
+    let mut failed = 0;
+    for _ in 0..count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !received.recv_timeout(left).context("reducer outcomes stopped coming")? {
+            failed += 1;
+        }
+    }
+    Ok(failed)
+}
+
+pub fn run(
+    url: &str,
+    database: &str,
+    token: &str,
+    calls: usize,
+    warm_rows: usize,
+    warm_batch: usize,
+    watched: &[Watched],
+) -> anyhow::Result<RawResult> {
+    let conn = DbConnection::builder()
+        .with_uri(url)
+        .with_module_name(database)
+        .with_token(Some(token.to_string()))
+        .build()
+        .context("connecting to SpacetimeDB")?;
+    let (applied_tx, applied) = mpsc::channel();
+    let configured_tx = applied_tx.clone();
+    conn.reducers.on_configure(move |ctx, _, _| {
+        let _ = configured_tx.send(matches!(ctx.event.status, Status::Committed));
+    });
+    conn.reducers.on_apply(move |ctx, _, _, _, _, _| {
+        let _ = applied_tx.send(matches!(ctx.event.status, Status::Committed));
+    });
+    let (warmed_tx, warmed) = mpsc::channel();
+    conn.reducers.on_warm(move |ctx, _, _| {
+        let _ = warmed_tx.send(matches!(ctx.event.status, Status::Committed));
+    });
+    conn.run_threaded();
+    conn.reducers.configure("raw-configure".into(), SETTINGS.into())?;
+    if outcomes(&applied, 1)? != 0 {
+        bail!("the chat module refused its settings");
+    }
+
+    // Made before the clock starts: what is measured is SpacetimeDB's side.
+    let commands: Vec<(String, String, String)> = (0..calls)
+        .map(|i| {
+            let id = uuid::Uuid::new_v4();
+            let command = serde_json::json!({ "type": "send", "id": id, "text": "sustained" }).to_string();
+            (format!("raw-{i}"), format!("raw-{}", i % 100), command)
+        })
+        .collect();
+    let meter = CpuMeter::start(watched);
+    let started = Instant::now();
+    for (request_id, scope, command) in commands {
+        conn.reducers.apply(request_id, scope, "raw-user".into(), false, command)?;
+    }
+    let failed = outcomes(&applied, calls)?;
+    let calls_per_sec = calls as f64 / started.elapsed().as_secs_f64();
+    let calls_cpu = meter.stop();
+    eprintln!("  apply, pipelined: {calls_per_sec:.0} calls/s ({failed} failed)");
+
+    let now = Timestamp::now();
+    let batches: Vec<Vec<Message>> = (0..warm_rows)
+        .map(|i| Message {
+            id: uuid::Uuid::new_v4().to_string(),
+            channel: format!("warm-{}", i % 100),
+            author: format!("user{}", i % 17),
+            text: format!("history message {i}"),
+            created_at: now,
+            edited_at: None,
+            deleted: false,
+            reactions: Vec::new(),
+            version: 1,
+        })
+        .collect::<Vec<_>>()
+        .chunks(warm_batch)
+        .map(<[Message]>::to_vec)
+        .collect();
+    let count = batches.len();
+    let meter = CpuMeter::start(watched);
+    let started = Instant::now();
+    for (i, rows) in batches.into_iter().enumerate() {
+        conn.reducers.warm(format!("raw-warm-{i}"), rows)?;
+    }
+    if outcomes(&warmed, count)? != 0 {
+        bail!("the chat module refused a warm-up batch");
+    }
+    let warm_rows_per_sec = warm_rows as f64 / started.elapsed().as_secs_f64();
+    let warm_cpu = meter.stop();
+    eprintln!("  warm, {warm_batch} rows a call, pipelined: {warm_rows_per_sec:.0} rows/s");
+    let _ = conn.disconnect();
+    Ok(RawResult {
+        calls,
+        failed,
+        calls_per_sec,
+        calls_cpu,
+        warm_rows,
+        warm_batch,
+        warm_rows_per_sec,
+        warm_cpu,
+    })
+}
