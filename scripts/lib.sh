@@ -51,11 +51,15 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A TCP port nobody listens on, from a range away from the usual services.
+# A TCP port nobody listens on, from a range away from the usual services and below
+# the kernel's ephemeral ports: a port some outgoing connection holds (or held, in
+# TIME_WAIT) answers no connect, yet cannot be listened on.
 free_port() {
-  local port
+  local port low=32768
+  [ -r /proc/sys/net/ipv4/ip_local_port_range ] && read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+  [ "$low" -gt 12000 ] || low=32768
   for _ in $(seq 1 100); do
-    port=$((20000 + RANDOM % 20000))
+    port=$((10000 + RANDOM % (low - 10000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
   done
   die "no free port found"

@@ -124,14 +124,5 @@ pub fn run(
     let warm_cpu = meter.stop();
     eprintln!("  warm, {warm_batch} rows a call, pipelined: {warm_rows_per_sec:.0} rows/s");
     let _ = conn.disconnect();
-    Ok(RawResult {
-        calls,
-        failed,
-        calls_per_sec,
-        calls_cpu,
-        warm_rows,
-        warm_batch,
-        warm_rows_per_sec,
-        warm_cpu,
-    })
+    Ok(RawResult { calls, failed, calls_per_sec, calls_cpu, warm_rows, warm_batch, warm_rows_per_sec, warm_cpu })
 }

@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::connections::ConnectionsResult;
 use crate::fanout::FanoutResult;
 use crate::plot::{Chart, Series};
-use crate::raw::RawResult;
 use crate::procs::CpuUse;
+use crate::raw::RawResult;
 use crate::warmup::WarmupResult;
 use crate::writes::WritesResult;
 use crate::{Record, Workload};
@@ -98,7 +98,11 @@ pub fn write(folder: &Path, out: &Path) -> anyhow::Result<()> {
     let plots = out.with_file_name(&stem);
     std::fs::create_dir_all(&plots)?;
     let mut md = String::new();
-    let text = |key: &str| meta[key].as_str().unwrap_or("unknown").to_string();
+    let text = |key: &str| match &meta[key] {
+        Value::String(text) => text.clone(),
+        Value::Null => "unknown".into(),
+        other => other.to_string(),
+    };
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
         md,

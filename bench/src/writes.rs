@@ -132,7 +132,8 @@ pub async fn run(
             Via::Http => write_http(target, &http, &rooms, rate, seconds, &tally).await,
         };
         // Over the schedule, or until the last acknowledgement if that came later.
-        let last_ack = tally.last_ack_ns.load(Ordering::SeqCst).saturating_sub(tally.schedule_ns.load(Ordering::SeqCst));
+        let last_ack =
+            tally.last_ack_ns.load(Ordering::SeqCst).saturating_sub(tally.schedule_ns.load(Ordering::SeqCst));
         let elapsed = (last_ack as f64 / 1e9).max(seconds);
         let acknowledged = tally.acknowledged.load(Ordering::SeqCst);
         // PostgreSQL has caught up once the outbox counted as many more writes as

@@ -214,11 +214,14 @@ impl LiveSocket {
                     last_heard = Instant::now();
                     self.receive(message).await?;
                 }
-                Some(pushed) = frames.recv() => match pushed {
-                    // The frame the fan-out made once for every subscriber: shared, not copied.
-                    Live::Event(frame) => self.send(frame).await?,
-                    Live::Resync => self.send(frame(&ServerFrame::Resync)).await?,
-                },
+                Some(pushed) = frames.recv() => {
+                    self.push(pushed).await?;
+                    // Whatever else is queued goes out in the same turn: one wake-up,
+                    // and actix writes the frames together.
+                    while let Ok(pushed) = frames.try_recv() {
+                        self.push(pushed).await?;
+                    }
+                }
                 Some(peer) = presence_frames.recv() => {
                     self.send(peer.to_string()).await?;
                     self.resnapshot_presence_if_lost(&mut presence_frames).await?;
@@ -366,6 +369,14 @@ impl LiveSocket {
         tracing::debug!(user = self.user.id.as_str(), scope = %self.scope, code = %ended.code, "live socket ended");
         self.send(reply_error(&Value::Null, &ended)).await?;
         Err(End::Close(Some(CloseReason { code: CloseCode::Policy, description: Some(ended.code.to_string()) })))
+    }
+
+    async fn push(&mut self, pushed: Live) -> Result<(), End> {
+        match pushed {
+            // The frame the fan-out made once for every subscriber: shared, not copied.
+            Live::Event(frame) => self.send(frame).await,
+            Live::Resync => self.send(frame(&ServerFrame::Resync)).await,
+        }
     }
 
     async fn send(&mut self, text: impl Into<bytestring::ByteString>) -> Result<(), End> {
