@@ -57,6 +57,10 @@ pub struct Burst {
     pub edits: usize,
     pub seconds: f64,
     pub delivered: u64,
+    /// Frames that carried them: fewer than `delivered` where the server merges
+    /// edits queued for a socket into one frame (Hocuspocus does).
+    #[serde(default)]
+    pub frames: u64,
     pub expected: u64,
     pub resyncs: u64,
     /// Edits per second each subscriber received.
@@ -76,6 +80,7 @@ struct Watch {
     generation: AtomicU64,
     marker: RwLock<Vec<u8>>,
     hits: AtomicU64,
+    frames: AtomicU64,
     expected: AtomicU64,
     last_arrival_ns: AtomicU64,
     last_any_ns: AtomicU64,
@@ -107,6 +112,7 @@ impl Watch {
     fn look_for(&self, marker: &[u8], expected: u64, record_each: bool) {
         *self.marker.write().unwrap() = marker.to_vec();
         self.hits.store(0, Ordering::SeqCst);
+        self.frames.store(0, Ordering::SeqCst);
         self.expected.store(expected, Ordering::SeqCst);
         self.last_arrival_ns.store(0, Ordering::SeqCst);
         self.record_each.store(record_each, Ordering::SeqCst);
@@ -137,6 +143,7 @@ async fn read_group(target: Target, readers: Vec<SplitStream<Socket>>, watch: Ar
         // for a socket): each counts.
         let found = if finder.needle().is_empty() { 0 } else { finder.find_iter(bytes).count() as u64 };
         if found > 0 {
+            watch.frames.fetch_add(1, Ordering::Relaxed);
             watch.last_arrival_ns.fetch_max(now, Ordering::Relaxed);
             if watch.record_each.load(Ordering::Relaxed) {
                 watch.arrivals.lock().unwrap().push(now);
@@ -195,6 +202,7 @@ pub async fn run(
         generation: AtomicU64::new(0),
         marker: RwLock::new(Vec::new()),
         hits: AtomicU64::new(0),
+        frames: AtomicU64::new(0),
         expected: AtomicU64::new(u64::MAX),
         last_arrival_ns: AtomicU64::new(0),
         last_any_ns: AtomicU64::new(0),
@@ -325,6 +333,7 @@ async fn burst(
         edits,
         seconds,
         delivered,
+        frames: watch.frames.load(Ordering::SeqCst),
         expected,
         resyncs: watch.resyncs.load(Ordering::SeqCst),
         per_subscriber_per_sec: delivered as f64 / subscribers as f64 / seconds,

@@ -18,9 +18,11 @@ pub struct Chart<'a> {
 }
 
 const WIDTH: f64 = 640.0;
-const HEIGHT: f64 = 360.0;
+/// Height of the plot and its axes; the legend adds a line per series below.
+const PLOT_HEIGHT: f64 = 360.0;
+const LEGEND_LINE: f64 = 18.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 170.0;
+const RIGHT: f64 = 20.0;
 const TOP: f64 = 36.0;
 const BOTTOM: f64 = 50.0;
 const COLOURS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"];
@@ -72,9 +74,10 @@ impl Chart<'_> {
             .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_x || *x > 0.0) && (!self.log_y || *y > 0.0))
             .collect();
         let mut svg = String::new();
+        let height = PLOT_HEIGHT + 10.0 + LEGEND_LINE * self.series.len() as f64;
         let _ = write!(
             svg,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="20" font-size="14" font-weight="bold">{}</text>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="20" font-size="14" font-weight="bold">{}</text>"#,
             LEFT,
             escape(self.title)
         );
@@ -94,7 +97,7 @@ impl Chart<'_> {
         };
         let (x0, x1) = bounds(points.iter().map(|p| p.0).collect(), self.log_x);
         let (y0, y1) = bounds(points.iter().map(|p| p.1).collect(), self.log_y);
-        let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
+        let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, PLOT_HEIGHT - TOP - BOTTOM);
         let scale = |v: f64, low: f64, high: f64, log: bool| {
             if log {
                 (v.log10() - low.log10()) / (high.log10() - low.log10())
@@ -129,7 +132,7 @@ impl Chart<'_> {
             svg,
             r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"##,
             LEFT + plot_w / 2.0,
-            HEIGHT - 10.0,
+            PLOT_HEIGHT - 10.0,
             escape(self.x_label),
             TOP + plot_h / 2.0,
             escape(self.y_label)
@@ -153,8 +156,8 @@ impl Chart<'_> {
             for (x, y) in &shown {
                 let _ = write!(svg, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"#, sx(*x), sy(*y));
             }
-            let ly = TOP + 10.0 + i as f64 * 18.0;
-            let lx = LEFT + plot_w + 12.0;
+            let ly = PLOT_HEIGHT + 10.0 + i as f64 * LEGEND_LINE;
+            let lx = LEFT;
             let _ = write!(
                 svg,
                 r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#,

@@ -26,7 +26,8 @@ use crate::target::Target;
 const HTTP_IN_FLIGHT: usize = 1024;
 /// How long PostgreSQL may take to catch up after a rate's last write.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
-/// A rate is sustained when this share of its writes were acknowledged...
+/// A rate is sustained when the writes were acknowledged at this share of it (and
+/// this share of those sent were)...
 const SUSTAINED_SHARE: f64 = 0.95;
 /// ...and PostgreSQL caught up within this after the last one.
 const SUSTAINED_CATCH_UP: Duration = Duration::from_secs(2);
@@ -52,8 +53,18 @@ pub struct RateStep {
     pub lag_p99_ms: Option<f64>,
     /// Last write acknowledged -> every one of them in PostgreSQL (ms).
     pub catch_up_ms: Option<f64>,
-    pub sustained: bool,
     pub cpu: Vec<CpuUse>,
+}
+
+impl RateStep {
+    /// Kept up with: acknowledged at (nearly) the rate asked, and PostgreSQL had them
+    /// all soon after the last (where there is an outbox).
+    pub fn is_sustained(&self) -> bool {
+        self.achieved_per_sec >= SUSTAINED_SHARE * self.target_per_sec
+            && self.acknowledged as f64 >= SUSTAINED_SHARE * self.sent as f64
+            && (self.lag_p99_ms.is_none()
+                || self.catch_up_ms.is_some_and(|ms| ms <= SUSTAINED_CATCH_UP.as_secs_f64() * 1000.0))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,8 +74,13 @@ pub struct WritesResult {
     pub scopes: usize,
     pub seconds: f64,
     pub steps: Vec<RateStep>,
-    /// The highest rate tried that was sustained.
-    pub sustained_per_sec: Option<f64>,
+}
+
+impl WritesResult {
+    /// The highest rate sustained, each lower one having been sustained too.
+    pub fn sustained_per_sec(&self) -> Option<f64> {
+        self.steps.iter().take_while(|step| step.is_sustained()).map(|step| step.target_per_sec).last()
+    }
 }
 
 /// What a rate's writers report back.
@@ -121,8 +137,7 @@ pub async fn run(
     for room in &rooms {
         target.prepare_room(&http, room).await?;
     }
-    let mut result =
-        WritesResult { target: target.name().into(), via, scopes, seconds, steps: Vec::new(), sustained_per_sec: None };
+    let mut result = WritesResult { target: target.name().into(), via, scopes, seconds, steps: Vec::new() };
     for &rate in rates {
         let before = outbox_state(&http, url, admin_token).await?;
         let meter = CpuMeter::start(watched);
@@ -157,9 +172,6 @@ pub async fn run(
         } else {
             (None, None)
         };
-        let sustained = acknowledged as f64 >= SUSTAINED_SHARE * sent as f64
-            && sent as f64 >= SUSTAINED_SHARE * rate * seconds
-            && (!before.cache || catch_up_ms.is_some_and(|ms| ms <= SUSTAINED_CATCH_UP.as_secs_f64() * 1000.0));
         let latencies = std::mem::take(&mut *tally.latencies_ms.lock().unwrap());
         let step = RateStep {
             target_per_sec: rate,
@@ -171,9 +183,9 @@ pub async fn run(
             lag_p50_ms,
             lag_p99_ms,
             catch_up_ms,
-            sustained,
             cpu,
         };
+        let sustained = step.is_sustained();
         eprintln!(
             "  {rate:>6.0}/s via {via:?}: {:.0}/s acknowledged, command p99 {:.1} ms, lag p99 {:?} ms, caught up in {:?} ms{}",
             step.achieved_per_sec,
@@ -183,9 +195,7 @@ pub async fn run(
             if sustained { "" } else { " (not sustained)" }
         );
         result.steps.push(step);
-        if sustained {
-            result.sustained_per_sec = Some(rate);
-        } else {
+        if !sustained {
             break;
         }
     }
