@@ -55,11 +55,14 @@ trap 'exit 143' TERM
 # the kernel's ephemeral ports: a port some outgoing connection holds (or held, in
 # TIME_WAIT) answers no connect, yet cannot be listened on.
 free_port() {
-  local port low=32768
-  [ -r /proc/sys/net/ipv4/ip_local_port_range ] && read -r low _ </proc/sys/net/ipv4/ip_local_port_range
-  [ "$low" -gt 12000 ] || low=32768
+  local port low=32768 high=60999 from=10000 to
+  [ -r /proc/sys/net/ipv4/ip_local_port_range ] && read -r low high </proc/sys/net/ipv4/ip_local_port_range
+  to=$low
+  # An ephemeral range that starts low: above it instead.
+  if [ "$low" -le 12000 ]; then from=$((high + 1)) to=65535; fi
+  [ "$to" -gt "$((from + 100))" ] || { from=20000 to=40000; }
   for _ in $(seq 1 100); do
-    port=$((10000 + RANDOM % (low - 10000)))
+    port=$((from + RANDOM % (to - from)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
   done
   die "no free port found"
@@ -316,6 +319,15 @@ not yet in PostgreSQL: run 'boardsync outbox drain' with the boardsync that publ
     fi
     [ "${status:0:1}" = 2 ] || die "publishing $name failed ($status): $(cat "$state_dir/publish.out")"
     echo "$digest" >"$stamp"
+  done
+}
+
+# Deletes the cache databases publish_modules made under `prefix` (one per module).
+delete_modules() {
+  local prefix=$1 wasm
+  for wasm in "$MODULES_OUT"/*.wasm; do
+    curl -s -o /dev/null -X DELETE -H "Authorization: Bearer $SPACETIMEDB_TOKEN" \
+      "$SPACETIMEDB_URL/v1/database/$prefix-$(basename "$wasm" .wasm)" || true
   done
 }
 

@@ -57,6 +57,9 @@ pub struct Burst {
     pub edits: usize,
     pub seconds: f64,
     pub delivered: u64,
+    /// Edits the writers' own sockets received (counted in the CPU per delivery).
+    #[serde(default)]
+    pub writer_deliveries: u64,
     /// Frames that carried them: fewer than `delivered` where the server merges
     /// edits queued for a socket into one frame (Hocuspocus does).
     #[serde(default)]
@@ -80,6 +83,8 @@ struct Watch {
     generation: AtomicU64,
     marker: RwLock<Vec<u8>>,
     hits: AtomicU64,
+    /// Edits the writers' own sockets received.
+    writer_hits: AtomicU64,
     frames: AtomicU64,
     expected: AtomicU64,
     last_arrival_ns: AtomicU64,
@@ -112,6 +117,7 @@ impl Watch {
     fn look_for(&self, marker: &[u8], expected: u64, record_each: bool) {
         *self.marker.write().unwrap() = marker.to_vec();
         self.hits.store(0, Ordering::SeqCst);
+        self.writer_hits.store(0, Ordering::SeqCst);
         self.frames.store(0, Ordering::SeqCst);
         self.expected.store(expected, Ordering::SeqCst);
         self.last_arrival_ns.store(0, Ordering::SeqCst);
@@ -177,9 +183,31 @@ struct Writer {
 }
 
 impl Writer {
-    async fn open(target: &Target, room: &str) -> anyhow::Result<Self> {
+    /// A writer's socket is a subscriber too (boardsync's live socket is where its
+    /// commands go): the edits it receives are counted apart, as deliveries the
+    /// server made that no subscriber measures.
+    async fn open(target: &Target, room: &str, watch: Arc<Watch>) -> anyhow::Result<Self> {
         let (sink, mut stream) = target.subscribe(room).await?.split();
-        let reader = tokio::spawn(async move { while stream.next().await.is_some() {} });
+        let reader = tokio::spawn(async move {
+            let mut generation = u64::MAX;
+            let mut finder = memchr::memmem::Finder::new(b"").into_owned();
+            while let Some(frame) = stream.next().await {
+                let Ok(frame) = frame else { continue };
+                let bytes: &[u8] = match &frame {
+                    Message::Text(text) => text.as_bytes(),
+                    Message::Binary(bytes) => bytes,
+                    _ => continue,
+                };
+                let current = watch.generation.load(Ordering::Acquire);
+                if current != generation {
+                    generation = current;
+                    finder = memchr::memmem::Finder::new(&*watch.marker.read().unwrap()).into_owned();
+                }
+                if !finder.needle().is_empty() {
+                    watch.writer_hits.fetch_add(finder.find_iter(bytes).count() as u64, Ordering::Relaxed);
+                }
+            }
+        });
         Ok(Self { sink, _reader: reader })
     }
 }
@@ -202,6 +230,7 @@ pub async fn run(
         generation: AtomicU64::new(0),
         marker: RwLock::new(Vec::new()),
         hits: AtomicU64::new(0),
+        writer_hits: AtomicU64::new(0),
         frames: AtomicU64::new(0),
         expected: AtomicU64::new(u64::MAX),
         last_arrival_ns: AtomicU64::new(0),
@@ -225,7 +254,7 @@ pub async fn run(
         groups.push(tokio::spawn(read_group(target.clone(), group, watch.clone())));
     }
 
-    let mut writer = Writer::open(target, &room).await?;
+    let mut writer = Writer::open(target, &room, watch.clone()).await?;
     let (mut last, mut median, mut first) = (Vec::new(), Vec::new(), Vec::new());
     let mut edits_timed_out = 0;
     let meter = CpuMeter::start(watched);
@@ -286,7 +315,7 @@ async fn burst(
     let mut writers = Vec::new();
     let writer_count = if matches!(target, Target::Boardsync { .. }) { BOARDSYNC_BURST_WRITERS } else { 0 };
     for _ in 0..writer_count {
-        writers.push(Writer::open(target, room).await?);
+        writers.push(Writer::open(target, room, watch.clone()).await?);
     }
     let meter = CpuMeter::start(watched);
     let sent = watch.now_ns();
@@ -327,12 +356,15 @@ async fn burst(
     }
     let cpu = meter.stop();
     let delivered = watch.hits.load(Ordering::SeqCst);
+    let writer_deliveries = watch.writer_hits.load(Ordering::SeqCst);
     let seconds = (watch.last_arrival_ns.load(Ordering::SeqCst).saturating_sub(sent) as f64 / 1e9).max(1e-9);
-    let per_delivery = |name: &str| cpu_of(&cpu, name) / delivered.max(1) as f64 * 1e6;
+    // CPU over every delivery the server made, the writers' sockets' too.
+    let per_delivery = |name: &str| cpu_of(&cpu, name) / (delivered + writer_deliveries).max(1) as f64 * 1e6;
     Ok(Burst {
         edits,
         seconds,
         delivered,
+        writer_deliveries,
         frames: watch.frames.load(Ordering::SeqCst),
         expected,
         resyncs: watch.resyncs.load(Ordering::SeqCst),

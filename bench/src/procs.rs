@@ -74,10 +74,10 @@ fn read_stat(pid: u32) -> Option<Stat> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    Some(Stat {
-        ppid: fields.get(1)?.parse().ok()?,
-        cpu_ticks: fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
-    })
+    // utime, stime, and cutime, cstime: the CPU of children that exited and were
+    // waited for (PostgreSQL's backends that closed), each counted once this way.
+    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    Some(Stat { ppid: fields.get(1)?.parse().ok()?, cpu_ticks: tick(11)? + tick(12)? + tick(13)? + tick(14)? })
 }
 
 /// CPU use per watched process over one measurement.

@@ -3,7 +3,8 @@
 //! backend's identity (its owner), on a database of its own with no boardsync on it:
 //! - `apply` called pipelined on one connection: the rate sustained writes could
 //!   reach if boardsync added nothing;
-//! - `warm` with batches of rows, pipelined: the rate warm-up could reach.
+//! - `warm` with batches of rows, pipelined, as boardsync sends them (no success
+//!   echo, a `warm_done` barrier behind): what one connection's warm-up reaches.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use boardsync_chat::module_bindings::*;
 use serde::{Deserialize, Serialize};
+use spacetimedb_sdk::__codegen::__ws::CallReducerFlags;
 use spacetimedb_sdk::{DbContext, Status, Timestamp};
 
 use crate::procs::{CpuMeter, CpuUse, Watched};
@@ -66,8 +68,15 @@ pub fn run(
     conn.reducers.on_apply(move |ctx, _, _, _, _, _| {
         let _ = applied_tx.send(matches!(ctx.event.status, Status::Committed));
     });
+    // As boardsync warms: batches without their success echoed back (a batch is
+    // large), and a `warm_done` barrier behind them, whose success says they ran.
+    conn.set_reducer_flags().warm(CallReducerFlags::NoSuccessNotify);
     let (warmed_tx, warmed) = mpsc::channel();
+    let failed_tx = warmed_tx.clone();
     conn.reducers.on_warm(move |ctx, _, _| {
+        let _ = failed_tx.send(matches!(ctx.event.status, Status::Committed));
+    });
+    conn.reducers.on_warm_done(move |ctx, _| {
         let _ = warmed_tx.send(matches!(ctx.event.status, Status::Committed));
     });
     conn.run_threaded();
@@ -117,8 +126,10 @@ pub fn run(
     for (i, rows) in batches.into_iter().enumerate() {
         conn.reducers.warm(format!("raw-warm-{i}"), rows)?;
     }
-    if outcomes(&warmed, count)? != 0 {
-        bail!("the chat module refused a warm-up batch");
+    conn.reducers.warm_done("raw-warm-done".into())?;
+    // The barrier's outcome (a failed batch's outcome comes first).
+    if outcomes(&warmed, 1)? != 0 {
+        bail!("the chat module refused a warm-up batch ({count} sent)");
     }
     let warm_rows_per_sec = warm_rows as f64 / started.elapsed().as_secs_f64();
     let warm_cpu = meter.stop();

@@ -108,7 +108,8 @@ pub fn write(folder: &Path, out: &Path) -> anyhow::Result<()> {
         md,
         "Written by `scripts/bench report` (do not edit by hand): every figure below comes from one run of that command, \
          on one machine, with the servers and the load generator (`bench/`, Rust) sharing its cores. \
-         Ratios (boardsync / peer) are the figures that carry over to other machines.\n"
+         Ratios (boardsync / peer) are what the comparison rests on; they still depend on how the few cores are \
+         shared between each server, its stores and the generator.\n"
     );
     let _ = writeln!(md, "- Run: {} at commit `{}`", text("date"), text("commit"));
     let _ = writeln!(md, "- Machine: {}, {} cores, {} GiB", text("cpu"), text("cores"), text("memory_gib"));
@@ -238,7 +239,11 @@ fn fanout(md: &mut String, results: &Results, plots: &Path, stem: &str) -> anyho
          leaving the writer to a subscriber finding its id in a frame. Then a burst of edits (boardsync: 8 writers, as it \
          applies one socket's commands in order; Hocuspocus: 1 writer, pipelined), for throughput and CPU per delivered \
          message. Hocuspocus merges the updates queued for a socket into one frame (the \"edits per frame\" column), \
-         boardsync sends one frame per event: compare the burst's CPU per delivery with that in mind. \"Of which \
+         boardsync sends one frame per event: compare the burst's CPU per delivery with that in mind. \
+         boardsync's subscribers open with `presence=false` (a minimal client shows nobody; Hocuspocus' send no \
+         awareness either). Hocuspocus stores a changed document in PostgreSQL 2 s after its last change (its \
+         default debounce, at most every 10 s), so its PostgreSQL is idle here; boardsync writes every edit to \
+         PostgreSQL (fsync on) as it goes. The CPU per delivery counts the writers' sockets' deliveries too. \"Of which \
          fan-out\": the server's CPU per delivery less the cost of the edits themselves (the N = 1 row's, spread \
          over N).\n"
     );
@@ -477,7 +482,7 @@ fn connections(md: &mut String, results: &Results, plots: &Path, stem: &str) -> 
         return Ok(());
     }
     let _ = writeln!(md, "## 4. Idle connections\n");
-    let _ = writeln!(md, "Idle sockets over 100 scopes, opened in steps; server memory is its resident set after each step, less the resident set before the first socket.\n");
+    let _ = writeln!(md, "Idle sockets over 100 scopes, opened in steps; server memory is its resident set after each step, less the resident set before the first socket. boardsync's sockets join their scope's presence, as the apps' do.\n");
     let _ =
         writeln!(md, "| system | sockets | server RSS MiB | KiB per socket | opening took s |\n|---|---|---|---|---|");
     let mut series = Vec::new();

@@ -24,6 +24,8 @@ use crate::target::Target;
 /// Requests in flight at most over HTTP; a write that finds none free is counted
 /// as not sent (the server is not keeping up).
 const HTTP_IN_FLIGHT: usize = 1024;
+/// Waiting for replies ends when none came for this long.
+const REPLIES_STALL: Duration = Duration::from_secs(5);
 /// How long PostgreSQL may take to catch up after a rate's last write.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 /// A rate is sustained when the writes were acknowledged at this share of it (and
@@ -153,7 +155,9 @@ pub async fn run(
         let acknowledged = tally.acknowledged.load(Ordering::SeqCst);
         // PostgreSQL has caught up once the outbox counted as many more writes as
         // were acknowledged (the PostgreSQL adapter has no outbox: nothing to wait for).
-        let acked_at = Instant::now();
+        // From the last acknowledgement (the replies were waited for first, polling
+        // every few milliseconds: an upper bound by that much).
+        let acked_at = tally.started + Duration::from_nanos(tally.last_ack_ns.load(Ordering::SeqCst));
         let mut after = outbox_state(&http, url, admin_token).await?;
         let mut catch_up_ms = None;
         if before.cache {
@@ -247,15 +251,17 @@ async fn write_ws(
     let mut tasks = Vec::new();
     for room in rooms {
         let (sink, mut stream) = target.subscribe(room).await?.split();
-        let (queue, mut due_writes) = mpsc::unbounded_channel::<Message>();
+        let (queue, mut due_writes) = mpsc::unbounded_channel::<(Instant, Message)>();
         queues.push(queue);
         let pending: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
         let sending = pending.clone();
         let tally = tally.clone();
         tasks.push(tokio::spawn(async move {
             let mut sink = sink;
-            while let Some(message) = due_writes.recv().await {
-                sending.lock().unwrap().push_back(Instant::now());
+            while let Some((due, message)) = due_writes.recv().await {
+                // Latency counts from when the write was due, so time it waited in
+                // the generator is not hidden (coordinated omission).
+                sending.lock().unwrap().push_back(due);
                 if sink.send(message).await.is_err() {
                     break;
                 }
@@ -279,21 +285,25 @@ async fn write_ws(
     let total = (rate * seconds) as u64;
     let started = tally.begin();
     for index in 0..total {
-        tokio::time::sleep_until(due(started, index, rate)).await;
+        let due_at = due(started, index, rate);
+        tokio::time::sleep_until(due_at).await;
         let (_, message) = target.edit("", index as usize, "sustained")?;
-        let _ = queues[index as usize % queues.len()].send(message);
+        let _ = queues[index as usize % queues.len()].send((due_at.into_std(), message));
     }
     drop(queues);
-    // Replies still on their way: until all are in, or they stop coming.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = u64::MAX;
-    while Instant::now() < deadline {
+    // Replies still on their way: until all are in, or none came for a while.
+    let (mut last, mut progressed) = (u64::MAX, Instant::now());
+    loop {
         let answered = tally.acknowledged.load(Ordering::SeqCst) + tally.refused.load(Ordering::SeqCst);
-        if answered >= total || answered == last {
+        if answered >= total {
             break;
         }
-        last = answered;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if answered != last {
+            (last, progressed) = (answered, Instant::now());
+        } else if progressed.elapsed() > REPLIES_STALL {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for task in tasks {
         task.abort();
@@ -316,7 +326,8 @@ async fn write_http(
     let started = tally.begin();
     let mut tasks = Vec::with_capacity(total as usize);
     for index in 0..total {
-        tokio::time::sleep_until(due(started, index, rate)).await;
+        let due_at = due(started, index, rate);
+        tokio::time::sleep_until(due_at).await;
         let Ok(permit) = permits.clone().try_acquire_owned() else { continue };
         sent += 1;
         let request = http
@@ -325,7 +336,7 @@ async fn write_http(
             .json(&json!({ "type": "send", "id": uuid::Uuid::new_v4(), "text": "sustained" }));
         let tally = tally.clone();
         tasks.push(tokio::spawn(async move {
-            let began = Instant::now();
+            let began = due_at.into_std();
             let ok = request.send().await.is_ok_and(|response| response.status().is_success());
             drop(permit);
             if ok {
