@@ -7,6 +7,8 @@
 //!   coordinated per domain, bounded and prioritised across domains.
 //! - [`outbox`]: the OutboxPoller drains the cache's `sync_outbox` into PostgreSQL,
 //!   exactly once, in order per entity.
+//! - [`drainer`]: which node drains each outbox: a lease in PostgreSQL, taken over
+//!   when its holder dies.
 //! - [`metrics`]: warm-up progress, outbox depth, age and lag, per domain.
 //! - [`frames`]: what a live socket sends, as types the API document describes.
 //! - [`presence`]: who is connected to a scope, with a small state each, fanned out
@@ -17,6 +19,7 @@
 //! [`Domain`]: boardsync_core::Domain
 
 pub mod adapter;
+pub mod drainer;
 pub mod frames;
 pub mod metrics;
 pub mod outbox;

@@ -15,6 +15,8 @@ pub struct CacheMetrics {
     pub outbox_failures: IntCounterVec,
     pub outbox_dead_letters: IntCounterVec,
     pub outbox_lag: HistogramVec,
+    /// 1 while this node holds the domain's drainer lease.
+    pub outbox_drainer: IntGaugeVec,
 }
 
 /// Lag buckets from 0.5 ms to 30 s, fine where it matters: a few milliseconds (push)
@@ -33,6 +35,7 @@ impl CacheMetrics {
         }
         self.outbox_pending.with_label_values(&[domain]);
         self.outbox_oldest_pending_ms.with_label_values(&[domain]);
+        self.outbox_drainer.with_label_values(&[domain]);
     }
 
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
@@ -85,6 +88,10 @@ impl CacheMetrics {
                     .buckets(LAG_BUCKETS.to_vec()),
                 domain,
             )?,
+            outbox_drainer: IntGaugeVec::new(
+                Opts::new("outbox_drainer", "1 while this node is the one draining the domain's outbox"),
+                domain,
+            )?,
         };
         registry.register(Box::new(metrics.warmup_rows.clone()))?;
         registry.register(Box::new(metrics.warmup_scopes.clone()))?;
@@ -96,6 +103,7 @@ impl CacheMetrics {
         registry.register(Box::new(metrics.outbox_failures.clone()))?;
         registry.register(Box::new(metrics.outbox_dead_letters.clone()))?;
         registry.register(Box::new(metrics.outbox_lag.clone()))?;
+        registry.register(Box::new(metrics.outbox_drainer.clone()))?;
         Ok(metrics)
     }
 }

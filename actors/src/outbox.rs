@@ -1,8 +1,9 @@
 //! `OutboxPoller<D>`: drains a domain's `sync_outbox` from SpacetimeDB into
 //! PostgreSQL, with exactly-once effect.
 //!
-//! Push-driven (woken by every new outbox entry) with a poll as the safety net. One
-//! batch at a time: [`commit_batch`] applies the entries' full states in one
+//! Push-driven (woken by every new outbox entry) with a poll as the safety net. Of
+//! all the nodes on one PostgreSQL, the one holding the domain's [`DrainerLease`]
+//! drains; the others try to take the lease at every poll. One batch at a time: [`commit_batch`] applies the entries' full states in one
 //! PostgreSQL transaction (PostgreSQL takes a state only over an older version);
 //! only after that commit are the entries acknowledged to SpacetimeDB
 //! ([`acknowledge`]), for the cache incarnation they were read from. A crash between
@@ -12,6 +13,7 @@
 //! down, batches fail and are retried; writes keep going to the cache and the outbox
 //! grows up to `outbox_max_pending`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +21,11 @@ use actix::prelude::*;
 use boardsync_core::cache::{dead_letter, refused_for_good, Cache, CacheSignal, Pending};
 use boardsync_core::{Domain, DomainError};
 use chrono::Utc;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
+use crate::drainer::DrainerLease;
 use crate::metrics::CacheMetrics;
 
 /// A batch committed in PostgreSQL and not yet acknowledged to the cache.
@@ -38,8 +41,8 @@ pub struct Committed<D: Domain> {
     pub dead_lettered: usize,
 }
 
-/// Applies up to `limit` pending entries in one PostgreSQL transaction. `None` when
-/// nothing is pending or the cache is not connected.
+/// Applies up to `limit` pending entries in one PostgreSQL transaction on
+/// `connection`. `None` when nothing is pending or the cache is not connected.
 ///
 /// When PostgreSQL refuses the batch for good ([`refused_for_good`]), the entries are
 /// applied one by one instead, and one that is refused on its own is set aside in
@@ -48,7 +51,7 @@ pub struct Committed<D: Domain> {
 /// set aside) until a later poll succeeds.
 pub async fn commit_batch<D: Domain>(
     cache: &dyn Cache<D>,
-    pool: &PgPool,
+    connection: &mut PgConnection,
     limit: usize,
     metrics: &CacheMetrics,
 ) -> Result<Option<Committed<D>>, DomainError> {
@@ -59,12 +62,12 @@ pub async fn commit_batch<D: Domain>(
     }
     let cache_epoch = epoch;
     let epoch = epoch as i64;
-    let (written, dead) = match apply_once::<D>(cache, pool, epoch, &entries).await {
+    let (written, dead) = match apply_once::<D>(cache, connection, epoch, &entries).await {
         Ok(written) => (written, Vec::new()),
         Err(error) if !refused_for_good(&error) => return Err(error),
         Err(error) => {
             tracing::warn!(domain = D::NAME, %error, entries = entries.len(), "outbox batch refused; applying it entry by entry");
-            apply_one_by_one::<D>(cache, pool, epoch, &entries, metrics).await?
+            apply_one_by_one::<D>(cache, connection, epoch, &entries, metrics).await?
         }
     };
 
@@ -95,11 +98,11 @@ pub async fn commit_batch<D: Domain>(
 /// like any other.
 async fn apply_once<D: Domain>(
     cache: &dyn Cache<D>,
-    pool: &PgPool,
+    connection: &mut PgConnection,
     epoch: i64,
     entries: &[Pending<D>],
 ) -> Result<usize, DomainError> {
-    let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
+    let mut tx = connection.begin().await.map_err(DomainError::from_sqlx)?;
     lock_progress::<D>(&mut tx, epoch).await?;
     let written = cache.persist(&mut tx, entries).await?;
     if let Some(newest) = entries.iter().map(|e| e.seq).max() {
@@ -113,19 +116,19 @@ async fn apply_once<D: Domain>(
 /// `outbox_dead_letters`. Returns the states written and the dead letters' seqs.
 async fn apply_one_by_one<D: Domain>(
     cache: &dyn Cache<D>,
-    pool: &PgPool,
+    connection: &mut PgConnection,
     epoch: i64,
     entries: &[Pending<D>],
     metrics: &CacheMetrics,
 ) -> Result<(usize, Vec<u64>), DomainError> {
     let (mut written, mut dead) = (0, Vec::new());
     for entry in entries {
-        match apply_once::<D>(cache, pool, epoch, std::slice::from_ref(entry)).await {
+        match apply_once::<D>(cache, connection, epoch, std::slice::from_ref(entry)).await {
             Ok(applied) => written += applied,
             Err(error) if !refused_for_good(&error) => return Err(error),
             Err(error) => {
                 tracing::error!(domain = D::NAME, seq = entry.seq, entity = %entry.entity, %error, "outbox entry dead-lettered");
-                let mut tx = pool.begin().await.map_err(DomainError::from_sqlx)?;
+                let mut tx = connection.begin().await.map_err(DomainError::from_sqlx)?;
                 lock_progress::<D>(&mut tx, epoch).await?;
                 let scope = entry.payload.as_ref().ok().map(|item| cache.scope_of(item));
                 dead_letter::<D>(&mut tx, epoch, entry, scope.as_deref(), &error).await?;
@@ -180,7 +183,10 @@ pub async fn acknowledge<D: Domain>(cache: &dyn Cache<D>, committed: &Committed<
 
 pub struct OutboxPoller<D: Domain> {
     cache: Arc<dyn Cache<D>>,
-    pool: PgPool,
+    /// This node's claim to drain; away (in the running drain) while `draining`.
+    lease: Option<DrainerLease>,
+    /// Whether this node drains the outbox now (for `/health`).
+    drains_here: Arc<AtomicBool>,
     batch_size: usize,
     poll_interval: Duration,
     push: bool,
@@ -190,16 +196,30 @@ pub struct OutboxPoller<D: Domain> {
 }
 
 impl<D: Domain> OutboxPoller<D> {
-    /// `push`: also drain whenever the cache reports new entries (not only on the poll).
+    /// `push`: also drain whenever the cache reports new entries (not only on the
+    /// poll). `node` names this process to operators; `drains_here` is kept current.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cache: Arc<dyn Cache<D>>,
         pool: PgPool,
+        node: &str,
+        drains_here: Arc<AtomicBool>,
         batch_size: usize,
         poll_interval: Duration,
         push: bool,
         metrics: CacheMetrics,
     ) -> Self {
-        Self { cache, pool, batch_size: batch_size.max(1), poll_interval, push, metrics, draining: false, again: false }
+        Self {
+            cache,
+            lease: Some(DrainerLease::new(D::NAME, &pool, node, poll_interval)),
+            drains_here,
+            batch_size: batch_size.max(1),
+            poll_interval,
+            push,
+            metrics,
+            draining: false,
+            again: false,
+        }
     }
 
     fn update_gauges(&self) {
@@ -216,33 +236,46 @@ impl<D: Domain> OutboxPoller<D> {
             self.again = true;
             return;
         }
+        let Some(mut lease) = self.lease.take() else { return };
         self.draining = true;
         self.again = false;
-        let (cache, pool, limit, metrics) =
-            (self.cache.clone(), self.pool.clone(), self.batch_size, self.metrics.clone());
+        let (cache, limit, metrics) = (self.cache.clone(), self.batch_size, self.metrics.clone());
         // Polling only (as the seed did): one batch of what is pending per poll.
         // Pushed: batch after batch until the outbox is empty.
         let until_empty = self.push;
         let drained = async move {
-            loop {
-                let committed = match commit_batch(cache.as_ref(), &pool, limit, &metrics).await {
-                    Ok(Some(committed)) => committed,
-                    Ok(None) => return Ok(()),
-                    Err(error) => return Err(error),
-                };
-                acknowledge(cache.as_ref(), &committed).await?;
-                tracing::debug!(
-                    domain = D::NAME,
-                    entries = committed.entries.len(),
-                    applied = committed.applied,
-                    "outbox batch"
-                );
-                if !until_empty {
-                    return Ok(());
+            let outcome = async {
+                // Another node drains (or PostgreSQL is out of reach): nothing to do.
+                let Some(connection) = lease.connection().await else { return Ok(()) };
+                loop {
+                    let committed = match commit_batch(cache.as_ref(), connection, limit, &metrics).await {
+                        Ok(Some(committed)) => committed,
+                        Ok(None) => return Ok(()),
+                        Err(error) => return Err(error),
+                    };
+                    acknowledge(cache.as_ref(), &committed).await?;
+                    tracing::debug!(
+                        domain = D::NAME,
+                        entries = committed.entries.len(),
+                        applied = committed.applied,
+                        "outbox batch"
+                    );
+                    if !until_empty {
+                        return Ok(());
+                    }
                 }
             }
+            .await;
+            if outcome.is_err() {
+                lease.suspect();
+            }
+            (outcome, lease)
         };
-        ctx.spawn(drained.into_actor(self).map(|outcome: Result<(), DomainError>, poller, ctx| {
+        ctx.spawn(drained.into_actor(self).map(|(outcome, lease): (Result<(), DomainError>, DrainerLease), poller, ctx| {
+            let held = lease.is_held();
+            poller.drains_here.store(held, Ordering::Relaxed);
+            poller.metrics.outbox_drainer.with_label_values(&[D::NAME]).set(i64::from(held));
+            poller.lease = Some(lease);
             poller.draining = false;
             if let Err(error) = outcome {
                 poller.metrics.outbox_failures.with_label_values(&[D::NAME]).inc();

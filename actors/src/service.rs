@@ -70,6 +70,9 @@ pub trait DomainService: Send + Sync {
     fn scope_changed(&self, scope: &ScopeKey);
     /// On the SpacetimeDB adapter: whether the cache is connected now.
     fn cache_connected(&self) -> Option<bool>;
+    /// On the SpacetimeDB adapter: whether this node drains the outbox now (one node
+    /// on a PostgreSQL does).
+    fn drains_outbox(&self) -> Option<bool>;
 
     /// Shutting down: refuse new writes (503 `shutting_down`) from now on.
     fn stop_writes(&self);
@@ -164,6 +167,8 @@ pub struct DomainHandle<D: Domain> {
     pool: sqlx::PgPool,
     metrics: CacheMetrics,
     outbox_batch_size: usize,
+    /// Set by the outbox poller while this node holds the drainer lease.
+    drains_here: Arc<std::sync::atomic::AtomicBool>,
     stopping: std::sync::atomic::AtomicBool,
     _domain: PhantomData<D>,
 }
@@ -182,6 +187,14 @@ impl<D: Domain> DomainHandle<D> {
     /// a snapshot taken before would be partial, served as if it were whole.
     async fn until_warm(&self, scope: &ScopeKey) -> Result<(), DomainError> {
         let Some(cache) = &self.cache else { return Ok(()) };
+        // A scope this node has never queued was created after it started, through
+        // another node: it warms here now (its rows in the cache were warmed by that
+        // node; warm-up never goes back on a newer cached version).
+        if !self.board.knows(D::NAME, scope) {
+            if let Some(warmup) = &self.warmup {
+                warmup.do_send(WarmScope(scope.clone()));
+            }
+        }
         let deadline = tokio::time::Instant::now() + self.warm_wait;
         while !self.board.is_warm(D::NAME, scope, cache.generation()) {
             if cache.generation().is_none() {
@@ -320,6 +333,10 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
         self.cache.as_ref().map(|cache| cache.epoch().is_some())
     }
 
+    fn drains_outbox(&self) -> Option<bool> {
+        self.cache.as_ref().map(|_| self.drains_here.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     fn stop_writes(&self) {
         self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
     }
@@ -328,7 +345,16 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
         let Some(cache) = &self.cache else { return 0 };
         let deadline = tokio::time::Instant::now() + within;
         while cache.pending_count() > 0 && tokio::time::Instant::now() < deadline {
-            let batch = crate::outbox::commit_batch(cache.as_ref(), &self.pool, self.outbox_batch_size, &self.metrics);
+            let mut connection = match self.pool.acquire().await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    tracing::warn!(domain = D::NAME, %error, "cannot drain the outbox; retrying until the deadline");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let batch =
+                crate::outbox::commit_batch(cache.as_ref(), &mut connection, self.outbox_batch_size, &self.metrics);
             match batch.await {
                 Ok(Some(committed)) => {
                     if let Err(error) = crate::outbox::acknowledge(cache.as_ref(), &committed).await {
@@ -408,11 +434,14 @@ pub struct CacheRuntime {
     pub scheduler: Addr<WarmupScheduler>,
     pub board: Arc<WarmupBoard>,
     pub metrics: CacheMetrics,
+    /// This process' name among the nodes on one PostgreSQL (`server.node_name`).
+    pub node: String,
 }
 
 impl CacheRuntime {
-    pub fn start(metrics: CacheMetrics, max_concurrent_scopes: usize) -> Self {
+    pub fn start(metrics: CacheMetrics, max_concurrent_scopes: usize, node: String) -> Self {
         Self {
+            node,
             scheduler: WarmupScheduler::start_in_arbiter(&Arbiter::new().handle(), move |_| {
                 WarmupScheduler::new(max_concurrent_scopes)
             }),
@@ -460,11 +489,14 @@ impl Domains {
         let fan_out = connection.clone();
         let actor = Supervisor::start_in_arbiter(&arbiter, move |_| AdapterActor::new(fan_out));
         let cache = adapter.cache.clone();
+        let drains_here = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let warmup = adapter.cache.map(|cache| {
             self.runtime.metrics.start_domain(D::NAME);
             let poller = OutboxPoller::<D>::new(
                 cache.clone(),
                 pool.clone(),
+                &self.runtime.node,
+                drains_here.clone(),
                 framework.outbox_batch_size,
                 std::time::Duration::from_millis(framework.outbox_poll_interval_ms),
                 framework.outbox_push,
@@ -497,6 +529,7 @@ impl Domains {
             pool: handle_pool,
             metrics: self.runtime.metrics.clone(),
             outbox_batch_size: framework.outbox_batch_size,
+            drains_here,
             stopping: std::sync::atomic::AtomicBool::new(false),
             _domain: PhantomData,
         };

@@ -95,6 +95,11 @@ impl WarmupBoard {
         all
     }
 
+    /// Whether this node ever queued `scope` for warm-up (since it started).
+    pub fn knows(&self, domain: &'static str, scope: &ScopeKey) -> bool {
+        self.statuses.contains_key(&(domain, scope.clone()))
+    }
+
     /// The priority `scope` was last queued with.
     pub fn priority(&self, domain: &'static str, scope: &ScopeKey) -> i32 {
         self.statuses.get(&(domain, scope.clone())).map_or(0, |status| status.priority)

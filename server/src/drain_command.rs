@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use boardsync_actors::drainer::{holders, DrainerLease};
 use boardsync_actors::outbox::{acknowledge, commit_batch};
 use boardsync_actors::CacheMetrics;
 use boardsync_core::cache::Cache;
@@ -33,6 +34,8 @@ pub enum DrainError {
     Left { domain: &'static str, left: usize, timeout: Duration },
     #[error("{domain}: {error}")]
     Domain { domain: &'static str, error: DomainError },
+    #[error("{domain}: {by} drains this outbox now (stop it first, or let it drain)")]
+    Drained { domain: &'static str, by: String },
 }
 
 /// Drains every domain's outbox (only `only`'s when given); returns the entries
@@ -98,9 +101,16 @@ async fn drain_one<D: DomainAdapters>(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let metrics = CacheMetrics::register(&prometheus::Registry::new()).expect("a fresh registry");
+    // The drainer lease, as a node takes it: while a running node drains this
+    // outbox, this command does not (it says who does).
+    let mut lease = DrainerLease::new(domain, pool, "boardsync outbox drain", Duration::ZERO);
+    let Some(connection) = lease.connection().await else {
+        let holder = holders(pool, &[domain]).await.ok().and_then(|mut h| h.pop()).and_then(|(_, node)| node);
+        return Err(DrainError::Drained { domain, by: holder.unwrap_or_else(|| "another node".into()) });
+    };
     let mut drained = 0;
     while Instant::now() < deadline {
-        match commit_batch::<D>(&cache, pool, batch, &metrics).await.map_err(fail)? {
+        match commit_batch::<D>(&cache, connection, batch, &metrics).await.map_err(fail)? {
             Some(committed) => {
                 acknowledge::<D>(&cache, &committed).await.map_err(fail)?;
                 drained += committed.entries.len();

@@ -133,6 +133,26 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     /// Then: how long each domain's outbox gets to drain into PostgreSQL.
     pub drain_timeout_secs: u64,
+    /// This process among the nodes on one PostgreSQL, as `/health` and the admin
+    /// API show it (who drains which outbox). Empty: `<host name>:<port>`.
+    #[serde(default)]
+    pub node_name: String,
+}
+
+impl ServerSettings {
+    /// `node_name`, or `<host name>:<port>` when it is empty.
+    pub fn node(&self) -> String {
+        if !self.node_name.is_empty() {
+            return self.node_name.clone();
+        }
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".into());
+        format!("{host}:{}", self.port)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -15,7 +15,7 @@ use crate::domains::{self, Wiring};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::routes;
-use crate::settings::Settings;
+use crate::settings::{ServerSettings, Settings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -47,6 +47,8 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
 /// What every request handler may use.
 pub struct AppState {
     pub settings: Settings,
+    /// This process' name among the nodes on one PostgreSQL (`server.node_name`).
+    pub node: String,
     pub adapter: AdapterKind,
     pub pool: PgPool,
     pub metrics: Metrics,
@@ -85,22 +87,24 @@ impl Application {
         scopes.follow_changes();
         let metrics = Metrics::new(adapter.as_str());
         let cache_metrics = CacheMetrics::register(metrics.registry()).expect("cache metric names are unique");
-        let wiring = Wiring {
-            pool: pool.clone(),
-            scopes: scopes.clone(),
-            settings: &settings,
-            runtime: CacheRuntime::start(cache_metrics, settings.warmup.max_concurrent_scopes),
-        };
-        let domains = domains::start_all(&wiring).await?;
-
+        // Bound before the domains start: the node's default name carries the port.
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind { address, source })?;
         let port =
             listener.local_addr().map_err(|source| StartupError::Bind { address: "listener".into(), source })?.port();
+        let node = ServerSettings { port, ..settings.server.clone() }.node();
+        let wiring = Wiring {
+            pool: pool.clone(),
+            scopes: scopes.clone(),
+            settings: &settings,
+            runtime: CacheRuntime::start(cache_metrics, settings.warmup.max_concurrent_scopes, node.clone()),
+        };
+        let domains = domains::start_all(&wiring).await?;
 
         tracing::info!(adapter = adapter.as_str(), port, "boardsync starting");
         let shutdown_timeout = settings.server.shutdown_timeout_secs;
         let state = web::Data::new(AppState {
+            node,
             presence: Arc::default(),
             openapi: std::sync::OnceLock::new(),
             shutting_down: tokio::sync::watch::Sender::new(false),

@@ -70,7 +70,9 @@ impl Setup {
     /// Drains the outbox the way the OutboxPoller does: commit, then ack.
     async fn drain(&self) {
         while let Some(committed) =
-            commit_batch::<Chat>(self.chat.as_ref(), &self.db.pool, 1000, &self.metrics).await.unwrap()
+            commit_batch::<Chat>(self.chat.as_ref(), &mut self.db.pool.acquire().await.unwrap(), 1000, &self.metrics)
+                .await
+                .unwrap()
         {
             acknowledge::<Chat>(self.chat.as_ref(), &committed).await.unwrap();
         }
@@ -159,13 +161,19 @@ async fn a_crash_between_commit_and_ack_applies_nothing_twice() {
         s.run("alice", ChatCommand::Send { id: Uuid::new_v4(), text: format!("m{i}") }).await;
     }
     // The backend commits a batch in PostgreSQL and dies before acking it.
-    let committed = commit_batch::<Chat>(s.chat.as_ref(), &s.db.pool, 1000, &s.metrics).await.unwrap().unwrap();
+    let committed = commit_batch::<Chat>(s.chat.as_ref(), &mut s.db.pool.acquire().await.unwrap(), 1000, &s.metrics)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(committed.applied, 5);
     let before = s.stored().await;
 
     // After the restart the same entries are still pending in the cache.
     assert_eq!(Cache::<Chat>::pending_count(s.chat.as_ref()), 5);
-    let again = commit_batch::<Chat>(s.chat.as_ref(), &s.db.pool, 1000, &s.metrics).await.unwrap().unwrap();
+    let again = commit_batch::<Chat>(s.chat.as_ref(), &mut s.db.pool.acquire().await.unwrap(), 1000, &s.metrics)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((again.entries.len(), again.applied), (5, 0), "found already applied: skipped, not re-applied");
     acknowledge::<Chat>(s.chat.as_ref(), &again).await.unwrap();
 
@@ -182,7 +190,10 @@ async fn a_late_ack_for_an_earlier_cache_incarnation_deletes_nothing_of_the_new_
         s.run("alice", ChatCommand::Send { id: Uuid::new_v4(), text: format!("old {i}") }).await;
     }
     // Committed in PostgreSQL from the first incarnation, not yet acknowledged ...
-    let committed = commit_batch::<Chat>(s.chat.as_ref(), &s.db.pool, 1000, &s.metrics).await.unwrap().unwrap();
+    let committed = commit_batch::<Chat>(s.chat.as_ref(), &mut s.db.pool.acquire().await.unwrap(), 1000, &s.metrics)
+        .await
+        .unwrap()
+        .unwrap();
     let first = Cache::<Chat>::epoch(s.chat.as_ref()).unwrap();
     // ... when the cache database is recreated: its sequence numbers start over.
     boardsync_testkit::publish(&s.stdb.url, &s.stdb.token, &s.stdb.database, "chat", true).await;

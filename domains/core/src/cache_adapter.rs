@@ -20,7 +20,7 @@
 //! left no outbox row: it is answered with the items it names as the cache holds
 //! them, and no subscriber hears of it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -178,8 +178,9 @@ pub trait SessionSink<Row>: Send + Sync + 'static {
     fn replaced(&self, old: &Row, new: &Row);
     /// A write recorded in `sync_outbox` by the call `request_id`.
     fn recorded(&self, seq: u64, request_id: &str, created_at_micros: i64, row: &Row);
-    /// An outbox entry was acknowledged away.
-    fn acked(&self, seq: u64, request_id: &str);
+    /// An outbox entry left the cache: acknowledged by a backend that committed it in
+    /// PostgreSQL (`in_postgres`), or purged with its scope.
+    fn acked(&self, seq: u64, request_id: &str, in_postgres: bool);
     /// The outcome of a client's `apply`.
     fn client_outcome(&self, request_id: &str, status: &Status);
     /// The outcome of an owner reducer (warm, warm_done, ack, configure, trim).
@@ -300,6 +301,10 @@ struct ClientCall<D: Domain> {
     written: Vec<(u64, D::Item)>,
 }
 
+/// A write no call here waits for: its scope, its entity, and its new state (when
+/// readable).
+type ForeignWrite<I> = (String, String, Option<I>);
+
 struct Shared<D: CacheBinding> {
     link: Link<D::Module>,
     settings: D::Settings,
@@ -311,9 +316,13 @@ struct Shared<D: CacheBinding> {
     calls: Mutex<HashMap<String, ClientCall<D>>>,
     /// Calls whose reducer committed in the message being processed.
     committed: Mutex<Vec<String>>,
-    /// Scopes written in the message being processed by calls nobody waits for any
-    /// more (timed out): their subscribers are told to resync.
-    orphaned: Mutex<BTreeSet<String>>,
+    /// Writes in the message being processed by calls nobody here waits for: another
+    /// node's, or one of ours that timed out. Their subscribers get each item's new
+    /// state as an event at the end of the message (else a resync).
+    foreign: Mutex<Vec<ForeignWrite<D::Item>>>,
+    /// Entities inserted (not updated) in the message being processed: a foreign
+    /// write of one of them is new.
+    inserted: Mutex<HashSet<String>>,
     /// The epoch of a subscription (or recreation) whose `configure` is in flight: the
     /// cache takes calls once the module has the settings.
     configuring: Mutex<Option<Option<u64>>>,
@@ -588,7 +597,8 @@ impl<D: CacheBinding> CacheAdapter<D> {
             index: ScopeIndex::default(),
             calls: Mutex::new(HashMap::new()),
             committed: Mutex::new(Vec::new()),
-            orphaned: Mutex::new(BTreeSet::new()),
+            foreign: Mutex::new(Vec::new()),
+            inserted: Mutex::new(HashSet::new()),
             configuring: Mutex::new(None),
             outbox: Mutex::new(BTreeSet::new()),
             retained: Mutex::new(Retained { next: 0, writes: HashMap::new() }),
@@ -655,15 +665,25 @@ impl<D: CacheBinding> Shared<D> {
             });
             let _ = call.reply.send(outcome);
         }
-        let orphaned = std::mem::take(&mut *self.orphaned.lock().expect("orphaned lock"));
-        for scope in orphaned.iter().filter_map(|scope| ScopeKey::parse(scope).ok()) {
-            self.live.resync(&scope);
+        let foreign = std::mem::take(&mut *self.foreign.lock().expect("foreign lock"));
+        let inserted = std::mem::take(&mut *self.inserted.lock().expect("inserted lock"));
+        for (scope, entity, item) in foreign {
+            let Ok(scope) = ScopeKey::parse(&scope) else { continue };
+            if !self.live.is_watched(&scope) {
+                continue;
+            }
+            match item {
+                // The item's full new state, as for a change made in PostgreSQL.
+                Some(item) => self.live.publish(&scope, D::changed_outside(item, inserted.contains(&entity))),
+                None => self.live.resync(&scope),
+            }
         }
     }
 
     fn lost(&self) {
         self.committed.lock().expect("committed lock").clear();
-        self.orphaned.lock().expect("orphaned lock").clear();
+        self.foreign.lock().expect("foreign lock").clear();
+        self.inserted.lock().expect("inserted lock").clear();
         *self.configuring.lock().expect("configuring lock") = None;
         let calls = std::mem::take(&mut *self.calls.lock().expect("calls lock"));
         for (_, call) in calls {
@@ -708,6 +728,9 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
 
     fn cached(&self, row: &RowOf<D>) {
         let place = D::placement(row);
+        if self.link.epoch().is_some() {
+            self.inserted.lock().expect("inserted lock").insert(place.entity.clone());
+        }
         self.index.insert(&place.scope, (place.order, place.entity));
     }
 
@@ -740,7 +763,8 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
             (Some(call), Some(item)) => call.written.push((seq, item.clone())),
             (Some(_), None) => {}
             (None, _) if in_session => {
-                self.orphaned.lock().expect("orphaned lock").insert(scope.clone());
+                let entity = D::placement(row).entity;
+                self.foreign.lock().expect("foreign lock").push((scope.clone(), entity, item.clone()));
             }
             (None, _) => {}
         }
@@ -757,9 +781,15 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
     /// An outbox entry left the cache while connected: acknowledged (some backend
     /// committed it in PostgreSQL) or purged with its scope. Either way this backend's
     /// own copy has served its purpose; kept, it could bring a purged write back.
-    fn acked(&self, seq: u64, request_id: &str) {
+    /// Acknowledged, it is in PostgreSQL whichever node drained it: a durable writer
+    /// waiting here hears so (the purge releases its writers as not yet durable).
+    fn acked(&self, seq: u64, request_id: &str, in_postgres: bool) {
         self.outbox.lock().expect("outbox lock").remove(&seq);
         self.retained.lock().expect("retained lock").writes.remove(&(seq, request_id.to_string()));
+        if in_postgres {
+            self.durable().persisted(request_id, seq);
+            self.persisted_signal.notify_waiters();
+        }
     }
 
     fn client_outcome(&self, request_id: &str, status: &Status) {
@@ -1287,7 +1317,11 @@ macro_rules! spacetime_module {
                         s.recorded(row.seq, &row.request_id, row.created_at.to_micros_since_unix_epoch(), &row.payload)
                     });
                     let s = sink.clone();
-                    connection.db.sync_outbox().on_delete(move |_, row| s.acked(row.seq, &row.request_id));
+                    connection.db.sync_outbox().on_delete(move |ctx, row| {
+                        // Deleted by an ack (some node committed it in PostgreSQL), or by a purge.
+                        let in_postgres = matches!(&ctx.event, Event::Reducer(call) if matches!(call.reducer, Reducer::AckOutbox { .. }));
+                        s.acked(row.seq, &row.request_id, in_postgres)
+                    });
                     let s = sink.clone();
                     connection.reducers.on_apply(move |ctx, request_id, _, _, _, _| s.client_outcome(request_id, &ctx.event.status));
                     // Warm-up batches are large: their success is not echoed back; the

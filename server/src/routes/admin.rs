@@ -240,18 +240,24 @@ pub async fn rewarm_domain(
 }
 
 /// Each domain's outbox: entries not yet in PostgreSQL, the oldest one's age, lag
-/// percentiles since start (the numbers `/metrics` exports), and dead letters.
+/// percentiles since start (the numbers `/metrics` exports), dead letters, and the
+/// node draining it (of all the nodes on this PostgreSQL; null: none now).
 #[get("/api/admin/outbox")]
 pub async fn outbox(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let mut summaries = state.metrics.outbox_summaries();
     let letters = boardsync_core::dead_letters::counts(&state.pool).await?;
+    let cached: Vec<&'static str> =
+        state.domains.iter().filter(|d| d.drains_outbox().is_some()).map(|d| d.name()).collect();
+    let drainers = boardsync_actors::drainer::holders(&state.pool, &cached).await.map_err(DomainError::from_sqlx)?;
     let mut domains = Vec::new();
     for service in state.domains.iter() {
         let summary = summaries.remove(service.name()).unwrap_or_default();
         let letters = letters.get(service.name()).copied().unwrap_or(0);
+        let drainer = drainers.iter().find(|(name, _)| *name == service.name()).and_then(|(_, node)| node.clone());
         domains.push(json!({
             "domain": service.name(),
             "adapter": service.adapter(),
+            "drainer": drainer,
             "pending": summary.pending,
             "oldest_age_ms": summary.oldest_age_ms,
             "lag_count": summary.lag_count,

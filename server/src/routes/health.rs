@@ -46,8 +46,10 @@ impl DependencyHealth {
 }
 
 #[derive(Serialize)]
-struct Health {
+struct Health<'a> {
     status: &'static str,
+    /// This process among the nodes on one PostgreSQL (`server.node_name`).
+    node: &'a str,
     adapter: &'static str,
     postgres: DependencyHealth,
     spacetimedb: DependencyHealth,
@@ -68,7 +70,11 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         .map(|d| {
             (
                 d.name().to_string(),
-                serde_json::json!({ "adapter": d.adapter(), "cache_connected": d.cache_connected() }),
+                serde_json::json!({
+                    "adapter": d.adapter(),
+                    "cache_connected": d.cache_connected(),
+                    "drains_outbox": d.drains_outbox(),
+                }),
             )
         })
         .collect();
@@ -76,6 +82,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let healthy = postgres.is_healthy() && spacetimedb.is_healthy() && caches_connected;
     let body = Health {
         status: if healthy { "ok" } else { "degraded" },
+        node: &state.node,
         adapter: state.adapter.as_str(),
         postgres,
         spacetimedb,

@@ -22,7 +22,8 @@
 //! `?presence=false` keeps the socket out of the scope's presence: it is not listed,
 //! and gets no presence frames (a client that shows nobody, such as a wall display
 //! or a bot; on a scope with thousands of sockets each joining one costs the others
-//! a frame).
+//! a frame). Presence was never a list of who reads: a reader fetching the snapshot
+//! over HTTP is not in it either.
 //!
 //! Client to server: a command as for `POST /api/{domain}/{scope}`, optionally with
 //! a `ref`. Commands from one socket are applied in the order they were sent.
@@ -215,10 +216,15 @@ impl LiveSocket {
                     self.receive(message).await?;
                 }
                 Some(pushed) = frames.recv() => {
+                    // What was queued already goes out in the same turn (one wake-up,
+                    // and actix writes the frames together), but no more: the fan-out
+                    // keeps filling the queue on its own thread, and the other
+                    // branches (access changes, the stop, commands, pongs) must get
+                    // their turn between bursts.
+                    let queued = frames.len();
                     self.push(pushed).await?;
-                    // Whatever else is queued goes out in the same turn: one wake-up,
-                    // and actix writes the frames together.
-                    while let Ok(pushed) = frames.try_recv() {
+                    for _ in 0..queued {
+                        let Ok(pushed) = frames.try_recv() else { break };
                         self.push(pushed).await?;
                     }
                 }

@@ -378,10 +378,11 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
     let admin_only = ("403", "Not an admin (`admin_required`)");
     let number = json!({ "type": "number" });
     paths.insert("/api/admin/outbox".into(), json!({ "get": operation(
-        "Each domain's outbox: pending entries, the oldest one's age, lag percentiles since start (the numbers /metrics exports), dead letters (admin)",
+        "Each domain's outbox: pending entries, the oldest one's age, lag percentiles since start (the numbers /metrics exports), dead letters, and which node drains it (admin)",
         json!({ "200": json_response("Outbox", json!({ "type": "object", "required": ["domains"], "properties": {
             "domains": { "type": "array", "items": { "type": "object", "properties": {
                 "domain": { "type": "string" }, "adapter": { "type": "string" },
+                "drainer": { "type": "string", "nullable": true },
                 "pending": { "type": "integer" }, "oldest_age_ms": { "type": "integer" },
                 "lag_count": { "type": "integer" }, "dead_letters": { "type": "integer" },
                 "lag_ms": { "type": "object", "nullable": true, "properties": {

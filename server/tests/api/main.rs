@@ -10,6 +10,7 @@ mod helpers;
 mod identity;
 mod kanban;
 mod live;
+mod nodes;
 mod poll;
 mod postgres;
 mod presence;
