@@ -305,7 +305,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Each domain's outbox: pending entries, the oldest one's age, lag percentiles since start (the numbers /metrics exports), dead letters (admin) */
+        /** Each domain's outbox: pending entries, the oldest one's age, lag percentiles since start (the numbers /metrics exports), dead letters, and which node drains it (admin) */
         get: {
             parameters: {
                 query?: never;
@@ -326,6 +326,7 @@ export interface paths {
                                 adapter?: string;
                                 dead_letters?: number;
                                 domain?: string;
+                                drainer?: string | null;
                                 lag_count?: number;
                                 lag_ms?: {
                                     p50?: number;
