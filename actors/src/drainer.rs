@@ -41,7 +41,18 @@ impl DrainerLease {
     /// A lease for `domain`'s outbox, connecting as the pool does; `node` names this
     /// process to operators (`application_name` of the lock's connection).
     pub fn new(domain: &'static str, pool: &PgPool, node: &str, retry: Duration) -> Self {
-        let options = (*pool.connect_options()).clone().application_name(&format!("{APPLICATION_PREFIX}{node}"));
+        // PostgreSQL ends the lock's session (and so the lease) when its holder goes
+        // quiet: a frozen process or a half-open connection must not hold the outbox
+        // for hours. The holder pings well within the idle limit.
+        let idle = (retry.max(HOLDER_CHECK) * 3).as_millis().to_string();
+        let options =
+            (*pool.connect_options()).clone().application_name(&format!("{APPLICATION_PREFIX}{node}")).options([
+                ("idle_session_timeout", idle.as_str()),
+                ("idle_in_transaction_session_timeout", idle.as_str()),
+                ("tcp_keepalives_idle", "5"),
+                ("tcp_keepalives_interval", "2"),
+                ("tcp_keepalives_count", "3"),
+            ]);
         Self { domain, options, held: None, checked: Instant::now(), retry, tried: None }
     }
 
@@ -53,7 +64,8 @@ impl DrainerLease {
     /// free); `None` while another node holds it or PostgreSQL cannot be reached.
     pub async fn connection(&mut self) -> Option<&mut PgConnection> {
         if self.held.is_some() && self.checked.elapsed() >= HOLDER_CHECK {
-            let alive = self.held.as_mut().expect("held").ping().await.is_ok();
+            let ping = self.held.as_mut().expect("held").ping();
+            let alive = tokio::time::timeout(HOLDER_CHECK, ping).await.is_ok_and(|pinged| pinged.is_ok());
             self.checked = Instant::now();
             if !alive {
                 tracing::warn!(domain = self.domain, "lost the outbox drainer's connection: no longer draining");
@@ -88,7 +100,8 @@ impl DrainerLease {
     }
 
     async fn acquire(&self) -> Option<PgConnection> {
-        let mut connection = match PgConnection::connect_with(&self.options).await {
+        let connecting = tokio::time::timeout(HOLDER_CHECK, PgConnection::connect_with(&self.options));
+        let mut connection = match connecting.await.unwrap_or(Err(sqlx::Error::PoolTimedOut)) {
             Ok(connection) => connection,
             Err(error) => {
                 tracing::debug!(domain = self.domain, %error, "cannot reach PostgreSQL for the drainer lease");

@@ -190,7 +190,7 @@ impl<D: Domain> DomainHandle<D> {
         // A scope this node has never queued was created after it started, through
         // another node: it warms here now (its rows in the cache were warmed by that
         // node; warm-up never goes back on a newer cached version).
-        if !self.board.knows(D::NAME, scope) {
+        if self.board.list_if_new(D::NAME, scope) {
             if let Some(warmup) = &self.warmup {
                 warmup.do_send(WarmScope(scope.clone()));
             }

@@ -95,9 +95,10 @@ impl WarmupBoard {
         all
     }
 
-    /// Whether this node ever queued `scope` for warm-up (since it started).
-    pub fn knows(&self, domain: &'static str, scope: &ScopeKey) -> bool {
-        self.statuses.contains_key(&(domain, scope.clone()))
+    /// Lists `scope` as pending if this node never listed it (since it started);
+    /// whether it did now. One caller wins, however many ask at once.
+    pub fn list_if_new(&self, domain: &'static str, scope: &ScopeKey) -> bool {
+        !self.statuses.contains_key(&(domain, scope.clone())) && !self.update(domain, scope, |_| {})
     }
 
     /// The priority `scope` was last queued with.
@@ -117,7 +118,9 @@ impl WarmupBoard {
 
     /// Changes one scope's status; the per-state gauges move with it (a scope leaves
     /// its old state's count and joins its new one), so an update costs O(1).
-    fn update(&self, domain: &'static str, scope: &ScopeKey, change: impl FnOnce(&mut WarmupStatus)) {
+    /// Returns whether the scope was listed before (the map's entry lock decides
+    /// between callers racing to list it).
+    fn update(&self, domain: &'static str, scope: &ScopeKey, change: impl FnOnce(&mut WarmupStatus)) -> bool {
         let mut known = true;
         let mut status = self.statuses.entry((domain, scope.clone())).or_insert_with(|| {
             known = false;
@@ -149,6 +152,7 @@ impl WarmupBoard {
             }
             gauge(after).inc();
         }
+        known
     }
 }
 

@@ -37,7 +37,7 @@ use crate::outside::{OutsideChange, OutsideSink};
 use crate::pg_adapter::{Applied, PostgresBinding};
 use crate::spacetime::{
     cache_unavailable, keep_connected, not_yet_durable, reducer_outcome, stale_in_cache, ConnectionLoop,
-    DurableWaiters, Link,
+    DurableWaiters, Link, Released,
 };
 use crate::warmup::WarmupSettings;
 use crate::{ActingUser, DomainSettings, UserId};
@@ -272,6 +272,8 @@ type Outcome<D> =
 /// What a committed command answers its caller.
 struct Answer<D: Domain> {
     event: D::Event,
+    /// The items it wrote (their new states).
+    written: Vec<D::Item>,
     /// The items it answered without writing them (none when it wrote): a durable
     /// caller waits until PostgreSQL holds them.
     unchanged: Vec<D::Item>,
@@ -301,9 +303,9 @@ struct ClientCall<D: Domain> {
     written: Vec<(u64, D::Item)>,
 }
 
-/// A write no call here waits for: its scope, its entity, and its new state (when
-/// readable).
-type ForeignWrite<I> = (String, String, Option<I>);
+/// A write no call here waits for: its outbox sequence, scope, entity, and new
+/// state (when readable).
+type ForeignWrite<I> = (u64, String, String, Option<I>);
 
 struct Shared<D: CacheBinding> {
     link: Link<D::Module>,
@@ -646,6 +648,7 @@ impl<D: CacheBinding> Shared<D> {
             let Some(mut call) = self.calls.lock().expect("calls lock").remove(&request_id) else { continue };
             call.written.sort_by_key(|(seq, _)| *seq);
             self.durable().expect(&request_id, call.written.iter().map(|(seq, _)| *seq).collect());
+            let written: Vec<D::Item> = call.written.iter().map(|(_, item)| item.clone()).collect();
             let (committed, unchanged) = if call.written.is_empty() {
                 // No outbox row: the command changed nothing. The message it came in
                 // is applied, so the cache holds the state it saw.
@@ -661,13 +664,15 @@ impl<D: CacheBinding> Shared<D> {
                         self.live.publish(&call.scope, event);
                     }
                 }
-                Answer { event: applied.answer, unchanged }
+                Answer { event: applied.answer, written, unchanged }
             });
             let _ = call.reply.send(outcome);
         }
-        let foreign = std::mem::take(&mut *self.foreign.lock().expect("foreign lock"));
+        let mut foreign = std::mem::take(&mut *self.foreign.lock().expect("foreign lock"));
         let inserted = std::mem::take(&mut *self.inserted.lock().expect("inserted lock"));
-        for (scope, entity, item) in foreign {
+        // In the order the cache committed them (a message's rows come in no order).
+        foreign.sort_by_key(|(seq, ..)| *seq);
+        for (_, scope, entity, item) in foreign {
             let Ok(scope) = ScopeKey::parse(&scope) else { continue };
             if !self.live.is_watched(&scope) {
                 continue;
@@ -764,7 +769,7 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
             (Some(_), None) => {}
             (None, _) if in_session => {
                 let entity = D::placement(row).entity;
-                self.foreign.lock().expect("foreign lock").push((scope.clone(), entity, item.clone()));
+                self.foreign.lock().expect("foreign lock").push((seq, scope.clone(), entity, item.clone()));
             }
             (None, _) => {}
         }
@@ -781,13 +786,15 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
     /// An outbox entry left the cache while connected: acknowledged (some backend
     /// committed it in PostgreSQL) or purged with its scope. Either way this backend's
     /// own copy has served its purpose; kept, it could bring a purged write back.
-    /// Acknowledged, it is in PostgreSQL whichever node drained it: a durable writer
-    /// waiting here hears so (the purge releases its writers as not yet durable).
+    /// Acknowledged by any node, a durable writer waiting here is released to read
+    /// PostgreSQL for its state (a purge's delete releases nobody).
     fn acked(&self, seq: u64, request_id: &str, in_postgres: bool) {
         self.outbox.lock().expect("outbox lock").remove(&seq);
         self.retained.lock().expect("retained lock").writes.remove(&(seq, request_id.to_string()));
         if in_postgres {
-            self.durable().persisted(request_id, seq);
+            // Not proof by itself: the drainer acknowledges what it set aside or
+            // dropped too. The writer reads PostgreSQL before it answers.
+            self.durable().acked_elsewhere(request_id, seq);
             self.persisted_signal.notify_waiters();
         }
     }
@@ -1022,7 +1029,13 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
             }
         };
         if let Some(receiver) = durable {
-            self.shared.durable().wait(&request_id, receiver, self.shared.link.target.durable_timeout).await?;
+            let released =
+                self.shared.durable().wait(&request_id, receiver, self.shared.link.target.durable_timeout).await?;
+            if released == Released::AckedElsewhere {
+                // Another node drained it: durable only if PostgreSQL holds the very
+                // states written (not if that node set them aside or dropped them).
+                self.until_in_postgres(&answer.written).await?;
+            }
             // A command that changed nothing wrote no entry to wait for, but what it
             // answers may still be on its way (a retry of a write in the outbox).
             self.until_in_postgres(&answer.unchanged).await?;

@@ -116,17 +116,36 @@ pub struct DurableWaiters {
 struct DurableWaiter {
     /// The outbox entries the command wrote, once its outcome is known.
     expected: Option<Vec<u64>>,
-    /// Its entries already committed in PostgreSQL.
+    /// Its entries this node's drainer committed in PostgreSQL.
     done: Vec<u64>,
-    sender: Option<oneshot::Sender<()>>,
+    /// Its entries another node acknowledged away: committed in PostgreSQL, unless
+    /// that node set them aside (a dead letter) or dropped them (a purged scope).
+    acked_elsewhere: Vec<u64>,
+    sender: Option<oneshot::Sender<Released>>,
+}
+
+/// Why a durable writer was released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// This node committed every entry in PostgreSQL.
+    Committed,
+    /// Some entries were acknowledged by another node: PostgreSQL must be read to
+    /// know whether it holds them.
+    AckedElsewhere,
 }
 
 impl DurableWaiter {
     fn release_if_done(&mut self) -> bool {
-        let done = self.expected.as_ref().is_some_and(|expected| expected.iter().all(|seq| self.done.contains(seq)));
+        let done = self.expected.as_ref().is_some_and(|expected| {
+            expected.iter().all(|seq| self.done.contains(seq) || self.acked_elsewhere.contains(seq))
+        });
         if done {
+            let released = match self.expected.as_ref() {
+                Some(expected) if expected.iter().all(|seq| self.done.contains(seq)) => Released::Committed,
+                _ => Released::AckedElsewhere,
+            };
             if let Some(sender) = self.sender.take() {
-                let _ = sender.send(());
+                let _ = sender.send(released);
             }
         }
         done
@@ -134,9 +153,10 @@ impl DurableWaiter {
 }
 
 impl DurableWaiters {
-    pub fn register(&self, request_id: &str) -> oneshot::Receiver<()> {
+    pub fn register(&self, request_id: &str) -> oneshot::Receiver<Released> {
         let (sender, receiver) = oneshot::channel();
-        let waiter = DurableWaiter { expected: None, done: Vec::new(), sender: Some(sender) };
+        let waiter =
+            DurableWaiter { expected: None, done: Vec::new(), acked_elsewhere: Vec::new(), sender: Some(sender) };
         self.waiters.insert(request_id.to_string(), waiter);
         receiver
     }
@@ -163,6 +183,20 @@ impl DurableWaiters {
         }
     }
 
+    /// Entry `seq` of command `request_id` left the cache by an acknowledgement this
+    /// node's drainer did not make (see [`Released::AckedElsewhere`]).
+    pub fn acked_elsewhere(&self, request_id: &str, seq: u64) {
+        let done = self.waiters.get_mut(request_id).is_some_and(|mut waiter| {
+            if !waiter.done.contains(&seq) {
+                waiter.acked_elsewhere.push(seq);
+            }
+            waiter.release_if_done()
+        });
+        if done {
+            self.waiters.remove(request_id);
+        }
+    }
+
     pub fn forget(&self, request_id: &str) {
         self.waiters.remove(request_id);
     }
@@ -172,11 +206,11 @@ impl DurableWaiters {
     pub async fn wait(
         &self,
         request_id: &str,
-        receiver: oneshot::Receiver<()>,
+        receiver: oneshot::Receiver<Released>,
         timeout: Duration,
-    ) -> Result<(), DomainError> {
+    ) -> Result<Released, DomainError> {
         match tokio::time::timeout(timeout, receiver).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(released)) => Ok(released),
             _ => {
                 self.waiters.remove(request_id);
                 Err(not_yet_durable(timeout))

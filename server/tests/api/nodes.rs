@@ -170,3 +170,21 @@ async fn live_events_cross_nodes_on_the_postgres_adapter() {
 async fn live_events_cross_nodes_on_the_spacetimedb_adapter() {
     live_events_cross_nodes(spawn_app_on_spacetimedb().await).await;
 }
+
+/// An outbox entry PostgreSQL refuses is set aside and acknowledged away like the
+/// rest: its durable writer must not hear "in PostgreSQL" from that acknowledgement.
+#[actix_web::test]
+async fn a_durable_write_postgres_refused_is_not_answered_durable() {
+    let app = spawn_app_on_spacetimedb_with(|settings| settings.spacetimedb.durable_timeout_ms = 2000).await;
+    app.create_scope("chat", "general").await;
+    sqlx::query("ALTER TABLE chat_messages ADD CONSTRAINT no_poison CHECK (text <> 'poison')")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let command = json!({ "type": "send", "id": Uuid::new_v4(), "text": "poison", "durability": "durable" });
+    let response = app.command("alice", "chat", "general", command).await;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("not_yet_durable")), "{body}");
+    app.wait_for_count("SELECT count(*) FROM outbox_dead_letters WHERE domain = 'chat'", 1).await;
+}
