@@ -127,27 +127,51 @@ impl Watch {
     }
 }
 
+/// A reader's copy of what the watch looks for, refreshed when the marker changes.
+struct Looking {
+    generation: u64,
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl Looking {
+    fn new() -> Self {
+        Self { generation: u64::MAX, finder: memchr::memmem::Finder::new(b"").into_owned() }
+    }
+
+    /// How many times the current marker is in `bytes` (a frame may carry several
+    /// edits: Hocuspocus merges the updates queued for a socket).
+    fn count(&mut self, watch: &Watch, bytes: &[u8]) -> u64 {
+        let current = watch.generation.load(Ordering::Acquire);
+        if current != self.generation {
+            self.generation = current;
+            self.finder = memchr::memmem::Finder::new(&*watch.marker.read().unwrap()).into_owned();
+        }
+        if self.finder.needle().is_empty() {
+            0
+        } else {
+            self.finder.find_iter(bytes).count() as u64
+        }
+    }
+}
+
+/// The bytes of a text or binary frame.
+fn payload(frame: &Message) -> Option<&[u8]> {
+    match frame {
+        Message::Text(text) => Some(text.as_bytes()),
+        Message::Binary(bytes) => Some(bytes),
+        _ => None,
+    }
+}
+
 async fn read_group(target: Target, readers: Vec<SplitStream<Socket>>, watch: Arc<Watch>) {
     let mut all: SelectAll<SplitStream<Socket>> = futures::stream::select_all(readers);
-    let mut generation = u64::MAX;
-    let mut finder = memchr::memmem::Finder::new(b"").into_owned();
+    let mut looking = Looking::new();
     while let Some(frame) = all.next().await {
         let Ok(frame) = frame else { continue };
-        let bytes: &[u8] = match &frame {
-            Message::Text(text) => text.as_bytes(),
-            Message::Binary(bytes) => bytes,
-            _ => continue,
-        };
+        let Some(bytes) = payload(&frame) else { continue };
         let now = watch.now_ns();
         watch.last_any_ns.fetch_max(now, Ordering::Relaxed);
-        let current = watch.generation.load(Ordering::Acquire);
-        if current != generation {
-            generation = current;
-            finder = memchr::memmem::Finder::new(&*watch.marker.read().unwrap()).into_owned();
-        }
-        // A frame may carry several edits (Hocuspocus merges updates it has queued
-        // for a socket): each counts.
-        let found = if finder.needle().is_empty() { 0 } else { finder.find_iter(bytes).count() as u64 };
+        let found = looking.count(&watch, bytes);
         if found > 0 {
             watch.frames.fetch_add(1, Ordering::Relaxed);
             watch.last_arrival_ns.fetch_max(now, Ordering::Relaxed);
@@ -189,23 +213,11 @@ impl Writer {
     async fn open(target: &Target, room: &str, watch: Arc<Watch>) -> anyhow::Result<Self> {
         let (sink, mut stream) = target.subscribe(room).await?.split();
         let reader = tokio::spawn(async move {
-            let mut generation = u64::MAX;
-            let mut finder = memchr::memmem::Finder::new(b"").into_owned();
+            let mut looking = Looking::new();
             while let Some(frame) = stream.next().await {
                 let Ok(frame) = frame else { continue };
-                let bytes: &[u8] = match &frame {
-                    Message::Text(text) => text.as_bytes(),
-                    Message::Binary(bytes) => bytes,
-                    _ => continue,
-                };
-                let current = watch.generation.load(Ordering::Acquire);
-                if current != generation {
-                    generation = current;
-                    finder = memchr::memmem::Finder::new(&*watch.marker.read().unwrap()).into_owned();
-                }
-                if !finder.needle().is_empty() {
-                    watch.writer_hits.fetch_add(finder.find_iter(bytes).count() as u64, Ordering::Relaxed);
-                }
+                let Some(bytes) = payload(&frame) else { continue };
+                watch.writer_hits.fetch_add(looking.count(&watch, bytes), Ordering::Relaxed);
             }
         });
         Ok(Self { sink, _reader: reader })
