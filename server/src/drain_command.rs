@@ -102,12 +102,20 @@ async fn drain_one<D: DomainAdapters>(
     }
     let metrics = CacheMetrics::register(&prometheus::Registry::new()).expect("a fresh registry");
     // The drainer lease, as a node takes it: while a running node drains this
-    // outbox, this command does not (it says who does).
+    // outbox, this command does not (it says who does). A node just stopped or
+    // killed lets go of it within moments (PostgreSQL ends its session): it waits.
     let mut lease = DrainerLease::new(domain, pool, "boardsync outbox drain", Duration::ZERO);
-    let Some(connection) = lease.connection().await else {
-        let holder = holders(pool, &[domain]).await.ok().and_then(|mut h| h.pop()).and_then(|(_, node)| node);
-        return Err(DrainError::Drained { domain, by: holder.unwrap_or_else(|| "another node".into()) });
-    };
+    while !lease.is_held() {
+        if lease.connection().await.is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let holder = holders(pool, &[domain]).await.map_err(DrainError::Postgres)?.pop().and_then(|(_, n)| n);
+            return Err(DrainError::Drained { domain, by: holder.unwrap_or_else(|| "another node".into()) });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let connection = lease.connection().await.ok_or(DrainError::NotConnected(domain, timeout))?;
     let mut drained = 0;
     while Instant::now() < deadline {
         match commit_batch::<D>(&cache, connection, batch, &metrics).await.map_err(fail)? {
