@@ -35,6 +35,9 @@ pub struct DrainerLease {
     /// entry wakes the poller: it must not open a connection each time).
     retry: Duration,
     tried: Option<Instant>,
+    /// The connection a node without the lease tries for it on, kept between tries
+    /// (a connection per try would cost PostgreSQL a backend each time).
+    candidate: Option<PgConnection>,
 }
 
 impl DrainerLease {
@@ -53,7 +56,7 @@ impl DrainerLease {
                 ("tcp_keepalives_interval", "2"),
                 ("tcp_keepalives_count", "3"),
             ]);
-        Self { domain, options, held: None, checked: Instant::now(), retry, tried: None }
+        Self { domain, options, held: None, checked: Instant::now(), retry, tried: None, candidate: None }
     }
 
     pub fn is_held(&self) -> bool {
@@ -99,24 +102,31 @@ impl DrainerLease {
         }
     }
 
-    async fn acquire(&self) -> Option<PgConnection> {
-        let connecting = tokio::time::timeout(HOLDER_CHECK, PgConnection::connect_with(&self.options));
-        let mut connection = match connecting.await.unwrap_or(Err(sqlx::Error::PoolTimedOut)) {
-            Ok(connection) => connection,
-            Err(error) => {
-                tracing::debug!(domain = self.domain, %error, "cannot reach PostgreSQL for the drainer lease");
-                return None;
+    async fn acquire(&mut self) -> Option<PgConnection> {
+        let mut connection = match self.candidate.take() {
+            Some(connection) => connection,
+            None => {
+                let connecting = tokio::time::timeout(HOLDER_CHECK, PgConnection::connect_with(&self.options));
+                match connecting.await.unwrap_or(Err(sqlx::Error::PoolTimedOut)) {
+                    Ok(connection) => connection,
+                    Err(error) => {
+                        tracing::debug!(domain = self.domain, %error, "cannot reach PostgreSQL for the drainer lease");
+                        return None;
+                    }
+                }
             }
         };
-        let taken: Result<bool, sqlx::Error> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
+        let trying = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
             .bind(DRAINER_LOCKS)
             .bind(self.domain)
-            .fetch_one(&mut connection)
-            .await;
+            .fetch_one(&mut connection);
+        let taken: Result<bool, sqlx::Error> =
+            tokio::time::timeout(HOLDER_CHECK, trying).await.unwrap_or(Err(sqlx::Error::PoolTimedOut));
         match taken {
             Ok(true) => Some(connection),
             Ok(false) => {
-                let _ = connection.close().await;
+                // Held elsewhere: this connection tries again next time.
+                self.candidate = Some(connection);
                 None
             }
             Err(error) => {
