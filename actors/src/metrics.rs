@@ -107,3 +107,42 @@ impl CacheMetrics {
         Ok(metrics)
     }
 }
+
+/// The `q` quantile of a cumulative histogram (upper bound, count at or below; the
+/// `+Inf` bucket left out, `total` its count), as Prometheus' `histogram_quantile`
+/// estimates it: by linear interpolation inside the bucket it falls in; past the
+/// last finite bound, that bound. `None` without observations. The admin API and
+/// the benchmarks read the outbox lag through it.
+pub fn histogram_quantile(q: f64, buckets: &[(f64, u64)], total: u64) -> Option<f64> {
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let (mut lower, mut below) = (0.0, 0u64);
+    for &(upper, count) in buckets {
+        if count as f64 >= rank {
+            let inside = (count - below) as f64;
+            let fraction = if inside > 0.0 { (rank - below as f64) / inside } else { 1.0 };
+            return Some(lower + (upper - lower) * fraction);
+        }
+        (lower, below) = (upper, count);
+    }
+    Some(lower)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::histogram_quantile;
+
+    #[test]
+    fn quantiles_interpolate_inside_their_bucket() {
+        // 10 at or below 1, 20 at or below 2, 20 at or below 4 (total 20).
+        let buckets = [(1.0, 10), (2.0, 20), (4.0, 20)];
+        assert_eq!(histogram_quantile(0.5, &buckets, 20), Some(1.0));
+        assert_eq!(histogram_quantile(0.75, &buckets, 20), Some(1.5));
+        assert_eq!(histogram_quantile(0.25, &buckets, 20), Some(0.5));
+        assert_eq!(histogram_quantile(0.5, &buckets, 0), None);
+        // Everything beyond the last bound: that bound.
+        assert_eq!(histogram_quantile(0.99, &[(1.0, 0)], 5), Some(1.0));
+    }
+}

@@ -1,5 +1,6 @@
 //! Quantiles of samples, and of Prometheus histograms read back from `/metrics`.
 
+use boardsync_actors::metrics::histogram_quantile;
 use serde::{Deserialize, Serialize};
 
 /// p50, p99 and max of a set of samples (milliseconds).
@@ -69,26 +70,13 @@ pub fn histogram_delta(before: &[(f64, f64)], after: &[(f64, f64)]) -> Vec<(f64,
         .collect()
 }
 
-/// The `q` quantile of cumulative buckets, interpolated within its bucket as
-/// Prometheus' `histogram_quantile` does.
-pub fn histogram_quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
-    let total = buckets.last().map_or(0.0, |b| b.1);
-    if total <= 0.0 {
-        return f64::NAN;
-    }
-    let rank = q * total;
-    let mut previous = (0.0, 0.0);
-    for &(bound, count) in buckets {
-        if count >= rank {
-            if bound.is_infinite() {
-                return previous.0;
-            }
-            let within = if count > previous.1 { (rank - previous.1) / (count - previous.1) } else { 0.0 };
-            return previous.0 + (bound - previous.0) * within;
-        }
-        previous = (bound, count);
-    }
-    f64::NAN
+/// The `q` quantile of cumulative buckets as read from `/metrics` (`+Inf` last), as
+/// the server estimates its own ([`histogram_quantile`]); NaN without observations.
+pub fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let total = buckets.last().map_or(0, |b| b.1 as u64);
+    let finite: Vec<(f64, u64)> =
+        buckets.iter().filter(|(bound, _)| bound.is_finite()).map(|&(bound, count)| (bound, count as u64)).collect();
+    histogram_quantile(q, &finite, total).unwrap_or(f64::NAN)
 }
 
 #[cfg(test)]
@@ -107,7 +95,7 @@ mod tests {
         let after = histogram_buckets(&metrics(10, 110), "x", "domain=\"chat\"");
         let delta = histogram_delta(&before, &after);
         assert_eq!(delta, vec![(0.001, 0.0), (0.01, 100.0), (f64::INFINITY, 100.0)]);
-        let p50 = histogram_quantile(&delta, 0.5);
+        let p50 = bucket_quantile(&delta, 0.5);
         assert!((p50 - 0.0055).abs() < 1e-9, "{p50}");
     }
 

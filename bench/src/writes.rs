@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::procs::{CpuMeter, CpuUse, Watched};
-use crate::stats::{histogram_buckets, histogram_delta, histogram_quantile, Spread};
+use crate::stats::{bucket_quantile, histogram_buckets, histogram_delta, Spread};
 use crate::target::Target;
 
 /// Requests in flight at most over HTTP; a write that finds none free is counted
@@ -172,7 +172,7 @@ pub async fn run(
         let cpu = meter.stop();
         let lag = histogram_delta(&before.lag_buckets, &after.lag_buckets);
         let (lag_p50_ms, lag_p99_ms) = if before.cache {
-            (Some(histogram_quantile(&lag, 0.5) * 1000.0), Some(histogram_quantile(&lag, 0.99) * 1000.0))
+            (Some(bucket_quantile(&lag, 0.5) * 1000.0), Some(bucket_quantile(&lag, 0.99) * 1000.0))
         } else {
             (None, None)
         };

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use boardsync::auth::issue_token;
 use boardsync::settings::{Environment, Settings};
 use boardsync::startup::Application;
+use boardsync_actors::metrics::histogram_quantile;
 use boardsync_testkit::{TestPostgres, TestSpacetime};
 use futures::{SinkExt, StreamExt};
 use secrecy::SecretString;
@@ -99,33 +100,21 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-/// The `q` quantile of a Prometheus histogram, interpolated within its bucket as
-/// `histogram_quantile` does.
-fn histogram_quantile(metrics: &str, name: &str, q: f64) -> f64 {
-    let mut buckets: Vec<(f64, f64)> = metrics
-        .lines()
-        .filter(|line| line.starts_with(&format!("{name}_bucket{{")))
-        .filter_map(|line| {
-            let le = line.split("le=\"").nth(1)?.split('"').next()?;
-            let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
-            Some((bound, line.rsplit(' ').next()?.parse().ok()?))
-        })
-        .collect();
-    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
-    let total = buckets.last().map_or(0.0, |b| b.1);
-    let rank = q * total;
-    let mut previous = (0.0, 0.0);
-    for (bound, count) in buckets {
-        if count >= rank {
-            if bound.is_infinite() {
-                return previous.0;
-            }
-            let within = if count > previous.1 { (rank - previous.1) / (count - previous.1) } else { 0.0 };
-            return previous.0 + (bound - previous.0) * within;
+/// The `q` quantile of a Prometheus histogram in the text exposition, as the server
+/// estimates its own ([`histogram_quantile`]).
+fn histogram_quantile_of(metrics: &str, name: &str, q: f64) -> f64 {
+    let mut total = 0;
+    let mut buckets: Vec<(f64, u64)> = Vec::new();
+    for line in metrics.lines().filter(|line| line.starts_with(&format!("{name}_bucket{{"))) {
+        let Some(le) = line.split("le=\"").nth(1).and_then(|rest| rest.split('"').next()) else { continue };
+        let Some(count) = line.rsplit(' ').next().and_then(|count| count.parse().ok()) else { continue };
+        match le {
+            "+Inf" => total = count,
+            bound => buckets.extend(bound.parse().ok().map(|bound| (bound, count))),
         }
-        previous = (bound, count);
     }
-    f64::NAN
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    histogram_quantile(q, &buckets, total).unwrap_or(f64::NAN)
 }
 
 async fn live_latency(spacetimedb: bool) -> (f64, f64) {
@@ -284,8 +273,8 @@ async fn outbox_lag(push: bool, writes_per_second: u64, seconds: u64) -> LagRepo
     write_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
     LagReport {
         rate,
-        p50_ms: histogram_quantile(&metrics, "boardsync_outbox_lag_seconds", 0.5) * 1000.0,
-        p99_ms: histogram_quantile(&metrics, "boardsync_outbox_lag_seconds", 0.99) * 1000.0,
+        p50_ms: histogram_quantile_of(&metrics, "boardsync_outbox_lag_seconds", 0.5) * 1000.0,
+        p99_ms: histogram_quantile_of(&metrics, "boardsync_outbox_lag_seconds", 0.99) * 1000.0,
         write_p50_ms: quantile(&write_ms, 0.5),
         write_p99_ms: quantile(&write_ms, 0.99),
     }

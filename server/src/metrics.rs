@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use boardsync_actors::metrics::histogram_quantile;
+
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// One registry per application instance, so parallel tests do not share counters.
@@ -108,7 +110,7 @@ impl Metrics {
                             .iter()
                             .map(|b| (b.get_upper_bound(), b.get_cumulative_count()))
                             .collect();
-                        let ms = |q| quantile(q, &buckets, summary.lag_count).map(|seconds| seconds * 1000.0);
+                        let ms = |q| histogram_quantile(q, &buckets, summary.lag_count).map(|seconds| seconds * 1000.0);
                         if let (Some(p50), Some(p90), Some(p99)) = (ms(0.5), ms(0.9), ms(0.99)) {
                             summary.lag_ms = Some(LagPercentiles { p50, p90, p99 });
                         }
@@ -118,42 +120,5 @@ impl Metrics {
             }
         }
         summaries
-    }
-}
-
-/// The `q` quantile of a cumulative histogram (upper bound, count at or below), by
-/// linear interpolation inside the bucket it falls in; past the last finite bound,
-/// that bound.
-fn quantile(q: f64, buckets: &[(f64, u64)], total: u64) -> Option<f64> {
-    if total == 0 {
-        return None;
-    }
-    let rank = q * total as f64;
-    let (mut lower, mut below) = (0.0, 0u64);
-    for &(upper, count) in buckets {
-        if count as f64 >= rank {
-            let inside = (count - below) as f64;
-            let fraction = if inside > 0.0 { (rank - below as f64) / inside } else { 1.0 };
-            return Some(lower + (upper - lower) * fraction);
-        }
-        (lower, below) = (upper, count);
-    }
-    Some(lower)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::quantile;
-
-    #[test]
-    fn quantiles_interpolate_inside_their_bucket() {
-        // 10 at or below 1, 20 at or below 2, 20 at or below 4 (total 20).
-        let buckets = [(1.0, 10), (2.0, 20), (4.0, 20)];
-        assert_eq!(quantile(0.5, &buckets, 20), Some(1.0));
-        assert_eq!(quantile(0.75, &buckets, 20), Some(1.5));
-        assert_eq!(quantile(0.25, &buckets, 20), Some(0.5));
-        assert_eq!(quantile(0.5, &buckets, 0), None);
-        // Everything beyond the last bound: that bound.
-        assert_eq!(quantile(0.99, &[(1.0, 0)], 5), Some(1.0));
     }
 }

@@ -184,9 +184,14 @@ export async function launch() {
 /**
  * A browser context signed in as `token` (the apps read the token from this key in
  * sessionStorage, then localStorage), with console errors collected into `errors`.
+ * Other options go to `browser.newContext` (time zone, locale).
  */
-export async function signedInContext(browser, token, { viewport = { width: 1280, height: 800 } } = {}) {
-  const context = await browser.newContext({ viewport });
+export async function signedInContext(
+  browser,
+  token,
+  { viewport = { width: 1280, height: 800 }, ...options } = {},
+) {
+  const context = await browser.newContext({ viewport, ...options });
   if (token) {
     await context.addInitScript(
       ([key, value]) => {

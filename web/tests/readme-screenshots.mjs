@@ -21,7 +21,7 @@
 import { mkdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { APP, TOKEN_KEY, WAIT, command, eventually, health, launch, login, newId, request } from "./helpers.mjs";
+import { APP, command, eventually, health, launch, login, newId, request, signedInContext } from "./helpers.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const OUT = process.env.README_SHOTS ?? path.resolve(here, "../../docs/screenshots");
@@ -304,20 +304,8 @@ async function onlyDemoScopes(context) {
 }
 
 async function contextFor(browser, token) {
-  const context = await browser.newContext({ viewport: VIEWPORT, timezoneId: ZONE, locale: "en-US" });
-  await context.addInitScript(
-    ([key, value]) => {
-      try {
-        sessionStorage.setItem(key, value);
-        localStorage.setItem(key, value);
-      } catch {
-        /* about:blank */
-      }
-    },
-    [TOKEN_KEY, token],
-  );
+  const context = await signedInContext(browser, token, { viewport: VIEWPORT, timezoneId: ZONE, locale: "en-US" });
   await onlyDemoScopes(context);
-  context.setDefaultTimeout(WAIT);
   return context;
 }
 
