@@ -106,6 +106,8 @@ pub struct ApiSettings {
     pub max_page_size: u32,
     pub ws_heartbeat_secs: u64,
     pub ws_client_timeout_secs: u64,
+    /// Commands a live socket reads ahead of their replies; at least 1.
+    pub ws_max_pipelined_commands: usize,
     /// Browser origins allowed to call the API (CORS); empty: none.
     pub cors_allowed_origins: Vec<String>,
 }
@@ -436,6 +438,12 @@ impl Settings {
             return Err(SettingsError::Rejected {
                 key: "api.default_page_size",
                 reason: "must be between 1 and api.max_page_size".into(),
+            });
+        }
+        if self.api.ws_max_pipelined_commands == 0 {
+            return Err(SettingsError::Rejected {
+                key: "api.ws_max_pipelined_commands",
+                reason: "must be at least 1".into(),
             });
         }
         let longest_command_ms = self.spacetimedb.reducer_timeout_ms + self.spacetimedb.durable_timeout_ms;

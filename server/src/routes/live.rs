@@ -26,12 +26,17 @@
 //! over HTTP is not in it either.
 //!
 //! Client to server: a command as for `POST /api/{domain}/{scope}`, optionally with
-//! a `ref`. Commands from one socket are applied in the order they were sent.
+//! a `ref`. Commands from one socket are applied in the order they were sent, and
+//! answered in that order. A client may pipeline: send the next commands without
+//! waiting for replies (up to `api.ws_max_pipelined_commands` are read ahead; past
+//! that the server reads no further until a reply has gone out).
 //! A ping goes out every `api.ws_heartbeat_secs`; a client silent for
 //! `api.ws_client_timeout_secs` is disconnected.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,6 +114,8 @@ pub async fn live(
         max_presence_bytes: state.settings.presence.max_state_bytes,
         pending_presence: None,
         next_presence: Instant::now(),
+        commands: Commands::default(),
+        max_pipelined: api.ws_max_pipelined_commands,
     };
     actix_web::rt::spawn(socket.run(messages.max_frame_size(api.max_body_bytes)));
     Ok(response)
@@ -159,6 +166,38 @@ struct LiveSocket {
     /// The latest state sent before its slot: goes out at `next_presence`.
     pending_presence: Option<Value>,
     next_presence: Instant,
+    commands: Commands,
+    max_pipelined: usize,
+}
+
+/// A command's reply, being worked out.
+type Running = Pin<Box<dyn Future<Output = String>>>;
+
+/// A command read ahead of the one running: its reply must go out after those
+/// before it.
+enum Queued {
+    /// To apply once those before it are answered.
+    Command { reference: Value, command: Value },
+    /// Refused as it was read (malformed, over the rate): the reply is ready.
+    Refused(String),
+}
+
+/// The commands of one socket: at most one applies at a time, in the order read.
+#[derive(Default)]
+struct Commands {
+    running: Option<Running>,
+    queued: VecDeque<Queued>,
+}
+
+impl Commands {
+    fn len(&self) -> usize {
+        self.queued.len() + usize::from(self.running.is_some())
+    }
+}
+
+/// The reply of the command running (only polled while there is one).
+async fn answer_of(running: &mut Option<Running>) -> String {
+    running.as_mut().expect("polled only while a command runs").await
 }
 
 /// How a socket's task ends.
@@ -174,6 +213,11 @@ impl LiveSocket {
         let Err(end) = self.serve(&mut messages).await;
         // The others hear it left now, not after the close handshake.
         self.presence = None;
+        // A command that has begun is not cut off half way because its client left;
+        // those queued behind it were never started, and are not.
+        if let Some(running) = self.commands.running.take() {
+            actix_web::rt::spawn(running);
+        }
         if let End::Close(reason) = end {
             let _ = within(self.client_timeout, self.session.close(reason)).await;
         }
@@ -203,17 +247,25 @@ impl LiveSocket {
         let mut last_heard = Instant::now();
         loop {
             if *self.shutting_down.borrow_and_update() {
+                // The commands already read are applied and answered first.
+                self.finish_commands().await?;
                 return Err(End::Close(Some(CloseReason {
                     code: CloseCode::Away,
                     description: Some("shutting_down".into()),
                 })));
             }
             tokio::select! {
-                // A command being run finishes first: it is the branch running now.
                 _ = self.shutting_down.changed() => {}
-                message = messages.recv() => {
+                // Past the pipelining limit the socket is not read (TCP pushes back on
+                // the client) until a reply has gone out.
+                message = messages.recv(), if self.commands.len() < self.max_pipelined => {
                     last_heard = Instant::now();
                     self.receive(message).await?;
+                }
+                answer = answer_of(&mut self.commands.running), if self.commands.running.is_some() => {
+                    self.commands.running = None;
+                    self.send(answer).await?;
+                    self.next_command().await?;
                 }
                 Some(pushed) = frames.recv() => {
                     // What was queued already goes out in the same turn (one wake-up,
@@ -271,7 +323,7 @@ impl LiveSocket {
             Some(Ok(Message::Pong(_) | Message::Continuation(_) | Message::Nop)) => Ok(()),
             Some(Ok(Message::Binary(_))) => {
                 let error = DomainError::bad_request("binary_not_supported", "send commands as JSON text frames");
-                self.send(reply_error(&Value::Null, &error)).await
+                self.queue(Queued::Refused(reply_error(&Value::Null, &error))).await
             }
             Some(Ok(Message::Close(reason))) => Err(End::Close(reason)),
             Some(Err(error)) => {
@@ -287,7 +339,7 @@ impl LiveSocket {
             Ok(value @ Value::Object(_)) => value,
             _ => {
                 let error = DomainError::bad_request("malformed_json", "a command must be a JSON object");
-                return self.send(reply_error(&Value::Null, &error)).await;
+                return self.queue(Queued::Refused(reply_error(&Value::Null, &error))).await;
             }
         };
         // Commands are tagged by `type` (and some carry a `kind` of their own, such as a
@@ -305,15 +357,55 @@ impl LiveSocket {
             };
         }
         let reference = command.as_object_mut().and_then(|o| o.remove("ref")).unwrap_or(Value::Null);
+        // The rate counts a command when it arrives, as over HTTP.
         if let Err(error) = self.state.limits.command(&self.user.id) {
-            return self.send(reply_error(&reference, &error)).await;
+            return self.queue(Queued::Refused(reply_error(&reference, &error))).await;
         }
-        // Awaited before the next frame is read, so a socket's commands apply in order.
-        let reply = match self.service.apply(&self.scope, &self.user.caller(), command).await {
-            Ok(event) => reply(Reply { reference, ok: true, event: Some(event), status: None, error: None }),
-            Err(error) => reply_error(&reference, &error),
-        };
-        self.send(reply).await
+        self.queue(Queued::Command { reference, command }).await
+    }
+
+    /// Runs a command now if none is before it, else queues it (or its ready reply)
+    /// behind those that are: replies go out in the order the commands came.
+    async fn queue(&mut self, queued: Queued) -> Result<(), End> {
+        self.commands.queued.push_back(queued);
+        if self.commands.running.is_none() {
+            self.next_command().await?;
+        }
+        Ok(())
+    }
+
+    /// Applies and answers every command read so far.
+    async fn finish_commands(&mut self) -> Result<(), End> {
+        while let Some(running) = self.commands.running.take() {
+            let answer = running.await;
+            self.send(answer).await?;
+            self.next_command().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the ready replies at the head of the queue and starts the first command
+    /// behind them. One command applies at a time, so a socket's commands apply in
+    /// the order sent (on either adapter).
+    async fn next_command(&mut self) -> Result<(), End> {
+        while let Some(queued) = self.commands.queued.pop_front() {
+            match queued {
+                Queued::Refused(answer) => self.send(answer).await?,
+                Queued::Command { reference, command } => {
+                    let (service, scope, user) = (self.service.clone(), self.scope.clone(), self.user.clone());
+                    self.commands.running = Some(Box::pin(async move {
+                        match service.apply(&scope, &user.caller(), command).await {
+                            Ok(event) => {
+                                reply(Reply { reference, ok: true, event: Some(event), status: None, error: None })
+                            }
+                            Err(error) => reply_error(&reference, &error),
+                        }
+                    }));
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Takes a presence update: passed on now, or (past the rate) at the next slot,

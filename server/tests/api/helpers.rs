@@ -257,6 +257,25 @@ impl LiveClient {
         self.socket.send(tungstenite::Message::text(command.to_string())).await.expect("the frame is sent");
     }
 
+    /// Sends a text frame as it is (not necessarily a valid command).
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket.send(tungstenite::Message::text(text)).await.expect("the frame is sent");
+    }
+
+    /// Sends a WebSocket ping.
+    pub async fn send_ping(&mut self, payload: &[u8]) {
+        self.socket.send(tungstenite::Message::Ping(payload.to_vec().into())).await.expect("the ping is sent");
+    }
+
+    /// The next frame of any type (a pong, say).
+    pub async fn next_any(&mut self) -> tungstenite::Message {
+        tokio::time::timeout(Duration::from_secs(10), self.socket.next())
+            .await
+            .expect("a frame arrives within 10 s")
+            .expect("the socket stays open")
+            .expect("the frame is valid")
+    }
+
     /// The next JSON frame from the server, but presence frames (see
     /// [`Self::next_presence`]); pings are answered by tungstenite.
     pub async fn next(&mut self) -> Value {

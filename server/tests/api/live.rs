@@ -97,3 +97,91 @@ async fn a_graceful_stop_closes_live_sockets_as_going_away() {
     assert_eq!(code, Some(1001), "going away");
     assert!(clean, "a clean stop");
 }
+
+/// Commands sent without waiting for replies (pipelined) are applied in the order
+/// sent and answered in that order, refusals in their place among them.
+#[actix_web::test]
+async fn pipelined_commands_apply_and_are_answered_in_order() {
+    let app = spawn_app().await;
+    app.create_scope("chat", "pipelined").await;
+    let mut alice = app.live("alice", "chat", "pipelined").await;
+    let mut sent = Vec::new();
+    for i in 0..40 {
+        let id = Uuid::new_v4();
+        sent.push(id);
+        alice.send(json!({ "ref": format!("c{i}"), "type": "send", "id": id, "text": format!("n{i}") })).await;
+        if i == 20 {
+            alice.send_text("not json").await;
+        }
+    }
+    let mut replies = Vec::new();
+    while replies.len() < 41 {
+        let frame = alice.next().await;
+        if frame["kind"] == "reply" {
+            replies.push(frame);
+        }
+    }
+    let references: Vec<Value> = replies.iter().map(|reply| reply["ref"].clone()).collect();
+    let mut expected: Vec<Value> = (0..40).map(|i| json!(format!("c{i}"))).collect();
+    expected.insert(21, Value::Null);
+    assert_eq!(references, expected, "answered in the order sent, the refusal in its place");
+    assert_eq!(replies[21]["error"]["code"], "malformed_json");
+    assert!(replies.iter().enumerate().all(|(i, reply)| i == 21 || reply["ok"] == true), "{replies:?}");
+    let snapshot = app.snapshot("alice", "chat", "pipelined").await;
+    // Newest first.
+    let order: Vec<Uuid> = snapshot["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|message| serde_json::from_value(message["id"].clone()).unwrap())
+        .collect();
+    assert_eq!(order, sent, "applied in the order sent");
+}
+
+/// While a command waits (a durable write waiting for PostgreSQL), the socket keeps
+/// reading: a ping is answered at once, and the commands behind it are read, then
+/// applied and answered after it, in order.
+#[actix_web::test]
+async fn a_socket_reads_on_while_a_command_waits() {
+    let app = crate::helpers::spawn_app_on_spacetimedb_with(|settings| {
+        // The outbox is drained only by its poll, every 3 s: a durable write waits.
+        settings.framework["outbox_push"] = json!(false);
+        settings.framework["outbox_poll_interval_ms"] = json!(3_000);
+    })
+    .await;
+    app.create_scope("chat", "waiting").await;
+    let mut alice = app.live("alice", "chat", "waiting").await;
+    let slow = Uuid::new_v4();
+    alice.send(json!({ "ref": "slow", "type": "send", "id": slow, "text": "durable", "durability": "durable" })).await;
+    let quick = Uuid::new_v4();
+    alice.send(json!({ "ref": "quick", "type": "send", "id": quick, "text": "after" })).await;
+    alice.send_ping(b"here?").await;
+    // The pong comes before either reply: the socket was read while the durable
+    // write waited.
+    let mut frames = Vec::new();
+    loop {
+        match alice.next_any().await {
+            Message::Pong(payload) => {
+                assert_eq!(&payload[..], b"here?");
+                break;
+            }
+            Message::Text(text) => frames.push(serde_json::from_str::<Value>(&text).unwrap()),
+            _ => {}
+        }
+    }
+    assert!(frames.iter().all(|frame| frame["kind"] != "reply"), "no reply before the pong: {frames:?}");
+    let first = alice.next_non_event().await;
+    assert_eq!((first["ref"].as_str(), first["ok"].as_bool()), (Some("slow"), Some(true)), "{first}");
+    let stored: Option<String> = sqlx::query_scalar("SELECT text FROM chat_messages WHERE id = $1")
+        .bind(slow)
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.as_deref(), Some("durable"), "durable when answered");
+    let second = alice.next_non_event().await;
+    assert_eq!((second["ref"].as_str(), second["ok"].as_bool()), (Some("quick"), Some(true)), "{second}");
+    let snapshot = app.snapshot("alice", "chat", "waiting").await;
+    let ids: Vec<&Value> = snapshot["items"].as_array().unwrap().iter().map(|m| &m["id"]).collect();
+    assert_eq!(ids, vec![&json!(quick), &json!(slow)], "applied in the order sent (newest first)");
+}
