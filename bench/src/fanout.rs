@@ -211,7 +211,7 @@ impl Writer {
     /// commands go): the edits it receives are counted apart, as deliveries the
     /// server made that no subscriber measures.
     async fn open(target: &Target, room: &str, watch: Arc<Watch>) -> anyhow::Result<Self> {
-        let (sink, mut stream) = target.subscribe(room).await?.split();
+        let (sink, mut stream) = target.writer(room).await?.split();
         let reader = tokio::spawn(async move {
             let mut looking = Looking::new();
             while let Some(frame) = stream.next().await {

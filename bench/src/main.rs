@@ -49,10 +49,10 @@ struct Common {
 
 #[derive(Args)]
 struct TargetArgs {
-    /// `boardsync` or `hocuspocus`.
+    /// `boardsync`, `hocuspocus` or `zero`.
     #[arg(long, default_value = "boardsync")]
     system: String,
-    /// boardsync: `http://host:port`; Hocuspocus: `ws://host:port`.
+    /// boardsync: `http://host:port`; Hocuspocus and Zero: `ws://host:port`.
     #[arg(long)]
     url: String,
     /// boardsync: a user token, and an admin token (to create scopes).
@@ -81,7 +81,8 @@ impl TargetArgs {
                 let path = self.updates.as_deref().context("--updates is needed for Hocuspocus")?;
                 Ok(Target::Hocuspocus { url: self.url.clone(), updates: Arc::new(target::read_updates(path)?) })
             }
-            other => anyhow::bail!("unknown system {other} (boardsync or hocuspocus)"),
+            "zero" => Ok(Target::Zero { url: self.url.clone(), mutations: Arc::default() }),
+            other => anyhow::bail!("unknown system {other} (boardsync, hocuspocus or zero)"),
         }
     }
 }
@@ -130,6 +131,14 @@ enum Command {
         scopes: usize,
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// Hocuspocus: the PostgreSQL database its server stores documents in (writes
+        /// are timed until they show up there).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Hocuspocus: its store debounce (ms), allowed on top when judging whether
+        /// PostgreSQL kept up.
+        #[arg(long, default_value_t = 0)]
+        store_delay_ms: u64,
     },
     /// Cold start and re-warm of a server started over existing chat history.
     Warmup {
@@ -234,10 +243,17 @@ fn main() -> anyhow::Result<()> {
                 let result = connections::run(&target.target()?, &steps, server_pid).await?;
                 append(&common, Workload::Connections(result))?;
             }
-            Command::Writes { common, target, via, rates, scopes, seconds } => {
+            Command::Writes { common, target, via, rates, scopes, seconds, database_url, store_delay_ms } => {
                 eprintln!("sustained writes, {}", common.label);
+                let peer_store = match database_url {
+                    Some(url) => Some(writes::PeerStore {
+                        pool: sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&url).await?,
+                        delay: std::time::Duration::from_millis(store_delay_ms),
+                    }),
+                    None => None,
+                };
                 let watched = procs::parse_watched(&common.watch)?;
-                let result = writes::run(&target.target()?, via, &rates, scopes, seconds, &watched).await?;
+                let result = writes::run(&target.target()?, via, &rates, scopes, seconds, &watched, peer_store.as_ref()).await?;
                 append(&common, Workload::Writes(result))?;
             }
             Command::Warmup { common, url, admin_token, scopes, started_unix_ms } => {

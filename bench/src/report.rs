@@ -245,7 +245,11 @@ fn fanout(md: &mut String, results: &Results, plots: &Path, stem: &str) -> anyho
          default debounce, at most every 10 s), so its PostgreSQL is idle here; boardsync writes every edit to \
          PostgreSQL (fsync on) as it goes. The CPU per delivery counts the writers' sockets' deliveries too. \"Of which \
          fan-out\": the server's CPU per delivery less the cost of the edits themselves (the N = 1 row's, spread \
-         over N).\n"
+         over N). Zero: each subscriber is a client group of its own (an independent user) with one query, the \
+         room's messages; the writer is one client pushing CRUD inserts, pipelined; zero-cache commits each insert in \
+         its upstream PostgreSQL (a cluster of its own with wal_level=logical, fsync on) and subscribers get it from \
+         the replication stream (three frames per edit: poke start, part, end); it gets at most 50 latency edits and a \
+         burst of 100,000 deliveries, as it syncs each client group apart.\n"
     );
     let _ = writeln!(
         md,
@@ -355,7 +359,13 @@ fn writes(md: &mut String, results: &Results, plots: &Path, stem: &str) -> anyho
         "Chat messages sent on a fixed schedule (open loop) over the scopes, one socket per scope (WebSocket) or a pool \
          of connections (HTTP). Outbox lag is cache commit -> PostgreSQL commit of exactly these writes (the server's \
          histogram, read before and after). A rate is sustained when writes were acknowledged at 95% of it or more and \
-         PostgreSQL had all of them within 2 s of the last.\n"
+         PostgreSQL had all of them within 2 s of the last. Hocuspocus gets the same schedule over its WebSockets, a \
+         Yjs update per write into one document per scope: its acknowledgement is the sync status it answers once it \
+         applied the update in memory, and its lag is acknowledgement -> the update's id seen in the document row it \
+         stored (read back every 20 ms, so good to about that); its store debounce is allowed on top of the 2 s. \
+         Zero: one client per scope pushing CRUD inserts; zero-cache acknowledges an insert once it committed it in \
+         PostgreSQL, so there is no lag after the acknowledgement to measure (as for boardsync's PostgreSQL \
+         adapter).\n"
     );
     let _ = writeln!(
         md,
@@ -380,6 +390,25 @@ fn writes(md: &mut String, results: &Results, plots: &Path, stem: &str) -> anyho
                 if s.is_sustained() { "yes" } else { "no" },
                 cpu_summary(&s.cpu)
             );
+        }
+    }
+    md.push('\n');
+    // boardsync against each peer, over the same transport.
+    for (peer_label, peer) in results.writes.iter().filter(|(_, r)| is_peer(&r.target)) {
+        for (label, ours) in results.writes.iter().filter(|(_, r)| !is_peer(&r.target) && r.via == peer.via) {
+            let at_1000 =
+                |r: &WritesResult| r.steps.iter().find(|s| s.target_per_sec == 1000.0).and_then(|s| s.lag_p99_ms);
+            let sustained = match (ours.sustained_per_sec(), peer.sustained_per_sec()) {
+                (Some(a), Some(b)) => {
+                    format!("sustained {} against {} /s ({})", thousands(a), thousands(b), ratio(a, b))
+                }
+                _ => "sustained: not both measured".into(),
+            };
+            let lag = match (at_1000(ours), at_1000(peer)) {
+                (Some(a), Some(b)) => format!("lag p99 at 1,000/s {} against {} ms ({})", ms(a), ms(b), ratio(a, b)),
+                _ => "lag at 1,000/s: not both measured".into(),
+            };
+            let _ = writeln!(md, "- {label} / {peer_label}, {:?}: {sustained}; {lag}", peer.via);
         }
     }
     md.push('\n');

@@ -5,13 +5,19 @@
 //! - boardsync: the chat domain's live route; an edit is a `send` command.
 //! - Hocuspocus: its Yjs sync protocol over WebSocket; an edit is a Yjs update made
 //!   ahead of the run (`bench/peers/hocuspocus/updates.mjs`), each carrying its id.
+//! - Zero (zero-cache): its sync protocol (`bench/peers/zero/PROTOCOL.md`); a
+//!   subscriber is a client group of its own with one query (the room's messages),
+//!   an edit a CRUD insert pushed by the room's writer.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -25,9 +31,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// generator's CPU time (a profile showed 43% in memset). Frames here are small.
 const READ_BUFFER_BYTES: usize = 4096;
 
-async fn connect(url: &str) -> anyhow::Result<Socket> {
+async fn connect(request: impl IntoClientRequest + Unpin) -> anyhow::Result<Socket> {
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
-    let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
     Ok(socket)
 }
 
@@ -52,7 +58,14 @@ pub enum Target {
     Hocuspocus {
         /// `ws://host:port`
         url: String,
-        updates: std::sync::Arc<Vec<YjsUpdate>>,
+        updates: Arc<Vec<YjsUpdate>>,
+    },
+    Zero {
+        /// `ws://host:port`
+        url: String,
+        /// The mutation ids each room's writer has used (Zero counts them per client,
+        /// from 1, and refuses a gap).
+        mutations: Arc<Mutex<HashMap<String, u64>>>,
     },
 }
 
@@ -61,6 +74,7 @@ impl Target {
         match self {
             Target::Boardsync { .. } => "boardsync",
             Target::Hocuspocus { .. } => "hocuspocus",
+            Target::Zero { .. } => "zero",
         }
     }
 
@@ -82,12 +96,21 @@ impl Target {
     }
 
     /// A socket subscribed to `room`, past its handshake (boardsync's `ready`;
-    /// Hocuspocus' first sync reply).
+    /// Hocuspocus' first sync reply; Zero's first poke with the query's rows).
     pub async fn subscribe(&self, room: &str) -> anyhow::Result<Socket> {
-        tokio::time::timeout(READY_TIMEOUT, self.subscribe_now(room)).await.context("subscribing timed out")?
+        let client = uuid::Uuid::new_v4().simple().to_string();
+        tokio::time::timeout(READY_TIMEOUT, self.subscribe_now(room, &client)).await.context("subscribing timed out")?
     }
 
-    async fn subscribe_now(&self, room: &str) -> anyhow::Result<Socket> {
+    /// The socket `room`'s edits ([`Self::edit`]) are sent on: a subscriber too. At
+    /// most one per room (Zero's writer is a client whose mutations are counted).
+    pub async fn writer(&self, room: &str) -> anyhow::Result<Socket> {
+        tokio::time::timeout(READY_TIMEOUT, self.subscribe_now(room, &zero::writer_of(room)))
+            .await
+            .context("opening the writer timed out")?
+    }
+
+    async fn subscribe_now(&self, room: &str, client: &str) -> anyhow::Result<Socket> {
         match self {
             Target::Boardsync { url, token, presence, .. } => {
                 let ws = url.replacen("http", "ws", 1);
@@ -120,6 +143,26 @@ impl Target {
                     }
                 }
             }
+            Target::Zero { url, .. } => {
+                let mut request = zero::connect_url(url, client).into_client_request()?;
+                // The handshake's subprotocol carries the connection's first message,
+                // here none (`{}`): initConnection follows as a frame.
+                request.headers_mut().insert("Sec-WebSocket-Protocol", zero::EMPTY_HANDSHAKE.parse()?);
+                let mut socket = connect(request).await?;
+                socket.send(Message::text(zero::init_connection(room).to_string())).await?;
+                let mut hydrated = false;
+                loop {
+                    let frame = socket.next().await.context("closed before ready")??;
+                    let Message::Text(text) = &frame else { continue };
+                    if text.starts_with(r#"["error""#) {
+                        bail!("refused: {}", text.as_str());
+                    }
+                    hydrated |= text.contains(r#""gotQueriesPatch""#);
+                    if hydrated && text.starts_with(r#"["pokeEnd""#) {
+                        return Ok(socket);
+                    }
+                }
+            }
         }
     }
 
@@ -139,12 +182,140 @@ impl Target {
                     .with_context(|| format!("only {} Yjs updates were made for the run", updates.len()))?;
                 Ok((update.id.clone(), Message::binary(hocuspocus::update(room, &update.bytes))))
             }
+            Target::Zero { mutations, .. } => {
+                let mutation = {
+                    let mut used = mutations.lock().unwrap();
+                    let last = used.entry(room.to_string()).or_insert(0);
+                    *last += 1;
+                    *last
+                };
+                let id = uuid::Uuid::new_v4().to_string();
+                Ok((id.clone(), Message::text(zero::insert(room, mutation, &id, tag).to_string())))
+            }
+        }
+    }
+
+    /// How many of a writer's edits `frame` answers, and whether they were taken:
+    /// boardsync's reply, Hocuspocus' sync status (sent after it applied an update,
+    /// in memory: storing it comes later), Zero's new last mutation id (sent once
+    /// the insert committed in PostgreSQL; one may answer several). `answered`: the
+    /// edits of this writer answered so far.
+    pub fn answer(&self, frame: &Message, answered: u64) -> Option<(u64, bool)> {
+        match (self, frame) {
+            (Target::Boardsync { .. }, Message::Text(text)) if text.starts_with(r#"{"kind":"reply""#) => {
+                Some((1, text.contains(r#""ok":true"#)))
+            }
+            (Target::Hocuspocus { .. }, Message::Binary(bytes)) => hocuspocus::sync_status(bytes).map(|ok| (1, ok)),
+            (Target::Zero { .. }, Message::Text(text)) => {
+                zero::last_mutation(text).filter(|&last| last > answered).map(|last| (last - answered, true))
+            }
+            _ => None,
         }
     }
 
     /// Whether a frame tells a subscriber it missed events (boardsync's `resync`).
     pub fn is_resync(&self, frame: &[u8]) -> bool {
         matches!(self, Target::Boardsync { .. }) && memchr::memmem::find(frame, br#""kind":"resync""#).is_some()
+    }
+}
+
+/// The few messages of Zero's sync protocol a minimal client needs
+/// (`bench/peers/zero/PROTOCOL.md`).
+pub mod zero {
+    use serde_json::{json, Value};
+
+    /// zero-cache 1.9's protocol version.
+    const PROTOCOL_VERSION: u32 = 51;
+    /// `encodeURIComponent(base64("{}"))`: no first message in the handshake.
+    pub const EMPTY_HANDSHAKE: &str = "e30%3D";
+
+    /// The client (and client group) that writes to `room`.
+    pub fn writer_of(room: &str) -> String {
+        format!("writer-{room}")
+    }
+
+    /// A fresh client in a client group of its own (an independent user).
+    pub fn connect_url(url: &str, client: &str) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        format!(
+            "{url}/sync/v{PROTOCOL_VERSION}/connect?clientGroupID={client}&clientID={client}&wsid={client}\
+             &baseCookie=&ts={now}&lmid=0"
+        )
+    }
+
+    /// The subscription: the room's messages (and the schema a new client group
+    /// must declare).
+    pub fn init_connection(room: &str) -> Value {
+        json!(["initConnection", {
+            "desiredQueriesPatch": [{
+                "op": "put",
+                "hash": format!("messages-{room}"),
+                "ast": {
+                    "table": "message",
+                    "where": {
+                        "type": "simple",
+                        "op": "=",
+                        "left": { "type": "column", "name": "channel" },
+                        "right": { "type": "literal", "value": room }
+                    }
+                }
+            }],
+            "clientSchema": { "tables": { "message": {
+                "columns": {
+                    "id": { "type": "string" },
+                    "channel": { "type": "string" },
+                    "author": { "type": "string" },
+                    "text": { "type": "string" },
+                    "created_at": { "type": "number" }
+                },
+                "primaryKey": ["id"]
+            }}}
+        }])
+    }
+
+    /// Room `room`'s writer inserts message `id` as its mutation number `mutation`.
+    pub fn insert(room: &str, mutation: u64, id: &str, text: &str) -> Value {
+        let client = writer_of(room);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        json!(["push", {
+            "clientGroupID": client,
+            "mutations": [{
+                "type": "crud",
+                "id": mutation,
+                "clientID": client,
+                "name": "_zero_crud",
+                "args": [{ "ops": [{
+                    "op": "insert",
+                    "tableName": "message",
+                    "primaryKey": ["id"],
+                    "value": { "id": id, "channel": room, "author": "bench", "text": text, "created_at": now as u64 }
+                }]}],
+                "timestamp": now as u64
+            }],
+            "pushVersion": 1,
+            "timestamp": now as u64,
+            "requestID": format!("{client}-{mutation}")
+        }])
+    }
+
+    /// The last mutation id a poke acknowledges (`lastMutationIDChanges`), if any.
+    pub fn last_mutation(frame: &str) -> Option<u64> {
+        let after = &frame[frame.find(r#""lastMutationIDChanges":{"#)?..];
+        let digits = after[after.find("\":")? + 2..].trim_start();
+        let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+        digits[..end].parse().ok()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn acknowledgements_are_read_from_pokes() {
+            let poke = r#"["pokePart",{"pokeID":"0a","lastMutationIDChanges":{"writer-r":17},"rowsPatch":[]}]"#;
+            assert_eq!(last_mutation(poke), Some(17));
+            assert_eq!(last_mutation(r#"["pokeEnd",{"pokeID":"0a"}]"#), None);
+        }
     }
 }
 
@@ -170,6 +341,8 @@ pub mod hocuspocus {
     pub const SYNC: u64 = 0;
     pub const AUTH: u64 = 2;
     pub const SYNC_REPLY: u64 = 4;
+    /// The server's answer to an update: applied (1) or refused (0).
+    pub const SYNC_STATUS: u64 = 8;
     /// Sub-types of a Sync message (y-protocols).
     const SYNC_STEP_1: u64 = 0;
     const SYNC_UPDATE: u64 = 2;
@@ -241,6 +414,17 @@ pub mod hocuspocus {
         read_var_uint(bytes, &mut at)
     }
 
+    /// A sync status message's verdict.
+    pub fn sync_status(bytes: &[u8]) -> Option<bool> {
+        let mut at = 0;
+        let name_len = read_var_uint(bytes, &mut at)? as usize;
+        at += name_len;
+        if read_var_uint(bytes, &mut at)? != SYNC_STATUS {
+            return None;
+        }
+        read_var_uint(bytes, &mut at).map(|saved| saved == 1)
+    }
+
     pub fn is_permission_denied(bytes: &[u8]) -> bool {
         let mut at = 0;
         let Some(name_len) = read_var_uint(bytes, &mut at) else { return false };
@@ -259,6 +443,10 @@ pub mod hocuspocus {
             let mut long = Vec::new();
             var_uint(&mut long, 300);
             assert_eq!(long, vec![0xac, 0x02]);
+            let mut status = start("doc", SYNC_STATUS);
+            var_uint(&mut status, 1);
+            assert_eq!(sync_status(&status), Some(true));
+            assert_eq!(sync_status(&auth("doc")), None);
         }
     }
 }

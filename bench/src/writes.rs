@@ -4,9 +4,14 @@
 //! the rate reached, command latency, and on the cache adapter the outbox lag
 //! (cache commit to PostgreSQL commit) of exactly these writes, read back from the
 //! server's `/metrics` histogram, and how long PostgreSQL took to catch up after.
+//!
+//! Hocuspocus runs the same schedule over WebSockets: a write is a Yjs update, its
+//! answer the sync status the server sends once it applied it (in memory), and
+//! "in PostgreSQL" is when its id shows up in the document Hocuspocus stored (read
+//! back every `STORED_POLL`: the lag is good to that much).
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,8 +36,11 @@ const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 /// A rate is sustained when the writes were acknowledged at this share of it (and
 /// this share of those sent were)...
 const SUSTAINED_SHARE: f64 = 0.95;
-/// ...and PostgreSQL caught up within this after the last one.
+/// ...and PostgreSQL caught up within this after the last one (a peer that stores
+/// after a delay of its own gets that delay on top).
 const SUSTAINED_CATCH_UP: Duration = Duration::from_secs(2);
+/// How often a peer's stored documents are read back.
+const STORED_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -55,7 +63,14 @@ pub struct RateStep {
     pub lag_p99_ms: Option<f64>,
     /// Last write acknowledged -> every one of them in PostgreSQL (ms).
     pub catch_up_ms: Option<f64>,
+    /// What `catch_up_ms` may be for the rate to count as sustained.
+    #[serde(default = "sustained_catch_up_ms")]
+    pub catch_up_allowed_ms: f64,
     pub cpu: Vec<CpuUse>,
+}
+
+fn sustained_catch_up_ms() -> f64 {
+    SUSTAINED_CATCH_UP.as_secs_f64() * 1000.0
 }
 
 impl RateStep {
@@ -64,8 +79,7 @@ impl RateStep {
     pub fn is_sustained(&self) -> bool {
         self.achieved_per_sec >= SUSTAINED_SHARE * self.target_per_sec
             && self.acknowledged as f64 >= SUSTAINED_SHARE * self.sent as f64
-            && (self.lag_p99_ms.is_none()
-                || self.catch_up_ms.is_some_and(|ms| ms <= SUSTAINED_CATCH_UP.as_secs_f64() * 1000.0))
+            && (self.lag_p99_ms.is_none() || self.catch_up_ms.is_some_and(|ms| ms <= self.catch_up_allowed_ms))
     }
 }
 
@@ -95,7 +109,13 @@ struct Tally {
     /// nanoseconds after `started`.
     schedule_ns: AtomicU64,
     last_ack_ns: AtomicU64,
+    /// Acknowledged writes not yet seen stored, per room index: the id and when it
+    /// was acknowledged (kept only where the stored documents are watched).
+    unstored: Option<Mutex<Unstored>>,
 }
+
+/// Per room index: the acknowledged writes not yet seen stored (id, acknowledged at).
+type Unstored = HashMap<usize, Vec<(String, Instant)>>;
 
 impl Tally {
     fn new() -> Self {
@@ -106,7 +126,12 @@ impl Tally {
             latencies_ms: Mutex::new(Vec::new()),
             schedule_ns: AtomicU64::new(0),
             last_ack_ns: AtomicU64::new(0),
+            unstored: None,
         }
+    }
+
+    fn watching_stored() -> Self {
+        Self { unstored: Some(Mutex::default()), ..Self::new() }
     }
 
     /// Marks the start of the schedule; returns it.
@@ -115,11 +140,21 @@ impl Tally {
         tokio::time::Instant::now()
     }
 
-    fn acknowledge(&self, sent: Instant) {
+    fn acknowledge(&self, sent: Instant, room: usize, id: String) {
+        if let Some(unstored) = &self.unstored {
+            unstored.lock().unwrap().entry(room).or_default().push((id, Instant::now()));
+        }
         self.acknowledged.fetch_add(1, Ordering::Relaxed);
         self.latencies_ms.lock().unwrap().push(sent.elapsed().as_secs_f64() * 1000.0);
         self.last_ack_ns.fetch_max(self.started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
+}
+
+/// Where a peer's writes land in PostgreSQL: Hocuspocus' documents table, and how
+/// long after a change it stores (its debounce), allowed on top when judging a rate.
+pub struct PeerStore {
+    pub pool: sqlx::PgPool,
+    pub delay: Duration,
 }
 
 pub async fn run(
@@ -129,21 +164,49 @@ pub async fn run(
     scopes: usize,
     seconds: f64,
     watched: &[Watched],
+    peer_store: Option<&PeerStore>,
 ) -> anyhow::Result<WritesResult> {
-    let Target::Boardsync { url, admin_token, .. } = target else {
-        anyhow::bail!("the write workload drives boardsync");
-    };
     let http = reqwest::Client::new();
+    let (url, admin_token) = match target {
+        Target::Boardsync { url, admin_token, .. } => (url.as_str(), admin_token.as_str()),
+        Target::Hocuspocus { .. } => {
+            anyhow::ensure!(via == Via::Ws, "Hocuspocus is written to over WebSockets");
+            anyhow::ensure!(peer_store.is_some(), "Hocuspocus' writes are watched in its PostgreSQL (--database-url)");
+            ("", "")
+        }
+        // Zero answers a write once it committed it in PostgreSQL: nothing to watch.
+        Target::Zero { .. } => {
+            anyhow::ensure!(via == Via::Ws, "Zero is written to over WebSockets");
+            ("", "")
+        }
+    };
     let prefix = format!("writes-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let rooms: Vec<String> = (0..scopes).map(|i| format!("{prefix}-{i}")).collect();
-    for room in &rooms {
-        target.prepare_room(&http, room).await?;
+    let rooms_of = |step: usize| -> Vec<String> {
+        match target {
+            // boardsync's scopes serve every rate.
+            Target::Boardsync { .. } => (0..scopes).map(|i| format!("{prefix}-{i}")).collect(),
+            // Each rate starts on fresh documents: the pre-made updates of a document
+            // follow on from each other, from the first.
+            Target::Hocuspocus { .. } => (0..scopes).map(|i| format!("{prefix}-{step}-{i}")).collect(),
+            // A room's writer is one client throughout (its mutations are counted).
+            Target::Zero { .. } => (0..scopes).map(|i| format!("{prefix}-{i}")).collect(),
+        }
+    };
+    for room in rooms_of(0) {
+        target.prepare_room(&http, &room).await?;
     }
     let mut result = WritesResult { target: target.name().into(), via, scopes, seconds, steps: Vec::new() };
-    for &rate in rates {
-        let before = outbox_state(&http, url, admin_token).await?;
+    for (step, &rate) in rates.iter().enumerate() {
+        let rooms = rooms_of(step);
+        let before = match target {
+            Target::Boardsync { .. } => Some(outbox_state(&http, url, admin_token).await?),
+            Target::Hocuspocus { .. } | Target::Zero { .. } => None,
+        };
         let meter = CpuMeter::start(watched);
-        let tally = Arc::new(Tally::new());
+        let tally = Arc::new(if peer_store.is_some() { Tally::watching_stored() } else { Tally::new() });
+        let stored = peer_store.map(|store| {
+            StoredWatch::start(store.pool.clone(), rooms.clone(), tally.clone(), CATCH_UP_LIMIT + store.delay)
+        });
         let sent = match via {
             Via::Ws => write_ws(target, &rooms, rate, seconds, &tally).await?,
             Via::Http => write_http(target, &http, &rooms, rate, seconds, &tally).await,
@@ -153,29 +216,43 @@ pub async fn run(
             tally.last_ack_ns.load(Ordering::SeqCst).saturating_sub(tally.schedule_ns.load(Ordering::SeqCst));
         let elapsed = (last_ack as f64 / 1e9).max(seconds);
         let acknowledged = tally.acknowledged.load(Ordering::SeqCst);
-        // PostgreSQL has caught up once the outbox counted as many more writes as
-        // were acknowledged (the PostgreSQL adapter has no outbox: nothing to wait for).
         // From the last acknowledgement (the replies were waited for first, polling
         // every few milliseconds: an upper bound by that much).
         let acked_at = tally.started + Duration::from_nanos(tally.last_ack_ns.load(Ordering::SeqCst));
-        let mut after = outbox_state(&http, url, admin_token).await?;
         let mut catch_up_ms = None;
-        if before.cache {
-            while after.lag_count - before.lag_count < acknowledged && acked_at.elapsed() < CATCH_UP_LIMIT {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                after = outbox_state(&http, url, admin_token).await?;
+        let (lag_p50_ms, lag_p99_ms, catch_up_allowed_ms) = if let Some(before) = before {
+            // PostgreSQL has caught up once the outbox counted as many more writes as
+            // were acknowledged (the PostgreSQL adapter has no outbox: nothing to wait for).
+            let mut after = outbox_state(&http, url, admin_token).await?;
+            if before.cache {
+                while after.lag_count - before.lag_count < acknowledged && acked_at.elapsed() < CATCH_UP_LIMIT {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    after = outbox_state(&http, url, admin_token).await?;
+                }
+                if after.lag_count - before.lag_count >= acknowledged {
+                    catch_up_ms = Some(acked_at.elapsed().as_secs_f64() * 1000.0);
+                }
             }
-            if after.lag_count - before.lag_count >= acknowledged {
-                catch_up_ms = Some(acked_at.elapsed().as_secs_f64() * 1000.0);
+            let lag = histogram_delta(&before.lag_buckets, &after.lag_buckets);
+            let quantiles = if before.cache {
+                (Some(bucket_quantile(&lag, 0.5) * 1000.0), Some(bucket_quantile(&lag, 0.99) * 1000.0))
+            } else {
+                (None, None)
+            };
+            (quantiles.0, quantiles.1, sustained_catch_up_ms())
+        } else if let (Some(store), Some(watch)) = (peer_store, stored) {
+            let seen = watch.finish(CATCH_UP_LIMIT + store.delay).await?;
+            if seen.unstored == 0 {
+                catch_up_ms = Some(seen.last_seen.saturating_duration_since(acked_at).as_secs_f64() * 1000.0);
+            } else {
+                eprintln!("  {} acknowledged writes never showed up in PostgreSQL", seen.unstored);
             }
-        }
-        let cpu = meter.stop();
-        let lag = histogram_delta(&before.lag_buckets, &after.lag_buckets);
-        let (lag_p50_ms, lag_p99_ms) = if before.cache {
-            (Some(bucket_quantile(&lag, 0.5) * 1000.0), Some(bucket_quantile(&lag, 0.99) * 1000.0))
+            let lag = Spread::of(&seen.lags_ms);
+            (Some(lag.p50), Some(lag.p99), sustained_catch_up_ms() + store.delay.as_secs_f64() * 1000.0)
         } else {
-            (None, None)
+            (None, None, sustained_catch_up_ms())
         };
+        let cpu = meter.stop();
         let latencies = std::mem::take(&mut *tally.latencies_ms.lock().unwrap());
         let step = RateStep {
             target_per_sec: rate,
@@ -187,6 +264,7 @@ pub async fn run(
             lag_p50_ms,
             lag_p99_ms,
             catch_up_ms,
+            catch_up_allowed_ms,
             cpu,
         };
         let sustained = step.is_sustained();
@@ -204,6 +282,97 @@ pub async fn run(
         }
     }
     Ok(result)
+}
+
+/// Reads a peer's stored documents back while a rate runs, and times when each
+/// acknowledged write shows up in them.
+struct StoredWatch {
+    task: tokio::task::JoinHandle<anyhow::Result<Seen>>,
+    writes_done: Arc<AtomicBool>,
+}
+
+struct Seen {
+    /// Acknowledged -> seen stored, per write (ms).
+    lags_ms: Vec<f64>,
+    last_seen: Instant,
+    /// Acknowledged writes never seen stored.
+    unstored: usize,
+}
+
+impl StoredWatch {
+    /// Watches `rooms`' documents until the writes are done and all are seen stored, or
+    /// `limit` after the writes are done.
+    fn start(pool: sqlx::PgPool, rooms: Vec<String>, tally: Arc<Tally>, limit: Duration) -> Self {
+        let writes_done = Arc::new(AtomicBool::new(false));
+        let done = writes_done.clone();
+        let task = tokio::spawn(async move {
+            let index: HashMap<String, usize> = rooms.iter().cloned().enumerate().map(|(i, r)| (r, i)).collect();
+            // Each document's last stored state, and the time it was stored at (so that
+            // only a document stored again is read again).
+            let mut latest: HashMap<usize, (String, Vec<u8>)> = HashMap::new();
+            let mut lags_ms = Vec::new();
+            let mut last_seen = Instant::now();
+            let mut deadline: Option<Instant> = None;
+            loop {
+                let stamps: Vec<(String, String)> =
+                    sqlx::query_as("SELECT name, updated_at::text FROM hocuspocus_documents WHERE name = ANY($1)")
+                        .bind(&rooms)
+                        .fetch_all(&pool)
+                        .await?;
+                let changed: Vec<String> = stamps
+                    .into_iter()
+                    .filter(|(name, stamp)| latest.get(&index[name]).is_none_or(|(seen, _)| seen != stamp))
+                    .map(|(name, _)| name)
+                    .collect();
+                if !changed.is_empty() {
+                    let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+                        "SELECT name, updated_at::text, data FROM hocuspocus_documents WHERE name = ANY($1)",
+                    )
+                    .bind(&changed)
+                    .fetch_all(&pool)
+                    .await?;
+                    for (name, stamp, data) in rows {
+                        latest.insert(index[&name], (stamp, data));
+                    }
+                }
+                // Every acknowledged write against what its document last stored (one
+                // acknowledged after its document was read is caught on a later turn).
+                let now = Instant::now();
+                let left: usize = {
+                    let mut unstored = tally.unstored.as_ref().expect("watching").lock().unwrap();
+                    for (room, waiting) in unstored.iter_mut() {
+                        let Some((_, data)) = latest.get(room) else { continue };
+                        waiting.retain(|(id, acked)| {
+                            if memchr::memmem::find(data, id.as_bytes()).is_none() {
+                                return true;
+                            }
+                            lags_ms.push(now.saturating_duration_since(*acked).as_secs_f64() * 1000.0);
+                            last_seen = now;
+                            false
+                        });
+                    }
+                    unstored.values().map(Vec::len).sum()
+                };
+                if done.load(Ordering::SeqCst) {
+                    let limit = *deadline.get_or_insert(now + limit);
+                    if left == 0 || now > limit {
+                        return Ok(Seen { lags_ms, last_seen, unstored: left });
+                    }
+                }
+                tokio::time::sleep(STORED_POLL).await;
+            }
+        });
+        Self { task, writes_done }
+    }
+
+    /// Once the writes are answered: waits until every acknowledged one is stored, or
+    /// the watch's limit has passed.
+    async fn finish(self, limit: Duration) -> anyhow::Result<Seen> {
+        self.writes_done.store(true, Ordering::SeqCst);
+        tokio::time::timeout(limit + Duration::from_secs(5), self.task)
+            .await
+            .context("watching the stored documents hung")??
+    }
 }
 
 struct OutboxState {
@@ -249,35 +418,37 @@ async fn write_ws(
 ) -> anyhow::Result<u64> {
     let mut queues = Vec::new();
     let mut tasks = Vec::new();
-    for room in rooms {
-        let (sink, mut stream) = target.subscribe(room).await?.split();
-        let (queue, mut due_writes) = mpsc::unbounded_channel::<(Instant, Message)>();
+    for (room_index, room) in rooms.iter().enumerate() {
+        let (sink, mut stream) = target.writer(room).await?.split();
+        let (queue, mut due_writes) = mpsc::unbounded_channel::<(Instant, String, Message)>();
         queues.push(queue);
-        let pending: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
+        let pending: Arc<Mutex<VecDeque<(Instant, String)>>> = Arc::default();
         let sending = pending.clone();
         let tally = tally.clone();
+        let answers = target.clone();
         tasks.push(tokio::spawn(async move {
             let mut sink = sink;
-            while let Some((due, message)) = due_writes.recv().await {
+            while let Some((due, id, message)) = due_writes.recv().await {
                 // Latency counts from when the write was due, so time it waited in
                 // the generator is not hidden (coordinated omission).
-                sending.lock().unwrap().push_back(due);
+                sending.lock().unwrap().push_back((due, id));
                 if sink.send(message).await.is_err() {
                     break;
                 }
             }
         }));
         tasks.push(tokio::spawn(async move {
+            let mut answered = 0;
             while let Some(Ok(frame)) = stream.next().await {
-                let Message::Text(text) = frame else { continue };
-                if !text.starts_with(r#"{"kind":"reply""#) {
-                    continue;
-                }
-                let Some(sent) = pending.lock().unwrap().pop_front() else { continue };
-                if text.contains(r#""ok":true"#) {
-                    tally.acknowledge(sent);
-                } else {
-                    tally.refused.fetch_add(1, Ordering::Relaxed);
+                let Some((count, taken)) = answers.answer(&frame, answered) else { continue };
+                answered += count;
+                for _ in 0..count {
+                    let Some((sent, id)) = pending.lock().unwrap().pop_front() else { break };
+                    if taken {
+                        tally.acknowledge(sent, room_index, id);
+                    } else {
+                        tally.refused.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }));
@@ -287,8 +458,9 @@ async fn write_ws(
     for index in 0..total {
         let due_at = due(started, index, rate);
         tokio::time::sleep_until(due_at).await;
-        let (_, message) = target.edit("", index as usize, "sustained")?;
-        let _ = queues[index as usize % queues.len()].send((due_at.into_std(), message));
+        let room = index as usize % queues.len();
+        let (id, message) = target.edit(&rooms[room], index as usize, "sustained")?;
+        let _ = queues[room].send((due_at.into_std(), id, message));
     }
     drop(queues);
     // Replies still on their way: until all are in, or none came for a while.
@@ -330,8 +502,9 @@ async fn write_http(
         tokio::time::sleep_until(due_at).await;
         let Ok(permit) = permits.clone().try_acquire_owned() else { continue };
         sent += 1;
+        let room = index as usize % rooms.len();
         let request = http
-            .post(format!("{url}/api/chat/{}", rooms[index as usize % rooms.len()]))
+            .post(format!("{url}/api/chat/{}", rooms[room]))
             .bearer_auth(token)
             .json(&json!({ "type": "send", "id": uuid::Uuid::new_v4(), "text": "sustained" }));
         let tally = tally.clone();
@@ -340,7 +513,7 @@ async fn write_http(
             let ok = request.send().await.is_ok_and(|response| response.status().is_success());
             drop(permit);
             if ok {
-                tally.acknowledge(began);
+                tally.acknowledge(began, room, String::new());
             } else {
                 tally.refused.fetch_add(1, Ordering::Relaxed);
             }
