@@ -300,7 +300,8 @@ pub mod zero {
 
     /// The last mutation id a poke acknowledges (`lastMutationIDChanges`), if any.
     pub fn last_mutation(frame: &str) -> Option<u64> {
-        let after = &frame[frame.find(r#""lastMutationIDChanges":{"#)?..];
+        const KEY: &str = r#""lastMutationIDChanges":{"#;
+        let after = &frame[frame.find(KEY)? + KEY.len()..];
         let digits = after[after.find("\":")? + 2..].trim_start();
         let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
         digits[..end].parse().ok()

@@ -207,9 +207,9 @@ pub async fn run(
         let stored = peer_store.map(|store| {
             StoredWatch::start(store.pool.clone(), rooms.clone(), tally.clone(), CATCH_UP_LIMIT + store.delay)
         });
-        let sent = match via {
+        let (sent, writers) = match via {
             Via::Ws => write_ws(target, &rooms, rate, seconds, &tally).await?,
-            Via::Http => write_http(target, &http, &rooms, rate, seconds, &tally).await,
+            Via::Http => (write_http(target, &http, &rooms, rate, seconds, &tally).await, Writers(Vec::new())),
         };
         // Over the schedule, or until the last acknowledgement if that came later.
         let last_ack =
@@ -253,6 +253,7 @@ pub async fn run(
             (None, None, sustained_catch_up_ms())
         };
         let cpu = meter.stop();
+        drop(writers);
         let latencies = std::mem::take(&mut *tally.latencies_ms.lock().unwrap());
         let step = RateStep {
             target_per_sec: rate,
@@ -415,7 +416,7 @@ async fn write_ws(
     rate: f64,
     seconds: f64,
     tally: &Arc<Tally>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, Writers)> {
     let mut queues = Vec::new();
     let mut tasks = Vec::new();
     for (room_index, room) in rooms.iter().enumerate() {
@@ -477,10 +478,20 @@ async fn write_ws(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    for task in tasks {
-        task.abort();
+    Ok((total, Writers(tasks)))
+}
+
+/// The writers' sockets (their tasks), closed when dropped: kept open until
+/// PostgreSQL has caught up, since Hocuspocus stores a document at once when its
+/// last connection closes, which would cut its store debounce short.
+struct Writers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
-    Ok(total)
 }
 
 async fn write_http(
