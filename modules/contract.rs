@@ -107,8 +107,9 @@ pub trait Rules {
     fn version(row: &Row) -> u64;
     /// The cached version of the row's entity, if it is cached.
     fn cached_version(ctx: &ReducerContext, row: &Row) -> Option<u64>;
-    /// Inserts or replaces the row in its table.
-    fn store(ctx: &ReducerContext, row: Row);
+    /// Inserts the row in its table, or replaces the entity's row if `cached` (the
+    /// caller has just looked it up: one index lookup per row fewer in warm-up).
+    fn store(ctx: &ReducerContext, row: Row, cached: bool);
     /// The scope the row belongs to.
     fn scope(row: &Row) -> &str;
     /// Deletes every cached row of the scope.
@@ -149,8 +150,8 @@ macro_rules! rows_in {
             ctx.db.$table().id().find(&row.id).map(|cached| cached.version)
         }
 
-        fn store(ctx: &ReducerContext, row: Row) {
-            if ctx.db.$table().id().find(&row.id).is_some() {
+        fn store(ctx: &ReducerContext, row: Row, cached: bool) {
+            if cached {
                 ctx.db.$table().id().update(row);
             } else {
                 ctx.db.$table().insert(row);
@@ -177,7 +178,8 @@ impl Write<'_> {
     /// Stores `row` and records it in the outbox, in this transaction.
     pub fn record(&self, row: Row) {
         let entity = <crate::Module as Rules>::entity(&row).to_string();
-        <crate::Module as Rules>::store(self.ctx, row.clone());
+        let cached = <crate::Module as Rules>::cached_version(self.ctx, &row).is_some();
+        <crate::Module as Rules>::store(self.ctx, row.clone(), cached);
         self.ctx.db.sync_outbox().insert(SyncOutbox {
             seq: 0,
             entity,
@@ -265,13 +267,25 @@ pub fn apply(
 pub fn warm(ctx: &ReducerContext, request_id: String, rows: Vec<Row>) -> Result<(), String> {
     let _ = request_id;
     require_owner(ctx)?;
+    // A batch is mostly one scope's rows: whether it was purged is looked up once per
+    // run of rows of one scope, not per row.
+    let mut last_scope: Option<(String, bool)> = None;
     for row in rows {
-        if ctx.db.forgotten_scope().scope().find(<crate::Module as Rules>::scope(&row).to_string()).is_some() {
+        let scope = <crate::Module as Rules>::scope(&row);
+        let forgotten = match &last_scope {
+            Some((known, forgotten)) if known == scope => *forgotten,
+            _ => {
+                let forgotten = ctx.db.forgotten_scope().scope().find(scope.to_string()).is_some();
+                last_scope = Some((scope.to_string(), forgotten));
+                forgotten
+            }
+        };
+        if forgotten {
             continue;
         }
         match <crate::Module as Rules>::cached_version(ctx, &row) {
             Some(cached) if cached > <crate::Module as Rules>::version(&row) => {}
-            _ => <crate::Module as Rules>::store(ctx, row),
+            cached => <crate::Module as Rules>::store(ctx, row, cached.is_some()),
         }
     }
     Ok(())

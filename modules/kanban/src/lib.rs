@@ -380,15 +380,15 @@ impl Rules for Module {
         }
     }
 
-    fn store(ctx: &ReducerContext, row: Row) {
+    fn store(ctx: &ReducerContext, row: Row, cached: bool) {
         match row {
-            BoardRow::Column(c) if ctx.db.board_column().id().find(&c.id).is_some() => {
+            BoardRow::Column(c) if cached => {
                 ctx.db.board_column().id().update(c);
             }
             BoardRow::Column(c) => {
                 ctx.db.board_column().insert(c);
             }
-            BoardRow::Card(c) if ctx.db.board_card().id().find(&c.id).is_some() => {
+            BoardRow::Card(c) if cached => {
                 ctx.db.board_card().id().update(c);
             }
             BoardRow::Card(c) => {
