@@ -24,8 +24,6 @@ use crate::target::{Socket, Target};
 /// Sockets read by one task: a task per socket would make the generator's own
 /// scheduling part of what is measured.
 const SOCKETS_PER_TASK: usize = 250;
-/// Sockets being opened at once.
-const CONNECTING_AT_ONCE: usize = 100;
 /// An edit not seen by every subscriber within this is counted as timed out.
 const EDIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A burst ends when no subscriber got anything for this long.
@@ -189,11 +187,11 @@ async fn read_group(target: Target, readers: Vec<SplitStream<Socket>>, watch: Ar
     }
 }
 
-/// Opens `count` sockets on `room`, `CONNECTING_AT_ONCE` at a time.
+/// Opens `count` sockets on `room`, [`Target::connecting_at_once`] at a time.
 pub async fn open_sockets(target: &Target, room: &str, count: usize) -> anyhow::Result<Vec<Socket>> {
     let opened: Vec<anyhow::Result<Socket>> = futures::stream::iter(0..count)
         .map(|_| target.subscribe(room))
-        .buffer_unordered(CONNECTING_AT_ONCE)
+        .buffer_unordered(target.connecting_at_once())
         .collect()
         .await;
     opened.into_iter().collect()

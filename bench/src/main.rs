@@ -245,6 +245,10 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Writes { common, target, via, rates, scopes, seconds, database_url, store_delay_ms } => {
                 eprintln!("sustained writes, {}", common.label);
+                anyhow::ensure!(
+                    database_url.is_none() || target.system == "hocuspocus",
+                    "--database-url is for Hocuspocus (its stored documents are watched)"
+                );
                 let peer_store = match database_url {
                     Some(url) => Some(writes::PeerStore {
                         pool: sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&url).await?,

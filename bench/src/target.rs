@@ -24,8 +24,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// How long a socket may take to become ready (subscribed).
+/// How long a socket may take to become ready (subscribed); zero-cache hydrates
+/// client groups one after another on its one sync worker here.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const ZERO_READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// tungstenite zeroes its whole read buffer (128 KiB by default) before every read:
 /// with thousands of sockets receiving small frames that was most of the
 /// generator's CPU time (a profile showed 43% in memset). Frames here are small.
@@ -99,15 +101,33 @@ impl Target {
     /// Hocuspocus' first sync reply; Zero's first poke with the query's rows).
     pub async fn subscribe(&self, room: &str) -> anyhow::Result<Socket> {
         let client = uuid::Uuid::new_v4().simple().to_string();
-        tokio::time::timeout(READY_TIMEOUT, self.subscribe_now(room, &client)).await.context("subscribing timed out")?
+        tokio::time::timeout(self.ready_timeout(), self.subscribe_now(room, &client))
+            .await
+            .context("subscribing timed out")?
     }
 
     /// The socket `room`'s edits ([`Self::edit`]) are sent on: a subscriber too. At
     /// most one per room (Zero's writer is a client whose mutations are counted).
     pub async fn writer(&self, room: &str) -> anyhow::Result<Socket> {
-        tokio::time::timeout(READY_TIMEOUT, self.subscribe_now(room, &zero::writer_of(room)))
+        tokio::time::timeout(self.ready_timeout(), self.subscribe_now(room, &zero::writer_of(room)))
             .await
             .context("opening the writer timed out")?
+    }
+
+    fn ready_timeout(&self) -> Duration {
+        match self {
+            Target::Zero { .. } => ZERO_READY_TIMEOUT,
+            _ => READY_TIMEOUT,
+        }
+    }
+
+    /// Sockets worth opening at once: zero-cache refuses none, but each new client
+    /// group is hydrated in turn, so many at once only queue up there.
+    pub fn connecting_at_once(&self) -> usize {
+        match self {
+            Target::Zero { .. } => 10,
+            _ => 100,
+        }
     }
 
     async fn subscribe_now(&self, room: &str, client: &str) -> anyhow::Result<Socket> {
@@ -195,21 +215,36 @@ impl Target {
         }
     }
 
-    /// How many of a writer's edits `frame` answers, and whether they were taken:
-    /// boardsync's reply, Hocuspocus' sync status (sent after it applied an update,
-    /// in memory: storing it comes later), Zero's new last mutation id (sent once
-    /// the insert committed in PostgreSQL; one may answer several). `answered`: the
-    /// edits of this writer answered so far.
-    pub fn answer(&self, frame: &Message, answered: u64) -> Option<(u64, bool)> {
+    /// What `frame` tells a writer about its edits: boardsync's reply, Hocuspocus'
+    /// sync status (sent after it applied an update, in memory: storing it comes
+    /// later), Zero's new last mutation id (sent once the insert committed in
+    /// PostgreSQL; one may answer several) or its error for a mutation that failed
+    /// (acknowledged all the same after it). `answered`: the writer's edits answered
+    /// so far.
+    pub fn answer(&self, frame: &Message, answered: u64) -> Option<Answer> {
         match (self, frame) {
             (Target::Boardsync { .. }, Message::Text(text)) if text.starts_with(r#"{"kind":"reply""#) => {
-                Some((1, text.contains(r#""ok":true"#)))
+                Some(if text.contains(r#""ok":true"#) { Answer::Taken(1) } else { Answer::Refused(1) })
             }
-            (Target::Hocuspocus { .. }, Message::Binary(bytes)) => hocuspocus::sync_status(bytes).map(|ok| (1, ok)),
+            (Target::Hocuspocus { .. }, Message::Binary(bytes)) => {
+                hocuspocus::sync_status(bytes).map(|ok| if ok { Answer::Taken(1) } else { Answer::Refused(1) })
+            }
+            (Target::Zero { .. }, Message::Text(text)) if text.starts_with(r#"["error""#) => {
+                text.contains(r#""MutationFailed""#).then_some(Answer::Failed)
+            }
             (Target::Zero { .. }, Message::Text(text)) => {
-                zero::last_mutation(text).filter(|&last| last > answered).map(|last| (last - answered, true))
+                zero::last_mutation(text).filter(|&last| last > answered).map(|last| Answer::Taken(last - answered))
             }
             _ => None,
+        }
+    }
+
+    /// The edits already made for `room`'s writer (Zero counts a writer's mutations
+    /// across its sockets; a new socket's acknowledgements continue from there).
+    pub fn edits_made(&self, room: &str) -> u64 {
+        match self {
+            Target::Zero { mutations, .. } => mutations.lock().unwrap().get(room).copied().unwrap_or(0),
+            _ => 0,
         }
     }
 
@@ -318,6 +353,15 @@ pub mod zero {
             assert_eq!(last_mutation(r#"["pokeEnd",{"pokeID":"0a"}]"#), None);
         }
     }
+}
+
+/// What a frame tells a writer about its edits, oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Taken(u64),
+    Refused(u64),
+    /// The oldest edit not yet answered failed; its acknowledgement follows.
+    Failed,
 }
 
 /// Reads the pre-made updates: one `<id> <hex>` per line.

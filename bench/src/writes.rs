@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::procs::{CpuMeter, CpuUse, Watched};
 use crate::stats::{bucket_quantile, histogram_buckets, histogram_delta, Spread};
-use crate::target::Target;
+use crate::target::{Answer, Target};
 
 /// Requests in flight at most over HTTP; a write that finds none free is counted
 /// as not sent (the server is not keeping up).
@@ -314,6 +314,8 @@ impl StoredWatch {
             let mut lags_ms = Vec::new();
             let mut last_seen = Instant::now();
             let mut deadline: Option<Instant> = None;
+            // Acknowledged writes not seen stored yet, per room.
+            let mut waiting: Unstored = HashMap::new();
             loop {
                 let stamps: Vec<(String, String)> =
                     sqlx::query_as("SELECT name, updated_at::text FROM hocuspocus_documents WHERE name = ANY($1)")
@@ -325,6 +327,7 @@ impl StoredWatch {
                     .filter(|(name, stamp)| latest.get(&index[name]).is_none_or(|(seen, _)| seen != stamp))
                     .map(|(name, _)| name)
                     .collect();
+                let mut stored_again = Vec::with_capacity(changed.len());
                 if !changed.is_empty() {
                     let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
                         "SELECT name, updated_at::text, data FROM hocuspocus_documents WHERE name = ANY($1)",
@@ -333,27 +336,33 @@ impl StoredWatch {
                     .fetch_all(&pool)
                     .await?;
                     for (name, stamp, data) in rows {
+                        stored_again.push(index[&name]);
                         latest.insert(index[&name], (stamp, data));
                     }
                 }
-                // Every acknowledged write against what its document last stored (one
-                // acknowledged after its document was read is caught on a later turn).
+                // The writes acknowledged since the last turn (taken out of the lock the
+                // writers need), against what their documents last stored; those
+                // waiting longer only against a document stored again.
                 let now = Instant::now();
-                let left: usize = {
-                    let mut unstored = tally.unstored.as_ref().expect("watching").lock().unwrap();
-                    for (room, waiting) in unstored.iter_mut() {
-                        let Some((_, data)) = latest.get(room) else { continue };
-                        waiting.retain(|(id, acked)| {
-                            if memchr::memmem::find(data, id.as_bytes()).is_none() {
-                                return true;
-                            }
-                            lags_ms.push(now.saturating_duration_since(*acked).as_secs_f64() * 1000.0);
-                            last_seen = now;
-                            false
-                        });
+                let fresh = std::mem::take(&mut *tally.unstored.as_ref().expect("watching").lock().unwrap());
+                let mut seen = |data: &[u8], id: &str, acked: Instant| {
+                    let found = memchr::memmem::find(data, id.as_bytes()).is_some();
+                    if found {
+                        lags_ms.push(now.saturating_duration_since(acked).as_secs_f64() * 1000.0);
+                        last_seen = now;
                     }
-                    unstored.values().map(Vec::len).sum()
+                    found
                 };
+                for room in stored_again {
+                    let (Some(list), Some((_, data))) = (waiting.get_mut(&room), latest.get(&room)) else { continue };
+                    list.retain(|(id, acked)| !seen(data, id, *acked));
+                }
+                for (room, list) in fresh {
+                    let data = latest.get(&room).map(|(_, data)| data.as_slice());
+                    let unseen = list.into_iter().filter(|(id, acked)| data.is_none_or(|data| !seen(data, id, *acked)));
+                    waiting.entry(room).or_default().extend(unseen);
+                }
+                let left: usize = waiting.values().map(Vec::len).sum();
                 if done.load(Ordering::SeqCst) {
                     let limit = *deadline.get_or_insert(now + limit);
                     if left == 0 || now > limit {
@@ -427,6 +436,7 @@ async fn write_ws(
         let sending = pending.clone();
         let tally = tally.clone();
         let answers = target.clone();
+        let mut answered = target.edits_made(room);
         tasks.push(tokio::spawn(async move {
             let mut sink = sink;
             while let Some((due, id, message)) = due_writes.recv().await {
@@ -439,15 +449,25 @@ async fn write_ws(
             }
         }));
         tasks.push(tokio::spawn(async move {
-            let mut answered = 0;
+            // Failed edits not yet acknowledged (Zero acknowledges them after its error).
+            let mut failed: u64 = 0;
             while let Some(Ok(frame)) = stream.next().await {
-                let Some((count, taken)) = answers.answer(&frame, answered) else { continue };
+                let (count, taken) = match answers.answer(&frame, answered) {
+                    None => continue,
+                    Some(Answer::Failed) => {
+                        failed += 1;
+                        continue;
+                    }
+                    Some(Answer::Taken(count)) => (count, true),
+                    Some(Answer::Refused(count)) => (count, false),
+                };
                 answered += count;
                 for _ in 0..count {
                     let Some((sent, id)) = pending.lock().unwrap().pop_front() else { break };
-                    if taken {
+                    if taken && failed == 0 {
                         tally.acknowledge(sent, room_index, id);
                     } else {
+                        failed = failed.saturating_sub(1);
                         tally.refused.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -28,15 +28,19 @@
 //! Client to server: a command as for `POST /api/{domain}/{scope}`, optionally with
 //! a `ref`. Commands from one socket are applied in the order they were sent, and
 //! answered in that order. A client may pipeline: send the next commands without
-//! waiting for replies (up to `api.ws_max_pipelined_commands` are read ahead; past
-//! that the server reads no further until a reply has gone out).
+//! waiting for replies (up to `api.ws_max_pipelined_commands`, and at most
+//! `api.max_body_bytes` of them, are read ahead; past that the server reads no
+//! further until a reply has gone out). Each command runs on a task of its own. A
+//! client that closes the socket gets every command it sent before applied; one
+//! that vanishes (no close) gets the one running finished, and those behind it
+//! dropped. A graceful stop answers every command already read, those it did not
+//! start with 503 `shutting_down`.
 //! A ping goes out every `api.ws_heartbeat_secs`; a client silent for
 //! `api.ws_client_timeout_secs` is disconnected.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,6 +120,7 @@ pub async fn live(
         next_presence: Instant::now(),
         commands: Commands::default(),
         max_pipelined: api.ws_max_pipelined_commands,
+        max_queued_bytes: api.max_body_bytes,
     };
     actix_web::rt::spawn(socket.run(messages.max_frame_size(api.max_body_bytes)));
     Ok(response)
@@ -168,16 +173,20 @@ struct LiveSocket {
     next_presence: Instant,
     commands: Commands,
     max_pipelined: usize,
+    /// The most command text read ahead (a frame's limit, `api.max_body_bytes`).
+    max_queued_bytes: usize,
 }
 
-/// A command's reply, being worked out.
-type Running = Pin<Box<dyn Future<Output = String>>>;
+/// A command being applied, on a task of its own: it makes progress (and a
+/// PostgreSQL transaction it holds ends) whatever this socket's task is doing, such
+/// as waiting for a slow client to take a frame.
+type Running = actix_web::rt::task::JoinHandle<String>;
 
-/// A command read ahead of the one running: its reply must go out after those
-/// before it.
+/// A frame read ahead of the command running: its reply goes out after theirs.
 enum Queued {
-    /// To apply once those before it are answered.
-    Command { reference: Value, command: Value },
+    /// A command to apply in its turn, kept as the text it came as (a parsed JSON
+    /// value takes many times the size of its text) and parsed again then.
+    Command(String),
     /// Refused as it was read (malformed, over the rate): the reply is ready.
     Refused(String),
 }
@@ -187,17 +196,55 @@ enum Queued {
 struct Commands {
     running: Option<Running>,
     queued: VecDeque<Queued>,
+    /// The text of the commands queued.
+    queued_bytes: usize,
 }
 
 impl Commands {
     fn len(&self) -> usize {
         self.queued.len() + usize::from(self.running.is_some())
     }
+
+    fn is_idle(&self) -> bool {
+        self.running.is_none() && self.queued.is_empty()
+    }
+
+    fn push(&mut self, queued: Queued) {
+        if let Queued::Command(text) = &queued {
+            self.queued_bytes += text.len();
+        }
+        self.queued.push_back(queued);
+    }
+
+    fn pop(&mut self) -> Option<Queued> {
+        let queued = self.queued.pop_front()?;
+        if let Queued::Command(text) = &queued {
+            self.queued_bytes -= text.len();
+        }
+        Some(queued)
+    }
 }
 
 /// The reply of the command running (only polled while there is one).
 async fn answer_of(running: &mut Option<Running>) -> String {
-    running.as_mut().expect("polled only while a command runs").await
+    match running.as_mut().expect("polled only while a command runs").await {
+        Ok(answer) => answer,
+        Err(error) => {
+            tracing::error!(%error, "a live command's task failed");
+            reply_error(&Value::Null, &DomainError::internal("the command failed"))
+        }
+    }
+}
+
+/// A command's JSON object and its `ref` (taken out of it).
+fn parse_command(text: &str) -> Option<(Value, Value)> {
+    match serde_json::from_str(text) {
+        Ok(mut command @ Value::Object(_)) => {
+            let reference = command.as_object_mut().and_then(|o| o.remove("ref")).unwrap_or(Value::Null);
+            Some((reference, command))
+        }
+        _ => None,
+    }
 }
 
 /// How a socket's task ends.
@@ -213,11 +260,9 @@ impl LiveSocket {
         let Err(end) = self.serve(&mut messages).await;
         // The others hear it left now, not after the close handshake.
         self.presence = None;
-        // A command that has begun is not cut off half way because its client left;
-        // those queued behind it were never started, and are not.
-        if let Some(running) = self.commands.running.take() {
-            actix_web::rt::spawn(running);
-        }
+        // A command that has begun runs to its end on its own task (its client left
+        // or not); commands queued behind it when the client went away without a
+        // close were never started, and are not.
         if let End::Close(reason) = end {
             let _ = within(self.client_timeout, self.session.close(reason)).await;
         }
@@ -247,8 +292,9 @@ impl LiveSocket {
         let mut last_heard = Instant::now();
         loop {
             if *self.shutting_down.borrow_and_update() {
-                // The commands already read are applied and answered first.
-                self.finish_commands().await?;
+                // Every command already read is answered first (those not started
+                // before the stop with 503 `shutting_down`).
+                self.finish_commands().await;
                 return Err(End::Close(Some(CloseReason {
                     code: CloseCode::Away,
                     description: Some("shutting_down".into()),
@@ -258,16 +304,34 @@ impl LiveSocket {
                 _ = self.shutting_down.changed() => {}
                 // Past the pipelining limit the socket is not read (TCP pushes back on
                 // the client) until a reply has gone out.
-                message = messages.recv(), if self.commands.len() < self.max_pipelined => {
+                message = messages.recv(),
+                    if self.commands.len() < self.max_pipelined && self.commands.queued_bytes < self.max_queued_bytes =>
+                {
                     last_heard = Instant::now();
-                    self.receive(message).await?;
+                    if let Err(end) = self.receive(message).await {
+                        // A client that closes gets every command it sent before
+                        // applied (and answered, while it still reads).
+                        if matches!(end, End::Close(_)) {
+                            self.finish_commands().await;
+                        }
+                        return Err(end);
+                    }
                 }
                 answer = answer_of(&mut self.commands.running), if self.commands.running.is_some() => {
                     self.commands.running = None;
                     self.send(answer).await?;
+                    // The events it caused (and any others meanwhile) follow its reply,
+                    // before the next command starts.
+                    let queued = frames.len();
+                    for _ in 0..queued {
+                        let Ok(pushed) = frames.try_recv() else { break };
+                        self.push(pushed).await?;
+                    }
                     self.next_command().await?;
                 }
-                Some(pushed) = frames.recv() => {
+                // Not while a command runs: a client gets a command's reply before the
+                // events it caused (which reach this queue first).
+                Some(pushed) = frames.recv(), if self.commands.running.is_none() => {
                     // What was queued already goes out in the same turn (one wake-up,
                     // and actix writes the frames together), but no more: the fan-out
                     // keeps filling the queue on its own thread, and the other
@@ -323,7 +387,7 @@ impl LiveSocket {
             Some(Ok(Message::Pong(_) | Message::Continuation(_) | Message::Nop)) => Ok(()),
             Some(Ok(Message::Binary(_))) => {
                 let error = DomainError::bad_request("binary_not_supported", "send commands as JSON text frames");
-                self.queue(Queued::Refused(reply_error(&Value::Null, &error))).await
+                self.refuse(reply_error(&Value::Null, &error)).await
             }
             Some(Ok(Message::Close(reason))) => Err(End::Close(reason)),
             Some(Err(error)) => {
@@ -335,12 +399,9 @@ impl LiveSocket {
     }
 
     async fn command(&mut self, text: &str) -> Result<(), End> {
-        let mut command: Value = match serde_json::from_str(text) {
-            Ok(value @ Value::Object(_)) => value,
-            _ => {
-                let error = DomainError::bad_request("malformed_json", "a command must be a JSON object");
-                return self.queue(Queued::Refused(reply_error(&Value::Null, &error))).await;
-            }
+        let Some((reference, command)) = parse_command(text) else {
+            let error = DomainError::bad_request("malformed_json", "a command must be a JSON object");
+            return self.refuse(reply_error(&Value::Null, &error)).await;
         };
         // Commands are tagged by `type` (and some carry a `kind` of their own, such as a
         // whiteboard element's); a frame without `type` but with `kind` is a signal.
@@ -352,55 +413,54 @@ impl LiveSocket {
                         "malformed_signal",
                         format!("not a signal this server knows: {error}"),
                     );
-                    self.send(reply_error(&Value::Null, &error)).await
+                    self.refuse(reply_error(&Value::Null, &error)).await
                 }
             };
         }
-        let reference = command.as_object_mut().and_then(|o| o.remove("ref")).unwrap_or(Value::Null);
         // The rate counts a command when it arrives, as over HTTP.
         if let Err(error) = self.state.limits.command(&self.user.id) {
-            return self.queue(Queued::Refused(reply_error(&reference, &error))).await;
+            return self.refuse(reply_error(&reference, &error)).await;
         }
-        self.queue(Queued::Command { reference, command }).await
-    }
-
-    /// Runs a command now if none is before it, else queues it (or its ready reply)
-    /// behind those that are: replies go out in the order the commands came.
-    async fn queue(&mut self, queued: Queued) -> Result<(), End> {
-        self.commands.queued.push_back(queued);
-        if self.commands.running.is_none() {
-            self.next_command().await?;
+        if self.commands.is_idle() {
+            self.start(reference, command);
+        } else {
+            self.commands.push(Queued::Command(text.to_owned()));
         }
         Ok(())
     }
 
-    /// Applies and answers every command read so far.
-    async fn finish_commands(&mut self) -> Result<(), End> {
-        while let Some(running) = self.commands.running.take() {
-            let answer = running.await;
-            self.send(answer).await?;
-            self.next_command().await?;
+    /// Answers a frame refused as it was read: now, or after the replies to the
+    /// commands before it (replies go out in the order the frames came).
+    async fn refuse(&mut self, answer: String) -> Result<(), End> {
+        if self.commands.is_idle() {
+            self.send(answer).await
+        } else {
+            self.commands.push(Queued::Refused(answer));
+            Ok(())
         }
-        Ok(())
+    }
+
+    /// Applies a command on a task of its own.
+    fn start(&mut self, reference: Value, command: Value) {
+        let (service, scope, user) = (self.service.clone(), self.scope.clone(), self.user.clone());
+        self.commands.running = Some(actix_web::rt::spawn(async move {
+            match service.apply(&scope, &user.caller(), command).await {
+                Ok(event) => reply(Reply { reference, ok: true, event: Some(event), status: None, error: None }),
+                Err(error) => reply_error(&reference, &error),
+            }
+        }));
     }
 
     /// Sends the ready replies at the head of the queue and starts the first command
     /// behind them. One command applies at a time, so a socket's commands apply in
     /// the order sent (on either adapter).
     async fn next_command(&mut self) -> Result<(), End> {
-        while let Some(queued) = self.commands.queued.pop_front() {
+        while let Some(queued) = self.commands.pop() {
             match queued {
                 Queued::Refused(answer) => self.send(answer).await?,
-                Queued::Command { reference, command } => {
-                    let (service, scope, user) = (self.service.clone(), self.scope.clone(), self.user.clone());
-                    self.commands.running = Some(Box::pin(async move {
-                        match service.apply(&scope, &user.caller(), command).await {
-                            Ok(event) => {
-                                reply(Reply { reference, ok: true, event: Some(event), status: None, error: None })
-                            }
-                            Err(error) => reply_error(&reference, &error),
-                        }
-                    }));
+                Queued::Command(text) => {
+                    let (reference, command) = parse_command(&text).expect("parsed once already");
+                    self.start(reference, command);
                     return Ok(());
                 }
             }
@@ -408,17 +468,38 @@ impl LiveSocket {
         Ok(())
     }
 
+    /// Applies every command read so far, in order, and answers each while the
+    /// client still takes frames.
+    async fn finish_commands(&mut self) {
+        let mut reading = true;
+        loop {
+            if self.commands.running.is_some() {
+                let answer = answer_of(&mut self.commands.running).await;
+                self.commands.running = None;
+                reading = reading && self.send(answer).await.is_ok();
+            }
+            match self.commands.pop() {
+                None => return,
+                Some(Queued::Refused(answer)) => reading = reading && self.send(answer).await.is_ok(),
+                Some(Queued::Command(text)) => {
+                    let (reference, command) = parse_command(&text).expect("parsed once already");
+                    self.start(reference, command);
+                }
+            }
+        }
+    }
+
     /// Takes a presence update: passed on now, or (past the rate) at the next slot,
     /// where a later one replaces it.
     async fn presence(&mut self, state: Value) -> Result<(), End> {
         if !self.joins_presence {
             let error = DomainError::bad_request("presence_off", "this socket was opened with presence=false");
-            return self.send(reply_error(&Value::Null, &error)).await;
+            return self.refuse(reply_error(&Value::Null, &error)).await;
         }
         let bytes = serde_json::to_string(&state).map_or(usize::MAX, |json| json.len());
         if bytes > self.max_presence_bytes {
             let message = format!("a presence state may have at most {} bytes of JSON", self.max_presence_bytes);
-            return self.send(reply_error(&Value::Null, &DomainError::invalid("presence_too_large", message))).await;
+            return self.refuse(reply_error(&Value::Null, &DomainError::invalid("presence_too_large", message))).await;
         }
         if Instant::now() >= self.next_presence {
             self.pass_presence_on(state);

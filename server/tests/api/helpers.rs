@@ -262,6 +262,11 @@ impl LiveClient {
         self.socket.send(tungstenite::Message::text(text)).await.expect("the frame is sent");
     }
 
+    /// Starts the close handshake (then read on with [`Self::closed`]).
+    pub async fn send_close(&mut self) {
+        self.socket.close(None).await.expect("the close frame is sent");
+    }
+
     /// Sends a WebSocket ping.
     pub async fn send_ping(&mut self, payload: &[u8]) {
         self.socket.send(tungstenite::Message::Ping(payload.to_vec().into())).await.expect("the ping is sent");
