@@ -187,9 +187,11 @@ pub async fn run(
             Target::Boardsync { .. } => (0..scopes).map(|i| format!("{prefix}-{i}")).collect(),
             // Each rate starts on fresh documents: the pre-made updates of a document
             // follow on from each other, from the first.
-            Target::Hocuspocus { .. } => (0..scopes).map(|i| format!("{prefix}-{step}-{i}")).collect(),
-            // A room's writer is one client throughout (its mutations are counted).
-            Target::Zero { .. } => (0..scopes).map(|i| format!("{prefix}-{i}")).collect(),
+            // Zero: each rate's writers are new clients (a client group that connects
+            // again with an empty cookie was never answered here).
+            Target::Hocuspocus { .. } | Target::Zero { .. } => {
+                (0..scopes).map(|i| format!("{prefix}-{step}-{i}")).collect()
+            }
         }
     };
     for room in rooms_of(0) {

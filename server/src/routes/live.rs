@@ -41,6 +41,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +64,11 @@ use crate::startup::AppState;
 /// Live frames queued for a socket's task; past it the socket is behind, and gets
 /// one resync instead of the events it missed.
 const LIVE_BUFFER: usize = 32;
+/// Live frames held back while one of the socket's commands runs (its reply goes out
+/// before the events it caused); past it they are replaced by one resync. Larger
+/// than `LIVE_BUFFER`, so that a command taking a while on a busy scope does not
+/// cost its client a resync.
+const HELD_WHILE_COMMAND_RUNS: usize = 8 * LIVE_BUFFER;
 /// Presence frames buffered for a socket; past it they are dropped (the next update
 /// of that connection supersedes a dropped one).
 const PRESENCE_BUFFER: usize = 64;
@@ -103,7 +109,7 @@ pub async fn live(
         shutting_down: state.shutting_down.subscribe(),
         state: state.clone(),
         leeway_secs: state.settings.auth.leeway_secs,
-        _slot: slot,
+        slot: Rc::new(slot),
         user,
         session,
         // `interval` panics on a zero period.
@@ -157,7 +163,9 @@ struct LiveSocket {
     state: web::Data<AppState>,
     leeway_secs: u64,
     /// This socket's place in its user's count of open sockets.
-    _slot: SocketSlot,
+    /// Held by the socket's task and by each command it started, until both end: a
+    /// command outliving its socket still counts against its user's sockets.
+    slot: Rc<SocketSlot>,
     session: Session,
     heartbeat: Duration,
     client_timeout: Duration,
@@ -180,7 +188,8 @@ struct LiveSocket {
 /// A command being applied, on a task of its own: it makes progress (and a
 /// PostgreSQL transaction it holds ends) whatever this socket's task is doing, such
 /// as waiting for a slow client to take a frame.
-type Running = actix_web::rt::task::JoinHandle<String>;
+/// With the command's `ref`, for a reply if the task itself fails.
+type Running = (Value, actix_web::rt::task::JoinHandle<String>);
 
 /// A frame read ahead of the command running: its reply goes out after theirs.
 enum Queued {
@@ -225,13 +234,28 @@ impl Commands {
     }
 }
 
+/// Holds a live frame back while a command runs; past the bound, the held frames
+/// give way to one resync.
+fn hold(held: &mut VecDeque<Live>, pushed: Live) {
+    if held.back().is_some_and(|last| matches!(last, Live::Resync)) {
+        return;
+    }
+    if held.len() >= HELD_WHILE_COMMAND_RUNS || matches!(pushed, Live::Resync) {
+        held.clear();
+        held.push_back(Live::Resync);
+    } else {
+        held.push_back(pushed);
+    }
+}
+
 /// The reply of the command running (only polled while there is one).
 async fn answer_of(running: &mut Option<Running>) -> String {
-    match running.as_mut().expect("polled only while a command runs").await {
+    let (reference, task) = running.as_mut().expect("polled only while a command runs");
+    match task.await {
         Ok(answer) => answer,
         Err(error) => {
             tracing::error!(%error, "a live command's task failed");
-            reply_error(&Value::Null, &DomainError::internal("the command failed"))
+            reply_error(reference, &DomainError::internal("the command failed"))
         }
     }
 }
@@ -290,6 +314,7 @@ impl LiveSocket {
         // After a long command, one ping rather than a burst of them.
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
+        let mut held: VecDeque<Live> = VecDeque::new();
         loop {
             if *self.shutting_down.borrow_and_update() {
                 // Every command already read is answered first (those not started
@@ -312,6 +337,8 @@ impl LiveSocket {
                         // A client that closes gets every command it sent before
                         // applied (and answered, while it still reads).
                         if matches!(end, End::Close(_)) {
+                            // The others hear it left now, not after its commands.
+                            self.presence = None;
                             self.finish_commands().await;
                         }
                         return Err(end);
@@ -322,6 +349,9 @@ impl LiveSocket {
                     self.send(answer).await?;
                     // The events it caused (and any others meanwhile) follow its reply,
                     // before the next command starts.
+                    while let Some(pushed) = held.pop_front() {
+                        self.push(pushed).await?;
+                    }
                     let queued = frames.len();
                     for _ in 0..queued {
                         let Ok(pushed) = frames.try_recv() else { break };
@@ -329,9 +359,17 @@ impl LiveSocket {
                     }
                     self.next_command().await?;
                 }
-                // Not while a command runs: a client gets a command's reply before the
-                // events it caused (which reach this queue first).
-                Some(pushed) = frames.recv(), if self.commands.running.is_none() => {
+                Some(pushed) = frames.recv() => {
+                    // While a command runs, events are held: a client gets a command's
+                    // reply before the events it caused (which reach this queue first).
+                    if self.commands.running.is_some() {
+                        hold(&mut held, pushed);
+                        for _ in 0..frames.len() {
+                            let Ok(pushed) = frames.try_recv() else { break };
+                            hold(&mut held, pushed);
+                        }
+                        continue;
+                    }
                     // What was queued already goes out in the same turn (one wake-up,
                     // and actix writes the frames together), but no more: the fan-out
                     // keeps filling the queue on its own thread, and the other
@@ -365,7 +403,11 @@ impl LiveSocket {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if last_heard.elapsed() > self.client_timeout {
+                    // While the socket is not read (commands queued to the limit), the
+                    // client's pongs wait unread: its replies' sends time out instead.
+                    let reading = self.commands.len() < self.max_pipelined
+                        && self.commands.queued_bytes < self.max_queued_bytes;
+                    if reading && last_heard.elapsed() > self.client_timeout {
                         tracing::debug!(user = self.user.id.as_str(), "live client timed out");
                         return Err(End::Gone);
                     }
@@ -392,7 +434,7 @@ impl LiveSocket {
             Some(Ok(Message::Close(reason))) => Err(End::Close(reason)),
             Some(Err(error)) => {
                 let error = DomainError::too_large("frame_rejected", format!("the frame was refused: {error}"));
-                self.send(reply_error(&Value::Null, &error)).await?;
+                self.refuse(reply_error(&Value::Null, &error)).await?;
                 Err(End::Close(Some(CloseCode::Size.into())))
             }
         }
@@ -440,15 +482,27 @@ impl LiveSocket {
         }
     }
 
-    /// Applies a command on a task of its own.
+    /// Applies a command on a task of its own (unless the socket's token has expired
+    /// since the last heartbeat's check).
     fn start(&mut self, reference: Value, command: Value) {
         let (service, scope, user) = (self.service.clone(), self.scope.clone(), self.user.clone());
-        self.commands.running = Some(actix_web::rt::spawn(async move {
-            match service.apply(&scope, &user.caller(), command).await {
-                Ok(event) => reply(Reply { reference, ok: true, event: Some(event), status: None, error: None }),
-                Err(error) => reply_error(&reference, &error),
-            }
-        }));
+        let (slot, expired) = (self.slot.clone(), self.token_expired());
+        let task_reference = reference.clone();
+        self.commands.running = Some((
+            task_reference,
+            actix_web::rt::spawn(async move {
+                let _slot = slot;
+                if expired {
+                    let error =
+                        DomainError::unauthorized("token_expired", "the token this socket was opened with has expired");
+                    return reply_error(&reference, &error);
+                }
+                match service.apply(&scope, &user.caller(), command).await {
+                    Ok(event) => reply(Reply { reference, ok: true, event: Some(event), status: None, error: None }),
+                    Err(error) => reply_error(&reference, &error),
+                }
+            }),
+        ));
     }
 
     /// Sends the ready replies at the head of the queue and starts the first command
@@ -529,8 +583,7 @@ impl LiveSocket {
     /// may no longer read the scope (policy violation), or when that cannot be checked
     /// (1011: the client reconnects, and is checked again then).
     async fn still_allowed(&mut self) -> Result<(), End> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let ended = if now > self.user.expires_at.saturating_add(self.leeway_secs) {
+        let ended = if self.token_expired() {
             DomainError::unauthorized("token_expired", "the token this socket was opened with has expired")
         } else {
             match self.service.may_read(&self.scope, &self.user.caller()).await {
@@ -548,6 +601,11 @@ impl LiveSocket {
         tracing::debug!(user = self.user.id.as_str(), scope = %self.scope, code = %ended.code, "live socket ended");
         self.send(reply_error(&Value::Null, &ended)).await?;
         Err(End::Close(Some(CloseReason { code: CloseCode::Policy, description: Some(ended.code.to_string()) })))
+    }
+
+    fn token_expired(&self) -> bool {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        now > self.user.expires_at.saturating_add(self.leeway_secs)
     }
 
     async fn push(&mut self, pushed: Live) -> Result<(), End> {

@@ -102,7 +102,15 @@ async fn a_graceful_stop_closes_live_sockets_as_going_away() {
 /// sent and answered in that order, refusals in their place among them.
 #[actix_web::test]
 async fn pipelined_commands_apply_and_are_answered_in_order() {
-    let app = spawn_app().await;
+    pipelined_commands(&spawn_app().await).await;
+}
+
+#[actix_web::test]
+async fn pipelined_commands_apply_and_are_answered_in_order_on_the_spacetimedb_adapter() {
+    pipelined_commands(&crate::helpers::spawn_app_on_spacetimedb().await).await;
+}
+
+async fn pipelined_commands(app: &crate::helpers::TestApp) {
     app.create_scope("chat", "pipelined").await;
     let mut alice = app.live("alice", "chat", "pipelined").await;
     let mut sent = Vec::new();
@@ -114,12 +122,21 @@ async fn pipelined_commands_apply_and_are_answered_in_order() {
             alice.send_text("not json").await;
         }
     }
-    let mut replies = Vec::new();
-    while replies.len() < 41 {
+    // Every frame in the order it came: the 41 replies and the 40 events.
+    let (mut replies, mut order) = (Vec::new(), Vec::new());
+    while replies.len() < 41 || order.iter().filter(|(kind, _)| kind == "event").count() < 40 {
         let frame = alice.next().await;
         if frame["kind"] == "reply" {
+            order.push(("reply".to_string(), frame["event"]["message"]["id"].clone()));
             replies.push(frame);
+        } else if frame["kind"] == "event" {
+            order.push(("event".to_string(), frame["event"]["message"]["id"].clone()));
         }
+    }
+    // A command's reply comes before the event it caused.
+    for id in &sent {
+        let position = |kind: &str| order.iter().position(|(k, i)| k == kind && *i == json!(id)).unwrap();
+        assert!(position("reply") < position("event"), "the reply to {id} came after its event");
     }
     let references: Vec<Value> = replies.iter().map(|reply| reply["ref"].clone()).collect();
     let mut expected: Vec<Value> = (0..40).map(|i| json!(format!("c{i}"))).collect();
