@@ -416,6 +416,9 @@ fn writes(md: &mut String, results: &Results, plots: &Path, stem: &str) -> anyho
             };
             let lag = match (at_1000(ours), at_1000(peer)) {
                 (Some(a), Some(b)) => format!("lag p99 at 1,000/s {} against {} ms ({})", ms(a), ms(b), ratio(a, b)),
+                (None, Some(_)) if ours.steps.iter().all(|s| s.lag_p99_ms.is_none()) => {
+                    "lag: none for boardsync, in PostgreSQL when acknowledged".into()
+                }
                 _ => "lag at 1,000/s: not both measured".into(),
             };
             let _ = writeln!(md, "- {label} / {peer_label}, {:?}: {sustained}; {lag}", peer.via);
