@@ -234,15 +234,17 @@ impl Commands {
     }
 }
 
-/// Holds a live frame back while a command runs; past the bound, the held frames
-/// give way to one resync.
-fn hold(held: &mut VecDeque<Live>, pushed: Live) {
-    if held.back().is_some_and(|last| matches!(last, Live::Resync)) {
+/// Holds a live frame back while a command runs, in order; past the bound, the held
+/// frames give way to one resync, and later ones are dropped until they go out (the
+/// client refetches after the resync, which comes after them).
+fn hold(held: &mut VecDeque<Live>, overflowed: &mut bool, pushed: Live) {
+    if *overflowed {
         return;
     }
-    if held.len() >= HELD_WHILE_COMMAND_RUNS || matches!(pushed, Live::Resync) {
+    if held.len() >= HELD_WHILE_COMMAND_RUNS {
         held.clear();
         held.push_back(Live::Resync);
+        *overflowed = true;
     } else {
         held.push_back(pushed);
     }
@@ -314,7 +316,7 @@ impl LiveSocket {
         // After a long command, one ping rather than a burst of them.
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
-        let mut held: VecDeque<Live> = VecDeque::new();
+        let (mut held, mut overflowed): (VecDeque<Live>, bool) = (VecDeque::new(), false);
         loop {
             if *self.shutting_down.borrow_and_update() {
                 // Every command already read is answered first (those not started
@@ -349,6 +351,7 @@ impl LiveSocket {
                     self.send(answer).await?;
                     // The events it caused (and any others meanwhile) follow its reply,
                     // before the next command starts.
+                    overflowed = false;
                     while let Some(pushed) = held.pop_front() {
                         self.push(pushed).await?;
                     }
@@ -363,10 +366,10 @@ impl LiveSocket {
                     // While a command runs, events are held: a client gets a command's
                     // reply before the events it caused (which reach this queue first).
                     if self.commands.running.is_some() {
-                        hold(&mut held, pushed);
+                        hold(&mut held, &mut overflowed, pushed);
                         for _ in 0..frames.len() {
                             let Ok(pushed) = frames.try_recv() else { break };
-                            hold(&mut held, pushed);
+                            hold(&mut held, &mut overflowed, pushed);
                         }
                         continue;
                     }

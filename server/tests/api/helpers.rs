@@ -318,8 +318,10 @@ impl LiveClient {
     }
 
     async fn next_frame(&mut self) -> Value {
+        // Pings come every heartbeat: the wait is for a text frame, not any frame.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let frame = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
+            let frame = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
                 .expect("a frame arrives within 10 s")
                 .expect("the socket stays open")
