@@ -239,15 +239,6 @@ impl Target {
         }
     }
 
-    /// The edits already made for `room`'s writer (Zero counts a writer's mutations
-    /// across its sockets; a new socket's acknowledgements continue from there).
-    pub fn edits_made(&self, room: &str) -> u64 {
-        match self {
-            Target::Zero { mutations, .. } => mutations.lock().unwrap().get(room).copied().unwrap_or(0),
-            _ => 0,
-        }
-    }
-
     /// Whether a frame tells a subscriber it missed events (boardsync's `resync`).
     pub fn is_resync(&self, frame: &[u8]) -> bool {
         matches!(self, Target::Boardsync { .. }) && memchr::memmem::find(frame, br#""kind":"resync""#).is_some()

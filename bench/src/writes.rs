@@ -438,7 +438,8 @@ async fn write_ws(
         let sending = pending.clone();
         let tally = tally.clone();
         let answers = target.clone();
-        let mut answered = target.edits_made(room);
+        // Only Zero counts (by mutation id), and its rooms are new at each rate.
+        let mut answered = 0;
         tasks.push(tokio::spawn(async move {
             let mut sink = sink;
             while let Some((due, id, message)) = due_writes.recv().await {

@@ -124,9 +124,7 @@ pub async fn live(
         max_presence_bytes: state.settings.presence.max_state_bytes,
         pending_presence: None,
         next_presence: Instant::now(),
-        commands: Commands::default(),
-        max_pipelined: api.ws_max_pipelined_commands,
-        max_queued_bytes: api.max_body_bytes,
+        commands: Commands::new(api.ws_max_pipelined_commands, api.max_body_bytes),
     };
     actix_web::rt::spawn(socket.run(messages.max_frame_size(api.max_body_bytes)));
     Ok(response)
@@ -180,15 +178,12 @@ struct LiveSocket {
     pending_presence: Option<Value>,
     next_presence: Instant,
     commands: Commands,
-    max_pipelined: usize,
-    /// The most command text read ahead (a frame's limit, `api.max_body_bytes`).
-    max_queued_bytes: usize,
 }
 
 /// A command being applied, on a task of its own: it makes progress (and a
 /// PostgreSQL transaction it holds ends) whatever this socket's task is doing, such
-/// as waiting for a slow client to take a frame.
-/// With the command's `ref`, for a reply if the task itself fails.
+/// as waiting for a slow client to take a frame. With the command's `ref`, for a
+/// reply if the task itself fails.
 type Running = (Value, actix_web::rt::task::JoinHandle<String>);
 
 /// A frame read ahead of the command running: its reply goes out after theirs.
@@ -201,17 +196,26 @@ enum Queued {
 }
 
 /// The commands of one socket: at most one applies at a time, in the order read.
-#[derive(Default)]
 struct Commands {
     running: Option<Running>,
     queued: VecDeque<Queued>,
     /// The text of the commands queued.
     queued_bytes: usize,
+    /// At most this many commands (`api.ws_max_pipelined_commands`) and this much
+    /// queued text (`api.max_body_bytes`) are read ahead.
+    max_pipelined: usize,
+    max_queued_bytes: usize,
 }
 
 impl Commands {
-    fn len(&self) -> usize {
-        self.queued.len() + usize::from(self.running.is_some())
+    fn new(max_pipelined: usize, max_queued_bytes: usize) -> Self {
+        Self { running: None, queued: VecDeque::new(), queued_bytes: 0, max_pipelined, max_queued_bytes }
+    }
+
+    /// Whether another frame may be read ahead.
+    fn has_room(&self) -> bool {
+        self.queued.len() + usize::from(self.running.is_some()) < self.max_pipelined
+            && self.queued_bytes < self.max_queued_bytes
     }
 
     fn is_idle(&self) -> bool {
@@ -234,19 +238,33 @@ impl Commands {
     }
 }
 
-/// Holds a live frame back while a command runs, in order; past the bound, the held
-/// frames give way to one resync, and later ones are dropped until they go out (the
-/// client refetches after the resync, which comes after them).
-fn hold(held: &mut VecDeque<Live>, overflowed: &mut bool, pushed: Live) {
-    if *overflowed {
-        return;
+/// Live frames held back while a command runs, in order; past the bound, they give
+/// way to one resync, and later ones are dropped until they go out (the client
+/// refetches after the resync, which comes after them).
+#[derive(Default)]
+struct Held {
+    frames: VecDeque<Live>,
+    overflowed: bool,
+}
+
+impl Held {
+    fn hold(&mut self, pushed: Live) {
+        if self.overflowed {
+            return;
+        }
+        if self.frames.len() >= HELD_WHILE_COMMAND_RUNS {
+            self.frames.clear();
+            self.frames.push_back(Live::Resync);
+            self.overflowed = true;
+        } else {
+            self.frames.push_back(pushed);
+        }
     }
-    if held.len() >= HELD_WHILE_COMMAND_RUNS {
-        held.clear();
-        held.push_back(Live::Resync);
-        *overflowed = true;
-    } else {
-        held.push_back(pushed);
+
+    /// The frames held, to go out now.
+    fn release(&mut self) -> VecDeque<Live> {
+        self.overflowed = false;
+        std::mem::take(&mut self.frames)
     }
 }
 
@@ -260,6 +278,10 @@ async fn answer_of(running: &mut Option<Running>) -> String {
             reply_error(reference, &DomainError::internal("the command failed"))
         }
     }
+}
+
+fn token_expired_error() -> DomainError {
+    DomainError::unauthorized("token_expired", "the token this socket was opened with has expired")
 }
 
 /// A command's JSON object and its `ref` (taken out of it).
@@ -316,7 +338,7 @@ impl LiveSocket {
         // After a long command, one ping rather than a burst of them.
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
-        let (mut held, mut overflowed): (VecDeque<Live>, bool) = (VecDeque::new(), false);
+        let mut held = Held::default();
         loop {
             if *self.shutting_down.borrow_and_update() {
                 // Every command already read is answered first (those not started
@@ -331,9 +353,7 @@ impl LiveSocket {
                 _ = self.shutting_down.changed() => {}
                 // Past the pipelining limit the socket is not read (TCP pushes back on
                 // the client) until a reply has gone out.
-                message = messages.recv(),
-                    if self.commands.len() < self.max_pipelined && self.commands.queued_bytes < self.max_queued_bytes =>
-                {
+                message = messages.recv(), if self.commands.has_room() => {
                     last_heard = Instant::now();
                     if let Err(end) = self.receive(message).await {
                         // A client that closes gets every command it sent before
@@ -351,25 +371,20 @@ impl LiveSocket {
                     self.send(answer).await?;
                     // The events it caused (and any others meanwhile) follow its reply,
                     // before the next command starts.
-                    overflowed = false;
-                    while let Some(pushed) = held.pop_front() {
+                    for pushed in held.release() {
                         self.push(pushed).await?;
                     }
-                    let queued = frames.len();
-                    for _ in 0..queued {
-                        let Ok(pushed) = frames.try_recv() else { break };
-                        self.push(pushed).await?;
-                    }
+                    self.push_queued(&mut frames).await?;
                     self.next_command().await?;
                 }
                 Some(pushed) = frames.recv() => {
                     // While a command runs, events are held: a client gets a command's
                     // reply before the events it caused (which reach this queue first).
                     if self.commands.running.is_some() {
-                        hold(&mut held, &mut overflowed, pushed);
+                        held.hold(pushed);
                         for _ in 0..frames.len() {
                             let Ok(pushed) = frames.try_recv() else { break };
-                            hold(&mut held, &mut overflowed, pushed);
+                            held.hold(pushed);
                         }
                         continue;
                     }
@@ -378,12 +393,8 @@ impl LiveSocket {
                     // keeps filling the queue on its own thread, and the other
                     // branches (access changes, the stop, commands, pongs) must get
                     // their turn between bursts.
-                    let queued = frames.len();
                     self.push(pushed).await?;
-                    for _ in 0..queued {
-                        let Ok(pushed) = frames.try_recv() else { break };
-                        self.push(pushed).await?;
-                    }
+                    self.push_queued(&mut frames).await?;
                 }
                 Some(peer) = presence_frames.recv() => {
                     self.send(peer.to_string()).await?;
@@ -408,9 +419,7 @@ impl LiveSocket {
                 _ = heartbeat.tick() => {
                     // While the socket is not read (commands queued to the limit), the
                     // client's pongs wait unread: its replies' sends time out instead.
-                    let reading = self.commands.len() < self.max_pipelined
-                        && self.commands.queued_bytes < self.max_queued_bytes;
-                    if reading && last_heard.elapsed() > self.client_timeout {
+                    if self.commands.has_room() && last_heard.elapsed() > self.client_timeout {
                         tracing::debug!(user = self.user.id.as_str(), "live client timed out");
                         return Err(End::Gone);
                     }
@@ -496,9 +505,7 @@ impl LiveSocket {
             actix_web::rt::spawn(async move {
                 let _slot = slot;
                 if expired {
-                    let error =
-                        DomainError::unauthorized("token_expired", "the token this socket was opened with has expired");
-                    return reply_error(&reference, &error);
+                    return reply_error(&reference, &token_expired_error());
                 }
                 match service.apply(&scope, &user.caller(), command).await {
                     Ok(event) => reply(Reply { reference, ok: true, event: Some(event), status: None, error: None }),
@@ -587,7 +594,7 @@ impl LiveSocket {
     /// (1011: the client reconnects, and is checked again then).
     async fn still_allowed(&mut self) -> Result<(), End> {
         let ended = if self.token_expired() {
-            DomainError::unauthorized("token_expired", "the token this socket was opened with has expired")
+            token_expired_error()
         } else {
             match self.service.may_read(&self.scope, &self.user.caller()).await {
                 Ok(()) => return Ok(()),
@@ -609,6 +616,15 @@ impl LiveSocket {
     fn token_expired(&self) -> bool {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         now > self.user.expires_at.saturating_add(self.leeway_secs)
+    }
+
+    /// Sends what the fan-out has queued for this socket so far, and no more.
+    async fn push_queued(&mut self, frames: &mut mpsc::Receiver<Live>) -> Result<(), End> {
+        for _ in 0..frames.len() {
+            let Ok(pushed) = frames.try_recv() else { break };
+            self.push(pushed).await?;
+        }
+        Ok(())
     }
 
     async fn push(&mut self, pushed: Live) -> Result<(), End> {
