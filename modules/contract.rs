@@ -11,6 +11,8 @@
 //! - `module_settings` (private): the domain's settings as the backend has them, sent
 //!   by `configure` on every connect, so the cache enforces the same limits as
 //!   PostgreSQL.
+//! - `warm_scope` (private): which scopes a warm-up ended in since this cache
+//!   instance started, so that several backends warm each scope once.
 //! - `sync_outbox` (private): one entry per write, in the write's transaction, with
 //!   the entity's full state as the module's own `Row`; the backend decodes it with
 //!   the generated type of the same row, drains it into PostgreSQL, and acks. A
@@ -25,6 +27,8 @@
 //! Every reducer takes the caller's `request_id` first, so the backend can match the
 //! outcome to the call. Errors are `kind|code|message`, which the backend turns into
 //! the same JSON error the PostgreSQL adapter gives.
+
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use serde::de::DeserializeOwned;
 use spacetimedb::{reducer, table, Identity, ReducerContext, SpacetimeType, Table, Timestamp};
@@ -87,6 +91,36 @@ pub struct SyncOutbox {
 pub struct ForgottenScope {
     #[primary_key]
     pub scope: String,
+}
+
+/// Scopes whose warm-up ran in this cache process: one node warms a scope, and the
+/// others (and the same node after a reconnect) see that it need not be warmed
+/// again, as long as the cache has not restarted since (a restart can lose the tail
+/// of what it held). `boot` names the module instance the warm-up ran in; `done` is
+/// set only if it ended in that same instance; `floor` is where the scope's whole
+/// history in the cache begins, as the warming node found it ("" for all of it, "*"
+/// for none of it, or an entity id).
+#[table(name = warm_scope)]
+pub struct WarmScope {
+    #[primary_key]
+    pub scope: String,
+    pub boot: u64,
+    pub done: bool,
+    pub floor: String,
+}
+
+/// This module instance's boot: set by the first call after the instance started,
+/// and new after every restart of the cache (memory does not survive one). An
+/// instance SpacetimeDB replaces for another reason (a trap) gets a new one too:
+/// that only costs a warm-up that was not needed.
+static BOOT: AtomicU64 = AtomicU64::new(0);
+
+fn boot(ctx: &ReducerContext) -> u64 {
+    let now = (ctx.timestamp.to_micros_since_unix_epoch() as u64).max(1);
+    match BOOT.compare_exchange(0, now, AtomicOrdering::Relaxed, AtomicOrdering::Relaxed) {
+        Ok(_) => now,
+        Err(set) => set,
+    }
 }
 
 /// What a module adds to the contract: its commands and how a row is cached.
@@ -299,6 +333,44 @@ pub fn warm_done(ctx: &ReducerContext, request_id: String) -> Result<(), String>
     require_owner(ctx)
 }
 
+/// Claims `scope`'s warm-up for this cache instance. Refused with `already_warm` when
+/// a warm-up of it ended in this same instance (nothing was lost since), unless
+/// `force` (its window changed, or an operator asked).
+#[reducer]
+pub fn warm_begin(ctx: &ReducerContext, request_id: String, scope: String, force: bool) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)?;
+    let boot = boot(ctx);
+    let known = ctx.db.warm_scope().scope().find(&scope);
+    if !force && known.as_ref().is_some_and(|row| row.boot == boot && row.done) {
+        return Err(err("conflict", "already_warm", "warmed since the cache started"));
+    }
+    let claim = WarmScope { scope, boot, done: false, floor: String::new() };
+    if known.is_some() {
+        ctx.db.warm_scope().scope().update(claim);
+    } else {
+        ctx.db.warm_scope().insert(claim);
+    }
+    Ok(())
+}
+
+/// `scope`'s warm-up ended, with its whole history in the cache from `floor` on.
+/// Refused with `cache_restarted` if it began in another instance: what it loaded
+/// before the restart may be lost.
+#[reducer]
+pub fn warm_end(ctx: &ReducerContext, request_id: String, scope: String, floor: String) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)?;
+    let boot = boot(ctx);
+    match ctx.db.warm_scope().scope().find(&scope) {
+        Some(claim) if claim.boot == boot => {
+            ctx.db.warm_scope().scope().update(WarmScope { done: true, floor, ..claim });
+            Ok(())
+        }
+        _ => Err(err("unavailable", "cache_restarted", "the cache restarted during this warm-up")),
+    }
+}
+
 /// An outbox entry as the backend acknowledges it: its sequence number and the call
 /// that wrote it.
 #[derive(SpacetimeType)]
@@ -349,6 +421,7 @@ pub fn forget_scope(ctx: &ReducerContext, request_id: String, scope: String) -> 
     if ctx.db.forgotten_scope().scope().find(&scope).is_none() {
         ctx.db.forgotten_scope().insert(ForgottenScope { scope: scope.clone() });
     }
+    ctx.db.warm_scope().scope().delete(&scope);
     let entries: Vec<u64> = ctx
         .db
         .sync_outbox()

@@ -13,6 +13,7 @@
 //! - [`frames`]: what a live socket sends, as types the API document describes.
 //! - [`presence`]: who is connected to a scope, with a small state each, fanned out
 //!   over the live sockets and never stored.
+//! - [`presence_relay`]: presence across nodes, through PostgreSQL's LISTEN/NOTIFY.
 //! - [`service`]: [`DomainService`], the JSON-level, type-erased face of a running
 //!   domain that the API routes by name, and [`Domains`], the registry of them.
 //!
@@ -24,6 +25,7 @@ pub mod frames;
 pub mod metrics;
 pub mod outbox;
 pub mod presence;
+pub mod presence_relay;
 pub mod service;
 pub mod warmup;
 

@@ -4,26 +4,29 @@
 //!
 //! Each live socket holds a [`Presence`]; dropping it (the socket closed, timed out,
 //! was refused further access, or its task ended any other way) removes the
-//! connection and tells the others. The view is this process's: sockets on other
-//! nodes are not seen.
+//! connection and tells the others. Connections on other nodes are seen through the
+//! [`relay`](crate::presence_relay), which hands their joins, states and leaves in
+//! as [`Change`]s and takes this node's out; without a relay the view is this
+//! process's alone.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use boardsync_core::ScopeKey;
 use dashmap::DashMap;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::frames::ServerFrame;
 
 /// One connection in a scope, as others see it.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Peer {
-    /// Tells two connections of one user (two tabs) apart.
+    /// Tells two connections of one user (two tabs) apart; unique across nodes.
     pub connection: String,
     pub user: String,
     /// What the client last set (null until it sets something).
@@ -39,16 +42,67 @@ struct Member {
     lost: Arc<AtomicBool>,
 }
 
+/// A scope's connections: this node's, and those other nodes reported (by node).
+#[derive(Default)]
+struct Scope {
+    local: HashMap<u64, Member>,
+    remote: HashMap<String, (NodeId, Peer)>,
+}
+
+impl Scope {
+    fn is_empty(&self) -> bool {
+        self.local.is_empty() && self.remote.is_empty()
+    }
+
+    /// Everyone here but local connection `except`.
+    fn peers_but(&self, except: u64) -> Vec<Peer> {
+        let local = self.local.iter().filter(|(id, _)| **id != except).map(|(_, m)| m.peer.clone());
+        local.chain(self.remote.values().map(|(_, peer)| peer.clone())).collect()
+    }
+}
+
 type ScopeId = (&'static str, ScopeKey);
 
-/// Every scope's connections, in this process.
-#[derive(Default)]
+/// A node's identity on the relay: random per process, so a restarted node is a new
+/// one and its previous life's connections time out rather than linger.
+pub type NodeId = u64;
+
+/// A change to a scope's presence, as nodes tell each other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub domain: String,
+    pub scope: String,
+    pub peer: Peer,
+    /// The connection left (`peer.state` is then null).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub left: bool,
+}
+
+/// Every scope's connections, this node's and (through the relay) other nodes'.
 pub struct PresenceHub {
-    scopes: DashMap<ScopeId, HashMap<u64, Member>>,
+    scopes: DashMap<ScopeId, Scope>,
     next_connection: AtomicU64,
+    node: NodeId,
+    /// The relay's inbox for this node's changes, once a relay runs.
+    outgoing: OnceLock<mpsc::UnboundedSender<Change>>,
+    /// The domains this node runs, by name (a change from another node names its
+    /// domain as text).
+    domains: HashMap<String, &'static str>,
 }
 
 impl PresenceHub {
+    /// A hub for the scopes of `domains`.
+    pub fn new(domains: impl IntoIterator<Item = &'static str>) -> Self {
+        let node = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        Self {
+            scopes: DashMap::new(),
+            next_connection: AtomicU64::new(0),
+            node,
+            outgoing: OnceLock::new(),
+            domains: domains.into_iter().map(|name| (name.to_owned(), name)).collect(),
+        }
+    }
+
     /// Adds a connection to `scope` and tells the others; returns its handle and who
     /// was there before it.
     pub fn join(
@@ -59,22 +113,111 @@ impl PresenceHub {
         frames: mpsc::Sender<Arc<str>>,
     ) -> (Presence, Vec<Peer>) {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
-        let peer = Peer { connection: format!("c{id}"), user: user.to_owned(), state: Value::Null };
+        // The node's id in it keeps connections of different nodes apart.
+        let connection = format!("{:08x}.{id}", self.node as u32);
+        let peer = Peer { connection, user: user.to_owned(), state: Value::Null };
         let key = (domain, scope.clone());
         let lost = Arc::new(AtomicBool::new(false));
         let mut members = self.scopes.entry(key.clone()).or_default();
-        let before: Vec<Peer> = members.values().map(|m| m.peer.clone()).collect();
+        let before = members.peers_but(id);
         broadcast(&members, id, &ServerFrame::<Value>::Presence(peer.clone()));
-        members.insert(id, Member { peer, frames, lost: lost.clone() });
+        self.tell_others(&key, &peer, false);
+        members.local.insert(id, Member { peer, frames, lost: lost.clone() });
         drop(members);
         (Presence { hub: self.clone(), key, id, lost }, before)
     }
+
+    /// This node's id on the relay.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Starts passing this node's changes to `relay`; returns false if one already
+    /// takes them.
+    pub fn relay_to(&self, relay: mpsc::UnboundedSender<Change>) -> bool {
+        self.outgoing.set(relay).is_ok()
+    }
+
+    /// Passes a change of this node's to the relay (under the scope's lock, so the
+    /// relay gets a scope's changes in the order its members saw them).
+    fn tell_others(&self, key: &ScopeId, peer: &Peer, left: bool) {
+        if let Some(relay) = self.outgoing.get() {
+            let change = Change { domain: key.0.to_owned(), scope: key.1.to_string(), peer: peer.clone(), left };
+            let _ = relay.send(change);
+        }
+    }
+
+    /// Every connection of this node, as joins (for a node that asks who is here).
+    pub fn local_changes(&self) -> Vec<Change> {
+        let mut all = Vec::new();
+        for scope in self.scopes.iter() {
+            let (domain, key) = scope.key();
+            for member in scope.local.values() {
+                let (domain, scope) = (domain.to_string(), key.to_string());
+                all.push(Change { domain, scope, peer: member.peer.clone(), left: false });
+            }
+        }
+        all
+    }
+
+    /// Applies a change another node reported: its members here hear of it. A change
+    /// of a domain this node does not run, or to a state already known, is dropped.
+    pub fn apply_remote(&self, node: NodeId, change: Change) {
+        let Ok(scope) = ScopeKey::parse(&change.scope) else { return };
+        let Some(domain) = self.domain_name(&change.domain) else { return };
+        let key = (domain, scope);
+        let mut members = self.scopes.entry(key.clone()).or_default();
+        let connection = change.peer.connection.clone();
+        if change.left {
+            if members.remote.remove(&connection).is_some() {
+                let Peer { connection, user, .. } = change.peer;
+                broadcast(&members, u64::MAX, &ServerFrame::<Value>::PresenceLeft { connection, user });
+            }
+        } else if members.remote.get(&connection).is_none_or(|(_, known)| *known != change.peer) {
+            broadcast(&members, u64::MAX, &ServerFrame::<Value>::Presence(change.peer.clone()));
+            members.remote.insert(connection, (node, change.peer));
+        }
+        let empty = members.is_empty();
+        drop(members);
+        if empty {
+            self.scopes.remove_if(&key, |_, members| members.is_empty());
+        }
+    }
+
+    /// Removes every connection of `node` (it stopped, or was not heard from within
+    /// the relay's timeout), or of every other node when `None` (the relay lost its
+    /// connection, so what it knew may be stale); their scopes' members hear them
+    /// leave. Returns how many were removed.
+    pub fn forget_nodes(&self, node: Option<NodeId>) -> usize {
+        let mut removed = 0;
+        for mut scope in self.scopes.iter_mut() {
+            let gone: Vec<String> = scope
+                .remote
+                .iter()
+                .filter(|(_, (owner, _))| node.is_none_or(|node| *owner == node))
+                .map(|(connection, _)| connection.clone())
+                .collect();
+            for connection in gone {
+                let Some((_, Peer { connection, user, .. })) = scope.remote.remove(&connection) else { continue };
+                broadcast(&scope, u64::MAX, &ServerFrame::<Value>::PresenceLeft { connection, user });
+                removed += 1;
+            }
+        }
+        self.scopes.retain(|_, scope| !scope.is_empty());
+        removed
+    }
+
+    /// The `&'static` name of a domain this node runs (scope keys hold domains by
+    /// static name); a domain it does not run has no members here to tell.
+    fn domain_name(&self, name: &str) -> Option<&'static str> {
+        self.domains.get(name).copied()
+    }
 }
 
-/// Sends `frame` to every connection of a scope but `except`.
-fn broadcast(members: &HashMap<u64, Member>, except: u64, frame: &ServerFrame<Value>) {
+/// Sends `frame` to every connection of this node in a scope but `except`.
+fn broadcast(members: &Scope, except: u64, frame: &ServerFrame<Value>) {
     let text: Arc<str> = serde_json::to_string(frame).expect("presence frames serialize").into();
-    for (id, member) in members {
+    for (id, member) in &members.local {
         if *id != except && member.frames.try_send(text.clone()).is_err() {
             member.lost.store(true, Ordering::Relaxed);
         }
@@ -101,16 +244,17 @@ impl Presence {
         let members = self.hub.scopes.get(&self.key)?;
         self.lost.store(false, Ordering::Relaxed);
         while queued.try_recv().is_ok() {}
-        Some(members.iter().filter(|(id, _)| **id != self.id).map(|(_, m)| m.peer.clone()).collect())
+        Some(members.peers_but(self.id))
     }
 
     /// Sets this connection's state and tells the others.
     pub fn update(&self, state: Value) {
         if let Some(mut members) = self.hub.scopes.get_mut(&self.key) {
-            let Some(member) = members.get_mut(&self.id) else { return };
+            let Some(member) = members.local.get_mut(&self.id) else { return };
             member.peer.state = state;
-            let frame = ServerFrame::<Value>::Presence(member.peer.clone());
-            broadcast(&members, self.id, &frame);
+            let peer = member.peer.clone();
+            broadcast(&members, self.id, &ServerFrame::<Value>::Presence(peer.clone()));
+            self.hub.tell_others(&self.key, &peer, false);
         }
     }
 }
@@ -118,8 +262,10 @@ impl Presence {
 impl Drop for Presence {
     fn drop(&mut self) {
         let Some(mut members) = self.hub.scopes.get_mut(&self.key) else { return };
-        if let Some(left) = members.remove(&self.id) {
-            let Peer { connection, user, .. } = left.peer;
+        if let Some(left) = members.local.remove(&self.id) {
+            let peer = Peer { state: Value::Null, ..left.peer };
+            self.hub.tell_others(&self.key, &peer, true);
+            let Peer { connection, user, .. } = peer;
             broadcast(&members, self.id, &ServerFrame::<Value>::PresenceLeft { connection, user });
         }
         let empty = members.is_empty();
@@ -145,7 +291,7 @@ mod tests {
 
     #[test]
     fn joins_updates_and_leaves_reach_the_others_only() {
-        let hub = Arc::new(PresenceHub::default());
+        let hub = Arc::new(PresenceHub::new(["whiteboard"]));
         let scope = ScopeKey::parse("board").unwrap();
         let (alice_out, mut alice_in) = frames();
         let (alice, before) = hub.join("whiteboard", &scope, "alice", alice_out);
@@ -173,7 +319,7 @@ mod tests {
 
     #[test]
     fn a_connection_that_missed_frames_gets_a_fresh_snapshot() {
-        let hub = Arc::new(PresenceHub::default());
+        let hub = Arc::new(PresenceHub::new(["whiteboard"]));
         let scope = ScopeKey::parse("board").unwrap();
         let (slow_out, mut slow_in) = mpsc::channel(1);
         let (slow, _) = hub.join("whiteboard", &scope, "slow", slow_out);

@@ -192,7 +192,7 @@ impl<D: Domain> DomainHandle<D> {
         // node; warm-up never goes back on a newer cached version).
         if self.board.list_if_new(D::NAME, scope) {
             if let Some(warmup) = &self.warmup {
-                warmup.do_send(WarmScope(scope.clone()));
+                warmup.do_send(WarmScope { scope: scope.clone(), force: false });
             }
         }
         let deadline = tokio::time::Instant::now() + self.warm_wait;
@@ -316,16 +316,16 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
         match scope {
             Some(scope) => {
                 self.existing_scope(scope).await?;
-                warmup.do_send(WarmScope(scope.clone()));
+                warmup.do_send(WarmScope { scope: scope.clone(), force: true });
             }
-            None => warmup.do_send(WarmAll),
+            None => warmup.do_send(WarmAll { force: true }),
         }
         Ok(())
     }
 
     fn scope_changed(&self, scope: &ScopeKey) {
         if let Some(warmup) = &self.warmup {
-            warmup.do_send(WarmScope(scope.clone()));
+            warmup.do_send(WarmScope { scope: scope.clone(), force: true });
         }
     }
 

@@ -66,6 +66,9 @@ pub struct WarmupStatus {
     pub error: Option<String>,
     /// Completed runs of this scope since the backend started.
     pub runs: u64,
+    /// The last run found the scope warm already (warmed since the cache started,
+    /// by this backend or another), and loaded nothing.
+    pub already_warm: bool,
     /// The cache generation the last run started in: a scope is warm only for the
     /// generation it was warmed in.
     pub generation: Option<u64>,
@@ -136,6 +139,7 @@ impl WarmupBoard {
                 cache_ms: None,
                 error: None,
                 runs: 0,
+                already_warm: false,
                 generation: None,
                 updated_at: Utc::now(),
             }
@@ -275,6 +279,31 @@ pub struct WarmupActor<D: Domain> {
     context: Arc<WarmupContext<D>>,
     /// Failed runs in a row.
     failures: u32,
+    /// The next run loads the scope even if the cache says it is warm.
+    force: bool,
+}
+
+/// The next run of a WarmupActor loads its scope whatever the cache says.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Force;
+
+impl<D: Domain> Handler<Force> for WarmupActor<D> {
+    type Result = ();
+
+    fn handle(&mut self, _: Force, _: &mut Context<Self>) {
+        self.force = true;
+    }
+}
+
+/// What a warm-up run did.
+enum Warmed {
+    /// Loaded this many rows.
+    Loaded(u64),
+    /// The cache held the scope already, warmed since it started.
+    Already,
+    /// Warm-up is disabled for the scope.
+    Disabled,
 }
 
 /// The first retry of a failed warm-up, doubled per failure up to [`RETRY_MAX`].
@@ -289,23 +318,30 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
     type Result = ();
 
     fn handle(&mut self, RunWarmup(slot): RunWarmup, ctx: &mut Context<Self>) {
-        let (scope, context) = (self.scope.clone(), self.context.clone());
+        let (scope, context, force) = (self.scope.clone(), self.context.clone(), self.force);
         // `wait`: one run at a time per scope; a second request queues behind it.
         ctx.wait(
             async move {
                 let started = Instant::now();
-                let outcome = warm_scope(&scope, &context).await;
+                let outcome = warm_scope(&scope, &context, force).await;
                 let elapsed = started.elapsed();
                 context.board.update(D::NAME, &scope, |status| {
                     status.duration_ms = Some(elapsed.as_millis() as u64);
                     status.runs += 1;
+                    status.already_warm = matches!(outcome, Ok(Warmed::Already));
                     match &outcome {
-                        Ok(Some(rows)) => {
+                        Ok(Warmed::Loaded(rows)) => {
                             status.state = WarmupState::Warm;
                             status.rows_loaded = *rows;
                             status.error = None;
                         }
-                        Ok(None) => status.state = WarmupState::Disabled,
+                        Ok(Warmed::Already) => {
+                            status.state = WarmupState::Warm;
+                            status.rows_loaded = 0;
+                            status.rows_total = 0;
+                            status.error = None;
+                        }
+                        Ok(Warmed::Disabled) => status.state = WarmupState::Disabled,
                         Err(error) => {
                             status.state = WarmupState::Failed;
                             status.error = Some(error.to_string());
@@ -314,12 +350,16 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                 });
                 let failed = outcome.is_err();
                 match outcome {
-                    Ok(Some(rows)) => {
+                    Ok(Warmed::Loaded(rows)) => {
                         context.cache.warmed(&scope);
                         context.metrics.warmup_duration.with_label_values(&[D::NAME]).observe(elapsed.as_secs_f64());
                         tracing::info!(domain = D::NAME, scope = %scope, rows, ms = elapsed.as_millis() as u64, "scope warm");
                     }
-                    Ok(None) => {
+                    Ok(Warmed::Already) => {
+                        context.cache.warmed(&scope);
+                        tracing::info!(domain = D::NAME, scope = %scope, "scope warm already (since the cache started)");
+                    }
+                    Ok(Warmed::Disabled) => {
                         context.cache.not_warmed(&scope);
                         tracing::debug!(domain = D::NAME, scope = %scope, "warm-up disabled for scope");
                     }
@@ -332,6 +372,7 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
             .map(|failed, actor, ctx| {
                 if !failed {
                     actor.failures = 0;
+                    actor.force = false;
                     return;
                 }
                 let delay = RETRY_FIRST.saturating_mul(1 << actor.failures.min(8)).min(RETRY_MAX);
@@ -366,22 +407,48 @@ fn batches<D: Domain>(items: &[D::Item], rows: usize, bytes: usize) -> Vec<&[D::
     batches
 }
 
-/// Loads `scope`'s window into the cache: `Some(rows)`, or `None` when disabled.
-async fn warm_scope<D: Domain>(scope: &ScopeKey, context: &WarmupContext<D>) -> Result<Option<u64>, DomainError> {
+/// The first key of the two-key advisory lock a scope's warm-up holds (the second is
+/// `hashtext('<domain>/<scope>')`): apart from every other lock boardsync takes.
+pub const WARMUP_LOCKS: i32 = 0x6273_776d; // "bswm"
+
+/// Loads `scope`'s window into the cache, unless the cache holds it warm already
+/// (and not `force`). One backend at a time warms a scope: the run holds the
+/// scope's warm-up lock in PostgreSQL, so another backend's run waits, then finds
+/// it warm.
+async fn warm_scope<D: Domain>(
+    scope: &ScopeKey,
+    context: &WarmupContext<D>,
+    force: bool,
+) -> Result<Warmed, DomainError> {
     let Some(stored) = context.scopes.get(D::NAME, scope).await? else {
         return Err(DomainError::not_found("scope_not_found", format!("{} {scope} no longer exists", D::SCOPE)));
     };
     let settings = context.defaults.with(&stored.warmup_overrides());
+    let generation = context.cache.generation();
+    // A transaction only for its lock: ended (and the lock freed) however the run
+    // ends, also if this process dies.
+    let mut lock = context.pool.begin().await.map_err(DomainError::from_sqlx)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2 || '/' || $3))")
+        .bind(WARMUP_LOCKS)
+        .bind(D::NAME)
+        .bind(scope.as_str())
+        .execute(&mut *lock)
+        .await
+        .map_err(DomainError::from_sqlx)?;
     // First, whatever the cache may have lost: a scope without warm-up takes writes
     // too, so it needs this as much.
-    let generation = context.cache.generation();
     let restored = context.cache.restore(&context.pool, scope).await?;
     if restored > 0 {
         tracing::info!(domain = D::NAME, scope = %scope, restored, "wrote acknowledged writes into PostgreSQL before warm-up");
     }
     if !settings.enabled {
         context.board.update(D::NAME, scope, |status| status.generation = generation);
-        return Ok(None);
+        return Ok(Warmed::Disabled);
+    }
+    // Writes just restored into PostgreSQL must reach the cache too.
+    if !context.cache.begin_warm(scope, force || restored > 0).await? {
+        context.board.update(D::NAME, scope, |status| status.generation = generation);
+        return Ok(Warmed::Already);
     }
     context.board.update(D::NAME, scope, |status| {
         status.state = WarmupState::Warming;
@@ -409,20 +476,31 @@ async fn warm_scope<D: Domain>(scope: &ScopeKey, context: &WarmupContext<D>) -> 
     if let Some(keep) = settings.max_items {
         context.cache.trim(scope, keep).await?;
     }
+    context.cache.end_warm(scope).await?;
+    lock.commit().await.map_err(DomainError::from_sqlx)?;
     let cache_ms = loading.elapsed().as_millis() as u64;
     context.board.update(D::NAME, scope, |status| status.cache_ms = Some(cache_ms));
-    Ok(Some(total))
+    Ok(Warmed::Loaded(total))
 }
 
-/// Warms one scope of the coordinator's domain (admin re-warm, a new scope).
+/// Warms one scope of the coordinator's domain (admin re-warm, a new scope, a changed
+/// window, a scope first used here that another backend created).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct WarmScope(pub ScopeKey);
+pub struct WarmScope {
+    pub scope: ScopeKey,
+    /// Loads even if the cache holds it warm already.
+    pub force: bool,
+}
 
-/// Warms every scope of the coordinator's domain.
+/// Warms every scope of the coordinator's domain; `force` loads even those the
+/// cache holds warm already (an operator's re-warm), else they are only checked
+/// (the cache reconnected, or this backend started).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct WarmAll;
+pub struct WarmAll {
+    pub force: bool,
+}
 
 pub struct WarmupCoordinator<D: Domain> {
     context: Arc<WarmupContext<D>>,
@@ -434,13 +512,17 @@ impl<D: Domain> WarmupCoordinator<D> {
         Self { context: Arc::new(context), actors: HashMap::new() }
     }
 
-    fn enqueue(&mut self, scope: ScopeKey, priority: i32) {
+    fn enqueue(&mut self, scope: ScopeKey, priority: i32, force: bool) {
         let context = self.context.clone();
         let actor = self
             .actors
             .entry(scope.clone())
-            .or_insert_with(|| WarmupActor { scope: scope.clone(), context, failures: 0 }.start())
+            .or_insert_with(|| WarmupActor { scope: scope.clone(), context, failures: 0, force: false }.start())
             .clone();
+        if force {
+            // Before the run is queued, so that run sees it.
+            actor.do_send(Force);
+        }
         self.context.board.update(D::NAME, &scope, |status| {
             status.state = WarmupState::Pending;
             status.priority = priority;
@@ -449,7 +531,7 @@ impl<D: Domain> WarmupCoordinator<D> {
     }
 
     /// Enqueues `scopes` (looked up now, for their priority), highest priority first.
-    fn warm(&mut self, only: Option<ScopeKey>, ctx: &mut Context<Self>) {
+    fn warm(&mut self, only: Option<ScopeKey>, force: bool, ctx: &mut Context<Self>) {
         let context = self.context.clone();
         let only_again = only.clone();
         ctx.wait(
@@ -467,14 +549,14 @@ impl<D: Domain> WarmupCoordinator<D> {
                         scopes.into_iter().map(|s| (defaults.with(&s.warmup_overrides()).priority, s.key)).collect();
                     queue.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
                     for (priority, scope) in queue {
-                        coordinator.enqueue(scope, priority);
+                        coordinator.enqueue(scope, priority, force);
                     }
                 }
                 Err(error) => {
                     // Say, PostgreSQL is down: its scopes take no writes until warm, so
                     // try again rather than wait for the next reconnect.
                     tracing::warn!(domain = D::NAME, %error, "cannot list scopes to warm; retrying");
-                    ctx.run_later(RETRY_MAX, move |coordinator, ctx| coordinator.warm(only_again, ctx));
+                    ctx.run_later(RETRY_MAX, move |coordinator, ctx| coordinator.warm(only_again, force, ctx));
                 }
             }),
         );
@@ -487,12 +569,13 @@ impl<D: Domain> Actor for WarmupCoordinator<D> {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // A lagged receiver may have missed a `Ready` among many `OutboxGrew`s: warm
         // anyway (warming is idempotent; missing one leaves scopes refusing writes).
-        let ready = BroadcastStream::new(self.context.cache.signals())
-            .filter_map(|signal| matches!(signal, Ok(CacheSignal::Ready { .. }) | Err(_)).then_some(WarmAll));
+        let ready = BroadcastStream::new(self.context.cache.signals()).filter_map(|signal| {
+            matches!(signal, Ok(CacheSignal::Ready { .. }) | Err(_)).then_some(WarmAll { force: false })
+        });
         ctx.add_stream(ready);
         // The cache may have connected before this actor subscribed to its signals.
         if self.context.cache.epoch().is_some() {
-            self.warm(None, ctx);
+            self.warm(None, false, ctx);
         }
     }
 }
@@ -500,7 +583,7 @@ impl<D: Domain> Actor for WarmupCoordinator<D> {
 impl<D: Domain> StreamHandler<WarmAll> for WarmupCoordinator<D> {
     fn handle(&mut self, _: WarmAll, ctx: &mut Context<Self>) {
         tracing::info!(domain = D::NAME, "cache ready: warming every scope");
-        self.warm(None, ctx);
+        self.warm(None, false, ctx);
     }
 
     fn finished(&mut self, _: &mut Context<Self>) {}
@@ -509,16 +592,16 @@ impl<D: Domain> StreamHandler<WarmAll> for WarmupCoordinator<D> {
 impl<D: Domain> Handler<WarmAll> for WarmupCoordinator<D> {
     type Result = ();
 
-    fn handle(&mut self, _: WarmAll, ctx: &mut Context<Self>) {
-        self.warm(None, ctx);
+    fn handle(&mut self, WarmAll { force }: WarmAll, ctx: &mut Context<Self>) {
+        self.warm(None, force, ctx);
     }
 }
 
 impl<D: Domain> Handler<WarmScope> for WarmupCoordinator<D> {
     type Result = ();
 
-    fn handle(&mut self, WarmScope(scope): WarmScope, ctx: &mut Context<Self>) {
-        self.warm(Some(scope), ctx);
+    fn handle(&mut self, WarmScope { scope, force }: WarmScope, ctx: &mut Context<Self>) {
+        self.warm(Some(scope), force, ctx);
     }
 }
 

@@ -96,6 +96,19 @@ pub struct PresenceSettings {
     pub updates_per_sec: u32,
     /// Largest state, as JSON bytes.
     pub max_state_bytes: usize,
+    /// How often this node tells the others (through PostgreSQL) that it is alive.
+    pub node_heartbeat_ms: u64,
+    /// How long a node goes unheard before the others drop its connections.
+    pub node_timeout_ms: u64,
+}
+
+impl PresenceSettings {
+    pub fn relay(&self) -> boardsync_actors::presence_relay::RelaySettings {
+        boardsync_actors::presence_relay::RelaySettings {
+            heartbeat: std::time::Duration::from_millis(self.node_heartbeat_ms),
+            node_timeout: std::time::Duration::from_millis(self.node_timeout_ms),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -444,6 +457,22 @@ impl Settings {
             return Err(SettingsError::Rejected {
                 key: "api.ws_max_pipelined_commands",
                 reason: "must be at least 1".into(),
+            });
+        }
+        // A state travels between nodes in one notification (under 8,000 bytes).
+        let relay_room = boardsync_actors::presence_relay::MAX_PAYLOAD - 1_000;
+        if self.presence.max_state_bytes > relay_room {
+            return Err(SettingsError::Rejected {
+                key: "presence.max_state_bytes",
+                reason: format!(
+                    "must be at most {relay_room}, so that a state fits in one notification to other nodes"
+                ),
+            });
+        }
+        if self.presence.node_heartbeat_ms == 0 || self.presence.node_timeout_ms < 2 * self.presence.node_heartbeat_ms {
+            return Err(SettingsError::Rejected {
+                key: "presence.node_timeout_ms",
+                reason: "must be at least twice presence.node_heartbeat_ms, which must be above 0".into(),
             });
         }
         let longest_command_ms = self.spacetimedb.reducer_timeout_ms + self.spacetimedb.durable_timeout_ms;

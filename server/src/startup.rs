@@ -57,8 +57,10 @@ pub struct AppState {
     pub domains: Domains,
     pub verifier: crate::auth::Verifier,
     pub limits: crate::limits::UserLimits,
-    /// Who is connected to which scope (live sockets), in this process.
+    /// Who is connected to which scope (live sockets), on this node and others.
     pub presence: Arc<boardsync_actors::presence::PresenceHub>,
+    /// Whether this node hears the others' presence, and how many it hears.
+    pub presence_relay: Arc<boardsync_actors::presence_relay::RelayStatus>,
     /// The API document, built on its first request: it depends only on the domains
     /// and settings, which do not change while the server runs.
     pub openapi: std::sync::OnceLock<serde_json::Value>,
@@ -101,11 +103,15 @@ impl Application {
         };
         let domains = domains::start_all(&wiring).await?;
 
+        let presence = Arc::new(boardsync_actors::presence::PresenceHub::new(domains.names()));
+        let presence_relay =
+            boardsync_actors::presence_relay::start(presence.clone(), &pool, settings.presence.relay());
         tracing::info!(adapter = adapter.as_str(), port, "boardsync starting");
         let shutdown_timeout = settings.server.shutdown_timeout_secs;
         let state = web::Data::new(AppState {
             node,
-            presence: Arc::default(),
+            presence,
+            presence_relay,
             openapi: std::sync::OnceLock::new(),
             shutting_down: tokio::sync::watch::Sender::new(false),
             adapter,

@@ -135,6 +135,16 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     /// outbox, and never replaces a newer cached version.
     async fn warm(&self, scope: &ScopeKey, batch: Vec<D::Item>) -> Result<(), DomainError>;
 
+    /// Claims `scope`'s warm-up in the cache. `false` when a warm-up of it (by any
+    /// backend) ended since the cache last started, so nothing was lost since and
+    /// nothing needs loading (the floor it recorded is taken over), unless `force`
+    /// (its window changed, an operator asked, or this backend restored writes).
+    async fn begin_warm(&self, scope: &ScopeKey, force: bool) -> Result<bool, DomainError>;
+
+    /// Records in the cache that `scope`'s warm-up ended; refused if the cache
+    /// restarted since [`Cache::begin_warm`].
+    async fn end_warm(&self, scope: &ScopeKey) -> Result<(), DomainError>;
+
     /// `scope` finished warming: its live subscribers are told to resync, since a
     /// snapshot they asked for while it warmed was refused (503 `scope_warming`), and
     /// the warm-up may have brought newer states than their events did.

@@ -162,6 +162,13 @@ pub trait ModuleLink: Send + Sync + Sized + 'static {
     fn trim(&self, request_id: String, scope: String, keep: u32) -> Result<(), spacetimedb_sdk::Error>;
     fn forget_scope(&self, request_id: String, scope: String) -> Result<(), spacetimedb_sdk::Error>;
     fn remember_scope(&self, request_id: String, scope: String) -> Result<(), spacetimedb_sdk::Error>;
+    /// Claims a scope's warm-up in this cache instance (see `warm_begin` in the
+    /// module's contract): refused with `already_warm` unless `force`.
+    fn warm_begin(&self, request_id: String, scope: String, force: bool) -> Result<(), spacetimedb_sdk::Error>;
+    /// Records that a scope's warm-up ended, with its floor.
+    fn warm_end(&self, request_id: String, scope: String, floor: String) -> Result<(), spacetimedb_sdk::Error>;
+    /// The floor the last warm-up of `scope` recorded, if one ended.
+    fn warm_floor(&self, scope: &str) -> Option<String>;
 }
 
 /// What the SDK thread reports to the adapter, from the module's callbacks.
@@ -346,6 +353,13 @@ struct Shared<D: CacheBinding> {
     /// reach PostgreSQL, to look again whether it holds what they answered.
     persisted_signal: tokio::sync::Notify,
 }
+
+/// The module's refusal of a warm-up claim for a scope warmed since the cache started.
+const ALREADY_WARM: &str = "already_warm";
+/// A recorded floor: the cache holds the scope's whole history...
+const WHOLE: &str = "";
+/// ...or none of it whole ([`Floor::Everything`]); any other floor is an entity id.
+const NONE_CACHED: &str = "*";
 
 /// Where the part of a scope the cache holds whole begins.
 #[derive(Clone)]
@@ -1120,6 +1134,46 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         self.shared.link.owner_call(move |c, request_id| c.remember_scope(request_id, key)).await
     }
 
+    async fn begin_warm(&self, scope: &ScopeKey, force: bool) -> Result<bool, DomainError> {
+        let key = scope.to_string();
+        match self.shared.link.owner_call(move |c, request_id| c.warm_begin(request_id, key, force)).await {
+            Ok(()) => Ok(true),
+            Err(error) if error.code == ALREADY_WARM => {
+                // The warm-up that ended is in this connection's copy by now: the SDK
+                // reports transactions in order, and this refusal came after it.
+                let connection = self.shared.link.connection()?;
+                let floor = match connection.warm_floor(scope.as_str()).as_deref() {
+                    None => return Ok(true), // gone meanwhile (a purge): warm it
+                    Some(WHOLE) => None,
+                    Some(NONE_CACHED) => Some(Floor::Everything),
+                    // Its row is gone (trimmed since): pages come from PostgreSQL.
+                    Some(entity) => Some(connection.find(entity).map_or(Floor::Everything, |row| {
+                        let place = D::placement(&row);
+                        Floor::At(place.order, place.entity)
+                    })),
+                };
+                drop(connection);
+                let mut floors = self.shared.floors.lock().expect("floors lock");
+                match floor {
+                    Some(floor) if D::TRIMS => floors.insert(scope.clone(), floor),
+                    _ => floors.remove(scope),
+                };
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn end_warm(&self, scope: &ScopeKey) -> Result<(), DomainError> {
+        let floor = match self.shared.floors.lock().expect("floors lock").get(scope) {
+            None => WHOLE.to_string(),
+            Some(Floor::Everything) => NONE_CACHED.to_string(),
+            Some(Floor::At(_, entity)) => entity.clone(),
+        };
+        let key = scope.to_string();
+        self.shared.link.owner_call(move |c, request_id| c.warm_end(request_id, key, floor)).await
+    }
+
     fn scope_of(&self, item: &D::Item) -> String {
         scope_of::<D>(item)
     }
@@ -1354,6 +1408,10 @@ macro_rules! spacetime_module {
                     connection.reducers.on_forget_scope(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
                     connection.reducers.on_remember_scope(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink.clone();
+                    connection.reducers.on_warm_begin(move |ctx, request_id, _, _| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink.clone();
+                    connection.reducers.on_warm_end(move |ctx, request_id, _, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink;
                     connection
                         .subscription_builder()
@@ -1363,6 +1421,7 @@ macro_rules! spacetime_module {
                             $(concat!("SELECT * FROM ", stringify!($table)),)+
                             "SELECT * FROM sync_outbox",
                             "SELECT * FROM cache_epoch",
+                            "SELECT * FROM warm_scope",
                         ]);
                     Ok(connection)
                 }
@@ -1422,6 +1481,18 @@ macro_rules! spacetime_module {
 
                 fn remember_scope(&self, request_id: String, scope: String) -> SdkResult<()> {
                     self.reducers.remember_scope(request_id, scope)
+                }
+
+                fn warm_begin(&self, request_id: String, scope: String, force: bool) -> SdkResult<()> {
+                    self.reducers.warm_begin(request_id, scope, force)
+                }
+
+                fn warm_end(&self, request_id: String, scope: String, floor: String) -> SdkResult<()> {
+                    self.reducers.warm_end(request_id, scope, floor)
+                }
+
+                fn warm_floor(&self, scope: &str) -> Option<String> {
+                    self.db.warm_scope().scope().find(&scope.to_string()).filter(|row| row.done).map(|row| row.floor)
                 }
             }
         };

@@ -54,6 +54,15 @@ struct Health<'a> {
     postgres: DependencyHealth,
     spacetimedb: DependencyHealth,
     domains: serde_json::Map<String, serde_json::Value>,
+    presence: PresenceHealth,
+}
+
+/// Presence across nodes: whether this node listens to the others, and how many it
+/// heard from within `presence.node_timeout_ms`.
+#[derive(Serialize)]
+struct PresenceHealth {
+    relay_listening: bool,
+    other_nodes: usize,
 }
 
 #[get("/health")]
@@ -87,6 +96,10 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         postgres,
         spacetimedb,
         domains,
+        presence: PresenceHealth {
+            relay_listening: state.presence_relay.listening(),
+            other_nodes: state.presence_relay.nodes(),
+        },
     };
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     HttpResponse::build(status).json(body)

@@ -8,7 +8,12 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, spawn_app_on_spacetimedb, spawn_app_on_spacetimedb_with, TestApp};
+use boardsync_testkit::private::PrivateSpacetime;
+
+use crate::helpers::{
+    spawn_app, spawn_app_on_spacetimedb, spawn_app_on_spacetimedb_with, spawn_app_with, use_spacetimedb, TestApp,
+    DOMAINS,
+};
 use crate::process::Process;
 
 /// The database and cache a first app made, for more nodes to join.
@@ -187,4 +192,132 @@ async fn a_durable_write_postgres_refused_is_not_answered_durable() {
     let body: Value = response.json().await.unwrap();
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("not_yet_durable")), "{body}");
     app.wait_for_count("SELECT count(*) FROM outbox_dead_letters WHERE domain = 'chat'", 1).await;
+}
+
+/// Waits until `app`'s presence relay hears `nodes` other nodes.
+async fn until_it_hears(app: &TestApp, nodes: u64) {
+    let started = Instant::now();
+    loop {
+        let health: Value = app.get("/health").await.json().await.unwrap();
+        if health["presence"]["relay_listening"] == true && health["presence"]["other_nodes"] == nodes {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{} hears no other node: {health}", app.address);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Presence crosses nodes: a connection on one node sees those on another join, set
+/// their state and leave; a node that dies takes its connections with it, and one
+/// that starts later learns who is already here.
+#[actix_web::test]
+async fn presence_crosses_nodes_and_a_dead_nodes_connections_leave() {
+    let first = spawn_app_with(|settings| {
+        settings.presence.node_heartbeat_ms = 200;
+        settings.presence.node_timeout_ms = 1500;
+    })
+    .await;
+    first.create_scope("whiteboard", "room").await;
+    let mut alice = first.live("alice", "whiteboard", "room").await;
+    assert_eq!(alice.next_presence().await["present"], json!([]));
+    alice.set_presence(json!({ "tool": "pen" })).await;
+
+    // A node started after alice joined learns of her from the first node's answer
+    // to its hello.
+    let (mut other_process, other) = node(&first, "node-other").await;
+    until_it_hears(&other, 1).await;
+    until_it_hears(&first, 1).await;
+    let mut bob = other.live("bob", "whiteboard", "room").await;
+    let snapshot = bob.next_presence().await;
+    assert_eq!(snapshot["kind"], "presence_snapshot");
+    assert_eq!(snapshot["present"].as_array().map(Vec::len), Some(1), "{snapshot}");
+    assert_eq!(snapshot["present"][0]["user"], "alice");
+    assert_eq!(snapshot["present"][0]["state"], json!({ "tool": "pen" }));
+    let alice_connection = snapshot["present"][0]["connection"].clone();
+
+    let joined = alice.next_presence().await;
+    assert_eq!((joined["kind"].as_str(), joined["user"].as_str()), (Some("presence"), Some("bob")), "{joined}");
+    let bob_connection = joined["connection"].clone();
+    assert_ne!(alice_connection, bob_connection, "connections of two nodes are told apart");
+
+    let cursor = json!({ "cursor": { "x": 3, "y": 4 } });
+    bob.set_presence(cursor.clone()).await;
+    let seen = alice.next_presence().await;
+    assert_eq!(seen, json!({ "kind": "presence", "connection": bob_connection, "user": "bob", "state": cursor }));
+    alice.set_presence(json!({ "tool": "eraser" })).await;
+    let seen = bob.next_presence().await;
+    assert_eq!((seen["user"].as_str(), &seen["state"]), (Some("alice"), &json!({ "tool": "eraser" })), "{seen}");
+
+    // A connection that closes on one node leaves on the other.
+    let carol = other.live("carol", "whiteboard", "room").await;
+    assert_eq!(alice.next_presence().await["user"], "carol");
+    carol.close().await;
+    let left = alice.next_presence().await;
+    assert_eq!((left["kind"].as_str(), left["user"].as_str()), (Some("presence_left"), Some("carol")), "{left}");
+
+    // Killed, the other node says nothing more: its connections time out.
+    let _ = bob.next_presence().await; // carol's join, as bob saw it
+    other_process.kill();
+    let killed = Instant::now();
+    let left = alice.next_presence().await;
+    assert_eq!(left, json!({ "kind": "presence_left", "connection": bob_connection, "user": "bob" }));
+    eprintln!("bob left alice's presence {:?} after his node was killed", killed.elapsed());
+    until_it_hears(&first, 0).await;
+}
+
+/// `app`'s warm-up status of chat scope `scope` once it has run at least `runs` times
+/// and is warm.
+async fn warm_after(app: &TestApp, scope: &str, runs: u64) -> Value {
+    let started = Instant::now();
+    loop {
+        let board: Value = app.get_as_admin("/api/admin/warmup?domain=chat").await.json().await.unwrap();
+        let status = board["scopes"].as_array().unwrap().iter().find(|s| s["scope"] == scope).cloned();
+        if let Some(status) = status.filter(|s| s["state"] == "warm" && s["runs"].as_u64() >= Some(runs)) {
+            return status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{scope} not warm on {}: {board}", app.address);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Warm-up is coordinated through the cache: a node that starts while a scope is
+/// warm there does not load it again; once the cache restarts (a restart may lose
+/// the tail of what it held) the scope is loaded again, by one node only.
+#[actix_web::test]
+async fn a_scope_warm_in_the_cache_is_loaded_by_one_node_only() {
+    let stdb = PrivateSpacetime::start().await;
+    for domain in DOMAINS {
+        stdb.publish("warm", domain, false).await;
+    }
+    let first = spawn_app_with(|settings| use_spacetimedb(settings, &stdb.url(), &stdb.token, "warm")).await;
+    first.wait_for_cache().await;
+    first.create_scope("chat", "hall").await;
+    let mut sent = Vec::new();
+    for _ in 0..30 {
+        let (id, status) = send(&first, "hall", "cache").await;
+        assert_eq!(status, 200);
+        sent.push(id);
+    }
+    first.wait_for_count("SELECT count(*) FROM chat_messages WHERE channel = 'hall'", 30).await;
+    let before = warm_after(&first, "hall", 1).await;
+    assert_eq!(before["already_warm"], false, "the node that created the scope loaded it: {before}");
+
+    // A node that starts now finds the scope warm in the cache, and serves it.
+    let (_b, node_b) = node(&first, "node-b").await;
+    let status = warm_after(&node_b, "hall", 1).await;
+    assert_eq!(status["already_warm"], true, "node-b loaded a scope the cache held warm: {status}");
+    let snapshot = node_b.snapshot("alice", "chat", "hall").await;
+    let items = snapshot["items"].as_array().expect("items");
+    assert_eq!(items.len(), 30, "{snapshot}");
+
+    // The cache restarts: both nodes reconnect and warm every scope, and one of them
+    // loads it (the other waits for its lock, then finds it warm).
+    stdb.kill();
+    stdb.start_again().await;
+    let runs = |status: &Value| status["runs"].as_u64().unwrap();
+    let (a, b) = (warm_after(&first, "hall", runs(&before) + 1).await, warm_after(&node_b, "hall", 2).await);
+    let loaded: Vec<&Value> = [&a, &b].into_iter().filter(|s| s["already_warm"] == false).collect();
+    assert_eq!(loaded.len(), 1, "not exactly one node loaded the scope after the restart: {a} {b}");
+    assert_eq!(loaded[0]["rows_loaded"], 30, "{}", loaded[0]);
+    assert_eq!(node_b.snapshot("alice", "chat", "hall").await["items"].as_array().map(Vec::len), Some(30));
 }

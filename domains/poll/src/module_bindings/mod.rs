@@ -25,8 +25,12 @@ pub mod remember_scope_reducer;
 pub mod sync_outbox_table;
 pub mod sync_outbox_type;
 pub mod trim_reducer;
+pub mod warm_begin_reducer;
 pub mod warm_done_reducer;
+pub mod warm_end_reducer;
 pub mod warm_reducer;
+pub mod warm_scope_table;
+pub mod warm_scope_type;
 
 pub use ack_outbox_reducer::{ack_outbox, set_flags_for_ack_outbox, AckOutboxCallbackId};
 pub use apply_reducer::{apply, set_flags_for_apply, ApplyCallbackId};
@@ -49,8 +53,12 @@ pub use remember_scope_reducer::{
 pub use sync_outbox_table::*;
 pub use sync_outbox_type::SyncOutbox;
 pub use trim_reducer::{set_flags_for_trim, trim, TrimCallbackId};
+pub use warm_begin_reducer::{set_flags_for_warm_begin, warm_begin, WarmBeginCallbackId};
 pub use warm_done_reducer::{set_flags_for_warm_done, warm_done, WarmDoneCallbackId};
+pub use warm_end_reducer::{set_flags_for_warm_end, warm_end, WarmEndCallbackId};
 pub use warm_reducer::{set_flags_for_warm, warm, WarmCallbackId};
+pub use warm_scope_table::*;
+pub use warm_scope_type::WarmScope;
 
 #[derive(Clone, PartialEq, Debug)]
 
@@ -93,8 +101,18 @@ pub enum Reducer {
         request_id: String,
         rows: Vec<PollOption>,
     },
+    WarmBegin {
+        request_id: String,
+        scope: String,
+        force: bool,
+    },
     WarmDone {
         request_id: String,
+    },
+    WarmEnd {
+        request_id: String,
+        scope: String,
+        floor: String,
     },
 }
 
@@ -112,7 +130,9 @@ impl __sdk::Reducer for Reducer {
             Reducer::RememberScope { .. } => "remember_scope",
             Reducer::Trim { .. } => "trim",
             Reducer::Warm { .. } => "warm",
+            Reducer::WarmBegin { .. } => "warm_begin",
             Reducer::WarmDone { .. } => "warm_done",
+            Reducer::WarmEnd { .. } => "warm_end",
         }
     }
 }
@@ -156,6 +176,13 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
             "warm" => Ok(
                 __sdk::parse_reducer_args::<warm_reducer::WarmArgs>("warm", &value.args)?.into(),
             ),
+            "warm_begin" => Ok(
+                __sdk::parse_reducer_args::<warm_begin_reducer::WarmBeginArgs>(
+                    "warm_begin",
+                    &value.args,
+                )?
+                .into(),
+            ),
             "warm_done" => Ok(
                 __sdk::parse_reducer_args::<warm_done_reducer::WarmDoneArgs>(
                     "warm_done",
@@ -163,6 +190,11 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 )?
                 .into(),
             ),
+            "warm_end" => Ok(__sdk::parse_reducer_args::<warm_end_reducer::WarmEndArgs>(
+                "warm_end",
+                &value.args,
+            )?
+            .into()),
             unknown => {
                 Err(
                     __sdk::InternalError::unknown_name("reducer", unknown, "ReducerCallInfo")
@@ -183,6 +215,7 @@ pub struct DbUpdate {
     owner: __sdk::TableUpdate<Owner>,
     poll_option: __sdk::TableUpdate<PollOption>,
     sync_outbox: __sdk::TableUpdate<SyncOutbox>,
+    warm_scope: __sdk::TableUpdate<WarmScope>,
 }
 
 impl TryFrom<__ws::DatabaseUpdate<__ws::BsatnFormat>> for DbUpdate {
@@ -209,6 +242,9 @@ impl TryFrom<__ws::DatabaseUpdate<__ws::BsatnFormat>> for DbUpdate {
                 "sync_outbox" => db_update
                     .sync_outbox
                     .append(sync_outbox_table::parse_table_update(table_update)?),
+                "warm_scope" => db_update
+                    .warm_scope
+                    .append(warm_scope_table::parse_table_update(table_update)?),
 
                 unknown => {
                     return Err(__sdk::InternalError::unknown_name(
@@ -253,6 +289,9 @@ impl __sdk::DbUpdate for DbUpdate {
         diff.sync_outbox = cache
             .apply_diff_to_table::<SyncOutbox>("sync_outbox", &self.sync_outbox)
             .with_updates_by_pk(|row| &row.seq);
+        diff.warm_scope = cache
+            .apply_diff_to_table::<WarmScope>("warm_scope", &self.warm_scope)
+            .with_updates_by_pk(|row| &row.scope);
 
         diff
     }
@@ -268,6 +307,7 @@ pub struct AppliedDiff<'r> {
     owner: __sdk::TableAppliedDiff<'r, Owner>,
     poll_option: __sdk::TableAppliedDiff<'r, PollOption>,
     sync_outbox: __sdk::TableAppliedDiff<'r, SyncOutbox>,
+    warm_scope: __sdk::TableAppliedDiff<'r, WarmScope>,
 }
 
 impl __sdk::InModule for AppliedDiff<'_> {
@@ -294,6 +334,7 @@ impl<'r> __sdk::AppliedDiff<'r> for AppliedDiff<'r> {
         callbacks.invoke_table_row_callbacks::<Owner>("owner", &self.owner, event);
         callbacks.invoke_table_row_callbacks::<PollOption>("poll_option", &self.poll_option, event);
         callbacks.invoke_table_row_callbacks::<SyncOutbox>("sync_outbox", &self.sync_outbox, event);
+        callbacks.invoke_table_row_callbacks::<WarmScope>("warm_scope", &self.warm_scope, event);
     }
 }
 
@@ -875,5 +916,6 @@ impl __sdk::SpacetimeModule for RemoteModule {
         owner_table::register_table(client_cache);
         poll_option_table::register_table(client_cache);
         sync_outbox_table::register_table(client_cache);
+        warm_scope_table::register_table(client_cache);
     }
 }
