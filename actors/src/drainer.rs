@@ -19,7 +19,7 @@ use sqlx::{Connection, PgPool};
 pub const DRAINER_LOCKS: i32 = 0x6273_6472;
 
 /// How the lock's connection names itself (`application_name`), before the node.
-const APPLICATION_PREFIX: &str = "boardsync drainer ";
+pub const APPLICATION_PREFIX: &str = "boardsync drainer ";
 
 /// How often a holder checks that its lock connection is still there while it has
 /// nothing to drain (a batch checks it anyway).

@@ -185,6 +185,12 @@ impl<D: Domain> DomainHandle<D> {
     /// generation. A write taken before could carry a version PostgreSQL already has
     /// (the cache may have lost writes in a restart), and warm-up would then undo it;
     /// a snapshot taken before would be partial, served as if it were whole.
+    /// Whether another node holds this domain's drainer lease now.
+    async fn drained_elsewhere(&self) -> bool {
+        let holders = crate::drainer::holders(&self.pool, &[D::NAME]).await;
+        holders.is_ok_and(|holders| holders.into_iter().any(|(_, holder)| holder.is_some()))
+    }
+
     async fn until_warm(&self, scope: &ScopeKey) -> Result<(), DomainError> {
         let Some(cache) = &self.cache else { return Ok(()) };
         // A scope this node has never queued was created after it started, through
@@ -343,6 +349,20 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
 
     async fn drain(&self, within: Duration) -> usize {
         let Some(cache) = &self.cache else { return 0 };
+        // Another node drains this outbox: the entries reach PostgreSQL through it.
+        // This node writes back only what it keeps (its own last writes among them),
+        // so that its stop neither drains other nodes' traffic nor depends on the
+        // cache keeping what it holds.
+        if !self.drains_here.load(std::sync::atomic::Ordering::Relaxed) && self.drained_elsewhere().await {
+            tracing::info!(domain = D::NAME, "another node drains the outbox: writing back only what this node keeps");
+            return match cache.restore_all(&self.pool).await {
+                Ok(_) => 0,
+                Err(error) => {
+                    tracing::error!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL");
+                    cache.retained()
+                }
+            };
+        }
         let deadline = tokio::time::Instant::now() + within;
         while cache.pending_count() > 0 && tokio::time::Instant::now() < deadline {
             let mut connection = match self.pool.acquire().await {

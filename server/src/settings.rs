@@ -166,9 +166,18 @@ impl ServerSettings {
             .filter(|name| !name.is_empty())
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "localhost".into());
-        format!("{host}:{}", self.port)
+        let port = format!(":{}", self.port);
+        // A long host name loses its end, not the port that tells nodes apart.
+        let mut host: String = host.chars().filter(char::is_ascii).collect();
+        host.truncate(MAX_NODE_NAME_BYTES - port.len());
+        format!("{host}{port}")
     }
 }
+
+/// The longest node name PostgreSQL keeps whole in the drainer lock's
+/// `application_name` (63 bytes, with its prefix), through which every node reads
+/// who drains.
+pub const MAX_NODE_NAME_BYTES: usize = 63 - boardsync_actors::drainer::APPLICATION_PREFIX.len();
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -453,6 +462,15 @@ impl Settings {
                 reason: "must be between 1 and api.max_page_size".into(),
             });
         }
+        if self.server.node_name.len() > MAX_NODE_NAME_BYTES || !self.server.node_name.is_ascii() {
+            return Err(SettingsError::Rejected {
+                key: "server.node_name",
+                reason: format!(
+                    "must be ASCII and at most {MAX_NODE_NAME_BYTES} bytes (PostgreSQL keeps no more of it, and \
+                     every node reads from it which node drains)"
+                ),
+            });
+        }
         if self.api.ws_max_pipelined_commands == 0 {
             return Err(SettingsError::Rejected {
                 key: "api.ws_max_pipelined_commands",
@@ -601,6 +619,20 @@ mod tests {
         assert!(error.contains("api.max_page_size"), "{error}");
         let error = load(&[("BOARDSYNC__API__DEFAULT_PAGE_SIZE", "100000")]).unwrap_err().to_string();
         assert!(error.contains("api.default_page_size"), "{error}");
+    }
+
+    #[test]
+    fn node_names_fit_where_every_node_reads_them_and_presence_states_fit_a_notification() {
+        let long = "n".repeat(MAX_NODE_NAME_BYTES + 1);
+        let error = load(&[("BOARDSYNC__SERVER__NODE_NAME", &long)]).unwrap_err().to_string();
+        assert!(error.contains("server.node_name"), "{error}");
+        let fits = "n".repeat(MAX_NODE_NAME_BYTES);
+        assert!(load(&[("BOARDSYNC__SERVER__NODE_NAME", &fits)]).is_ok());
+        let settings = load(&[]).unwrap();
+        let default = ServerSettings { port: 65535, ..settings.server.clone() }.node();
+        assert!(default.len() <= MAX_NODE_NAME_BYTES && default.ends_with(":65535"), "{default}");
+        let error = load(&[("BOARDSYNC__PRESENCE__MAX_STATE_BYTES", "8000")]).unwrap_err().to_string();
+        assert!(error.contains("presence.max_state_bytes"), "{error}");
     }
 
     fn load_in(environment: Environment, vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {

@@ -10,7 +10,8 @@
 //! simulated power loss of SpacetimeDB (`kill -9`, then the commit logs cut back to
 //! their size a fsync interval earlier, then a restart); PostgreSQL stopped for a
 //! while; and the power loss while PostgreSQL is down, when the cache holds the only
-//! copy of the newest writes. The short form (one round of each) runs in `scripts/test`;
+//! copy of the newest writes; and, with a second node draining every outbox while the
+//! load goes through the first, `kill -9` of that drainer. The short form (one round of each) runs in `scripts/test`;
 //! `BOARDSYNC_FAULT_ROUNDS` (set by `scripts/chaos`) runs more. Timings are printed,
 //! never asserted.
 
@@ -45,15 +46,20 @@ enum Fault {
     /// The hardest case: PostgreSQL is down, so the cache holds the only copy of the
     /// latest writes, when the cache loses power.
     PowerLossWhilePostgresDown,
+    /// A second node drains every outbox while the load goes through the first; the
+    /// second is killed (`kill -9`, mid-batch as it may be), and the first takes the
+    /// drainer leases over.
+    KillDrainer,
 }
 
-const FAULTS: [Fault; 6] = [
+const FAULTS: [Fault; 7] = [
     Fault::KillSpacetimedb,
     Fault::PowerLossSpacetimedb,
     Fault::StopPostgres,
     Fault::KillBoardsync,
     Fault::ResetCache,
     Fault::PowerLossWhilePostgresDown,
+    Fault::KillDrainer,
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -354,6 +360,23 @@ async fn power_loss(stdb: &PrivateSpacetime) -> u64 {
 }
 
 /// Waits until a write goes through again; returns how long that took.
+/// Whether `app` drains every domain's outbox (`/health`).
+async fn drains_every_outbox(app: &TestApp) -> bool {
+    let Ok(response) = app.http.get(format!("{}/health", app.address)).send().await else { return false };
+    let health: serde_json::Value = response.json().await.unwrap_or_default();
+    DOMAINS.iter().all(|domain| health["domains"][domain]["drains_outbox"] == true)
+}
+
+/// Waits until `app` drains every outbox; how long it took.
+async fn until_it_drains_every_outbox(app: &TestApp) -> Duration {
+    let started = Instant::now();
+    while !drains_every_outbox(app).await {
+        assert!(started.elapsed() < Duration::from_secs(30), "{} took no drainer lease within 30 s", app.address);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
 async fn recovered(app: &TestApp) -> Duration {
     let started = Instant::now();
     for _ in 0..600 {
@@ -462,6 +485,22 @@ async fn no_acknowledged_write_is_lost_to_crashes_power_loss_or_postgres_outages
                     stdb.start_again().await;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     postgres.start_again();
+                }
+                Fault::KillDrainer => {
+                    // The second node gets the leases while the first is down for a
+                    // moment (a kill -9 of its own), then the load goes on through the
+                    // first while the second drains, and the second is killed.
+                    let env: Vec<(&str, &str)> =
+                        patient.iter().copied().chain([("BOARDSYNC__SERVER__NODE_NAME", "drainer")]).collect();
+                    let (mut drainer, drainer_app) =
+                        Process::start(&postgres.url("postgres"), (&stdb_url, &stdb.token, "faults"), &env).await;
+                    boardsync.kill();
+                    until_it_drains_every_outbox(&drainer_app).await;
+                    boardsync.start_again(&app).await;
+                    tokio::time::sleep(Duration::from_millis(800)).await;
+                    drainer.kill();
+                    let took_over = until_it_drains_every_outbox(&app).await;
+                    eprintln!("drainer killed: the other node drains every outbox {} ms later", took_over.as_millis());
                 }
             }
             recovery.entry(fault).or_default().push(recovered(&app).await);

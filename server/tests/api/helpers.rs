@@ -92,6 +92,17 @@ pub async fn spawn_app_in(database_url: String, configure: impl FnOnce(&mut Sett
 }
 
 impl TestApp {
+    /// Another handle on the same app, for a task of its own.
+    pub fn handle(&self) -> TestApp {
+        TestApp {
+            address: self.address.clone(),
+            port: self.port,
+            pool: self.pool.clone(),
+            http: self.http.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+
     /// Waits until every domain's cache is connected (`/health` says so).
     pub async fn wait_for_cache(&self) {
         for _ in 0..400 {

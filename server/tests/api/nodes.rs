@@ -110,13 +110,7 @@ async fn one_node_drains_the_outbox_and_another_takes_over_when_it_dies() {
 
     // Writes through B go on while A is killed.
     let writer = {
-        let node_b = TestApp {
-            address: node_b.address.clone(),
-            port: node_b.port,
-            pool: node_b.pool.clone(),
-            http: reqwest::Client::new(),
-            settings: node_b.settings.clone(),
-        };
+        let node_b = node_b.handle();
         actix_web::rt::spawn(async move {
             let mut acknowledged = Vec::new();
             for _ in 0..120 {
@@ -320,4 +314,45 @@ async fn a_scope_warm_in_the_cache_is_loaded_by_one_node_only() {
     assert_eq!(loaded.len(), 1, "not exactly one node loaded the scope after the restart: {a} {b}");
     assert_eq!(loaded[0]["rows_loaded"], 30, "{}", loaded[0]);
     assert_eq!(node_b.snapshot("alice", "chat", "hall").await["items"].as_array().map(Vec::len), Some(30));
+}
+
+/// A node that does not drain stops at once and cleanly while writes go on through
+/// another node: it leaves the outbox to the drainer, and what it keeps of the newest
+/// writes (its own among them) is in PostgreSQL when it has exited.
+#[actix_web::test]
+async fn a_node_that_does_not_drain_stops_at_once_under_other_nodes_traffic() {
+    let first = spawn_app_on_spacetimedb().await;
+    first.create_scope("chat", "hall").await;
+    assert_eq!(send(&first, "hall", "cache").await.1, 200);
+    until_it_drains(&first, Duration::from_secs(10)).await;
+    let (mut b, node_b) = node(&first, "node-b").await;
+    let mut mine = Vec::new();
+    for _ in 0..20 {
+        let (id, status) = send(&node_b, "hall", "cache").await;
+        assert_eq!(status, 200);
+        mine.push(id);
+    }
+    // Traffic through the first node the whole time node-b stops.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (stop, first) = (stop.clone(), first.handle());
+        actix_web::rt::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                send(&first, "hall", "cache").await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = Instant::now();
+    assert!(b.terminate().await, "node-b exits 0: nothing it acknowledged is left out of PostgreSQL");
+    eprintln!("node-b stopped {:?} after SIGTERM", stopping.elapsed());
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages WHERE id = ANY($1)")
+        .bind(&mine)
+        .fetch_one(&first.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 20, "node-b's writes are in PostgreSQL once it has exited");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    traffic.await.unwrap();
+    assert!(drains(&first).await, "the first node drains on");
 }

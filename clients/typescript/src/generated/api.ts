@@ -7244,7 +7244,7 @@ export interface components {
         OpenAccess: ("read" | "write") | "none";
         /** @description One connection in a scope, as others see it. */
         Peer: {
-            /** @description Tells two connections of one user (two tabs) apart. */
+            /** @description Tells two connections of one user (two tabs) apart; unique across nodes. */
             connection: string;
             /** @description What the client last set (null until it sets something). */
             state: unknown;
@@ -7492,6 +7492,11 @@ export interface components {
         WarmupState: "pending" | "warming" | "warm" | "failed" | "disabled";
         /** @description One scope's warm-up, as `GET /api/admin/warmup` lists it. */
         WarmupStatus: {
+            /**
+             * @description The last run found the scope warm already (warmed since the cache started,
+             *     by this backend or another), and loaded nothing.
+             */
+            already_warm: boolean;
             /** Format: uint64 */
             cache_ms?: number | null;
             domain: string;
