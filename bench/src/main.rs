@@ -7,6 +7,7 @@
 //! (`--watch name=pid,...`) and for the generator itself, next to every figure.
 
 mod connections;
+mod failover;
 mod fanout;
 mod plot;
 mod procs;
@@ -63,6 +64,10 @@ struct TargetArgs {
     /// boardsync: subscribers join the scope's presence.
     #[arg(long)]
     presence: bool,
+    /// boardsync: another node the writers write through (`http://host:port`), for
+    /// live events across nodes.
+    #[arg(long)]
+    writer_url: Option<String>,
     /// Hocuspocus: the pre-made Yjs updates (`updates.mjs`).
     #[arg(long)]
     updates: Option<String>,
@@ -76,6 +81,7 @@ impl TargetArgs {
                 token: self.token.clone(),
                 admin_token: self.admin_token.clone(),
                 presence: self.presence,
+                writer_url: self.writer_url.clone(),
             }),
             "hocuspocus" => {
                 let path = self.updates.as_deref().context("--updates is needed for Hocuspocus")?;
@@ -174,6 +180,17 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         warm_batch: usize,
     },
+    /// The drainer was killed: the time until the surviving node drains every outbox.
+    Failover {
+        #[command(flatten)]
+        common: Common,
+        /// The surviving node (`http://host:port`).
+        #[arg(long)]
+        url: String,
+        /// When the drainer was killed (Unix milliseconds).
+        #[arg(long)]
+        killed_unix_ms: u64,
+    },
     /// Writes docs/benchmarks.md and its plots from a folder of results.
     Report {
         /// The results (JSON lines) and `meta.json`.
@@ -200,6 +217,7 @@ pub enum Workload {
     Writes(writes::WritesResult),
     Warmup(warmup::WarmupResult),
     Raw(raw::RawResult),
+    Failover(failover::FailoverResult),
 }
 
 fn append(common: &Common, workload: Workload) -> anyhow::Result<()> {
@@ -265,6 +283,11 @@ fn main() -> anyhow::Result<()> {
                 let watched = procs::parse_watched(&common.watch)?;
                 let result = warmup::run(&url, &admin_token, scopes, started_unix_ms, &watched).await?;
                 append(&common, Workload::Warmup(result))?;
+            }
+            Command::Failover { common, url, killed_unix_ms } => {
+                let result = failover::run(&url, killed_unix_ms).await?;
+                eprintln!("drainer failover, {}: {:.0} ms", common.label, result.takeover_ms);
+                append(&common, Workload::Failover(result))?;
             }
             Command::Raw { common, spacetimedb_url, database, spacetimedb_token, calls, warm_rows, warm_batch } => {
                 eprintln!("raw reducer ceilings, {}", common.label);

@@ -9,6 +9,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use crate::connections::ConnectionsResult;
+use crate::failover::FailoverResult;
 use crate::fanout::FanoutResult;
 use crate::plot::{Chart, Series};
 use crate::procs::CpuUse;
@@ -24,6 +25,7 @@ struct Results {
     writes: Vec<(String, WritesResult)>,
     warmup: Vec<(String, WarmupResult)>,
     raw: Vec<(String, RawResult)>,
+    failover: Vec<(String, FailoverResult)>,
 }
 
 fn read(folder: &Path) -> anyhow::Result<Results> {
@@ -39,6 +41,7 @@ fn read(folder: &Path) -> anyhow::Result<Results> {
                 Workload::Writes(r) => results.writes.push((record.label, r)),
                 Workload::Warmup(r) => results.warmup.push((record.label, r)),
                 Workload::Raw(r) => results.raw.push((record.label, r)),
+                Workload::Failover(r) => results.failover.push((record.label, r)),
             }
         }
     }
@@ -133,6 +136,7 @@ pub fn write(folder: &Path, out: &Path) -> anyhow::Result<()> {
     ceilings(&mut md, &results);
     warmup(&mut md, &results);
     connections(&mut md, &results, &plots, &stem)?;
+    nodes(&mut md, &results);
     if let Some(notes) = meta["notes"].as_array() {
         let _ = writeln!(md, "## Notes\n");
         for note in notes.iter().filter_map(Value::as_str) {
@@ -518,6 +522,67 @@ fn warmup(md: &mut String, results: &Results) {
     }
     md.push('\n');
 }
+
+/// Several nodes: live events across nodes (from the fan-out rows written through
+/// another node) and drainer failover.
+fn nodes(md: &mut String, results: &Results) {
+    let across: Vec<&(String, FanoutResult)> =
+        results.fanout.iter().filter(|(label, _)| label.contains(ACROSS_NODES)).collect();
+    if across.is_empty() && results.failover.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## 6. Several nodes
+"
+    );
+    if !across.is_empty() {
+        let _ = writeln!(
+            md,
+            "Live events across nodes: the writer's socket on one node, the N subscribers on another (both on one \
+             PostgreSQL and one SpacetimeDB), beside the same workload on one node.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| configuration | N | last subscriber p50 ms | p99 ms | same node p50 ms | same node p99 ms |\n|---|---|---|---|---|---|"
+        );
+        for (label, r) in across {
+            let same_label = label.split(ACROSS_NODES).next().unwrap_or_default();
+            let same = results.fanout.iter().find(|(l, s)| l == same_label && s.subscribers == r.subscribers);
+            let (same_p50, same_p99) =
+                same.map_or(("–".into(), "–".into()), |(_, s)| (ms(s.last.p50), ms(s.last.p99)));
+            let _ = writeln!(
+                md,
+                "| {label} | {} | {} | {} | {same_p50} | {same_p99} |",
+                thousands(r.subscribers as f64),
+                ms(r.last.p50),
+                ms(r.last.p99)
+            );
+        }
+        md.push('\n');
+    }
+    let mut by_label: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for (label, r) in &results.failover {
+        by_label.entry(label).or_default().push(r.takeover_ms);
+    }
+    if !by_label.is_empty() {
+        let _ = writeln!(
+            md,
+            "Drainer failover: two nodes; the one draining every outbox is killed (`kill -9`); the time until the \
+             other drains every outbox (`/health`), with the default 1 s poll.\n"
+        );
+        let _ = writeln!(md, "| configuration | kills | median ms | max ms |\n|---|---|---|---|");
+        for (label, mut times) in by_label {
+            times.sort_by(f64::total_cmp);
+            let (median, max) = (crate::stats::quantile(&times, 0.5), times.last().copied().unwrap_or(f64::NAN));
+            let _ = writeln!(md, "| {label} | {} | {} | {} |", times.len(), thousands(median), thousands(max));
+        }
+        md.push('\n');
+    }
+}
+
+/// What the label of a fan-out written through another node carries.
+pub const ACROSS_NODES: &str = ", written through another node";
 
 fn connections(md: &mut String, results: &Results, plots: &Path, stem: &str) -> anyhow::Result<()> {
     if results.connections.is_empty() {

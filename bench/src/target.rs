@@ -56,6 +56,9 @@ pub enum Target {
         admin_token: String,
         /// Whether subscribers join the scope's presence (a client showing who is here).
         presence: bool,
+        /// Another node (`http://host:port`) the writers write through, so that edits
+        /// reach the subscribers across nodes; `None`: the same node.
+        writer_url: Option<String>,
     },
     Hocuspocus {
         /// `ws://host:port`
@@ -109,6 +112,13 @@ impl Target {
     /// The socket `room`'s edits ([`Self::edit`]) are sent on: a subscriber too. At
     /// most one per room (Zero's writer is a client whose mutations are counted).
     pub async fn writer(&self, room: &str) -> anyhow::Result<Socket> {
+        if let Target::Boardsync { writer_url: Some(other), .. } = self {
+            let mut through = self.clone();
+            if let Target::Boardsync { url, writer_url, .. } = &mut through {
+                (*url, *writer_url) = (other.clone(), None);
+            }
+            return Box::pin(through.writer(room)).await;
+        }
         tokio::time::timeout(self.ready_timeout(), self.subscribe_now(room, &zero::writer_of(room)))
             .await
             .context("opening the writer timed out")?
