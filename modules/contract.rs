@@ -105,6 +105,8 @@ pub struct WarmScope {
     #[primary_key]
     pub scope: String,
     pub boot: u64,
+    /// The run that claimed it (`warm_begin`), which alone may end it.
+    pub claim: String,
     pub done: bool,
     pub floor: String,
 }
@@ -333,11 +335,18 @@ pub fn warm_done(ctx: &ReducerContext, request_id: String) -> Result<(), String>
     require_owner(ctx)
 }
 
-/// Claims `scope`'s warm-up for this cache instance. Refused with `already_warm` when
-/// a warm-up of it ended in this same instance (nothing was lost since), unless
-/// `force` (its window changed, or an operator asked).
+/// Claims `scope`'s warm-up for this cache instance, as run `claim`. Refused with
+/// `already_warm` when a warm-up of it ended in this same instance (nothing was lost
+/// since), unless `force` (its window changed, an operator asked, or PostgreSQL may
+/// hold what the cache does not).
 #[reducer]
-pub fn warm_begin(ctx: &ReducerContext, request_id: String, scope: String, force: bool) -> Result<(), String> {
+pub fn warm_begin(
+    ctx: &ReducerContext,
+    request_id: String,
+    scope: String,
+    force: bool,
+    claim: String,
+) -> Result<(), String> {
     let _ = request_id;
     require_owner(ctx)?;
     let boot = boot(ctx);
@@ -345,29 +354,36 @@ pub fn warm_begin(ctx: &ReducerContext, request_id: String, scope: String, force
     if !force && known.as_ref().is_some_and(|row| row.boot == boot && row.done) {
         return Err(err("conflict", "already_warm", "warmed since the cache started"));
     }
-    let claim = WarmScope { scope, boot, done: false, floor: String::new() };
+    let row = WarmScope { scope, boot, claim, done: false, floor: String::new() };
     if known.is_some() {
-        ctx.db.warm_scope().scope().update(claim);
+        ctx.db.warm_scope().scope().update(row);
     } else {
-        ctx.db.warm_scope().insert(claim);
+        ctx.db.warm_scope().insert(row);
     }
     Ok(())
 }
 
-/// `scope`'s warm-up ended, with its whole history in the cache from `floor` on.
-/// Refused with `cache_restarted` if it began in another instance: what it loaded
-/// before the restart may be lost.
+/// Run `claim` of `scope`'s warm-up ended, with the scope's whole history in the
+/// cache from `floor` on. Refused with `warm_up_superseded` if the cache restarted
+/// since it began (what it loaded before may be lost) or another run claimed the
+/// scope since.
 #[reducer]
-pub fn warm_end(ctx: &ReducerContext, request_id: String, scope: String, floor: String) -> Result<(), String> {
+pub fn warm_end(
+    ctx: &ReducerContext,
+    request_id: String,
+    scope: String,
+    claim: String,
+    floor: String,
+) -> Result<(), String> {
     let _ = request_id;
     require_owner(ctx)?;
     let boot = boot(ctx);
     match ctx.db.warm_scope().scope().find(&scope) {
-        Some(claim) if claim.boot == boot => {
-            ctx.db.warm_scope().scope().update(WarmScope { done: true, floor, ..claim });
+        Some(row) if row.boot == boot && row.claim == claim => {
+            ctx.db.warm_scope().scope().update(WarmScope { done: true, floor, ..row });
             Ok(())
         }
-        _ => Err(err("unavailable", "cache_restarted", "the cache restarted during this warm-up")),
+        _ => Err(err("unavailable", "warm_up_superseded", "the cache restarted or another run claimed this warm-up")),
     }
 }
 

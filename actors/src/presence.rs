@@ -84,7 +84,10 @@ pub struct PresenceHub {
     next_connection: AtomicU64,
     node: NodeId,
     /// The relay's inbox for this node's changes, once a relay runs.
-    outgoing: OnceLock<mpsc::UnboundedSender<Change>>,
+    outgoing: OnceLock<mpsc::Sender<Change>>,
+    /// A change did not fit in the relay's inbox: it owes the others all of this
+    /// node's connections.
+    overflowed: AtomicBool,
     /// The domains this node runs, by name (a change from another node names its
     /// domain as text).
     domains: HashMap<String, &'static str>,
@@ -99,6 +102,7 @@ impl PresenceHub {
             next_connection: AtomicU64::new(0),
             node,
             outgoing: OnceLock::new(),
+            overflowed: AtomicBool::new(false),
             domains: domains.into_iter().map(|name| (name.to_owned(), name)).collect(),
         }
     }
@@ -114,7 +118,7 @@ impl PresenceHub {
     ) -> (Presence, Vec<Peer>) {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         // The node's id in it keeps connections of different nodes apart.
-        let connection = format!("{:08x}.{id}", self.node as u32);
+        let connection = format!("{:016x}.{id}", self.node);
         let peer = Peer { connection, user: user.to_owned(), state: Value::Null };
         let key = (domain, scope.clone());
         let lost = Arc::new(AtomicBool::new(false));
@@ -134,8 +138,14 @@ impl PresenceHub {
 
     /// Starts passing this node's changes to `relay`; returns false if one already
     /// takes them.
-    pub fn relay_to(&self, relay: mpsc::UnboundedSender<Change>) -> bool {
+    pub fn relay_to(&self, relay: mpsc::Sender<Change>) -> bool {
         self.outgoing.set(relay).is_ok()
+    }
+
+    /// Whether a change was dropped since the last call (the relay then sends all
+    /// of this node's connections).
+    pub fn take_overflow(&self) -> bool {
+        self.overflowed.swap(false, Ordering::Relaxed)
     }
 
     /// Passes a change of this node's to the relay (under the scope's lock, so the
@@ -143,7 +153,9 @@ impl PresenceHub {
     fn tell_others(&self, key: &ScopeId, peer: &Peer, left: bool) {
         if let Some(relay) = self.outgoing.get() {
             let change = Change { domain: key.0.to_owned(), scope: key.1.to_string(), peer: peer.clone(), left };
-            let _ = relay.send(change);
+            if relay.try_send(change).is_err() {
+                self.overflowed.store(true, Ordering::Relaxed);
+            }
         }
     }
 

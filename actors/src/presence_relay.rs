@@ -14,7 +14,7 @@
 //!
 //! A notification carries at most [`MAX_PAYLOAD`] bytes, so a list is sent in parts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use crate::presence::{Change, NodeId, PresenceHub};
@@ -33,13 +33,23 @@ pub const CHANNEL: &str = "boardsync_presence";
 /// PostgreSQL refuses a notification payload of 8,000 bytes or more.
 pub const MAX_PAYLOAD: usize = 7_900;
 
-/// How often a node says it is alive, and how long the others wait before they
-/// forget its connections.
+/// How often a node says it is alive, how long the others wait before they forget
+/// its connections, and how long changes gather before they go out together.
 #[derive(Debug, Clone, Copy)]
 pub struct RelaySettings {
     pub heartbeat: Duration,
     pub node_timeout: Duration,
+    pub gather: Duration,
 }
+
+/// The longest a connect or a notification may take before the connection is given
+/// up (a half-open connection would hold the relay for the kernel's retries).
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// Changes waiting for the relay, at most: past it they are dropped, and the relay
+/// sends all of this node's connections instead (so memory stays bounded while
+/// PostgreSQL is slow or away).
+pub const BACKLOG: usize = 4096;
 
 /// What `/health` shows of the relay.
 #[derive(Debug, Default)]
@@ -78,11 +88,20 @@ struct Message {
 /// PostgreSQL; runs until the process ends. It opens two connections of its own
 /// (one listens, one sends), outside `pool`, whose connections serve requests.
 pub fn start(hub: Arc<PresenceHub>, pool: &PgPool, settings: RelaySettings) -> Arc<RelayStatus> {
-    let (outgoing, changes) = mpsc::unbounded_channel();
+    let (outgoing, changes) = mpsc::channel(BACKLOG);
     let status = Arc::new(RelayStatus::default());
     if hub.relay_to(outgoing) {
         let options = (*pool.connect_options()).clone();
-        let relay = Relay { hub, options, settings, status: status.clone(), heard: HashMap::new() };
+        let relay = Relay {
+            hub,
+            options,
+            settings,
+            status: status.clone(),
+            heard: HashMap::new(),
+            swept: HashSet::new(),
+            heard_self: None,
+            restart_listener: Arc::new(Notify::new()),
+        };
         tokio::spawn(relay.run(changes));
     }
     status
@@ -103,75 +122,110 @@ struct Relay {
     status: Arc<RelayStatus>,
     /// When each other node was last heard from.
     heard: HashMap<NodeId, Instant>,
+    /// Nodes forgotten for silence: one heard again is asked for its connections.
+    swept: HashSet<NodeId>,
+    /// When this node last heard its own message while listening: a listener that
+    /// stops hearing it is deaf (a half-open connection) and is opened again.
+    heard_self: Option<Instant>,
+    restart_listener: Arc<Notify>,
+}
+
+/// What the relay owes the others after taking in what it heard.
+#[derive(Default)]
+struct Owed {
+    /// All of this node's connections.
+    announce: bool,
+    /// And a request for theirs.
+    ask: bool,
 }
 
 impl Relay {
-    async fn run(mut self, mut changes: mpsc::UnboundedReceiver<Change>) {
+    async fn run(mut self, mut changes: mpsc::Receiver<Change>) {
         let (heard_tx, mut heard) = mpsc::unbounded_channel();
         // Its own task, so that no wait for a notification is ever cancelled halfway.
-        // A pool of one, which the listener takes its connection from.
-        let listening = PgPoolOptions::new().max_connections(1).connect_lazy_with(self.options.clone());
-        tokio::spawn(listen(listening, self.settings.heartbeat, heard_tx));
+        let restart = self.restart_listener.clone();
+        tokio::spawn(listen(self.options.clone(), self.settings.heartbeat, heard_tx, restart));
         let mut sender: Option<PgConnection> = None;
-        // Whether the others must get all of this node's connections (at start, after
-        // a lost connection of either kind) and whether to ask for theirs.
-        let (mut announce, mut ask) = (true, false);
+        let mut next_connect = Instant::now();
+        // At start, and after a lost connection of either kind, the others get all of
+        // this node's connections.
+        let mut owed = Owed { announce: true, ask: false };
         let mut beat = tokio::time::interval(self.settings.heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut batch = Vec::new();
             tokio::select! {
                 Some(change) = changes.recv() => {
+                    // Changes gather for a moment and go out together, a connection's
+                    // latest state only.
+                    tokio::time::sleep(self.settings.gather).await;
                     batch.push(change);
                     while let Ok(change) = changes.try_recv() {
                         batch.push(change);
                     }
                 }
-                Some(event) = heard.recv() => match event {
-                    Heard::Listening => {
-                        self.status.listening.store(true, Ordering::Relaxed);
-                        self.forget_everyone();
-                        (announce, ask) = (true, true);
-                    }
-                    Heard::Lost => {
-                        self.status.listening.store(false, Ordering::Relaxed);
-                        self.forget_everyone();
-                    }
-                    Heard::Payload(payload) => {
-                        if self.take(&payload) {
-                            announce = true;
-                        }
-                    }
-                },
+                Some(event) = heard.recv() => self.take(event, &mut owed),
                 _ = beat.tick() => {
+                    // What was heard meanwhile first: a stalled loop must not forget
+                    // nodes whose heartbeats are waiting here.
+                    while let Ok(event) = heard.try_recv() {
+                        self.take(event, &mut owed);
+                    }
                     self.sweep();
-                    if sender.is_some() && !announce {
+                    self.check_hearing_itself();
+                    if sender.is_some() && !owed.announce {
                         let beat = Message { node: self.hub.node(), hello: false, reset: false, changes: Vec::new() };
                         if send(&mut sender, &beat).await.is_err() {
-                            announce = true;
+                            owed.announce = true;
                         }
                     }
                 }
             }
+            if self.hub.take_overflow() {
+                owed.announce = true;
+            }
             if sender.is_none() {
-                sender = PgConnection::connect_with(&self.options).await.ok();
+                if Instant::now() < next_connect {
+                    owed.announce = true;
+                    continue;
+                }
+                let connecting = tokio::time::timeout(PATIENCE, PgConnection::connect_with(&self.options)).await;
+                sender = connecting.ok().and_then(Result::ok);
                 if sender.is_none() {
                     // PostgreSQL is away: the full list goes out once it is back.
-                    announce = true;
+                    next_connect = Instant::now() + self.settings.heartbeat;
+                    owed.announce = true;
                     continue;
                 }
             }
-            if announce {
+            if owed.announce {
                 // All connections, which covers whatever changes were waiting.
                 while changes.try_recv().is_ok() {}
-                batch.clear();
                 let all = self.hub.local_changes();
-                if self.send_changes(&mut sender, all, true, ask).await {
-                    (announce, ask) = (false, false);
+                if self.send_changes(&mut sender, all, true, owed.ask).await {
+                    owed = Owed::default();
                 }
-            } else if !batch.is_empty() && !self.send_changes(&mut sender, batch, false, false).await {
-                announce = true;
+            } else if !batch.is_empty() && !self.send_changes(&mut sender, latest_only(batch), false, false).await {
+                owed.announce = true;
             }
+        }
+    }
+
+    /// Takes in what the listener heard.
+    fn take(&mut self, event: Heard, owed: &mut Owed) {
+        match event {
+            Heard::Listening => {
+                self.status.listening.store(true, Ordering::Relaxed);
+                self.heard_self = Some(Instant::now());
+                self.forget_everyone();
+                *owed = Owed { announce: true, ask: true };
+            }
+            Heard::Lost => {
+                self.status.listening.store(false, Ordering::Relaxed);
+                self.heard_self = None;
+                self.forget_everyone();
+            }
+            Heard::Payload(payload) => self.apply(&payload, owed),
         }
     }
 
@@ -210,27 +264,47 @@ impl Relay {
         send(sender, &message).await.is_ok()
     }
 
-    /// Applies a message from another node; whether it asked for this node's list.
-    fn take(&mut self, payload: &str) -> bool {
+    /// Applies a message from another node.
+    fn apply(&mut self, payload: &str, owed: &mut Owed) {
         let message: Message = match serde_json::from_str(payload) {
             Ok(message) => message,
             Err(error) => {
                 tracing::warn!(%error, "an unreadable presence notification");
-                return false;
+                return;
             }
         };
         if message.node == self.hub.node() {
-            return false;
+            if self.heard_self.is_some() {
+                self.heard_self = Some(Instant::now());
+            }
+            return;
         }
         self.heard.insert(message.node, Instant::now());
         self.status.nodes.store(self.heard.len(), Ordering::Relaxed);
+        // A node forgotten for silence, heard again: its connections are asked for
+        // (unless this is them).
+        if self.swept.remove(&message.node) && !message.reset {
+            *owed = Owed { announce: true, ask: true };
+        }
         if message.reset {
             self.hub.forget_nodes(Some(message.node));
         }
         for change in message.changes {
             self.hub.apply_remote(message.node, change);
         }
-        message.hello
+        if message.hello {
+            owed.announce = true;
+        }
+    }
+
+    /// Opens the listener again if it has not heard this node's own messages for
+    /// the timeout: its connection is deaf, though not closed.
+    fn check_hearing_itself(&mut self) {
+        if self.heard_self.is_some_and(|at| at.elapsed() > self.settings.node_timeout) {
+            tracing::warn!("the presence listener hears nothing, not even this node: opening it again");
+            self.heard_self = None;
+            self.restart_listener.notify_one();
+        }
     }
 
     /// Forgets the nodes not heard from within the timeout.
@@ -240,6 +314,7 @@ impl Relay {
             self.heard.iter().filter(|(_, at)| at.elapsed() > timeout).map(|(node, _)| *node).collect();
         for node in silent {
             self.heard.remove(&node);
+            self.swept.insert(node);
             let left = self.hub.forget_nodes(Some(node));
             tracing::info!(
                 node = format!("{node:016x}"),
@@ -252,6 +327,7 @@ impl Relay {
 
     fn forget_everyone(&mut self) {
         self.heard.clear();
+        self.swept.clear();
         self.status.nodes.store(0, Ordering::Relaxed);
         self.hub.forget_nodes(None);
     }
@@ -260,40 +336,83 @@ impl Relay {
 async fn send(sender: &mut Option<PgConnection>, message: &Message) -> Result<(), ()> {
     let Some(connection) = sender.as_mut() else { return Err(()) };
     let payload = serde_json::to_string(message).expect("presence messages serialize");
-    let sent = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&mut *connection).await;
-    if let Err(error) = sent {
-        tracing::warn!(%error, "cannot send presence to the other nodes; reconnecting");
-        *sender = None;
-        return Err(());
+    let notify = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&mut *connection);
+    match tokio::time::timeout(PATIENCE, notify).await {
+        Ok(Ok(_)) => Ok(()),
+        outcome => {
+            let error = outcome
+                .map_or_else(|_| "timed out".to_string(), |sent| sent.err().map(|e| e.to_string()).unwrap_or_default());
+            tracing::warn!(%error, "cannot send presence to the other nodes; reconnecting");
+            *sender = None;
+            Err(())
+        }
     }
-    Ok(())
 }
 
-/// Listens on [`CHANNEL`] for the process's life, (re)connecting as needed.
-async fn listen(pool: PgPool, retry: Duration, heard: mpsc::UnboundedSender<Heard>) {
+/// Of each connection's changes in `batch`, the last (each is its whole state).
+fn latest_only(batch: Vec<Change>) -> Vec<Change> {
+    let mut at: HashMap<(String, String, String), usize> = HashMap::new();
+    let mut latest: Vec<Change> = Vec::with_capacity(batch.len());
+    for change in batch {
+        let key = (change.domain.clone(), change.scope.clone(), change.peer.connection.clone());
+        match at.get(&key) {
+            Some(&i) => latest[i] = change,
+            None => {
+                at.insert(key, latest.len());
+                latest.push(change);
+            }
+        }
+    }
+    latest
+}
+
+/// Listens on [`CHANNEL`] for the process's life, (re)connecting as needed, and
+/// opening the connection again when the relay finds it deaf.
+async fn listen(
+    options: sqlx::postgres::PgConnectOptions,
+    retry: Duration,
+    heard: mpsc::UnboundedSender<Heard>,
+    restart: Arc<Notify>,
+) {
     loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::debug!(%error, "cannot open the presence listener; retrying");
+        // A pool of one, which the listener takes its connection from: closed with
+        // it, so that a deaf connection is never handed out again.
+        let pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(options.clone());
+        let connecting = tokio::time::timeout(PATIENCE, PgListener::connect_with(&pool)).await;
+        let mut listener = match connecting {
+            Ok(Ok(listener)) => listener,
+            failed => {
+                tracing::debug!(error = ?failed.map(|f| f.err()), "cannot open the presence listener; retrying");
                 tokio::time::sleep(retry).await;
                 continue;
             }
         };
-        if let Err(error) = listener.listen(CHANNEL).await {
-            tracing::warn!(%error, "cannot LISTEN for presence; retrying");
+        if !matches!(tokio::time::timeout(PATIENCE, listener.listen(CHANNEL)).await, Ok(Ok(()))) {
+            tracing::warn!("cannot LISTEN for presence; retrying");
             tokio::time::sleep(retry).await;
             continue;
         }
         if heard.send(Heard::Listening).is_err() {
             return;
         }
-        // `None` or an error: the connection was lost, and notifications meanwhile.
-        while let Ok(Some(notification)) = listener.try_recv().await {
-            if heard.send(Heard::Payload(notification.payload().to_owned())).is_err() {
-                return;
+        loop {
+            tokio::select! {
+                // `None` or an error: the connection was lost, and notifications meanwhile.
+                received = listener.try_recv() => match received {
+                    Ok(Some(notification)) => {
+                        if heard.send(Heard::Payload(notification.payload().to_owned())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
+                },
+                // The listener is dropped whole: a wait cut short here loses nothing
+                // that a new connection would not have lost anyway.
+                _ = restart.notified() => break,
             }
         }
+        drop(listener);
+        pool.close().await;
         tracing::warn!("presence listener lost; reconnecting");
         if heard.send(Heard::Lost).is_err() {
             return;

@@ -402,11 +402,17 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
         // (else the next edit would start from the older state and conflict).
         if let Some(cache) = &self.cache {
             let scope = ScopeKey::parse(&cache.scope_of(&item));
-            if let Err(error) = match scope {
-                Ok(scope) => cache.warm(&scope, vec![item]).await,
-                Err(error) => Err(error),
-            } {
+            let warmed = match &scope {
+                Ok(scope) => cache.warm(scope, vec![item]).await,
+                Err(error) => Err(error.clone()),
+            };
+            if let Err(error) = warmed {
                 tracing::warn!(domain = D::NAME, id, %error, "a replayed dead letter is in PostgreSQL, not yet in the cache");
+                // Its scope loads from PostgreSQL once the cache is back, whatever the
+                // cache says of it then.
+                if let (Ok(scope), Some(warmup)) = (scope, &self.warmup) {
+                    warmup.do_send(WarmScope { scope, force: true });
+                }
             }
         }
         Ok(replayed)
@@ -532,6 +538,7 @@ impl Domains {
                 scheduler: self.runtime.scheduler.clone(),
                 board: self.runtime.board.clone(),
                 metrics: self.runtime.metrics.clone(),
+                node: self.runtime.node.clone(),
             };
             WarmupCoordinator::start_in_arbiter(&arbiter, move |_| WarmupCoordinator::new(context))
         });

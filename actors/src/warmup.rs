@@ -269,6 +269,8 @@ pub struct WarmupContext<D: Domain> {
     pub scheduler: Addr<WarmupScheduler>,
     pub board: Arc<WarmupBoard>,
     pub metrics: CacheMetrics,
+    /// This node's name, as the drainer leases show it.
+    pub node: String,
 }
 
 /// Warms one scope, whenever the scheduler gives it a slot. A run that fails (say,
@@ -342,6 +344,7 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                             status.error = None;
                         }
                         Ok(Warmed::Disabled) => status.state = WarmupState::Disabled,
+                        Err(error) if error.code == WARMING_ELSEWHERE => status.state = WarmupState::Pending,
                         Err(error) => {
                             status.state = WarmupState::Failed;
                             status.error = Some(error.to_string());
@@ -362,6 +365,9 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                     Ok(Warmed::Disabled) => {
                         context.cache.not_warmed(&scope);
                         tracing::debug!(domain = D::NAME, scope = %scope, "warm-up disabled for scope");
+                    }
+                    Err(error) if error.code == WARMING_ELSEWHERE => {
+                        tracing::debug!(domain = D::NAME, scope = %scope, "another node warms this scope; retrying")
                     }
                     Err(error) => tracing::warn!(domain = D::NAME, scope = %scope, %error, "warm-up failed"),
                 }
@@ -411,6 +417,9 @@ fn batches<D: Domain>(items: &[D::Item], rows: usize, bytes: usize) -> Vec<&[D::
 /// `hashtext('<domain>/<scope>')`): apart from every other lock boardsync takes.
 pub const WARMUP_LOCKS: i32 = 0x6273_776d; // "bswm"
 
+/// A run that found another node warming its scope: it waits its turn, retried.
+const WARMING_ELSEWHERE: &str = "warming_elsewhere";
+
 /// Loads `scope`'s window into the cache, unless the cache holds it warm already
 /// (and not `force`). One backend at a time warms a scope: the run holds the
 /// scope's warm-up lock in PostgreSQL, so another backend's run waits, then finds
@@ -428,13 +437,18 @@ async fn warm_scope<D: Domain>(
     // A transaction only for its lock: ended (and the lock freed) however the run
     // ends, also if this process dies.
     let mut lock = context.pool.begin().await.map_err(DomainError::from_sqlx)?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2 || '/' || $3))")
+    // Not a wait: a node that vanished may hold it until PostgreSQL ends its session,
+    // and a slot spent waiting would hold up the other scopes. The run is retried.
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2 || '/' || $3))")
         .bind(WARMUP_LOCKS)
         .bind(D::NAME)
         .bind(scope.as_str())
-        .execute(&mut *lock)
+        .fetch_one(&mut *lock)
         .await
         .map_err(DomainError::from_sqlx)?;
+    if !locked {
+        return Err(DomainError::unavailable(WARMING_ELSEWHERE, "another node is warming this scope"));
+    }
     // First, whatever the cache may have lost: a scope without warm-up takes writes
     // too, so it needs this as much.
     let restored = context.cache.restore(&context.pool, scope).await?;
@@ -446,10 +460,10 @@ async fn warm_scope<D: Domain>(
         return Ok(Warmed::Disabled);
     }
     // Writes just restored into PostgreSQL must reach the cache too.
-    if !context.cache.begin_warm(scope, force || restored > 0).await? {
+    let Some(claim) = context.cache.begin_warm(scope, force || restored > 0).await? else {
         context.board.update(D::NAME, scope, |status| status.generation = generation);
         return Ok(Warmed::Already);
-    }
+    };
     context.board.update(D::NAME, scope, |status| {
         status.state = WarmupState::Warming;
         status.generation = generation;
@@ -476,11 +490,24 @@ async fn warm_scope<D: Domain>(
     if let Some(keep) = settings.max_items {
         context.cache.trim(scope, keep).await?;
     }
-    context.cache.end_warm(scope).await?;
+    context.cache.end_warm(scope, claim).await?;
     lock.commit().await.map_err(DomainError::from_sqlx)?;
     let cache_ms = loading.elapsed().as_millis() as u64;
     context.board.update(D::NAME, scope, |status| status.cache_ms = Some(cache_ms));
     Ok(Warmed::Loaded(total))
+}
+
+/// Whether another node runs this domain on the cache now (it holds the domain's
+/// drainer lease). While one does, the cache follows PostgreSQL: that node takes in
+/// changes made outside boardsync and drains the outbox. A node that finds none may
+/// be the first after a time when none ran (PostgreSQL may have changed meanwhile:
+/// plain SQL, a spell on the PostgreSQL adapter), so it loads every scope, whatever
+/// the cache says.
+async fn another_node_runs<D: Domain>(context: &WarmupContext<D>) -> bool {
+    match crate::drainer::holders(&context.pool, &[D::NAME]).await {
+        Ok(holders) => holders.iter().any(|(_, holder)| holder.as_ref().is_some_and(|node| *node != context.node)),
+        Err(_) => false,
+    }
 }
 
 /// Warms one scope of the coordinator's domain (admin re-warm, a new scope, a changed
@@ -534,16 +561,18 @@ impl<D: Domain> WarmupCoordinator<D> {
     fn warm(&mut self, only: Option<ScopeKey>, force: bool, ctx: &mut Context<Self>) {
         let context = self.context.clone();
         let only_again = only.clone();
+        let only_all = only.is_none();
         ctx.wait(
             async move {
-                match only {
+                let scopes = match only {
                     Some(key) => context.scopes.get(D::NAME, &key).await.map(|s| s.into_iter().collect()),
                     None => context.scopes.list(Some(D::NAME)).await,
-                }
+                }?;
+                Ok::<_, DomainError>((scopes, force || (only_all && !another_node_runs(&context).await)))
             }
             .into_actor(self)
             .map(move |found, coordinator, ctx| match found {
-                Ok(scopes) => {
+                Ok((scopes, force)) => {
                     let defaults = coordinator.context.defaults.clone();
                     let mut queue: Vec<(i32, ScopeKey)> =
                         scopes.into_iter().map(|s| (defaults.with(&s.warmup_overrides()).priority, s.key)).collect();

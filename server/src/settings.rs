@@ -100,6 +100,9 @@ pub struct PresenceSettings {
     pub node_heartbeat_ms: u64,
     /// How long a node goes unheard before the others drop its connections.
     pub node_timeout_ms: u64,
+    /// How long changes gather before they go to the other nodes together (a
+    /// connection's latest state only): bounds the notifications a busy node sends.
+    pub relay_gather_ms: u64,
 }
 
 impl PresenceSettings {
@@ -107,6 +110,7 @@ impl PresenceSettings {
         boardsync_actors::presence_relay::RelaySettings {
             heartbeat: std::time::Duration::from_millis(self.node_heartbeat_ms),
             node_timeout: std::time::Duration::from_millis(self.node_timeout_ms),
+            gather: std::time::Duration::from_millis(self.relay_gather_ms),
         }
     }
 }

@@ -135,15 +135,16 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     /// outbox, and never replaces a newer cached version.
     async fn warm(&self, scope: &ScopeKey, batch: Vec<D::Item>) -> Result<(), DomainError>;
 
-    /// Claims `scope`'s warm-up in the cache. `false` when a warm-up of it (by any
-    /// backend) ended since the cache last started, so nothing was lost since and
-    /// nothing needs loading (the floor it recorded is taken over), unless `force`
-    /// (its window changed, an operator asked, or this backend restored writes).
-    async fn begin_warm(&self, scope: &ScopeKey, force: bool) -> Result<bool, DomainError>;
+    /// Claims `scope`'s warm-up in the cache: the claim to end it with, or `None`
+    /// when a warm-up of it (by any backend) ended since the cache last started, so
+    /// nothing was lost since and nothing needs loading, unless `force` (its window
+    /// changed, an operator asked, or PostgreSQL may hold what the cache does not).
+    async fn begin_warm(&self, scope: &ScopeKey, force: bool) -> Result<Option<String>, DomainError>;
 
-    /// Records in the cache that `scope`'s warm-up ended; refused if the cache
-    /// restarted since [`Cache::begin_warm`].
-    async fn end_warm(&self, scope: &ScopeKey) -> Result<(), DomainError>;
+    /// Records in the cache that `scope`'s warm-up (`claim`) ended, with where the
+    /// scope's whole history in the cache begins (every backend takes that over);
+    /// refused if the cache restarted or another run claimed the scope since.
+    async fn end_warm(&self, scope: &ScopeKey, claim: String) -> Result<(), DomainError>;
 
     /// `scope` finished warming: its live subscribers are told to resync, since a
     /// snapshot they asked for while it warmed was refused (503 `scope_warming`), and

@@ -162,13 +162,24 @@ pub trait ModuleLink: Send + Sync + Sized + 'static {
     fn trim(&self, request_id: String, scope: String, keep: u32) -> Result<(), spacetimedb_sdk::Error>;
     fn forget_scope(&self, request_id: String, scope: String) -> Result<(), spacetimedb_sdk::Error>;
     fn remember_scope(&self, request_id: String, scope: String) -> Result<(), spacetimedb_sdk::Error>;
-    /// Claims a scope's warm-up in this cache instance (see `warm_begin` in the
-    /// module's contract): refused with `already_warm` unless `force`.
-    fn warm_begin(&self, request_id: String, scope: String, force: bool) -> Result<(), spacetimedb_sdk::Error>;
-    /// Records that a scope's warm-up ended, with its floor.
-    fn warm_end(&self, request_id: String, scope: String, floor: String) -> Result<(), spacetimedb_sdk::Error>;
-    /// The floor the last warm-up of `scope` recorded, if one ended.
-    fn warm_floor(&self, scope: &str) -> Option<String>;
+    /// Claims a scope's warm-up in this cache instance as run `claim` (see
+    /// `warm_begin` in the module's contract): refused with `already_warm` unless
+    /// `force`.
+    fn warm_begin(
+        &self,
+        request_id: String,
+        scope: String,
+        force: bool,
+        claim: String,
+    ) -> Result<(), spacetimedb_sdk::Error>;
+    /// Records that run `claim` of a scope's warm-up ended, with its floor.
+    fn warm_end(
+        &self,
+        request_id: String,
+        scope: String,
+        claim: String,
+        floor: String,
+    ) -> Result<(), spacetimedb_sdk::Error>;
 }
 
 /// What the SDK thread reports to the adapter, from the module's callbacks.
@@ -192,6 +203,10 @@ pub trait SessionSink<Row>: Send + Sync + 'static {
     fn client_outcome(&self, request_id: &str, status: &Status);
     /// The outcome of an owner reducer (warm, warm_done, ack, configure, trim).
     fn owner_outcome(&self, request_id: &str, status: &Status);
+    /// A warm-up of `scope` ended (this backend's or another's): the scope's whole
+    /// history in the cache begins at `floor` (see `warm_scope` in the contract),
+    /// whose row is `floor_row` when it is an entity the cache holds.
+    fn warm_recorded(&self, scope: &str, floor: &str, floor_row: Option<&Row>);
 }
 
 /// Where a cached row sits: its scope, its place in the scope's snapshot order, and
@@ -824,6 +839,28 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
         }
     }
 
+    fn warm_recorded(&self, scope: &str, floor: &str, floor_row: Option<&RowOf<D>>) {
+        if !D::TRIMS {
+            return;
+        }
+        let Ok(scope) = ScopeKey::parse(scope) else { return };
+        let floor = match (floor, floor_row) {
+            (WHOLE, _) => None,
+            (NONE_CACHED, _) => Some(Floor::Everything),
+            (_, Some(row)) => {
+                let place = D::placement(row);
+                Some(Floor::At(place.order, place.entity))
+            }
+            // Its row is gone from the cache (trimmed since): pages come from PostgreSQL.
+            (_, None) => Some(Floor::Everything),
+        };
+        let mut floors = self.floors.lock().expect("floors lock");
+        match floor {
+            Some(floor) => floors.insert(scope, floor),
+            None => floors.remove(&scope),
+        };
+    }
+
     fn owner_outcome(&self, request_id: &str, status: &Status) {
         let outcome = reducer_outcome(status);
         if request_id == CONFIGURE {
@@ -1134,44 +1171,26 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         self.shared.link.owner_call(move |c, request_id| c.remember_scope(request_id, key)).await
     }
 
-    async fn begin_warm(&self, scope: &ScopeKey, force: bool) -> Result<bool, DomainError> {
-        let key = scope.to_string();
-        match self.shared.link.owner_call(move |c, request_id| c.warm_begin(request_id, key, force)).await {
-            Ok(()) => Ok(true),
-            Err(error) if error.code == ALREADY_WARM => {
-                // The warm-up that ended is in this connection's copy by now: the SDK
-                // reports transactions in order, and this refusal came after it.
-                let connection = self.shared.link.connection()?;
-                let floor = match connection.warm_floor(scope.as_str()).as_deref() {
-                    None => return Ok(true), // gone meanwhile (a purge): warm it
-                    Some(WHOLE) => None,
-                    Some(NONE_CACHED) => Some(Floor::Everything),
-                    // Its row is gone (trimmed since): pages come from PostgreSQL.
-                    Some(entity) => Some(connection.find(entity).map_or(Floor::Everything, |row| {
-                        let place = D::placement(&row);
-                        Floor::At(place.order, place.entity)
-                    })),
-                };
-                drop(connection);
-                let mut floors = self.shared.floors.lock().expect("floors lock");
-                match floor {
-                    Some(floor) if D::TRIMS => floors.insert(scope.clone(), floor),
-                    _ => floors.remove(scope),
-                };
-                Ok(false)
-            }
+    async fn begin_warm(&self, scope: &ScopeKey, force: bool) -> Result<Option<String>, DomainError> {
+        let (key, claim) = (scope.to_string(), uuid::Uuid::new_v4().to_string());
+        let claimed = claim.clone();
+        match self.shared.link.owner_call(move |c, request_id| c.warm_begin(request_id, key, force, claimed)).await {
+            Ok(()) => Ok(Some(claim)),
+            // Its floor came with the warm-up that ended ([`SessionSink::warm_recorded`]):
+            // the SDK reports transactions in order, and this refusal came after it.
+            Err(error) if error.code == ALREADY_WARM => Ok(None),
             Err(error) => Err(error),
         }
     }
 
-    async fn end_warm(&self, scope: &ScopeKey) -> Result<(), DomainError> {
+    async fn end_warm(&self, scope: &ScopeKey, claim: String) -> Result<(), DomainError> {
         let floor = match self.shared.floors.lock().expect("floors lock").get(scope) {
             None => WHOLE.to_string(),
             Some(Floor::Everything) => NONE_CACHED.to_string(),
             Some(Floor::At(_, entity)) => entity.clone(),
         };
         let key = scope.to_string();
-        self.shared.link.owner_call(move |c, request_id| c.warm_end(request_id, key, floor)).await
+        self.shared.link.owner_call(move |c, request_id| c.warm_end(request_id, key, claim, floor)).await
     }
 
     fn scope_of(&self, item: &D::Item) -> String {
@@ -1409,9 +1428,21 @@ macro_rules! spacetime_module {
                     let s = sink.clone();
                     connection.reducers.on_remember_scope(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
-                    connection.reducers.on_warm_begin(move |ctx, request_id, _, _| s.owner_outcome(request_id, &ctx.event.status));
+                    connection.reducers.on_warm_begin(move |ctx, request_id, _, _, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
-                    connection.reducers.on_warm_end(move |ctx, request_id, _, _| s.owner_outcome(request_id, &ctx.event.status));
+                    connection.reducers.on_warm_end(move |ctx, request_id, _, _, _| s.owner_outcome(request_id, &ctx.event.status));
+                    // Every backend keeps every scope's floor as the last warm-up left it.
+                    fn recorded(ctx: &EventContext, sink: &dyn SessionSink<$row>, row: &WarmScope) {
+                        if row.done {
+                            let entity = row.floor.clone();
+                            let floor_row = None::<$row>$(.or_else(|| ctx.db.$table().id().find(&entity).map(<$row>::from)))+;
+                            sink.warm_recorded(&row.scope, &row.floor, floor_row.as_ref());
+                        }
+                    }
+                    let s = sink.clone();
+                    connection.db.warm_scope().on_insert(move |ctx, row| recorded(ctx, s.as_ref(), row));
+                    let s = sink.clone();
+                    connection.db.warm_scope().on_update(move |ctx, _, row| recorded(ctx, s.as_ref(), row));
                     let s = sink;
                     connection
                         .subscription_builder()
@@ -1483,16 +1514,12 @@ macro_rules! spacetime_module {
                     self.reducers.remember_scope(request_id, scope)
                 }
 
-                fn warm_begin(&self, request_id: String, scope: String, force: bool) -> SdkResult<()> {
-                    self.reducers.warm_begin(request_id, scope, force)
+                fn warm_begin(&self, request_id: String, scope: String, force: bool, claim: String) -> SdkResult<()> {
+                    self.reducers.warm_begin(request_id, scope, force, claim)
                 }
 
-                fn warm_end(&self, request_id: String, scope: String, floor: String) -> SdkResult<()> {
-                    self.reducers.warm_end(request_id, scope, floor)
-                }
-
-                fn warm_floor(&self, scope: &str) -> Option<String> {
-                    self.db.warm_scope().scope().find(&scope.to_string()).filter(|row| row.done).map(|row| row.floor)
+                fn warm_end(&self, request_id: String, scope: String, claim: String, floor: String) -> SdkResult<()> {
+                    self.reducers.warm_end(request_id, scope, claim, floor)
                 }
             }
         };

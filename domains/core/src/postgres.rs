@@ -24,7 +24,15 @@ use crate::live::ScopedBroadcast;
 /// an outside writer's (which must reach the cache).
 pub fn backend_connect_options(url: &str) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
     let options: sqlx::postgres::PgConnectOptions = url.parse()?;
-    Ok(options.options([("boardsync.origin", "backend")]))
+    // PostgreSQL's own keepalives end the session of a client that vanished (power
+    // loss, a cut network) within about 25 s, and with it the locks it held (a
+    // scope's warm-up lock, say), instead of after the kernel's two hours.
+    Ok(options.options([
+        ("boardsync.origin", "backend"),
+        ("tcp_keepalives_idle", "10"),
+        ("tcp_keepalives_interval", "5"),
+        ("tcp_keepalives_count", "3"),
+    ]))
 }
 use crate::{DomainError, EventStream, ScopeKey};
 

@@ -63,6 +63,9 @@ struct Health<'a> {
 struct PresenceHealth {
     relay_listening: bool,
     other_nodes: usize,
+    /// How full PostgreSQL's notification queue is (0 to 1), shared by every
+    /// channel: a listener that stopped reading holds it; full, notifying fails.
+    notification_queue_usage: Option<f64>,
 }
 
 #[get("/health")]
@@ -99,6 +102,10 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         presence: PresenceHealth {
             relay_listening: state.presence_relay.listening(),
             other_nodes: state.presence_relay.nodes(),
+            notification_queue_usage: sqlx::query_scalar("SELECT pg_notification_queue_usage()")
+                .fetch_one(&state.pool)
+                .await
+                .ok(),
         },
     };
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

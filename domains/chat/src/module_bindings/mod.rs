@@ -107,6 +107,7 @@ pub enum Reducer {
         request_id: String,
         scope: String,
         force: bool,
+        claim: String,
     },
     WarmDone {
         request_id: String,
@@ -114,6 +115,7 @@ pub enum Reducer {
     WarmEnd {
         request_id: String,
         scope: String,
+        claim: String,
         floor: String,
     },
 }

@@ -111,6 +111,7 @@ pub enum Reducer {
         request_id: String,
         scope: String,
         force: bool,
+        claim: String,
     },
     WarmDone {
         request_id: String,
@@ -118,6 +119,7 @@ pub enum Reducer {
     WarmEnd {
         request_id: String,
         scope: String,
+        claim: String,
         floor: String,
     },
 }

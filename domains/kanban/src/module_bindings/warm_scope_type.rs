@@ -11,6 +11,7 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 pub struct WarmScope {
     pub scope: String,
     pub boot: u64,
+    pub claim: String,
     pub done: bool,
     pub floor: String,
 }

@@ -105,6 +105,7 @@ pub enum Reducer {
         request_id: String,
         scope: String,
         force: bool,
+        claim: String,
     },
     WarmDone {
         request_id: String,
@@ -112,6 +113,7 @@ pub enum Reducer {
     WarmEnd {
         request_id: String,
         scope: String,
+        claim: String,
         floor: String,
     },
 }

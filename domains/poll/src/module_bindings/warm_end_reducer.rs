@@ -11,6 +11,7 @@ use spacetimedb_sdk::__codegen::{self as __sdk, __lib, __sats, __ws};
 pub(super) struct WarmEndArgs {
     pub request_id: String,
     pub scope: String,
+    pub claim: String,
     pub floor: String,
 }
 
@@ -19,6 +20,7 @@ impl From<WarmEndArgs> for super::Reducer {
         Self::WarmEnd {
             request_id: args.request_id,
             scope: args.scope,
+            claim: args.claim,
             floor: args.floor,
         }
     }
@@ -40,7 +42,13 @@ pub trait warm_end {
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
     ///  and its status can be observed by listening for [`Self::on_warm_end`] callbacks.
-    fn warm_end(&self, request_id: String, scope: String, floor: String) -> __sdk::Result<()>;
+    fn warm_end(
+        &self,
+        request_id: String,
+        scope: String,
+        claim: String,
+        floor: String,
+    ) -> __sdk::Result<()>;
     /// Register a callback to run whenever we are notified of an invocation of the reducer `warm_end`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
@@ -50,7 +58,9 @@ pub trait warm_end {
     /// to cancel the callback.
     fn on_warm_end(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String) + Send + 'static,
+        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
+            + Send
+            + 'static,
     ) -> WarmEndCallbackId;
     /// Cancel a callback previously registered by [`Self::on_warm_end`],
     /// causing it not to run in the future.
@@ -58,19 +68,26 @@ pub trait warm_end {
 }
 
 impl warm_end for super::RemoteReducers {
-    fn warm_end(&self, request_id: String, scope: String, floor: String) -> __sdk::Result<()> {
+    fn warm_end(
+        &self,
+        request_id: String,
+        scope: String,
+        claim: String,
+        floor: String,
+    ) -> __sdk::Result<()> {
         self.imp.call_reducer(
             "warm_end",
             WarmEndArgs {
                 request_id,
                 scope,
+                claim,
                 floor,
             },
         )
     }
     fn on_warm_end(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String)
+        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
             + Send
             + 'static,
     ) -> WarmEndCallbackId {
@@ -84,6 +101,7 @@ impl warm_end for super::RemoteReducers {
                                 super::Reducer::WarmEnd {
                                     request_id,
                                     scope,
+                                    claim,
                                     floor,
                                 },
                             ..
@@ -93,7 +111,7 @@ impl warm_end for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, scope, floor)
+                callback(ctx, request_id, scope, claim, floor)
             }),
         ))
     }

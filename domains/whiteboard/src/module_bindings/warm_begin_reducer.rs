@@ -12,6 +12,7 @@ pub(super) struct WarmBeginArgs {
     pub request_id: String,
     pub scope: String,
     pub force: bool,
+    pub claim: String,
 }
 
 impl From<WarmBeginArgs> for super::Reducer {
@@ -20,6 +21,7 @@ impl From<WarmBeginArgs> for super::Reducer {
             request_id: args.request_id,
             scope: args.scope,
             force: args.force,
+            claim: args.claim,
         }
     }
 }
@@ -40,7 +42,13 @@ pub trait warm_begin {
     /// This method returns immediately, and errors only if we are unable to send the request.
     /// The reducer will run asynchronously in the future,
     ///  and its status can be observed by listening for [`Self::on_warm_begin`] callbacks.
-    fn warm_begin(&self, request_id: String, scope: String, force: bool) -> __sdk::Result<()>;
+    fn warm_begin(
+        &self,
+        request_id: String,
+        scope: String,
+        force: bool,
+        claim: String,
+    ) -> __sdk::Result<()>;
     /// Register a callback to run whenever we are notified of an invocation of the reducer `warm_begin`.
     ///
     /// Callbacks should inspect the [`__sdk::ReducerEvent`] contained in the [`super::ReducerEventContext`]
@@ -50,7 +58,9 @@ pub trait warm_begin {
     /// to cancel the callback.
     fn on_warm_begin(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &bool) + Send + 'static,
+        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &bool, &String)
+            + Send
+            + 'static,
     ) -> WarmBeginCallbackId;
     /// Cancel a callback previously registered by [`Self::on_warm_begin`],
     /// causing it not to run in the future.
@@ -58,19 +68,28 @@ pub trait warm_begin {
 }
 
 impl warm_begin for super::RemoteReducers {
-    fn warm_begin(&self, request_id: String, scope: String, force: bool) -> __sdk::Result<()> {
+    fn warm_begin(
+        &self,
+        request_id: String,
+        scope: String,
+        force: bool,
+        claim: String,
+    ) -> __sdk::Result<()> {
         self.imp.call_reducer(
             "warm_begin",
             WarmBeginArgs {
                 request_id,
                 scope,
                 force,
+                claim,
             },
         )
     }
     fn on_warm_begin(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &bool) + Send + 'static,
+        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &bool, &String)
+            + Send
+            + 'static,
     ) -> WarmBeginCallbackId {
         WarmBeginCallbackId(self.imp.on_reducer(
             "warm_begin",
@@ -83,6 +102,7 @@ impl warm_begin for super::RemoteReducers {
                                     request_id,
                                     scope,
                                     force,
+                                    claim,
                                 },
                             ..
                         },
@@ -91,7 +111,7 @@ impl warm_begin for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, scope, force)
+                callback(ctx, request_id, scope, force, claim)
             }),
         ))
     }
