@@ -363,6 +363,20 @@ pub fn warm_begin(
     Ok(())
 }
 
+/// Forgets every warm-up record: each scope is loaded from PostgreSQL again before
+/// it is taken as warm. The first backend to start after none ran calls it
+/// (PostgreSQL may have changed meanwhile without the cache hearing of it).
+#[reducer]
+pub fn forget_warm_ups(ctx: &ReducerContext, request_id: String) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)?;
+    let scopes: Vec<String> = ctx.db.warm_scope().iter().map(|row| row.scope).collect();
+    for scope in scopes {
+        ctx.db.warm_scope().scope().delete(&scope);
+    }
+    Ok(())
+}
+
 /// Run `claim` of `scope`'s warm-up ended, with the scope's whole history in the
 /// cache from `floor` on. Refused with `warm_up_superseded` if the cache restarted
 /// since it began (what it loaded before may be lost) or another run claimed the

@@ -9,6 +9,8 @@
 //!   exactly once, in order per entity.
 //! - [`drainer`]: which node drains each outbox: a lease in PostgreSQL, taken over
 //!   when its holder dies.
+//! - [`liveness`]: which nodes run each domain on the cache now, so that the first
+//!   node up after none ran does not trust the cache's record of warm scopes.
 //! - [`metrics`]: warm-up progress, outbox depth, age and lag, per domain.
 //! - [`frames`]: what a live socket sends, as types the API document describes.
 //! - [`presence`]: who is connected to a scope, with a small state each, fanned out
@@ -22,6 +24,7 @@
 pub mod adapter;
 pub mod drainer;
 pub mod frames;
+pub mod liveness;
 pub mod metrics;
 pub mod outbox;
 pub mod presence;

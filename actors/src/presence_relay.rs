@@ -99,7 +99,8 @@ pub fn start(hub: Arc<PresenceHub>, pool: &PgPool, settings: RelaySettings) -> A
             status: status.clone(),
             heard: HashMap::new(),
             swept: HashSet::new(),
-            heard_self: None,
+            unheard_since: None,
+            listening: false,
             restart_listener: Arc::new(Notify::new()),
         };
         tokio::spawn(relay.run(changes));
@@ -124,9 +125,11 @@ struct Relay {
     heard: HashMap<NodeId, Instant>,
     /// Nodes forgotten for silence: one heard again is asked for its connections.
     swept: HashSet<NodeId>,
-    /// When this node last heard its own message while listening: a listener that
-    /// stops hearing it is deaf (a half-open connection) and is opened again.
-    heard_self: Option<Instant>,
+    /// While listening: since when this node has sent messages (successfully) without
+    /// hearing one of its own. A listener that stays so for the timeout is deaf (a
+    /// half-open connection) and is opened again; a node that cannot send is not.
+    unheard_since: Option<Instant>,
+    listening: bool,
     restart_listener: Arc<Notify>,
 }
 
@@ -175,8 +178,9 @@ impl Relay {
                     self.check_hearing_itself();
                     if sender.is_some() && !owed.announce {
                         let beat = Message { node: self.hub.node(), hello: false, reset: false, changes: Vec::new() };
-                        if send(&mut sender, &beat).await.is_err() {
-                            owed.announce = true;
+                        match send(&mut sender, &beat).await {
+                            Ok(()) => self.sent(),
+                            Err(()) => owed.announce = true,
                         }
                     }
                 }
@@ -216,13 +220,13 @@ impl Relay {
         match event {
             Heard::Listening => {
                 self.status.listening.store(true, Ordering::Relaxed);
-                self.heard_self = Some(Instant::now());
+                (self.listening, self.unheard_since) = (true, None);
                 self.forget_everyone();
                 *owed = Owed { announce: true, ask: true };
             }
             Heard::Lost => {
                 self.status.listening.store(false, Ordering::Relaxed);
-                self.heard_self = None;
+                (self.listening, self.unheard_since) = (false, None);
                 self.forget_everyone();
             }
             Heard::Payload(payload) => self.apply(&payload, owed),
@@ -233,7 +237,7 @@ impl Relay {
     /// view of this node when `reset`, and asks for theirs when `hello`. Whether all
     /// went out.
     async fn send_changes(
-        &self,
+        &mut self,
         sender: &mut Option<PgConnection>,
         changes: Vec<Change>,
         reset: bool,
@@ -252,6 +256,7 @@ impl Relay {
                 if send(sender, &message).await.is_err() {
                     return false;
                 }
+                self.sent();
                 message = Message { node, hello: false, reset: false, changes: Vec::new() };
                 size = 0;
             }
@@ -261,7 +266,11 @@ impl Relay {
         if message.changes.is_empty() && !message.reset && !message.hello {
             return true;
         }
-        send(sender, &message).await.is_ok()
+        let sent = send(sender, &message).await.is_ok();
+        if sent {
+            self.sent();
+        }
+        sent
     }
 
     /// Applies a message from another node.
@@ -274,9 +283,7 @@ impl Relay {
             }
         };
         if message.node == self.hub.node() {
-            if self.heard_self.is_some() {
-                self.heard_self = Some(Instant::now());
-            }
+            self.unheard_since = None;
             return;
         }
         self.heard.insert(message.node, Instant::now());
@@ -300,10 +307,17 @@ impl Relay {
     /// Opens the listener again if it has not heard this node's own messages for
     /// the timeout: its connection is deaf, though not closed.
     fn check_hearing_itself(&mut self) {
-        if self.heard_self.is_some_and(|at| at.elapsed() > self.settings.node_timeout) {
+        if self.unheard_since.is_some_and(|since| since.elapsed() > self.settings.node_timeout) {
             tracing::warn!("the presence listener hears nothing, not even this node: opening it again");
-            self.heard_self = None;
+            (self.listening, self.unheard_since) = (false, None);
             self.restart_listener.notify_one();
+        }
+    }
+
+    /// A message of this node's went out: it should hear it back.
+    fn sent(&mut self) {
+        if self.listening && self.unheard_since.is_none() {
+            self.unheard_since = Some(Instant::now());
         }
     }
 
@@ -411,12 +425,16 @@ async fn listen(
                 _ = restart.notified() => break,
             }
         }
-        drop(listener);
-        pool.close().await;
         tracing::warn!("presence listener lost; reconnecting");
         if heard.send(Heard::Lost).is_err() {
             return;
         }
+        // Dropping a listener sends UNLISTEN on its connection, which may be deaf: the
+        // close is not waited for beyond a moment, on a task of its own.
+        tokio::spawn(async move {
+            drop(listener);
+            let _ = tokio::time::timeout(PATIENCE, pool.close()).await;
+        });
         tokio::time::sleep(retry).await;
     }
 }

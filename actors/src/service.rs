@@ -462,11 +462,13 @@ pub struct CacheRuntime {
     pub metrics: CacheMetrics,
     /// This process' name among the nodes on one PostgreSQL (`server.node_name`).
     pub node: String,
+    pub liveness: Arc<crate::liveness::Liveness>,
 }
 
 impl CacheRuntime {
     pub fn start(metrics: CacheMetrics, max_concurrent_scopes: usize, node: String) -> Self {
         Self {
+            liveness: Arc::new(crate::liveness::Liveness::new(&node)),
             node,
             scheduler: WarmupScheduler::start_in_arbiter(&Arbiter::new().handle(), move |_| {
                 WarmupScheduler::new(max_concurrent_scopes)
@@ -538,7 +540,7 @@ impl Domains {
                 scheduler: self.runtime.scheduler.clone(),
                 board: self.runtime.board.clone(),
                 metrics: self.runtime.metrics.clone(),
-                node: self.runtime.node.clone(),
+                liveness: self.runtime.liveness.clone(),
             };
             WarmupCoordinator::start_in_arbiter(&arbiter, move |_| WarmupCoordinator::new(context))
         });

@@ -269,8 +269,8 @@ pub struct WarmupContext<D: Domain> {
     pub scheduler: Addr<WarmupScheduler>,
     pub board: Arc<WarmupBoard>,
     pub metrics: CacheMetrics,
-    /// This node's name, as the drainer leases show it.
-    pub node: String,
+    /// Whether other nodes run the domain on the cache (see [`crate::liveness`]).
+    pub liveness: Arc<crate::liveness::Liveness>,
 }
 
 /// Warms one scope, whenever the scheduler gives it a slot. A run that fails (say,
@@ -344,14 +344,23 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                             status.error = None;
                         }
                         Ok(Warmed::Disabled) => status.state = WarmupState::Disabled,
-                        Err(error) if error.code == WARMING_ELSEWHERE => status.state = WarmupState::Pending,
+                        Err(error) if error.code == WARMING_ELSEWHERE => {
+                            status.state = WarmupState::Pending;
+                            status.error = None;
+                            status.runs -= 1; // not a run: it waits its turn
+                        }
                         Err(error) => {
                             status.state = WarmupState::Failed;
                             status.error = Some(error.to_string());
                         }
                     }
                 });
-                let failed = outcome.is_err();
+                // Another node warming the scope is no failure: its turn comes soon.
+                let failed = match &outcome {
+                    Err(error) if error.code == WARMING_ELSEWHERE => Some(false),
+                    Err(_) => Some(true),
+                    Ok(_) => None,
+                };
                 match outcome {
                     Ok(Warmed::Loaded(rows)) => {
                         context.cache.warmed(&scope);
@@ -376,13 +385,18 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
             }
             .into_actor(self)
             .map(|failed, actor, ctx| {
-                if !failed {
-                    actor.failures = 0;
-                    actor.force = false;
-                    return;
-                }
-                let delay = RETRY_FIRST.saturating_mul(1 << actor.failures.min(8)).min(RETRY_MAX);
-                actor.failures += 1;
+                let delay = match failed {
+                    None => {
+                        actor.failures = 0;
+                        actor.force = false;
+                        return;
+                    }
+                    Some(false) => RETRY_FIRST,
+                    Some(true) => {
+                        actor.failures += 1;
+                        RETRY_FIRST.saturating_mul(1 << (actor.failures - 1).min(8)).min(RETRY_MAX)
+                    }
+                };
                 let (scheduler, board) = (actor.context.scheduler.clone(), actor.context.board.clone());
                 let (scope, job) = (actor.scope.clone(), ctx.address().recipient());
                 ctx.run_later(delay, move |_, _| {
@@ -497,19 +511,6 @@ async fn warm_scope<D: Domain>(
     Ok(Warmed::Loaded(total))
 }
 
-/// Whether another node runs this domain on the cache now (it holds the domain's
-/// drainer lease). While one does, the cache follows PostgreSQL: that node takes in
-/// changes made outside boardsync and drains the outbox. A node that finds none may
-/// be the first after a time when none ran (PostgreSQL may have changed meanwhile:
-/// plain SQL, a spell on the PostgreSQL adapter), so it loads every scope, whatever
-/// the cache says.
-async fn another_node_runs<D: Domain>(context: &WarmupContext<D>) -> bool {
-    match crate::drainer::holders(&context.pool, &[D::NAME]).await {
-        Ok(holders) => holders.iter().any(|(_, holder)| holder.as_ref().is_some_and(|node| *node != context.node)),
-        Err(_) => false,
-    }
-}
-
 /// Warms one scope of the coordinator's domain (admin re-warm, a new scope, a changed
 /// window, a scope first used here that another backend created).
 #[derive(Message)]
@@ -532,11 +533,13 @@ pub struct WarmAll {
 pub struct WarmupCoordinator<D: Domain> {
     context: Arc<WarmupContext<D>>,
     actors: HashMap<ScopeKey, Addr<WarmupActor<D>>>,
+    /// This node counts as running the domain (decided once, at the first warm-up).
+    joined: bool,
 }
 
 impl<D: Domain> WarmupCoordinator<D> {
     pub fn new(context: WarmupContext<D>) -> Self {
-        Self { context: Arc::new(context), actors: HashMap::new() }
+        Self { context: Arc::new(context), actors: HashMap::new(), joined: false }
     }
 
     fn enqueue(&mut self, scope: ScopeKey, priority: i32, force: bool) {
@@ -562,17 +565,30 @@ impl<D: Domain> WarmupCoordinator<D> {
         let context = self.context.clone();
         let only_again = only.clone();
         let only_all = only.is_none();
+        let joined = self.joined;
         ctx.wait(
             async move {
                 let scopes = match only {
                     Some(key) => context.scopes.get(D::NAME, &key).await.map(|s| s.into_iter().collect()),
                     None => context.scopes.list(Some(D::NAME)).await,
                 }?;
-                Ok::<_, DomainError>((scopes, force || (only_all && !another_node_runs(&context).await)))
+                // The first time the cache is ready: whether this node is the first
+                // to run the domain after none ran (the cache then forgets which
+                // scopes are warm, so each is loaded from PostgreSQL again).
+                if only_all && !joined {
+                    let cache = context.cache.clone();
+                    let first =
+                        context.liveness.join(&context.pool, D::NAME, || async move { cache.forget_warm_ups().await });
+                    if first.await? {
+                        tracing::info!(domain = D::NAME, "first node up: every scope loads from PostgreSQL");
+                    }
+                }
+                Ok::<_, DomainError>(scopes)
             }
             .into_actor(self)
             .map(move |found, coordinator, ctx| match found {
-                Ok((scopes, force)) => {
+                Ok(scopes) => {
+                    coordinator.joined |= only_all;
                     let defaults = coordinator.context.defaults.clone();
                     let mut queue: Vec<(i32, ScopeKey)> =
                         scopes.into_iter().map(|s| (defaults.with(&s.warmup_overrides()).priority, s.key)).collect();

@@ -491,6 +491,12 @@ impl Settings {
                 ),
             });
         }
+        if self.presence.relay_gather_ms >= self.presence.node_heartbeat_ms {
+            return Err(SettingsError::Rejected {
+                key: "presence.relay_gather_ms",
+                reason: "must be below presence.node_heartbeat_ms (a node gathering longer goes unheard)".into(),
+            });
+        }
         if self.presence.node_heartbeat_ms == 0 || self.presence.node_timeout_ms < 2 * self.presence.node_heartbeat_ms {
             return Err(SettingsError::Rejected {
                 key: "presence.node_timeout_ms",

@@ -141,6 +141,10 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     /// changed, an operator asked, or PostgreSQL may hold what the cache does not).
     async fn begin_warm(&self, scope: &ScopeKey, force: bool) -> Result<Option<String>, DomainError>;
 
+    /// Has the cache forget every scope's warm-up record (the first node up after
+    /// none ran: PostgreSQL may have changed unseen).
+    async fn forget_warm_ups(&self) -> Result<(), DomainError>;
+
     /// Records in the cache that `scope`'s warm-up (`claim`) ended, with where the
     /// scope's whole history in the cache begins (every backend takes that over);
     /// refused if the cache restarted or another run claimed the scope since.

@@ -172,6 +172,8 @@ pub trait ModuleLink: Send + Sync + Sized + 'static {
         force: bool,
         claim: String,
     ) -> Result<(), spacetimedb_sdk::Error>;
+    /// Forgets every warm-up record.
+    fn forget_warm_ups(&self, request_id: String) -> Result<(), spacetimedb_sdk::Error>;
     /// Records that run `claim` of a scope's warm-up ended, with its floor.
     fn warm_end(
         &self,
@@ -1183,6 +1185,10 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         }
     }
 
+    async fn forget_warm_ups(&self) -> Result<(), DomainError> {
+        self.shared.link.owner_call(|c, request_id| c.forget_warm_ups(request_id)).await
+    }
+
     async fn end_warm(&self, scope: &ScopeKey, claim: String) -> Result<(), DomainError> {
         let floor = match self.shared.floors.lock().expect("floors lock").get(scope) {
             None => WHOLE.to_string(),
@@ -1431,6 +1437,8 @@ macro_rules! spacetime_module {
                     connection.reducers.on_warm_begin(move |ctx, request_id, _, _, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
                     connection.reducers.on_warm_end(move |ctx, request_id, _, _, _| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink.clone();
+                    connection.reducers.on_forget_warm_ups(move |ctx, request_id| s.owner_outcome(request_id, &ctx.event.status));
                     // Every backend keeps every scope's floor as the last warm-up left it.
                     fn recorded(ctx: &EventContext, sink: &dyn SessionSink<$row>, row: &WarmScope) {
                         if row.done {
@@ -1516,6 +1524,10 @@ macro_rules! spacetime_module {
 
                 fn warm_begin(&self, request_id: String, scope: String, force: bool, claim: String) -> SdkResult<()> {
                     self.reducers.warm_begin(request_id, scope, force, claim)
+                }
+
+                fn forget_warm_ups(&self, request_id: String) -> SdkResult<()> {
+                    self.reducers.forget_warm_ups(request_id)
                 }
 
                 fn warm_end(&self, request_id: String, scope: String, claim: String, floor: String) -> SdkResult<()> {

@@ -71,9 +71,12 @@ impl Drop for Follower {
 async fn follow<D: PostgresBinding, S: OutsideSink<D>>(sink: Weak<S>, pool: PgPool, settings: EventLogSettings) {
     // Listening before reading where the changes stand: none falls in between.
     let mut listener = listen(&pool).await;
-    // Changes before this start are in PostgreSQL, which snapshots and warm-up read.
+    // From the oldest change still kept: one that another node had not yet brought
+    // into the cache when it died would be lost if this node started at the newest
+    // (a scope this node finds warm in the cache is not read from PostgreSQL).
+    // Taking a change again changes nothing: the cache keeps the newer version.
     let mut last_seq: i64 = loop {
-        match sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM outside_changes WHERE domain = $1")
+        match sqlx::query_scalar("SELECT COALESCE(min(seq) - 1, 0) FROM outside_changes WHERE domain = $1")
             .bind(D::NAME)
             .fetch_one(&pool)
             .await

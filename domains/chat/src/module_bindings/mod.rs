@@ -12,6 +12,7 @@ pub mod cache_epoch_table;
 pub mod cache_epoch_type;
 pub mod configure_reducer;
 pub mod forget_scope_reducer;
+pub mod forget_warm_ups_reducer;
 pub mod forgotten_scope_table;
 pub mod forgotten_scope_type;
 pub mod message_table;
@@ -39,6 +40,9 @@ pub use cache_epoch_table::*;
 pub use cache_epoch_type::CacheEpoch;
 pub use configure_reducer::{configure, set_flags_for_configure, ConfigureCallbackId};
 pub use forget_scope_reducer::{forget_scope, set_flags_for_forget_scope, ForgetScopeCallbackId};
+pub use forget_warm_ups_reducer::{
+    forget_warm_ups, set_flags_for_forget_warm_ups, ForgetWarmUpsCallbackId,
+};
 pub use forgotten_scope_table::*;
 pub use forgotten_scope_type::ForgottenScope;
 pub use message_table::*;
@@ -90,6 +94,9 @@ pub enum Reducer {
         request_id: String,
         scope: String,
     },
+    ForgetWarmUps {
+        request_id: String,
+    },
     RememberScope {
         request_id: String,
         scope: String,
@@ -131,6 +138,7 @@ impl __sdk::Reducer for Reducer {
             Reducer::Apply { .. } => "apply",
             Reducer::Configure { .. } => "configure",
             Reducer::ForgetScope { .. } => "forget_scope",
+            Reducer::ForgetWarmUps { .. } => "forget_warm_ups",
             Reducer::RememberScope { .. } => "remember_scope",
             Reducer::Trim { .. } => "trim",
             Reducer::Warm { .. } => "warm",
@@ -170,6 +178,10 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 )?
                 .into(),
             ),
+            "forget_warm_ups" => Ok(__sdk::parse_reducer_args::<
+                forget_warm_ups_reducer::ForgetWarmUpsArgs,
+            >("forget_warm_ups", &value.args)?
+            .into()),
             "remember_scope" => Ok(__sdk::parse_reducer_args::<
                 remember_scope_reducer::RememberScopeArgs,
             >("remember_scope", &value.args)?

@@ -1,0 +1,100 @@
+//! Which nodes run each domain on the cache now, so that the first node to start
+//! after none ran knows it is first.
+//!
+//! While some node runs a domain on the cache, the cache follows PostgreSQL: that
+//! node takes in changes made outside boardsync. When none runs, PostgreSQL may
+//! change unseen (plain SQL, a spell on the PostgreSQL adapter), and the cache's
+//! record of which scopes are warm must not be trusted. So each node, when its cache
+//! first connects, decides per domain, one node at a time (a transaction-level
+//! advisory lock): if no other node runs the domain, it has the cache forget every
+//! warm-up record before any node can trust one; then it counts itself as running
+//! (a shared advisory lock per domain, held on a connection of its own for the
+//! process's life, so that a node that dies stops counting at once).
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{Connection, PgPool};
+use tokio::sync::Mutex;
+
+use boardsync_core::DomainError;
+
+/// The first key of the locks a running node holds (shared; the second is the
+/// domain's hash).
+pub const RUNNING_LOCKS: i32 = 0x6273_6e72; // "bsnr"
+/// The first key of the lock one deciding node holds at a time (per domain).
+pub const DECIDING_LOCKS: i32 = 0x6273_6e64; // "bsnd"
+
+/// How this process counts as running, per domain.
+pub struct Liveness {
+    node: String,
+    /// The connection holding this node's running locks, once it holds one.
+    held: Mutex<Option<PgConnection>>,
+}
+
+impl Liveness {
+    pub fn new(node: &str) -> Self {
+        Self { node: node.to_owned(), held: Mutex::new(None) }
+    }
+
+    /// Decides whether this node is the first to run `domain` on the cache (no
+    /// other node runs it now), calling `first` if so, and then counts this node as
+    /// running it. Returns whether it was first.
+    pub async fn join<F, Fut>(&self, pool: &PgPool, domain: &str, first: F) -> Result<bool, DomainError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), DomainError>>,
+    {
+        let mut held = self.held.lock().await;
+        if held.is_none() {
+            let options: PgConnectOptions =
+                (*pool.connect_options()).clone().application_name(&format!("boardsync node {}", self.node)).options([
+                    ("tcp_keepalives_idle", "5"),
+                    ("tcp_keepalives_interval", "2"),
+                    ("tcp_keepalives_count", "3"),
+                ]);
+            *held = Some(PgConnection::connect_with(&options).await.map_err(DomainError::from_sqlx)?);
+        }
+        let connection = held.as_mut().expect("connected above");
+        let own: i32 = match sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *connection).await {
+            Ok(pid) => pid,
+            Err(error) => {
+                *held = None;
+                return Err(DomainError::from_sqlx(error));
+            }
+        };
+        let mut deciding = pool.begin().await.map_err(DomainError::from_sqlx)?;
+        sqlx::query("SET LOCAL lock_timeout = '30s'").execute(&mut *deciding).await.map_err(DomainError::from_sqlx)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(DECIDING_LOCKS)
+            .bind(domain)
+            .execute(&mut *deciding)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+        let others: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks
+             WHERE locktype = 'advisory' AND granted AND objsubid = 2
+               AND classid = $1::int4::oid AND objid = hashtext($2)::oid AND pid <> $3
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .bind(RUNNING_LOCKS)
+        .bind(domain)
+        .bind(own)
+        .fetch_one(&mut *deciding)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+        let is_first = others == 0;
+        if is_first {
+            first().await?;
+        }
+        let running = sqlx::query("SELECT pg_advisory_lock_shared($1, hashtext($2))")
+            .bind(RUNNING_LOCKS)
+            .bind(domain)
+            .execute(&mut *connection)
+            .await;
+        if let Err(error) = running {
+            *held = None;
+            return Err(DomainError::from_sqlx(error));
+        }
+        deciding.commit().await.map_err(DomainError::from_sqlx)?;
+        Ok(is_first)
+    }
+}
