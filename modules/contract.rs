@@ -111,6 +111,9 @@ pub struct WarmScope {
     pub floor: String,
 }
 
+/// A recorded floor of a scope none of whose history the cache holds whole.
+const NONE_CACHED: &str = "*";
+
 /// This module instance's boot: set by the first call after the instance started,
 /// and new after every restart of the cache (memory does not survive one). An
 /// instance SpacetimeDB replaces for another reason (a trap) gets a new one too:
@@ -151,8 +154,11 @@ pub trait Rules {
     /// Deletes every cached row of the scope.
     fn forget(ctx: &ReducerContext, scope: &str);
     /// Keeps only a scope's newest `keep` entities (none pending in the outbox), if
-    /// the domain trims its window at all.
-    fn trim(_ctx: &ReducerContext, _scope: &str, _keep: u32) {}
+    /// the domain trims its window at all; returns the oldest entity kept of those
+    /// `keep` (the scope's whole history in the cache begins there) if it dropped any.
+    fn trim(_ctx: &ReducerContext, _scope: &str, _keep: u32) -> Option<String> {
+        None
+    }
 }
 
 /// The row-level half of [`Rules`] for a module whose `Row` is the row of one table
@@ -354,7 +360,9 @@ pub fn warm_begin(
     if !force && known.as_ref().is_some_and(|row| row.boot == boot && row.done) {
         return Err(err("conflict", "already_warm", "warmed since the cache started"));
     }
-    let row = WarmScope { scope, boot, claim, done: false, floor: String::new() };
+    // The floor stays what the cache holds until this run records its own.
+    let floor = known.as_ref().map(|row| row.floor.clone()).unwrap_or_default();
+    let row = WarmScope { scope, boot, claim, done: false, floor };
     if known.is_some() {
         ctx.db.warm_scope().scope().update(row);
     } else {
@@ -436,7 +444,13 @@ pub fn ack_outbox(ctx: &ReducerContext, request_id: String, epoch: u64, acks: Ve
 pub fn trim(ctx: &ReducerContext, request_id: String, scope: String, keep: u32) -> Result<(), String> {
     let _ = request_id;
     require_owner(ctx)?;
-    <crate::Module as Rules>::trim(ctx, &scope, keep);
+    // The recorded floor moves in the same transaction as the rows go, so that no
+    // backend pages through the gap the trim left.
+    if let Some(floor) = <crate::Module as Rules>::trim(ctx, &scope, keep) {
+        if let Some(row) = ctx.db.warm_scope().scope().find(&scope).filter(|row| row.floor != NONE_CACHED) {
+            ctx.db.warm_scope().scope().update(WarmScope { floor, ..row });
+        }
+    }
     Ok(())
 }
 

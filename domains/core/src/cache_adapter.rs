@@ -205,9 +205,10 @@ pub trait SessionSink<Row>: Send + Sync + 'static {
     fn client_outcome(&self, request_id: &str, status: &Status);
     /// The outcome of an owner reducer (warm, warm_done, ack, configure, trim).
     fn owner_outcome(&self, request_id: &str, status: &Status);
-    /// A warm-up of `scope` ended (this backend's or another's): the scope's whole
-    /// history in the cache begins at `floor` (see `warm_scope` in the contract),
-    /// whose row is `floor_row` when it is an entity the cache holds.
+    /// The cache recorded where `scope`'s whole history in it begins (a warm-up
+    /// ended or began, or a trim dropped older rows; this backend's or another's):
+    /// at `floor` (see `warm_scope` in the contract), whose row is `floor_row` when
+    /// it is an entity the cache holds.
     fn warm_recorded(&self, scope: &str, floor: &str, floor_row: Option<&Row>);
 }
 
@@ -1439,13 +1440,12 @@ macro_rules! spacetime_module {
                     connection.reducers.on_warm_end(move |ctx, request_id, _, _, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
                     connection.reducers.on_forget_warm_ups(move |ctx, request_id| s.owner_outcome(request_id, &ctx.event.status));
-                    // Every backend keeps every scope's floor as the last warm-up left it.
+                    // Every backend keeps every scope's floor as the cache records it
+                    // (a warm-up's end, a trim).
                     fn recorded(ctx: &EventContext, sink: &dyn SessionSink<$row>, row: &WarmScope) {
-                        if row.done {
-                            let entity = row.floor.clone();
-                            let floor_row = None::<$row>$(.or_else(|| ctx.db.$table().id().find(&entity).map(<$row>::from)))+;
-                            sink.warm_recorded(&row.scope, &row.floor, floor_row.as_ref());
-                        }
+                        let entity = row.floor.clone();
+                        let floor_row = None::<$row>$(.or_else(|| ctx.db.$table().id().find(&entity).map(<$row>::from)))+;
+                        sink.warm_recorded(&row.scope, &row.floor, floor_row.as_ref());
                     }
                     let s = sink.clone();
                     connection.db.warm_scope().on_insert(move |ctx, row| recorded(ctx, s.as_ref(), row));

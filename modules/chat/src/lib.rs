@@ -142,13 +142,18 @@ impl Rules for Module {
     rows_in!(message, channel);
 
     /// Keeps a channel's newest `keep` messages; messages with pending writes stay.
-    fn trim(ctx: &ReducerContext, channel: &str, keep: u32) {
+    fn trim(ctx: &ReducerContext, channel: &str, keep: u32) -> Option<String> {
         let mut rows: Vec<Message> = ctx.db.message().channel().filter(channel).collect();
+        if rows.len() <= keep as usize || keep == 0 {
+            return None;
+        }
         rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+        let floor = rows[keep as usize - 1].id.clone();
         for row in rows.into_iter().skip(keep as usize) {
             if !pending(ctx, &row.id) {
                 ctx.db.message().id().delete(row.id);
             }
         }
+        Some(floor)
     }
 }

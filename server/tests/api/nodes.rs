@@ -404,3 +404,45 @@ async fn the_first_node_up_loads_what_postgresql_changed_while_none_ran() {
     let (b, c) = (warm_after(&node_b, "hall", 1).await, warm_after(&node_c, "hall", 1).await);
     assert!(b["already_warm"] == false || c["already_warm"] == false, "neither node loaded the scope: {b} {c}");
 }
+
+/// Where a scope's whole history in the cache begins is shared: when one node trims
+/// the cache's window of a scope (its window was made smaller), another node that
+/// serves the scope pages on through PostgreSQL past the trimmed rows.
+#[actix_web::test]
+async fn a_trim_by_one_node_moves_where_the_others_page_through_postgres() {
+    let first = spawn_app_on_spacetimedb().await;
+    first.create_scope("chat", "long").await;
+    for _ in 0..12 {
+        assert_eq!(send(&first, "long", "cache").await.1, 200);
+    }
+    first.wait_for_count("SELECT count(*) FROM chat_messages WHERE channel = 'long'", 12).await;
+    let (_b, node_b) = node(&first, "node-b").await;
+    let status = warm_after(&node_b, "long", 1).await;
+    assert_eq!(status["already_warm"], true, "{status}");
+
+    // The first node re-warms the scope with a window of 5: the cache drops the rest.
+    let runs = warm_after(&first, "long", 1).await["runs"].as_u64().unwrap();
+    let config = json!({ "warmup": { "max_items": 5 }, "access": { "authenticated": "write" } });
+    assert_eq!(first.put_scope("chat", "long", json!({ "name": "long", "config": config })).await.status(), 200);
+    warm_after(&first, "long", runs + 1).await;
+
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT id::text FROM chat_messages WHERE channel = 'long' ORDER BY created_at DESC, id DESC",
+    )
+    .fetch_all(&first.pool)
+    .await
+    .unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    let mut path = "/api/chat/long?limit=4".to_string();
+    loop {
+        let response = node_b.get_as("bob", &path).await;
+        assert_eq!(response.status(), 200);
+        let page: Value = response.json().await.unwrap();
+        seen.extend(page["items"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()));
+        match page["next_before"].as_str() {
+            Some(cursor) => path = format!("/api/chat/long?limit=4&before={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, stored, "node-b pages every message once, the cache's and PostgreSQL's joined");
+}
