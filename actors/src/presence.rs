@@ -61,7 +61,8 @@ impl Scope {
     }
 }
 
-type ScopeId = (&'static str, ScopeKey);
+/// A scope, by domain.
+pub type ScopeId = (&'static str, ScopeKey);
 
 /// A node's identity on the relay: random per process, so a restarted node is a new
 /// one and its previous life's connections time out rather than linger.
@@ -217,6 +218,34 @@ impl PresenceHub {
         }
         self.scopes.retain(|_, scope| !scope.is_empty());
         removed
+    }
+
+    /// Every connection `node` has here, to be confirmed by a full list from it.
+    pub fn connections_of(&self, node: NodeId) -> Vec<(ScopeId, String)> {
+        let mut all = Vec::new();
+        for scope in self.scopes.iter() {
+            let of_node = scope.remote.iter().filter(|(_, (owner, _))| *owner == node);
+            all.extend(of_node.map(|(connection, _)| (scope.key().clone(), connection.clone())));
+        }
+        all
+    }
+
+    /// Removes these connections of `node` (its full list did not name them); their
+    /// scopes' members hear them leave.
+    pub fn forget_connections(&self, node: NodeId, gone: Vec<(ScopeId, String)>) {
+        for (key, connection) in gone {
+            let Some(mut scope) = self.scopes.get_mut(&key) else { continue };
+            if scope.remote.get(&connection).is_some_and(|(owner, _)| *owner == node) {
+                if let Some((_, Peer { connection, user, .. })) = scope.remote.remove(&connection) {
+                    broadcast(&scope, u64::MAX, &ServerFrame::<Value>::PresenceLeft { connection, user });
+                }
+            }
+            let empty = scope.is_empty();
+            drop(scope);
+            if empty {
+                self.scopes.remove_if(&key, |_, scope| scope.is_empty());
+            }
+        }
     }
 
     /// The `&'static` name of a domain this node runs (scope keys hold domains by

@@ -6,9 +6,11 @@
 //!   [`CHANNEL`], in order, on one connection of its own, and listens on another.
 //! - A node that starts, or whose listening connection was lost (it may have missed
 //!   changes), forgets what it knew of the others and says hello: every node answers
-//!   with all of its connections. Such a full list starts with `reset`, which drops
-//!   what the receivers knew of the sender, so a sender whose own connection was
-//!   lost (the others may have missed its changes) sends one too.
+//!   with all of its connections. Such a full list starts with `reset` and ends with
+//!   `complete`: the receivers then drop those of the sender's connections it did
+//!   not name (so a sender whose own connection was lost, and whose changes the
+//!   others may have missed, sends one too; connections it names again do not
+//!   flicker).
 //! - Each node sends a heartbeat; a node not heard from within the timeout (killed,
 //!   cut off) is forgotten, and its connections leave.
 //!
@@ -25,10 +27,14 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use crate::presence::{Change, NodeId, PresenceHub};
+use crate::presence::{Change, NodeId, PresenceHub, ScopeId};
 
 /// The notification channel every node sends and listens on.
 pub const CHANNEL: &str = "boardsync_presence";
+
+/// How the relay's connections name themselves to PostgreSQL (`application_name`).
+pub const SENDER_NAME: &str = "boardsync presence sender";
+pub const LISTENER_NAME: &str = "boardsync presence listener";
 
 /// PostgreSQL refuses a notification payload of 8,000 bytes or more.
 pub const MAX_PAYLOAD: usize = 7_900;
@@ -73,15 +79,26 @@ impl RelayStatus {
 #[derive(Debug, Serialize, Deserialize)]
 struct Message {
     node: NodeId,
-    /// The sender asks every node for its connections.
+    /// The sender asks for the others' connections: every node's, or only `to`'s.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     hello: bool,
-    /// The receivers drop what they knew of the sender's connections first: the
-    /// changes that follow (in this and the next messages) are all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to: Option<NodeId>,
+    /// The last part of a full list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    complete: bool,
+    /// A full list begins: the changes in this and the next messages, up to the one
+    /// marked `complete`, are all of the sender's connections.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     reset: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     changes: Vec<Change>,
+}
+
+impl Message {
+    fn empty(node: NodeId) -> Self {
+        Self { node, hello: false, to: None, complete: false, reset: false, changes: Vec::new() }
+    }
 }
 
 /// Starts relaying `hub`'s presence to and from the other nodes on `pool`'s
@@ -91,7 +108,7 @@ pub fn start(hub: Arc<PresenceHub>, pool: &PgPool, settings: RelaySettings) -> A
     let (outgoing, changes) = mpsc::channel(BACKLOG);
     let status = Arc::new(RelayStatus::default());
     if hub.relay_to(outgoing) {
-        let options = (*pool.connect_options()).clone();
+        let options = (*pool.connect_options()).clone().application_name(SENDER_NAME);
         let relay = Relay {
             hub,
             options,
@@ -99,6 +116,8 @@ pub fn start(hub: Arc<PresenceHub>, pool: &PgPool, settings: RelaySettings) -> A
             status: status.clone(),
             heard: HashMap::new(),
             swept: HashSet::new(),
+            asking: None,
+            replacing: HashMap::new(),
             unheard_since: None,
             listening: false,
             restart_listener: Arc::new(Notify::new()),
@@ -125,6 +144,11 @@ struct Relay {
     heard: HashMap<NodeId, Instant>,
     /// Nodes forgotten for silence: one heard again is asked for its connections.
     swept: HashSet<NodeId>,
+    /// The one node a hello asks, if not every node.
+    asking: Option<NodeId>,
+    /// Per node sending a full list: the connections it had here before, not yet
+    /// named again (those left when the list is complete are gone).
+    replacing: HashMap<NodeId, HashMap<ConnectionKey, (ScopeId, String)>>,
     /// While listening: since when this node has sent messages (successfully) without
     /// hearing one of its own. A listener that stays so for the timeout is deaf (a
     /// half-open connection) and is opened again; a node that cannot send is not.
@@ -177,7 +201,7 @@ impl Relay {
                     self.sweep();
                     self.check_hearing_itself();
                     if sender.is_some() && !owed.announce {
-                        let beat = Message { node: self.hub.node(), hello: false, reset: false, changes: Vec::new() };
+                        let beat = Message::empty(self.hub.node());
                         match send(&mut sender, &beat).await {
                             Ok(()) => self.sent(),
                             Err(()) => owed.announce = true,
@@ -220,6 +244,7 @@ impl Relay {
         match event {
             Heard::Listening => {
                 self.status.listening.store(true, Ordering::Relaxed);
+                self.asking = None;
                 (self.listening, self.unheard_since) = (true, None);
                 self.forget_everyone();
                 *owed = Owed { announce: true, ask: true };
@@ -244,7 +269,8 @@ impl Relay {
         hello: bool,
     ) -> bool {
         let node = self.hub.node();
-        let mut message = Message { node, hello, reset, changes: Vec::new() };
+        let to = if hello { self.asking.take() } else { None };
+        let mut message = Message { hello, to, reset, ..Message::empty(node) };
         let mut size = 0;
         for change in changes {
             let weight = serde_json::to_string(&change).map_or(usize::MAX, |text| text.len() + 1);
@@ -257,13 +283,14 @@ impl Relay {
                     return false;
                 }
                 self.sent();
-                message = Message { node, hello: false, reset: false, changes: Vec::new() };
+                message = Message::empty(node);
                 size = 0;
             }
             size += weight;
             message.changes.push(change);
         }
-        if message.changes.is_empty() && !message.reset && !message.hello {
+        message.complete = reset;
+        if message.changes.is_empty() && !message.reset && !message.hello && !message.complete {
             return true;
         }
         let sent = send(sender, &message).await.is_ok();
@@ -291,15 +318,28 @@ impl Relay {
         // A node forgotten for silence, heard again: its connections are asked for
         // (unless this is them).
         if self.swept.remove(&message.node) && !message.reset {
+            if !owed.ask {
+                self.asking = Some(message.node);
+            }
             *owed = Owed { announce: true, ask: true };
         }
         if message.reset {
-            self.hub.forget_nodes(Some(message.node));
+            let known = self.hub.connections_of(message.node);
+            let known = known.into_iter().map(|(scope, connection)| (key_of(&scope, &connection), (scope, connection)));
+            self.replacing.insert(message.node, known.collect());
         }
         for change in message.changes {
+            if let Some(known) = self.replacing.get_mut(&message.node) {
+                known.remove(&(change.domain.clone(), change.scope.clone(), change.peer.connection.clone()));
+            }
             self.hub.apply_remote(message.node, change);
         }
-        if message.hello {
+        if message.complete {
+            if let Some(known) = self.replacing.remove(&message.node) {
+                self.hub.forget_connections(message.node, known.into_values().collect());
+            }
+        }
+        if message.hello && message.to.is_none_or(|to| to == self.hub.node()) {
             owed.announce = true;
         }
     }
@@ -328,6 +368,7 @@ impl Relay {
             self.heard.iter().filter(|(_, at)| at.elapsed() > timeout).map(|(node, _)| *node).collect();
         for node in silent {
             self.heard.remove(&node);
+            self.replacing.remove(&node);
             self.swept.insert(node);
             let left = self.hub.forget_nodes(Some(node));
             tracing::info!(
@@ -342,6 +383,7 @@ impl Relay {
     fn forget_everyone(&mut self) {
         self.heard.clear();
         self.swept.clear();
+        self.replacing.clear();
         self.status.nodes.store(0, Ordering::Relaxed);
         self.hub.forget_nodes(None);
     }
@@ -363,9 +405,16 @@ async fn send(sender: &mut Option<PgConnection>, message: &Message) -> Result<()
     }
 }
 
+/// A connection as a change names it: domain, scope, connection.
+type ConnectionKey = (String, String, String);
+
+fn key_of(scope: &ScopeId, connection: &str) -> ConnectionKey {
+    (scope.0.to_owned(), scope.1.to_string(), connection.to_owned())
+}
+
 /// Of each connection's changes in `batch`, the last (each is its whole state).
 fn latest_only(batch: Vec<Change>) -> Vec<Change> {
-    let mut at: HashMap<(String, String, String), usize> = HashMap::new();
+    let mut at: HashMap<ConnectionKey, usize> = HashMap::new();
     let mut latest: Vec<Change> = Vec::with_capacity(batch.len());
     for change in batch {
         let key = (change.domain.clone(), change.scope.clone(), change.peer.connection.clone());
@@ -391,7 +440,8 @@ async fn listen(
     loop {
         // A pool of one, which the listener takes its connection from: closed with
         // it, so that a deaf connection is never handed out again.
-        let pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(options.clone());
+        let listening = options.clone().application_name(LISTENER_NAME);
+        let pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(listening);
         let connecting = tokio::time::timeout(PATIENCE, PgListener::connect_with(&pool)).await;
         let mut listener = match connecting {
             Ok(Ok(listener)) => listener,

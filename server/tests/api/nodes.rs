@@ -218,7 +218,7 @@ async fn until_it_hears(app: &TestApp, nodes: u64) {
 async fn presence_crosses_nodes_and_a_dead_nodes_connections_leave() {
     let first = spawn_app_with(|settings| {
         settings.presence.node_heartbeat_ms = 200;
-        settings.presence.node_timeout_ms = 1500;
+        settings.presence.node_timeout_ms = 3000;
     })
     .await;
     first.create_scope("whiteboard", "room").await;
@@ -251,6 +251,18 @@ async fn presence_crosses_nodes_and_a_dead_nodes_connections_leave() {
     alice.set_presence(json!({ "tool": "eraser" })).await;
     let seen = bob.next_presence().await;
     assert_eq!((seen["user"].as_str(), &seen["state"]), (Some("alice"), &json!({ "tool": "eraser" })), "{seen}");
+
+    // Every relay's sending connection is cut: each node sends all its connections
+    // again, which those who knew them see no change in (no leave and join again).
+    let senders =
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'boardsync presence sender'";
+    sqlx::query(senders).execute(&first.pool).await.unwrap();
+    assert_eq!(alice.presence_within(Duration::from_secs(2)).await, None, "a full list made bob flicker");
+    until_it_hears(&first, 1).await;
+    until_it_hears(&other, 1).await;
+    bob.set_presence(json!({ "cursor": { "x": 5, "y": 6 } })).await;
+    let seen = alice.next_presence().await;
+    assert_eq!((seen["user"].as_str(), &seen["state"]["cursor"]["x"]), (Some("bob"), &json!(5)), "{seen}");
 
     // A connection that closes on one node leaves on the other.
     let carol = other.live("carol", "whiteboard", "room").await;
