@@ -112,7 +112,7 @@ pub struct WarmScope {
 }
 
 /// A recorded floor of a scope none of whose history the cache holds whole.
-const NONE_CACHED: &str = "*";
+pub const NONE_CACHED: &str = "*";
 
 /// This module instance's boot: set by the first call after the instance started,
 /// and new after every restart of the cache (memory does not survive one). An
@@ -154,9 +154,11 @@ pub trait Rules {
     /// Deletes every cached row of the scope.
     fn forget(ctx: &ReducerContext, scope: &str);
     /// Keeps only a scope's newest `keep` entities (none pending in the outbox), if
-    /// the domain trims its window at all; returns the oldest entity kept of those
-    /// `keep` (the scope's whole history in the cache begins there) if it dropped any.
-    fn trim(_ctx: &ReducerContext, _scope: &str, _keep: u32) -> Option<String> {
+    /// the domain trims its window at all. `floor` is where the scope's whole history
+    /// in the cache begins now ("" all of it, "*" none of it, or an entity id);
+    /// returns where it begins after, if that moved (only ever up: rows below the
+    /// floor, such as single ones read through, are not whole history).
+    fn trim(_ctx: &ReducerContext, _scope: &str, _keep: u32, _floor: &str) -> Option<String> {
         None
     }
 }
@@ -360,8 +362,9 @@ pub fn warm_begin(
     if !force && known.as_ref().is_some_and(|row| row.boot == boot && row.done) {
         return Err(err("conflict", "already_warm", "warmed since the cache started"));
     }
-    // The floor stays what the cache holds until this run records its own.
-    let floor = known.as_ref().map(|row| row.floor.clone()).unwrap_or_default();
+    // The floor stays what the cache holds until this run records its own (none of
+    // a scope not warmed before is whole in the cache).
+    let floor = known.as_ref().map_or_else(|| NONE_CACHED.to_string(), |row| row.floor.clone());
     let row = WarmScope { scope, boot, claim, done: false, floor };
     if known.is_some() {
         ctx.db.warm_scope().scope().update(row);
@@ -378,9 +381,11 @@ pub fn warm_begin(
 pub fn forget_warm_ups(ctx: &ReducerContext, request_id: String) -> Result<(), String> {
     let _ = request_id;
     require_owner(ctx)?;
-    let scopes: Vec<String> = ctx.db.warm_scope().iter().map(|row| row.scope).collect();
-    for scope in scopes {
-        ctx.db.warm_scope().scope().delete(&scope);
+    // Kept, with their floors (the cache still holds what they say), but no longer
+    // warm, and no claim in progress may end.
+    let rows: Vec<WarmScope> = ctx.db.warm_scope().iter().collect();
+    for row in rows {
+        ctx.db.warm_scope().scope().update(WarmScope { done: false, claim: String::new(), ..row });
     }
     Ok(())
 }
@@ -446,9 +451,11 @@ pub fn trim(ctx: &ReducerContext, request_id: String, scope: String, keep: u32) 
     require_owner(ctx)?;
     // The recorded floor moves in the same transaction as the rows go, so that no
     // backend pages through the gap the trim left.
-    if let Some(floor) = <crate::Module as Rules>::trim(ctx, &scope, keep) {
-        if let Some(row) = ctx.db.warm_scope().scope().find(&scope).filter(|row| row.floor != NONE_CACHED) {
-            ctx.db.warm_scope().scope().update(WarmScope { floor, ..row });
+    let recorded = ctx.db.warm_scope().scope().find(&scope);
+    let floor = recorded.as_ref().map_or(NONE_CACHED, |row| row.floor.as_str()).to_string();
+    if let Some(raised) = <crate::Module as Rules>::trim(ctx, &scope, keep, &floor) {
+        if let Some(row) = recorded {
+            ctx.db.warm_scope().scope().update(WarmScope { floor: raised, ..row });
         }
     }
     Ok(())

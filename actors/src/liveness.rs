@@ -23,41 +23,99 @@ pub const RUNNING_LOCKS: i32 = 0x6273_6e72; // "bsnr"
 /// The first key of the lock one deciding node holds at a time (per domain).
 pub const DECIDING_LOCKS: i32 = 0x6273_6e64; // "bsnd"
 
+/// How often the connection holding the running locks is checked, and taken again
+/// (with its locks) if it was lost: a node that keeps following PostgreSQL must not
+/// stop counting as running because PostgreSQL restarted.
+const KEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How this process counts as running, per domain.
 pub struct Liveness {
     node: String,
-    /// The connection holding this node's running locks, once it holds one.
-    held: Mutex<Option<PgConnection>>,
+    /// The connection holding this node's running locks, once it holds one, and the
+    /// domains it holds them for.
+    held: Mutex<(Option<PgConnection>, Vec<String>)>,
+    keeping: std::sync::Once,
 }
 
 impl Liveness {
     pub fn new(node: &str) -> Self {
-        Self { node: node.to_owned(), held: Mutex::new(None) }
+        Self { node: node.to_owned(), held: Mutex::new((None, Vec::new())), keeping: std::sync::Once::new() }
+    }
+
+    fn options(&self, pool: &PgPool) -> PgConnectOptions {
+        (*pool.connect_options()).clone().application_name(&format!("boardsync node {}", self.node)).options([
+            ("idle_session_timeout", "0"),
+            ("tcp_keepalives_idle", "5"),
+            ("tcp_keepalives_interval", "2"),
+            ("tcp_keepalives_count", "3"),
+        ])
+    }
+
+    /// Checks the running locks' connection now and then; one that was lost is
+    /// opened again and takes the locks again (no new decision: this node kept
+    /// following PostgreSQL all along).
+    fn keep(self: &std::sync::Arc<Self>, pool: &PgPool) {
+        let (liveness, pool) = (std::sync::Arc::downgrade(self), pool.clone());
+        self.keeping.call_once(|| {
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(KEEP_EVERY).await;
+                    let Some(liveness) = liveness.upgrade() else { return };
+                    let mut held = liveness.held.lock().await;
+                    let alive = match held.0.as_mut() {
+                        Some(connection) => {
+                            tokio::time::timeout(KEEP_EVERY, connection.ping()).await.is_ok_and(|pinged| pinged.is_ok())
+                        }
+                        None => false,
+                    };
+                    if alive || held.1.is_empty() {
+                        continue;
+                    }
+                    held.0 = None;
+                    let options = liveness.options(&pool);
+                    let connecting = PgConnection::connect_with(&options);
+                    let Ok(Ok(mut connection)) = tokio::time::timeout(KEEP_EVERY, connecting).await else { continue };
+                    let mut taken = true;
+                    for domain in held.1.clone() {
+                        taken &= sqlx::query("SELECT pg_advisory_lock_shared($1, hashtext($2))")
+                            .bind(RUNNING_LOCKS)
+                            .bind(domain)
+                            .execute(&mut connection)
+                            .await
+                            .is_ok();
+                    }
+                    if taken {
+                        tracing::info!("this node counts as running again (its lock connection was lost)");
+                        held.0 = Some(connection);
+                    }
+                }
+            });
+        });
     }
 
     /// Decides whether this node is the first to run `domain` on the cache (no
     /// other node runs it now), calling `first` if so, and then counts this node as
     /// running it. Returns whether it was first.
-    pub async fn join<F, Fut>(&self, pool: &PgPool, domain: &str, first: F) -> Result<bool, DomainError>
+    pub async fn join<F, Fut>(
+        self: &std::sync::Arc<Self>,
+        pool: &PgPool,
+        domain: &str,
+        first: F,
+    ) -> Result<bool, DomainError>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<(), DomainError>>,
     {
+        self.keep(pool);
         let mut held = self.held.lock().await;
-        if held.is_none() {
-            let options: PgConnectOptions =
-                (*pool.connect_options()).clone().application_name(&format!("boardsync node {}", self.node)).options([
-                    ("tcp_keepalives_idle", "5"),
-                    ("tcp_keepalives_interval", "2"),
-                    ("tcp_keepalives_count", "3"),
-                ]);
-            *held = Some(PgConnection::connect_with(&options).await.map_err(DomainError::from_sqlx)?);
+        if held.0.is_none() {
+            held.0 = Some(PgConnection::connect_with(&self.options(pool)).await.map_err(DomainError::from_sqlx)?);
         }
-        let connection = held.as_mut().expect("connected above");
+        let connection = held.0.as_mut().expect("connected above");
         let own: i32 = match sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *connection).await {
             Ok(pid) => pid,
             Err(error) => {
-                *held = None;
+                held.0 = None;
                 return Err(DomainError::from_sqlx(error));
             }
         };
@@ -91,9 +149,10 @@ impl Liveness {
             .execute(&mut *connection)
             .await;
         if let Err(error) = running {
-            *held = None;
+            held.0 = None;
             return Err(DomainError::from_sqlx(error));
         }
+        held.1.push(domain.to_owned());
         deciding.commit().await.map_err(DomainError::from_sqlx)?;
         Ok(is_first)
     }

@@ -541,6 +541,7 @@ impl Domains {
                 board: self.runtime.board.clone(),
                 metrics: self.runtime.metrics.clone(),
                 liveness: self.runtime.liveness.clone(),
+                joined: std::sync::atomic::AtomicBool::new(false),
             };
             WarmupCoordinator::start_in_arbiter(&arbiter, move |_| WarmupCoordinator::new(context))
         });

@@ -271,6 +271,10 @@ pub struct WarmupContext<D: Domain> {
     pub metrics: CacheMetrics,
     /// Whether other nodes run the domain on the cache (see [`crate::liveness`]).
     pub liveness: Arc<crate::liveness::Liveness>,
+    /// Set once this node has decided whether it is the first to run the domain:
+    /// until then no run trusts the cache's record of a warm scope (another node's
+    /// decision may be about to void it).
+    pub joined: std::sync::atomic::AtomicBool,
 }
 
 /// Warms one scope, whenever the scheduler gives it a slot. A run that fails (say,
@@ -474,7 +478,8 @@ async fn warm_scope<D: Domain>(
         return Ok(Warmed::Disabled);
     }
     // Writes just restored into PostgreSQL must reach the cache too.
-    let Some(claim) = context.cache.begin_warm(scope, force || restored > 0).await? else {
+    let joined = context.joined.load(std::sync::atomic::Ordering::SeqCst);
+    let Some(claim) = context.cache.begin_warm(scope, force || restored > 0 || !joined).await? else {
         context.board.update(D::NAME, scope, |status| status.generation = generation);
         return Ok(Warmed::Already);
     };
@@ -582,6 +587,7 @@ impl<D: Domain> WarmupCoordinator<D> {
                     if first.await? {
                         tracing::info!(domain = D::NAME, "first node up: every scope loads from PostgreSQL");
                     }
+                    context.joined.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 Ok::<_, DomainError>(scopes)
             }

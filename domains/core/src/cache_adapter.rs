@@ -644,7 +644,12 @@ impl<D: CacheBinding> CacheAdapter<D> {
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session_shared.clone().session());
-        let outside = crate::outside::Follower::start::<D, _>(Arc::downgrade(&shared), shared.pool.clone(), event_log);
+        let outside = crate::outside::Follower::start::<D, _>(
+            Arc::downgrade(&shared),
+            shared.pool.clone(),
+            event_log,
+            crate::outside::StartAt::OldestKept,
+        );
         Ok(Self { shared, _connection: connection, _outside: outside })
     }
 }

@@ -52,13 +52,27 @@ pub trait OutsideSink<D: PostgresBinding>: Send + Sync + 'static {
 /// `sink` (while the sink lives).
 pub struct Follower(tokio::task::JoinHandle<()>);
 
+/// Where a follower starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The newest change: what came before is in PostgreSQL, which is read anyway
+    /// (the PostgreSQL adapter reads nothing from elsewhere).
+    Newest,
+    /// The oldest change still kept (the cache adapter: a scope this node finds warm
+    /// in the cache is not read from PostgreSQL, so a change that a node which died
+    /// had not yet brought into the cache must be taken again; taking a change again
+    /// changes nothing, the cache keeps the newer version).
+    OldestKept,
+}
+
 impl Follower {
     pub fn start<D: PostgresBinding, S: OutsideSink<D>>(
         sink: Weak<S>,
         pool: PgPool,
         settings: EventLogSettings,
+        start: StartAt,
     ) -> Self {
-        Self(tokio::spawn(follow::<D, S>(sink, pool, settings)))
+        Self(tokio::spawn(follow::<D, S>(sink, pool, settings, start)))
     }
 }
 
@@ -68,19 +82,20 @@ impl Drop for Follower {
     }
 }
 
-async fn follow<D: PostgresBinding, S: OutsideSink<D>>(sink: Weak<S>, pool: PgPool, settings: EventLogSettings) {
+async fn follow<D: PostgresBinding, S: OutsideSink<D>>(
+    sink: Weak<S>,
+    pool: PgPool,
+    settings: EventLogSettings,
+    start: StartAt,
+) {
     // Listening before reading where the changes stand: none falls in between.
     let mut listener = listen(&pool).await;
-    // From the oldest change still kept: one that another node had not yet brought
-    // into the cache when it died would be lost if this node started at the newest
-    // (a scope this node finds warm in the cache is not read from PostgreSQL).
-    // Taking a change again changes nothing: the cache keeps the newer version.
+    let position = match start {
+        StartAt::Newest => "SELECT COALESCE(max(seq), 0) FROM outside_changes WHERE domain = $1",
+        StartAt::OldestKept => "SELECT COALESCE(min(seq) - 1, 0) FROM outside_changes WHERE domain = $1",
+    };
     let mut last_seq: i64 = loop {
-        match sqlx::query_scalar("SELECT COALESCE(min(seq) - 1, 0) FROM outside_changes WHERE domain = $1")
-            .bind(D::NAME)
-            .fetch_one(&pool)
-            .await
-        {
+        match sqlx::query_scalar(position).bind(D::NAME).fetch_one(&pool).await {
             Ok(seq) => break seq,
             Err(error) => {
                 tracing::warn!(domain = D::NAME, %error, "cannot read where outside changes stand; retrying");

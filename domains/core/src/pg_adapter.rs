@@ -101,7 +101,12 @@ impl<D: PostgresBinding> PostgresAdapter<D> {
         let event_log = context.settings.framework.event_log();
         let events = PgEventLog::start(context.pool.clone(), D::NAME, event_log.clone()).await?;
         let sink = Arc::new(OutsideEvents::<D> { live: events.live().clone() });
-        let outside = Follower::start::<D, _>(Arc::downgrade(&sink), context.pool.clone(), event_log);
+        let outside = Follower::start::<D, _>(
+            Arc::downgrade(&sink),
+            context.pool.clone(),
+            event_log,
+            crate::outside::StartAt::Newest,
+        );
         Ok(Self {
             pool: context.pool,
             settings: context.settings.domain,

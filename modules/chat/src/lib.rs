@@ -142,18 +142,25 @@ impl Rules for Module {
     rows_in!(message, channel);
 
     /// Keeps a channel's newest `keep` messages; messages with pending writes stay.
-    fn trim(ctx: &ReducerContext, channel: &str, keep: u32) -> Option<String> {
+    fn trim(ctx: &ReducerContext, channel: &str, keep: u32, floor: &str) -> Option<String> {
         let mut rows: Vec<Message> = ctx.db.message().channel().filter(channel).collect();
-        if rows.len() <= keep as usize || keep == 0 {
-            return None;
-        }
         rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
-        let floor = rows[keep as usize - 1].id.clone();
+        // How many of the newest rows the cache holds whole: those from the floor up.
+        let whole = match floor {
+            "" => rows.len(),
+            contract::NONE_CACHED => 0,
+            entity => rows.iter().position(|row| row.id == entity).map_or(0, |at| at + 1),
+        };
+        let moved = if keep == 0 {
+            Some(contract::NONE_CACHED.to_string())
+        } else {
+            ((keep as usize) < whole).then(|| rows[keep as usize - 1].id.clone())
+        };
         for row in rows.into_iter().skip(keep as usize) {
             if !pending(ctx, &row.id) {
                 ctx.db.message().id().delete(row.id);
             }
         }
-        Some(floor)
+        moved
     }
 }
