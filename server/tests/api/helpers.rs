@@ -103,6 +103,23 @@ impl TestApp {
         }
     }
 
+    /// The ids of every item of a scope, as `user` pages back through it `limit` at a
+    /// time (newest first).
+    pub async fn all_pages(&self, user: &str, domain: &str, scope: &str, limit: u32) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        let mut path = format!("/api/{domain}/{scope}?limit={limit}");
+        loop {
+            let response = self.get_as(user, &path).await;
+            assert_eq!(response.status(), 200);
+            let page: Value = response.json().await.unwrap();
+            seen.extend(page["items"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()));
+            match page["next_before"].as_str() {
+                Some(cursor) => path = format!("/api/{domain}/{scope}?limit={limit}&before={cursor}"),
+                None => return seen,
+            }
+        }
+    }
+
     /// Waits until every domain's cache is connected (`/health` says so).
     pub async fn wait_for_cache(&self) {
         for _ in 0..400 {

@@ -444,17 +444,6 @@ async fn a_trim_by_one_node_moves_where_the_others_page_through_postgres() {
     .fetch_all(&first.pool)
     .await
     .unwrap();
-    let mut seen: Vec<String> = Vec::new();
-    let mut path = "/api/chat/long?limit=4".to_string();
-    loop {
-        let response = node_b.get_as("bob", &path).await;
-        assert_eq!(response.status(), 200);
-        let page: Value = response.json().await.unwrap();
-        seen.extend(page["items"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()));
-        match page["next_before"].as_str() {
-            Some(cursor) => path = format!("/api/chat/long?limit=4&before={cursor}"),
-            None => break,
-        }
-    }
+    let seen = node_b.all_pages("bob", "chat", "long", 4).await;
     assert_eq!(seen, stored, "node-b pages every message once, the cache's and PostgreSQL's joined");
 }

@@ -473,18 +473,7 @@ async fn history_beyond_the_warm_window_pages_back_through_postgres() {
     assert_eq!(app.put_scope("chat", "long", json!({ "name": "long", "config": config })).await.status(), 200);
     let recent = send(&app, "alice", "long", "new").await;
 
-    let mut seen: Vec<String> = Vec::new();
-    let mut path = "/api/chat/long?limit=4".to_string();
-    loop {
-        let response = app.get_as("bob", &path).await;
-        assert_eq!(response.status(), 200);
-        let page: Value = response.json().await.unwrap();
-        seen.extend(page["items"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()));
-        match page["next_before"].as_str() {
-            Some(cursor) => path = format!("/api/chat/long?limit=4&before={cursor}"),
-            None => break,
-        }
-    }
+    let seen = app.all_pages("bob", "chat", "long", 4).await;
     app.wait_for_count("SELECT count(*) FROM chat_messages WHERE channel = 'long'", 31).await;
     let stored: Vec<Uuid> =
         sqlx::query_scalar("SELECT id FROM chat_messages WHERE channel = 'long' ORDER BY created_at DESC, id DESC")
