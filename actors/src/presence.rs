@@ -9,7 +9,7 @@
 //! as [`Change`]s and takes this node's out; without a relay the view is this
 //! process's alone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -52,6 +52,18 @@ struct Scope {
 impl Scope {
     fn is_empty(&self) -> bool {
         self.local.is_empty() && self.remote.is_empty()
+    }
+
+    /// Removes another node's connection, if `node`'s (any node's when `None`); this
+    /// node's members hear it leave. Whether it was here.
+    fn leave_remote(&mut self, connection: &str, node: Option<NodeId>) -> bool {
+        match self.remote.get(connection) {
+            Some((owner, _)) if node.is_none_or(|node| *owner == node) => {}
+            _ => return false,
+        }
+        let Some((_, Peer { connection, user, .. })) = self.remote.remove(connection) else { return false };
+        broadcast(self, u64::MAX, &ServerFrame::<Value>::PresenceLeft { connection, user });
+        true
     }
 
     /// Everyone here but local connection `except`.
@@ -173,28 +185,33 @@ impl PresenceHub {
         all
     }
 
+    /// The scope a change from another node is about, if this node runs its domain
+    /// (a domain it does not run has no members here to tell).
+    pub fn scope_of(&self, change: &Change) -> Option<ScopeId> {
+        let domain = self.domains.get(&change.domain).copied()?;
+        Some((domain, ScopeKey::parse(&change.scope).ok()?))
+    }
+
     /// Applies a change another node reported: its members here hear of it. A change
     /// of a domain this node does not run, or to a state already known, is dropped.
     pub fn apply_remote(&self, node: NodeId, change: Change) {
-        let Ok(scope) = ScopeKey::parse(&change.scope) else { return };
-        let Some(domain) = self.domain_name(&change.domain) else { return };
-        let key = (domain, scope);
+        let Some(key) = self.scope_of(&change) else { return };
         let mut members = self.scopes.entry(key.clone()).or_default();
         let connection = change.peer.connection.clone();
         if change.left {
-            if members.remote.remove(&connection).is_some() {
-                let Peer { connection, user, .. } = change.peer;
-                broadcast(&members, u64::MAX, &ServerFrame::<Value>::PresenceLeft { connection, user });
-            }
+            members.leave_remote(&connection, None);
         } else if members.remote.get(&connection).is_none_or(|(_, known)| *known != change.peer) {
             broadcast(&members, u64::MAX, &ServerFrame::<Value>::Presence(change.peer.clone()));
             members.remote.insert(connection, (node, change.peer));
         }
-        let empty = members.is_empty();
         drop(members);
-        if empty {
-            self.scopes.remove_if(&key, |_, members| members.is_empty());
-        }
+        self.drop_if_empty(&key);
+    }
+
+    /// Forgets `key`'s entry if nobody is in it (checked again under its lock:
+    /// someone may have joined meanwhile).
+    fn drop_if_empty(&self, key: &ScopeId) {
+        self.scopes.remove_if(key, |_, members| members.is_empty());
     }
 
     /// Removes every connection of `node` (it stopped, or was not heard from within
@@ -211,9 +228,7 @@ impl PresenceHub {
                 .map(|(connection, _)| connection.clone())
                 .collect();
             for connection in gone {
-                let Some((_, Peer { connection, user, .. })) = scope.remote.remove(&connection) else { continue };
-                broadcast(&scope, u64::MAX, &ServerFrame::<Value>::PresenceLeft { connection, user });
-                removed += 1;
+                removed += usize::from(scope.leave_remote(&connection, None));
             }
         }
         self.scopes.retain(|_, scope| !scope.is_empty());
@@ -221,8 +236,8 @@ impl PresenceHub {
     }
 
     /// Every connection `node` has here, to be confirmed by a full list from it.
-    pub fn connections_of(&self, node: NodeId) -> Vec<(ScopeId, String)> {
-        let mut all = Vec::new();
+    pub fn connections_of(&self, node: NodeId) -> HashSet<(ScopeId, String)> {
+        let mut all = HashSet::new();
         for scope in self.scopes.iter() {
             let of_node = scope.remote.iter().filter(|(_, (owner, _))| *owner == node);
             all.extend(of_node.map(|(connection, _)| (scope.key().clone(), connection.clone())));
@@ -232,26 +247,13 @@ impl PresenceHub {
 
     /// Removes these connections of `node` (its full list did not name them); their
     /// scopes' members hear them leave.
-    pub fn forget_connections(&self, node: NodeId, gone: Vec<(ScopeId, String)>) {
+    pub fn forget_connections(&self, node: NodeId, gone: HashSet<(ScopeId, String)>) {
         for (key, connection) in gone {
             let Some(mut scope) = self.scopes.get_mut(&key) else { continue };
-            if scope.remote.get(&connection).is_some_and(|(owner, _)| *owner == node) {
-                if let Some((_, Peer { connection, user, .. })) = scope.remote.remove(&connection) {
-                    broadcast(&scope, u64::MAX, &ServerFrame::<Value>::PresenceLeft { connection, user });
-                }
-            }
-            let empty = scope.is_empty();
+            scope.leave_remote(&connection, Some(node));
             drop(scope);
-            if empty {
-                self.scopes.remove_if(&key, |_, scope| scope.is_empty());
-            }
+            self.drop_if_empty(&key);
         }
-    }
-
-    /// The `&'static` name of a domain this node runs (scope keys hold domains by
-    /// static name); a domain it does not run has no members here to tell.
-    fn domain_name(&self, name: &str) -> Option<&'static str> {
-        self.domains.get(name).copied()
     }
 }
 
@@ -309,12 +311,8 @@ impl Drop for Presence {
             let Peer { connection, user, .. } = peer;
             broadcast(&members, self.id, &ServerFrame::<Value>::PresenceLeft { connection, user });
         }
-        let empty = members.is_empty();
         drop(members);
-        if empty {
-            // Only if still empty: another connection may have joined meanwhile.
-            self.hub.scopes.remove_if(&self.key, |_, members| members.is_empty());
-        }
+        self.hub.drop_if_empty(&self.key);
     }
 }
 

@@ -119,7 +119,6 @@ pub fn start(hub: Arc<PresenceHub>, pool: &PgPool, settings: RelaySettings) -> A
             asking: None,
             replacing: HashMap::new(),
             unheard_since: None,
-            listening: false,
             restart_listener: Arc::new(Notify::new()),
         };
         tokio::spawn(relay.run(changes));
@@ -148,12 +147,11 @@ struct Relay {
     asking: Option<NodeId>,
     /// Per node sending a full list: the connections it had here before, not yet
     /// named again (those left when the list is complete are gone).
-    replacing: HashMap<NodeId, HashMap<ConnectionKey, (ScopeId, String)>>,
+    replacing: HashMap<NodeId, HashSet<(ScopeId, String)>>,
     /// While listening: since when this node has sent messages (successfully) without
     /// hearing one of its own. A listener that stays so for the timeout is deaf (a
     /// half-open connection) and is opened again; a node that cannot send is not.
     unheard_since: Option<Instant>,
-    listening: bool,
     restart_listener: Arc<Notify>,
 }
 
@@ -245,13 +243,13 @@ impl Relay {
             Heard::Listening => {
                 self.status.listening.store(true, Ordering::Relaxed);
                 self.asking = None;
-                (self.listening, self.unheard_since) = (true, None);
+                self.unheard_since = None;
                 self.forget_everyone();
                 *owed = Owed { announce: true, ask: true };
             }
             Heard::Lost => {
                 self.status.listening.store(false, Ordering::Relaxed);
-                (self.listening, self.unheard_since) = (false, None);
+                self.unheard_since = None;
                 self.forget_everyone();
             }
             Heard::Payload(payload) => self.apply(&payload, owed),
@@ -324,19 +322,17 @@ impl Relay {
             *owed = Owed { announce: true, ask: true };
         }
         if message.reset {
-            let known = self.hub.connections_of(message.node);
-            let known = known.into_iter().map(|(scope, connection)| (key_of(&scope, &connection), (scope, connection)));
-            self.replacing.insert(message.node, known.collect());
+            self.replacing.insert(message.node, self.hub.connections_of(message.node));
         }
         for change in message.changes {
-            if let Some(known) = self.replacing.get_mut(&message.node) {
-                known.remove(&(change.domain.clone(), change.scope.clone(), change.peer.connection.clone()));
+            if let (Some(known), Some(scope)) = (self.replacing.get_mut(&message.node), self.hub.scope_of(&change)) {
+                known.remove(&(scope, change.peer.connection.clone()));
             }
             self.hub.apply_remote(message.node, change);
         }
         if message.complete {
             if let Some(known) = self.replacing.remove(&message.node) {
-                self.hub.forget_connections(message.node, known.into_values().collect());
+                self.hub.forget_connections(message.node, known);
             }
         }
         if message.hello && message.to.is_none_or(|to| to == self.hub.node()) {
@@ -349,14 +345,16 @@ impl Relay {
     fn check_hearing_itself(&mut self) {
         if self.unheard_since.is_some_and(|since| since.elapsed() > self.settings.node_timeout) {
             tracing::warn!("the presence listener hears nothing, not even this node: opening it again");
-            (self.listening, self.unheard_since) = (false, None);
+            // Not listening from here on, until the new listener says it is.
+            self.status.listening.store(false, Ordering::Relaxed);
+            self.unheard_since = None;
             self.restart_listener.notify_one();
         }
     }
 
     /// A message of this node's went out: it should hear it back.
     fn sent(&mut self) {
-        if self.listening && self.unheard_since.is_none() {
+        if self.status.listening() && self.unheard_since.is_none() {
             self.unheard_since = Some(Instant::now());
         }
     }
@@ -405,16 +403,9 @@ async fn send(sender: &mut Option<PgConnection>, message: &Message) -> Result<()
     }
 }
 
-/// A connection as a change names it: domain, scope, connection.
-type ConnectionKey = (String, String, String);
-
-fn key_of(scope: &ScopeId, connection: &str) -> ConnectionKey {
-    (scope.0.to_owned(), scope.1.to_string(), connection.to_owned())
-}
-
 /// Of each connection's changes in `batch`, the last (each is its whole state).
 fn latest_only(batch: Vec<Change>) -> Vec<Change> {
-    let mut at: HashMap<ConnectionKey, usize> = HashMap::new();
+    let mut at: HashMap<(String, String, String), usize> = HashMap::new();
     let mut latest: Vec<Change> = Vec::with_capacity(batch.len());
     for change in batch {
         let key = (change.domain.clone(), change.scope.clone(), change.peer.connection.clone());

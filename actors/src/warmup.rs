@@ -310,6 +310,9 @@ enum Warmed {
     Already,
     /// Warm-up is disabled for the scope.
     Disabled,
+    /// Another node is warming the scope now: this run waits its turn (retried soon,
+    /// it is no failure and no run).
+    Elsewhere,
 }
 
 /// The first retry of a failed warm-up, doubled per failure up to [`RETRY_MAX`].
@@ -333,7 +336,9 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                 let elapsed = started.elapsed();
                 context.board.update(D::NAME, &scope, |status| {
                     status.duration_ms = Some(elapsed.as_millis() as u64);
-                    status.runs += 1;
+                    if !matches!(outcome, Ok(Warmed::Elsewhere)) {
+                        status.runs += 1;
+                    }
                     status.already_warm = matches!(outcome, Ok(Warmed::Already));
                     match &outcome {
                         Ok(Warmed::Loaded(rows)) => {
@@ -348,10 +353,9 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                             status.error = None;
                         }
                         Ok(Warmed::Disabled) => status.state = WarmupState::Disabled,
-                        Err(error) if error.code == WARMING_ELSEWHERE => {
+                        Ok(Warmed::Elsewhere) => {
                             status.state = WarmupState::Pending;
                             status.error = None;
-                            status.runs -= 1; // not a run: it waits its turn
                         }
                         Err(error) => {
                             status.state = WarmupState::Failed;
@@ -359,9 +363,9 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                         }
                     }
                 });
-                // Another node warming the scope is no failure: its turn comes soon.
+                // `None`: done; else retried, after a failure with backoff.
                 let failed = match &outcome {
-                    Err(error) if error.code == WARMING_ELSEWHERE => Some(false),
+                    Ok(Warmed::Elsewhere) => Some(false),
                     Err(_) => Some(true),
                     Ok(_) => None,
                 };
@@ -379,7 +383,7 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                         context.cache.not_warmed(&scope);
                         tracing::debug!(domain = D::NAME, scope = %scope, "warm-up disabled for scope");
                     }
-                    Err(error) if error.code == WARMING_ELSEWHERE => {
+                    Ok(Warmed::Elsewhere) => {
                         tracing::debug!(domain = D::NAME, scope = %scope, "another node warms this scope; retrying")
                     }
                     Err(error) => tracing::warn!(domain = D::NAME, scope = %scope, %error, "warm-up failed"),
@@ -435,13 +439,10 @@ fn batches<D: Domain>(items: &[D::Item], rows: usize, bytes: usize) -> Vec<&[D::
 /// `hashtext('<domain>/<scope>')`): apart from every other lock boardsync takes.
 pub const WARMUP_LOCKS: i32 = 0x6273_776d; // "bswm"
 
-/// A run that found another node warming its scope: it waits its turn, retried.
-const WARMING_ELSEWHERE: &str = "warming_elsewhere";
-
 /// Loads `scope`'s window into the cache, unless the cache holds it warm already
 /// (and not `force`). One backend at a time warms a scope: the run holds the
-/// scope's warm-up lock in PostgreSQL, so another backend's run waits, then finds
-/// it warm.
+/// scope's warm-up lock in PostgreSQL, so another backend's run tries again
+/// shortly, then finds it warm.
 async fn warm_scope<D: Domain>(
     scope: &ScopeKey,
     context: &WarmupContext<D>,
@@ -465,7 +466,7 @@ async fn warm_scope<D: Domain>(
         .await
         .map_err(DomainError::from_sqlx)?;
     if !locked {
-        return Err(DomainError::unavailable(WARMING_ELSEWHERE, "another node is warming this scope"));
+        return Ok(Warmed::Elsewhere);
     }
     // First, whatever the cache may have lost: a scope without warm-up takes writes
     // too, so it needs this as much.
@@ -538,13 +539,11 @@ pub struct WarmAll {
 pub struct WarmupCoordinator<D: Domain> {
     context: Arc<WarmupContext<D>>,
     actors: HashMap<ScopeKey, Addr<WarmupActor<D>>>,
-    /// This node counts as running the domain (decided once, at the first warm-up).
-    joined: bool,
 }
 
 impl<D: Domain> WarmupCoordinator<D> {
     pub fn new(context: WarmupContext<D>) -> Self {
-        Self { context: Arc::new(context), actors: HashMap::new(), joined: false }
+        Self { context: Arc::new(context), actors: HashMap::new() }
     }
 
     fn enqueue(&mut self, scope: ScopeKey, priority: i32, force: bool) {
@@ -570,7 +569,6 @@ impl<D: Domain> WarmupCoordinator<D> {
         let context = self.context.clone();
         let only_again = only.clone();
         let only_all = only.is_none();
-        let joined = self.joined;
         ctx.wait(
             async move {
                 let scopes = match only {
@@ -580,7 +578,7 @@ impl<D: Domain> WarmupCoordinator<D> {
                 // The first time the cache is ready: whether this node is the first
                 // to run the domain after none ran (the cache then forgets which
                 // scopes are warm, so each is loaded from PostgreSQL again).
-                if only_all && !joined {
+                if only_all && !context.joined.load(std::sync::atomic::Ordering::SeqCst) {
                     let cache = context.cache.clone();
                     let first =
                         context.liveness.join(&context.pool, D::NAME, || async move { cache.forget_warm_ups().await });
@@ -594,7 +592,6 @@ impl<D: Domain> WarmupCoordinator<D> {
             .into_actor(self)
             .map(move |found, coordinator, ctx| match found {
                 Ok(scopes) => {
-                    coordinator.joined |= only_all;
                     let defaults = coordinator.context.defaults.clone();
                     let mut queue: Vec<(i32, ScopeKey)> =
                         scopes.into_iter().map(|s| (defaults.with(&s.warmup_overrides()).priority, s.key)).collect();
