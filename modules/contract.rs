@@ -93,6 +93,19 @@ pub struct ForgottenScope {
     pub scope: String,
 }
 
+/// Scopes on their way to another shard (an operator's move): commands to them are
+/// refused with `scope_moving` (the client retries, and reaches the scope's new
+/// shard) from `freeze_scope` on. Once the move switched over, `release_scope` clears
+/// the scope's rows here and sets `cleared`: a backend that has not yet heard of the
+/// switch refuses its snapshots too, rather than serving an empty scope. Warm-up
+/// batches skip a cleared scope's rows. `take_scope` (the scope moving here) ends it.
+#[table(name = moving_scope)]
+pub struct MovingScope {
+    #[primary_key]
+    pub scope: String,
+    pub cleared: bool,
+}
+
 /// Scopes whose warm-up ran in this cache process: one node warms a scope, and the
 /// others (and the same node after a reconnect) see that it need not be warmed
 /// again, as long as the cache has not restarted since (a restart can lose the tail
@@ -297,6 +310,9 @@ pub fn apply(
     if ctx.db.forgotten_scope().scope().find(&scope).is_some() {
         return Err(err("not_found", "scope_not_found", "this scope was purged"));
     }
+    if ctx.db.moving_scope().scope().find(&scope).is_some() {
+        return Err(err("unavailable", "scope_moving", "this scope is moving to another cache shard; retry shortly"));
+    }
     let write = Write { ctx, request_id: &request_id, scope: &scope, user: &user, owns_scope, kind: &kind };
     <crate::Module as Rules>::apply(&write, &settings, command)
 }
@@ -319,7 +335,8 @@ pub fn warm(ctx: &ReducerContext, request_id: String, rows: Vec<Row>) -> Result<
         let forgotten = match &last_scope {
             Some((known, forgotten)) if known == scope => *forgotten,
             _ => {
-                let forgotten = ctx.db.forgotten_scope().scope().find(scope.to_string()).is_some();
+                let forgotten = ctx.db.forgotten_scope().scope().find(scope.to_string()).is_some()
+                    || ctx.db.moving_scope().scope().find(scope.to_string()).is_some_and(|mark| mark.cleared);
                 last_scope = Some((scope.to_string(), forgotten));
                 forgotten
             }
@@ -492,6 +509,79 @@ pub fn forget_scope(ctx: &ReducerContext, request_id: String, scope: String) -> 
 pub fn remember_scope(ctx: &ReducerContext, request_id: String, scope: String) -> Result<(), String> {
     let _ = request_id;
     require_owner(ctx)?;
+    ctx.db.forgotten_scope().scope().delete(&scope);
+    Ok(())
+}
+
+/// Whether any write of `scope` is still waiting for PostgreSQL here.
+fn has_pending(ctx: &ReducerContext, scope: &str) -> bool {
+    ctx.db.sync_outbox().iter().any(|entry| <crate::Module as Rules>::scope(&entry.payload) == scope)
+}
+
+fn not_drained() -> String {
+    err("conflict", "scope_not_drained", "writes of this scope still wait for PostgreSQL here")
+}
+
+/// A move of `scope` away from this shard begins: its commands are refused from now
+/// on (its writes already here drain to PostgreSQL as usual).
+#[reducer]
+pub fn freeze_scope(ctx: &ReducerContext, request_id: String, scope: String) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)?;
+    if ctx.db.moving_scope().scope().find(&scope).is_none() {
+        ctx.db.moving_scope().insert(MovingScope { scope, cleared: false });
+    }
+    Ok(())
+}
+
+/// A move of `scope` was called off before it switched: its commands are taken again.
+#[reducer]
+pub fn thaw_scope(ctx: &ReducerContext, request_id: String, scope: String) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)?;
+    match ctx.db.moving_scope().scope().find(&scope) {
+        Some(mark) if mark.cleared => Err(err("conflict", "scope_moved", "this scope has moved away already")),
+        Some(_) => {
+            ctx.db.moving_scope().scope().delete(&scope);
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// `scope` moved to another shard and is served there: its rows here go, and its
+/// warm-up record with them. Refused while any write of it waits for PostgreSQL here
+/// (nothing is dropped), or if it was not frozen first.
+#[reducer]
+pub fn release_scope(ctx: &ReducerContext, request_id: String, scope: String) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)?;
+    let Some(mark) = ctx.db.moving_scope().scope().find(&scope) else {
+        return Err(err("conflict", "scope_not_frozen", "freeze the scope before releasing it"));
+    };
+    if has_pending(ctx, &scope) {
+        return Err(not_drained());
+    }
+    ctx.db.warm_scope().scope().delete(&scope);
+    <crate::Module as Rules>::forget(ctx, &scope);
+    ctx.db.moving_scope().scope().update(MovingScope { cleared: true, ..mark });
+    Ok(())
+}
+
+/// `scope` moves here: whatever an earlier stay left of it goes (its rows, its
+/// warm-up record, a mark of moving away or of a purge), so that only a warm-up from
+/// PostgreSQL fills it. Refused while a write of it from an earlier stay still waits
+/// for PostgreSQL here.
+#[reducer]
+pub fn take_scope(ctx: &ReducerContext, request_id: String, scope: String) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)?;
+    if has_pending(ctx, &scope) {
+        return Err(not_drained());
+    }
+    ctx.db.warm_scope().scope().delete(&scope);
+    <crate::Module as Rules>::forget(ctx, &scope);
+    ctx.db.moving_scope().scope().delete(&scope);
     ctx.db.forgotten_scope().scope().delete(&scope);
     Ok(())
 }

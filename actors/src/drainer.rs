@@ -26,7 +26,8 @@ pub const APPLICATION_PREFIX: &str = "boardsync drainer ";
 const HOLDER_CHECK: Duration = Duration::from_secs(5);
 
 pub struct DrainerLease {
-    domain: &'static str,
+    /// The outbox's unit (`<domain>` or `<domain>/<shard>`).
+    domain: String,
     options: PgConnectOptions,
     /// The connection holding the lock, while this node drains.
     held: Option<PgConnection>,
@@ -43,7 +44,7 @@ pub struct DrainerLease {
 impl DrainerLease {
     /// A lease for `domain`'s outbox, connecting as the pool does; `node` names this
     /// process to operators (`application_name` of the lock's connection).
-    pub fn new(domain: &'static str, pool: &PgPool, node: &str, retry: Duration) -> Self {
+    pub fn new(domain: String, pool: &PgPool, node: &str, retry: Duration) -> Self {
         // PostgreSQL ends the lock's session (and so the lease) when its holder goes
         // quiet: a frozen process or a half-open connection must not hold the outbox
         // for hours. The holder pings well within the idle limit.
@@ -71,7 +72,7 @@ impl DrainerLease {
             let alive = tokio::time::timeout(HOLDER_CHECK, ping).await.is_ok_and(|pinged| pinged.is_ok());
             self.checked = Instant::now();
             if !alive {
-                tracing::warn!(domain = self.domain, "lost the outbox drainer's connection: no longer draining");
+                tracing::warn!(domain = %self.domain, "lost the outbox drainer's connection: no longer draining");
                 self.held = None;
             }
         }
@@ -83,7 +84,7 @@ impl DrainerLease {
             self.held = self.acquire().await;
             self.checked = Instant::now();
             if self.held.is_some() {
-                tracing::info!(domain = self.domain, "this node drains the outbox now");
+                tracing::info!(domain = %self.domain, "this node drains the outbox now");
             }
         }
         self.held.as_mut()
@@ -110,7 +111,7 @@ impl DrainerLease {
                 match connecting.await.unwrap_or(Err(sqlx::Error::PoolTimedOut)) {
                     Ok(connection) => connection,
                     Err(error) => {
-                        tracing::debug!(domain = self.domain, %error, "cannot reach PostgreSQL for the drainer lease");
+                        tracing::debug!(domain = %self.domain, %error, "cannot reach PostgreSQL for the drainer lease");
                         return None;
                     }
                 }
@@ -118,7 +119,7 @@ impl DrainerLease {
         };
         let trying = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
             .bind(DRAINER_LOCKS)
-            .bind(self.domain)
+            .bind(&self.domain)
             .fetch_one(&mut connection);
         let taken: Result<bool, sqlx::Error> =
             tokio::time::timeout(HOLDER_CHECK, trying).await.unwrap_or(Err(sqlx::Error::PoolTimedOut));
@@ -130,19 +131,17 @@ impl DrainerLease {
                 None
             }
             Err(error) => {
-                tracing::debug!(domain = self.domain, %error, "cannot take the drainer lease");
+                tracing::debug!(domain = %self.domain, %error, "cannot take the drainer lease");
                 None
             }
         }
     }
 }
 
-/// Who holds each domain's drainer lease now, by the `application_name` of the
-/// connection holding it (`boardsync drainer <node>`): domain -> node.
-pub async fn holders(
-    pool: &PgPool,
-    domains: &[&'static str],
-) -> Result<Vec<(&'static str, Option<String>)>, sqlx::Error> {
+/// Who holds each outbox's drainer lease now, by the `application_name` of the
+/// connection holding it (`boardsync drainer <node>`): unit (`<domain>` or
+/// `<domain>/<shard>`) -> node.
+pub async fn holders(pool: &PgPool, units: &[String]) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
     let rows: Vec<(String, Option<String>)> = sqlx::query_as(
         "SELECT d.domain, (SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
@@ -152,18 +151,18 @@ pub async fn holders(
          FROM unnest($2::text[]) AS d(domain)",
     )
     .bind(DRAINER_LOCKS)
-    .bind(domains.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+    .bind(units)
     .fetch_all(pool)
     .await?;
-    Ok(domains
+    Ok(units
         .iter()
-        .map(|domain| {
+        .map(|unit| {
             let holder = rows
                 .iter()
-                .find(|(name, _)| name == domain)
+                .find(|(name, _)| name == unit)
                 .and_then(|(_, application)| application.as_deref())
                 .map(|application| application.trim_start_matches(APPLICATION_PREFIX).to_string());
-            (*domain, holder)
+            (unit.clone(), holder)
         })
         .collect())
 }

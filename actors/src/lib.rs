@@ -26,9 +26,11 @@ pub mod drainer;
 pub mod frames;
 pub mod liveness;
 pub mod metrics;
+pub mod moving;
 pub mod outbox;
 pub mod presence;
 pub mod presence_relay;
+pub mod routed;
 pub mod service;
 pub mod warmup;
 

@@ -76,13 +76,13 @@ pub async fn commit_batch<D: Domain>(
         entries.iter().cloned().partition(|e| dead.contains(&e.seq));
     cache.set_aside(&set_aside);
     let now = Utc::now().timestamp_micros();
-    let lag = metrics.outbox_lag.with_label_values(&[D::NAME]);
+    let lag = metrics.outbox_lag.with_label_values(&[cache.shard().unit.as_str()]);
     for entry in &persisted {
         lag.observe((now - entry.created_at_micros).max(0) as f64 / 1e6);
     }
-    metrics.outbox_applied.with_label_values(&[D::NAME]).inc_by(written as u64);
+    metrics.outbox_applied.with_label_values(&[cache.shard().unit.as_str()]).inc_by(written as u64);
     let skipped = persisted.len().saturating_sub(written);
-    metrics.outbox_skipped.with_label_values(&[D::NAME]).inc_by(skipped as u64);
+    metrics.outbox_skipped.with_label_values(&[cache.shard().unit.as_str()]).inc_by(skipped as u64);
     cache.persisted(&persisted);
     Ok(Some(Committed { epoch: cache_epoch, applied: written, dead_lettered: dead.len(), entries }))
 }
@@ -131,7 +131,7 @@ async fn apply_one_by_one<D: Domain>(
                 let scope = entry.payload.as_ref().ok().map(|item| cache.scope_of(item));
                 dead_letter::<D>(&mut tx, epoch, entry, scope.as_deref(), &error).await?;
                 tx.commit().await.map_err(DomainError::from_sqlx)?;
-                metrics.outbox_dead_letters.with_label_values(&[D::NAME]).inc();
+                metrics.outbox_dead_letters.with_label_values(&[cache.shard().unit.as_str()]).inc();
                 dead.push(entry.seq);
             }
         }
@@ -193,8 +193,9 @@ impl<D: Domain> OutboxPoller<D> {
         metrics: CacheMetrics,
     ) -> Self {
         Self {
+            lease: Some(DrainerLease::new(cache.shard().unit.clone(), &pool, node, poll_interval)),
             cache,
-            lease: Some(DrainerLease::new(D::NAME, &pool, node, poll_interval)),
+
             drains_here,
             batch_size: batch_size.max(1),
             poll_interval,
@@ -207,10 +208,13 @@ impl<D: Domain> OutboxPoller<D> {
 
     fn update_gauges(&self) {
         let pending = self.cache.pending(1);
-        self.metrics.outbox_pending.with_label_values(&[D::NAME]).set(self.cache.pending_count() as i64);
+        self.metrics
+            .outbox_pending
+            .with_label_values(&[self.cache.shard().unit.as_str()])
+            .set(self.cache.pending_count() as i64);
         let oldest_ms =
             pending.first().map_or(0, |e| ((Utc::now().timestamp_micros() - e.created_at_micros) / 1000).max(0));
-        self.metrics.outbox_oldest_pending_ms.with_label_values(&[D::NAME]).set(oldest_ms);
+        self.metrics.outbox_oldest_pending_ms.with_label_values(&[self.cache.shard().unit.as_str()]).set(oldest_ms);
     }
 
     /// Drains batch after batch until the outbox is empty or a batch fails.
@@ -257,11 +261,11 @@ impl<D: Domain> OutboxPoller<D> {
         ctx.spawn(drained.into_actor(self).map(|(outcome, lease): (Result<(), DomainError>, DrainerLease), poller, ctx| {
             let held = lease.is_held();
             poller.drains_here.store(held, Ordering::Relaxed);
-            poller.metrics.outbox_drainer.with_label_values(&[D::NAME]).set(i64::from(held));
+            poller.metrics.outbox_drainer.with_label_values(&[poller.cache.shard().unit.as_str()]).set(i64::from(held));
             poller.lease = Some(lease);
             poller.draining = false;
             if let Err(error) = outcome {
-                poller.metrics.outbox_failures.with_label_values(&[D::NAME]).inc();
+                poller.metrics.outbox_failures.with_label_values(&[poller.cache.shard().unit.as_str()]).inc();
                 tracing::error!(domain = D::NAME, %error, "outbox stalled: batch failed; retrying at the next poll");
             } else if poller.again {
                 poller.drain(ctx);

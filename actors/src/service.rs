@@ -9,7 +9,6 @@ use std::time::Duration;
 use actix::prelude::*;
 use async_trait::async_trait;
 use boardsync_core::access::{Caller, Need};
-use boardsync_core::cache::Cache;
 use boardsync_core::factory::{connect, AdapterContext, SpacetimeTarget};
 use boardsync_core::scope::parse_config;
 use boardsync_core::spacetime::cache_unavailable;
@@ -21,7 +20,9 @@ use serde_json::{json, Value};
 use crate::adapter::{AdapterActor, LiveSender, Subscribe, SubscriberId, Unsubscribe};
 use crate::metrics::CacheMetrics;
 use crate::outbox::OutboxPoller;
+use crate::routed::{Routed, ShardHandle};
 use crate::warmup::{WarmAll, WarmScope, WarmupBoard, WarmupContext, WarmupCoordinator, WarmupScheduler};
+use boardsync_core::shards::Shard;
 
 /// Snapshot page sizes the API allows.
 #[derive(Debug, Clone, Copy)]
@@ -67,12 +68,21 @@ pub trait DomainService: Send + Sync {
     /// Warms `scope` again (or every scope); a 409 on the PostgreSQL adapter, which has no cache.
     async fn rewarm(&self, scope: Option<&ScopeKey>) -> Result<(), DomainError>;
     /// A scope was created or its config changed: warm it with its new settings.
-    fn scope_changed(&self, scope: &ScopeKey);
-    /// On the SpacetimeDB adapter: whether the cache is connected now.
+    async fn scope_changed(&self, scope: &ScopeKey);
+    /// On the SpacetimeDB adapter: whether every shard's cache is connected now.
     fn cache_connected(&self) -> Option<bool>;
-    /// On the SpacetimeDB adapter: whether this node drains the outbox now (one node
-    /// on a PostgreSQL does).
+    /// On the SpacetimeDB adapter: whether this node drains an outbox of the domain
+    /// now (one node on a PostgreSQL drains each shard's).
     fn drains_outbox(&self) -> Option<bool>;
+    /// On the SpacetimeDB adapter: each shard of the domain, as this node sees it.
+    fn shards(&self) -> Vec<ShardStatus>;
+    /// Where a new scope goes (`None` on the PostgreSQL adapter).
+    fn place(&self, scope: &ScopeKey) -> Option<String>;
+    /// Moves a scope to cache shard `to`, losing no write: its writes stop (503
+    /// `scope_moving`, retried by clients), its outbox drains into PostgreSQL, it is
+    /// warmed on `to` from PostgreSQL, switched, and cleared on its old shard; its
+    /// live subscribers resync.
+    async fn move_scope(&self, scope: &ScopeKey, to: &str, drain_within: Duration) -> Result<Value, DomainError>;
 
     /// Shutting down: refuse new writes (503 `shutting_down`) from now on.
     fn stop_writes(&self);
@@ -94,6 +104,18 @@ pub trait DomainService: Send + Sync {
     /// Before `scope` is created (again): a purge of it must have reached the cache
     /// (else 409 `purge_unfinished`), and the cache takes its commands again.
     async fn prepare_recreate(&self, scope: &ScopeKey) -> Result<(), DomainError>;
+}
+
+/// One shard of a domain as this node sees it (see [`DomainService::shards`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShardStatus {
+    pub shard: String,
+    /// Its outbox's lease key: `<domain>` on the first shard, `<domain>/<shard>` on others.
+    pub unit: String,
+    pub cache_connected: bool,
+    pub drains_outbox: bool,
+    /// How many scopes' rows this node holds from the shard (null: all of them).
+    pub subscribed_scopes: Option<usize>,
 }
 
 /// See [`DomainService::describe`].
@@ -150,25 +172,21 @@ fn scope_config_schema<D: Domain>(generator: &mut schemars::SchemaGenerator) -> 
 
 /// A running domain: its supervised [`AdapterActor`] and what the API checks first.
 pub struct DomainHandle<D: Domain> {
-    /// Commands and snapshots go straight to the connection, on the caller's (HTTP
-    /// worker's) thread: they need no actor, since the connection is shared.
-    connection: Arc<dyn Connection<D>>,
+    /// Commands and snapshots go straight to the scope's shard's connection, on the
+    /// caller's (HTTP worker's) thread: they need no actor, since it is shared.
+    routed: Arc<Routed<D>>,
     /// The live fan-out, which has state of its own.
     actor: Addr<AdapterActor<D>>,
     adapter: AdapterKind,
     scopes: Arc<ScopeStore>,
     settings: D::Settings,
     pages: PageLimits,
-    warmup: Option<Addr<WarmupCoordinator<D>>>,
-    cache: Option<Arc<dyn Cache<D>>>,
     board: Arc<WarmupBoard>,
     /// How long a write waits for its scope's warm-up.
     warm_wait: Duration,
     pool: sqlx::PgPool,
     metrics: CacheMetrics,
     outbox_batch_size: usize,
-    /// Set by the outbox poller while this node holds the drainer lease.
-    drains_here: Arc<std::sync::atomic::AtomicBool>,
     stopping: std::sync::atomic::AtomicBool,
     _domain: PhantomData<D>,
 }
@@ -185,19 +203,21 @@ impl<D: Domain> DomainHandle<D> {
     /// generation. A write taken before could carry a version PostgreSQL already has
     /// (the cache may have lost writes in a restart), and warm-up would then undo it;
     /// a snapshot taken before would be partial, served as if it were whole.
-    /// Whether another node holds this domain's drainer lease now.
-    async fn drained_elsewhere(&self) -> bool {
-        let holders = crate::drainer::holders(&self.pool, &[D::NAME]).await;
+    /// Whether another node holds the drainer lease of this domain's outbox on `shard`.
+    async fn drained_elsewhere(&self, shard: &Shard) -> bool {
+        let holders = crate::drainer::holders(&self.pool, std::slice::from_ref(&shard.unit)).await;
         holders.is_ok_and(|holders| holders.into_iter().any(|(_, holder)| holder.is_some()))
     }
 
     async fn until_warm(&self, scope: &ScopeKey) -> Result<(), DomainError> {
-        let Some(cache) = &self.cache else { return Ok(()) };
-        // A scope this node has never queued was created after it started, through
-        // another node: it warms here now (its rows in the cache were warmed by that
-        // node; warm-up never goes back on a newer cached version).
-        if self.board.list_if_new(D::NAME, scope) {
-            if let Some(warmup) = &self.warmup {
+        let shard = self.routed.of(scope).await?;
+        let Some(cache) = &shard.cache else { return Ok(()) };
+        // A scope this node has never queued on its shard was created after it
+        // started, through another node (or moved there): it warms here now (its rows
+        // in the cache were warmed by that node; warm-up never goes back on a newer
+        // cached version).
+        if self.board.list_if_new(D::NAME, scope, &shard.shard.name) {
+            if let Some(warmup) = &shard.warmup {
                 warmup.do_send(WarmScope { scope: scope.clone(), force: false });
             }
         }
@@ -267,7 +287,7 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
         self.until_warm(scope).await?;
         // One more than asked tells whether another page follows, without guessing
         // from a full page (which may be the last).
-        let mut items = self.connection.snapshot(scope, Page { limit: limit + 1, before }).await?;
+        let mut items = self.routed.snapshot(scope, Page { limit: limit + 1, before }).await?;
         let has_more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let next_before = if has_more { items.last().map(D::cursor) } else { None };
@@ -290,7 +310,7 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
         D::validate(&command, &self.settings)?;
         self.until_warm(scope).await?;
         let actor = ActingUser { user: caller.user.clone(), owns_scope };
-        let event = self.connection.apply(scope, &actor, command, durability).await?;
+        let event = self.routed.apply(scope, &actor, command, durability).await?;
         serde_json::to_value(event).map_err(|e| DomainError::internal("an event cannot be encoded").caused_by(e))
     }
 
@@ -313,34 +333,75 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
     }
 
     async fn rewarm(&self, scope: Option<&ScopeKey>) -> Result<(), DomainError> {
-        let Some(warmup) = &self.warmup else {
+        if self.routed.shards[0].warmup.is_none() {
             return Err(DomainError::conflict(
                 "no_cache",
                 format!("the {} domain runs on the PostgreSQL adapter: there is no cache to warm", D::NAME),
             ));
-        };
+        }
         match scope {
             Some(scope) => {
                 self.existing_scope(scope).await?;
-                warmup.do_send(WarmScope { scope: scope.clone(), force: true });
+                if let Some(warmup) = &self.routed.of(scope).await?.warmup {
+                    warmup.do_send(WarmScope { scope: scope.clone(), force: true });
+                }
             }
-            None => warmup.do_send(WarmAll { force: true }),
+            None => {
+                for warmup in self.routed.shards.iter().filter_map(|shard| shard.warmup.as_ref()) {
+                    warmup.do_send(WarmAll { force: true });
+                }
+            }
         }
         Ok(())
     }
 
-    fn scope_changed(&self, scope: &ScopeKey) {
-        if let Some(warmup) = &self.warmup {
-            warmup.do_send(WarmScope { scope: scope.clone(), force: true });
+    async fn scope_changed(&self, scope: &ScopeKey) {
+        match self.routed.of(scope).await {
+            Ok(shard) => {
+                if let Some(warmup) = &shard.warmup {
+                    warmup.do_send(WarmScope { scope: scope.clone(), force: true });
+                }
+            }
+            Err(error) => tracing::warn!(domain = D::NAME, scope = %scope, %error, "cannot warm a changed scope"),
         }
     }
 
     fn cache_connected(&self) -> Option<bool> {
-        self.cache.as_ref().map(|cache| cache.epoch().is_some())
+        let caches: Vec<bool> =
+            self.routed.shards.iter().filter_map(|shard| shard.cache.as_ref().map(|c| c.epoch().is_some())).collect();
+        (!caches.is_empty()).then(|| caches.iter().all(|connected| *connected))
     }
 
     fn drains_outbox(&self) -> Option<bool> {
-        self.cache.as_ref().map(|_| self.drains_here.load(std::sync::atomic::Ordering::Relaxed))
+        self.routed.shards[0].cache.as_ref()?;
+        Some(self.routed.shards.iter().any(|shard| shard.drains_here.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
+    fn shards(&self) -> Vec<ShardStatus> {
+        self.routed
+            .shards
+            .iter()
+            .filter_map(|handle| {
+                let cache = handle.cache.as_ref()?;
+                Some(ShardStatus {
+                    shard: handle.shard.name.clone(),
+                    unit: handle.shard.unit.clone(),
+                    cache_connected: cache.epoch().is_some(),
+                    drains_outbox: handle.drains_here.load(std::sync::atomic::Ordering::Relaxed),
+                    subscribed_scopes: cache.subscribed_scopes(),
+                })
+            })
+            .collect()
+    }
+
+    fn place(&self, scope: &ScopeKey) -> Option<String> {
+        self.routed.place(scope)
+    }
+
+    async fn move_scope(&self, scope: &ScopeKey, to: &str, drain_within: Duration) -> Result<Value, DomainError> {
+        let moving =
+            crate::moving::Move { routed: &self.routed, scopes: &self.scopes, board: &self.board, pool: &self.pool };
+        moving.run(scope, to, drain_within).await
     }
 
     fn stop_writes(&self) {
@@ -348,13 +409,89 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
     }
 
     async fn drain(&self, within: Duration) -> usize {
-        let Some(cache) = &self.cache else { return 0 };
+        let drains = self.routed.shards.iter().map(|shard| self.drain_shard(shard, within));
+        futures::future::join_all(drains).await.into_iter().sum()
+    }
+
+    async fn replay_dead_letter(&self, id: i64) -> Result<boardsync_core::dead_letters::Replayed, DomainError> {
+        let (replayed, item) = boardsync_core::dead_letters::replay::<D>(&self.pool, id).await?;
+        // PostgreSQL has it now; the cache takes it too unless it holds a newer version
+        // (else the next edit would start from the older state and conflict).
+        let Some(cache) = &self.routed.shards[0].cache else { return Ok(replayed) };
+        let scope = ScopeKey::parse(&cache.scope_of(&item));
+        let shard = match &scope {
+            Ok(scope) => self.routed.of(scope).await.ok(),
+            Err(_) => None,
+        };
+        let warmed = match (&scope, shard.and_then(|shard| shard.cache.as_ref())) {
+            (Ok(scope), Some(cache)) => cache.warm(scope, vec![item]).await,
+            (Ok(_), None) => Err(cache_unavailable()),
+            (Err(error), _) => Err(error.clone()),
+        };
+        if let Err(error) = warmed {
+            tracing::warn!(domain = D::NAME, id, %error, "a replayed dead letter is in PostgreSQL, not yet in the cache");
+            // Its scope loads from PostgreSQL once the cache is back, whatever the
+            // cache says of it then.
+            if let (Ok(scope), Some(shard)) = (scope, shard) {
+                if let Some(warmup) = &shard.warmup {
+                    warmup.do_send(WarmScope { scope, force: true });
+                }
+            }
+        }
+        Ok(replayed)
+    }
+
+    async fn purge(&self, scope: &ScopeKey) -> Result<boardsync_core::purge::Purged, DomainError> {
+        // Its shard, looked up before its row goes.
+        let shard = self.routed.of(scope).await?;
+        let purged = boardsync_core::purge::purge_postgres::<D>(&self.pool, scope)
+            .await?
+            .ok_or_else(|| boardsync_core::scope::missing(D::NAME, D::SCOPE, scope))?;
+        // Its sockets close and its access is forgotten here at once (other backends
+        // hear of it through the scopes trigger).
+        self.scopes.changed(D::NAME, scope);
+        if let Some(cache) = &shard.cache {
+            if let Err(error) = cache.forget(scope).await {
+                tracing::error!(domain = D::NAME, scope = %scope, %error, "purged in PostgreSQL, not yet in the cache");
+                return Err(DomainError::unavailable(
+                    "purge_unfinished",
+                    "the scope is purged in PostgreSQL but the cache could not be reached: purge it again",
+                ));
+            }
+        }
+        boardsync_core::purge::cache_cleared(&self.pool, D::NAME, scope).await?;
+        tracing::info!(domain = D::NAME, scope = %scope, items = purged.items, "scope purged");
+        Ok(purged)
+    }
+
+    async fn prepare_recreate(&self, scope: &ScopeKey) -> Result<(), DomainError> {
+        if !boardsync_core::purge::recreating(&self.pool, D::NAME, scope).await? {
+            return Ok(());
+        }
+        // The shard it is created on takes it back (a purge marked it on the shard it
+        // lived on then; a move there later clears that mark).
+        let shard = self.routed.named(self.routed.place(scope).as_deref())?;
+        if let Some(cache) = &shard.cache {
+            cache.remember(scope).await.map_err(|error| {
+                tracing::warn!(domain = D::NAME, scope = %scope, %error, "the cache cannot take a purged scope back yet");
+                DomainError::unavailable("cache_unavailable", "the cache must take this purged scope back first: try again")
+            })?;
+        }
+        boardsync_core::purge::recreated(&self.pool, D::NAME, scope).await
+    }
+}
+
+impl<D: DomainAdapters> DomainHandle<D> {
+    /// [`DomainService::drain`] of one shard.
+    async fn drain_shard(&self, shard: &ShardHandle<D>, within: Duration) -> usize {
+        let Some(cache) = &shard.cache else { return 0 };
+        let drains_here = &shard.drains_here;
         // Another node drains this outbox: the entries reach PostgreSQL through it.
         // This node writes back only what it keeps (its own last writes among them),
         // so that its stop neither drains other nodes' traffic nor depends on the
         // cache keeping what it holds.
-        if !self.drains_here.load(std::sync::atomic::Ordering::Relaxed) && self.drained_elsewhere().await {
-            tracing::info!(domain = D::NAME, "another node drains the outbox: writing back only what this node keeps");
+        if !drains_here.load(std::sync::atomic::Ordering::Relaxed) && self.drained_elsewhere(&shard.shard).await {
+            tracing::info!(domain = D::NAME, shard = %shard.shard.name, "another node drains the outbox: writing back only what this node keeps");
             return match cache.restore_all(&self.pool).await {
                 Ok(_) => 0,
                 Err(error) => {
@@ -394,62 +531,6 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
             tracing::error!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL");
         }
         cache.pending_count().max(cache.retained())
-    }
-
-    async fn replay_dead_letter(&self, id: i64) -> Result<boardsync_core::dead_letters::Replayed, DomainError> {
-        let (replayed, item) = boardsync_core::dead_letters::replay::<D>(&self.pool, id).await?;
-        // PostgreSQL has it now; the cache takes it too unless it holds a newer version
-        // (else the next edit would start from the older state and conflict).
-        if let Some(cache) = &self.cache {
-            let scope = ScopeKey::parse(&cache.scope_of(&item));
-            let warmed = match &scope {
-                Ok(scope) => cache.warm(scope, vec![item]).await,
-                Err(error) => Err(error.clone()),
-            };
-            if let Err(error) = warmed {
-                tracing::warn!(domain = D::NAME, id, %error, "a replayed dead letter is in PostgreSQL, not yet in the cache");
-                // Its scope loads from PostgreSQL once the cache is back, whatever the
-                // cache says of it then.
-                if let (Ok(scope), Some(warmup)) = (scope, &self.warmup) {
-                    warmup.do_send(WarmScope { scope, force: true });
-                }
-            }
-        }
-        Ok(replayed)
-    }
-
-    async fn purge(&self, scope: &ScopeKey) -> Result<boardsync_core::purge::Purged, DomainError> {
-        let purged = boardsync_core::purge::purge_postgres::<D>(&self.pool, scope)
-            .await?
-            .ok_or_else(|| boardsync_core::scope::missing(D::NAME, D::SCOPE, scope))?;
-        // Its sockets close and its access is forgotten here at once (other backends
-        // hear of it through the scopes trigger).
-        self.scopes.changed(D::NAME, scope);
-        if let Some(cache) = &self.cache {
-            if let Err(error) = cache.forget(scope).await {
-                tracing::error!(domain = D::NAME, scope = %scope, %error, "purged in PostgreSQL, not yet in the cache");
-                return Err(DomainError::unavailable(
-                    "purge_unfinished",
-                    "the scope is purged in PostgreSQL but the cache could not be reached: purge it again",
-                ));
-            }
-        }
-        boardsync_core::purge::cache_cleared(&self.pool, D::NAME, scope).await?;
-        tracing::info!(domain = D::NAME, scope = %scope, items = purged.items, "scope purged");
-        Ok(purged)
-    }
-
-    async fn prepare_recreate(&self, scope: &ScopeKey) -> Result<(), DomainError> {
-        if !boardsync_core::purge::recreating(&self.pool, D::NAME, scope).await? {
-            return Ok(());
-        }
-        if let Some(cache) = &self.cache {
-            cache.remember(scope).await.map_err(|error| {
-                tracing::warn!(domain = D::NAME, scope = %scope, %error, "the cache cannot take a purged scope back yet");
-                DomainError::unavailable("cache_unavailable", "the cache must take this purged scope back first: try again")
-            })?;
-        }
-        boardsync_core::purge::recreated(&self.pool, D::NAME, scope).await
     }
 }
 
@@ -498,7 +579,7 @@ impl Domains {
     pub async fn start<D: DomainAdapters>(
         &mut self,
         context: AdapterContext<D>,
-        spacetimedb: Option<SpacetimeTarget>,
+        spacetimedb: Vec<SpacetimeTarget>,
         scopes: Arc<ScopeStore>,
         pages: PageLimits,
     ) -> Result<(), DomainError> {
@@ -509,57 +590,66 @@ impl Domains {
         let domain_settings = context.settings.domain.clone();
         let framework = context.settings.framework.clone();
         let pool = context.pool.clone();
-        let handle_pool = context.pool.clone();
-        let adapter = connect::<D>(context, spacetimedb).await?;
-        let kind = adapter.connection.kind();
+        let adapters = connect::<D>(context, spacetimedb).await?;
+        let kind = adapters[0].connection.kind();
         let arbiter = Arbiter::new().handle();
-        let connection = adapter.connection;
-        let fan_out = connection.clone();
-        let actor = Supervisor::start_in_arbiter(&arbiter, move |_| AdapterActor::new(fan_out));
-        let cache = adapter.cache.clone();
-        let drains_here = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let warmup = adapter.cache.map(|cache| {
-            self.runtime.metrics.start_domain(D::NAME);
-            let poller = OutboxPoller::<D>::new(
-                cache.clone(),
-                pool.clone(),
-                &self.runtime.node,
-                drains_here.clone(),
-                framework.outbox_batch_size,
-                std::time::Duration::from_millis(framework.outbox_poll_interval_ms),
-                framework.outbox_push,
-                self.runtime.metrics.clone(),
-            );
-            // Draining runs on a thread of its own, beside the domain's live fan-out.
-            OutboxPoller::start_in_arbiter(&Arbiter::new().handle(), move |_| poller);
-            let context = WarmupContext {
-                cache,
-                pool,
-                scopes: scopes.clone(),
-                defaults: framework.warmup.clone(),
-                scheduler: self.runtime.scheduler.clone(),
-                board: self.runtime.board.clone(),
-                metrics: self.runtime.metrics.clone(),
-                liveness: self.runtime.liveness.clone(),
-                joined: std::sync::atomic::AtomicBool::new(false),
+        let mut shards = Vec::with_capacity(adapters.len());
+        for adapter in adapters {
+            let drains_here = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let shard = match &adapter.cache {
+                Some(cache) => cache.shard().clone(),
+                None => Shard::new(D::NAME, "", true),
             };
-            WarmupCoordinator::start_in_arbiter(&arbiter, move |_| WarmupCoordinator::new(context))
-        });
+            let warmup = adapter.cache.clone().map(|cache| {
+                self.runtime.metrics.start_domain(&shard.unit);
+                let poller = OutboxPoller::<D>::new(
+                    cache.clone(),
+                    pool.clone(),
+                    &self.runtime.node,
+                    drains_here.clone(),
+                    framework.outbox_batch_size,
+                    std::time::Duration::from_millis(framework.outbox_poll_interval_ms),
+                    framework.outbox_push,
+                    self.runtime.metrics.clone(),
+                );
+                // Draining runs on a thread of its own, beside the domain's live fan-out.
+                OutboxPoller::start_in_arbiter(&Arbiter::new().handle(), move |_| poller);
+                let context = WarmupContext {
+                    cache,
+                    pool: pool.clone(),
+                    scopes: scopes.clone(),
+                    defaults: framework.warmup.clone(),
+                    scheduler: self.runtime.scheduler.clone(),
+                    board: self.runtime.board.clone(),
+                    metrics: self.runtime.metrics.clone(),
+                    liveness: self.runtime.liveness.clone(),
+                    joined: std::sync::atomic::AtomicBool::new(false),
+                };
+                WarmupCoordinator::start_in_arbiter(&arbiter, move |_| WarmupCoordinator::new(context))
+            });
+            shards.push(ShardHandle {
+                shard,
+                connection: adapter.connection,
+                cache: adapter.cache,
+                warmup,
+                drains_here,
+            });
+        }
+        let routed = Arc::new(Routed::new(shards, scopes.clone()));
+        let fan_out: Arc<dyn Connection<D>> = routed.clone();
+        let actor = Supervisor::start_in_arbiter(&arbiter, move |_| AdapterActor::new(fan_out));
         let handle = DomainHandle::<D> {
-            connection,
+            routed,
             actor,
             adapter: kind,
             scopes,
             settings: domain_settings,
             pages,
-            warmup,
-            cache,
             board: self.runtime.board.clone(),
             warm_wait: Duration::from_millis(framework.warm_wait_ms),
-            pool: handle_pool,
+            pool,
             metrics: self.runtime.metrics.clone(),
             outbox_batch_size: framework.outbox_batch_size,
-            drains_here,
             stopping: std::sync::atomic::AtomicBool::new(false),
             _domain: PhantomData,
         };

@@ -72,6 +72,8 @@ pub struct WarmupStatus {
     /// The cache generation the last run started in: a scope is warm only for the
     /// generation it was warmed in.
     pub generation: Option<u64>,
+    /// The cache shard it was last warmed on.
+    pub shard: String,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -98,10 +100,22 @@ impl WarmupBoard {
         all
     }
 
-    /// Lists `scope` as pending if this node never listed it (since it started);
-    /// whether it did now. One caller wins, however many ask at once.
-    pub fn list_if_new(&self, domain: &'static str, scope: &ScopeKey) -> bool {
-        !self.statuses.contains_key(&(domain, scope.clone())) && !self.update(domain, scope, |_| {})
+    /// Lists `scope` as pending on `shard` if this node never listed it there (since
+    /// it started, or since the scope moved); whether it did now. One caller wins,
+    /// however many ask at once.
+    pub fn list_if_new(&self, domain: &'static str, scope: &ScopeKey, shard: &str) -> bool {
+        if self.statuses.get(&(domain, scope.clone())).is_some_and(|status| status.shard == shard) {
+            return false;
+        }
+        let mut new = false;
+        self.update(domain, scope, |status| {
+            if status.shard != shard {
+                new = true;
+                status.shard = shard.to_string();
+                status.state = WarmupState::Pending;
+            }
+        });
+        new
     }
 
     /// The priority `scope` was last queued with.
@@ -141,6 +155,7 @@ impl WarmupBoard {
                 runs: 0,
                 already_warm: false,
                 generation: None,
+                shard: String::new(),
                 updated_at: Utc::now(),
             }
         });
@@ -313,6 +328,8 @@ enum Warmed {
     /// Another node is warming the scope now: this run waits its turn (retried soon,
     /// it is no failure and no run).
     Elsewhere,
+    /// The scope lives on another shard (it moved): nothing to do on this one.
+    Moved,
 }
 
 /// The first retry of a failed warm-up, doubled per failure up to [`RETRY_MAX`].
@@ -353,6 +370,7 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                             status.error = None;
                         }
                         Ok(Warmed::Disabled) => status.state = WarmupState::Disabled,
+                        Ok(Warmed::Moved) => {}
                         Ok(Warmed::Elsewhere) => {
                             status.state = WarmupState::Pending;
                             status.error = None;
@@ -372,7 +390,7 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                 match outcome {
                     Ok(Warmed::Loaded(rows)) => {
                         context.cache.warmed(&scope);
-                        context.metrics.warmup_duration.with_label_values(&[D::NAME]).observe(elapsed.as_secs_f64());
+                        context.metrics.warmup_duration.with_label_values(&[context.cache.shard().unit.as_str()]).observe(elapsed.as_secs_f64());
                         tracing::info!(domain = D::NAME, scope = %scope, rows, ms = elapsed.as_millis() as u64, "scope warm");
                     }
                     Ok(Warmed::Already) => {
@@ -385,6 +403,9 @@ impl<D: Domain> Handler<RunWarmup> for WarmupActor<D> {
                     }
                     Ok(Warmed::Elsewhere) => {
                         tracing::debug!(domain = D::NAME, scope = %scope, "another node warms this scope; retrying")
+                    }
+                    Ok(Warmed::Moved) => {
+                        tracing::debug!(domain = D::NAME, scope = %scope, "the scope lives on another shard now")
                     }
                     Err(error) => tracing::warn!(domain = D::NAME, scope = %scope, %error, "warm-up failed"),
                 }
@@ -451,8 +472,12 @@ async fn warm_scope<D: Domain>(
     let Some(stored) = context.scopes.get(D::NAME, scope).await? else {
         return Err(DomainError::not_found("scope_not_found", format!("{} {scope} no longer exists", D::SCOPE)));
     };
+    if !context.cache.shard().holds(stored.shard.as_deref()) {
+        return Ok(Warmed::Moved);
+    }
     let settings = context.defaults.with(&stored.warmup_overrides());
     let generation = context.cache.generation();
+    let shard = context.cache.shard().name.clone();
     // A transaction only for its lock: ended (and the lock freed) however the run
     // ends, also if this process dies.
     let mut lock = context.pool.begin().await.map_err(DomainError::from_sqlx)?;
@@ -475,17 +500,24 @@ async fn warm_scope<D: Domain>(
         tracing::info!(domain = D::NAME, scope = %scope, restored, "wrote acknowledged writes into PostgreSQL before warm-up");
     }
     if !settings.enabled {
-        context.board.update(D::NAME, scope, |status| status.generation = generation);
+        context.board.update(D::NAME, scope, |status| {
+            status.generation = generation;
+            status.shard = shard;
+        });
         return Ok(Warmed::Disabled);
     }
     // Writes just restored into PostgreSQL must reach the cache too.
     let joined = context.joined.load(std::sync::atomic::Ordering::SeqCst);
     let Some(claim) = context.cache.begin_warm(scope, force || restored > 0 || !joined).await? else {
-        context.board.update(D::NAME, scope, |status| status.generation = generation);
+        context.board.update(D::NAME, scope, |status| {
+            status.generation = generation;
+            status.shard = shard;
+        });
         return Ok(Warmed::Already);
     };
     context.board.update(D::NAME, scope, |status| {
         status.state = WarmupState::Warming;
+        status.shard = shard;
         status.generation = generation;
         status.rows_loaded = 0;
         status.rows_total = 0;
@@ -504,7 +536,11 @@ async fn warm_scope<D: Domain>(
     for batch in batches::<D>(&items, settings.batch_size as usize, settings.batch_bytes) {
         context.cache.warm(scope, batch.to_vec()).await?;
         loaded += batch.len() as u64;
-        context.metrics.warmup_rows.with_label_values(&[D::NAME]).inc_by(batch.len() as u64);
+        context
+            .metrics
+            .warmup_rows
+            .with_label_values(&[context.cache.shard().unit.as_str()])
+            .inc_by(batch.len() as u64);
         context.board.update(D::NAME, scope, |status| status.rows_loaded = loaded);
     }
     if let Some(keep) = settings.max_items {
@@ -557,9 +593,11 @@ impl<D: Domain> WarmupCoordinator<D> {
             // Before the run is queued, so that run sees it.
             actor.do_send(Force);
         }
+        let shard = self.context.cache.shard().name.clone();
         self.context.board.update(D::NAME, &scope, |status| {
             status.state = WarmupState::Pending;
             status.priority = priority;
+            status.shard = shard;
         });
         self.context.scheduler.do_send(Enqueue { priority, job: actor.recipient() });
     }
@@ -571,17 +609,21 @@ impl<D: Domain> WarmupCoordinator<D> {
         let only_all = only.is_none();
         ctx.wait(
             async move {
-                let scopes = match only {
+                let scopes: Vec<_> = match only {
                     Some(key) => context.scopes.get(D::NAME, &key).await.map(|s| s.into_iter().collect()),
                     None => context.scopes.list(Some(D::NAME)).await,
                 }?;
+                // Only the scopes that live on this coordinator's shard.
+                let shard = context.cache.shard();
+                let scopes: Vec<_> = scopes.into_iter().filter(|scope| shard.holds(scope.shard.as_deref())).collect();
+                let unit = shard.unit.clone();
                 // The first time the cache is ready: whether this node is the first
                 // to run the domain after none ran (the cache then forgets which
                 // scopes are warm, so each is loaded from PostgreSQL again).
                 if only_all && !context.joined.load(std::sync::atomic::Ordering::SeqCst) {
                     let cache = context.cache.clone();
                     let first =
-                        context.liveness.join(&context.pool, D::NAME, || async move { cache.forget_warm_ups().await });
+                        context.liveness.join(&context.pool, &unit, || async move { cache.forget_warm_ups().await });
                     if first.await? {
                         tracing::info!(domain = D::NAME, "first node up: every scope loads from PostgreSQL");
                     }

@@ -66,7 +66,7 @@ impl Wiring<'_> {
             .map_err(|e| StartupError::Settings(e.to_string()))?;
         let context = AdapterContext { pool: self.pool.clone(), settings };
         let pages = PageLimits { default: self.settings.api.default_page_size, max: self.settings.api.max_page_size };
-        let spacetimedb = self.settings.spacetimedb.target(D::NAME);
+        let spacetimedb = self.settings.spacetimedb.targets(D::NAME);
         let adapter = self.settings.adapter();
         domains
             .start::<D>(context, spacetimedb, self.scopes.clone(), pages)

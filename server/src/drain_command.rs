@@ -90,10 +90,32 @@ async fn drain_one<D: DomainAdapters>(
         .map_err(|e| DrainError::Settings { domain, reason: e.to_string() })?;
     let batch = parsed.framework.outbox_batch_size.max(1);
     D::migrator().run(pool).await.map_err(|e| fail(DomainError::internal("migrating").caused_by(e)))?;
-    let target = settings.spacetimedb.target(domain).ok_or(DrainError::NoCache)?;
-    let cache =
-        CacheAdapter::<D>::connect(AdapterContext { pool: pool.clone(), settings: parsed }, target).map_err(fail)?;
+    let targets = settings.spacetimedb.targets(domain);
+    if targets.is_empty() {
+        return Err(DrainError::NoCache);
+    }
     let deadline = Instant::now() + timeout;
+    let mut drained = 0;
+    // Each shard's outbox in turn, within the one deadline.
+    for target in targets {
+        let context = AdapterContext { pool: pool.clone(), settings: parsed.clone() };
+        drained += drain_shard::<D>(context, target, batch, deadline, timeout).await?;
+    }
+    Ok((domain, drained))
+}
+
+async fn drain_shard<D: DomainAdapters>(
+    context: AdapterContext<D>,
+    target: boardsync_core::factory::SpacetimeTarget,
+    batch: usize,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<usize, DrainError> {
+    let domain = D::NAME;
+    let fail = |error| DrainError::Domain { domain, error };
+    let pool = &context.pool.clone();
+    let unit = target.shard.unit.clone();
+    let cache = CacheAdapter::<D>::connect(context, target).map_err(fail)?;
     while Cache::<D>::epoch(&cache).is_none() {
         if Instant::now() >= deadline {
             return Err(DrainError::NotConnected(domain, timeout));
@@ -104,13 +126,13 @@ async fn drain_one<D: DomainAdapters>(
     // The drainer lease, as a node takes it: while a running node drains this
     // outbox, this command does not (it says who does). A node just stopped or
     // killed lets go of it within moments (PostgreSQL ends its session): it waits.
-    let mut lease = DrainerLease::new(domain, pool, "boardsync outbox drain", Duration::ZERO);
+    let mut lease = DrainerLease::new(unit.clone(), pool, "boardsync outbox drain", Duration::ZERO);
     while !lease.is_held() {
         if lease.connection().await.is_some() {
             break;
         }
         if Instant::now() >= deadline {
-            let holder = holders(pool, &[domain]).await.map_err(DrainError::Postgres)?.pop().and_then(|(_, n)| n);
+            let holder = holders(pool, &[unit]).await.map_err(DrainError::Postgres)?.pop().and_then(|(_, n)| n);
             return Err(DrainError::Drained { domain, by: holder.unwrap_or_else(|| "another node".into()) });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -135,5 +157,5 @@ async fn drain_one<D: DomainAdapters>(
     if left > 0 {
         return Err(DrainError::Left { domain, left, timeout });
     }
-    Ok((domain, drained))
+    Ok(drained)
 }

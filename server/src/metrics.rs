@@ -65,7 +65,7 @@ impl Metrics {
 /// A domain's outbox as the admin console shows it: the numbers `/metrics` exports
 /// (`outbox_pending`, `outbox_oldest_pending_milliseconds`, `outbox_lag_seconds`),
 /// read back from the same registry so the two never disagree.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct OutboxSummary {
     pub pending: i64,
     pub oldest_age_ms: i64,
@@ -76,7 +76,7 @@ pub struct OutboxSummary {
     pub lag_ms: Option<LagPercentiles>,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct LagPercentiles {
     pub p50: f64,
     pub p90: f64,

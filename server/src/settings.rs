@@ -215,7 +215,29 @@ pub struct SpacetimedbSettings {
     pub reconnect_initial_ms: u64,
     pub reconnect_max_ms: u64,
     pub compression: bool,
+    /// The name of the shard at `url` (the first shard: scopes created before there
+    /// were others live on it).
+    pub shard_name: String,
+    /// How long moving a scope waits for its writes to reach PostgreSQL (and then for
+    /// its warm-up on the new shard) before calling the move off.
+    pub move_drain_timeout_ms: u64,
+    /// More SpacetimeDB servers to spread scopes over, by shard name. A scope's shard
+    /// is chosen when it is created and stored with it, so adding one moves nothing.
+    pub shards: std::collections::BTreeMap<String, ShardSettings>,
 }
+
+/// One more SpacetimeDB server (`[spacetimedb.shards.<name>]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardSettings {
+    pub url: String,
+    /// The backend's identity token there; empty: `spacetimedb.token`.
+    #[serde(default)]
+    pub token: SecretString,
+}
+
+/// The longest shard name (it is part of lock keys, logs and metric labels).
+pub const MAX_SHARD_NAME_BYTES: usize = 32;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,12 +257,28 @@ impl SpacetimedbSettings {
         format!("{}-{}", self.database_prefix, domain)
     }
 
-    /// Where `domain`'s module is, when SpacetimeDB is configured.
-    pub fn target(&self, domain: &str) -> Option<SpacetimeTarget> {
-        let url = self.url()?;
-        Some(SpacetimeTarget {
-            url: url.trim_end_matches('/').to_string(),
-            token: self.token.expose_secret().to_string(),
+    /// Where `domain`'s module is on each shard, the first shard first; none when
+    /// SpacetimeDB is not configured.
+    pub fn targets(&self, domain: &str) -> Vec<SpacetimeTarget> {
+        let Some(url) = self.url() else { return Vec::new() };
+        let first = self.target(domain, &self.shard_name, url, self.token.expose_secret(), true);
+        let others = self.shards.iter().map(|(name, shard)| {
+            let token = Some(shard.token.expose_secret()).filter(|t| !t.trim().is_empty());
+            self.target(domain, name, &shard.url, token.unwrap_or(self.token.expose_secret()), false)
+        });
+        std::iter::once(first).chain(others).collect()
+    }
+
+    /// Every shard's name, the first shard first.
+    pub fn shard_names(&self) -> Vec<String> {
+        std::iter::once(self.shard_name.clone()).chain(self.shards.keys().cloned()).collect()
+    }
+
+    fn target(&self, domain: &str, shard: &str, url: &str, token: &str, first: bool) -> SpacetimeTarget {
+        SpacetimeTarget {
+            shard: boardsync_core::shards::Shard::new(domain, shard, first),
+            url: url.trim().trim_end_matches('/').to_string(),
+            token: token.to_string(),
             database: self.database_name(domain),
             reducer_timeout: Duration::from_millis(self.reducer_timeout_ms),
             durable_timeout: Duration::from_millis(self.durable_timeout_ms),
@@ -249,7 +287,45 @@ impl SpacetimedbSettings {
                 Duration::from_millis(self.reconnect_max_ms),
             ),
             compression: self.compression,
-        })
+        }
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let valid = |name: &str| {
+            !name.is_empty()
+                && name.len() <= MAX_SHARD_NAME_BYTES
+                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        };
+        if !valid(&self.shard_name) {
+            return Err(SettingsError::Rejected {
+                key: "spacetimedb.shard_name",
+                reason: format!("must be 1 to {MAX_SHARD_NAME_BYTES} lowercase letters, digits, '-' or '_'"),
+            });
+        }
+        for (name, shard) in &self.shards {
+            if !valid(name) || *name == self.shard_name {
+                return Err(SettingsError::Rejected {
+                    key: "spacetimedb.shards",
+                    reason: format!(
+                        "shard {name:?}: names must be 1 to {MAX_SHARD_NAME_BYTES} lowercase letters, digits, '-' or '_', \
+                         and differ from spacetimedb.shard_name"
+                    ),
+                });
+            }
+            if shard.url.trim().is_empty() {
+                return Err(SettingsError::Rejected {
+                    key: "spacetimedb.shards",
+                    reason: format!("shard {name:?} needs a url"),
+                });
+            }
+        }
+        if self.url().is_none() && !self.shards.is_empty() {
+            return Err(SettingsError::Rejected {
+                key: "spacetimedb.shards",
+                reason: "more shards need a first one: set spacetimedb.url".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -452,6 +528,7 @@ impl Settings {
                 reason: "a SpacetimeDB URL is set, so the backend's identity token is needed too".into(),
             });
         }
+        self.spacetimedb.validate()?;
         // A page asks the adapter for one item more than its size, to tell whether more follow.
         let pages = &self.api;
         if pages.max_page_size == 0 || pages.max_page_size >= u32::MAX / 2 {

@@ -176,6 +176,7 @@ impl Application {
                 .service(routes::admin::get_scope)
                 .service(routes::admin::patch_scope)
                 .service(routes::admin::delete_scope)
+                .service(routes::admin::move_scope)
                 .service(routes::admin::warmup_status)
                 .service(routes::admin::rewarm_all)
                 .service(routes::admin::rewarm_scope)

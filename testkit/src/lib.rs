@@ -175,7 +175,9 @@ impl TestSpacetime {
 
     /// Where the backend finds this module, with the test identity as the backend's.
     pub fn target(&self) -> SpacetimeTarget {
+        let domain = self.database.strip_prefix(&format!("{}-", self.prefix)).unwrap_or(&self.database);
         SpacetimeTarget {
+            shard: boardsync_core::shards::Shard::new(domain, "main", true),
             url: self.url.clone(),
             token: self.token.clone(),
             database: self.database.clone(),

@@ -16,7 +16,7 @@ use crate::domain::{Chat, ChatCommand, ChatEvent, Message, Reaction};
 use crate::module_bindings as stdb;
 use crate::postgres::{load_messages, persist_states};
 
-boardsync_core::spacetime_module!(crate::module_bindings, row: Message, tables: [message]);
+boardsync_core::spacetime_module!(crate::module_bindings, row: Message, tables: [message: channel]);
 
 #[async_trait]
 impl CacheBinding for Chat {

@@ -169,6 +169,21 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     /// The scope an item belongs to.
     fn scope_of(&self, item: &D::Item) -> String;
 
+    /// The shard this cache is.
+    fn shard(&self) -> &crate::shards::Shard;
+
+    /// How many scopes' rows this backend holds subscribed now (`None`: every scope's,
+    /// `cache_subscriptions = "all"`).
+    fn subscribed_scopes(&self) -> Option<usize>;
+
+    /// One step of moving `scope` to or from this shard (see
+    /// [`crate::cache_adapter::MoveStep`]).
+    async fn move_step(&self, step: crate::cache_adapter::MoveStep, scope: &ScopeKey) -> Result<(), DomainError>;
+
+    /// How many writes of `scope` PostgreSQL may still lack: in this cache's outbox,
+    /// or kept by this backend.
+    fn pending_in(&self, scope: &ScopeKey) -> usize;
+
     /// Drops `scope`'s cached items beyond the newest `keep` (PostgreSQL keeps them).
     async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError>;
 

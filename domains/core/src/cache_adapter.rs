@@ -30,7 +30,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::cache::{dead_letter, latest_per_entity, refused_for_good, Cache, CacheSignal, OutboxEntry, Pending};
-use crate::factory::SpacetimeTarget;
+use crate::factory::{CacheSubscriptions, SpacetimeTarget};
 use crate::index::ScopeIndex;
 use crate::live::ScopedBroadcast;
 use crate::outside::{OutsideChange, OutsideSink};
@@ -137,9 +137,24 @@ pub trait ModuleLink: Send + Sync + Sized + 'static {
     /// The module's row type: what `warm` takes and `sync_outbox.payload` holds.
     type Row: Clone + std::fmt::Debug + Send + Sync + 'static;
 
-    /// Connects, registers the callbacks that report to `sink`, and subscribes.
-    fn connect(target: &SpacetimeTarget, sink: Arc<dyn SessionSink<Self::Row>>)
-        -> Result<Self, spacetimedb_sdk::Error>;
+    /// A subscription to one scope's rows.
+    type ScopeSubscription: Send + Sync + 'static;
+
+    /// Connects, registers the callbacks that report to `sink`, and subscribes: to
+    /// the contract's tables, and to every scope's rows if `every_scope` (else to
+    /// each scope as it is used, [`ModuleLink::subscribe_scope`]).
+    fn connect(
+        target: &SpacetimeTarget,
+        sink: Arc<dyn SessionSink<Self::Row>>,
+        every_scope: bool,
+    ) -> Result<Self, spacetimedb_sdk::Error>;
+    /// Subscribes to `scope`'s rows in every data table; `sink` hears
+    /// [`SessionSink::scope_subscribed`] once they are in (or refused).
+    fn subscribe_scope(&self, scope: &str, sink: Arc<dyn SessionSink<Self::Row>>) -> Self::ScopeSubscription;
+    /// Ends a scope's subscription: its rows leave the client cache.
+    fn unsubscribe_scope(&self, subscription: Self::ScopeSubscription);
+    /// The cache's warm-up record of `scope`: its floor, and the floor's row when cached.
+    fn warm_record(&self, scope: &str) -> Option<(String, Option<Self::Row>)>;
     /// Processes one message, blocking until one arrives.
     fn advance(&self) -> Result<(), spacetimedb_sdk::Error>;
     /// A cached row by its entity id, from any of the module's data tables.
@@ -162,6 +177,9 @@ pub trait ModuleLink: Send + Sync + Sized + 'static {
     fn trim(&self, request_id: String, scope: String, keep: u32) -> Result<(), spacetimedb_sdk::Error>;
     fn forget_scope(&self, request_id: String, scope: String) -> Result<(), spacetimedb_sdk::Error>;
     fn remember_scope(&self, request_id: String, scope: String) -> Result<(), spacetimedb_sdk::Error>;
+    /// The contract's `freeze_scope`, `thaw_scope`, `release_scope` and `take_scope`
+    /// (moving a scope between shards), by name.
+    fn move_step(&self, step: MoveStep, request_id: String, scope: String) -> Result<(), spacetimedb_sdk::Error>;
     /// Claims a scope's warm-up in this cache instance as run `claim` (see
     /// `warm_begin` in the module's contract): refused with `already_warm` unless
     /// `force`.
@@ -210,6 +228,54 @@ pub trait SessionSink<Row>: Send + Sync + 'static {
     /// at `floor` (see `warm_scope` in the contract), whose row is `floor_row` when
     /// it is an entity the cache holds.
     fn warm_recorded(&self, scope: &str, floor: &str, floor_row: Option<&Row>);
+    /// `scope` is moving away from this shard (`cleared`: its rows here are gone), or
+    /// no longer (`None`).
+    fn moving(&self, scope: &str, cleared: Option<bool>);
+    /// A scope's subscription is applied (its rows come in this same message), or
+    /// was refused (`ok` false).
+    fn scope_subscribed(&self, scope: &str, ok: bool);
+}
+
+/// One scope's subscription on this backend (see [`Shared::subscribed`]).
+struct ScopeRows<H> {
+    handle: H,
+    /// Its rows are in the client cache (the message that brought them is processed).
+    applied: bool,
+    /// Callers waiting for that.
+    waiters: Vec<oneshot::Sender<()>>,
+    last_used: std::time::Instant,
+    /// Snapshots and commands reading its rows now: it is not dropped under them.
+    in_use: usize,
+}
+
+/// A scope's rows held in the client cache while a snapshot or command reads them.
+struct InUse<D: CacheBinding> {
+    shared: Option<Arc<Shared<D>>>,
+    scope: String,
+}
+
+impl<D: CacheBinding> Drop for InUse<D> {
+    fn drop(&mut self) {
+        let Some(shared) = self.shared.take() else { return };
+        let mut all = shared.scope_rows.lock().expect("scope rows lock");
+        if let Some(rows) = all.get_mut(&self.scope) {
+            rows.in_use -= 1;
+            rows.last_used = std::time::Instant::now();
+        }
+    }
+}
+
+/// A step of moving a scope between shards, as the module's contract names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveStep {
+    /// On the source: refuse the scope's commands.
+    Freeze,
+    /// On the source: take them again (the move was called off).
+    Thaw,
+    /// On the source, after the switch: drop the scope's rows.
+    Release,
+    /// On the target, before the switch: drop what an earlier stay left.
+    Take,
 }
 
 /// Where a cached row sits: its scope, its place in the scope's snapshot order, and
@@ -370,6 +436,22 @@ struct Shared<D: CacheBinding> {
     /// Wakes durable callers of commands that changed nothing whenever outbox entries
     /// reach PostgreSQL, to look again whether it holds what they answered.
     persisted_signal: tokio::sync::Notify,
+    /// Scopes that moved away from this shard (their rows here are gone): their
+    /// snapshots are refused until this backend routes them to their new shard.
+    moved_away: Mutex<HashSet<String>>,
+    /// Whether this backend subscribes to every scope's rows (else only to the scopes
+    /// in use here, [`Shared::subscribed`], dropped after `subscription_idle`).
+    every_scope: bool,
+    subscription_idle: Duration,
+    scope_rows: Mutex<HashMap<String, ScopeRows<<D::Module as ModuleLink>::ScopeSubscription>>>,
+    /// Scopes whose subscription was applied in the message being processed.
+    just_subscribed: Mutex<Vec<String>>,
+}
+
+/// A scope that moved to another shard, asked of this one (its backend has not heard
+/// of the switch yet): the client retries.
+pub fn scope_moving() -> DomainError {
+    DomainError::unavailable("scope_moving", "this scope is moving to another cache shard; retry shortly")
 }
 
 /// The module's refusal of a warm-up claim for a scope warmed since the cache started.
@@ -641,16 +723,66 @@ impl<D: CacheBinding> CacheAdapter<D> {
             floors: Mutex::new(HashMap::new()),
             outside_batch_bytes: context.settings.framework.warmup.batch_bytes,
             persisted_signal: tokio::sync::Notify::new(),
+            moved_away: Mutex::new(HashSet::new()),
+            every_scope: context.settings.framework.cache_subscriptions == CacheSubscriptions::All,
+            subscription_idle: Duration::from_secs(context.settings.framework.subscription_idle_secs),
+            scope_rows: Mutex::new(HashMap::new()),
+            just_subscribed: Mutex::new(Vec::new()),
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session_shared.clone().session());
+        if !shared.every_scope {
+            tokio::spawn(drop_idle_scopes(Arc::downgrade(&shared)));
+        }
         let outside = crate::outside::Follower::start::<D, _>(
             Arc::downgrade(&shared),
             shared.pool.clone(),
             event_log,
             crate::outside::StartAt::OldestKept,
+            Some(shared.link.target.shard.clone()),
         );
         Ok(Self { shared, _connection: connection, _outside: outside })
+    }
+}
+
+/// Unsubscribes from the scopes nobody here has used for `subscription_idle` (no
+/// snapshot or command, no live subscriber), so a backend's memory follows the
+/// scopes in use rather than the whole cache.
+async fn drop_idle_scopes<D: CacheBinding>(shared: std::sync::Weak<Shared<D>>) {
+    let every = match shared.upgrade() {
+        Some(shared) => (shared.subscription_idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(10)),
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(shared) = shared.upgrade() else { return };
+        let idle: Vec<_> = {
+            let mut all = shared.scope_rows.lock().expect("scope rows lock");
+            let gone: Vec<String> = all
+                .iter()
+                .filter(|(scope, rows)| {
+                    rows.applied
+                        && rows.in_use == 0
+                        && rows.last_used.elapsed() >= shared.subscription_idle
+                        && !ScopeKey::parse(scope).is_ok_and(|key| shared.live.is_watched(&key))
+                })
+                .map(|(scope, _)| scope.clone())
+                .collect();
+            gone.into_iter().filter_map(|scope| all.remove(&scope).map(|rows| (scope, rows.handle))).collect()
+        };
+        if idle.is_empty() {
+            continue;
+        }
+        tracing::debug!(domain = D::NAME, scopes = idle.len(), "dropping idle scope subscriptions");
+        if let Ok(connection) = shared.link.connection() {
+            // On a plain thread: the SDK's objects must not be dropped on an async one.
+            let _ = tokio::task::spawn_blocking(move || {
+                for (_, handle) in idle {
+                    connection.unsubscribe_scope(handle);
+                }
+            })
+            .await;
+        }
     }
 }
 
@@ -667,10 +799,15 @@ impl<D: CacheBinding> Shared<D> {
             || {
                 self.index.clear();
                 self.outbox.lock().expect("outbox lock").clear();
-                D::Module::connect(&self.link.target, sink)
+                // A new connection starts with no scope subscribed (waiters hear
+                // that the cache is unavailable).
+                self.scope_rows.lock().expect("scope rows lock").clear();
+                self.just_subscribed.lock().expect("just subscribed lock").clear();
+                D::Module::connect(&self.link.target, sink, self.every_scope)
             },
             |connection| {
                 connection.advance()?;
+                self.finish_subscribed(connection);
                 self.finish_committed(connection);
                 Ok::<(), spacetimedb_sdk::Error>(())
             },
@@ -736,6 +873,86 @@ impl<D: CacheBinding> Shared<D> {
 
     fn durable(&self) -> &DurableWaiters {
         &self.link.durable
+    }
+
+    /// Holds `scope`'s rows in the client cache while the returned guard lives,
+    /// subscribing to them first if this backend is not (waiting until they are in,
+    /// at most the reducer timeout). Every scope is, with `cache_subscriptions = "all"`.
+    async fn subscribed(self: &Arc<Self>, scope: &ScopeKey) -> Result<InUse<D>, DomainError> {
+        if self.every_scope {
+            return Ok(InUse { shared: None, scope: String::new() });
+        }
+        let waiting = {
+            let mut all = self.scope_rows.lock().expect("scope rows lock");
+            let rows = match all.get_mut(scope.as_str()) {
+                Some(rows) => rows,
+                None => {
+                    let connection = self.link.connection()?;
+                    let sink: Arc<dyn SessionSink<RowOf<D>>> = self.clone();
+                    let handle = connection.subscribe_scope(scope.as_str(), sink);
+                    let rows = ScopeRows {
+                        handle,
+                        applied: false,
+                        waiters: Vec::new(),
+                        last_used: std::time::Instant::now(),
+                        in_use: 0,
+                    };
+                    tracing::debug!(domain = D::NAME, scope = %scope, "subscribing to a scope's rows");
+                    all.entry(scope.to_string()).or_insert(rows)
+                }
+            };
+            rows.in_use += 1;
+            rows.last_used = std::time::Instant::now();
+            if rows.applied {
+                None
+            } else {
+                let (sender, receiver) = oneshot::channel();
+                rows.waiters.push(sender);
+                Some(receiver)
+            }
+        };
+        let in_use = InUse { shared: Some(self.clone()), scope: scope.to_string() };
+        if let Some(receiver) = waiting {
+            match tokio::time::timeout(self.link.target.reducer_timeout, receiver).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(cache_unavailable()),
+                Err(_) => {
+                    return Err(DomainError::unavailable(
+                        "cache_timeout",
+                        format!(
+                            "SpacetimeDB did not send the scope's rows within {} ms",
+                            self.link.target.reducer_timeout.as_millis()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(in_use)
+    }
+
+    /// Whether `scope`'s rows are in the client cache now.
+    fn holds_rows(&self, scope: &str) -> bool {
+        self.every_scope || self.scope_rows.lock().expect("scope rows lock").get(scope).is_some_and(|rows| rows.applied)
+    }
+
+    /// Wakes the callers waiting for the scopes subscribed in the message just
+    /// processed (whose rows are all in by now), and takes their recorded floors
+    /// (the floor's row could not be looked up while the scope was not subscribed).
+    fn finish_subscribed(&self, connection: &D::Module) {
+        let scopes = std::mem::take(&mut *self.just_subscribed.lock().expect("just subscribed lock"));
+        for scope in scopes {
+            if D::TRIMS {
+                if let Some((floor, row)) = connection.warm_record(&scope) {
+                    self.warm_recorded(&scope, &floor, row.as_ref());
+                }
+            }
+            if let Some(rows) = self.scope_rows.lock().expect("scope rows lock").get_mut(&scope) {
+                rows.applied = true;
+                for waiter in rows.waiters.drain(..) {
+                    let _ = waiter.send(());
+                }
+            }
+        }
     }
 
     /// Sends the module the domain's settings; the link is ready once it has them.
@@ -869,6 +1086,25 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
         };
     }
 
+    fn scope_subscribed(&self, scope: &str, ok: bool) {
+        if ok {
+            self.just_subscribed.lock().expect("just subscribed lock").push(scope.to_string());
+        } else {
+            // Its waiters hear that the cache is unavailable; the next use tries again.
+            tracing::error!(domain = D::NAME, scope, "the cache refused a scope's subscription");
+            self.scope_rows.lock().expect("scope rows lock").remove(scope);
+        }
+    }
+
+    fn moving(&self, scope: &str, cleared: Option<bool>) {
+        let mut moved_away = self.moved_away.lock().expect("moved lock");
+        if cleared == Some(true) {
+            moved_away.insert(scope.to_string());
+        } else {
+            moved_away.remove(scope);
+        }
+    }
+
     fn owner_outcome(&self, request_id: &str, status: &Status) {
         let outcome = reducer_outcome(status);
         if request_id == CONFIGURE {
@@ -935,6 +1171,12 @@ impl<D: CacheBinding> OutsideSink<D> for Shared<D> {
                 let row = D::row(&item);
                 let place = D::placement(&row);
                 let Ok(scope) = ScopeKey::parse(&place.scope) else { continue };
+                // A scope not subscribed here: the cache may hold it all the same (for
+                // another backend), and keeps the newer of the two versions.
+                if !self.holds_rows(&place.scope) {
+                    warm.push((D::weight(&item), row));
+                    continue;
+                }
                 let cached = connection.find(&place.entity).and_then(|row| D::item(&row));
                 if cached.as_ref().is_some_and(|cached| D::version(cached) >= D::version(&item)) {
                     continue; // already here
@@ -982,6 +1224,10 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
     /// up. A page reaching below the floor continues from PostgreSQL, so a client
     /// pages back through all history with one cursor and merges nothing.
     async fn snapshot(&self, scope: &ScopeKey, page: Page) -> Result<Vec<D::Item>, DomainError> {
+        if self.shared.moved_away.lock().expect("moved lock").contains(scope.as_str()) {
+            return Err(scope_moving());
+        }
+        let _rows = self.shared.subscribed(scope).await?;
         let floor = self.shared.floors.lock().expect("floors lock").get(scope).cloned();
         let floor = match floor {
             None => {
@@ -1040,6 +1286,7 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
                 "too many writes are waiting for PostgreSQL; retry once it has caught up",
             ));
         }
+        let _rows = self.shared.subscribed(scope).await?;
         let touches = D::touches(&command);
         self.read_through(&touches).await?;
         let json = serde_json::to_string(&command)
@@ -1102,8 +1349,12 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
         Ok(answer.event)
     }
 
+    /// A watched scope stays subscribed here (a new item's event needs its insert
+    /// seen), so its subscribers' snapshots after a resync need not wait.
     async fn subscribe(&self, scope: &ScopeKey) -> Result<EventStream<D::Event>, DomainError> {
-        Ok(self.shared.live.subscribe(scope))
+        let stream = self.shared.live.subscribe(scope);
+        self.shared.subscribed(scope).await?;
+        Ok(stream)
     }
 }
 
@@ -1209,12 +1460,45 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         scope_of::<D>(item)
     }
 
+    fn shard(&self) -> &crate::shards::Shard {
+        &self.shared.link.target.shard
+    }
+
+    fn subscribed_scopes(&self) -> Option<usize> {
+        (!self.shared.every_scope).then(|| self.shared.scope_rows.lock().expect("scope rows lock").len())
+    }
+
+    async fn move_step(&self, step: MoveStep, scope: &ScopeKey) -> Result<(), DomainError> {
+        let key = scope.to_string();
+        self.shared.link.owner_call(move |c, request_id| c.move_step(step, request_id, key)).await?;
+        if step == MoveStep::Release {
+            self.shared.floors.lock().expect("floors lock").remove(scope);
+        }
+        Ok(())
+    }
+
+    fn pending_in(&self, scope: &ScopeKey) -> usize {
+        let in_outbox = self
+            .pending(usize::MAX)
+            .iter()
+            .filter(|entry| entry.payload.as_ref().map_or(true, |item| scope_of::<D>(item) == scope.as_str()))
+            .count();
+        let retained = self.shared.retained.lock().expect("retained lock");
+        in_outbox.max(retained.writes.values().filter(|(_, of, _, _)| of == scope).count())
+    }
+
     async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError> {
-        if !D::TRIMS || self.shared.index.len(scope.as_str()) <= keep as usize {
+        let counted = self.shared.holds_rows(scope.as_str());
+        if !D::TRIMS || (counted && self.shared.index.len(scope.as_str()) <= keep as usize) {
             return Ok(()); // nothing to drop: spare the round trip
         }
         let key = scope.to_string();
         self.shared.link.owner_call(move |c, request_id| c.trim(request_id, key, keep)).await?;
+        if !counted {
+            // The module recorded the raised floor: this backend takes it when it
+            // subscribes to the scope.
+            return Ok(());
+        }
         // The window now starts at the newest `keep`-th item (older pending ones stay
         // cached, but not as whole history).
         if let Some((order, entity)) = self.shared.index.newest(scope.as_str(), None, keep as usize).pop() {
@@ -1372,10 +1656,10 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
 /// and `tables` its data tables, each with a `String` primary key `id`.
 #[macro_export]
 macro_rules! spacetime_module {
-    ($($bindings:ident)::+, row: $row:ty, tables: [$($table:ident),+ $(,)?]) => {
+    ($($bindings:ident)::+, row: $row:ty, tables: [$($table:ident : $scope:ident),+ $(,)?]) => {
         const _: () = {
             use std::sync::Arc;
-            use $crate::__private::sdk::{Compression, DbContext, Event, Table, TableWithPrimaryKey};
+            use $crate::__private::sdk::{Compression, DbContext, Event, SubscriptionHandle as _, Table, TableWithPrimaryKey};
             use $crate::__private::CallReducerFlags;
             use $crate::cache::OutboxEntry;
             use $crate::cache_adapter::{ModuleLink, SessionSink};
@@ -1386,8 +1670,9 @@ macro_rules! spacetime_module {
 
             impl ModuleLink for DbConnection {
                 type Row = $row;
+                type ScopeSubscription = SubscriptionHandle;
 
-                fn connect(target: &SpacetimeTarget, sink: Arc<dyn SessionSink<$row>>) -> SdkResult<Self> {
+                fn connect(target: &SpacetimeTarget, sink: Arc<dyn SessionSink<$row>>, every_scope: bool) -> SdkResult<Self> {
                     let connection = DbConnection::builder()
                         .with_uri(&target.url)
                         .with_module_name(&target.database)
@@ -1445,6 +1730,20 @@ macro_rules! spacetime_module {
                     connection.reducers.on_warm_end(move |ctx, request_id, _, _, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
                     connection.reducers.on_forget_warm_ups(move |ctx, request_id| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink.clone();
+                    connection.reducers.on_freeze_scope(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink.clone();
+                    connection.reducers.on_thaw_scope(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink.clone();
+                    connection.reducers.on_release_scope(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink.clone();
+                    connection.reducers.on_take_scope(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
+                    let s = sink.clone();
+                    connection.db.moving_scope().on_insert(move |_, row| s.moving(&row.scope, Some(row.cleared)));
+                    let s = sink.clone();
+                    connection.db.moving_scope().on_update(move |_, _, row| s.moving(&row.scope, Some(row.cleared)));
+                    let s = sink.clone();
+                    connection.db.moving_scope().on_delete(move |_, row| s.moving(&row.scope, None));
                     // Every backend keeps every scope's floor as the cache records it
                     // (a warm-up's end, a trim).
                     fn recorded(ctx: &EventContext, sink: &dyn SessionSink<$row>, row: &WarmScope) {
@@ -1457,17 +1756,56 @@ macro_rules! spacetime_module {
                     let s = sink.clone();
                     connection.db.warm_scope().on_update(move |ctx, _, row| recorded(ctx, s.as_ref(), row));
                     let s = sink;
+                    let mut queries: Vec<String> = [
+                        "SELECT * FROM sync_outbox",
+                        "SELECT * FROM cache_epoch",
+                        "SELECT * FROM warm_scope",
+                        "SELECT * FROM moving_scope",
+                    ]
+                    .into_iter()
+                    .map(String::from)
+                    .collect();
+                    if every_scope {
+                        $(queries.push(concat!("SELECT * FROM ", stringify!($table)).to_string());)+
+                    }
                     connection
                         .subscription_builder()
                         .on_applied(move |ctx| s.subscribed(ctx.db.cache_epoch().id().find(&0).map(|row| row.epoch)))
                         .on_error(|_, error| $crate::__private::tracing::error!(%error, "cache subscription failed"))
-                        .subscribe([
-                            $(concat!("SELECT * FROM ", stringify!($table)),)+
-                            "SELECT * FROM sync_outbox",
-                            "SELECT * FROM cache_epoch",
-                            "SELECT * FROM warm_scope",
-                        ]);
+                        .subscribe(queries);
                     Ok(connection)
+                }
+
+                fn subscribe_scope(&self, scope: &str, sink: Arc<dyn SessionSink<$row>>) -> SubscriptionHandle {
+                    // Scope keys are slugs (`ScopeKey::parse`): nothing to escape.
+                    let queries: Vec<String> = vec![$(format!(
+                        "SELECT * FROM {} WHERE {} = '{}'",
+                        stringify!($table),
+                        stringify!($scope),
+                        scope
+                    )),+];
+                    let (applied, failed) = (sink.clone(), sink);
+                    let (scope, scope_again) = (scope.to_string(), scope.to_string());
+                    self.subscription_builder()
+                        .on_applied(move |_| applied.scope_subscribed(&scope, true))
+                        .on_error(move |_, error| {
+                            $crate::__private::tracing::error!(%error, "a scope's cache subscription failed");
+                            failed.scope_subscribed(&scope_again, false)
+                        })
+                        .subscribe(queries)
+                }
+
+                fn unsubscribe_scope(&self, subscription: SubscriptionHandle) {
+                    if let Err(error) = subscription.unsubscribe() {
+                        $crate::__private::tracing::warn!(%error, "cannot end a scope's cache subscription");
+                    }
+                }
+
+                fn warm_record(&self, scope: &str) -> Option<(String, Option<$row>)> {
+                    let record = self.db.warm_scope().scope().find(&scope.to_string())?;
+                    let entity = record.floor.clone();
+                    let floor_row = None::<$row>$(.or_else(|| self.db.$table().id().find(&entity).map(<$row>::from)))+;
+                    Some((record.floor, floor_row))
                 }
 
                 fn advance(&self) -> SdkResult<()> {
@@ -1525,6 +1863,16 @@ macro_rules! spacetime_module {
 
                 fn remember_scope(&self, request_id: String, scope: String) -> SdkResult<()> {
                     self.reducers.remember_scope(request_id, scope)
+                }
+
+                fn move_step(&self, step: $crate::cache_adapter::MoveStep, request_id: String, scope: String) -> SdkResult<()> {
+                    use $crate::cache_adapter::MoveStep;
+                    match step {
+                        MoveStep::Freeze => self.reducers.freeze_scope(request_id, scope),
+                        MoveStep::Thaw => self.reducers.thaw_scope(request_id, scope),
+                        MoveStep::Release => self.reducers.release_scope(request_id, scope),
+                        MoveStep::Take => self.reducers.take_scope(request_id, scope),
+                    }
                 }
 
                 fn warm_begin(&self, request_id: String, scope: String, force: bool, claim: String) -> SdkResult<()> {

@@ -45,10 +45,27 @@ pub struct FrameworkSettings {
     /// SpacetimeDB adapter: how long a command waits for PostgreSQL to read through an
     /// entity the cache lacks, before it goes on on the cache alone.
     pub read_through_timeout_ms: u64,
+    /// SpacetimeDB adapter: which scopes' rows a backend holds in its copy of the
+    /// cache: only those in use on it (`active`), or all of them (`all`).
+    pub cache_subscriptions: CacheSubscriptions,
+    /// SpacetimeDB adapter, `active`: how long a scope with no snapshot, command or
+    /// live subscriber on this backend stays subscribed.
+    pub subscription_idle_secs: u64,
     pub warmup: WarmupSettings,
 }
 
-const FRAMEWORK_KEYS: [&str; 10] = [
+/// See [`FrameworkSettings::cache_subscriptions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheSubscriptions {
+    /// Only the scopes with snapshots, commands or live subscribers on this backend
+    /// lately: its memory follows the scopes in use, not the whole cache.
+    Active,
+    /// Every scope's rows, always (no wait on a scope's first use).
+    All,
+}
+
+const FRAMEWORK_KEYS: [&str; 12] = [
     "live_poll_interval_ms",
     "event_retention_secs",
     "subscriber_capacity",
@@ -58,6 +75,8 @@ const FRAMEWORK_KEYS: [&str; 10] = [
     "outbox_max_pending",
     "warm_wait_ms",
     "read_through_timeout_ms",
+    "cache_subscriptions",
+    "subscription_idle_secs",
     "warmup",
 ];
 
@@ -81,6 +100,12 @@ pub struct SettingsError(String);
 pub struct DomainSettings<D: Domain> {
     pub framework: FrameworkSettings,
     pub domain: D::Settings,
+}
+
+impl<D: Domain> Clone for DomainSettings<D> {
+    fn clone(&self) -> Self {
+        Self { framework: self.framework.clone(), domain: self.domain.clone() }
+    }
 }
 
 impl<D: Domain> DomainSettings<D> {
@@ -129,6 +154,8 @@ pub struct AdapterContext<D: Domain> {
 /// patient to be with it.
 #[derive(Debug, Clone)]
 pub struct SpacetimeTarget {
+    /// The shard this server is.
+    pub shard: crate::shards::Shard,
     pub url: String,
     pub token: String,
     pub database: String,
@@ -156,17 +183,22 @@ pub trait DomainAdapters: PostgresBinding + CacheBinding {
     fn migrator() -> Migrator;
 }
 
-/// Builds `D`'s adapter once: SpacetimeDB when a target is given (connecting in the
-/// background; its calls answer 503 until connected), PostgreSQL otherwise.
+/// Builds `D`'s adapters once: one SpacetimeDB adapter per shard when targets are
+/// given (each connecting in the background; its calls answer 503 until connected),
+/// the PostgreSQL adapter alone otherwise.
 pub async fn connect<D: DomainAdapters>(
     context: AdapterContext<D>,
-    spacetimedb: Option<SpacetimeTarget>,
-) -> Result<Adapter<D>, DomainError> {
-    match spacetimedb {
-        Some(target) => {
-            let adapter = Arc::new(CacheAdapter::connect(context, target)?);
-            Ok(Adapter { connection: adapter.clone(), cache: Some(adapter) })
-        }
-        None => Ok(Adapter { connection: Arc::new(PostgresAdapter::connect(context).await?), cache: None }),
+    spacetimedb: Vec<SpacetimeTarget>,
+) -> Result<Vec<Adapter<D>>, DomainError> {
+    if spacetimedb.is_empty() {
+        let connection = Arc::new(PostgresAdapter::connect(context).await?);
+        return Ok(vec![Adapter { connection, cache: None }]);
     }
+    let mut adapters = Vec::with_capacity(spacetimedb.len());
+    for target in spacetimedb {
+        let context = AdapterContext { pool: context.pool.clone(), settings: context.settings.clone() };
+        let adapter = Arc::new(CacheAdapter::connect(context, target)?);
+        adapters.push(Adapter { connection: adapter.clone(), cache: Some(adapter) });
+    }
+    Ok(adapters)
 }

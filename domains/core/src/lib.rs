@@ -51,6 +51,7 @@ pub mod postgres;
 pub mod purge;
 pub mod refusal;
 pub mod scope;
+pub mod shards;
 pub mod spacetime;
 pub mod warmup;
 

@@ -26,6 +26,7 @@ use sqlx::PgPool;
 
 use crate::pg_adapter::PostgresBinding;
 use crate::postgres::EventLogSettings;
+use crate::shards::Shard;
 use crate::{DomainError, ScopeKey};
 
 /// The PostgreSQL channel outside changes are announced on (payload: the domain).
@@ -71,8 +72,9 @@ impl Follower {
         pool: PgPool,
         settings: EventLogSettings,
         start: StartAt,
+        shard: Option<Shard>,
     ) -> Self {
-        Self(tokio::spawn(follow::<D, S>(sink, pool, settings, start)))
+        Self(tokio::spawn(follow::<D, S>(sink, pool, settings, start, shard)))
     }
 }
 
@@ -87,9 +89,14 @@ async fn follow<D: PostgresBinding, S: OutsideSink<D>>(
     pool: PgPool,
     settings: EventLogSettings,
     start: StartAt,
+    shard: Option<Shard>,
 ) {
     // Listening before reading where the changes stand: none falls in between.
-    let mut listener = listen(&pool).await;
+    // The listener holds its connection for good: one of its own, not one of the
+    // pool's (a follower per domain and shard would otherwise starve the requests).
+    let listening =
+        sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_lazy_with((*pool.connect_options()).clone());
+    let mut listener = listen(&listening).await;
     let position = match start {
         StartAt::Newest => "SELECT COALESCE(max(seq), 0) FROM outside_changes WHERE domain = $1",
         StartAt::OldestKept => "SELECT COALESCE(min(seq) - 1, 0) FROM outside_changes WHERE domain = $1",
@@ -106,7 +113,7 @@ async fn follow<D: PostgresBinding, S: OutsideSink<D>>(
     let mut since_prune = Duration::ZERO;
     loop {
         if listener.is_none() {
-            listener = listen(&pool).await;
+            listener = listen(&listening).await;
         }
         let waited = tokio::time::Instant::now();
         match listener.as_mut() {
@@ -126,7 +133,7 @@ async fn follow<D: PostgresBinding, S: OutsideSink<D>>(
             None => tokio::time::sleep(settings.poll_interval).await,
         }
         let Some(sink) = sink.upgrade() else { return };
-        if let Err(error) = catch_up::<D, S>(&pool, sink.as_ref(), &mut last_seq).await {
+        if let Err(error) = catch_up::<D, S>(&pool, sink.as_ref(), shard.as_ref(), &mut last_seq).await {
             tracing::warn!(domain = D::NAME, %error, "cannot apply outside changes; retrying");
         }
         drop(sink);
@@ -152,19 +159,27 @@ async fn listen(pool: &PgPool) -> Option<PgListener> {
     Some(listener)
 }
 
-/// Hands every change past `last_seq` to `sink`, advancing it as they are taken.
+/// Hands every change past `last_seq` to `sink`, advancing it as they are taken; on
+/// a shard, only the changes of the scopes that live on it (a scope's rows are
+/// cached on its own shard only).
 async fn catch_up<D: PostgresBinding, S: OutsideSink<D>>(
     pool: &PgPool,
     sink: &S,
+    shard: Option<&Shard>,
     last_seq: &mut i64,
 ) -> Result<(), DomainError> {
     loop {
-        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
-            "SELECT seq, scope, entity, op FROM outside_changes WHERE domain = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        let rows: Vec<(i64, String, String, String, bool)> = sqlx::query_as(
+            "SELECT c.seq, c.scope, c.entity, c.op,
+                    $4::text IS NULL OR (s.shard IS NULL AND $5) OR s.shard = $4
+             FROM outside_changes c LEFT JOIN scopes s ON s.domain = c.domain AND s.key = c.scope
+             WHERE c.domain = $1 AND c.seq > $2 ORDER BY c.seq LIMIT $3",
         )
         .bind(D::NAME)
         .bind(*last_seq)
         .bind(BATCH)
+        .bind(shard.map(|shard| shard.name.as_str()))
+        .bind(shard.is_some_and(|shard| shard.first))
         .fetch_all(pool)
         .await
         .map_err(DomainError::from_sqlx)?;
@@ -172,7 +187,7 @@ async fn catch_up<D: PostgresBinding, S: OutsideSink<D>>(
         // Per entity: its scope as of its latest change, and whether any change read
         // inserted it.
         let mut entities: BTreeMap<String, (String, bool)> = BTreeMap::new();
-        for (_, scope, entity, op) in &rows {
+        for (_, scope, entity, op, _) in rows.iter().filter(|row| row.4) {
             let seen = entities.entry(entity.clone()).or_insert_with(|| (scope.clone(), false));
             seen.0 = scope.clone();
             seen.1 |= op == "INSERT";

@@ -106,6 +106,7 @@ impl<D: PostgresBinding> PostgresAdapter<D> {
             context.pool.clone(),
             event_log,
             crate::outside::StartAt::Newest,
+            None,
         );
         Ok(Self {
             pool: context.pool,

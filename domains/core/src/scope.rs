@@ -64,6 +64,10 @@ pub struct Scope {
     pub config: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The cache shard it lives on (none: the first); see [`crate::shards`].
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub shard: Option<String>,
 }
 
 impl Scope {
@@ -126,6 +130,7 @@ struct ScopeRow {
     config: serde_json::Value,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    shard: Option<String>,
 }
 
 impl From<ScopeRow> for Scope {
@@ -137,6 +142,7 @@ impl From<ScopeRow> for Scope {
             config: row.config,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            shard: row.shard,
         }
     }
 }
@@ -148,11 +154,17 @@ pub struct ScopeStore {
     known: Forgetful<(String, ScopeKey), Scope>,
     /// Who may see and change each scope.
     pub members: Members,
+    changes: tokio::sync::broadcast::Sender<(String, ScopeKey)>,
 }
+
+/// How many scope changes a watcher may fall behind before it lags (and must take
+/// every scope as changed).
+const CHANGES_CAPACITY: usize = 1024;
 
 impl ScopeStore {
     pub fn new(pool: PgPool) -> Self {
-        Self { members: Members::new(pool.clone()), pool, known: Forgetful::default() }
+        let changes = tokio::sync::broadcast::channel(CHANGES_CAPACITY).0;
+        Self { members: Members::new(pool.clone()), pool, known: Forgetful::default(), changes }
     }
 
     /// Follows `boardsync_access` notifications (changes of scopes and members made
@@ -208,15 +220,38 @@ impl ScopeStore {
     }
 
     /// A scope's row changed (or went): forget it, and its access, which its config
-    /// decides; its live sockets check again.
+    /// decides; its live sockets check again, and so does whoever watches (a live
+    /// feed of a scope that may have moved to another shard).
     pub fn changed(&self, domain: &str, key: &ScopeKey) {
         self.known.forget(&(domain.to_string(), key.clone()));
         self.members.changed(domain, key);
+        let _ = self.changes.send((domain.to_string(), key.clone()));
+    }
+
+    /// Every scope change from now on (see [`ScopeStore::changed`]). An empty domain
+    /// means every scope may have changed (notifications were missed), and so does a
+    /// receiver's lag.
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<(String, ScopeKey)> {
+        self.changes.subscribe()
+    }
+
+    /// Moves a scope to another cache shard (the switch of an operator's move).
+    pub async fn set_shard(&self, domain: &str, key: &ScopeKey, shard: &str) -> Result<(), DomainError> {
+        sqlx::query("UPDATE scopes SET shard = $3, updated_at = now() WHERE domain = $1 AND key = $2")
+            .bind(domain)
+            .bind(key.as_str())
+            .bind(shard)
+            .execute(&self.pool)
+            .await
+            .map_err(DomainError::from_sqlx)?;
+        self.changed(domain, key);
+        Ok(())
     }
 
     fn forget_all(&self) {
         self.known.forget_all();
         self.members.forget_all();
+        let _ = self.changes.send((String::new(), ScopeKey(String::new())));
     }
 
     pub async fn get(&self, domain: &str, key: &ScopeKey) -> Result<Option<Scope>, DomainError> {
@@ -226,7 +261,7 @@ impl ScopeStore {
         }
         let ticket = self.known.ticket(&entry);
         let row: Option<ScopeRow> = sqlx::query_as(
-            "SELECT domain, key, name, config, created_at, updated_at FROM scopes WHERE domain = $1 AND key = $2",
+            "SELECT domain, key, name, config, created_at, updated_at, shard FROM scopes WHERE domain = $1 AND key = $2",
         )
         .bind(domain)
         .bind(key.as_str())
@@ -263,23 +298,26 @@ impl ScopeStore {
         Ok(caller.admin || role == Some(crate::access::Role::Owner))
     }
 
-    /// Creates or updates a scope; `config` must already be validated.
+    /// Creates or updates a scope; `config` must already be validated. A new scope
+    /// goes to cache shard `shard`; an existing one stays where it is.
     pub async fn upsert(
         &self,
         domain: &str,
         key: &ScopeKey,
         name: &str,
         config: &serde_json::Value,
+        shard: Option<&str>,
     ) -> Result<Scope, DomainError> {
         let row: ScopeRow = sqlx::query_as(
-            "INSERT INTO scopes (domain, key, name, config) VALUES ($1, $2, $3, $4)
+            "INSERT INTO scopes (domain, key, name, config, shard) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (domain, key) DO UPDATE SET name = EXCLUDED.name, config = EXCLUDED.config, updated_at = now()
-             RETURNING domain, key, name, config, created_at, updated_at",
+             RETURNING domain, key, name, config, created_at, updated_at, shard",
         )
         .bind(domain)
         .bind(key.as_str())
         .bind(name)
         .bind(config)
+        .bind(shard)
         .fetch_one(&self.pool)
         .await
         .map_err(DomainError::from_sqlx)?;
@@ -301,7 +339,7 @@ impl ScopeStore {
     ) -> Result<Scope, DomainError> {
         let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
         let current: Option<ScopeRow> = sqlx::query_as(
-            "SELECT domain, key, name, config, created_at, updated_at FROM scopes
+            "SELECT domain, key, name, config, created_at, updated_at, shard FROM scopes
              WHERE domain = $1 AND key = $2 FOR UPDATE",
         )
         .bind(domain)
@@ -313,7 +351,7 @@ impl ScopeStore {
         let (name, config) = change(Scope::from(current))?;
         let row: ScopeRow = sqlx::query_as(
             "UPDATE scopes SET name = $3, config = $4, updated_at = now() WHERE domain = $1 AND key = $2
-             RETURNING domain, key, name, config, created_at, updated_at",
+             RETURNING domain, key, name, config, created_at, updated_at, shard",
         )
         .bind(domain)
         .bind(key.as_str())
@@ -344,7 +382,7 @@ impl ScopeStore {
             role: Option<String>,
         }
         let rows: Vec<Visible> = sqlx::query_as(
-            "SELECT s.domain, s.key, s.name, s.config, s.created_at, s.updated_at, m.role
+            "SELECT s.domain, s.key, s.name, s.config, s.created_at, s.updated_at, s.shard, m.role
              FROM scopes s
              LEFT JOIN scope_members m ON m.domain = s.domain AND m.scope = s.key AND m.user_id = $2
              WHERE s.domain = $1
@@ -391,7 +429,7 @@ impl ScopeStore {
     /// Every scope, or every scope of one domain, ordered by domain and key.
     pub async fn list(&self, domain: Option<&str>) -> Result<Vec<Scope>, DomainError> {
         let rows: Vec<ScopeRow> = sqlx::query_as(
-            "SELECT domain, key, name, config, created_at, updated_at FROM scopes
+            "SELECT domain, key, name, config, created_at, updated_at, shard FROM scopes
              WHERE $1::text IS NULL OR domain = $1 ORDER BY domain, key",
         )
         .bind(domain)

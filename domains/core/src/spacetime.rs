@@ -345,6 +345,13 @@ fn release<C>(connection: Arc<C>) {
     }
 }
 
+/// Generations are unique across every link of the process, so that a scope warm in
+/// one shard's generation is never taken as warm in another's (after a move).
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
 /// How many cache signals a slow listener may miss (it drains anyway when it lags).
 const SIGNAL_CAPACITY: usize = 1024;
 
@@ -399,7 +406,7 @@ impl<C: Send + Sync + 'static> Link<C> {
     /// The subscription is applied on cache incarnation `epoch`: calls may go out.
     pub fn ready(&self, epoch: Option<u64>) {
         let mut current = self.epoch.write().expect("epoch lock");
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.generation.store(next_generation(), Ordering::SeqCst);
         *current = epoch;
         drop(current);
         tracing::info!(database = %self.target.database, ?epoch, "cache connected");
@@ -412,7 +419,7 @@ impl<C: Send + Sync + 'static> Link<C> {
     /// database gets its settings).
     pub fn unready(&self) {
         *self.epoch.write().expect("epoch lock") = None;
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.generation.store(next_generation(), Ordering::SeqCst);
     }
 
     /// One connection's life on the calling (plain) thread: `build` connects and
@@ -445,7 +452,7 @@ impl<C: Send + Sync + 'static> Link<C> {
         *self.connection.write().expect("connection lock") = None;
         release(connection);
         *self.epoch.write().expect("epoch lock") = None;
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.generation.store(next_generation(), Ordering::SeqCst);
         self.owner_calls.fail_all(&cache_unavailable());
         lost();
         self.signal(CacheSignal::Lost);
@@ -481,6 +488,7 @@ mod tests {
 
     fn target() -> SpacetimeTarget {
         SpacetimeTarget {
+            shard: crate::shards::Shard::new("unit", "main", true),
             url: "http://127.0.0.1:9".into(),
             token: String::new(),
             database: "unit".into(),

@@ -16,7 +16,7 @@ use crate::domain::{board_items, page, BoardItem, Card, Column, Kanban, KanbanCo
 use crate::module_bindings as stdb;
 use crate::postgres::{applied, load_board, persist_states, Decision};
 
-boardsync_core::spacetime_module!(crate::module_bindings, row: BoardRow, tables: [board_column, board_card]);
+boardsync_core::spacetime_module!(crate::module_bindings, row: BoardRow, tables: [board_column: board, board_card: board]);
 
 impl From<stdb::BoardColumn> for stdb::BoardRow {
     fn from(column: stdb::BoardColumn) -> Self {

@@ -15,7 +15,7 @@ use crate::domain::{Poll, PollCommand, PollEvent, PollOption};
 use crate::module_bindings as stdb;
 use crate::postgres::{load_options, persist_states};
 
-boardsync_core::spacetime_module!(crate::module_bindings, row: PollOption, tables: [poll_option]);
+boardsync_core::spacetime_module!(crate::module_bindings, row: PollOption, tables: [poll_option: poll]);
 
 #[async_trait]
 impl CacheBinding for Poll {

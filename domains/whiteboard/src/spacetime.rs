@@ -16,7 +16,7 @@ use crate::domain::{layered, page, Element, Whiteboard, WhiteboardCommand, White
 use crate::module_bindings as stdb;
 use crate::postgres::{load_board, persist_states};
 
-boardsync_core::spacetime_module!(crate::module_bindings, row: Element, tables: [element]);
+boardsync_core::spacetime_module!(crate::module_bindings, row: Element, tables: [element: board]);
 
 #[async_trait]
 impl CacheBinding for Whiteboard {

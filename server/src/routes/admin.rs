@@ -39,8 +39,8 @@ pub async fn put_scope(
     check_name(name)?;
     service.validate_scope_config(&body.config)?;
     service.prepare_recreate(&key).await?;
-    let stored = state.scopes.upsert(service.name(), &key, name, &body.config).await?;
-    service.scope_changed(&key);
+    let stored = state.scopes.upsert(service.name(), &key, name, &body.config, service.place(&key).as_deref()).await?;
+    service.scope_changed(&key).await;
     Ok(HttpResponse::Ok().json(stored))
 }
 
@@ -78,7 +78,40 @@ pub async fn get_scope(
     let (domain, scope) = path.into_inner();
     let (service, key) = resolve(&state, &domain, &scope)?;
     let stored = state.scopes.require(service.name(), service.scope_noun(), &key).await?;
-    Ok(HttpResponse::Ok().json(stored))
+    let mut body =
+        serde_json::to_value(&stored).map_err(|e| DomainError::internal("a scope cannot be encoded").caused_by(e))?;
+    // Operators see which cache shard it lives on (none on the PostgreSQL adapter).
+    if service.cache_connected().is_some() {
+        let shard = stored.shard.clone().unwrap_or_else(|| state.settings.spacetimedb.shard_name.clone());
+        body["shard"] = json!(shard);
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveBody {
+    /// The shard to move the scope to (a name from `spacetimedb.shard_name` or
+    /// `spacetimedb.shards`).
+    to: String,
+}
+
+/// Moves a scope to another cache shard, losing no write (see
+/// [`boardsync_actors::moving`]): 200 with how long it took, once it serves from
+/// there; 503 `move_not_drained` (nothing moved) when its writes do not reach
+/// PostgreSQL in time.
+#[post("/api/admin/scopes/{domain}/{scope}/move")]
+pub async fn move_scope(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<(String, String)>,
+    body: web::Json<MoveBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (domain, scope) = path.into_inner();
+    let (service, key) = resolve(&state, &domain, &scope)?;
+    let within = std::time::Duration::from_millis(state.settings.spacetimedb.move_drain_timeout_ms);
+    let moved = service.move_scope(&key, &body.to, within).await?;
+    Ok(HttpResponse::Ok().json(moved))
 }
 
 #[derive(Deserialize)]
@@ -113,7 +146,7 @@ pub async fn patch_scope(
             Ok((name, config))
         })
         .await?;
-    service.scope_changed(&key);
+    service.scope_changed(&key).await;
     Ok(HttpResponse::Ok().json(stored))
 }
 
@@ -246,14 +279,28 @@ pub async fn rewarm_domain(
 pub async fn outbox(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let mut summaries = state.metrics.outbox_summaries();
     let letters = boardsync_core::dead_letters::counts(&state.pool).await?;
-    let cached: Vec<&'static str> =
-        state.domains.iter().filter(|d| d.drains_outbox().is_some()).map(|d| d.name()).collect();
-    let drainers = boardsync_actors::drainer::holders(&state.pool, &cached).await.map_err(DomainError::from_sqlx)?;
+    let units: Vec<String> = state.domains.iter().flat_map(|d| d.shards()).map(|shard| shard.unit).collect();
+    let drainers = boardsync_actors::drainer::holders(&state.pool, &units).await.map_err(DomainError::from_sqlx)?;
+    let drainer_of = |unit: &str| drainers.iter().find(|(name, _)| name == unit).and_then(|(_, node)| node.clone());
     let mut domains = Vec::new();
     for service in state.domains.iter() {
         let summary = summaries.remove(service.name()).unwrap_or_default();
         let letters = letters.get(service.name()).copied().unwrap_or(0);
-        let drainer = drainers.iter().find(|(name, _)| *name == service.name()).and_then(|(_, node)| node.clone());
+        let shards: Vec<serde_json::Value> = service
+            .shards()
+            .into_iter()
+            .map(|shard| {
+                let summary = summaries.get(&shard.unit).cloned().unwrap_or_default();
+                json!({
+                    "shard": shard.shard,
+                    "drainer": drainer_of(&shard.unit),
+                    "pending": summary.pending,
+                    "oldest_age_ms": summary.oldest_age_ms,
+                })
+            })
+            .collect();
+        // The first shard's (the only one, unless there are more).
+        let drainer = drainer_of(service.name());
         domains.push(json!({
             "domain": service.name(),
             "adapter": service.adapter(),
@@ -263,6 +310,7 @@ pub async fn outbox(state: web::Data<AppState>, _admin: Admin) -> Result<HttpRes
             "lag_count": summary.lag_count,
             "lag_ms": summary.lag_ms,
             "dead_letters": letters,
+            "shards": shards,
         }));
     }
     Ok(HttpResponse::Ok().json(json!({ "domains": domains })))

@@ -86,6 +86,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                     "adapter": d.adapter(),
                     "cache_connected": d.cache_connected(),
                     "drains_outbox": d.drains_outbox(),
+                    "shards": d.shards(),
                 }),
             )
         })

@@ -337,6 +337,30 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
             "get": operation(&format!("A {noun} (admin)"), json!({ "200": the_scope }), &[admin_only, ("404", "Unknown scope")]),
             "delete": delete_scope }));
         let already_cold = ("409", "The domain runs on PostgreSQL: there is no cache (`no_cache`)");
+        let mut move_scope = operation(
+            &format!("Move a {noun} to another cache shard, losing no write (admin)"),
+            json!({ "200": json_response("Moved", json!({ "type": "object", "properties": {
+                "domain": { "type": "string" }, "scope": { "type": "string" },
+                "from": { "type": "string" }, "to": { "type": "string" },
+                "drained_ms": { "type": "integer" }, "switched_ms": { "type": "integer" },
+                "moved_ms": { "type": "integer" }, "warm_on_target": { "type": "boolean" },
+                "cleared_on_source": { "type": "boolean" } } })) }),
+            &[
+                admin_only,
+                ("400", "No such shard (`unknown_shard`)"),
+                ("404", "Unknown scope"),
+                ("409", "On the PostgreSQL adapter (`no_cache`), on that shard already (`already_there`), or being moved (`move_in_progress`)"),
+                ("503", "A shard is not connected (`shard_unavailable`), or the scope's writes did not reach PostgreSQL in time (`move_not_drained`): nothing moved"),
+            ],
+        );
+        move_scope["operationId"] = json!(format!("move_{name}_scope"));
+        move_scope["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": {
+            "type": "object", "required": ["to"], "additionalProperties": false,
+            "properties": { "to": { "type": "string", "description": "The shard's name" } } } } } });
+        paths.insert(
+            format!("/api/admin/scopes/{name}/{{scope}}/move"),
+            json!({ "parameters": [scope_param], "post": move_scope }),
+        );
         paths.insert(format!("/api/admin/warmup/{name}"), json!({ "post": operation(
             &format!("Load every {noun} into the cache again (admin)"), json!({ "202": queued }), &[admin_only, already_cold]) }));
         paths.insert(
@@ -386,7 +410,10 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
                 "pending": { "type": "integer" }, "oldest_age_ms": { "type": "integer" },
                 "lag_count": { "type": "integer" }, "dead_letters": { "type": "integer" },
                 "lag_ms": { "type": "object", "nullable": true, "properties": {
-                    "p50": number, "p90": number, "p99": number } } } } } } })) }),
+                    "p50": number, "p90": number, "p99": number } },
+                "shards": { "type": "array", "items": { "type": "object", "properties": {
+                    "shard": { "type": "string" }, "drainer": { "type": "string", "nullable": true },
+                    "pending": { "type": "integer" }, "oldest_age_ms": { "type": "integer" } } } } } } } } })) }),
         &[admin_only]) }));
     let mut letters = operation(
         "Outbox entries PostgreSQL refused on their own, oldest first (admin)",

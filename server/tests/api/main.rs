@@ -16,6 +16,7 @@ mod postgres;
 mod presence;
 mod process;
 mod purge;
+mod shards;
 mod spacetimedb;
 mod web;
 mod whiteboard;

@@ -335,6 +335,12 @@ export interface paths {
                                 } | null;
                                 oldest_age_ms?: number;
                                 pending?: number;
+                                shards?: {
+                                    drainer?: string | null;
+                                    oldest_age_ms?: number;
+                                    pending?: number;
+                                    shard?: string;
+                                }[];
                             }[];
                         };
                     };
@@ -1028,6 +1034,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/scopes/chat/{scope}/move": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description 1-64 of a-z, 0-9, _ and -, starting with a letter or digit */
+                scope: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Move a channel to another cache shard, losing no write (admin) */
+        post: operations["move_chat_scope"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/scopes/kanban/{scope}": {
         parameters: {
             query?: never;
@@ -1581,6 +1607,26 @@ export interface paths {
                 };
             };
         };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/scopes/kanban/{scope}/move": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description 1-64 of a-z, 0-9, _ and -, starting with a letter or digit */
+                scope: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Move a board to another cache shard, losing no write (admin) */
+        post: operations["move_kanban_scope"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -2144,6 +2190,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/scopes/poll/{scope}/move": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description 1-64 of a-z, 0-9, _ and -, starting with a letter or digit */
+                scope: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Move a poll to another cache shard, losing no write (admin) */
+        post: operations["move_poll_scope"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/scopes/whiteboard/{scope}": {
         parameters: {
             query?: never;
@@ -2697,6 +2763,26 @@ export interface paths {
                 };
             };
         };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/scopes/whiteboard/{scope}/move": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description 1-64 of a-z, 0-9, _ and -, starting with a letter or digit */
+                scope: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Move a board to another cache shard, losing no write (admin) */
+        post: operations["move_whiteboard_scope"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -7526,6 +7612,8 @@ export interface components {
              */
             runs: number;
             scope: components["schemas"]["ScopeKey"];
+            /** @description The cache shard it was last warmed on. */
+            shard: string;
             state: components["schemas"]["WarmupState"];
             /** Format: date-time */
             updated_at: string;
@@ -8008,6 +8096,100 @@ export interface operations {
             };
         };
     };
+    move_chat_scope: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description 1-64 of a-z, 0-9, _ and -, starting with a letter or digit */
+                scope: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The shard's name */
+                    to: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Moved */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        cleared_on_source?: boolean;
+                        domain?: string;
+                        drained_ms?: number;
+                        from?: string;
+                        moved_ms?: number;
+                        scope?: string;
+                        switched_ms?: number;
+                        to?: string;
+                        warm_on_target?: boolean;
+                    };
+                };
+            };
+            /** @description No such shard (`unknown_shard`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No token, or one that does not verify: `token_missing`, `token_invalid`, `token_expired`, ... */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin (`admin_required`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unknown scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description On the PostgreSQL adapter (`no_cache`), on that shard already (`already_there`), or being moved (`move_in_progress`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A shard is not connected (`shard_unavailable`), or the scope's writes did not reach PostgreSQL in time (`move_not_drained`): nothing moved */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     delete_kanban_scope: {
         parameters: {
             query?: {
@@ -8077,6 +8259,100 @@ export interface operations {
                 };
             };
             /** @description Purged in PostgreSQL, but the cache was unreachable (`purge_unfinished`): purge again */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    move_kanban_scope: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description 1-64 of a-z, 0-9, _ and -, starting with a letter or digit */
+                scope: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The shard's name */
+                    to: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Moved */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        cleared_on_source?: boolean;
+                        domain?: string;
+                        drained_ms?: number;
+                        from?: string;
+                        moved_ms?: number;
+                        scope?: string;
+                        switched_ms?: number;
+                        to?: string;
+                        warm_on_target?: boolean;
+                    };
+                };
+            };
+            /** @description No such shard (`unknown_shard`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No token, or one that does not verify: `token_missing`, `token_invalid`, `token_expired`, ... */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin (`admin_required`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unknown scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description On the PostgreSQL adapter (`no_cache`), on that shard already (`already_there`), or being moved (`move_in_progress`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A shard is not connected (`shard_unavailable`), or the scope's writes did not reach PostgreSQL in time (`move_not_drained`): nothing moved */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -8166,6 +8442,100 @@ export interface operations {
             };
         };
     };
+    move_poll_scope: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description 1-64 of a-z, 0-9, _ and -, starting with a letter or digit */
+                scope: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The shard's name */
+                    to: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Moved */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        cleared_on_source?: boolean;
+                        domain?: string;
+                        drained_ms?: number;
+                        from?: string;
+                        moved_ms?: number;
+                        scope?: string;
+                        switched_ms?: number;
+                        to?: string;
+                        warm_on_target?: boolean;
+                    };
+                };
+            };
+            /** @description No such shard (`unknown_shard`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No token, or one that does not verify: `token_missing`, `token_invalid`, `token_expired`, ... */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin (`admin_required`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unknown scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description On the PostgreSQL adapter (`no_cache`), on that shard already (`already_there`), or being moved (`move_in_progress`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A shard is not connected (`shard_unavailable`), or the scope's writes did not reach PostgreSQL in time (`move_not_drained`): nothing moved */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     delete_whiteboard_scope: {
         parameters: {
             query?: {
@@ -8235,6 +8605,100 @@ export interface operations {
                 };
             };
             /** @description Purged in PostgreSQL, but the cache was unreachable (`purge_unfinished`): purge again */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    move_whiteboard_scope: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description 1-64 of a-z, 0-9, _ and -, starting with a letter or digit */
+                scope: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The shard's name */
+                    to: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Moved */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        cleared_on_source?: boolean;
+                        domain?: string;
+                        drained_ms?: number;
+                        from?: string;
+                        moved_ms?: number;
+                        scope?: string;
+                        switched_ms?: number;
+                        to?: string;
+                        warm_on_target?: boolean;
+                    };
+                };
+            };
+            /** @description No such shard (`unknown_shard`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No token, or one that does not verify: `token_missing`, `token_invalid`, `token_expired`, ... */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin (`admin_required`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unknown scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description On the PostgreSQL adapter (`no_cache`), on that shard already (`already_there`), or being moved (`move_in_progress`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A shard is not connected (`shard_unavailable`), or the scope's writes did not reach PostgreSQL in time (`move_not_drained`): nothing moved */
             503: {
                 headers: {
                     [name: string]: unknown;

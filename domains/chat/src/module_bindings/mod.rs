@@ -15,17 +15,23 @@ pub mod forget_scope_reducer;
 pub mod forget_warm_ups_reducer;
 pub mod forgotten_scope_table;
 pub mod forgotten_scope_type;
+pub mod freeze_scope_reducer;
 pub mod message_table;
 pub mod message_type;
 pub mod module_settings_table;
 pub mod module_settings_type;
+pub mod moving_scope_table;
+pub mod moving_scope_type;
 pub mod outbox_ack_type;
 pub mod owner_table;
 pub mod owner_type;
 pub mod reaction_type;
+pub mod release_scope_reducer;
 pub mod remember_scope_reducer;
 pub mod sync_outbox_table;
 pub mod sync_outbox_type;
+pub mod take_scope_reducer;
+pub mod thaw_scope_reducer;
 pub mod trim_reducer;
 pub mod warm_begin_reducer;
 pub mod warm_done_reducer;
@@ -45,19 +51,27 @@ pub use forget_warm_ups_reducer::{
 };
 pub use forgotten_scope_table::*;
 pub use forgotten_scope_type::ForgottenScope;
+pub use freeze_scope_reducer::{freeze_scope, set_flags_for_freeze_scope, FreezeScopeCallbackId};
 pub use message_table::*;
 pub use message_type::Message;
 pub use module_settings_table::*;
 pub use module_settings_type::ModuleSettings;
+pub use moving_scope_table::*;
+pub use moving_scope_type::MovingScope;
 pub use outbox_ack_type::OutboxAck;
 pub use owner_table::*;
 pub use owner_type::Owner;
 pub use reaction_type::Reaction;
+pub use release_scope_reducer::{
+    release_scope, set_flags_for_release_scope, ReleaseScopeCallbackId,
+};
 pub use remember_scope_reducer::{
     remember_scope, set_flags_for_remember_scope, RememberScopeCallbackId,
 };
 pub use sync_outbox_table::*;
 pub use sync_outbox_type::SyncOutbox;
+pub use take_scope_reducer::{set_flags_for_take_scope, take_scope, TakeScopeCallbackId};
+pub use thaw_scope_reducer::{set_flags_for_thaw_scope, thaw_scope, ThawScopeCallbackId};
 pub use trim_reducer::{set_flags_for_trim, trim, TrimCallbackId};
 pub use warm_begin_reducer::{set_flags_for_warm_begin, warm_begin, WarmBeginCallbackId};
 pub use warm_done_reducer::{set_flags_for_warm_done, warm_done, WarmDoneCallbackId};
@@ -97,7 +111,23 @@ pub enum Reducer {
     ForgetWarmUps {
         request_id: String,
     },
+    FreezeScope {
+        request_id: String,
+        scope: String,
+    },
+    ReleaseScope {
+        request_id: String,
+        scope: String,
+    },
     RememberScope {
+        request_id: String,
+        scope: String,
+    },
+    TakeScope {
+        request_id: String,
+        scope: String,
+    },
+    ThawScope {
         request_id: String,
         scope: String,
     },
@@ -139,7 +169,11 @@ impl __sdk::Reducer for Reducer {
             Reducer::Configure { .. } => "configure",
             Reducer::ForgetScope { .. } => "forget_scope",
             Reducer::ForgetWarmUps { .. } => "forget_warm_ups",
+            Reducer::FreezeScope { .. } => "freeze_scope",
+            Reducer::ReleaseScope { .. } => "release_scope",
             Reducer::RememberScope { .. } => "remember_scope",
+            Reducer::TakeScope { .. } => "take_scope",
+            Reducer::ThawScope { .. } => "thaw_scope",
             Reducer::Trim { .. } => "trim",
             Reducer::Warm { .. } => "warm",
             Reducer::WarmBegin { .. } => "warm_begin",
@@ -182,10 +216,35 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 forget_warm_ups_reducer::ForgetWarmUpsArgs,
             >("forget_warm_ups", &value.args)?
             .into()),
+            "freeze_scope" => Ok(
+                __sdk::parse_reducer_args::<freeze_scope_reducer::FreezeScopeArgs>(
+                    "freeze_scope",
+                    &value.args,
+                )?
+                .into(),
+            ),
+            "release_scope" => Ok(__sdk::parse_reducer_args::<
+                release_scope_reducer::ReleaseScopeArgs,
+            >("release_scope", &value.args)?
+            .into()),
             "remember_scope" => Ok(__sdk::parse_reducer_args::<
                 remember_scope_reducer::RememberScopeArgs,
             >("remember_scope", &value.args)?
             .into()),
+            "take_scope" => Ok(
+                __sdk::parse_reducer_args::<take_scope_reducer::TakeScopeArgs>(
+                    "take_scope",
+                    &value.args,
+                )?
+                .into(),
+            ),
+            "thaw_scope" => Ok(
+                __sdk::parse_reducer_args::<thaw_scope_reducer::ThawScopeArgs>(
+                    "thaw_scope",
+                    &value.args,
+                )?
+                .into(),
+            ),
             "trim" => Ok(
                 __sdk::parse_reducer_args::<trim_reducer::TrimArgs>("trim", &value.args)?.into(),
             ),
@@ -229,6 +288,7 @@ pub struct DbUpdate {
     forgotten_scope: __sdk::TableUpdate<ForgottenScope>,
     message: __sdk::TableUpdate<Message>,
     module_settings: __sdk::TableUpdate<ModuleSettings>,
+    moving_scope: __sdk::TableUpdate<MovingScope>,
     owner: __sdk::TableUpdate<Owner>,
     sync_outbox: __sdk::TableUpdate<SyncOutbox>,
     warm_scope: __sdk::TableUpdate<WarmScope>,
@@ -252,6 +312,9 @@ impl TryFrom<__ws::DatabaseUpdate<__ws::BsatnFormat>> for DbUpdate {
                 "module_settings" => db_update
                     .module_settings
                     .append(module_settings_table::parse_table_update(table_update)?),
+                "moving_scope" => db_update
+                    .moving_scope
+                    .append(moving_scope_table::parse_table_update(table_update)?),
                 "owner" => db_update
                     .owner
                     .append(owner_table::parse_table_update(table_update)?),
@@ -299,6 +362,9 @@ impl __sdk::DbUpdate for DbUpdate {
         diff.module_settings = cache
             .apply_diff_to_table::<ModuleSettings>("module_settings", &self.module_settings)
             .with_updates_by_pk(|row| &row.id);
+        diff.moving_scope = cache
+            .apply_diff_to_table::<MovingScope>("moving_scope", &self.moving_scope)
+            .with_updates_by_pk(|row| &row.scope);
         diff.owner = cache
             .apply_diff_to_table::<Owner>("owner", &self.owner)
             .with_updates_by_pk(|row| &row.id);
@@ -321,6 +387,7 @@ pub struct AppliedDiff<'r> {
     forgotten_scope: __sdk::TableAppliedDiff<'r, ForgottenScope>,
     message: __sdk::TableAppliedDiff<'r, Message>,
     module_settings: __sdk::TableAppliedDiff<'r, ModuleSettings>,
+    moving_scope: __sdk::TableAppliedDiff<'r, MovingScope>,
     owner: __sdk::TableAppliedDiff<'r, Owner>,
     sync_outbox: __sdk::TableAppliedDiff<'r, SyncOutbox>,
     warm_scope: __sdk::TableAppliedDiff<'r, WarmScope>,
@@ -346,6 +413,11 @@ impl<'r> __sdk::AppliedDiff<'r> for AppliedDiff<'r> {
         callbacks.invoke_table_row_callbacks::<ModuleSettings>(
             "module_settings",
             &self.module_settings,
+            event,
+        );
+        callbacks.invoke_table_row_callbacks::<MovingScope>(
+            "moving_scope",
+            &self.moving_scope,
             event,
         );
         callbacks.invoke_table_row_callbacks::<Owner>("owner", &self.owner, event);
@@ -930,6 +1002,7 @@ impl __sdk::SpacetimeModule for RemoteModule {
         forgotten_scope_table::register_table(client_cache);
         message_table::register_table(client_cache);
         module_settings_table::register_table(client_cache);
+        moving_scope_table::register_table(client_cache);
         owner_table::register_table(client_cache);
         sync_outbox_table::register_table(client_cache);
         warm_scope_table::register_table(client_cache);
