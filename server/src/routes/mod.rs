@@ -36,6 +36,7 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         ["api", "dev", "login"] => "POST",
         ["api", "admin", "scopes"] => "GET",
         ["api", "admin", "scopes", _, _] => "GET, PUT, PATCH, DELETE",
+        ["api", "admin", "scopes", _, _, "move"] => "POST",
         ["api", "admin", "scopes", _, _, "members"] | ["api", _, _, "members"] => "GET",
         ["api", "admin", "scopes", _, _, "members", _] | ["api", _, _, "members", _] => "PUT, DELETE",
         ["api", "admin", "warmup"] => "GET, POST",
