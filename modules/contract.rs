@@ -490,6 +490,8 @@ pub fn forget_scope(ctx: &ReducerContext, request_id: String, scope: String) -> 
         ctx.db.forgotten_scope().insert(ForgottenScope { scope: scope.clone() });
     }
     ctx.db.warm_scope().scope().delete(&scope);
+    // A purged scope is gone from here, moving or not.
+    ctx.db.moving_scope().scope().delete(&scope);
     let entries: Vec<u64> = ctx
         .db
         .sync_outbox()

@@ -135,10 +135,13 @@ impl<D: Domain> AdapterActor<D> {
     fn open(&mut self, scope: ScopeKey, ctx: &mut Context<Self>) {
         let connection = self.connection.clone();
         let key = scope.clone();
-        ctx.wait(async move { connection.subscribe(&key).await }.into_actor(self).map(move |opened, actor, ctx| {
+        // Spawned, not waited for: opening a feed may wait on the cache (a scope's
+        // subscription), and the other scopes' events must not wait behind it.
+        ctx.spawn(async move { connection.subscribe(&key).await }.into_actor(self).map(move |opened, actor, ctx| {
             match opened {
                 Ok(stream) => {
-                    let Some(feed) = actor.feeds.get_mut(&scope) else { return };
+                    // Gone meanwhile, or opened by another open that finished first.
+                    let Some(feed) = actor.feeds.get_mut(&scope).filter(|feed| feed.handle.is_none()) else { return };
                     let tagged = stream.map(Some).chain(futures::stream::once(async { None })).map({
                         let scope = scope.clone();
                         move |delivery| (scope.clone(), delivery)

@@ -13,8 +13,11 @@
 //!    there (503 `scope_moving`), never served an empty scope.
 //!
 //! Until the switch, a failure calls the move off (the scope is thawed on its
-//! shard). One move of a scope runs at a time, across every node (an advisory lock).
+//! shard); a move to the shard a scope lives on thaws it (one that stopped half-way).
+//! One move of a scope runs at a time, across every node (an advisory lock), on a
+//! task of its own (a request given up does not stop it half-way).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use boardsync_core::cache_adapter::MoveStep;
@@ -31,36 +34,33 @@ pub const MOVE_LOCKS: i32 = 0x6273_6d76;
 /// How often a move looks again whether its scope has drained, or warmed.
 const LOOK_AGAIN: Duration = Duration::from_millis(20);
 
-pub(crate) struct Move<'a, D: Domain> {
-    pub routed: &'a Routed<D>,
-    pub scopes: &'a ScopeStore,
-    pub board: &'a WarmupBoard,
-    pub pool: &'a PgPool,
+pub(crate) struct Move<D: Domain> {
+    pub routed: Arc<Routed<D>>,
+    pub scopes: Arc<ScopeStore>,
+    pub board: Arc<WarmupBoard>,
+    pub pool: PgPool,
 }
 
-impl<D: Domain> Move<'_, D> {
-    pub async fn run(&self, scope: &ScopeKey, to: &str, within: Duration) -> Result<Value, DomainError> {
-        let stored = self.scopes.require(D::NAME, D::SCOPE, scope).await?;
-        let source = self.routed.named(stored.shard.as_deref())?;
-        let Some(target) = self.routed.shards.iter().find(|handle| handle.shard.name == to) else {
-            let names: Vec<&str> = self.routed.shards.iter().map(|handle| handle.shard.name.as_str()).collect();
-            return Err(DomainError::invalid("unknown_shard", format!("no shard {to:?}; the shards are {names:?}")));
-        };
-        let (Some(from), Some(into)) = (&source.cache, &target.cache) else {
+impl<D: Domain> Move<D> {
+    /// Runs the move to its end on a task of its own: a request given up half-way
+    /// (a client's or a proxy's timeout) must not leave the scope frozen.
+    pub async fn detached(self, scope: ScopeKey, to: String, within: Duration) -> Result<Value, DomainError> {
+        tokio::spawn(async move { self.run(&scope, &to, within).await })
+            .await
+            .map_err(|error| DomainError::internal("a scope's move stopped").caused_by(error))?
+    }
+
+    async fn run(&self, scope: &ScopeKey, to: &str, within: Duration) -> Result<Value, DomainError> {
+        if self.routed.shards[0].cache.is_none() {
             return Err(DomainError::conflict(
                 "no_cache",
                 format!("the {} domain runs on the PostgreSQL adapter: there are no shards", D::NAME),
             ));
+        }
+        let Some(target) = self.routed.shards.iter().find(|handle| handle.shard.name == to) else {
+            let names: Vec<&str> = self.routed.shards.iter().map(|handle| handle.shard.name.as_str()).collect();
+            return Err(DomainError::invalid("unknown_shard", format!("no shard {to:?}; the shards are {names:?}")));
         };
-        if source.shard.name == target.shard.name {
-            return Err(DomainError::conflict("already_there", format!("{} {scope} lives on {to} already", D::SCOPE)));
-        }
-        if from.epoch().is_none() || into.epoch().is_none() {
-            return Err(DomainError::unavailable(
-                "shard_unavailable",
-                "both shards must be connected to move a scope; retry once they are",
-            ));
-        }
         let mut lock = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2 || '/' || $3))")
             .bind(MOVE_LOCKS)
@@ -75,24 +75,60 @@ impl<D: Domain> Move<'_, D> {
                 format!("{} {scope} is being moved already", D::SCOPE),
             ));
         }
+        // Where it lives, read from PostgreSQL under the lock (not from what this node
+        // keeps, which may be behind another node's move).
+        let stored = self
+            .scopes
+            .stored_shard(D::NAME, scope)
+            .await?
+            .ok_or_else(|| boardsync_core::scope::missing(D::NAME, D::SCOPE, scope))?;
+        let source = self.routed.named(stored.as_deref())?;
+        let (Some(from), Some(into)) = (&source.cache, &target.cache) else {
+            return Err(DomainError::conflict("no_cache", "these shards have no cache"));
+        };
+        if from.epoch().is_none() || into.epoch().is_none() {
+            return Err(DomainError::unavailable(
+                "shard_unavailable",
+                "both shards must be connected to move a scope; retry once they are",
+            ));
+        }
+        if source.shard.name == target.shard.name {
+            // A move to where it lives calls off one that stopped half-way: the scope
+            // takes commands there again.
+            from.move_step(MoveStep::Thaw, scope).await?;
+            lock.commit().await.map_err(DomainError::from_sqlx)?;
+            return Ok(json!({ "domain": D::NAME, "scope": scope, "from": to, "to": to, "thawed": true }));
+        }
         let started = Instant::now();
         tracing::info!(domain = D::NAME, scope = %scope, from = %source.shard.name, to, "moving a scope");
-        from.move_step(MoveStep::Freeze, scope).await?;
+        let epoch = from.epoch();
         let called_off = |error: DomainError| async move {
             if let Err(thaw) = from.move_step(MoveStep::Thaw, scope).await {
-                tracing::error!(domain = D::NAME, scope = %scope, error = %thaw, "a called-off move cannot thaw its scope");
+                tracing::error!(domain = D::NAME, scope = %scope, error = %thaw, "a called-off move cannot thaw its scope: move it to its own shard to thaw it");
             }
             tracing::warn!(domain = D::NAME, scope = %scope, %error, "scope move called off");
             error
         };
+        if let Err(error) = from.move_step(MoveStep::Freeze, scope).await {
+            // (It may have been frozen all the same, its answer lost.)
+            return Err(called_off(error).await);
+        }
         // Every write committed before the freeze has been reported here by now (the
         // cache reports transactions in order): wait until PostgreSQL holds them.
         let deadline = Instant::now() + within;
         loop {
-            if let Err(error) = from.restore(self.pool, scope).await {
+            if from.epoch() != epoch {
+                // A restart may have lost the freeze, and the writes before it.
+                let error = DomainError::unavailable(
+                    "shard_unavailable",
+                    "the scope's cache restarted during the move; nothing moved: move it again",
+                );
                 return Err(called_off(error).await);
             }
-            if from.pending_in(scope) == 0 && from.epoch().is_some() {
+            if let Err(error) = from.restore(&self.pool, scope).await {
+                return Err(called_off(error).await);
+            }
+            if from.pending_in(scope) == 0 {
                 break;
             }
             if Instant::now() >= deadline {
@@ -111,7 +147,18 @@ impl<D: Domain> Move<'_, D> {
         if let Err(error) = into.move_step(MoveStep::Take, scope).await {
             return Err(called_off(error).await);
         }
-        if let Err(error) = self.scopes.set_shard(D::NAME, scope, to).await {
+        // The switch, only from where it was found under the lock.
+        let switched = match self.scopes.set_shard(D::NAME, scope, stored.as_deref(), to).await {
+            Ok(switched) => switched,
+            // Committed or not? PostgreSQL says.
+            Err(error) => match self.scopes.stored_shard(D::NAME, scope).await {
+                Ok(Some(now)) if now.as_deref() == Some(to) => true,
+                _ => return Err(called_off(error).await),
+            },
+        };
+        if !switched {
+            let error =
+                DomainError::conflict("move_in_progress", format!("{} {scope} moved or went meanwhile", D::SCOPE));
             return Err(called_off(error).await);
         }
         let switched_ms = started.elapsed().as_millis() as u64;
@@ -119,13 +166,15 @@ impl<D: Domain> Move<'_, D> {
         if let Some(warmup) = &target.warmup {
             warmup.do_send(WarmScope { scope: scope.clone(), force: true });
         }
+        let placed_at = self.scopes.require(D::NAME, D::SCOPE, scope).await.map(|stored| stored.placed_at);
         let warm_deadline = Instant::now() + within;
         let mut warmed = false;
-        while Instant::now() < warm_deadline {
-            let on_target =
-                self.board.list(Some(D::NAME)).into_iter().any(|status| &status.scope == scope && status.shard == to);
-            if on_target && self.board.is_warm(D::NAME, scope, into.generation()) {
+        while let Ok(placed_at) = placed_at {
+            if self.board.is_warm(D::NAME, scope, into.generation(), placed_at) {
                 warmed = true;
+                break;
+            }
+            if Instant::now() >= warm_deadline {
                 break;
             }
             tokio::time::sleep(LOOK_AGAIN).await;

@@ -78,10 +78,11 @@ pub trait DomainService: Send + Sync {
     fn shards(&self) -> Vec<ShardStatus>;
     /// Where a new scope goes (`None` on the PostgreSQL adapter).
     fn place(&self, scope: &ScopeKey) -> Option<String>;
-    /// Moves a scope to cache shard `to`, losing no write: its writes stop (503
-    /// `scope_moving`, retried by clients), its outbox drains into PostgreSQL, it is
-    /// warmed on `to` from PostgreSQL, switched, and cleared on its old shard; its
-    /// live subscribers resync.
+    /// Moves a scope to cache shard `to`, losing no write (see [`crate::moving`]):
+    /// its writes stop (503 `scope_moving`, retried by clients), its outbox drains
+    /// into PostgreSQL, it is switched to `to` and warmed there from PostgreSQL, and
+    /// cleared on its old shard; its live subscribers resync. A move to the shard it
+    /// lives on thaws it (a move that stopped half-way).
     async fn move_scope(&self, scope: &ScopeKey, to: &str, drain_within: Duration) -> Result<Value, DomainError>;
 
     /// Shutting down: refuse new writes (503 `shutting_down`) from now on.
@@ -199,30 +200,36 @@ fn actor_gone<E: std::error::Error + Send + Sync + 'static>(error: E) -> DomainE
 }
 
 impl<D: Domain> DomainHandle<D> {
-    /// On the cache adapter, waits until `scope` is warm in the cache's current
-    /// generation. A write taken before could carry a version PostgreSQL already has
-    /// (the cache may have lost writes in a restart), and warm-up would then undo it;
-    /// a snapshot taken before would be partial, served as if it were whole.
     /// Whether another node holds the drainer lease of this domain's outbox on `shard`.
     async fn drained_elsewhere(&self, shard: &Shard) -> bool {
         let holders = crate::drainer::holders(&self.pool, std::slice::from_ref(&shard.unit)).await;
         holders.is_ok_and(|holders| holders.into_iter().any(|(_, holder)| holder.is_some()))
     }
 
-    async fn until_warm(&self, scope: &ScopeKey) -> Result<(), DomainError> {
-        let shard = self.routed.of(scope).await?;
-        let Some(cache) = &shard.cache else { return Ok(()) };
+    /// On the cache adapter, waits until `scope` is warm in the cache's current
+    /// generation, for its current placement. A write taken before could carry a
+    /// version PostgreSQL already has (the cache may have lost writes in a restart),
+    /// and warm-up would then undo it; a snapshot taken before would be partial,
+    /// served as if it were whole.
+    ///
+    /// Returns the shard the scope lives on, looked up once: the call that follows
+    /// goes where the warm-up was checked, even if the scope moves meanwhile (the
+    /// shard it left refuses it then).
+    async fn until_warm(&self, scope: &ScopeKey) -> Result<&ShardHandle<D>, DomainError> {
+        let stored = self.scopes.require(D::NAME, D::SCOPE, scope).await?;
+        let shard = self.routed.named(stored.shard.as_deref())?;
+        let Some(cache) = &shard.cache else { return Ok(shard) };
         // A scope this node has never queued on its shard was created after it
         // started, through another node (or moved there): it warms here now (its rows
         // in the cache were warmed by that node; warm-up never goes back on a newer
         // cached version).
-        if self.board.list_if_new(D::NAME, scope, &shard.shard.name) {
+        if self.board.list_if_new(D::NAME, scope, &shard.shard.name, stored.placed_at) {
             if let Some(warmup) = &shard.warmup {
                 warmup.do_send(WarmScope { scope: scope.clone(), force: false });
             }
         }
         let deadline = tokio::time::Instant::now() + self.warm_wait;
-        while !self.board.is_warm(D::NAME, scope, cache.generation()) {
+        while !self.board.is_warm(D::NAME, scope, cache.generation(), stored.placed_at) {
             if cache.generation().is_none() {
                 return Err(cache_unavailable());
             }
@@ -234,7 +241,7 @@ impl<D: Domain> DomainHandle<D> {
             }
             tokio::time::sleep(WARM_POLL).await;
         }
-        Ok(())
+        Ok(shard)
     }
 
     async fn existing_scope(&self, scope: &ScopeKey) -> Result<(), DomainError> {
@@ -284,10 +291,10 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
                 format!("limit must be between 1 and {}", self.pages.max),
             ));
         }
-        self.until_warm(scope).await?;
+        let shard = self.until_warm(scope).await?;
         // One more than asked tells whether another page follows, without guessing
         // from a full page (which may be the last).
-        let mut items = self.routed.snapshot(scope, Page { limit: limit + 1, before }).await?;
+        let mut items = shard.connection.snapshot(scope, Page { limit: limit + 1, before }).await?;
         let has_more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let next_before = if has_more { items.last().map(D::cursor) } else { None };
@@ -308,9 +315,9 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
             return Err(DomainError::unavailable("shutting_down", "the server is shutting down; retry shortly"));
         }
         D::validate(&command, &self.settings)?;
-        self.until_warm(scope).await?;
+        let shard = self.until_warm(scope).await?;
         let actor = ActingUser { user: caller.user.clone(), owns_scope };
-        let event = self.routed.apply(scope, &actor, command, durability).await?;
+        let event = shard.connection.apply(scope, &actor, command, durability).await?;
         serde_json::to_value(event).map_err(|e| DomainError::internal("an event cannot be encoded").caused_by(e))
     }
 
@@ -399,9 +406,13 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
     }
 
     async fn move_scope(&self, scope: &ScopeKey, to: &str, drain_within: Duration) -> Result<Value, DomainError> {
-        let moving =
-            crate::moving::Move { routed: &self.routed, scopes: &self.scopes, board: &self.board, pool: &self.pool };
-        moving.run(scope, to, drain_within).await
+        let moving = crate::moving::Move {
+            routed: self.routed.clone(),
+            scopes: self.scopes.clone(),
+            board: self.board.clone(),
+            pool: self.pool.clone(),
+        };
+        moving.detached(scope.clone(), to.to_string(), drain_within).await
     }
 
     fn stop_writes(&self) {
@@ -442,20 +453,20 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
     }
 
     async fn purge(&self, scope: &ScopeKey) -> Result<boardsync_core::purge::Purged, DomainError> {
-        // Its shard, looked up before its row goes.
-        let shard = self.routed.of(scope).await?;
         let purged = boardsync_core::purge::purge_postgres::<D>(&self.pool, scope)
             .await?
             .ok_or_else(|| boardsync_core::scope::missing(D::NAME, D::SCOPE, scope))?;
         // Its sockets close and its access is forgotten here at once (other backends
         // hear of it through the scopes trigger).
         self.scopes.changed(D::NAME, scope);
-        if let Some(cache) = &shard.cache {
+        // Every shard forgets it: one it moved away from may keep its rows, and
+        // which shard holds it may have changed meanwhile.
+        for cache in self.routed.shards.iter().filter_map(|shard| shard.cache.as_ref()) {
             if let Err(error) = cache.forget(scope).await {
-                tracing::error!(domain = D::NAME, scope = %scope, %error, "purged in PostgreSQL, not yet in the cache");
+                tracing::error!(domain = D::NAME, scope = %scope, shard = %cache.shard().name, %error, "purged in PostgreSQL, not yet in the cache");
                 return Err(DomainError::unavailable(
                     "purge_unfinished",
-                    "the scope is purged in PostgreSQL but the cache could not be reached: purge it again",
+                    "the scope is purged in PostgreSQL but a cache shard could not be reached: purge it again",
                 ));
             }
         }
@@ -465,19 +476,33 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
     }
 
     async fn prepare_recreate(&self, scope: &ScopeKey) -> Result<(), DomainError> {
-        if !boardsync_core::purge::recreating(&self.pool, D::NAME, scope).await? {
-            return Ok(());
+        let recreating = boardsync_core::purge::recreating(&self.pool, D::NAME, scope).await?;
+        let placed = self.routed.named(self.routed.place(scope).as_deref())?;
+        let again = |error: DomainError| {
+            tracing::warn!(domain = D::NAME, scope = %scope, %error, "the cache cannot take the scope yet");
+            DomainError::unavailable("cache_unavailable", "the cache must take this scope first: try again")
+        };
+        if recreating {
+            // Every shard forgot it: the one it is created on takes it back (another
+            // one's mark is cleared if it ever moves there).
+            for cache in self.routed.shards.iter().filter_map(|shard| shard.cache.as_ref()) {
+                let remembered = cache.remember(scope).await;
+                if cache.shard().name == placed.shard.name {
+                    remembered.map_err(again)?;
+                }
+            }
         }
-        // The shard it is created on takes it back (a purge marked it on the shard it
-        // lived on then; a move there later clears that mark).
-        let shard = self.routed.named(self.routed.place(scope).as_deref())?;
-        if let Some(cache) = &shard.cache {
-            cache.remember(scope).await.map_err(|error| {
-                tracing::warn!(domain = D::NAME, scope = %scope, %error, "the cache cannot take a purged scope back yet");
-                DomainError::unavailable("cache_unavailable", "the cache must take this purged scope back first: try again")
-            })?;
+        // A scope created (again) on a shard an earlier life of it left something on
+        // (rows, a mark of moving away) starts from PostgreSQL there.
+        if self.routed.shards.len() > 1 && self.scopes.stored_shard(D::NAME, scope).await?.is_none() {
+            if let Some(cache) = &placed.cache {
+                cache.move_step(boardsync_core::cache_adapter::MoveStep::Take, scope).await.map_err(again)?;
+            }
         }
-        boardsync_core::purge::recreated(&self.pool, D::NAME, scope).await
+        if recreating {
+            boardsync_core::purge::recreated(&self.pool, D::NAME, scope).await?;
+        }
+        Ok(())
     }
 }
 

@@ -72,8 +72,11 @@ pub struct WarmupStatus {
     /// The cache generation the last run started in: a scope is warm only for the
     /// generation it was warmed in.
     pub generation: Option<u64>,
-    /// The cache shard it was last warmed on.
+    /// The cache shard it was last warmed on, and when the scope was placed there:
+    /// warm holds only for that placement (a scope that moved away and back must
+    /// load again).
     pub shard: String,
+    pub placed_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -103,15 +106,17 @@ impl WarmupBoard {
     /// Lists `scope` as pending on `shard` if this node never listed it there (since
     /// it started, or since the scope moved); whether it did now. One caller wins,
     /// however many ask at once.
-    pub fn list_if_new(&self, domain: &'static str, scope: &ScopeKey, shard: &str) -> bool {
-        if self.statuses.get(&(domain, scope.clone())).is_some_and(|status| status.shard == shard) {
+    pub fn list_if_new(&self, domain: &'static str, scope: &ScopeKey, shard: &str, placed_at: DateTime<Utc>) -> bool {
+        let listed = |status: &WarmupStatus| status.shard == shard && status.placed_at == Some(placed_at);
+        if self.statuses.get(&(domain, scope.clone())).is_some_and(|status| listed(&status)) {
             return false;
         }
         let mut new = false;
         self.update(domain, scope, |status| {
-            if status.shard != shard {
+            if !listed(status) {
                 new = true;
                 status.shard = shard.to_string();
+                status.placed_at = Some(placed_at);
                 status.state = WarmupState::Pending;
             }
         });
@@ -123,12 +128,20 @@ impl WarmupBoard {
         self.statuses.get(&(domain, scope.clone())).map_or(0, |status| status.priority)
     }
 
-    /// Whether `scope` is warm in cache generation `generation`, so it takes writes
-    /// and serves snapshots: warmed in it (or, with warm-up disabled, its lost writes
-    /// restored in it).
-    pub fn is_warm(&self, domain: &'static str, scope: &ScopeKey, generation: Option<u64>) -> bool {
+    /// Whether `scope` is warm in cache generation `generation`, for its placement
+    /// at `placed_at`, so it takes writes and serves snapshots: warmed in it (or,
+    /// with warm-up disabled, its lost writes restored in it).
+    pub fn is_warm(
+        &self,
+        domain: &'static str,
+        scope: &ScopeKey,
+        generation: Option<u64>,
+        placed_at: DateTime<Utc>,
+    ) -> bool {
         self.statuses.get(&(domain, scope.clone())).is_some_and(|status| match status.state {
-            WarmupState::Warm | WarmupState::Disabled => generation.is_some() && status.generation == generation,
+            WarmupState::Warm | WarmupState::Disabled => {
+                generation.is_some() && status.generation == generation && status.placed_at == Some(placed_at)
+            }
             _ => false,
         })
     }
@@ -156,6 +169,7 @@ impl WarmupBoard {
                 already_warm: false,
                 generation: None,
                 shard: String::new(),
+                placed_at: None,
                 updated_at: Utc::now(),
             }
         });
@@ -472,12 +486,10 @@ async fn warm_scope<D: Domain>(
     let Some(stored) = context.scopes.get(D::NAME, scope).await? else {
         return Err(DomainError::not_found("scope_not_found", format!("{} {scope} no longer exists", D::SCOPE)));
     };
-    if !context.cache.shard().holds(stored.shard.as_deref()) {
-        return Ok(Warmed::Moved);
-    }
     let settings = context.defaults.with(&stored.warmup_overrides());
     let generation = context.cache.generation();
     let shard = context.cache.shard().name.clone();
+    let placed_at = Some(stored.placed_at);
     // A transaction only for its lock: ended (and the lock freed) however the run
     // ends, also if this process dies.
     let mut lock = context.pool.begin().await.map_err(DomainError::from_sqlx)?;
@@ -499,10 +511,16 @@ async fn warm_scope<D: Domain>(
     if restored > 0 {
         tracing::info!(domain = D::NAME, scope = %scope, restored, "wrote acknowledged writes into PostgreSQL before warm-up");
     }
+    // (What this node kept of the scope's writes on this shard is written back even
+    // when the scope moved away: it may be all that is left of them.)
+    if !context.cache.shard().holds(stored.shard.as_deref()) {
+        return Ok(Warmed::Moved);
+    }
     if !settings.enabled {
         context.board.update(D::NAME, scope, |status| {
             status.generation = generation;
             status.shard = shard;
+            status.placed_at = placed_at;
         });
         return Ok(Warmed::Disabled);
     }
@@ -512,12 +530,14 @@ async fn warm_scope<D: Domain>(
         context.board.update(D::NAME, scope, |status| {
             status.generation = generation;
             status.shard = shard;
+            status.placed_at = placed_at;
         });
         return Ok(Warmed::Already);
     };
     context.board.update(D::NAME, scope, |status| {
         status.state = WarmupState::Warming;
         status.shard = shard;
+        status.placed_at = placed_at;
         status.generation = generation;
         status.rows_loaded = 0;
         status.rows_total = 0;

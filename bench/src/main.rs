@@ -13,6 +13,7 @@ mod plot;
 mod procs;
 mod raw;
 mod report;
+mod scopes;
 mod stats;
 mod target;
 mod warmup;
@@ -180,6 +181,26 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         warm_batch: usize,
     },
+    /// A node's memory with many scopes warm and a few of them in use.
+    Scopes {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        url: String,
+        #[arg(long, env = "BENCH_ADMIN_TOKEN")]
+        admin_token: String,
+        /// Channels `c1`..`c<scopes>` in PostgreSQL, all warmed at start.
+        #[arg(long)]
+        scopes: usize,
+        /// How many of them to read (`c1`..`c<active>`).
+        #[arg(long)]
+        active: usize,
+        /// The node's `framework.cache_subscriptions`, for the report.
+        #[arg(long)]
+        subscriptions: String,
+        #[arg(long)]
+        server_pid: u32,
+    },
     /// The drainer was killed: the time until the surviving node drains every outbox.
     Failover {
         #[command(flatten)]
@@ -218,6 +239,7 @@ pub enum Workload {
     Warmup(warmup::WarmupResult),
     Raw(raw::RawResult),
     Failover(failover::FailoverResult),
+    Scopes(scopes::ScopesResult),
 }
 
 fn append(common: &Common, workload: Workload) -> anyhow::Result<()> {
@@ -283,6 +305,11 @@ fn main() -> anyhow::Result<()> {
                 let watched = procs::parse_watched(&common.watch)?;
                 let result = warmup::run(&url, &admin_token, scopes, started_unix_ms, &watched).await?;
                 append(&common, Workload::Warmup(result))?;
+            }
+            Command::Scopes { common, url, admin_token, scopes, active, subscriptions, server_pid } => {
+                eprintln!("memory with {active} of {scopes} scopes in use, {}", common.label);
+                let result = scopes::run(&url, &admin_token, scopes, active, &subscriptions, server_pid).await?;
+                append(&common, Workload::Scopes(result))?;
             }
             Command::Failover { common, url, killed_unix_ms } => {
                 let result = failover::run(&url, killed_unix_ms).await?;

@@ -14,6 +14,7 @@ use crate::fanout::FanoutResult;
 use crate::plot::{Chart, Series};
 use crate::procs::CpuUse;
 use crate::raw::RawResult;
+use crate::scopes::ScopesResult;
 use crate::warmup::WarmupResult;
 use crate::writes::WritesResult;
 use crate::{Record, Workload};
@@ -26,6 +27,7 @@ struct Results {
     warmup: Vec<(String, WarmupResult)>,
     raw: Vec<(String, RawResult)>,
     failover: Vec<(String, FailoverResult)>,
+    scopes: Vec<(String, ScopesResult)>,
 }
 
 fn read(folder: &Path) -> anyhow::Result<Results> {
@@ -42,6 +44,7 @@ fn read(folder: &Path) -> anyhow::Result<Results> {
                 Workload::Warmup(r) => results.warmup.push((record.label, r)),
                 Workload::Raw(r) => results.raw.push((record.label, r)),
                 Workload::Failover(r) => results.failover.push((record.label, r)),
+                Workload::Scopes(r) => results.scopes.push((record.label, r)),
             }
         }
     }
@@ -137,6 +140,7 @@ pub fn write(folder: &Path, out: &Path) -> anyhow::Result<()> {
     warmup(&mut md, &results);
     connections(&mut md, &results, &plots, &stem)?;
     nodes(&mut md, &results);
+    shards(&mut md, &results);
     if let Some(notes) = meta["notes"].as_array() {
         let _ = writeln!(md, "## Notes\n");
         for note in notes.iter().filter_map(Value::as_str) {
@@ -183,8 +187,19 @@ fn targets(md: &mut String, results: &Results) {
             }
         }
     }
+    let top = |suffix: &str| {
+        results.writes.iter().find(|(label, _)| label.ends_with(suffix)).and_then(|(_, r)| r.sustained_per_sec())
+    };
+    if let (Some(one), Some(two)) = (top(ONE_SHARD), top(TWO_SHARDS)) {
+        row(
+            "sustained writes with two shards close to 2x one (≥ 1.8x)",
+            "boardsync · SpacetimeDB adapter, both shards on this machine",
+            format!("{} against {} /s = {:.2}x", thousands(two), thousands(one), two / one),
+            Some(two / one >= 1.8),
+        );
+    }
     let raw = results.raw.first().map(|(_, r)| r);
-    for (label, r) in results.writes.iter().filter(|(_, r)| r.target == "boardsync") {
+    for (label, r) in results.writes.iter().filter(|(label, r)| r.target == "boardsync" && !is_shard_run(label)) {
         let (Some(raw), Some(sustained)) = (raw, r.sustained_per_sec()) else { continue };
         let share = sustained / raw.calls_per_sec;
         row(
@@ -382,7 +397,8 @@ fn writes(md: &mut String, results: &Results, plots: &Path, stem: &str) -> anyho
         md,
         "| system | via | scopes | target /s | acknowledged /s | command p50 / p99 ms | lag p50 / p99 ms | caught up after ms | sustained | CPU (cores) |\n|---|---|---|---|---|---|---|---|---|---|"
     );
-    for (label, r) in &results.writes {
+    // (The runs with one shard and two are section 7's.)
+    for (label, r) in results.writes.iter().filter(|(label, _)| !is_shard_run(label)) {
         for s in &r.steps {
             let lag = match (s.lag_p50_ms, s.lag_p99_ms) {
                 (Some(a), Some(b)) => format!("{} / {}", ms(a), ms(b)),
@@ -406,7 +422,9 @@ fn writes(md: &mut String, results: &Results, plots: &Path, stem: &str) -> anyho
     md.push('\n');
     // boardsync against each peer, over the same transport.
     for (peer_label, peer) in results.writes.iter().filter(|(_, r)| is_peer(&r.target)) {
-        for (label, ours) in results.writes.iter().filter(|(_, r)| !is_peer(&r.target) && r.via == peer.via) {
+        let ours =
+            results.writes.iter().filter(|(label, r)| !is_peer(&r.target) && r.via == peer.via && !is_shard_run(label));
+        for (label, ours) in ours {
             let at_1000 =
                 |r: &WritesResult| r.steps.iter().find(|s| s.target_per_sec == 1000.0).and_then(|s| s.lag_p99_ms);
             let sustained_of = |r: &WritesResult| {
@@ -431,7 +449,7 @@ fn writes(md: &mut String, results: &Results, plots: &Path, stem: &str) -> anyho
     md.push('\n');
     let mut lag_series = Vec::new();
     let mut command_series = Vec::new();
-    for (label, r) in &results.writes {
+    for (label, r) in results.writes.iter().filter(|(label, _)| !is_shard_run(label)) {
         let name = format!("{label}, {:?}", r.via);
         let lag: Vec<(f64, f64)> =
             r.steps.iter().filter_map(|s| s.lag_p99_ms.map(|lag| (s.target_per_sec, lag))).collect();
@@ -576,6 +594,85 @@ fn nodes(md: &mut String, results: &Results) {
             times.sort_by(f64::total_cmp);
             let (median, max) = (crate::stats::quantile(&times, 0.5), times.last().copied().unwrap_or(f64::NAN));
             let _ = writeln!(md, "| {label} | {} | {} | {} |", times.len(), thousands(median), thousands(max));
+        }
+        md.push('\n');
+    }
+}
+
+/// What the label of sustained writes with one SpacetimeDB server, and with two, ends with.
+pub const ONE_SHARD: &str = ", 1 shard";
+pub const TWO_SHARDS: &str = ", 2 shards";
+
+fn is_shard_run(label: &str) -> bool {
+    label.ends_with(ONE_SHARD) || label.ends_with(TWO_SHARDS)
+}
+
+fn shards(md: &mut String, results: &Results) {
+    let sharded: Vec<&(String, WritesResult)> =
+        results.writes.iter().filter(|(label, _)| is_shard_run(label)).collect();
+    if sharded.is_empty() && results.scopes.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## 7. Shards, and the scopes in use
+"
+    );
+    if !sharded.is_empty() {
+        let _ = writeln!(
+            md,
+            "Sustained writes (as in section 2, over WebSockets) with every scope on one SpacetimeDB server, and with \
+             the scopes spread over two (each its own process on this same machine, so the two share its cores).\n"
+        );
+        let _ = writeln!(
+            md,
+            "| configuration | scopes | sustained /s | lag p99 at 1,000/s ms | CPU at the top sustained rate (cores) |\n|---|---|---|---|---|"
+        );
+        for (label, r) in &sharded {
+            let top = r.sustained_per_sec();
+            let at_1000 = r.steps.iter().find(|s| s.target_per_sec == 1000.0).and_then(|s| s.lag_p99_ms);
+            let cpu = top
+                .and_then(|top| r.steps.iter().find(|s| s.target_per_sec == top))
+                .map_or("–".into(), |s| cpu_summary(&s.cpu));
+            let _ = writeln!(
+                md,
+                "| {label} | {} | {} | {} | {cpu} |",
+                r.scopes,
+                top.map_or("none of the rates tried".into(), thousands),
+                at_1000.map_or("–".into(), ms)
+            );
+        }
+        let top = |suffix: &str| {
+            sharded.iter().find(|(label, _)| label.ends_with(suffix)).and_then(|(_, r)| r.sustained_per_sec())
+        };
+        if let (Some(one), Some(two)) = (top(ONE_SHARD), top(TWO_SHARDS)) {
+            let _ = writeln!(md, "\nTwo shards sustain {:.2}x what one does (the goal is close to 2x).", two / one);
+        }
+        md.push('\n');
+    }
+    if !results.scopes.is_empty() {
+        let _ = writeln!(
+            md,
+            "A node's resident memory with many chat channels warm in the cache and few of them in use: once every \
+             channel is warm, then once the first N of them have been read (a snapshot each). `active`: the node \
+             holds only the rows of the scopes in use on it (the default); `all`: every scope's rows.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| configuration | subscriptions | scopes | rows | all warm: MiB | N read | then: MiB | scopes held |\n|---|---|---|---|---|---|---|---|"
+        );
+        for (label, r) in &results.scopes {
+            let _ = writeln!(
+                md,
+                "| {label} | {} | {} | {} | {:.1} | {} | {:.1} | {} |",
+                r.subscriptions,
+                thousands(r.scopes as f64),
+                thousands(r.rows as f64),
+                r.rss_warm_kib as f64 / 1024.0,
+                thousands(r.active as f64),
+                r.rss_active_kib as f64 / 1024.0,
+                r.subscribed_scopes.map_or("all".into(), |n| thousands(n as f64))
+            );
         }
         md.push('\n');
     }

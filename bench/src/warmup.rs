@@ -30,9 +30,9 @@ pub struct WarmupResult {
     pub load_cache_ms: u64,
 }
 
-struct Board {
+pub(crate) struct Board {
     warm: usize,
-    rows: u64,
+    pub rows: u64,
     read_ms: u64,
     load_ms: u64,
 }
@@ -53,7 +53,7 @@ async fn board(http: &reqwest::Client, url: &str, admin: &str, min_runs: u64) ->
     Ok(Board { warm: warm.len(), rows: sum("rows_loaded"), read_ms: sum("load_ms"), load_ms: sum("cache_ms") })
 }
 
-async fn until_warm(
+pub(crate) async fn until_warm(
     http: &reqwest::Client,
     url: &str,
     admin: &str,

@@ -238,6 +238,9 @@ pub trait SessionSink<Row>: Send + Sync + 'static {
 
 /// One scope's subscription on this backend (see [`Shared::subscribed`]).
 struct ScopeRows<H> {
+    /// Unique per subscription: a guard from before a reconnect (which forgot every
+    /// subscription) must not count against the one made since.
+    id: u64,
     handle: H,
     /// Its rows are in the client cache (the message that brought them is processed).
     applied: bool,
@@ -252,14 +255,15 @@ struct ScopeRows<H> {
 struct InUse<D: CacheBinding> {
     shared: Option<Arc<Shared<D>>>,
     scope: String,
+    id: u64,
 }
 
 impl<D: CacheBinding> Drop for InUse<D> {
     fn drop(&mut self) {
         let Some(shared) = self.shared.take() else { return };
         let mut all = shared.scope_rows.lock().expect("scope rows lock");
-        if let Some(rows) = all.get_mut(&self.scope) {
-            rows.in_use -= 1;
+        if let Some(rows) = all.get_mut(&self.scope).filter(|rows| rows.id == self.id) {
+            rows.in_use = rows.in_use.saturating_sub(1);
             rows.last_used = std::time::Instant::now();
         }
     }
@@ -446,6 +450,12 @@ struct Shared<D: CacheBinding> {
     scope_rows: Mutex<HashMap<String, ScopeRows<<D::Module as ModuleLink>::ScopeSubscription>>>,
     /// Scopes whose subscription was applied in the message being processed.
     just_subscribed: Mutex<Vec<String>>,
+    /// Set when a session becomes ready: the scopes with live subscribers here are
+    /// subscribed again (a new connection starts with none).
+    resubscribe: std::sync::atomic::AtomicBool,
+    /// Per scope trimmed by a warm-up while not subscribed here: the floor the
+    /// module recorded (its row not at hand), for the warm-up's end to record again.
+    trimmed_floors: Mutex<HashMap<ScopeKey, String>>,
 }
 
 /// A scope that moved to another shard, asked of this one (its backend has not heard
@@ -728,6 +738,8 @@ impl<D: CacheBinding> CacheAdapter<D> {
             subscription_idle: Duration::from_secs(context.settings.framework.subscription_idle_secs),
             scope_rows: Mutex::new(HashMap::new()),
             just_subscribed: Mutex::new(Vec::new()),
+            resubscribe: std::sync::atomic::AtomicBool::new(false),
+            trimmed_floors: Mutex::new(HashMap::new()),
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session_shared.clone().session());
@@ -743,6 +755,11 @@ impl<D: CacheBinding> CacheAdapter<D> {
         );
         Ok(Self { shared, _connection: connection, _outside: outside })
     }
+}
+
+fn next_subscription_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Unsubscribes from the scopes nobody here has used for `subscription_idle` (no
@@ -761,8 +778,8 @@ async fn drop_idle_scopes<D: CacheBinding>(shared: std::sync::Weak<Shared<D>>) {
             let gone: Vec<String> = all
                 .iter()
                 .filter(|(scope, rows)| {
-                    rows.applied
-                        && rows.in_use == 0
+                    // (One never applied is dropped too: its next use subscribes anew.)
+                    rows.in_use == 0
                         && rows.last_used.elapsed() >= shared.subscription_idle
                         && !ScopeKey::parse(scope).is_ok_and(|key| shared.live.is_watched(&key))
                 })
@@ -803,11 +820,16 @@ impl<D: CacheBinding> Shared<D> {
                 // that the cache is unavailable).
                 self.scope_rows.lock().expect("scope rows lock").clear();
                 self.just_subscribed.lock().expect("just subscribed lock").clear();
+                // The new subscription's rows say again which scopes moved away.
+                self.moved_away.lock().expect("moved lock").clear();
                 D::Module::connect(&self.link.target, sink, self.every_scope)
             },
             |connection| {
                 connection.advance()?;
                 self.finish_subscribed(connection);
+                if self.resubscribe.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    self.resubscribe_watched(connection);
+                }
                 self.finish_committed(connection);
                 Ok::<(), spacetimedb_sdk::Error>(())
             },
@@ -880,9 +902,9 @@ impl<D: CacheBinding> Shared<D> {
     /// at most the reducer timeout). Every scope is, with `cache_subscriptions = "all"`.
     async fn subscribed(self: &Arc<Self>, scope: &ScopeKey) -> Result<InUse<D>, DomainError> {
         if self.every_scope {
-            return Ok(InUse { shared: None, scope: String::new() });
+            return Ok(InUse { shared: None, scope: String::new(), id: 0 });
         }
-        let waiting = {
+        let (id, waiting) = {
             let mut all = self.scope_rows.lock().expect("scope rows lock");
             let rows = match all.get_mut(scope.as_str()) {
                 Some(rows) => rows,
@@ -891,6 +913,7 @@ impl<D: CacheBinding> Shared<D> {
                     let sink: Arc<dyn SessionSink<RowOf<D>>> = self.clone();
                     let handle = connection.subscribe_scope(scope.as_str(), sink);
                     let rows = ScopeRows {
+                        id: next_subscription_id(),
                         handle,
                         applied: false,
                         waiters: Vec::new(),
@@ -903,15 +926,16 @@ impl<D: CacheBinding> Shared<D> {
             };
             rows.in_use += 1;
             rows.last_used = std::time::Instant::now();
-            if rows.applied {
+            let waiting = if rows.applied {
                 None
             } else {
                 let (sender, receiver) = oneshot::channel();
                 rows.waiters.push(sender);
                 Some(receiver)
-            }
+            };
+            (rows.id, waiting)
         };
-        let in_use = InUse { shared: Some(self.clone()), scope: scope.to_string() };
+        let in_use = InUse { shared: Some(self.clone()), scope: scope.to_string(), id };
         if let Some(receiver) = waiting {
             match tokio::time::timeout(self.link.target.reducer_timeout, receiver).await {
                 Ok(Ok(())) => {}
@@ -928,6 +952,30 @@ impl<D: CacheBinding> Shared<D> {
             }
         }
         Ok(in_use)
+    }
+
+    /// Subscribes again to the scopes with live subscribers here (after a reconnect):
+    /// another node's new item must reach them as new, not as a change.
+    fn resubscribe_watched(self: &Arc<Self>, connection: &D::Module) {
+        if self.every_scope {
+            return;
+        }
+        let mut all = self.scope_rows.lock().expect("scope rows lock");
+        for scope in self.live.watched() {
+            if all.contains_key(scope.as_str()) {
+                continue;
+            }
+            let sink: Arc<dyn SessionSink<RowOf<D>>> = self.clone();
+            let rows = ScopeRows {
+                id: next_subscription_id(),
+                handle: connection.subscribe_scope(scope.as_str(), sink),
+                applied: false,
+                waiters: Vec::new(),
+                last_used: std::time::Instant::now(),
+                in_use: 0,
+            };
+            all.insert(scope.to_string(), rows);
+        }
     }
 
     /// Whether `scope`'s rows are in the client cache now.
@@ -1110,7 +1158,10 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
         if request_id == CONFIGURE {
             let epoch = self.configuring.lock().expect("configuring lock").take();
             match (outcome, epoch) {
-                (Ok(()), Some(epoch)) => self.link.ready(epoch),
+                (Ok(()), Some(epoch)) => {
+                    self.link.ready(epoch);
+                    self.resubscribe.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
                 (Ok(()), None) => {}
                 // Calls stay refused (503, `/health` shows the cache disconnected):
                 // the module would apply other limits than PostgreSQL.
@@ -1447,10 +1498,12 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
     }
 
     async fn end_warm(&self, scope: &ScopeKey, claim: String) -> Result<(), DomainError> {
-        let floor = match self.shared.floors.lock().expect("floors lock").get(scope) {
-            None => WHOLE.to_string(),
-            Some(Floor::Everything) => NONE_CACHED.to_string(),
-            Some(Floor::At(_, entity)) => entity.clone(),
+        let trimmed = self.shared.trimmed_floors.lock().expect("trimmed floors lock").remove(scope);
+        let floor = match (trimmed, self.shared.floors.lock().expect("floors lock").get(scope)) {
+            (Some(trimmed), _) => trimmed,
+            (None, None) => WHOLE.to_string(),
+            (None, Some(Floor::Everything)) => NONE_CACHED.to_string(),
+            (None, Some(Floor::At(_, entity))) => entity.clone(),
         };
         let key = scope.to_string();
         self.shared.link.owner_call(move |c, request_id| c.warm_end(request_id, key, claim, floor)).await
@@ -1495,8 +1548,12 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         let key = scope.to_string();
         self.shared.link.owner_call(move |c, request_id| c.trim(request_id, key, keep)).await?;
         if !counted {
-            // The module recorded the raised floor: this backend takes it when it
-            // subscribes to the scope.
+            // The module recorded the raised floor (its row came before the outcome):
+            // the warm-up's end records it again rather than the lower one it loaded
+            // from, and this backend takes it when it subscribes to the scope.
+            if let Some((floor, _)) = self.shared.link.connection()?.warm_record(scope.as_str()) {
+                self.shared.trimmed_floors.lock().expect("trimmed floors lock").insert(scope.clone(), floor);
+            }
             return Ok(());
         }
         // The window now starts at the newest `keep`-th item (older pending ones stay
@@ -1777,12 +1834,13 @@ macro_rules! spacetime_module {
                 }
 
                 fn subscribe_scope(&self, scope: &str, sink: Arc<dyn SessionSink<$row>>) -> SubscriptionHandle {
-                    // Scope keys are slugs (`ScopeKey::parse`): nothing to escape.
+                    // Scope keys are slugs (`ScopeKey::parse`); quotes are doubled all the same.
+                    let quoted = scope.replace('\'', "''");
                     let queries: Vec<String> = vec![$(format!(
                         "SELECT * FROM {} WHERE {} = '{}'",
                         stringify!($table),
                         stringify!($scope),
-                        scope
+                        quoted
                     )),+];
                     let (applied, failed) = (sink.clone(), sink);
                     let (scope, scope_again) = (scope.to_string(), scope.to_string());

@@ -58,6 +58,11 @@ impl<E: Clone + Send + 'static> ScopedBroadcast<E> {
     pub fn is_watched(&self, scope: &ScopeKey) -> bool {
         self.senders.get(scope).is_some_and(|s| s.receiver_count() > 0)
     }
+
+    /// Every scope with a subscriber now.
+    pub fn watched(&self) -> Vec<ScopeKey> {
+        self.senders.iter().filter(|entry| entry.receiver_count() > 0).map(|entry| entry.key().clone()).collect()
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,10 @@ pub struct Scope {
     #[serde(skip)]
     #[schemars(skip)]
     pub shard: Option<String>,
+    /// When it was placed on that shard (its creation, or its last move).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub placed_at: DateTime<Utc>,
 }
 
 impl Scope {
@@ -131,6 +135,7 @@ struct ScopeRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     shard: Option<String>,
+    placed_at: DateTime<Utc>,
 }
 
 impl From<ScopeRow> for Scope {
@@ -143,6 +148,7 @@ impl From<ScopeRow> for Scope {
             created_at: row.created_at,
             updated_at: row.updated_at,
             shard: row.shard,
+            placed_at: row.placed_at,
         }
     }
 }
@@ -235,17 +241,42 @@ impl ScopeStore {
         self.changes.subscribe()
     }
 
-    /// Moves a scope to another cache shard (the switch of an operator's move).
-    pub async fn set_shard(&self, domain: &str, key: &ScopeKey, shard: &str) -> Result<(), DomainError> {
-        sqlx::query("UPDATE scopes SET shard = $3, updated_at = now() WHERE domain = $1 AND key = $2")
+    /// The shard a scope lives on, read from PostgreSQL now (not from what this
+    /// backend keeps): `None` when the scope does not exist; `Some(None)` for the
+    /// first shard.
+    pub async fn stored_shard(&self, domain: &str, key: &ScopeKey) -> Result<Option<Option<String>>, DomainError> {
+        sqlx::query_scalar("SELECT shard FROM scopes WHERE domain = $1 AND key = $2")
             .bind(domain)
             .bind(key.as_str())
-            .bind(shard)
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await
-            .map_err(DomainError::from_sqlx)?;
+            .map_err(DomainError::from_sqlx)
+    }
+
+    /// Moves a scope from cache shard `from` to `to` (the switch of an operator's
+    /// move), only if it is still on `from`; whether it was.
+    pub async fn set_shard(
+        &self,
+        domain: &str,
+        key: &ScopeKey,
+        from: Option<&str>,
+        to: &str,
+    ) -> Result<bool, DomainError> {
+        let moved = sqlx::query(
+            "UPDATE scopes SET shard = $4, placed_at = clock_timestamp()
+             WHERE domain = $1 AND key = $2 AND shard IS NOT DISTINCT FROM $3",
+        )
+        .bind(domain)
+        .bind(key.as_str())
+        .bind(from)
+        .bind(to)
+        .execute(&self.pool)
+        .await
+        .map_err(DomainError::from_sqlx)?
+        .rows_affected()
+            == 1;
         self.changed(domain, key);
-        Ok(())
+        Ok(moved)
     }
 
     fn forget_all(&self) {
@@ -261,7 +292,7 @@ impl ScopeStore {
         }
         let ticket = self.known.ticket(&entry);
         let row: Option<ScopeRow> = sqlx::query_as(
-            "SELECT domain, key, name, config, created_at, updated_at, shard FROM scopes WHERE domain = $1 AND key = $2",
+            "SELECT domain, key, name, config, created_at, updated_at, shard, placed_at FROM scopes WHERE domain = $1 AND key = $2",
         )
         .bind(domain)
         .bind(key.as_str())
@@ -311,7 +342,7 @@ impl ScopeStore {
         let row: ScopeRow = sqlx::query_as(
             "INSERT INTO scopes (domain, key, name, config, shard) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (domain, key) DO UPDATE SET name = EXCLUDED.name, config = EXCLUDED.config, updated_at = now()
-             RETURNING domain, key, name, config, created_at, updated_at, shard",
+             RETURNING domain, key, name, config, created_at, updated_at, shard, placed_at",
         )
         .bind(domain)
         .bind(key.as_str())
@@ -339,7 +370,7 @@ impl ScopeStore {
     ) -> Result<Scope, DomainError> {
         let mut tx = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
         let current: Option<ScopeRow> = sqlx::query_as(
-            "SELECT domain, key, name, config, created_at, updated_at, shard FROM scopes
+            "SELECT domain, key, name, config, created_at, updated_at, shard, placed_at FROM scopes
              WHERE domain = $1 AND key = $2 FOR UPDATE",
         )
         .bind(domain)
@@ -351,7 +382,7 @@ impl ScopeStore {
         let (name, config) = change(Scope::from(current))?;
         let row: ScopeRow = sqlx::query_as(
             "UPDATE scopes SET name = $3, config = $4, updated_at = now() WHERE domain = $1 AND key = $2
-             RETURNING domain, key, name, config, created_at, updated_at, shard",
+             RETURNING domain, key, name, config, created_at, updated_at, shard, placed_at",
         )
         .bind(domain)
         .bind(key.as_str())
@@ -382,7 +413,7 @@ impl ScopeStore {
             role: Option<String>,
         }
         let rows: Vec<Visible> = sqlx::query_as(
-            "SELECT s.domain, s.key, s.name, s.config, s.created_at, s.updated_at, s.shard, m.role
+            "SELECT s.domain, s.key, s.name, s.config, s.created_at, s.updated_at, s.shard, s.placed_at, m.role
              FROM scopes s
              LEFT JOIN scope_members m ON m.domain = s.domain AND m.scope = s.key AND m.user_id = $2
              WHERE s.domain = $1
@@ -429,7 +460,7 @@ impl ScopeStore {
     /// Every scope, or every scope of one domain, ordered by domain and key.
     pub async fn list(&self, domain: Option<&str>) -> Result<Vec<Scope>, DomainError> {
         let rows: Vec<ScopeRow> = sqlx::query_as(
-            "SELECT domain, key, name, config, created_at, updated_at, shard FROM scopes
+            "SELECT domain, key, name, config, created_at, updated_at, shard, placed_at FROM scopes
              WHERE $1::text IS NULL OR domain = $1 ORDER BY domain, key",
         )
         .bind(domain)

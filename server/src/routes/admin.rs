@@ -277,14 +277,14 @@ pub async fn rewarm_domain(
 /// node draining it (of all the nodes on this PostgreSQL; null: none now).
 #[get("/api/admin/outbox")]
 pub async fn outbox(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
-    let mut summaries = state.metrics.outbox_summaries();
+    let summaries = state.metrics.outbox_summaries();
     let letters = boardsync_core::dead_letters::counts(&state.pool).await?;
     let units: Vec<String> = state.domains.iter().flat_map(|d| d.shards()).map(|shard| shard.unit).collect();
     let drainers = boardsync_actors::drainer::holders(&state.pool, &units).await.map_err(DomainError::from_sqlx)?;
     let drainer_of = |unit: &str| drainers.iter().find(|(name, _)| name == unit).and_then(|(_, node)| node.clone());
     let mut domains = Vec::new();
     for service in state.domains.iter() {
-        let summary = summaries.remove(service.name()).unwrap_or_default();
+        let summary = summaries.get(service.name()).cloned().unwrap_or_default();
         let letters = letters.get(service.name()).copied().unwrap_or(0);
         let shards: Vec<serde_json::Value> = service
             .shards()

@@ -91,8 +91,16 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             )
         })
         .collect();
-    let caches_connected = state.domains.iter().all(|d| d.cache_connected() != Some(false));
-    let healthy = postgres.is_healthy() && spacetimedb.is_healthy() && caches_connected;
+    // With several shards, one that is down affects only its own scopes: the node
+    // stays in the load balancer while each domain has a shard to serve from (the first
+    // shard's ping is reported, not required).
+    let sharded = !state.settings.spacetimedb.shards.is_empty();
+    let caches_connected = state.domains.iter().all(|d| {
+        let shards = d.shards();
+        shards.is_empty()
+            || if sharded { shards.iter().any(|s| s.cache_connected) } else { d.cache_connected() == Some(true) }
+    });
+    let healthy = postgres.is_healthy() && (sharded || spacetimedb.is_healthy()) && caches_connected;
     let body = Health {
         status: if healthy { "ok" } else { "degraded" },
         node: &state.node,

@@ -347,7 +347,7 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
                 "cleared_on_source": { "type": "boolean" } } })) }),
             &[
                 admin_only,
-                ("400", "No such shard (`unknown_shard`)"),
+                ("422", "No such shard (`unknown_shard`)"),
                 ("404", "Unknown scope"),
                 ("409", "On the PostgreSQL adapter (`no_cache`), on that shard already (`already_there`), or being moved (`move_in_progress`)"),
                 ("503", "A shard is not connected (`shard_unavailable`), or the scope's writes did not reach PostgreSQL in time (`move_not_drained`): nothing moved"),

@@ -90,6 +90,22 @@ async fn shard_b_connected(app: &TestApp, connected: bool) -> Value {
     }
 }
 
+/// An operator's move of a chat scope through `app`; its answer (200 asserted).
+async fn move_to(app: &TestApp, scope: &str, to: &str) -> Value {
+    let response = app
+        .http
+        .post(format!("{}/api/admin/scopes/chat/{scope}/move", app.address))
+        .bearer_auth(app.admin_token())
+        .json(&json!({ "to": to }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 async fn shard_of(app: &TestApp, scope: &str) -> String {
     let stored: Value = app.get_as_admin(&format!("/api/admin/scopes/chat/{scope}")).await.json().await.unwrap();
     stored["shard"].as_str().expect("a scope on the cache has a shard").to_string()
@@ -149,6 +165,8 @@ async fn scopes_live_on_their_shard_and_a_shard_down_takes_only_its_own() {
     shards.b.kill();
     let health = shard_b_connected(&a, false).await;
     assert_eq!(health["domains"]["chat"]["shards"][0]["cache_connected"], true, "{health}");
+    // The node stays in the load balancer: it serves every scope but shard b's.
+    assert_eq!(a.get("/health").await.status(), 200, "{health}");
     for scope in &on_main {
         for node in [&a, &b] {
             assert_eq!(send(node, scope, "still here").await.1, 200, "{scope} on main");
@@ -262,10 +280,30 @@ async fn a_scope_moves_between_shards_under_load_and_loses_nothing() {
         .unwrap();
     assert_eq!(back.status(), 200, "{}", back.text().await.unwrap_or_default());
     assert_eq!(send(&b, "busy", "home again").await.1, 200);
+    // A move to where it lives thaws it (a move that stopped half-way): nothing else.
+    let stay = move_to(&a, "busy", &from).await;
+    assert_eq!(stay["thawed"], true, "{stay}");
+    assert_eq!(send(&b, "busy", "still home").await.1, 200);
     // (Written through the other node: it reaches this one through the cache.)
     let deadline = Instant::now() + Duration::from_secs(10);
-    while a.all_pages("alice", "chat", "busy", 100).await.len() != expected.len() + 1 {
-        assert!(Instant::now() < deadline, "the write after moving back is not served");
+    while a.all_pages("alice", "chat", "busy", 100).await.len() != expected.len() + 2 {
+        assert!(Instant::now() < deadline, "the writes after moving back are not served");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // Moved away again, purged, and created anew: it takes writes wherever it lands
+    // (nothing of its moves or of its old rows is left on either shard).
+    assert_eq!(move_to(&a, "busy", to).await["to"], to);
+    let purged = a
+        .http
+        .delete(format!("{}/api/admin/scopes/chat/busy?purge=true", a.address))
+        .bearer_auth(a.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), 200, "{}", purged.text().await.unwrap_or_default());
+    a.create_scope("chat", "busy").await;
+    assert_eq!(send(&b, "busy", "born again").await.1, 200);
+    assert_eq!(a.all_pages("alice", "chat", "busy", 100).await.len(), 1);
+    assert_eq!(shards.cached("main", "busy").await + shards.cached("b", "busy").await, 1);
 }

@@ -7600,6 +7600,8 @@ export interface components {
              * @description Of the last run: time reading PostgreSQL, and time loading the cache.
              */
             load_ms?: number | null;
+            /** Format: date-time */
+            placed_at?: string | null;
             /** Format: int32 */
             priority: number;
             /** Format: uint64 */
@@ -7612,7 +7614,11 @@ export interface components {
              */
             runs: number;
             scope: components["schemas"]["ScopeKey"];
-            /** @description The cache shard it was last warmed on. */
+            /**
+             * @description The cache shard it was last warmed on, and when the scope was placed there:
+             *     warm holds only for that placement (a scope that moved away and back must
+             *     load again).
+             */
             shard: string;
             state: components["schemas"]["WarmupState"];
             /** Format: date-time */
@@ -8134,7 +8140,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No such shard (`unknown_shard`) */
+            /** @description A malformed query, path or body */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8172,6 +8178,15 @@ export interface operations {
             };
             /** @description On the PostgreSQL adapter (`no_cache`), on that shard already (`already_there`), or being moved (`move_in_progress`) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such shard (`unknown_shard`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8307,7 +8322,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No such shard (`unknown_shard`) */
+            /** @description A malformed query, path or body */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8345,6 +8360,15 @@ export interface operations {
             };
             /** @description On the PostgreSQL adapter (`no_cache`), on that shard already (`already_there`), or being moved (`move_in_progress`) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such shard (`unknown_shard`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8480,7 +8504,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No such shard (`unknown_shard`) */
+            /** @description A malformed query, path or body */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8518,6 +8542,15 @@ export interface operations {
             };
             /** @description On the PostgreSQL adapter (`no_cache`), on that shard already (`already_there`), or being moved (`move_in_progress`) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such shard (`unknown_shard`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8653,7 +8686,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No such shard (`unknown_shard`) */
+            /** @description A malformed query, path or body */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8691,6 +8724,15 @@ export interface operations {
             };
             /** @description On the PostgreSQL adapter (`no_cache`), on that shard already (`already_there`), or being moved (`move_in_progress`) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such shard (`unknown_shard`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
