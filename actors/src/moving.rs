@@ -97,11 +97,12 @@ impl<D: Domain> Move<D> {
             // takes commands there again.
             from.move_step(MoveStep::Thaw, scope).await?;
             lock.commit().await.map_err(DomainError::from_sqlx)?;
-            return Ok(json!({ "domain": D::NAME, "scope": scope, "from": to, "to": to, "thawed": true }));
+            return Ok(
+                json!({ "domain": D::NAME, "scope": scope, "from": source.shard.name, "to": to, "thawed": true }),
+            );
         }
         let started = Instant::now();
         tracing::info!(domain = D::NAME, scope = %scope, from = %source.shard.name, to, "moving a scope");
-        let epoch = from.epoch();
         let called_off = |error: DomainError| async move {
             if let Err(thaw) = from.move_step(MoveStep::Thaw, scope).await {
                 tracing::error!(domain = D::NAME, scope = %scope, error = %thaw, "a called-off move cannot thaw its scope: move it to its own shard to thaw it");
@@ -113,17 +114,21 @@ impl<D: Domain> Move<D> {
             // (It may have been frozen all the same, its answer lost.)
             return Err(called_off(error).await);
         }
+        // The source's generation once frozen: any reconnect or restart of it after
+        // this may have lost the freeze, and the writes before it.
+        let generation = from.generation();
+        let restarted = || {
+            DomainError::unavailable(
+                "shard_unavailable",
+                "the scope's cache shard reconnected or restarted during the move; nothing moved: move it again",
+            )
+        };
         // Every write committed before the freeze has been reported here by now (the
         // cache reports transactions in order): wait until PostgreSQL holds them.
         let deadline = Instant::now() + within;
         loop {
-            if from.epoch() != epoch {
-                // A restart may have lost the freeze, and the writes before it.
-                let error = DomainError::unavailable(
-                    "shard_unavailable",
-                    "the scope's cache restarted during the move; nothing moved: move it again",
-                );
-                return Err(called_off(error).await);
+            if from.generation() != generation {
+                return Err(called_off(restarted()).await);
             }
             if let Err(error) = from.restore(&self.pool, scope).await {
                 return Err(called_off(error).await);
@@ -147,13 +152,25 @@ impl<D: Domain> Move<D> {
         if let Err(error) = into.move_step(MoveStep::Take, scope).await {
             return Err(called_off(error).await);
         }
+        if from.generation() != generation {
+            return Err(called_off(restarted()).await);
+        }
         // The switch, only from where it was found under the lock.
         let switched = match self.scopes.set_shard(D::NAME, scope, stored.as_deref(), to).await {
             Ok(switched) => switched,
-            // Committed or not? PostgreSQL says.
+            // Committed or not? PostgreSQL says; if it cannot, the scope stays frozen
+            // (thawing it could let two shards take its writes): moving it again reads
+            // where it lives and finishes or thaws it.
             Err(error) => match self.scopes.stored_shard(D::NAME, scope).await {
                 Ok(Some(now)) if now.as_deref() == Some(to) => true,
-                _ => return Err(called_off(error).await),
+                Ok(_) => return Err(called_off(error).await),
+                Err(_) => {
+                    tracing::error!(domain = D::NAME, scope = %scope, %error, "a move's switch has an unknown outcome: the scope stays frozen until it is moved again");
+                    return Err(DomainError::unavailable(
+                        "move_unfinished",
+                        "the move's switch could not be confirmed; the scope stays frozen: move it again",
+                    ));
+                }
             },
         };
         if !switched {
@@ -186,7 +203,10 @@ impl<D: Domain> Move<D> {
                 false
             }
         };
-        lock.commit().await.map_err(DomainError::from_sqlx)?;
+        // (The move is done whatever this says: its lock goes with the transaction.)
+        if let Err(error) = lock.commit().await {
+            tracing::warn!(domain = D::NAME, scope = %scope, %error, "a finished move's lock transaction did not commit");
+        }
         let moved_ms = started.elapsed().as_millis() as u64;
         tracing::info!(domain = D::NAME, scope = %scope, from = %source.shard.name, to, drained_ms, moved_ms, "scope moved");
         Ok(json!({

@@ -453,22 +453,34 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
     }
 
     async fn purge(&self, scope: &ScopeKey) -> Result<boardsync_core::purge::Purged, DomainError> {
+        // Where it lives, read before its row goes (none: deleted before, or a purge
+        // being finished: every shard must forget it then).
+        let lived_on = self.scopes.stored_shard(D::NAME, scope).await?;
         let purged = boardsync_core::purge::purge_postgres::<D>(&self.pool, scope)
             .await?
             .ok_or_else(|| boardsync_core::scope::missing(D::NAME, D::SCOPE, scope))?;
         // Its sockets close and its access is forgotten here at once (other backends
         // hear of it through the scopes trigger).
         self.scopes.changed(D::NAME, scope);
-        // Every shard forgets it: one it moved away from may keep its rows, and
-        // which shard holds it may have changed meanwhile.
+        // Every shard forgets it (one it moved away from may keep rows of it); the one
+        // it lived on must (all of them when that is not known), the others may be
+        // down: a scope arriving on a shard is taken fresh there.
+        let required = match &lived_on {
+            Some(shard) => Some(self.routed.named(shard.as_deref())?.shard.name.clone()),
+            None => None,
+        };
+        let mut unfinished = false;
         for cache in self.routed.shards.iter().filter_map(|shard| shard.cache.as_ref()) {
             if let Err(error) = cache.forget(scope).await {
-                tracing::error!(domain = D::NAME, scope = %scope, shard = %cache.shard().name, %error, "purged in PostgreSQL, not yet in the cache");
-                return Err(DomainError::unavailable(
-                    "purge_unfinished",
-                    "the scope is purged in PostgreSQL but a cache shard could not be reached: purge it again",
-                ));
+                tracing::error!(domain = D::NAME, scope = %scope, shard = %cache.shard().name, %error, "purged in PostgreSQL, not yet in this cache shard");
+                unfinished |= required.as_ref().is_none_or(|name| *name == cache.shard().name);
             }
+        }
+        if unfinished {
+            return Err(DomainError::unavailable(
+                "purge_unfinished",
+                "the scope is purged in PostgreSQL but its cache shard could not be reached: purge it again",
+            ));
         }
         boardsync_core::purge::cache_cleared(&self.pool, D::NAME, scope).await?;
         tracing::info!(domain = D::NAME, scope = %scope, items = purged.items, "scope purged");
@@ -483,13 +495,10 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
             DomainError::unavailable("cache_unavailable", "the cache must take this scope first: try again")
         };
         if recreating {
-            // Every shard forgot it: the one it is created on takes it back (another
-            // one's mark is cleared if it ever moves there).
-            for cache in self.routed.shards.iter().filter_map(|shard| shard.cache.as_ref()) {
-                let remembered = cache.remember(scope).await;
-                if cache.shard().name == placed.shard.name {
-                    remembered.map_err(again)?;
-                }
+            // The shard it is created on takes it back (another one's mark of the
+            // purge is cleared if it ever moves there).
+            if let Some(cache) = &placed.cache {
+                cache.remember(scope).await.map_err(again)?;
             }
         }
         // A scope created (again) on a shard an earlier life of it left something on

@@ -563,10 +563,13 @@ async fn warm_scope<D: Domain>(
             .inc_by(batch.len() as u64);
         context.board.update(D::NAME, scope, |status| status.rows_loaded = loaded);
     }
+    // Recorded first, with the floor it loaded from; the trim then raises the
+    // recorded floor in the same transaction as it drops rows (a node holding none
+    // of the scope's rows could not tell the raised floor's place).
+    context.cache.end_warm(scope, claim).await?;
     if let Some(keep) = settings.max_items {
         context.cache.trim(scope, keep).await?;
     }
-    context.cache.end_warm(scope, claim).await?;
     lock.commit().await.map_err(DomainError::from_sqlx)?;
     let cache_ms = loading.elapsed().as_millis() as u64;
     context.board.update(D::NAME, scope, |status| status.cache_ms = Some(cache_ms));

@@ -407,11 +407,25 @@ async fn outbox_state(http: &reqwest::Client, url: &str, admin_token: &str) -> a
         .and_then(|domains| domains.iter().find(|d| d["domain"] == "chat"))
         .context("no chat domain in /api/admin/outbox")?;
     let metrics = http.get(format!("{url}/metrics")).send().await?.text().await?;
-    Ok(OutboxState {
-        cache: chat["adapter"] == "spacetimedb",
-        lag_count: chat["lag_count"].as_u64().unwrap_or(0),
-        lag_buckets: histogram_buckets(&metrics, "boardsync_outbox_lag_seconds", r#"domain="chat""#),
-    })
+    // Every shard's outbox: `chat` on the first, `chat/<shard>` on the others.
+    let shards = chat["shards"].as_array().cloned().unwrap_or_default();
+    let units: Vec<String> = std::iter::once("chat".to_string())
+        .chain(shards.iter().skip(1).filter_map(|shard| shard["shard"].as_str().map(|name| format!("chat/{name}"))))
+        .collect();
+    let mut lag_buckets: Vec<(f64, f64)> = Vec::new();
+    for unit in &units {
+        let label = format!("domain=\"{unit}\"");
+        for (bound, count) in histogram_buckets(&metrics, "boardsync_outbox_lag_seconds", &label) {
+            match lag_buckets.iter_mut().find(|(b, _)| *b == bound) {
+                Some(bucket) => bucket.1 += count,
+                None => lag_buckets.push((bound, count)),
+            }
+        }
+    }
+    lag_buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // The +Inf bucket counts every observation.
+    let lag_count = lag_buckets.last().map_or(0, |(_, count)| *count as u64);
+    Ok(OutboxState { cache: chat["adapter"] == "spacetimedb", lag_count, lag_buckets })
 }
 
 /// The time write `index` is due, for `rate` per second.

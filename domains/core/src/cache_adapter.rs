@@ -453,9 +453,6 @@ struct Shared<D: CacheBinding> {
     /// Set when a session becomes ready: the scopes with live subscribers here are
     /// subscribed again (a new connection starts with none).
     resubscribe: std::sync::atomic::AtomicBool,
-    /// Per scope trimmed by a warm-up while not subscribed here: the floor the
-    /// module recorded (its row not at hand), for the warm-up's end to record again.
-    trimmed_floors: Mutex<HashMap<ScopeKey, String>>,
 }
 
 /// A scope that moved to another shard, asked of this one (its backend has not heard
@@ -739,7 +736,6 @@ impl<D: CacheBinding> CacheAdapter<D> {
             scope_rows: Mutex::new(HashMap::new()),
             just_subscribed: Mutex::new(Vec::new()),
             resubscribe: std::sync::atomic::AtomicBool::new(false),
-            trimmed_floors: Mutex::new(HashMap::new()),
         });
         let session_shared = shared.clone();
         let connection = keep_connected(name, backoff, move || session_shared.clone().session());
@@ -1275,10 +1271,42 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
     /// up. A page reaching below the floor continues from PostgreSQL, so a client
     /// pages back through all history with one cursor and merges nothing.
     async fn snapshot(&self, scope: &ScopeKey, page: Page) -> Result<Vec<D::Item>, DomainError> {
-        if self.shared.moved_away.lock().expect("moved lock").contains(scope.as_str()) {
+        let moved = || self.shared.moved_away.lock().expect("moved lock").contains(scope.as_str());
+        if moved() {
             return Err(scope_moving());
         }
         let _rows = self.shared.subscribed(scope).await?;
+        let items = self.cached_page(scope, page).await?;
+        // Checked again: a move's clearing of this shard may have landed while the
+        // page was read (its mark comes in the same transaction as its deletes).
+        if moved() {
+            return Err(scope_moving());
+        }
+        Ok(items)
+    }
+
+    async fn apply(
+        &self,
+        scope: &ScopeKey,
+        actor: &ActingUser,
+        command: D::Command,
+        durability: Durability,
+    ) -> Result<D::Event, DomainError> {
+        self.apply_command(scope, actor, command, durability).await
+    }
+
+    /// A watched scope stays subscribed here (a new item's event needs its insert
+    /// seen), so its subscribers' snapshots after a resync need not wait.
+    async fn subscribe(&self, scope: &ScopeKey) -> Result<EventStream<D::Event>, DomainError> {
+        let stream = self.shared.live.subscribe(scope);
+        self.shared.subscribed(scope).await?;
+        Ok(stream)
+    }
+}
+
+impl<D: CacheBinding> CacheAdapter<D> {
+    /// A page of the scope as the cache holds it (see [`Connection::snapshot`]).
+    async fn cached_page(&self, scope: &ScopeKey, page: Page) -> Result<Vec<D::Item>, DomainError> {
         let floor = self.shared.floors.lock().expect("floors lock").get(scope).cloned();
         let floor = match floor {
             None => {
@@ -1320,7 +1348,7 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
         Ok(items)
     }
 
-    async fn apply(
+    async fn apply_command(
         &self,
         scope: &ScopeKey,
         actor: &ActingUser,
@@ -1398,14 +1426,6 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
             self.until_in_postgres(&answer.unchanged).await?;
         }
         Ok(answer.event)
-    }
-
-    /// A watched scope stays subscribed here (a new item's event needs its insert
-    /// seen), so its subscribers' snapshots after a resync need not wait.
-    async fn subscribe(&self, scope: &ScopeKey) -> Result<EventStream<D::Event>, DomainError> {
-        let stream = self.shared.live.subscribe(scope);
-        self.shared.subscribed(scope).await?;
-        Ok(stream)
     }
 }
 
@@ -1498,12 +1518,10 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
     }
 
     async fn end_warm(&self, scope: &ScopeKey, claim: String) -> Result<(), DomainError> {
-        let trimmed = self.shared.trimmed_floors.lock().expect("trimmed floors lock").remove(scope);
-        let floor = match (trimmed, self.shared.floors.lock().expect("floors lock").get(scope)) {
-            (Some(trimmed), _) => trimmed,
-            (None, None) => WHOLE.to_string(),
-            (None, Some(Floor::Everything)) => NONE_CACHED.to_string(),
-            (None, Some(Floor::At(_, entity))) => entity.clone(),
+        let floor = match self.shared.floors.lock().expect("floors lock").get(scope) {
+            None => WHOLE.to_string(),
+            Some(Floor::Everything) => NONE_CACHED.to_string(),
+            Some(Floor::At(_, entity)) => entity.clone(),
         };
         let key = scope.to_string();
         self.shared.link.owner_call(move |c, request_id| c.warm_end(request_id, key, claim, floor)).await
@@ -1548,12 +1566,8 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         let key = scope.to_string();
         self.shared.link.owner_call(move |c, request_id| c.trim(request_id, key, keep)).await?;
         if !counted {
-            // The module recorded the raised floor (its row came before the outcome):
-            // the warm-up's end records it again rather than the lower one it loaded
-            // from, and this backend takes it when it subscribes to the scope.
-            if let Some((floor, _)) = self.shared.link.connection()?.warm_record(scope.as_str()) {
-                self.shared.trimmed_floors.lock().expect("trimmed floors lock").insert(scope.clone(), floor);
-            }
+            // The module raised the recorded floor with the rows it dropped: this
+            // backend takes it when it subscribes to the scope.
             return Ok(());
         }
         // The window now starts at the newest `keep`-th item (older pending ones stay

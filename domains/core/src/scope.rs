@@ -161,6 +161,10 @@ pub struct ScopeStore {
     /// Who may see and change each scope.
     pub members: Members,
     changes: tokio::sync::broadcast::Sender<(String, ScopeKey)>,
+    /// Whether changes are being heard now: until they are (and while the listener
+    /// is lost) a scope is read from PostgreSQL every time, not from what is kept
+    /// (a move, or a revoked access, would go unheard).
+    listening: std::sync::atomic::AtomicBool,
 }
 
 /// How many scope changes a watcher may fall behind before it lags (and must take
@@ -170,7 +174,13 @@ const CHANGES_CAPACITY: usize = 1024;
 impl ScopeStore {
     pub fn new(pool: PgPool) -> Self {
         let changes = tokio::sync::broadcast::channel(CHANGES_CAPACITY).0;
-        Self { members: Members::new(pool.clone()), pool, known: Forgetful::default(), changes }
+        Self {
+            members: Members::new(pool.clone()),
+            pool,
+            known: Forgetful::default(),
+            changes,
+            listening: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// Follows `boardsync_access` notifications (changes of scopes and members made
@@ -198,6 +208,7 @@ impl ScopeStore {
                 };
                 let Some(live) = store.upgrade() else { return };
                 live.forget_all();
+                live.listening.store(true, std::sync::atomic::Ordering::SeqCst);
                 drop(live);
                 loop {
                     let notification = match listener.try_recv().await {
@@ -208,10 +219,16 @@ impl ScopeStore {
                         // change falls between the two.
                         Ok(None) => {
                             tracing::warn!("access change listener lost its connection; listening again");
+                            if let Some(live) = store.upgrade() {
+                                live.listening.store(false, std::sync::atomic::Ordering::SeqCst);
+                            }
                             break;
                         }
                         Err(error) => {
                             tracing::warn!(%error, "access change listener lost; reconnecting");
+                            if let Some(live) = store.upgrade() {
+                                live.listening.store(false, std::sync::atomic::Ordering::SeqCst);
+                            }
                             break;
                         }
                     };
@@ -287,7 +304,8 @@ impl ScopeStore {
 
     pub async fn get(&self, domain: &str, key: &ScopeKey) -> Result<Option<Scope>, DomainError> {
         let entry = (domain.to_string(), key.clone());
-        if let Some(scope) = self.known.get(&entry) {
+        let listening = self.listening.load(std::sync::atomic::Ordering::SeqCst);
+        if let Some(scope) = self.known.get(&entry).filter(|_| listening) {
             return Ok(Some(scope));
         }
         let ticket = self.known.ticket(&entry);
@@ -300,7 +318,7 @@ impl ScopeStore {
         .await
         .map_err(DomainError::from_sqlx)?;
         let scope = row.map(Scope::from);
-        if let Some(scope) = &scope {
+        if let (Some(scope), true) = (&scope, listening) {
             self.known.keep(entry, scope.clone(), ticket);
         }
         Ok(scope)
