@@ -70,13 +70,13 @@ impl<D: Domain> Routed<D> {
         boardsync_core::shards::place(D::NAME, scope.as_str(), &names).map(str::to_owned)
     }
 
-    /// Resolves once `scope` no longer lives on shard `name` (it moved, or was
-    /// deleted), or every scope may have changed unheard.
+    /// Resolves once `scope` is no longer where it was placed at `placed_at` (it
+    /// moved, even away and back, or was deleted).
     async fn moved_from(
         scopes: Arc<ScopeStore>,
         mut changes: tokio::sync::broadcast::Receiver<(String, ScopeKey)>,
         scope: ScopeKey,
-        name: String,
+        placed_at: chrono::DateTime<chrono::Utc>,
     ) {
         loop {
             let relevant = match changes.recv().await {
@@ -87,11 +87,13 @@ impl<D: Domain> Routed<D> {
             if !relevant {
                 continue;
             }
-            match scopes.get(D::NAME, &scope).await {
-                // (The first shard may be stored as none: `name` is then empty.)
-                Ok(Some(stored)) if stored.shard.as_deref().unwrap_or_default() == name => continue,
-                Err(_) => continue,
-                _ => return,
+            loop {
+                match scopes.get(D::NAME, &scope).await {
+                    Ok(Some(stored)) if stored.placed_at == placed_at => break,
+                    Ok(_) => return,
+                    // PostgreSQL unreadable: looked up again shortly.
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                }
             }
         }
     }
@@ -128,8 +130,7 @@ impl<D: Domain> Connection<D> for Routed<D> {
         let stored = self.scopes.require(D::NAME, D::SCOPE, scope).await?;
         let shard = self.named(stored.shard.as_deref())?;
         let events = shard.connection.subscribe(scope).await?;
-        let name = if stored.shard.is_none() { String::new() } else { shard.shard.name.clone() };
-        let moved = Self::moved_from(self.scopes.clone(), changes, scope.clone(), name);
+        let moved = Self::moved_from(self.scopes.clone(), changes, scope.clone(), stored.placed_at);
         Ok(Box::pin(events.take_until(Box::pin(moved))))
     }
 }

@@ -453,6 +453,23 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
     }
 
     async fn purge(&self, scope: &ScopeKey) -> Result<boardsync_core::purge::Purged, DomainError> {
+        // Not while it moves (the move would switch a scope created anew after the
+        // purge without draining it): the move's lock, held to the end.
+        let mut _moving = None;
+        if self.routed.shards.len() > 1 {
+            let mut lock = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2 || '/' || $3))")
+                .bind(crate::moving::MOVE_LOCKS)
+                .bind(D::NAME)
+                .bind(scope.as_str())
+                .fetch_one(&mut *lock)
+                .await
+                .map_err(DomainError::from_sqlx)?;
+            if !locked {
+                return Err(DomainError::conflict("move_in_progress", format!("{} {scope} is being moved", D::SCOPE)));
+            }
+            _moving = Some(lock);
+        }
         // Where it lives, read before its row goes (none: deleted before, or a purge
         // being finished: every shard must forget it then).
         let lived_on = self.scopes.stored_shard(D::NAME, scope).await?;

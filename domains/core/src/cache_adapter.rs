@@ -149,8 +149,8 @@ pub trait ModuleLink: Send + Sync + Sized + 'static {
         every_scope: bool,
     ) -> Result<Self, spacetimedb_sdk::Error>;
     /// Subscribes to `scope`'s rows in every data table; `sink` hears
-    /// [`SessionSink::scope_subscribed`] once they are in (or refused).
-    fn subscribe_scope(&self, scope: &str, sink: Arc<dyn SessionSink<Self::Row>>) -> Self::ScopeSubscription;
+    /// [`SessionSink::scope_subscribed`] (with `id`) once they are in (or refused).
+    fn subscribe_scope(&self, scope: &str, id: u64, sink: Arc<dyn SessionSink<Self::Row>>) -> Self::ScopeSubscription;
     /// Ends a scope's subscription: its rows leave the client cache.
     fn unsubscribe_scope(&self, subscription: Self::ScopeSubscription);
     /// The cache's warm-up record of `scope`: its floor, and the floor's row when cached.
@@ -233,7 +233,9 @@ pub trait SessionSink<Row>: Send + Sync + 'static {
     fn moving(&self, scope: &str, cleared: Option<bool>);
     /// A scope's subscription is applied (its rows come in this same message), or
     /// was refused (`ok` false).
-    fn scope_subscribed(&self, scope: &str, ok: bool);
+    /// `id` names the subscription: a late answer to one dropped since must not count
+    /// for a newer one of the same scope.
+    fn scope_subscribed(&self, scope: &str, id: u64, ok: bool);
 }
 
 /// One scope's subscription on this backend (see [`Shared::subscribed`]).
@@ -448,8 +450,8 @@ struct Shared<D: CacheBinding> {
     every_scope: bool,
     subscription_idle: Duration,
     scope_rows: Mutex<HashMap<String, ScopeRows<<D::Module as ModuleLink>::ScopeSubscription>>>,
-    /// Scopes whose subscription was applied in the message being processed.
-    just_subscribed: Mutex<Vec<String>>,
+    /// Subscriptions (scope, id) applied in the message being processed.
+    just_subscribed: Mutex<Vec<(String, u64)>>,
     /// Set when a session becomes ready: the scopes with live subscribers here are
     /// subscribed again (a new connection starts with none).
     resubscribe: std::sync::atomic::AtomicBool,
@@ -907,9 +909,10 @@ impl<D: CacheBinding> Shared<D> {
                 None => {
                     let connection = self.link.connection()?;
                     let sink: Arc<dyn SessionSink<RowOf<D>>> = self.clone();
-                    let handle = connection.subscribe_scope(scope.as_str(), sink);
+                    let id = next_subscription_id();
+                    let handle = connection.subscribe_scope(scope.as_str(), id, sink);
                     let rows = ScopeRows {
-                        id: next_subscription_id(),
+                        id,
                         handle,
                         applied: false,
                         waiters: Vec::new(),
@@ -962,9 +965,10 @@ impl<D: CacheBinding> Shared<D> {
                 continue;
             }
             let sink: Arc<dyn SessionSink<RowOf<D>>> = self.clone();
+            let id = next_subscription_id();
             let rows = ScopeRows {
-                id: next_subscription_id(),
-                handle: connection.subscribe_scope(scope.as_str(), sink),
+                id,
+                handle: connection.subscribe_scope(scope.as_str(), id, sink),
                 applied: false,
                 waiters: Vec::new(),
                 last_used: std::time::Instant::now(),
@@ -984,13 +988,14 @@ impl<D: CacheBinding> Shared<D> {
     /// (the floor's row could not be looked up while the scope was not subscribed).
     fn finish_subscribed(&self, connection: &D::Module) {
         let scopes = std::mem::take(&mut *self.just_subscribed.lock().expect("just subscribed lock"));
-        for scope in scopes {
+        for (scope, id) in scopes {
             if D::TRIMS {
                 if let Some((floor, row)) = connection.warm_record(&scope) {
                     self.warm_recorded(&scope, &floor, row.as_ref());
                 }
             }
-            if let Some(rows) = self.scope_rows.lock().expect("scope rows lock").get_mut(&scope) {
+            let mut all = self.scope_rows.lock().expect("scope rows lock");
+            if let Some(rows) = all.get_mut(&scope).filter(|rows| rows.id == id) {
                 rows.applied = true;
                 for waiter in rows.waiters.drain(..) {
                     let _ = waiter.send(());
@@ -1130,13 +1135,16 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
         };
     }
 
-    fn scope_subscribed(&self, scope: &str, ok: bool) {
+    fn scope_subscribed(&self, scope: &str, id: u64, ok: bool) {
         if ok {
-            self.just_subscribed.lock().expect("just subscribed lock").push(scope.to_string());
+            self.just_subscribed.lock().expect("just subscribed lock").push((scope.to_string(), id));
         } else {
             // Its waiters hear that the cache is unavailable; the next use tries again.
             tracing::error!(domain = D::NAME, scope, "the cache refused a scope's subscription");
-            self.scope_rows.lock().expect("scope rows lock").remove(scope);
+            let mut all = self.scope_rows.lock().expect("scope rows lock");
+            if all.get(scope).is_some_and(|rows| rows.id == id) {
+                all.remove(scope);
+            }
         }
     }
 
@@ -1847,7 +1855,7 @@ macro_rules! spacetime_module {
                     Ok(connection)
                 }
 
-                fn subscribe_scope(&self, scope: &str, sink: Arc<dyn SessionSink<$row>>) -> SubscriptionHandle {
+                fn subscribe_scope(&self, scope: &str, id: u64, sink: Arc<dyn SessionSink<$row>>) -> SubscriptionHandle {
                     // Scope keys are slugs (`ScopeKey::parse`); quotes are doubled all the same.
                     let quoted = scope.replace('\'', "''");
                     let queries: Vec<String> = vec![$(format!(
@@ -1859,10 +1867,10 @@ macro_rules! spacetime_module {
                     let (applied, failed) = (sink.clone(), sink);
                     let (scope, scope_again) = (scope.to_string(), scope.to_string());
                     self.subscription_builder()
-                        .on_applied(move |_| applied.scope_subscribed(&scope, true))
+                        .on_applied(move |_| applied.scope_subscribed(&scope, id, true))
                         .on_error(move |_, error| {
                             $crate::__private::tracing::error!(%error, "a scope's cache subscription failed");
-                            failed.scope_subscribed(&scope_again, false)
+                            failed.scope_subscribed(&scope_again, id, false)
                         })
                         .subscribe(queries)
                 }

@@ -326,6 +326,7 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
             &[
                 admin_only,
                 ("404", "Nothing to delete: no such scope, no items under that key, never purged"),
+                ("409", "Being moved to another shard (`move_in_progress`): purge it once the move is done"),
                 ("503", "Purged in PostgreSQL, but the cache was unreachable (`purge_unfinished`): purge again"),
             ],
         );

@@ -8091,6 +8091,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Being moved to another shard (`move_in_progress`): purge it once the move is done */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Purged in PostgreSQL, but the cache was unreachable (`purge_unfinished`): purge again */
             503: {
                 headers: {
@@ -8266,6 +8275,15 @@ export interface operations {
             };
             /** @description Nothing to delete: no such scope, no items under that key, never purged */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Being moved to another shard (`move_in_progress`): purge it once the move is done */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8455,6 +8473,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Being moved to another shard (`move_in_progress`): purge it once the move is done */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Purged in PostgreSQL, but the cache was unreachable (`purge_unfinished`): purge again */
             503: {
                 headers: {
@@ -8630,6 +8657,15 @@ export interface operations {
             };
             /** @description Nothing to delete: no such scope, no items under that key, never purged */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Being moved to another shard (`move_in_progress`): purge it once the move is done */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
