@@ -31,6 +31,27 @@ use crate::warmup::{WarmScope, WarmupBoard};
 /// The first key of the lock a scope's move holds ("bsmv").
 pub const MOVE_LOCKS: i32 = 0x6273_6d76;
 
+/// A transaction holding the scope's advisory lock of namespace `keys` (a move's,
+/// a warm-up's), if the lock was free: held until the transaction ends, also if
+/// this process dies. Never a wait: a node that vanished may hold one until
+/// PostgreSQL ends its session.
+pub(crate) async fn try_scope_lock(
+    pool: &PgPool,
+    keys: i32,
+    domain: &str,
+    scope: &ScopeKey,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, DomainError> {
+    let mut lock = pool.begin().await.map_err(DomainError::from_sqlx)?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2 || '/' || $3))")
+        .bind(keys)
+        .bind(domain)
+        .bind(scope.as_str())
+        .fetch_one(&mut *lock)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+    Ok(locked.then_some(lock))
+}
+
 /// How often a move looks again whether its scope has drained, or warmed.
 const LOOK_AGAIN: Duration = Duration::from_millis(20);
 
@@ -61,20 +82,12 @@ impl<D: Domain> Move<D> {
             let names: Vec<&str> = self.routed.shards.iter().map(|handle| handle.shard.name.as_str()).collect();
             return Err(DomainError::invalid("unknown_shard", format!("no shard {to:?}; the shards are {names:?}")));
         };
-        let mut lock = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2 || '/' || $3))")
-            .bind(MOVE_LOCKS)
-            .bind(D::NAME)
-            .bind(scope.as_str())
-            .fetch_one(&mut *lock)
-            .await
-            .map_err(DomainError::from_sqlx)?;
-        if !locked {
+        let Some(lock) = try_scope_lock(&self.pool, MOVE_LOCKS, D::NAME, scope).await? else {
             return Err(DomainError::conflict(
                 "move_in_progress",
                 format!("{} {scope} is being moved already", D::SCOPE),
             ));
-        }
+        };
         // Where it lives, read from PostgreSQL under the lock (not from what this node
         // keeps, which may be behind another node's move).
         let stored = self

@@ -457,17 +457,10 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
         // purge without draining it): the move's lock, held to the end.
         let mut _moving = None;
         if self.routed.shards.len() > 1 {
-            let mut lock = self.pool.begin().await.map_err(DomainError::from_sqlx)?;
-            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2 || '/' || $3))")
-                .bind(crate::moving::MOVE_LOCKS)
-                .bind(D::NAME)
-                .bind(scope.as_str())
-                .fetch_one(&mut *lock)
-                .await
-                .map_err(DomainError::from_sqlx)?;
-            if !locked {
+            let lock = crate::moving::try_scope_lock(&self.pool, crate::moving::MOVE_LOCKS, D::NAME, scope).await?;
+            let Some(lock) = lock else {
                 return Err(DomainError::conflict("move_in_progress", format!("{} {scope} is being moved", D::SCOPE)));
-            }
+            };
             _moving = Some(lock);
         }
         // Where it lives, read before its row goes (none: deleted before, or a purge

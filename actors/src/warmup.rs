@@ -492,19 +492,10 @@ async fn warm_scope<D: Domain>(
     let placed_at = Some(stored.placed_at);
     // A transaction only for its lock: ended (and the lock freed) however the run
     // ends, also if this process dies.
-    let mut lock = context.pool.begin().await.map_err(DomainError::from_sqlx)?;
-    // Not a wait: a node that vanished may hold it until PostgreSQL ends its session,
-    // and a slot spent waiting would hold up the other scopes. The run is retried.
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2 || '/' || $3))")
-        .bind(WARMUP_LOCKS)
-        .bind(D::NAME)
-        .bind(scope.as_str())
-        .fetch_one(&mut *lock)
-        .await
-        .map_err(DomainError::from_sqlx)?;
-    if !locked {
+    // Not a wait: a slot spent waiting would hold up the other scopes. The run is retried.
+    let Some(lock) = crate::moving::try_scope_lock(&context.pool, WARMUP_LOCKS, D::NAME, scope).await? else {
         return Ok(Warmed::Elsewhere);
-    }
+    };
     // First, whatever the cache may have lost: a scope without warm-up takes writes
     // too, so it needs this as much.
     let restored = context.cache.restore(&context.pool, scope).await?;
