@@ -31,6 +31,7 @@ pub mod outbox;
 pub mod presence;
 pub mod presence_relay;
 pub mod routed;
+pub mod scope_lock;
 pub mod service;
 pub mod warmup;
 

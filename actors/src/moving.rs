@@ -31,27 +31,6 @@ use crate::warmup::{WarmScope, WarmupBoard};
 /// The first key of the lock a scope's move holds ("bsmv").
 pub const MOVE_LOCKS: i32 = 0x6273_6d76;
 
-/// A transaction holding the scope's advisory lock of namespace `keys` (a move's,
-/// a warm-up's), if the lock was free: held until the transaction ends, also if
-/// this process dies. Never a wait: a node that vanished may hold one until
-/// PostgreSQL ends its session.
-pub(crate) async fn try_scope_lock(
-    pool: &PgPool,
-    keys: i32,
-    domain: &str,
-    scope: &ScopeKey,
-) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, DomainError> {
-    let mut lock = pool.begin().await.map_err(DomainError::from_sqlx)?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2 || '/' || $3))")
-        .bind(keys)
-        .bind(domain)
-        .bind(scope.as_str())
-        .fetch_one(&mut *lock)
-        .await
-        .map_err(DomainError::from_sqlx)?;
-    Ok(locked.then_some(lock))
-}
-
 /// How often a move looks again whether its scope has drained, or warmed.
 const LOOK_AGAIN: Duration = Duration::from_millis(20);
 
@@ -82,7 +61,7 @@ impl<D: Domain> Move<D> {
             let names: Vec<&str> = self.routed.shards.iter().map(|handle| handle.shard.name.as_str()).collect();
             return Err(DomainError::invalid("unknown_shard", format!("no shard {to:?}; the shards are {names:?}")));
         };
-        let Some(lock) = try_scope_lock(&self.pool, MOVE_LOCKS, D::NAME, scope).await? else {
+        let Some(lock) = crate::scope_lock::try_scope_lock(&self.pool, MOVE_LOCKS, D::NAME, scope).await? else {
             return Err(DomainError::conflict(
                 "move_in_progress",
                 format!("{} {scope} is being moved already", D::SCOPE),

@@ -457,7 +457,7 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
         // purge without draining it): the move's lock, held to the end.
         let mut _moving = None;
         if self.routed.shards.len() > 1 {
-            let lock = crate::moving::try_scope_lock(&self.pool, crate::moving::MOVE_LOCKS, D::NAME, scope).await?;
+            let lock = crate::scope_lock::try_scope_lock(&self.pool, crate::moving::MOVE_LOCKS, D::NAME, scope).await?;
             let Some(lock) = lock else {
                 return Err(DomainError::conflict("move_in_progress", format!("{} {scope} is being moved", D::SCOPE)));
             };

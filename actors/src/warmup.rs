@@ -493,7 +493,7 @@ async fn warm_scope<D: Domain>(
     // A transaction only for its lock: ended (and the lock freed) however the run
     // ends, also if this process dies.
     // Not a wait: a slot spent waiting would hold up the other scopes. The run is retried.
-    let Some(lock) = crate::moving::try_scope_lock(&context.pool, WARMUP_LOCKS, D::NAME, scope).await? else {
+    let Some(lock) = crate::scope_lock::try_scope_lock(&context.pool, WARMUP_LOCKS, D::NAME, scope).await? else {
         return Ok(Warmed::Elsewhere);
     };
     // First, whatever the cache may have lost: a scope without warm-up takes writes

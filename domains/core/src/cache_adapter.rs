@@ -1300,69 +1300,6 @@ impl<D: CacheBinding> Connection<D> for CacheAdapter<D> {
         command: D::Command,
         durability: Durability,
     ) -> Result<D::Event, DomainError> {
-        self.apply_command(scope, actor, command, durability).await
-    }
-
-    /// A watched scope stays subscribed here (a new item's event needs its insert
-    /// seen), so its subscribers' snapshots after a resync need not wait.
-    async fn subscribe(&self, scope: &ScopeKey) -> Result<EventStream<D::Event>, DomainError> {
-        let stream = self.shared.live.subscribe(scope);
-        self.shared.subscribed(scope).await?;
-        Ok(stream)
-    }
-}
-
-impl<D: CacheBinding> CacheAdapter<D> {
-    /// A page of the scope as the cache holds it (see [`Connection::snapshot`]).
-    async fn cached_page(&self, scope: &ScopeKey, page: Page) -> Result<Vec<D::Item>, DomainError> {
-        let floor = self.shared.floors.lock().expect("floors lock").get(scope).cloned();
-        let floor = match floor {
-            None => {
-                let connection = self.shared.link.connection()?;
-                return <D as CacheBinding>::page(
-                    &CachedScope { shared: &self.shared, connection: &connection, scope },
-                    page,
-                );
-            }
-            Some(Floor::Everything) => return self.history_with_cached_versions(scope, page).await,
-            Some(Floor::At(order, entity)) => (order, entity),
-        };
-        let mut items = {
-            let connection = self.shared.link.connection()?;
-            let place = |row: &RowOf<D>| {
-                let place = D::placement(row);
-                (place.order, place.entity)
-            };
-            let cursor = page.before.as_deref().map(|cursor| connection.find(cursor).map(|row| place(&row)));
-            if let Some(None) = cursor {
-                drop(connection);
-                return self.history(scope, page).await; // a cursor older than the window
-            }
-            if cursor.flatten().is_some_and(|cursor| cursor <= floor) {
-                drop(connection);
-                return self.history(scope, page).await;
-            }
-            let cached = CachedScope { shared: &self.shared, connection: &connection, scope };
-            let mut items = <D as CacheBinding>::page(&cached, page.clone())?;
-            // Read-through may have cached single older items: they are not whole history.
-            items.retain(|item| place(&D::row(item)) >= floor);
-            items
-        };
-        let wanted = page.limit as usize;
-        if items.len() < wanted {
-            let rest = Page { limit: (wanted - items.len()) as u32, before: Some(floor.1) };
-            items.extend(self.history(scope, rest).await?);
-        }
-        Ok(items)
-    }
-
-    async fn apply_command(
-        &self,
-        scope: &ScopeKey,
-        actor: &ActingUser,
-        command: D::Command,
-        durability: Durability,
-    ) -> Result<D::Event, DomainError> {
         // The module checks the same limits (it has the same settings); checking here
         // spares the round trip.
         D::validate(&command, &self.shared.settings)?;
@@ -1434,6 +1371,59 @@ impl<D: CacheBinding> CacheAdapter<D> {
             self.until_in_postgres(&answer.unchanged).await?;
         }
         Ok(answer.event)
+    }
+
+    /// A watched scope stays subscribed here (a new item's event needs its insert
+    /// seen), so its subscribers' snapshots after a resync need not wait.
+    async fn subscribe(&self, scope: &ScopeKey) -> Result<EventStream<D::Event>, DomainError> {
+        let stream = self.shared.live.subscribe(scope);
+        self.shared.subscribed(scope).await?;
+        Ok(stream)
+    }
+}
+
+impl<D: CacheBinding> CacheAdapter<D> {
+    /// A page of the scope as the cache holds it (see [`Connection::snapshot`]).
+    async fn cached_page(&self, scope: &ScopeKey, page: Page) -> Result<Vec<D::Item>, DomainError> {
+        let floor = self.shared.floors.lock().expect("floors lock").get(scope).cloned();
+        let floor = match floor {
+            None => {
+                let connection = self.shared.link.connection()?;
+                return <D as CacheBinding>::page(
+                    &CachedScope { shared: &self.shared, connection: &connection, scope },
+                    page,
+                );
+            }
+            Some(Floor::Everything) => return self.history_with_cached_versions(scope, page).await,
+            Some(Floor::At(order, entity)) => (order, entity),
+        };
+        let mut items = {
+            let connection = self.shared.link.connection()?;
+            let place = |row: &RowOf<D>| {
+                let place = D::placement(row);
+                (place.order, place.entity)
+            };
+            let cursor = page.before.as_deref().map(|cursor| connection.find(cursor).map(|row| place(&row)));
+            if let Some(None) = cursor {
+                drop(connection);
+                return self.history(scope, page).await; // a cursor older than the window
+            }
+            if cursor.flatten().is_some_and(|cursor| cursor <= floor) {
+                drop(connection);
+                return self.history(scope, page).await;
+            }
+            let cached = CachedScope { shared: &self.shared, connection: &connection, scope };
+            let mut items = <D as CacheBinding>::page(&cached, page.clone())?;
+            // Read-through may have cached single older items: they are not whole history.
+            items.retain(|item| place(&D::row(item)) >= floor);
+            items
+        };
+        let wanted = page.limit as usize;
+        if items.len() < wanted {
+            let rest = Page { limit: (wanted - items.len()) as u32, before: Some(floor.1) };
+            items.extend(self.history(scope, rest).await?);
+        }
+        Ok(items)
     }
 }
 
