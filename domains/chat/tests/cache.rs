@@ -414,10 +414,17 @@ async fn a_durable_no_op_over_a_newer_postgres_state_is_not_acknowledged() {
     let edit = move || ChatCommand::Edit { id, text: "ours".into() };
     s.run("alice", ChatCommand::Send { id, text: "ours".into() }).await;
     s.drain().await;
-    // An outside writer changes it in PostgreSQL; nothing tells this cache.
+    // An outside writer changes it in PostgreSQL, and nothing tells this cache: the
+    // change is written as the backend would (no change record, which the adapter's
+    // outside-change follower would bring into the cache first), with the version jump
+    // an outside write gets.
     let mut tx = s.db.pool.begin().await.unwrap();
-    sqlx::query("SET LOCAL boardsync.origin = 'outside'").execute(&mut *tx).await.unwrap();
-    sqlx::query("UPDATE chat_messages SET text = 'theirs' WHERE id = $1").bind(id).execute(&mut *tx).await.unwrap();
+    sqlx::query("SET LOCAL boardsync.origin = 'backend'").execute(&mut *tx).await.unwrap();
+    sqlx::query("UPDATE chat_messages SET text = 'theirs', version = version + 1000000 WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 
     let alice = ActingUser::member("alice");
