@@ -123,7 +123,7 @@ struct Follower<E> {
 
 impl<E> Follower<E>
 where
-    E: DeserializeOwned + Clone + Send + 'static,
+    E: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     async fn run(mut self) {
         let mut listener: Option<PgListener> = None;
