@@ -3,28 +3,33 @@
 //!
 //! A broadcast channel allocates its whole ring when it is made, one slot per event
 //! a subscriber may fall behind. The ring holds each event behind an `Arc`, so a
-//! slot costs a pointer whatever the domain's event: with events inline, a watched
-//! chat scope took about 230 KiB at the default capacity of 1,024.
+//! slot costs about 40 bytes whatever the domain's event (with chat's events inline
+//! it was about 230 bytes: 230 KiB per watched scope at the default capacity of
+//! 1,024), and a scope's channel goes when its last subscriber does.
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 
 use dashmap::DashMap;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 
 use crate::{Delivery, EventStream, ScopeKey};
 
+type Senders<E> = DashMap<ScopeKey, broadcast::Sender<Delivery<Arc<E>>>>;
+
 pub struct ScopedBroadcast<E> {
     capacity: usize,
-    senders: DashMap<ScopeKey, broadcast::Sender<Delivery<Arc<E>>>>,
+    senders: Arc<Senders<E>>,
 }
 
 impl<E: Clone + Send + Sync + 'static> ScopedBroadcast<E> {
     /// `capacity`: how many events a slow subscriber may fall behind before it is
     /// told to resync ([`Delivery::Lagged`]).
     pub fn new(capacity: usize) -> Self {
-        Self { capacity, senders: DashMap::new() }
+        Self { capacity, senders: Arc::new(DashMap::new()) }
     }
 
     pub fn publish(&self, scope: &ScopeKey, event: E) {
@@ -40,13 +45,15 @@ impl<E: Clone + Send + Sync + 'static> ScopedBroadcast<E> {
     pub fn subscribe(&self, scope: &ScopeKey) -> EventStream<E> {
         let receiver =
             self.senders.entry(scope.clone()).or_insert_with(|| broadcast::channel(self.capacity).0).subscribe();
-        Box::pin(BroadcastStream::new(receiver).map(|item| match item {
+        let deliveries = BroadcastStream::new(receiver).map(|item| match item {
             // A scope's subscriber is usually alone on its channel (the adapter
             // actor's feed), which then takes the event without a copy.
             Ok(Delivery::Event(event)) => Delivery::Event(Arc::unwrap_or_clone(event)),
             Ok(Delivery::Lagged) => Delivery::Lagged,
             Err(BroadcastStreamRecvError::Lagged(_)) => Delivery::Lagged,
-        }))
+        });
+        let unwatch = Unwatch { senders: Arc::downgrade(&self.senders), scope: scope.clone() };
+        Box::pin(Feed { deliveries, _unwatch: unwatch })
     }
 
     /// Tells every subscriber of every scope to resync (events may have been missed,
@@ -72,6 +79,38 @@ impl<E: Clone + Send + Sync + 'static> ScopedBroadcast<E> {
     /// Every scope with a subscriber now.
     pub fn watched(&self) -> Vec<ScopeKey> {
         self.senders.iter().filter(|entry| entry.receiver_count() > 0).map(|entry| entry.key().clone()).collect()
+    }
+}
+
+/// A subscriber's stream. Its receiver is dropped before its `Unwatch` (fields drop
+/// in order), so the last one out finds no receiver left and drops the channel.
+struct Feed<S, E> {
+    deliveries: S,
+    _unwatch: Unwatch<E>,
+}
+
+impl<S: Stream + Unpin, E> Stream for Feed<S, E> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        self.deliveries.poll_next_unpin(cx)
+    }
+}
+
+/// Drops a scope's channel (and its ring) when its last subscriber goes; a scope
+/// watched once is not held for the process's life. (A subscriber arriving at the
+/// same time either keeps the channel, or makes a new one: the map's entry is
+/// locked by both.)
+struct Unwatch<E> {
+    senders: Weak<Senders<E>>,
+    scope: ScopeKey,
+}
+
+impl<E> Drop for Unwatch<E> {
+    fn drop(&mut self) {
+        if let Some(senders) = self.senders.upgrade() {
+            senders.remove_if(&self.scope, |_, sender| sender.receiver_count() == 0);
+        }
     }
 }
 
@@ -103,5 +142,22 @@ mod tests {
         }
         assert_eq!(a.next().await, Some(Delivery::Lagged));
         assert_eq!(a.next().await, Some(Delivery::Event(3)));
+    }
+
+    #[tokio::test]
+    async fn a_scope_channel_goes_with_its_last_subscriber() {
+        let live = ScopedBroadcast::new(8);
+        let a = live.subscribe(&key("a"));
+        let mut b = live.subscribe(&key("a"));
+        drop(a);
+        assert!(live.is_watched(&key("a")), "one subscriber is left");
+        live.publish(&key("a"), 1);
+        assert_eq!(b.next().await, Some(Delivery::Event(1)));
+        drop(b);
+        assert!(live.senders.is_empty(), "the scope's channel and its ring are gone");
+        // Watching it again makes a new channel, which delivers.
+        let mut c = live.subscribe(&key("a"));
+        live.publish(&key("a"), 2);
+        assert_eq!(c.next().await, Some(Delivery::Event(2)));
     }
 }
