@@ -127,18 +127,7 @@ impl Liveness {
             .execute(&mut *deciding)
             .await
             .map_err(DomainError::from_sqlx)?;
-        let others: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks
-             WHERE locktype = 'advisory' AND granted AND objsubid = 2
-               AND classid = $1::int4::oid AND objid = hashtext($2)::oid AND pid <> $3
-               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        )
-        .bind(RUNNING_LOCKS)
-        .bind(domain)
-        .bind(own)
-        .fetch_one(&mut *deciding)
-        .await
-        .map_err(DomainError::from_sqlx)?;
+        let others = others_running(&mut deciding, domain, own).await?;
         let is_first = others == 0;
         if is_first {
             first().await?;
@@ -156,4 +145,36 @@ impl Liveness {
         deciding.commit().await.map_err(DomainError::from_sqlx)?;
         Ok(is_first)
     }
+
+    /// Whether another node runs `domain` on the cache now (one that will take over
+    /// its outbox when this one stops).
+    pub async fn others_run(&self, pool: &PgPool, domain: &str) -> Result<bool, DomainError> {
+        let mut held = self.held.lock().await;
+        let own: i32 = match held.0.as_mut() {
+            Some(connection) => sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(connection)
+                .await
+                .map_err(DomainError::from_sqlx)?,
+            None => 0,
+        };
+        drop(held);
+        let mut connection = pool.acquire().await.map_err(DomainError::from_sqlx)?;
+        Ok(others_running(&mut connection, domain, own).await? > 0)
+    }
+}
+
+/// How many sessions other than `own` hold `domain`'s running lock.
+async fn others_running(connection: &mut PgConnection, domain: &str, own: i32) -> Result<i64, DomainError> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks
+         WHERE locktype = 'advisory' AND granted AND objsubid = 2
+           AND classid = $1::int4::oid AND objid = hashtext($2)::oid AND pid <> $3
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(RUNNING_LOCKS)
+    .bind(domain)
+    .bind(own)
+    .fetch_one(connection)
+    .await
+    .map_err(DomainError::from_sqlx)
 }

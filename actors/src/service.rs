@@ -189,6 +189,9 @@ pub struct DomainHandle<D: Domain> {
     metrics: CacheMetrics,
     outbox_batch_size: usize,
     stopping: std::sync::atomic::AtomicBool,
+    /// Which nodes run each domain (a stopping drainer leaves other nodes' writes
+    /// to one that runs on).
+    liveness: Arc<crate::liveness::Liveness>,
     _domain: PhantomData<D>,
 }
 
@@ -534,17 +537,25 @@ impl<D: DomainAdapters> DomainHandle<D> {
         // This node writes back only what it keeps (its own last writes among them),
         // so that its stop neither drains other nodes' traffic nor depends on the
         // cache keeping what it holds.
+        let deadline = tokio::time::Instant::now() + within;
         if !drains_here.load(std::sync::atomic::Ordering::Relaxed) && self.drained_elsewhere(&shard.shard).await {
             tracing::info!(domain = D::NAME, shard = %shard.shard.name, "another node drains the outbox: writing back only what this node keeps");
-            return match cache.restore_all(&self.pool).await {
-                Ok(_) => 0,
-                Err(error) => {
-                    tracing::error!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL");
-                    cache.retained()
+            // A passing failure (a lock wait against the drainer's batch, a busy pool)
+            // is tried again until the deadline, as a drain would be.
+            loop {
+                match cache.restore_all(&self.pool).await {
+                    Ok(_) => return 0,
+                    Err(error) if tokio::time::Instant::now() < deadline => {
+                        tracing::warn!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL yet; retrying until the deadline");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(error) => {
+                        tracing::error!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL");
+                        return cache.retained();
+                    }
                 }
-            };
+            }
         }
-        let deadline = tokio::time::Instant::now() + within;
         while cache.pending_count() > 0 && tokio::time::Instant::now() < deadline {
             let mut connection = match self.pool.acquire().await {
                 Ok(connection) => connection,
@@ -574,7 +585,18 @@ impl<D: DomainAdapters> DomainHandle<D> {
         if let Err(error) = cache.restore_all(&self.pool).await {
             tracing::error!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL");
         }
-        cache.pending_count().max(cache.retained())
+        let (pending, retained) = (cache.pending_count(), cache.retained());
+        // Other nodes' writes keep coming while this one stops: what they left in the
+        // outbox after this node's last batch goes to the node that drains next, as
+        // long as one runs. What this node kept is in PostgreSQL (retained is 0).
+        if pending > 0
+            && retained == 0
+            && self.liveness.others_run(&self.pool, &shard.shard.unit).await.unwrap_or(false)
+        {
+            tracing::info!(domain = D::NAME, shard = %shard.shard.name, pending, "entries other nodes wrote since the last batch are left to the next drainer");
+            return 0;
+        }
+        pending.max(retained)
     }
 }
 
@@ -695,6 +717,7 @@ impl Domains {
             metrics: self.runtime.metrics.clone(),
             outbox_batch_size: framework.outbox_batch_size,
             stopping: std::sync::atomic::AtomicBool::new(false),
+            liveness: self.runtime.liveness.clone(),
             _domain: PhantomData,
         };
         self.by_name.insert(D::NAME, Arc::new(handle));
