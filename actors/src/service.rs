@@ -556,7 +556,15 @@ impl<D: DomainAdapters> DomainHandle<D> {
                 }
             }
         }
-        while cache.pending_count() > 0 && tokio::time::Instant::now() < deadline {
+        // Whether the outbox was empty at some point of this drain: this node took no
+        // writes since the stop began, so whatever is pending after that point other
+        // nodes wrote.
+        let mut emptied = false;
+        while tokio::time::Instant::now() < deadline {
+            if cache.pending_count() == 0 {
+                emptied = true;
+                break;
+            }
             let mut connection = match self.pool.acquire().await {
                 Ok(connection) => connection,
                 Err(error) => {
@@ -573,7 +581,10 @@ impl<D: DomainAdapters> DomainHandle<D> {
                         tracing::warn!(domain = D::NAME, %error, "cannot acknowledge a drained batch");
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    emptied = true;
+                    break;
+                }
                 Err(error) => {
                     tracing::warn!(domain = D::NAME, %error, "cannot drain the outbox; retrying until the deadline");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -582,19 +593,29 @@ impl<D: DomainAdapters> DomainHandle<D> {
         }
         // The cache may be gone (a power loss): this backend's own copy of its newest
         // writes is then the only one.
-        if let Err(error) = cache.restore_all(&self.pool).await {
-            tracing::error!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL");
-        }
+        let restored = match cache.restore_all(&self.pool).await {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::error!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL");
+                false
+            }
+        };
         let (pending, retained) = (cache.pending_count(), cache.retained());
-        // Other nodes' writes keep coming while this one stops: what they left in the
-        // outbox after this node's last batch goes to the node that drains next, as
-        // long as one runs. What this node kept is in PostgreSQL (retained is 0).
-        if pending > 0
-            && retained == 0
-            && self.liveness.others_run(&self.pool, &shard.shard.unit).await.unwrap_or(false)
-        {
-            tracing::info!(domain = D::NAME, shard = %shard.shard.name, pending, "entries other nodes wrote since the last batch are left to the next drainer");
+        if pending.max(retained) == 0 {
             return 0;
+        }
+        // Other nodes' writes keep coming while this one stops. Once the outbox was
+        // empty and every write this node kept (its own among them) is in PostgreSQL,
+        // what is left is theirs: the next drainer takes it, as long as a node runs
+        // on. (Each node writes back what it keeps when it stops, so a whole cluster
+        // stopping at once loses none of its acknowledged writes either.)
+        if emptied && restored {
+            let left = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
+            let others = tokio::time::timeout_at(left, self.liveness.others_run(&self.pool, &shard.shard.unit)).await;
+            if matches!(others, Ok(Ok(true))) {
+                tracing::info!(domain = D::NAME, shard = %shard.shard.name, pending, retained, "entries other nodes wrote since the outbox was empty are left to the next drainer");
+                return 0;
+            }
         }
         pending.max(retained)
     }
