@@ -562,7 +562,8 @@ impl<D: DomainAdapters> DomainHandle<D> {
         let mut emptied = false;
         while tokio::time::Instant::now() < deadline {
             if cache.pending_count() == 0 {
-                emptied = true;
+                // (A cache link that is down counts nothing pending: not empty then.)
+                emptied = cache.epoch().is_some();
                 break;
             }
             let mut connection = match self.pool.acquire().await {
@@ -582,7 +583,7 @@ impl<D: DomainAdapters> DomainHandle<D> {
                     }
                 }
                 Ok(None) => {
-                    emptied = true;
+                    emptied = cache.epoch().is_some();
                     break;
                 }
                 Err(error) => {
@@ -605,11 +606,11 @@ impl<D: DomainAdapters> DomainHandle<D> {
             return 0;
         }
         // Other nodes' writes keep coming while this one stops. Once the outbox was
-        // empty and every write this node kept (its own among them) is in PostgreSQL,
-        // what is left is theirs: the next drainer takes it, as long as a node runs
-        // on. (Each node writes back what it keeps when it stops, so a whole cluster
-        // stopping at once loses none of its acknowledged writes either.)
-        if emptied && restored {
+        // empty (with the cache connected) and every write of this node's own is in
+        // PostgreSQL, what is left is theirs: the next drainer takes it, as long as a
+        // node runs on. (Each node writes back what it keeps when it stops, so a
+        // whole cluster stopping at once loses none of its acknowledged writes either.)
+        if emptied && restored && cache.retained_own() == 0 {
             let left = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
             let others = tokio::time::timeout_at(left, self.liveness.others_run(&self.pool, &shard.shard.unit)).await;
             if matches!(others, Ok(Ok(true))) {

@@ -218,8 +218,12 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     /// newest writes may be the only one).
     async fn restore_all(&self, pool: &PgPool) -> Result<usize, DomainError>;
 
-    /// How many writes this backend keeps that PostgreSQL may not have yet.
+    /// How many writes this backend keeps that PostgreSQL may not have yet (other
+    /// nodes' among them, as this backend saw them committed).
     fn retained(&self) -> usize;
+
+    /// How many of those this backend's own calls made.
+    fn retained_own(&self) -> usize;
 }
 
 #[cfg(test)]

@@ -386,6 +386,27 @@ struct Retained<D: Domain> {
     next: u64,
     /// By (sequence, request id): (arrival order, scope, state, when the cache committed it).
     writes: HashMap<(u64, String), KeptWrite<D>>,
+    /// The keys of the writes this backend's own calls made (other nodes' writes are
+    /// kept too). Some may have left `writes` already: pruned now and then, and
+    /// counted only while kept.
+    own: HashSet<(u64, String)>,
+}
+
+impl<D: Domain> Retained<D> {
+    fn keep(&mut self, key: (u64, String), write: KeptWrite<D>, own: bool) {
+        if own {
+            if self.own.len() >= 2 * self.writes.len() + 1024 {
+                let writes = &self.writes;
+                self.own.retain(|key| writes.contains_key(key));
+            }
+            self.own.insert(key.clone());
+        }
+        self.writes.insert(key, write);
+    }
+
+    fn own_count(&self) -> usize {
+        self.own.iter().filter(|key| self.writes.contains_key(*key)).count()
+    }
 }
 
 /// A client command waiting for its outcome.
@@ -726,7 +747,7 @@ impl<D: CacheBinding> CacheAdapter<D> {
             inserted: Mutex::new(HashSet::new()),
             configuring: Mutex::new(None),
             outbox: Mutex::new(BTreeSet::new()),
-            retained: Mutex::new(Retained { next: 0, writes: HashMap::new() }),
+            retained: Mutex::new(Retained { next: 0, writes: HashMap::new(), own: HashSet::new() }),
             read_through_timeout: Duration::from_millis(context.settings.framework.read_through_timeout_ms),
             pool: context.pool,
             floors: Mutex::new(HashMap::new()),
@@ -1067,6 +1088,7 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
             tracing::error!(domain = D::NAME, seq, "a written row is unreadable");
         }
         let mut calls = self.calls.lock().expect("calls lock");
+        let own = calls.contains_key(request_id);
         match (calls.get_mut(request_id), &item) {
             (Some(call), Some(item)) => call.written.push((seq, item.clone())),
             (Some(_), None) => {}
@@ -1081,7 +1103,7 @@ impl<D: CacheBinding> SessionSink<RowOf<D>> for Shared<D> {
             let mut retained = self.retained.lock().expect("retained lock");
             let order = retained.next;
             retained.next += 1;
-            retained.writes.insert((seq, request_id.to_string()), (order, scope, item, created_at_micros));
+            retained.keep((seq, request_id.to_string()), (order, scope, item, created_at_micros), own);
         }
         self.link.signal(CacheSignal::OutboxGrew);
     }
@@ -1665,6 +1687,10 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
 
     fn retained(&self) -> usize {
         self.shared.retained.lock().expect("retained lock").writes.len()
+    }
+
+    fn retained_own(&self) -> usize {
+        self.shared.retained.lock().expect("retained lock").own_count()
     }
 
     fn set_aside(&self, entries: &[Pending<D>]) {
