@@ -338,6 +338,71 @@ async fn a_scope_warm_in_the_cache_is_loaded_by_one_node_only() {
     assert_eq!(node_b.snapshot("alice", "chat", "hall").await["items"].as_array().map(Vec::len), Some(30));
 }
 
+/// A node that drains stops cleanly while writes go on through another node: it
+/// drains until its outbox is empty, writes back what it keeps, and leaves the other
+/// node's newest entries to the node that drains next, which takes them. (Counted
+/// as "not in PostgreSQL at exit", they would make its exit a failure.)
+#[actix_web::test]
+async fn a_draining_node_stops_cleanly_under_other_nodes_traffic() {
+    // The first app only sets up and watches (a 60 s poll alone: no lease).
+    let first = spawn_app_on_spacetimedb_with(|settings| {
+        settings.framework["outbox_push"] = json!(false);
+        settings.framework["outbox_poll_interval_ms"] = json!(60_000);
+    })
+    .await;
+    let (mut a, node_a) = node(&first, "node-a").await;
+    first.create_scope("chat", "hall").await;
+    let mut mine = Vec::new();
+    for _ in 0..20 {
+        let (id, status) = send(&node_a, "hall", "cache").await;
+        assert_eq!(status, 200);
+        mine.push(id);
+    }
+    until_it_drains(&node_a, Duration::from_secs(10)).await;
+    let (_b, node_b) = node(&first, "node-b").await;
+    // Several writers, so that node-b's writes keep arriving while node-a writes
+    // back what it keeps and counts what is left.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let (stop, node_b) = (stop.clone(), node_b.handle());
+            actix_web::rt::spawn(async move {
+                let mut acknowledged = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (id, status) = send(&node_b, "hall", "cache").await;
+                    if status == 200 {
+                        acknowledged.push(id);
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(a.terminate().await, "node-a, the drainer, exits 0 under node-b's traffic");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages WHERE id = ANY($1)")
+        .bind(&mine)
+        .fetch_one(&first.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 20, "node-a's writes are in PostgreSQL once it has exited");
+    // node-b takes the outbox over, and what it acknowledged meanwhile reaches
+    // PostgreSQL.
+    until_it_drains(&node_b, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    assert!(!acknowledged.is_empty(), "node-b took writes");
+    let query = format!("SELECT count(*) FROM chat_messages WHERE id IN ('{}')", {
+        let ids: Vec<String> = acknowledged.iter().map(Uuid::to_string).collect();
+        ids.join("','")
+    });
+    first.wait_for_count(&query, acknowledged.len() as i64).await;
+}
+
 /// A node that does not drain stops at once and cleanly while writes go on through
 /// another node: it leaves the outbox to the drainer, and what it keeps of the newest
 /// writes (its own among them) is in PostgreSQL when it has exited.
