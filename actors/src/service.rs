@@ -540,21 +540,7 @@ impl<D: DomainAdapters> DomainHandle<D> {
         let deadline = tokio::time::Instant::now() + within;
         if !drains_here.load(std::sync::atomic::Ordering::Relaxed) && self.drained_elsewhere(&shard.shard).await {
             tracing::info!(domain = D::NAME, shard = %shard.shard.name, "another node drains the outbox: writing back only what this node keeps");
-            // A passing failure (a lock wait against the drainer's batch, a busy pool)
-            // is tried again until the deadline, as a drain would be.
-            loop {
-                match cache.restore_all(&self.pool).await {
-                    Ok(_) => return 0,
-                    Err(error) if tokio::time::Instant::now() < deadline => {
-                        tracing::warn!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL yet; retrying until the deadline");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    Err(error) => {
-                        tracing::error!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL");
-                        return cache.retained();
-                    }
-                }
-            }
+            return if self.write_back_kept(cache.as_ref(), deadline).await { 0 } else { cache.retained() };
         }
         // Whether the outbox was empty at some point of this drain: this node took no
         // writes since the stop began, so whatever is pending after that point other
@@ -594,13 +580,7 @@ impl<D: DomainAdapters> DomainHandle<D> {
         }
         // The cache may be gone (a power loss): this backend's own copy of its newest
         // writes is then the only one.
-        let restored = match cache.restore_all(&self.pool).await {
-            Ok(_) => true,
-            Err(error) => {
-                tracing::error!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL");
-                false
-            }
-        };
+        let restored = self.write_back_kept(cache.as_ref(), deadline).await;
         let (pending, retained) = (cache.pending_count(), cache.retained());
         if pending.max(retained) == 0 {
             return 0;
@@ -619,6 +599,29 @@ impl<D: DomainAdapters> DomainHandle<D> {
             }
         }
         pending.max(retained)
+    }
+
+    /// Writes what `cache` keeps into PostgreSQL; a passing failure (a lock wait
+    /// against a drainer's batch, a busy pool) is tried again until `deadline`, as a
+    /// drain would be. Whether it all went in.
+    async fn write_back_kept(
+        &self,
+        cache: &dyn boardsync_core::cache::Cache<D>,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        loop {
+            match cache.restore_all(&self.pool).await {
+                Ok(_) => return true,
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL yet; retrying until the deadline");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => {
+                    tracing::error!(domain = D::NAME, %error, "cannot write the writes this backend kept into PostgreSQL");
+                    return false;
+                }
+            }
+        }
     }
 }
 

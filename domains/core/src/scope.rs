@@ -219,16 +219,10 @@ impl ScopeStore {
                         // change falls between the two.
                         Ok(None) => {
                             tracing::warn!("access change listener lost its connection; listening again");
-                            if let Some(live) = store.upgrade() {
-                                live.listening.store(false, std::sync::atomic::Ordering::SeqCst);
-                            }
                             break;
                         }
                         Err(error) => {
                             tracing::warn!(%error, "access change listener lost; reconnecting");
-                            if let Some(live) = store.upgrade() {
-                                live.listening.store(false, std::sync::atomic::Ordering::SeqCst);
-                            }
                             break;
                         }
                     };
@@ -237,6 +231,10 @@ impl ScopeStore {
                     if let Ok(key) = ScopeKey::parse(key) {
                         live.changed(domain, &key);
                     }
+                }
+                // Lost: scopes are read from PostgreSQL until changes are heard again.
+                if let Some(live) = store.upgrade() {
+                    live.listening.store(false, std::sync::atomic::Ordering::SeqCst);
                 }
             }
         })

@@ -78,15 +78,58 @@ async fn send(app: &TestApp, scope: &str, durability: &str) -> (Uuid, u16) {
     (id, 503)
 }
 
-#[actix_web::test]
-async fn one_node_drains_the_outbox_and_another_takes_over_when_it_dies() {
-    // The first app only sets up and watches: it drains by a 60 s poll alone, so it
-    // never asks for the lease within this test.
-    let first = spawn_app_on_spacetimedb_with(|settings| {
+/// A first app that only sets up and watches: it drains by a 60 s poll alone, so it
+/// never asks for the lease within a test.
+async fn watching_app() -> TestApp {
+    spawn_app_on_spacetimedb_with(|settings| {
         settings.framework["outbox_push"] = json!(false);
         settings.framework["outbox_poll_interval_ms"] = json!(60_000);
     })
-    .await;
+    .await
+}
+
+/// Writers sending to one scope through a node, one message after another each,
+/// until stopped.
+struct Traffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    writers: Vec<actix_web::rt::task::JoinHandle<Vec<Uuid>>>,
+}
+
+impl Traffic {
+    fn start(app: &TestApp, scope: &'static str, writers: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers = (0..writers)
+            .map(|_| {
+                let (stop, app) = (stop.clone(), app.handle());
+                actix_web::rt::spawn(async move {
+                    let mut acknowledged = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let (id, status) = send(&app, scope, "cache").await;
+                        if status == 200 {
+                            acknowledged.push(id);
+                        }
+                    }
+                    acknowledged
+                })
+            })
+            .collect();
+        Self { stop, writers }
+    }
+
+    /// Stops the writers; the writes acknowledged.
+    async fn stop(self) -> Vec<Uuid> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut acknowledged = Vec::new();
+        for writer in self.writers {
+            acknowledged.extend(writer.await.unwrap());
+        }
+        acknowledged
+    }
+}
+
+#[actix_web::test]
+async fn one_node_drains_the_outbox_and_another_takes_over_when_it_dies() {
+    let first = watching_app().await;
     let (mut a, node_a) = node(&first, "node-a").await;
     first.create_scope("chat", "hall").await;
     // A takes the lease at its first drain; B, started after, does not get it.
@@ -344,12 +387,7 @@ async fn a_scope_warm_in_the_cache_is_loaded_by_one_node_only() {
 /// as "not in PostgreSQL at exit", they would make its exit a failure.)
 #[actix_web::test]
 async fn a_draining_node_stops_cleanly_under_other_nodes_traffic() {
-    // The first app only sets up and watches (a 60 s poll alone: no lease).
-    let first = spawn_app_on_spacetimedb_with(|settings| {
-        settings.framework["outbox_push"] = json!(false);
-        settings.framework["outbox_poll_interval_ms"] = json!(60_000);
-    })
-    .await;
+    let first = watching_app().await;
     let (mut a, node_a) = node(&first, "node-a").await;
     first.create_scope("chat", "hall").await;
     let mut mine = Vec::new();
@@ -362,22 +400,7 @@ async fn a_draining_node_stops_cleanly_under_other_nodes_traffic() {
     let (_b, node_b) = node(&first, "node-b").await;
     // Several writers, so that node-b's writes keep arriving while node-a writes
     // back what it keeps and counts what is left.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers: Vec<_> = (0..8)
-        .map(|_| {
-            let (stop, node_b) = (stop.clone(), node_b.handle());
-            actix_web::rt::spawn(async move {
-                let mut acknowledged = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let (id, status) = send(&node_b, "hall", "cache").await;
-                    if status == 200 {
-                        acknowledged.push(id);
-                    }
-                }
-                acknowledged
-            })
-        })
-        .collect();
+    let traffic = Traffic::start(&node_b, "hall", 8);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(a.terminate().await, "node-a, the drainer, exits 0 under node-b's traffic");
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages WHERE id = ANY($1)")
@@ -390,11 +413,7 @@ async fn a_draining_node_stops_cleanly_under_other_nodes_traffic() {
     // PostgreSQL.
     until_it_drains(&node_b, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut acknowledged = Vec::new();
-    for writer in writers {
-        acknowledged.extend(writer.await.unwrap());
-    }
+    let acknowledged = traffic.stop().await;
     assert!(!acknowledged.is_empty(), "node-b took writes");
     let query = format!("SELECT count(*) FROM chat_messages WHERE id IN ('{}')", {
         let ids: Vec<String> = acknowledged.iter().map(Uuid::to_string).collect();
@@ -420,15 +439,7 @@ async fn a_node_that_does_not_drain_stops_at_once_under_other_nodes_traffic() {
         mine.push(id);
     }
     // Traffic through the first node the whole time node-b stops.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let traffic = {
-        let (stop, first) = (stop.clone(), first.handle());
-        actix_web::rt::spawn(async move {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                send(&first, "hall", "cache").await;
-            }
-        })
-    };
+    let traffic = Traffic::start(&first, "hall", 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stopping = Instant::now();
     assert!(b.terminate().await, "node-b exits 0: nothing it acknowledged is left out of PostgreSQL");
@@ -439,8 +450,7 @@ async fn a_node_that_does_not_drain_stops_at_once_under_other_nodes_traffic() {
         .await
         .unwrap();
     assert_eq!(stored, 20, "node-b's writes are in PostgreSQL once it has exited");
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    traffic.await.unwrap();
+    traffic.stop().await;
     assert!(drains(&first).await, "the first node drains on");
 }
 
