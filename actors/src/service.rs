@@ -542,14 +542,24 @@ impl<D: DomainAdapters> DomainHandle<D> {
             tracing::info!(domain = D::NAME, shard = %shard.shard.name, "another node drains the outbox: writing back only what this node keeps");
             return if self.write_back_kept(cache.as_ref(), deadline).await { 0 } else { cache.retained() };
         }
-        // Whether the outbox was empty at some point of this drain: this node took no
-        // writes since the stop began, so whatever is pending after that point other
-        // nodes wrote.
+        // This node takes no writes once its stop has begun (writes were refused and
+        // requests finished before the drain), so an entry that joins the outbox
+        // after this point another node wrote. `before` is what was pending when the
+        // drain began: once all of it has left the outbox, with the cache link up the
+        // whole time, what is left is other nodes' traffic, which may never pause.
+        // (A link that went down and up lists the outbox anew: an entry lost with a
+        // cache crash is missing from it too, so `before` no longer says anything.)
+        let mut before = cache.pending_snapshot();
         let mut emptied = false;
         while tokio::time::Instant::now() < deadline {
-            if cache.pending_count() == 0 {
-                // (A cache link that is down counts nothing pending: not empty then.)
-                emptied = cache.epoch().is_some();
+            if let Some((generation, seqs)) = before.as_mut() {
+                if !cache.retain_pending(*generation, seqs) {
+                    before = None;
+                } else if seqs.is_empty() {
+                    emptied = true;
+                    break;
+                }
+            } else if cache.pending_count() == 0 {
                 break;
             }
             let mut connection = match self.pool.acquire().await {
@@ -569,7 +579,9 @@ impl<D: DomainAdapters> DomainHandle<D> {
                     }
                 }
                 Ok(None) => {
-                    emptied = cache.epoch().is_some();
+                    emptied = before
+                        .as_mut()
+                        .is_some_and(|(generation, seqs)| cache.retain_pending(*generation, seqs) && seqs.is_empty());
                     break;
                 }
                 Err(error) => {
@@ -585,19 +597,23 @@ impl<D: DomainAdapters> DomainHandle<D> {
         if pending.max(retained) == 0 {
             return 0;
         }
-        // Other nodes' writes keep coming while this one stops. Once the outbox was
-        // empty (with the cache connected) and every write of this node's own is in
-        // PostgreSQL, what is left is theirs: the next drainer takes it, as long as a
-        // node runs on. (Each node writes back what it keeps when it stops, so a
+        // Other nodes' writes keep coming while this one stops. Once what was pending
+        // when the drain began has left the outbox (drained, or purged or set aside)
+        // and every write of this node's own is in PostgreSQL, what is left is
+        // theirs: the next drainer takes it, as long as a node runs on. (Each node writes back what it keeps when it stops, so a
         // whole cluster stopping at once loses none of its acknowledged writes either.)
-        if emptied && restored && cache.retained_own() == 0 {
+        let own = cache.retained_own();
+        let mut others_run = false;
+        if emptied && restored && own == 0 {
             let left = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
             let others = tokio::time::timeout_at(left, self.liveness.others_run(&self.pool, &shard.shard.unit)).await;
-            if matches!(others, Ok(Ok(true))) {
-                tracing::info!(domain = D::NAME, shard = %shard.shard.name, pending, retained, "entries other nodes wrote since the outbox was empty are left to the next drainer");
+            others_run = matches!(others, Ok(Ok(true)));
+            if others_run {
+                tracing::info!(domain = D::NAME, shard = %shard.shard.name, pending, retained, "entries other nodes wrote since the drain began are left to the next drainer");
                 return 0;
             }
         }
+        tracing::warn!(domain = D::NAME, shard = %shard.shard.name, pending, retained, own, drained_what_was_pending = emptied, written_back = restored, others_run, "the stop leaves writes PostgreSQL may lack");
         pending.max(retained)
     }
 

@@ -4,6 +4,8 @@
 //! clients) and [`Cache`] (for the WarmupActors and the OutboxPoller in `actors/`).
 //! The PostgreSQL adapter has no cache and implements only the former.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::broadcast;
@@ -191,6 +193,16 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     fn pending(&self, limit: usize) -> Vec<Pending<D>>;
 
     fn pending_count(&self) -> usize;
+
+    /// The link's [`Cache::generation`] and the sequences of the unacknowledged
+    /// outbox entries; `None` while the link is down.
+    fn pending_snapshot(&self) -> Option<(u64, BTreeSet<u64>)>;
+
+    /// Keeps in `seqs` only those still pending. `false` (and `seqs` untouched) when
+    /// the link is down or is no longer at `generation`: the outbox has been listed
+    /// anew since, and an entry missing from that list may have been lost rather
+    /// than acknowledged.
+    fn retain_pending(&self, generation: u64, seqs: &mut BTreeSet<u64>) -> bool;
 
     /// Applies the entries' effects in PostgreSQL inside `tx`, in order; returns how
     /// many states it wrote (a state PostgreSQL already has, at that version or

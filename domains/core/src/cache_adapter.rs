@@ -1627,6 +1627,29 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         }
     }
 
+    fn pending_snapshot(&self) -> Option<(u64, BTreeSet<u64>)> {
+        // The generation before and after: a session that began in between has
+        // cleared and refilled the list.
+        let generation = self.shared.link.generation()?;
+        let seqs = self.shared.outbox.lock().expect("outbox lock").clone();
+        (self.shared.link.generation() == Some(generation)).then_some((generation, seqs))
+    }
+
+    fn retain_pending(&self, generation: u64, seqs: &mut BTreeSet<u64>) -> bool {
+        if self.shared.link.generation() != Some(generation) {
+            return false;
+        }
+        let still: BTreeSet<u64> = {
+            let outbox = self.shared.outbox.lock().expect("outbox lock");
+            seqs.iter().filter(|seq| outbox.contains(seq)).copied().collect()
+        };
+        if self.shared.link.generation() != Some(generation) {
+            return false;
+        }
+        *seqs = still;
+        true
+    }
+
     async fn persist(&self, tx: &mut PgConnection, entries: &[Pending<D>]) -> Result<usize, DomainError> {
         // Payloads are full states: within a batch only each entity's newest matters.
         let items = latest_per_entity(entries, |payload| payload.as_ref().map_or(0, D::version))

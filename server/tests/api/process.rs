@@ -3,6 +3,7 @@
 //! so one `TestApp` talks to every incarnation.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -13,7 +14,13 @@ pub struct Process {
     command: Command,
     env: Vec<(String, String)>,
     child: Option<Child>,
+    /// Where every incarnation logs (appended): its tail is printed when a stop
+    /// fails or the test panics, so a failure in CI says what the process saw.
+    log: std::path::PathBuf,
 }
+
+/// Lines of a process' log shown with a failure.
+const LOG_TAIL_LINES: usize = 80;
 
 /// A free TCP port on loopback.
 fn free_port() -> u16 {
@@ -34,15 +41,21 @@ impl Process {
             ("SPACETIMEDB_URL", url),
             ("BOARDSYNC__SPACETIMEDB__TOKEN", token),
             ("BOARDSYNC__SPACETIMEDB__DATABASE_PREFIX", prefix),
-            ("BOARDSYNC__LOG__FILTER", "error"),
+            // (`boardsync` covers every crate named boardsync_*.)
+            ("BOARDSYNC__LOG__FILTER", "warn,boardsync=info"),
         ]
         .iter()
         .chain(env)
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect();
         all.push(("BOARDSYNC__SERVER__PORT".into(), port.to_string()));
+        // A port is free again once its process is gone, so the name has a count too.
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let count = STARTED.fetch_add(1, Ordering::Relaxed);
+        let log = std::env::temp_dir().join(format!("boardsync-test-{}-{count}-{port}.log", std::process::id()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_boardsync"));
-        command.arg("serve").envs(all.iter().cloned()).stdout(Stdio::null()).stderr(Stdio::inherit());
+        // The filter above, not a developer's RUST_LOG (which would win over it).
+        command.arg("serve").envs(all.iter().cloned()).env_remove("RUST_LOG").stdin(Stdio::null());
         let app = TestApp {
             address: format!("http://127.0.0.1:{port}"),
             port,
@@ -52,14 +65,16 @@ impl Process {
             http: reqwest::Client::new(),
             settings: test_settings(),
         };
-        let mut process = Self { command, env: all, child: None };
+        let mut process = Self { command, env: all, child: None, log };
         process.start_again(&app).await;
         (process, app)
     }
 
     /// Starts it (again) on the same port and settings; waits for `/health`.
     pub async fn start_again(&mut self, app: &TestApp) {
-        self.child = Some(self.command.spawn().expect("start boardsync serve"));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open the process log");
+        let (out, err) = (log.try_clone().expect("process log"), log);
+        self.child = Some(self.command.stdout(out).stderr(err).spawn().expect("start boardsync serve"));
         for _ in 0..600 {
             if app.http.get(format!("{}/health", app.address)).send().await.is_ok_and(|r| r.status() == 200) {
                 return;
@@ -76,6 +91,9 @@ impl Process {
         assert!(status.is_ok_and(|s| s.success()), "kill -TERM");
         for _ in 0..1200 {
             if let Some(status) = child.try_wait().expect("wait for boardsync") {
+                if !status.success() {
+                    self.print_log_tail(&format!("exited with {status} after SIGTERM"));
+                }
                 return status.success();
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -107,10 +125,27 @@ impl Process {
             let _ = child.wait();
         }
     }
+
+    /// The last lines of what this process logged, on the test's output.
+    fn print_log_tail(&self, why: &str) {
+        let log = String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+        let port = self.env.iter().find(|(key, _)| key == "BOARDSYNC__SERVER__PORT").map(|(_, port)| port.as_str());
+        eprintln!("--- boardsync on port {} {why}: the last {} lines of its log ---", port.unwrap_or("?"), tail.len());
+        for line in tail {
+            eprintln!("{line}");
+        }
+        eprintln!("--- end of its log ---");
+    }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_log_tail("when the test failed");
+        }
         self.kill();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
