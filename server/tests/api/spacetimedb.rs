@@ -89,6 +89,20 @@ async fn a_durable_write_is_in_postgres_when_it_is_acknowledged() {
 
 /// Writes `count` messages straight into PostgreSQL, oldest first, a second apart.
 async fn history(app: &TestApp, channel: &str, count: i64) {
+    history_in(&app.pool, channel, count).await;
+}
+
+/// [`history`] as boardsync's own writes (`boardsync.origin = 'backend'`): no change
+/// record, so the outside-change follower does not bring it in (and warm the scope
+/// again, writing back what the cache keeps) while the test runs.
+async fn history_unannounced(app: &TestApp, channel: &str, count: i64) {
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL boardsync.origin = 'backend'").execute(&mut *tx).await.unwrap();
+    history_in(&mut *tx, channel, count).await;
+    tx.commit().await.unwrap();
+}
+
+async fn history_in<'c>(db: impl sqlx::PgExecutor<'c>, channel: &str, count: i64) {
     sqlx::query(
         "INSERT INTO chat_messages (id, channel, author, text, created_at, version)
          SELECT gen_random_uuid(), $1, 'history', 'old ' || n, now() - make_interval(secs => $2 - n), 1
@@ -96,7 +110,7 @@ async fn history(app: &TestApp, channel: &str, count: i64) {
     )
     .bind(channel)
     .bind(count)
-    .execute(&app.pool)
+    .execute(db)
     .await
     .unwrap();
 }
@@ -589,7 +603,9 @@ async fn a_channel_without_warm_up_shows_writes_postgres_does_not_have_yet() {
         s.framework["outbox_poll_interval_ms"] = json!(600_000);
     })
     .await;
-    history(&app, "cold", 3).await;
+    // (Announced, the old rows would make the follower warm the scope again after the
+    // send, and that run first writes back what the cache keeps: the new message.)
+    history_unannounced(&app, "cold", 3).await;
     let config = json!({ "warmup": { "enabled": false }, "access": { "authenticated": "write" } });
     assert_eq!(app.put_scope("chat", "cold", json!({ "name": "cold", "config": config })).await.status(), 200);
     let fresh = send(&app, "alice", "cold", "not in postgres yet").await;
