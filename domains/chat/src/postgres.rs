@@ -52,6 +52,9 @@ fn not_found(id: Uuid) -> DomainError {
 
 /// Reactions of `ids`, each message's oldest first.
 async fn reactions_of(db: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<Reaction>>, DomainError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
         "SELECT message_id, user_id, emoji FROM chat_reactions WHERE message_id = ANY($1)
          ORDER BY created_at, user_id, emoji",
@@ -273,53 +276,79 @@ pub(crate) async fn load_messages(
 /// Writes messages' full states (from the cache's outbox) unless PostgreSQL already
 /// has the same or a newer version; reactions are replaced with the state's.
 pub(crate) async fn persist_states(db: &mut PgConnection, states: &[Message]) -> Result<usize, DomainError> {
-    let mut written = 0;
+    // A batch is a handful of statements, whatever its size: an outbox batch is
+    // written a few milliseconds after its writes, so a statement per message was
+    // most of PostgreSQL's work. One row per message (the newest state given): an
+    // upsert may not touch a row twice.
+    let mut newest: HashMap<Uuid, &Message> = HashMap::with_capacity(states.len());
     for message in states {
-        let applied = sqlx::query(
-            "INSERT INTO chat_messages (id, channel, author, text, created_at, edited_at, deleted, version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, edited_at = EXCLUDED.edited_at,
-                 deleted = EXCLUDED.deleted, version = EXCLUDED.version
-             WHERE chat_messages.version < EXCLUDED.version
-                 AND chat_messages.channel = EXCLUDED.channel AND chat_messages.author = EXCLUDED.author",
-        )
-        .bind(message.id)
-        .bind(&message.channel)
-        .bind(&message.author)
-        .bind(&message.text)
-        .bind(message.created_at)
-        .bind(message.edited_at)
-        .bind(message.deleted)
-        .bind(message.version as i64)
-        .execute(&mut *db)
-        .await
-        .map_err(DomainError::from_sqlx)?
-        .rows_affected();
-        if applied == 0 {
-            continue;
-        }
-        written += 1;
-        sqlx::query("DELETE FROM chat_reactions WHERE message_id = $1")
-            .bind(message.id)
-            .execute(&mut *db)
-            .await
-            .map_err(DomainError::from_sqlx)?;
-        // Reactions keep their order through increasing timestamps.
-        for (position, reaction) in message.reactions.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO chat_reactions (message_id, user_id, emoji, created_at)
-                 VALUES ($1, $2, $3, now() + make_interval(secs => $4 / 1000000.0)) ON CONFLICT DO NOTHING",
-            )
-            .bind(message.id)
-            .bind(&reaction.user)
-            .bind(&reaction.emoji)
-            .bind(position as f64)
-            .execute(&mut *db)
-            .await
-            .map_err(DomainError::from_sqlx)?;
+        let entry = newest.entry(message.id).or_insert(message);
+        if message.version > entry.version {
+            *entry = message;
         }
     }
-    Ok(written)
+    if newest.is_empty() {
+        return Ok(0);
+    }
+    let messages: Vec<&Message> = newest.into_values().collect();
+    let column = |f: fn(&Message) -> String| messages.iter().map(|m| f(m)).collect::<Vec<String>>();
+    let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
+    let applied: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO chat_messages (id, channel, author, text, created_at, edited_at, deleted, version)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                              $6::timestamptz[], $7::bool[], $8::int8[])
+         ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, edited_at = EXCLUDED.edited_at,
+             deleted = EXCLUDED.deleted, version = EXCLUDED.version
+         WHERE chat_messages.version < EXCLUDED.version
+             AND chat_messages.channel = EXCLUDED.channel AND chat_messages.author = EXCLUDED.author
+         RETURNING id",
+    )
+    .bind(&ids)
+    .bind(column(|m| m.channel.clone()))
+    .bind(column(|m| m.author.clone()))
+    .bind(column(|m| m.text.clone()))
+    .bind(messages.iter().map(|m| m.created_at).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.edited_at).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.deleted).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.version as i64).collect::<Vec<_>>())
+    .fetch_all(&mut *db)
+    .await
+    .map_err(DomainError::from_sqlx)?;
+    if applied.is_empty() {
+        return Ok(0);
+    }
+    // The written states' reactions replace what PostgreSQL had.
+    sqlx::query("DELETE FROM chat_reactions WHERE message_id = ANY($1)")
+        .bind(&applied)
+        .execute(&mut *db)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+    let (mut of, mut users, mut emojis, mut positions) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for message in messages.iter().filter(|m| applied.contains(&m.id)) {
+        for (position, reaction) in message.reactions.iter().enumerate() {
+            of.push(message.id);
+            users.push(reaction.user.clone());
+            emojis.push(reaction.emoji.clone());
+            positions.push(position as f64);
+        }
+    }
+    if !of.is_empty() {
+        // Reactions keep their order through increasing timestamps.
+        sqlx::query(
+            "INSERT INTO chat_reactions (message_id, user_id, emoji, created_at)
+             SELECT message_id, user_id, emoji, now() + make_interval(secs => position / 1000000.0)
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::float8[]) AS r(message_id, user_id, emoji, position)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&of)
+        .bind(&users)
+        .bind(&emojis)
+        .bind(&positions)
+        .execute(&mut *db)
+        .await
+        .map_err(DomainError::from_sqlx)?;
+    }
+    Ok(applied.len())
 }
 
 #[async_trait]
