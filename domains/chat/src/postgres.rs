@@ -2,7 +2,7 @@
 //! PostgreSQL, which is authoritative, so this fallback is read-write), and what
 //! warm-up reads and the outbox writes for the cache adapter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use boardsync_core::pg_adapter::{Applied, PostgresBinding};
@@ -283,17 +283,19 @@ pub(crate) async fn persist_states(db: &mut PgConnection, states: &[Message]) ->
     let mut newest: HashMap<Uuid, &Message> = HashMap::with_capacity(states.len());
     for message in states {
         let entry = newest.entry(message.id).or_insert(message);
-        if message.version > entry.version {
+        if message.version >= entry.version {
             *entry = message;
         }
     }
     if newest.is_empty() {
         return Ok(0);
     }
-    let messages: Vec<&Message> = newest.into_values().collect();
+    // In id order: concurrent writers of overlapping batches lock rows in one order.
+    let mut messages: Vec<&Message> = newest.into_values().collect();
+    messages.sort_by_key(|m| m.id);
     let column = |f: fn(&Message) -> String| messages.iter().map(|m| f(m)).collect::<Vec<String>>();
     let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
-    let applied: Vec<Uuid> = sqlx::query_scalar(
+    let applied: HashSet<Uuid> = sqlx::query_scalar::<_, Uuid>(
         "INSERT INTO chat_messages (id, channel, author, text, created_at, edited_at, deleted, version)
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
                               $6::timestamptz[], $7::bool[], $8::int8[])
@@ -313,13 +315,16 @@ pub(crate) async fn persist_states(db: &mut PgConnection, states: &[Message]) ->
     .bind(messages.iter().map(|m| m.version as i64).collect::<Vec<_>>())
     .fetch_all(&mut *db)
     .await
-    .map_err(DomainError::from_sqlx)?;
+    .map_err(DomainError::from_sqlx)?
+    .into_iter()
+    .collect();
     if applied.is_empty() {
         return Ok(0);
     }
     // The written states' reactions replace what PostgreSQL had.
+    let written: Vec<Uuid> = messages.iter().map(|m| m.id).filter(|id| applied.contains(id)).collect();
     sqlx::query("DELETE FROM chat_reactions WHERE message_id = ANY($1)")
-        .bind(&applied)
+        .bind(&written)
         .execute(&mut *db)
         .await
         .map_err(DomainError::from_sqlx)?;
