@@ -600,8 +600,9 @@ impl<D: DomainAdapters> DomainHandle<D> {
         // Other nodes' writes keep coming while this one stops. Once what was pending
         // when the drain began has left the outbox (drained, or purged or set aside)
         // and every write of this node's own is in PostgreSQL, what is left is
-        // theirs: the next drainer takes it, as long as a node runs on. (Each node writes back what it keeps when it stops, so a
-        // whole cluster stopping at once loses none of its acknowledged writes either.)
+        // theirs: the next drainer takes it, as long as a node runs on. (Each node
+        // writes back what it keeps when it stops, so a whole cluster stopping at once
+        // loses none of its acknowledged writes either.)
         let own = cache.retained_own();
         let mut others_run = false;
         if emptied && restored && own == 0 {
