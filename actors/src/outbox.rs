@@ -3,15 +3,15 @@
 //!
 //! Push-driven (woken by every new outbox entry) with a poll as the safety net. Of
 //! all the nodes on one PostgreSQL, the one holding the domain's [`DrainerLease`]
-//! drains; the others try to take the lease at every poll. One batch at a time: [`commit_batch`] applies the entries' full states in one
-//! PostgreSQL transaction (PostgreSQL takes a state only over an older version);
-//! only after that commit are the entries acknowledged to SpacetimeDB
-//! ([`acknowledge`]), for the cache incarnation they were read from. A crash between
-//! the two leaves entries that the next batch applies again, which changes nothing.
-//! An entry PostgreSQL refuses for good is dead-lettered rather than stalling the
-//! rest; any other failure stalls the outbox until it clears. While PostgreSQL is
-//! down, batches fail and are retried; writes keep going to the cache and the outbox
-//! grows up to `outbox_max_pending`.
+//! drains; the others try to take the lease at every poll. [`commit_batch`] applies
+//! a batch's full states in one PostgreSQL transaction (PostgreSQL takes a state
+//! only over an older version); only after that commit are the entries acknowledged
+//! to SpacetimeDB ([`acknowledge`]), for the cache incarnation they were read from,
+//! while the next batch commits. A crash between the two leaves entries that the
+//! next batch applies again, which changes nothing. An entry PostgreSQL refuses for
+//! good is dead-lettered rather than stalling the rest; any other failure stalls the
+//! outbox until it clears. While PostgreSQL is down, batches fail and are retried;
+//! writes keep going to the cache and the outbox grows up to `outbox_max_pending`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,8 +55,22 @@ pub async fn commit_batch<D: Domain>(
     limit: usize,
     metrics: &CacheMetrics,
 ) -> Result<Option<Committed<D>>, DomainError> {
+    commit_batch_after(cache, connection, limit, None, metrics).await
+}
+
+/// [`commit_batch`] of the entries past `after` (a batch committed before, whose
+/// acknowledgement is on its way), when the cache is still at that batch's epoch; a
+/// new incarnation may hand out its sequence numbers again, so then from the start.
+pub async fn commit_batch_after<D: Domain>(
+    cache: &dyn Cache<D>,
+    connection: &mut PgConnection,
+    limit: usize,
+    after: Option<Newest>,
+    metrics: &CacheMetrics,
+) -> Result<Option<Committed<D>>, DomainError> {
     let Some(epoch) = cache.epoch() else { return Ok(None) };
-    let entries = cache.pending(limit);
+    let after = after.filter(|newest| newest.epoch == epoch).map(|newest| newest.seq);
+    let entries = cache.pending_after(after, limit);
     if entries.is_empty() {
         return Ok(None);
     }
@@ -85,6 +99,20 @@ pub async fn commit_batch<D: Domain>(
     metrics.outbox_skipped.with_label_values(&[cache.shard().unit.as_str()]).inc_by(skipped as u64);
     cache.persisted(&persisted);
     Ok(Some(Committed { epoch: cache_epoch, applied: written, dead_lettered: dead.len(), entries }))
+}
+
+/// The newest entry of a committed batch: where the next batch starts while this
+/// one's acknowledgement is on its way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Newest {
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+impl<D: Domain> Committed<D> {
+    pub fn newest(&self) -> Option<Newest> {
+        self.entries.iter().map(|e| e.seq).max().map(|seq| Newest { epoch: self.epoch, seq })
+    }
 }
 
 /// Applies every entry in one transaction that also records the newest sequence;
@@ -234,21 +262,42 @@ impl<D: Domain> OutboxPoller<D> {
             let outcome = async {
                 // Another node drains (or PostgreSQL is out of reach): nothing to do.
                 let Some(connection) = lease.connection().await else { return Ok(()) };
+                if !until_empty {
+                    if let Some(committed) = commit_batch(cache.as_ref(), connection, limit, &metrics).await? {
+                        acknowledge(cache.as_ref(), &committed).await?;
+                    }
+                    return Ok(());
+                }
+                // The next batch commits in PostgreSQL while the last one's ack is on
+                // its way to the cache: a batch waits for one round trip, not two.
+                // An ack that fails leaves its entries (and the next batch's) in the
+                // outbox, to be applied again, which changes nothing.
+                let mut acking: Option<Committed<D>> = None;
                 loop {
-                    let committed = match commit_batch(cache.as_ref(), connection, limit, &metrics).await {
-                        Ok(Some(committed)) => committed,
-                        Ok(None) => return Ok(()),
-                        Err(error) => return Err(error),
+                    let after = acking.as_ref().and_then(Committed::newest);
+                    let ack = async {
+                        match &acking {
+                            Some(committed) => acknowledge(cache.as_ref(), committed).await,
+                            None => Ok(()),
+                        }
                     };
-                    acknowledge(cache.as_ref(), &committed).await?;
-                    tracing::debug!(
-                        domain = D::NAME,
-                        entries = committed.entries.len(),
-                        applied = committed.applied,
-                        "outbox batch"
-                    );
-                    if !until_empty {
-                        return Ok(());
+                    let (next, acked) =
+                        tokio::join!(commit_batch_after(cache.as_ref(), connection, limit, after, &metrics), ack);
+                    acked?;
+                    if let Some(acked) = acking.take() {
+                        tracing::debug!(
+                            domain = D::NAME,
+                            entries = acked.entries.len(),
+                            applied = acked.applied,
+                            "outbox batch"
+                        );
+                    }
+                    match next? {
+                        Some(committed) => acking = Some(committed),
+                        // Once more from the start (an entry the ack kept, such as a
+                        // reused sequence number, is pending again), then done.
+                        None if after.is_some() => {}
+                        None => return Ok(()),
                     }
                 }
             }

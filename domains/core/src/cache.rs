@@ -190,7 +190,13 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError>;
 
     /// Unacknowledged outbox entries, oldest first, at most `limit`.
-    fn pending(&self, limit: usize) -> Vec<Pending<D>>;
+    fn pending(&self, limit: usize) -> Vec<Pending<D>> {
+        self.pending_after(None, limit)
+    }
+
+    /// [`Cache::pending`] past sequence `after`: what a drainer has not yet taken
+    /// while the acknowledgement of its last batch is on its way.
+    fn pending_after(&self, after: Option<u64>, limit: usize) -> Vec<Pending<D>>;
 
     fn pending_count(&self) -> usize;
 

@@ -101,7 +101,9 @@ async fn a_board_past_the_cache_message_limit_warms_in_batches_that_fit() {
             json!({ "type": "add", "id": Uuid::new_v4(), "kind": "rect", "x": 0, "y": 0 }),
         )
         .await;
-    assert_eq!(added.status(), 200, "the board takes writes once warm");
+    let status = added.status();
+    let body = added.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "the board takes writes once warm: {body}");
 }
 
 /// `style` is a JSON object as text, opaque to the server but one shape for every
