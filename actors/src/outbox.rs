@@ -13,6 +13,7 @@
 //! outbox until it clears. While PostgreSQL is down, batches fail and are retried;
 //! writes keep going to the cache and the outbox grows up to `outbox_max_pending`.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,22 +56,22 @@ pub async fn commit_batch<D: Domain>(
     limit: usize,
     metrics: &CacheMetrics,
 ) -> Result<Option<Committed<D>>, DomainError> {
-    commit_batch_after(cache, connection, limit, None, metrics).await
+    commit_batch_except(cache, connection, limit, &BTreeSet::new(), metrics).await
 }
 
-/// [`commit_batch`] of the entries past `after` (a batch committed before, whose
-/// acknowledgement is on its way), when the cache is still at that batch's epoch; a
-/// new incarnation may hand out its sequence numbers again, so then from the start.
-pub async fn commit_batch_after<D: Domain>(
+/// [`commit_batch`] of the entries not in `acking` (a batch committed before, whose
+/// acknowledgement is on its way). A sequence number skipped so is only put off:
+/// the batch after takes it unless that ack removed it (it matches the request id
+/// too, so a number reused by a new incarnation stays).
+pub async fn commit_batch_except<D: Domain>(
     cache: &dyn Cache<D>,
     connection: &mut PgConnection,
     limit: usize,
-    after: Option<Newest>,
+    acking: &BTreeSet<u64>,
     metrics: &CacheMetrics,
 ) -> Result<Option<Committed<D>>, DomainError> {
     let Some(epoch) = cache.epoch() else { return Ok(None) };
-    let after = after.filter(|newest| newest.epoch == epoch).map(|newest| newest.seq);
-    let entries = cache.pending_after(after, limit);
+    let entries = cache.pending_except(acking, limit);
     if entries.is_empty() {
         return Ok(None);
     }
@@ -99,20 +100,6 @@ pub async fn commit_batch_after<D: Domain>(
     metrics.outbox_skipped.with_label_values(&[cache.shard().unit.as_str()]).inc_by(skipped as u64);
     cache.persisted(&persisted);
     Ok(Some(Committed { epoch: cache_epoch, applied: written, dead_lettered: dead.len(), entries }))
-}
-
-/// The newest entry of a committed batch: where the next batch starts while this
-/// one's acknowledgement is on its way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Newest {
-    pub epoch: u64,
-    pub seq: u64,
-}
-
-impl<D: Domain> Committed<D> {
-    pub fn newest(&self) -> Option<Newest> {
-        self.entries.iter().map(|e| e.seq).max().map(|seq| Newest { epoch: self.epoch, seq })
-    }
 }
 
 /// Applies every entry in one transaction that also records the newest sequence;
@@ -274,7 +261,8 @@ impl<D: Domain> OutboxPoller<D> {
                 // outbox, to be applied again, which changes nothing.
                 let mut acking: Option<Committed<D>> = None;
                 loop {
-                    let after = acking.as_ref().and_then(Committed::newest);
+                    let taken: BTreeSet<u64> =
+                        acking.iter().flat_map(|committed| committed.entries.iter().map(|e| e.seq)).collect();
                     let ack = async {
                         match &acking {
                             Some(committed) => acknowledge(cache.as_ref(), committed).await,
@@ -282,8 +270,13 @@ impl<D: Domain> OutboxPoller<D> {
                         }
                     };
                     let (next, acked) =
-                        tokio::join!(commit_batch_after(cache.as_ref(), connection, limit, after, &metrics), ack);
-                    acked?;
+                        tokio::join!(commit_batch_except(cache.as_ref(), connection, limit, &taken, &metrics), ack);
+                    if let Err(error) = acked {
+                        if let Err(also) = &next {
+                            tracing::warn!(domain = D::NAME, error = %also, "the outbox batch after a failed ack failed too");
+                        }
+                        return Err(error);
+                    }
                     if let Some(acked) = acking.take() {
                         tracing::debug!(
                             domain = D::NAME,
@@ -296,7 +289,7 @@ impl<D: Domain> OutboxPoller<D> {
                         Some(committed) => acking = Some(committed),
                         // Once more from the start (an entry the ack kept, such as a
                         // reused sequence number, is pending again), then done.
-                        None if after.is_some() => {}
+                        None if !taken.is_empty() => {}
                         None => return Ok(()),
                     }
                 }

@@ -191,12 +191,14 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
 
     /// Unacknowledged outbox entries, oldest first, at most `limit`.
     fn pending(&self, limit: usize) -> Vec<Pending<D>> {
-        self.pending_after(None, limit)
+        self.pending_except(&BTreeSet::new(), limit)
     }
 
-    /// [`Cache::pending`] past sequence `after`: what a drainer has not yet taken
-    /// while the acknowledgement of its last batch is on its way.
-    fn pending_after(&self, after: Option<u64>, limit: usize) -> Vec<Pending<D>>;
+    /// [`Cache::pending`] without the sequences in `taken`: those of a drainer's last
+    /// batch, while its acknowledgement is on its way. (By the numbers taken, not
+    /// past the highest: a transaction's rows reach the list in no order, so a
+    /// lower number can join it after a higher one.)
+    fn pending_except(&self, taken: &BTreeSet<u64>, limit: usize) -> Vec<Pending<D>>;
 
     fn pending_count(&self) -> usize;
 

@@ -21,7 +21,6 @@
 //! them, and no subscriber hears of it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -1605,14 +1604,11 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         Ok(())
     }
 
-    fn pending_after(&self, after: Option<u64>, limit: usize) -> Vec<Pending<D>> {
+    fn pending_except(&self, taken: &BTreeSet<u64>, limit: usize) -> Vec<Pending<D>> {
         let Ok(connection) = self.shared.link.connection() else { return Vec::new() };
         let seqs: Vec<u64> = {
             let outbox = self.shared.outbox.lock().expect("outbox lock");
-            match after {
-                Some(after) => outbox.range((Bound::Excluded(after), Bound::Unbounded)).take(limit).copied().collect(),
-                None => outbox.iter().take(limit).copied().collect(),
-            }
+            outbox.iter().filter(|seq| !taken.contains(seq)).take(limit).copied().collect()
         };
         seqs.into_iter()
             .filter_map(|seq| connection.outbox_entry(seq))
