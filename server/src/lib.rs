@@ -6,6 +6,8 @@
 //! - [`domains`]: the one place domains are wired in.
 //! - [`routes`]: the HTTP surface: `/health`, `/metrics`, the generic domain routes
 //!   (`/api/{domain}/{scope}`, its `/live` WebSocket), admin routes, OpenAPI.
+//! - [`upgrade`]: HTTP/1 upgrades, routed like any request, then handed the connection.
+//! - [`websocket`]: a WebSocket on a connection of its own (the `/live` route's).
 //! - [`auth`]: bearer JWTs: local HS256 tokens and identity providers' RS256/ES256.
 //! - [`limits`]: per-user command rates and live sockets.
 //! - [`error`]: the one mapping from errors to JSON responses and HTTP statuses.
@@ -25,4 +27,6 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;
+pub mod upgrade;
 pub mod warmup_command;
+pub mod websocket;

@@ -5,8 +5,12 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::{Server, Service};
-use actix_web::{web, App, HttpServer};
+use actix_http::body::BoxBody;
+use actix_http::{HttpService, Request, Response};
+use actix_service::{map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt};
+use actix_web::body::MessageBody;
+use actix_web::dev::{AppConfig, Server, Service, ServiceResponse};
+use actix_web::{web, App};
 use boardsync_actors::{CacheMetrics, CacheRuntime, Domains};
 use boardsync_core::{AdapterKind, DomainError, ScopeStore};
 use sqlx::PgPool;
@@ -16,6 +20,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::settings::{ServerSettings, Settings};
+use crate::upgrade;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -132,7 +137,7 @@ impl Application {
             drain_timeout: Duration::from_secs(state.settings.server.drain_timeout_secs),
         };
 
-        let server = HttpServer::new(move || {
+        let app = move || {
             let metrics = state.metrics.clone();
             App::new()
                 // `/api/chat/general/` is `/api/chat/general`.
@@ -210,16 +215,38 @@ impl Application {
                     };
                     Err::<actix_web::HttpResponse, _>(ApiError(error))
                 }))
-        })
-        .shutdown_timeout(shutdown_timeout)
-        // Replies and events are small writes a client waits for: never hold one back
-        // for Nagle's algorithm (actix leaves the socket option as the OS has it).
-        .tcp_nodelay(true)
-        // Signals are ours: writes stop before requests finish and the outbox drains.
-        .disable_signals()
-        .listen(listener)
-        .map_err(|source| StartupError::Bind { address: "listener".into(), source })?
-        .run();
+        };
+        // What `HttpServer` would build, plus the upgrade service: a request to switch
+        // protocols (the `/live` WebSocket) runs through the same application, and the
+        // connection is then the route's own (see `upgrade`).
+        let builder = actix_server::Server::build();
+        let idle_connections_close = builder.graceful_shutdown_signal();
+        let local_addr =
+            listener.local_addr().map_err(|source| StartupError::Bind { address: "listener".into(), source })?;
+        let server = builder
+            .shutdown_timeout(shutdown_timeout)
+            // Signals are ours: writes stop before requests finish and the outbox drains.
+            .disable_signals()
+            .listen("boardsync", listener, move || {
+                let closing = idle_connections_close.clone();
+                HttpService::build()
+                    .graceful_shutdown_signal(move || {
+                        let closing = closing.clone();
+                        async move { closing.notified().await }
+                    })
+                    // actix-web's defaults.
+                    .client_request_timeout(Duration::from_secs(5))
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    // Replies and events are small writes a client waits for: never hold
+                    // one back for Nagle's algorithm (the OS default keeps it on).
+                    .tcp_nodelay(true)
+                    .local_addr(local_addr)
+                    .upgrade(upgrade::service(application(app())))
+                    .finish(application(app()))
+                    .tcp()
+            })
+            .map_err(|source| StartupError::Bind { address: "listener".into(), source })?
+            .run();
 
         Ok(Self { port, server, stopping })
     }
@@ -289,6 +316,26 @@ async fn stop_signal() -> &'static str {
 
 /// JSON bodies: malformed JSON is a 400 and an oversized body a 413, both as JSON
 /// errors, and neither reaches a domain.
+/// The application as actix-http serves it, as `HttpServer` would wire it: every
+/// answer, a refusal too, a plain response.
+fn application<T, B>(
+    app: App<T>,
+) -> impl ServiceFactory<Request, Config = (), Response = Response<BoxBody>, Error = Response<BoxBody>, InitError = ()>
+where
+    T: ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+    B: MessageBody + 'static,
+{
+    map_config(app.into_factory(), |()| AppConfig::default())
+        .map(|response: ServiceResponse<B>| response.map_into_boxed_body().into())
+        .map_err(|error: actix_web::Error| error.error_response().into())
+}
+
 fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default().limit(limit).error_handler(|error, _| {
         use actix_web::error::JsonPayloadError;

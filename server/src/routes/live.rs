@@ -45,8 +45,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_http::ws::{self, CloseCode, CloseReason, Frame, ProtocolError};
 use actix_web::{get, web, HttpRequest, HttpResponse};
-use actix_ws::{CloseCode, CloseReason, Closed, Message, MessageStream, ProtocolError, Session};
 use boardsync_actors::presence::Presence;
 use boardsync_actors::{ClientSignal, DomainService, Live, Reply, ServerFrame, SubscriberId};
 use boardsync_core::access::AccessChanged;
@@ -60,6 +60,8 @@ use crate::error::{error_body, status_of, ApiError};
 use crate::limits::SocketSlot;
 use crate::routes::resolve;
 use crate::startup::AppState;
+use crate::upgrade::{Switch, Upgraded};
+use crate::websocket::WebSocket;
 
 /// Live frames queued for a socket's task; past it the socket is behind, and gets
 /// one resync instead of the events it missed.
@@ -87,7 +89,6 @@ fn joins_presence_by_default() -> bool {
 #[get("/api/{domain}/{scope}/live")]
 pub async fn live(
     req: HttpRequest,
-    stream: web::Payload,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     options: web::Query<LiveOptions>,
@@ -97,36 +98,40 @@ pub async fn live(
     let (service, scope) = resolve(&state, &domain, &scope)?;
     // Refuse a scope the user may not see with a plain 404 before upgrading.
     service.may_read(&scope, &user.caller()).await.map_err(ApiError)?;
-    let slot = state.limits.open_socket(&user.id).map_err(ApiError)?;
-    let (response, session, messages) = actix_ws::handle(&req, stream).map_err(|error| {
+    let mut accepted = ws::handshake(req.head()).map_err(|error| {
         ApiError(DomainError::bad_request("not_a_websocket", format!("open this route as a WebSocket: {error}")))
     })?;
-    let api = &state.settings.api;
-    let socket = LiveSocket {
-        service,
-        scope,
-        access: state.scopes.members.changes(),
-        shutting_down: state.shutting_down.subscribe(),
-        state: state.clone(),
-        leeway_secs: state.settings.auth.leeway_secs,
-        slot: Rc::new(slot),
-        user,
-        session,
-        // `interval` panics on a zero period.
-        heartbeat: Duration::from_secs(api.ws_heartbeat_secs.max(1)),
-        client_timeout: Duration::from_secs(api.ws_client_timeout_secs),
-        presence: None,
-        joins_presence: options.presence,
-        presence_gap: match state.settings.presence.updates_per_sec {
-            0 => Duration::ZERO,
-            rate => Duration::from_secs(1) / rate,
-        },
-        max_presence_bytes: state.settings.presence.max_state_bytes,
-        pending_presence: None,
-        next_presence: Instant::now(),
-        commands: Commands::new(api.ws_max_pipelined_commands, api.max_body_bytes),
-    };
-    actix_web::rt::spawn(socket.run(messages.max_frame_size(api.max_body_bytes)));
+    let mut response = HttpResponse::from(accepted.finish().map_into_boxed_body());
+    let slot = state.limits.open_socket(&user.id).map_err(ApiError)?;
+    let (state, joins_presence) = (state.into_inner(), options.presence);
+    response.extensions_mut().insert(Switch::new(move |upgraded: Upgraded| {
+        let api = &state.settings.api;
+        let socket = LiveSocket {
+            service,
+            scope,
+            access: state.scopes.members.changes(),
+            shutting_down: state.shutting_down.subscribe(),
+            leeway_secs: state.settings.auth.leeway_secs,
+            slot: Rc::new(slot),
+            user,
+            conn: WebSocket::new(upgraded.io, upgraded.read_ahead, api.max_body_bytes),
+            // `interval` panics on a zero period.
+            heartbeat: Duration::from_secs(api.ws_heartbeat_secs.max(1)),
+            client_timeout: Duration::from_secs(api.ws_client_timeout_secs),
+            presence: None,
+            joins_presence,
+            presence_gap: match state.settings.presence.updates_per_sec {
+                0 => Duration::ZERO,
+                rate => Duration::from_secs(1) / rate,
+            },
+            max_presence_bytes: state.settings.presence.max_state_bytes,
+            pending_presence: None,
+            next_presence: Instant::now(),
+            commands: Commands::new(api.ws_max_pipelined_commands, api.max_body_bytes),
+            state,
+        };
+        socket.run()
+    }));
     Ok(response)
 }
 
@@ -158,13 +163,13 @@ struct LiveSocket {
     access: broadcast::Receiver<AccessChanged>,
     /// The server's graceful stop: the socket closes with 1001 (going away).
     shutting_down: tokio::sync::watch::Receiver<bool>,
-    state: web::Data<AppState>,
+    state: Arc<AppState>,
     leeway_secs: u64,
     /// This socket's place in its user's count of open sockets.
     /// Held by the socket's task and by each command it started, until both end: a
     /// command outliving its socket still counts against its user's sockets.
     slot: Rc<SocketSlot>,
-    session: Session,
+    conn: WebSocket,
     heartbeat: Duration,
     client_timeout: Duration,
     /// This connection in the scope's presence (set once subscribed); leaves on drop.
@@ -304,19 +309,19 @@ enum End {
 }
 
 impl LiveSocket {
-    async fn run(mut self, mut messages: MessageStream) {
-        let Err(end) = self.serve(&mut messages).await;
+    async fn run(mut self) {
+        let Err(end) = self.serve().await;
         // The others hear it left now, not after the close handshake.
         self.presence = None;
         // A command that has begun runs to its end on its own task (its client left
         // or not); commands queued behind it when the client went away without a
         // close were never started, and are not.
         if let End::Close(reason) = end {
-            let _ = within(self.client_timeout, self.session.close(reason)).await;
+            let _ = within(self.client_timeout, self.conn.close(reason)).await;
         }
     }
 
-    async fn serve(&mut self, messages: &mut MessageStream) -> Result<Infallible, End> {
+    async fn serve(&mut self) -> Result<Infallible, End> {
         let (subscriber, mut frames) = mpsc::channel(LIVE_BUFFER);
         let _subscription = match self.service.subscribe(&self.scope, &self.user.caller(), subscriber).await {
             Ok(id) => Subscription { service: self.service.clone(), scope: self.scope.clone(), id },
@@ -353,7 +358,7 @@ impl LiveSocket {
                 _ = self.shutting_down.changed() => {}
                 // Past the pipelining limit the socket is not read (TCP pushes back on
                 // the client) until a reply has gone out.
-                message = messages.recv(), if self.commands.has_room() => {
+                message = self.conn.recv(), if self.commands.has_room() => {
                     last_heard = Instant::now();
                     if let Err(end) = self.receive(message).await {
                         // A client that closes gets every command it sent before
@@ -368,13 +373,14 @@ impl LiveSocket {
                 }
                 answer = answer_of(&mut self.commands.running), if self.commands.running.is_some() => {
                     self.commands.running = None;
-                    self.send(answer).await?;
+                    self.conn.queue_text(answer.into());
                     // The events it caused (and any others meanwhile) follow its reply,
-                    // before the next command starts.
+                    // in the same write, before the next command starts.
                     for pushed in held.release() {
-                        self.push(pushed).await?;
+                        self.queue_live(pushed);
                     }
-                    self.push_queued(&mut frames).await?;
+                    self.queue_pushed(&mut frames);
+                    self.flush().await?;
                     self.next_command().await?;
                 }
                 Some(pushed) = frames.recv() => {
@@ -388,13 +394,14 @@ impl LiveSocket {
                         }
                         continue;
                     }
-                    // What was queued already goes out in the same turn (one wake-up,
-                    // and actix writes the frames together), but no more: the fan-out
-                    // keeps filling the queue on its own thread, and the other
-                    // branches (access changes, the stop, commands, pongs) must get
-                    // their turn between bursts.
-                    self.push(pushed).await?;
-                    self.push_queued(&mut frames).await?;
+                    // What was queued already goes out in the same write (one wake-up,
+                    // one system call), but no more: the fan-out keeps filling the
+                    // queue on its own thread, and the other branches (access
+                    // changes, the stop, commands, pongs) must get their turn between
+                    // bursts.
+                    self.queue_live(pushed);
+                    self.queue_pushed(&mut frames);
+                    self.flush().await?;
                 }
                 Some(peer) = presence_frames.recv() => {
                     self.send(peer.to_string()).await?;
@@ -427,23 +434,31 @@ impl LiveSocket {
                     // a heartbeat (the check reads what the access cache keeps).
                     self.still_allowed().await?;
                     self.resnapshot_presence_if_lost(&mut presence_frames).await?;
-                    within(self.client_timeout, self.session.ping(b"")).await?;
+                    within(self.client_timeout, self.conn.ping()).await?;
                 }
             }
         }
     }
 
-    async fn receive(&mut self, message: Option<Result<Message, ProtocolError>>) -> Result<(), End> {
+    async fn receive(&mut self, message: Option<Result<Frame, ProtocolError>>) -> Result<(), End> {
         match message {
             None => Err(End::Gone),
-            Some(Ok(Message::Text(text))) => self.command(&text).await,
-            Some(Ok(Message::Ping(payload))) => within(self.client_timeout, self.session.pong(&payload)).await,
-            Some(Ok(Message::Pong(_) | Message::Continuation(_) | Message::Nop)) => Ok(()),
-            Some(Ok(Message::Binary(_))) => {
+            Some(Ok(Frame::Text(text))) => match std::str::from_utf8(&text) {
+                Ok(text) => self.command(text).await,
+                Err(_) => {
+                    let error = DomainError::bad_request("frame_rejected", "a text frame must be UTF-8");
+                    self.refuse(reply_error(&Value::Null, &error)).await?;
+                    Err(End::Close(Some(CloseCode::Invalid.into())))
+                }
+            },
+            Some(Ok(Frame::Ping(payload))) => within(self.client_timeout, self.conn.pong(payload)).await,
+            // A message in fragments is not a command this server reads (as before).
+            Some(Ok(Frame::Pong(_) | Frame::Continuation(_))) => Ok(()),
+            Some(Ok(Frame::Binary(_))) => {
                 let error = DomainError::bad_request("binary_not_supported", "send commands as JSON text frames");
                 self.refuse(reply_error(&Value::Null, &error)).await
             }
-            Some(Ok(Message::Close(reason))) => Err(End::Close(reason)),
+            Some(Ok(Frame::Close(reason))) => Err(End::Close(reason)),
             Some(Err(error)) => {
                 let error = DomainError::too_large("frame_rejected", format!("the frame was refused: {error}"));
                 self.refuse(reply_error(&Value::Null, &error)).await?;
@@ -618,34 +633,39 @@ impl LiveSocket {
         now > self.user.expires_at.saturating_add(self.leeway_secs)
     }
 
-    /// Sends what the fan-out has queued for this socket so far, and no more.
-    async fn push_queued(&mut self, frames: &mut mpsc::Receiver<Live>) -> Result<(), End> {
+    /// Queues what the fan-out has queued for this socket so far, and no more.
+    fn queue_pushed(&mut self, frames: &mut mpsc::Receiver<Live>) {
         for _ in 0..frames.len() {
             let Ok(pushed) = frames.try_recv() else { break };
-            self.push(pushed).await?;
+            self.queue_live(pushed);
         }
-        Ok(())
     }
 
-    async fn push(&mut self, pushed: Live) -> Result<(), End> {
+    fn queue_live(&mut self, pushed: Live) {
         match pushed {
-            // The frame the fan-out made once for every subscriber: shared, not copied.
-            Live::Event(frame) => self.send(frame).await,
-            Live::Resync => self.send(frame(&ServerFrame::Resync)).await,
+            // The frame the fan-out made once for every subscriber.
+            Live::Event(frame) => self.conn.queue_text(frame),
+            Live::Resync => self.conn.queue_text(frame(&ServerFrame::Resync).into()),
         }
+    }
+
+    /// Writes the frames queued, given up on after the client timeout.
+    async fn flush(&mut self) -> Result<(), End> {
+        within(self.client_timeout, self.conn.flush()).await
     }
 
     async fn send(&mut self, text: impl Into<bytestring::ByteString>) -> Result<(), End> {
-        within(self.client_timeout, self.session.text(text)).await
+        self.conn.queue_text(text.into());
+        self.flush().await
     }
 }
 
 /// A frame for the client, given up on after `limit`: a client that stops reading
 /// would otherwise hold this task, and its subscription, past its timeout.
-async fn within(limit: Duration, sent: impl Future<Output = Result<(), Closed>>) -> Result<(), End> {
+async fn within(limit: Duration, sent: impl Future<Output = std::io::Result<()>>) -> Result<(), End> {
     match time::timeout(limit, sent).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(Closed)) | Err(_) => Err(End::Gone),
+        Ok(Err(_)) | Err(_) => Err(End::Gone),
     }
 }
 
