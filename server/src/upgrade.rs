@@ -91,8 +91,13 @@ where
             tracing::debug!(%error, "the client left before its upgrade was answered");
             return Ok(());
         }
-        let parts = framed.into_parts();
-        takeover(Upgraded { io: parts.io, read_ahead: parts.read_buf }).await;
+        // The rest of the parts (the HTTP write buffer, 8 KiB) goes now, not when the
+        // connection ends.
+        let upgraded = {
+            let parts = framed.into_parts();
+            Upgraded { io: parts.io, read_ahead: parts.read_buf }
+        };
+        takeover(upgraded).await;
         return Ok(());
     }
     head.head_mut().set_connection_type(ConnectionType::Close);

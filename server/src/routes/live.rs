@@ -103,14 +103,16 @@ pub async fn live(
     })?;
     let mut response = HttpResponse::from(accepted.finish().map_into_boxed_body());
     let slot = state.limits.open_socket(&user.id).map_err(ApiError)?;
+    // Changes from here on reach the socket, however late its connection is handed over.
+    let (access, shutting_down) = (state.scopes.members.changes(), state.shutting_down.subscribe());
     let (state, joins_presence) = (state.into_inner(), options.presence);
     response.extensions_mut().insert(Switch::new(move |upgraded: Upgraded| {
         let api = &state.settings.api;
         let socket = LiveSocket {
             service,
             scope,
-            access: state.scopes.members.changes(),
-            shutting_down: state.shutting_down.subscribe(),
+            access,
+            shutting_down,
             leeway_secs: state.settings.auth.leeway_secs,
             slot: Rc::new(slot),
             user,

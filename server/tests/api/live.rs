@@ -248,3 +248,76 @@ async fn commands_sent_before_a_close_are_all_applied() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Sends `request` on a connection of its own and reads until the server closes it.
+async fn raw_exchange(port: u16, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection after answering an upgrade it does not take")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+const UPGRADE_HEADERS: &str = "Host: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                               Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+#[actix_web::test]
+async fn an_upgrade_the_route_does_not_take_gets_the_routes_answer_and_the_connection_closes() {
+    let app = spawn_app().await;
+    // A route that is no WebSocket answers as it would without the upgrade headers.
+    let plain = app.get("/health").await.status().as_u16();
+    let answer = raw_exchange(app.port, &format!("GET /health HTTP/1.1\r\n{UPGRADE_HEADERS}\r\n")).await;
+    assert!(answer.starts_with(&format!("HTTP/1.1 {plain} ")), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+
+    // The live route refuses a socket without a token with its JSON error.
+    let answer = raw_exchange(app.port, &format!("GET /api/chat/nowhere/live HTTP/1.1\r\n{UPGRADE_HEADERS}\r\n")).await;
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert!(body["error"]["code"].is_string(), "{body}");
+}
+
+#[actix_web::test]
+async fn a_command_sent_in_the_same_packet_as_the_handshake_is_applied() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let app = spawn_app().await;
+    app.create_scope("chat", "eager").await;
+    let command = json!({ "type": "send", "id": Uuid::new_v4(), "text": "first", "ref": "early" }).to_string();
+    // A client's frame is masked; this one with a zero mask, so its payload is as is.
+    let mut frame = vec![0x81, 0x80 | u8::try_from(command.len()).unwrap(), 0, 0, 0, 0];
+    frame.extend_from_slice(command.as_bytes());
+    let token = app.token("eager");
+    let mut packet = format!("GET /api/chat/eager/live?token={token} HTTP/1.1\r\n{UPGRADE_HEADERS}\r\n").into_bytes();
+    packet.extend_from_slice(&frame);
+
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    stream.write_all(&packet).await.unwrap();
+    // The 101's head, read a byte at a time so that no frame is read with it.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(stream.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101 "), "{}", String::from_utf8_lossy(&head));
+    let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(stream, Role::Client, None).await;
+    let reply = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let Message::Text(text) = socket.next().await.unwrap().unwrap() else { continue };
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            if frame["kind"] == "reply" {
+                return frame;
+            }
+        }
+    })
+    .await
+    .expect("the command read with the handshake is answered");
+    assert_eq!(reply["ref"], "early", "{reply}");
+    assert_eq!(reply["ok"], true, "{reply}");
+    let snapshot = app.snapshot("eager", "chat", "eager").await;
+    assert!(snapshot.to_string().contains("first"), "{snapshot}");
+}
