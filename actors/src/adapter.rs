@@ -14,9 +14,8 @@ use actix::prelude::*;
 use boardsync_core::{Connection, Delivery, Domain, DomainError, ScopeKey};
 use bytestring::ByteString;
 use futures::StreamExt;
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 
+use crate::frame_queue::{self, TrySendError};
 use crate::frames::ServerFrame;
 
 /// A frame for one live subscriber.
@@ -31,7 +30,7 @@ pub enum Live {
 
 /// Where a subscriber's frames go: its socket's bounded queue. A full queue means
 /// the socket is behind; events are then dropped for it and it owes a resync.
-pub type LiveSender = mpsc::Sender<Live>;
+pub type LiveSender = frame_queue::Sender<Live>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SubscriberId(u64);
@@ -264,7 +263,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_owes_one_resync_delivered_once_there_is_room() {
-        let (sender, mut queue) = mpsc::channel(2);
+        let (sender, mut queue) = frame_queue::bounded(2);
         let mut subscriber = Subscriber { sender, owes_resync: false, resync_is_last: false };
         let event = Live::Event(ByteString::from_static(r#"{"kind":"event","event":{}}"#));
         for _ in 0..5 {

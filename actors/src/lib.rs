@@ -13,6 +13,7 @@
 //!   node up after none ran does not trust the cache's record of warm scopes.
 //! - [`metrics`]: warm-up progress, outbox depth, age and lag, per domain.
 //! - [`frames`]: what a live socket sends, as types the API document describes.
+//! - [`frame_queue`]: a socket's bounded queue of frames, small while empty.
 //! - [`presence`]: who is connected to a scope, with a small state each, fanned out
 //!   over the live sockets and never stored.
 //! - [`presence_relay`]: presence across nodes, through PostgreSQL's LISTEN/NOTIFY.
@@ -23,6 +24,7 @@
 
 pub mod adapter;
 pub mod drainer;
+pub mod frame_queue;
 pub mod frames;
 pub mod liveness;
 pub mod metrics;

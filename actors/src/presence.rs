@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::frame_queue;
 use crate::frames::ServerFrame;
 
 /// One connection in a scope, as others see it.
@@ -38,7 +39,7 @@ struct Member {
     /// Frames for this connection's socket. A frame that does not fit is dropped, and
     /// the connection is marked: its socket then sends a fresh snapshot, so a lost
     /// `presence_left` leaves no ghost.
-    frames: mpsc::Sender<Arc<str>>,
+    frames: frame_queue::Sender<Arc<str>>,
     lost: Arc<AtomicBool>,
 }
 
@@ -127,7 +128,7 @@ impl PresenceHub {
         domain: &'static str,
         scope: &ScopeKey,
         user: &str,
-        frames: mpsc::Sender<Arc<str>>,
+        frames: frame_queue::Sender<Arc<str>>,
     ) -> (Presence, Vec<Peer>) {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         // The node's id in it keeps connections of different nodes apart.
@@ -280,7 +281,7 @@ impl Presence {
     /// now (but itself), to send as a fresh snapshot. The frames still `queued` for
     /// this connection are older than it and are discarded, under the scope's lock,
     /// which every broadcast takes too: whatever arrives after is newer.
-    pub fn resnapshot_if_lost(&self, queued: &mut mpsc::Receiver<Arc<str>>) -> Option<Vec<Peer>> {
+    pub fn resnapshot_if_lost(&self, queued: &mut frame_queue::Receiver<Arc<str>>) -> Option<Vec<Peer>> {
         if !self.lost.load(Ordering::Relaxed) {
             return None;
         }
@@ -320,11 +321,11 @@ impl Drop for Presence {
 mod tests {
     use super::*;
 
-    fn frames() -> (mpsc::Sender<Arc<str>>, mpsc::Receiver<Arc<str>>) {
-        mpsc::channel(8)
+    fn frames() -> (frame_queue::Sender<Arc<str>>, frame_queue::Receiver<Arc<str>>) {
+        frame_queue::bounded(8)
     }
 
-    fn next(frames: &mut mpsc::Receiver<Arc<str>>) -> Value {
+    fn next(frames: &mut frame_queue::Receiver<Arc<str>>) -> Value {
         serde_json::from_str(&frames.try_recv().expect("a frame")).unwrap()
     }
 
@@ -360,7 +361,7 @@ mod tests {
     fn a_connection_that_missed_frames_gets_a_fresh_snapshot() {
         let hub = Arc::new(PresenceHub::new(["whiteboard"]));
         let scope = ScopeKey::parse("board").unwrap();
-        let (slow_out, mut slow_in) = mpsc::channel(1);
+        let (slow_out, mut slow_in) = frame_queue::bounded(1);
         let (slow, _) = hub.join("whiteboard", &scope, "slow", slow_out);
         assert_eq!(slow.resnapshot_if_lost(&mut slow_in), None);
         let (a_out, _a_in) = frames();

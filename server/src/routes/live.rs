@@ -47,12 +47,13 @@ use std::time::Duration;
 
 use actix_http::ws::{self, CloseCode, CloseReason, Frame, ProtocolError};
 use actix_web::{get, web, HttpRequest, HttpResponse};
+use boardsync_actors::frame_queue;
 use boardsync_actors::presence::Presence;
 use boardsync_actors::{ClientSignal, DomainService, Live, Reply, ServerFrame, SubscriberId};
 use boardsync_core::access::AccessChanged;
 use boardsync_core::{DomainError, ErrorKind, ScopeKey};
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio::time::{self, Instant, MissedTickBehavior};
 
 use crate::auth::{LiveUser, User};
@@ -132,7 +133,7 @@ pub async fn live(
             commands: Commands::new(api.ws_max_pipelined_commands, api.max_body_bytes),
             state,
         };
-        socket.run()
+        Box::new(socket).run()
     }));
     Ok(response)
 }
@@ -311,7 +312,9 @@ enum End {
 }
 
 impl LiveSocket {
-    async fn run(mut self) {
+    /// Boxed: an async fn's state keeps a copy of its by-value arguments, and a
+    /// socket's fields would be held twice for its whole life.
+    async fn run(mut self: Box<Self>) {
         let Err(end) = self.serve().await;
         // The others hear it left now, not after the close handshake.
         self.presence = None;
@@ -324,7 +327,7 @@ impl LiveSocket {
     }
 
     async fn serve(&mut self) -> Result<Infallible, End> {
-        let (subscriber, mut frames) = mpsc::channel(LIVE_BUFFER);
+        let (subscriber, mut frames) = frame_queue::bounded(LIVE_BUFFER);
         let _subscription = match self.service.subscribe(&self.scope, &self.user.caller(), subscriber).await {
             Ok(id) => Subscription { service: self.service.clone(), scope: self.scope.clone(), id },
             Err(error) => {
@@ -333,7 +336,7 @@ impl LiveSocket {
             }
         };
         self.send(frame(&ServerFrame::Ready)).await?;
-        let (presence_in, mut presence_frames) = mpsc::channel(PRESENCE_BUFFER);
+        let (presence_in, mut presence_frames) = frame_queue::bounded(PRESENCE_BUFFER);
         if self.joins_presence {
             let (presence, present) =
                 self.state.presence.join(self.service.name(), &self.scope, self.user.id.as_str(), presence_in);
@@ -346,11 +349,14 @@ impl LiveSocket {
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         let mut held = Held::default();
+        // The paths a socket takes now and then (a frame read, a heartbeat's check, the
+        // end) are boxed as they run: the future held for every idle socket is then
+        // what it waits on, not the largest of them.
         loop {
             if *self.shutting_down.borrow_and_update() {
                 // Every command already read is answered first (those not started
                 // before the stop with 503 `shutting_down`).
-                self.finish_commands().await;
+                Box::pin(self.finish_commands()).await;
                 return Err(End::Close(Some(CloseReason {
                     code: CloseCode::Away,
                     description: Some("shutting_down".into()),
@@ -362,13 +368,13 @@ impl LiveSocket {
                 // the client) until a reply has gone out.
                 message = self.conn.recv(), if self.commands.has_room() => {
                     last_heard = Instant::now();
-                    if let Err(end) = self.receive(message).await {
+                    if let Err(end) = Box::pin(self.receive(message)).await {
                         // A client that closes gets every command it sent before
                         // applied (and answered, while it still reads).
                         if matches!(end, End::Close(_)) {
                             // The others hear it left now, not after its commands.
                             self.presence = None;
-                            self.finish_commands().await;
+                            Box::pin(self.finish_commands()).await;
                         }
                         return Err(end);
                     }
@@ -383,7 +389,7 @@ impl LiveSocket {
                     }
                     self.queue_pushed(&mut frames);
                     self.flush().await?;
-                    self.next_command().await?;
+                    Box::pin(self.next_command()).await?;
                 }
                 Some(pushed) = frames.recv() => {
                     // While a command runs, events are held: a client gets a command's
@@ -422,7 +428,7 @@ impl LiveSocket {
                         Err(broadcast::error::RecvError::Closed) => false,
                     };
                     if ours {
-                        self.still_allowed().await?;
+                        Box::pin(self.still_allowed()).await?;
                     }
                 }
                 _ = heartbeat.tick() => {
@@ -434,7 +440,7 @@ impl LiveSocket {
                     }
                     // A missed notification or an expired token ends the socket within
                     // a heartbeat (the check reads what the access cache keeps).
-                    self.still_allowed().await?;
+                    Box::pin(self.still_allowed()).await?;
                     self.resnapshot_presence_if_lost(&mut presence_frames).await?;
                     within(self.client_timeout, self.conn.ping()).await?;
                 }
@@ -592,7 +598,7 @@ impl LiveSocket {
 
     /// A presence frame for this socket was dropped (it read too slowly): a fresh
     /// snapshot replaces what the client holds.
-    async fn resnapshot_presence_if_lost(&mut self, queued: &mut mpsc::Receiver<Arc<str>>) -> Result<(), End> {
+    async fn resnapshot_presence_if_lost(&mut self, queued: &mut frame_queue::Receiver<Arc<str>>) -> Result<(), End> {
         match self.presence.as_ref().and_then(|presence| presence.resnapshot_if_lost(queued)) {
             Some(present) => self.send(frame(&ServerFrame::PresenceSnapshot { present })).await,
             None => Ok(()),
@@ -636,7 +642,7 @@ impl LiveSocket {
     }
 
     /// Queues what the fan-out has queued for this socket so far, and no more.
-    fn queue_pushed(&mut self, frames: &mut mpsc::Receiver<Live>) {
+    fn queue_pushed(&mut self, frames: &mut frame_queue::Receiver<Live>) {
         for _ in 0..frames.len() {
             let Ok(pushed) = frames.try_recv() else { break };
             self.queue_live(pushed);
