@@ -314,8 +314,6 @@ async fn stop_signal() -> &'static str {
     }
 }
 
-/// JSON bodies: malformed JSON is a 400 and an oversized body a 413, both as JSON
-/// errors, and neither reaches a domain.
 /// The application as actix-http serves it, as `HttpServer` would wire it: every
 /// answer, a refusal too, a plain response.
 fn application<T, B>(
@@ -336,6 +334,8 @@ where
         .map_err(|error: actix_web::Error| error.error_response().into())
 }
 
+/// JSON bodies: malformed JSON is a 400 and an oversized body a 413, both as JSON
+/// errors, and neither reaches a domain.
 fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default().limit(limit).error_handler(|error, _| {
         use actix_web::error::JsonPayloadError;

@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use actix_codec::Framed;
 use actix_http::body::{self, BodySize, BoxBody};
-use actix_http::{h1, ConnectionType, Request, Response, StatusCode};
+use actix_http::{h1, ConnectionType, HttpMessage, Request, Response, StatusCode};
 use actix_service::{fn_factory, fn_service, Service, ServiceFactory};
 use bytes::BytesMut;
 use tokio::net::TcpStream;
@@ -39,6 +39,19 @@ impl Switch {
     {
         Self(Box::new(move |upgraded| Box::pin(takeover(upgraded))))
     }
+}
+
+/// Marks a request that came through the upgrade service: only such a request's
+/// connection can be handed over. actix-http's parser sends a request here only when
+/// its `Upgrade` header is exactly `websocket` and it has no chunked body; a request
+/// that passes a route's handshake check otherwise (`Upgrade: websocket, h2c`, say)
+/// reaches the route as a plain request, and must not get a 101: its connection
+/// would stay HTTP, and what follows the 101 on it would be read as requests.
+struct Upgrading;
+
+/// Whether `request` came through the upgrade service (see [`Upgrading`]).
+pub fn is_upgrading(request: &actix_web::HttpRequest) -> bool {
+    request.extensions().contains::<Upgrading>()
 }
 
 /// The error type actix-http asks an upgrade service for. The service never fails:
@@ -83,6 +96,7 @@ async fn serve<S>(app: Rc<S>, request: Request, mut framed: Framed<TcpStream, h1
 where
     S: Service<Request, Response = Response<BoxBody>, Error = Response<BoxBody>>,
 {
+    request.extensions_mut().insert(Upgrading);
     let mut response = app.call(request).await.unwrap_or_else(|refused| refused);
     let switch = response.extensions_mut().remove::<Switch>();
     let (mut head, body) = response.into_parts();

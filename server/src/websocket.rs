@@ -33,6 +33,7 @@ thread_local! {
 pub struct WebSocket {
     io: TcpStream,
     codec: Codec,
+    max_frame_bytes: usize,
     /// Bytes read and not yet decoded into a frame (empty, unallocated, when idle).
     read_buf: BytesMut,
     /// Frames encoded and not yet written (empty, unallocated, once written).
@@ -46,7 +47,13 @@ impl WebSocket {
     pub fn new(io: TcpStream, read_ahead: BytesMut, max_frame_bytes: usize) -> Self {
         // The HTTP parser's buffer is 8 KiB; keep only the bytes, not the capacity.
         let read_buf = if read_ahead.is_empty() { BytesMut::new() } else { BytesMut::from(&read_ahead[..]) };
-        Self { io, codec: Codec::new().max_size(max_frame_bytes), read_buf, write_buf: BytesMut::new() }
+        Self {
+            io,
+            codec: Codec::new().max_size(max_frame_bytes),
+            max_frame_bytes,
+            read_buf,
+            write_buf: BytesMut::new(),
+        }
     }
 
     /// The next frame from the client, or `None` once the connection is closed or
@@ -60,6 +67,12 @@ impl WebSocket {
                 }
                 Ok(None) => {}
                 Err(error) => return Some(Err(error)),
+            }
+            // The codec checks a frame's size only once all of it is here: a frame
+            // announced larger than allowed is refused from its header instead, so
+            // what one socket buffers stays within a frame's limit.
+            if declared_length(&self.read_buf).is_some_and(|length| length > self.max_frame_bytes as u64) {
+                return Some(Err(ProtocolError::Overflow));
             }
             match poll_fn(|cx| self.poll_read_some(cx)).await {
                 Ok(0) | Err(_) => return None,
@@ -98,39 +111,70 @@ impl WebSocket {
         }
     }
 
-    /// Writes every queued frame: one write for all of them when the kernel takes it.
-    pub async fn flush(&mut self) -> io::Result<()> {
-        while !self.write_buf.is_empty() {
-            let written = poll_fn(|cx| Pin::new(&mut self.io).poll_write(cx, &self.write_buf)).await?;
-            if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            self.write_buf.advance(written);
+    pub fn queue_ping(&mut self) {
+        self.queue(Message::Ping(Bytes::new()));
+    }
+
+    pub fn queue_pong(&mut self, payload: Bytes) {
+        self.queue(Message::Pong(payload));
+    }
+
+    pub fn queue_close(&mut self, reason: Option<CloseReason>) {
+        self.queue(Message::Close(reason));
+    }
+
+    /// Whether queued frames wait to be written.
+    pub fn has_unwritten(&self) -> bool {
+        !self.write_buf.is_empty()
+    }
+
+    /// Writes as much of the queued frames as the kernel takes now (all of them, in
+    /// one system call, unless the client reads slower than they come); waits until
+    /// it takes some. The buffer's memory goes back once it is all written.
+    pub async fn write_some(&mut self) -> io::Result<()> {
+        if self.write_buf.is_empty() {
+            return Ok(());
         }
-        self.write_buf = BytesMut::new();
+        let written = poll_fn(|cx| Pin::new(&mut self.io).poll_write(cx, &self.write_buf)).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        self.write_buf.advance(written);
+        if self.write_buf.is_empty() {
+            self.write_buf = BytesMut::new();
+        }
         Ok(())
     }
 
-    pub async fn send_text(&mut self, text: ByteString) -> io::Result<()> {
-        self.queue_text(text);
-        self.flush().await
-    }
-
-    pub async fn ping(&mut self) -> io::Result<()> {
-        self.queue(Message::Ping(Bytes::new()));
-        self.flush().await
-    }
-
-    pub async fn pong(&mut self, payload: Bytes) -> io::Result<()> {
-        self.queue(Message::Pong(payload));
-        self.flush().await
-    }
-
-    /// Sends a close frame and ends the TCP stream (the client's close, if it sends
-    /// one, is not waited for).
-    pub async fn close(&mut self, reason: Option<CloseReason>) -> io::Result<()> {
-        self.queue(Message::Close(reason));
-        self.flush().await?;
+    /// Ends the TCP stream (after a close frame was written; the client's close, if
+    /// it sends one, is not waited for).
+    pub async fn shutdown(&mut self) -> io::Result<()> {
         self.io.shutdown().await
+    }
+}
+
+/// The payload length a frame's header announces, once the header's length bytes
+/// are here (RFC 6455, section 5.2).
+fn declared_length(header: &[u8]) -> Option<u64> {
+    let short = header.get(1)? & 0x7f;
+    match short {
+        126 => Some(u64::from(u16::from_be_bytes(header.get(2..4)?.try_into().ok()?))),
+        127 => Some(u64::from_be_bytes(header.get(2..10)?.try_into().ok()?)),
+        short => Some(u64::from(short)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::declared_length;
+
+    #[test]
+    fn a_frames_length_is_read_from_its_header() {
+        assert_eq!(declared_length(&[0x81]), None);
+        assert_eq!(declared_length(&[0x81, 0x85]), Some(5));
+        assert_eq!(declared_length(&[0x81, 0xfe, 0x01]), None);
+        assert_eq!(declared_length(&[0x81, 0xfe, 0x01, 0x00]), Some(256));
+        assert_eq!(declared_length(&[0x82, 0xff, 0, 0, 1, 0, 0, 0, 0]), None);
+        assert_eq!(declared_length(&[0x82, 0xff, 0, 0, 1, 0, 0, 0, 0, 0]), Some(1 << 40));
     }
 }

@@ -35,6 +35,12 @@
 //! that vanishes (no close) gets the one running finished, and those behind it
 //! dropped. A graceful stop answers every command already read, those it did not
 //! start with 503 `shutting_down`.
+//! Each command comes in one text frame. A frame announced larger than
+//! `api.max_body_bytes` gets error `frame_rejected` (413), refused from its header,
+//! and the socket closes with 1009; a message in fragments gets `fragmented_message`
+//! (400) and the socket goes on; a binary frame gets `binary_not_supported`. A text
+//! frame that is not UTF-8 closes the socket with 1007, any other breach of the
+//! protocol with 1002 (both after a `frame_rejected` reply).
 //! A ping goes out every `api.ws_heartbeat_secs`; a client silent for
 //! `api.ws_client_timeout_secs` is disconnected.
 
@@ -45,7 +51,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_http::ws::{self, CloseCode, CloseReason, Frame, ProtocolError};
+use actix_http::ws::{self, CloseCode, CloseReason, Frame, Item, ProtocolError};
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use boardsync_actors::frame_queue;
 use boardsync_actors::presence::Presence;
@@ -61,7 +67,7 @@ use crate::error::{error_body, status_of, ApiError};
 use crate::limits::SocketSlot;
 use crate::routes::resolve;
 use crate::startup::AppState;
-use crate::upgrade::{Switch, Upgraded};
+use crate::upgrade::{self, Switch, Upgraded};
 use crate::websocket::WebSocket;
 
 /// Live frames queued for a socket's task; past it the socket is behind, and gets
@@ -97,15 +103,21 @@ pub async fn live(
 ) -> Result<HttpResponse, actix_web::Error> {
     let (domain, scope) = path.into_inner();
     let (service, scope) = resolve(&state, &domain, &scope)?;
+    // Changes of access from before the check on reach the socket (a removal in
+    // between closes it), and so does a stop, however late the connection is handed
+    // over.
+    let (access, shutting_down) = (state.scopes.members.changes(), state.shutting_down.subscribe());
     // Refuse a scope the user may not see with a plain 404 before upgrading.
     service.may_read(&scope, &user.caller()).await.map_err(ApiError)?;
-    let mut accepted = ws::handshake(req.head()).map_err(|error| {
-        ApiError(DomainError::bad_request("not_a_websocket", format!("open this route as a WebSocket: {error}")))
-    })?;
+    let not_a_websocket = |why: String| {
+        ApiError(DomainError::bad_request("not_a_websocket", format!("open this route as a WebSocket: {why}")))
+    };
+    let mut accepted = ws::handshake(req.head()).map_err(|error| not_a_websocket(error.to_string()))?;
+    if !upgrade::is_upgrading(&req) {
+        return Err(not_a_websocket("send `Upgrade: websocket` alone, and no body".into()).into());
+    }
     let mut response = HttpResponse::from(accepted.finish().map_into_boxed_body());
     let slot = state.limits.open_socket(&user.id).map_err(ApiError)?;
-    // Changes from here on reach the socket, however late its connection is handed over.
-    let (access, shutting_down) = (state.scopes.members.changes(), state.shutting_down.subscribe());
     let (state, joins_presence) = (state.into_inner(), options.presence);
     response.extensions_mut().insert(Switch::new(move |upgraded: Upgraded| {
         let api = &state.settings.api;
@@ -322,7 +334,10 @@ impl LiveSocket {
         // or not); commands queued behind it when the client went away without a
         // close were never started, and are not.
         if let End::Close(reason) = end {
-            let _ = within(self.client_timeout, self.conn.close(reason)).await;
+            self.conn.queue_close(reason);
+            if self.flush().await.is_ok() {
+                let _ = within(self.client_timeout, self.conn.shutdown()).await;
+            }
         }
     }
 
@@ -442,7 +457,8 @@ impl LiveSocket {
                     // a heartbeat (the check reads what the access cache keeps).
                     Box::pin(self.still_allowed()).await?;
                     self.resnapshot_presence_if_lost(&mut presence_frames).await?;
-                    within(self.client_timeout, self.conn.ping()).await?;
+                    self.conn.queue_ping();
+                    self.flush().await?;
                 }
             }
         }
@@ -459,18 +475,35 @@ impl LiveSocket {
                     Err(End::Close(Some(CloseCode::Invalid.into())))
                 }
             },
-            Some(Ok(Frame::Ping(payload))) => within(self.client_timeout, self.conn.pong(payload)).await,
-            // A message in fragments is not a command this server reads (as before).
-            Some(Ok(Frame::Pong(_) | Frame::Continuation(_))) => Ok(()),
+            Some(Ok(Frame::Ping(payload))) => {
+                self.conn.queue_pong(payload);
+                self.flush().await
+            }
+            Some(Ok(Frame::Pong(_))) => Ok(()),
+            // A command comes in one frame: a message in fragments is refused once, at
+            // its first fragment, and the rest of it is skipped.
+            Some(Ok(Frame::Continuation(Item::FirstText(_) | Item::FirstBinary(_)))) => {
+                let error = DomainError::bad_request(
+                    "fragmented_message",
+                    "send each command as one WebSocket frame, not in fragments",
+                );
+                self.refuse(reply_error(&Value::Null, &error)).await
+            }
+            Some(Ok(Frame::Continuation(Item::Continue(_) | Item::Last(_)))) => Ok(()),
             Some(Ok(Frame::Binary(_))) => {
                 let error = DomainError::bad_request("binary_not_supported", "send commands as JSON text frames");
                 self.refuse(reply_error(&Value::Null, &error)).await
             }
             Some(Ok(Frame::Close(reason))) => Err(End::Close(reason)),
-            Some(Err(error)) => {
-                let error = DomainError::too_large("frame_rejected", format!("the frame was refused: {error}"));
-                self.refuse(reply_error(&Value::Null, &error)).await?;
+            Some(Err(ProtocolError::Overflow)) => {
+                let message = format!("a frame may carry at most {} bytes", self.state.settings.api.max_body_bytes);
+                self.refuse(reply_error(&Value::Null, &DomainError::too_large("frame_rejected", message))).await?;
                 Err(End::Close(Some(CloseCode::Size.into())))
+            }
+            Some(Err(error)) => {
+                let error = DomainError::bad_request("frame_rejected", format!("the frame was refused: {error}"));
+                self.refuse(reply_error(&Value::Null, &error)).await?;
+                Err(End::Close(Some(CloseCode::Protocol.into())))
             }
         }
     }
@@ -657,9 +690,13 @@ impl LiveSocket {
         }
     }
 
-    /// Writes the frames queued, given up on after the client timeout.
+    /// Writes the frames queued. A client that takes none of them for the client
+    /// timeout is given up on; one that reads slowly is not (however large the burst).
     async fn flush(&mut self) -> Result<(), End> {
-        within(self.client_timeout, self.conn.flush()).await
+        while self.conn.has_unwritten() {
+            within(self.client_timeout, self.conn.write_some()).await?;
+        }
+        Ok(())
     }
 
     async fn send(&mut self, text: impl Into<bytestring::ByteString>) -> Result<(), End> {

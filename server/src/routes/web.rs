@@ -129,7 +129,10 @@ pub async fn dev_login(
     // name a loopback host too, so a web page elsewhere cannot reach it through DNS
     // rebinding (its requests carry its own host name).
     let peer_local = request.peer_addr().is_some_and(|peer| peer.ip().is_loopback());
-    let host = request.connection_info().host().to_string();
+    // The Host header itself: `connection_info` would take `X-Forwarded-Host` or
+    // `Forwarded` over it, which a page's script may set, unlike Host.
+    let host = request.headers().get(actix_web::http::header::HOST).and_then(|host| host.to_str().ok()).unwrap_or("");
+    let host = host.to_string();
     let host_name =
         host.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).map_or(host.as_str(), |(name, _)| name);
     if !peer_local || !is_loopback(host_name) {

@@ -281,43 +281,133 @@ async fn an_upgrade_the_route_does_not_take_gets_the_routes_answer_and_the_conne
     assert!(body["error"]["code"].is_string(), "{body}");
 }
 
-#[actix_web::test]
-async fn a_command_sent_in_the_same_packet_as_the_handshake_is_applied() {
+/// Opens `path` as a WebSocket with `after` sent in the same packet as the handshake,
+/// and returns the 101's head and the client socket (its frames unread).
+async fn open_with(
+    port: u16,
+    path: &str,
+    after: &[u8],
+) -> (String, tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_tungstenite::tungstenite::protocol::Role;
-
-    let app = spawn_app().await;
-    app.create_scope("chat", "eager").await;
-    let command = json!({ "type": "send", "id": Uuid::new_v4(), "text": "first", "ref": "early" }).to_string();
-    // A client's frame is masked; this one with a zero mask, so its payload is as is.
-    let mut frame = vec![0x81, 0x80 | u8::try_from(command.len()).unwrap(), 0, 0, 0, 0];
-    frame.extend_from_slice(command.as_bytes());
-    let token = app.token("eager");
-    let mut packet = format!("GET /api/chat/eager/live?token={token} HTTP/1.1\r\n{UPGRADE_HEADERS}\r\n").into_bytes();
-    packet.extend_from_slice(&frame);
-
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    let mut packet = format!("GET {path} HTTP/1.1\r\n{UPGRADE_HEADERS}\r\n").into_bytes();
+    packet.extend_from_slice(after);
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     stream.write_all(&packet).await.unwrap();
-    // The 101's head, read a byte at a time so that no frame is read with it.
+    // The head, read a byte at a time so that no frame is read with it.
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         head.push(stream.read_u8().await.unwrap());
     }
-    assert!(head.starts_with(b"HTTP/1.1 101 "), "{}", String::from_utf8_lossy(&head));
-    let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(stream, Role::Client, None).await;
-    let reply = tokio::time::timeout(Duration::from_secs(10), async {
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    (head, tokio_tungstenite::WebSocketStream::from_raw_socket(stream, Role::Client, None).await)
+}
+
+/// The next frame that is not a ping or a presence frame, within 10 s.
+async fn next_frame(socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Message {
+    tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let Message::Text(text) = socket.next().await.unwrap().unwrap() else { continue };
-            let frame: Value = serde_json::from_str(&text).unwrap();
-            if frame["kind"] == "reply" {
-                return frame;
+            match socket.next().await.unwrap().unwrap() {
+                Message::Text(text) if text.contains("presence") || text.contains(r#""kind":"ready""#) => {}
+                Message::Ping(_) => {}
+                frame => return frame,
             }
         }
     })
     .await
-    .expect("the command read with the handshake is answered");
+    .expect("the server answers within 10 s")
+}
+
+#[actix_web::test]
+async fn a_frame_announced_past_the_limit_is_refused_from_its_header() {
+    let app = spawn_app().await;
+    app.create_scope("chat", "flood").await;
+    // A text frame announcing 2^40 bytes (masked, as a client's must be), and nothing
+    // of it: the server must not wait for the bytes (nor buffer them) to refuse it.
+    let mut header = vec![0x81, 0x80 | 127];
+    header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    let path = format!("/api/chat/flood/live?token={}", app.token("flooder"));
+    let (_, mut socket) = open_with(app.port, &path, &header).await;
+    let Message::Text(reply) = next_frame(&mut socket).await else { panic!("a reply comes first") };
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!((reply["status"].as_u64(), reply["error"]["code"].as_str()), (Some(413), Some("frame_rejected")));
+    match next_frame(&mut socket).await {
+        Message::Close(Some(close)) => assert_eq!(u16::from(close.code), 1009),
+        other => panic!("the socket closes with 1009, not {other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn a_handshake_the_http_parser_does_not_hand_over_is_refused() {
+    let app = spawn_app().await;
+    app.create_scope("chat", "mixed").await;
+    // The route's handshake check would take this `Upgrade`, but actix-http's parser
+    // keeps the connection as HTTP: a 101 here would leave it so, and what followed
+    // would be read as requests.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let token = app.token("mixed");
+    let request = format!(
+        "GET /api/chat/mixed/live?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket, h2c\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // The connection stays HTTP (kept alive): read the answer's head and its body.
+    let mut answer = Vec::new();
+    let read = async {
+        while !String::from_utf8_lossy(&answer).contains("not_a_websocket") {
+            let mut chunk = [0u8; 4096];
+            let read = stream.read(&mut chunk).await.unwrap();
+            assert!(read > 0, "the server closed without answering");
+            answer.extend_from_slice(&chunk[..read]);
+        }
+    };
+    let answered = tokio::time::timeout(Duration::from_secs(10), read).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answered.is_ok(), "a 400 not_a_websocket within 10 s, not: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+}
+
+#[actix_web::test]
+async fn a_command_sent_in_the_same_packet_as_the_handshake_is_applied() {
+    let app = spawn_app().await;
+    app.create_scope("chat", "eager").await;
+    let command = json!({ "type": "send", "id": Uuid::new_v4(), "text": "first", "ref": "early" }).to_string();
+    // A client's frame is masked; this one with a zero mask, so its payload is as is
+    // (a one-byte length: at most 125 bytes).
+    let length = u8::try_from(command.len()).ok().filter(|length| *length <= 125).expect("a short command");
+    let mut frame = vec![0x81, 0x80 | length, 0, 0, 0, 0];
+    frame.extend_from_slice(command.as_bytes());
+    let path = format!("/api/chat/eager/live?token={}", app.token("eager"));
+    let (_, mut socket) = open_with(app.port, &path, &frame).await;
+    let Message::Text(reply) = next_frame(&mut socket).await else { panic!("the reply comes first") };
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["kind"], "reply", "{reply}");
     assert_eq!(reply["ref"], "early", "{reply}");
     assert_eq!(reply["ok"], true, "{reply}");
     let snapshot = app.snapshot("eager", "chat", "eager").await;
     assert!(snapshot.to_string().contains("first"), "{snapshot}");
+}
+
+#[actix_web::test]
+async fn a_command_in_fragments_is_refused_once_and_the_socket_goes_on() {
+    let app = spawn_app().await;
+    app.create_scope("chat", "pieces").await;
+    // `{"type":` then `"send"}` as a text message in two fragments (zero masks).
+    let mut fragments = vec![0x01, 0x80 | 8, 0, 0, 0, 0];
+    fragments.extend_from_slice(br#"{"type":"#);
+    fragments.extend_from_slice(&[0x80, 0x80 | 7, 0, 0, 0, 0]);
+    fragments.extend_from_slice(br#""send"}"#);
+    let path = format!("/api/chat/pieces/live?token={}", app.token("pieces"));
+    let (_, mut socket) = open_with(app.port, &path, &fragments).await;
+    let Message::Text(reply) = next_frame(&mut socket).await else { panic!("a reply comes first") };
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!((reply["status"].as_u64(), reply["error"]["code"].as_str()), (Some(400), Some("fragmented_message")));
+    let command = json!({ "type": "send", "id": Uuid::new_v4(), "text": "whole", "ref": "whole" });
+    socket.send(Message::text(command.to_string())).await.unwrap();
+    let Message::Text(reply) = next_frame(&mut socket).await else { panic!("a reply") };
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!((reply["ref"].as_str(), reply["ok"].as_bool()), (Some("whole"), Some(true)), "{reply}");
 }
