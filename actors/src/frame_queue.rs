@@ -18,8 +18,9 @@ pub use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 /// empty again (a burst does not leave its peak behind on an idle socket).
 const KEPT_CAPACITY: usize = 4;
 
-/// A queue holding at most `capacity` frames.
+/// A queue holding at most `capacity` frames (at least one).
 pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    assert!(capacity > 0, "a frame queue holds at least one frame");
     let shared = Arc::new(Shared {
         capacity,
         state: Mutex::new(State { queue: VecDeque::new(), waker: None, sender_gone: false, receiver_gone: false }),
@@ -141,13 +142,14 @@ fn take<T>(state: &mut State<T>) -> Option<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let queued = {
+        let (queued, waker) = {
             let mut state = self.0.lock();
             state.receiver_gone = true;
-            std::mem::take(&mut state.queue)
+            (std::mem::take(&mut state.queue), state.waker.take())
         };
-        // Frames are dropped outside the lock.
-        drop(queued);
+        // Dropped outside the lock; the waker, so that the gone task's memory goes
+        // now, not when the sender does.
+        drop((queued, waker));
     }
 }
 

@@ -3,19 +3,24 @@
 //! Why not actix-ws: it leaves the socket inside actix-http's HTTP/1 dispatcher, which
 //! keeps an 8 KiB read and an 8 KiB write buffer per connection for its life, and
 //! every frame crosses two tasks (the socket's, then the dispatcher's through a
-//! channel) before it is written. Here the socket's own task encodes its frames and
-//! writes them: one wake-up per burst of frames, one write for all of them, and an
-//! idle socket holds no buffer at all (they are freed as soon as they are empty).
+//! channel) before it is written. Here the socket's own task writes its frames: one
+//! wake-up per burst of frames, one vectored write for all of them, and an idle
+//! socket holds no buffer at all (they are freed as soon as they are empty).
+//!
+//! A text frame goes out as its header and the payload it was given, shared, not
+//! copied: an event's frame is made once for all of a scope's sockets, and a socket
+//! behind on a burst holds references to those, not copies of its own.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use actix_codec::{Decoder, Encoder};
 use actix_http::ws::{CloseReason, Codec, Frame, Message, ProtocolError};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -24,6 +29,9 @@ use tokio::net::TcpStream;
 /// shared by every socket of the thread first, and only what a frame needs is kept
 /// per socket.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// At most this many pieces (a frame's header, its payload) go in one write.
+const PIECES_PER_WRITE: usize = 64;
 
 thread_local! {
     static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
@@ -36,8 +44,9 @@ pub struct WebSocket {
     max_frame_bytes: usize,
     /// Bytes read and not yet decoded into a frame (empty, unallocated, when idle).
     read_buf: BytesMut,
-    /// Frames encoded and not yet written (empty, unallocated, once written).
-    write_buf: BytesMut,
+    /// What is queued and not yet written, in order: frame headers and payloads
+    /// (empty, unallocated, once written).
+    unwritten: VecDeque<Bytes>,
 }
 
 impl WebSocket {
@@ -52,7 +61,7 @@ impl WebSocket {
             codec: Codec::new().max_size(max_frame_bytes),
             max_frame_bytes,
             read_buf,
-            write_buf: BytesMut::new(),
+            unwritten: VecDeque::new(),
         }
     }
 
@@ -101,13 +110,20 @@ impl WebSocket {
 
     /// Queues a text frame; [`flush`](Self::flush) writes it.
     pub fn queue_text(&mut self, text: ByteString) {
-        self.queue(Message::Text(text));
+        let payload = text.into_bytes();
+        self.unwritten.push_back(text_frame_header(payload.len()));
+        if !payload.is_empty() {
+            self.unwritten.push_back(payload);
+        }
     }
 
+    /// A control frame (small): encoded whole.
     fn queue(&mut self, message: Message) {
+        let mut frame = BytesMut::new();
         // Encoding a whole (not continued) message cannot fail.
-        if let Err(error) = self.codec.encode(message, &mut self.write_buf) {
-            tracing::error!(%error, "a WebSocket frame could not be encoded");
+        match self.codec.encode(message, &mut frame) {
+            Ok(()) => self.unwritten.push_back(frame.freeze()),
+            Err(error) => tracing::error!(%error, "a WebSocket frame could not be encoded"),
         }
     }
 
@@ -125,32 +141,73 @@ impl WebSocket {
 
     /// Whether queued frames wait to be written.
     pub fn has_unwritten(&self) -> bool {
-        !self.write_buf.is_empty()
+        !self.unwritten.is_empty()
     }
 
     /// Writes as much of the queued frames as the kernel takes now (all of them, in
-    /// one system call, unless the client reads slower than they come); waits until
-    /// it takes some. The buffer's memory goes back once it is all written.
+    /// one system call, unless there are many or the client reads slower than they
+    /// come); waits until it takes some. The queue's memory goes back once empty.
     pub async fn write_some(&mut self) -> io::Result<()> {
-        if self.write_buf.is_empty() {
+        if self.unwritten.is_empty() {
             return Ok(());
         }
-        let written = poll_fn(|cx| Pin::new(&mut self.io).poll_write(cx, &self.write_buf)).await?;
+        // The slices live only within a poll (not in this future's state, which an
+        // idle socket's task holds).
+        let mut written = poll_fn(|cx| {
+            let mut slices = [IoSlice::new(&[]); PIECES_PER_WRITE];
+            let count =
+                slices.iter_mut().zip(&self.unwritten).map(|(slice, piece)| *slice = IoSlice::new(piece)).count();
+            Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count])
+        })
+        .await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        self.write_buf.advance(written);
-        if self.write_buf.is_empty() {
-            self.write_buf = BytesMut::new();
+        while let Some(piece) = self.unwritten.front_mut() {
+            if piece.len() > written {
+                piece.advance(written);
+                break;
+            }
+            written -= piece.len();
+            self.unwritten.pop_front();
+        }
+        if self.unwritten.is_empty() {
+            self.unwritten = VecDeque::new();
         }
         Ok(())
     }
 
-    /// Ends the TCP stream (after a close frame was written; the client's close, if
-    /// it sends one, is not waited for).
+    /// Ends the TCP stream once the close frame is written, and reads (and drops)
+    /// what the client still sends until it closes too: a stream closed with unread
+    /// bytes is reset, and a reset can destroy the last frames before the client
+    /// reads them. The caller bounds how long this waits.
     pub async fn shutdown(&mut self) -> io::Result<()> {
-        self.io.shutdown().await
+        self.io.shutdown().await?;
+        self.read_buf = BytesMut::new();
+        while poll_fn(|cx| self.poll_read_some(cx)).await? > 0 {
+            self.read_buf.clear();
+        }
+        Ok(())
     }
+}
+
+/// The header of a whole, unmasked (server) text frame of `length` bytes
+/// (RFC 6455, section 5.2).
+fn text_frame_header(length: usize) -> Bytes {
+    let mut header = BytesMut::with_capacity(10);
+    header.put_u8(0x80 | 0x1);
+    match u16::try_from(length) {
+        Ok(short) if short < 126 => header.put_u8(short as u8),
+        Ok(medium) => {
+            header.put_u8(126);
+            header.put_u16(medium);
+        }
+        Err(_) => {
+            header.put_u8(127);
+            header.put_u64(length as u64);
+        }
+    }
+    header.freeze()
 }
 
 /// The payload length a frame's header announces, once the header's length bytes
@@ -167,6 +224,20 @@ fn declared_length(header: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::declared_length;
+
+    #[test]
+    fn a_text_frames_header_matches_the_codecs() {
+        use actix_codec::Encoder;
+        use actix_http::ws::{Codec, Message};
+        for length in [0, 1, 125, 126, 127, 65_535, 65_536, 100_000] {
+            let text = "x".repeat(length);
+            let mut encoded = bytes::BytesMut::new();
+            Codec::new().encode(Message::Text(text.clone().into()), &mut encoded).unwrap();
+            let mut ours = super::text_frame_header(length).to_vec();
+            ours.extend_from_slice(text.as_bytes());
+            assert_eq!(ours, encoded.to_vec(), "a text frame of {length} bytes");
+        }
+    }
 
     #[test]
     fn a_frames_length_is_read_from_its_header() {

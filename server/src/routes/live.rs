@@ -78,6 +78,9 @@ const LIVE_BUFFER: usize = 32;
 /// than `LIVE_BUFFER`, so that a command taking a while on a busy scope does not
 /// cost its client a resync.
 const HELD_WHILE_COMMAND_RUNS: usize = 8 * LIVE_BUFFER;
+/// How long a closed socket still reads what its client sends before its close
+/// frame arrives (actix-web's own linger for a closed connection).
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Presence frames buffered for a socket; past it they are dropped (the next update
 /// of that connection supersedes a dropped one).
 const PRESENCE_BUFFER: usize = 64;
@@ -143,6 +146,7 @@ pub async fn live(
             pending_presence: None,
             next_presence: Instant::now(),
             commands: Commands::new(api.ws_max_pipelined_commands, api.max_body_bytes),
+            last_written: Instant::now(),
             state,
         };
         Box::new(socket).run()
@@ -198,6 +202,8 @@ struct LiveSocket {
     pending_presence: Option<Value>,
     next_presence: Instant,
     commands: Commands,
+    /// When the client last took some of what was written to it.
+    last_written: Instant,
 }
 
 /// A command being applied, on a task of its own: it makes progress (and a
@@ -333,10 +339,11 @@ impl LiveSocket {
         // A command that has begun runs to its end on its own task (its client left
         // or not); commands queued behind it when the client went away without a
         // close were never started, and are not.
-        if let End::Close(reason) = end {
+        // (Not after a write that failed: the client was given up on already.)
+        if let (End::Close(reason), false) = (end, self.conn.has_unwritten()) {
             self.conn.queue_close(reason);
             if self.flush().await.is_ok() {
-                let _ = within(self.client_timeout, self.conn.shutdown()).await;
+                let _ = within(CLOSE_LINGER, self.conn.shutdown()).await;
             }
         }
     }
@@ -449,7 +456,9 @@ impl LiveSocket {
                 _ = heartbeat.tick() => {
                     // While the socket is not read (commands queued to the limit), the
                     // client's pongs wait unread: its replies' sends time out instead.
-                    if self.commands.has_room() && last_heard.elapsed() > self.client_timeout {
+                    // A client that takes the frames written to it is there too.
+                    let last_sign = last_heard.max(self.last_written);
+                    if self.commands.has_room() && last_sign.elapsed() > self.client_timeout {
                         tracing::debug!(user = self.user.id.as_str(), "live client timed out");
                         return Err(End::Gone);
                     }
@@ -695,6 +704,7 @@ impl LiveSocket {
     async fn flush(&mut self) -> Result<(), End> {
         while self.conn.has_unwritten() {
             within(self.client_timeout, self.conn.write_some()).await?;
+            self.last_written = Instant::now();
         }
         Ok(())
     }
