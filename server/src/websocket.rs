@@ -7,9 +7,10 @@
 //! wake-up per burst of frames, one vectored write for all of them, and an idle
 //! socket holds no buffer at all (they are freed as soon as they are empty).
 //!
-//! A text frame goes out as its header and the payload it was given, shared, not
-//! copied: an event's frame is made once for all of a scope's sockets, and a socket
-//! behind on a burst holds references to those, not copies of its own.
+//! A large text frame goes out as its header and the payload it was given, shared,
+//! not copied: an event's frame is made once for all of a scope's sockets, and a
+//! socket behind on a burst holds references to those, not copies of its own. Small
+//! frames are copied together into one piece (cheaper than a piece each).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -30,8 +31,11 @@ use tokio::net::TcpStream;
 /// per socket.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// At most this many pieces (a frame's header, its payload) go in one write.
+/// At most this many pieces go in one write.
 const PIECES_PER_WRITE: usize = 64;
+/// A text payload up to this size is copied into the frames around it; a larger one
+/// is written from where it is.
+const COPIED_PAYLOAD_BYTES: usize = 1024;
 
 thread_local! {
     static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
@@ -44,9 +48,11 @@ pub struct WebSocket {
     max_frame_bytes: usize,
     /// Bytes read and not yet decoded into a frame (empty, unallocated, when idle).
     read_buf: BytesMut,
-    /// What is queued and not yet written, in order: frame headers and payloads
-    /// (empty, unallocated, once written).
+    /// What is queued and not yet written, in order: pieces of frames, then
+    /// `pending` (both empty, unallocated, once written).
     unwritten: VecDeque<Bytes>,
+    /// Frames (and the header of a large one) encoded after the last piece.
+    pending: BytesMut,
 }
 
 impl WebSocket {
@@ -62,6 +68,7 @@ impl WebSocket {
             max_frame_bytes,
             read_buf,
             unwritten: VecDeque::new(),
+            pending: BytesMut::new(),
         }
     }
 
@@ -111,19 +118,27 @@ impl WebSocket {
     /// Queues a text frame; [`flush`](Self::flush) writes it.
     pub fn queue_text(&mut self, text: ByteString) {
         let payload = text.into_bytes();
-        self.unwritten.push_back(text_frame_header(payload.len()));
-        if !payload.is_empty() {
+        put_text_frame_header(&mut self.pending, payload.len());
+        if payload.len() <= COPIED_PAYLOAD_BYTES {
+            self.pending.extend_from_slice(&payload);
+        } else {
+            self.seal_pending();
             self.unwritten.push_back(payload);
         }
     }
 
     /// A control frame (small): encoded whole.
     fn queue(&mut self, message: Message) {
-        let mut frame = BytesMut::new();
         // Encoding a whole (not continued) message cannot fail.
-        match self.codec.encode(message, &mut frame) {
-            Ok(()) => self.unwritten.push_back(frame.freeze()),
-            Err(error) => tracing::error!(%error, "a WebSocket frame could not be encoded"),
+        if let Err(error) = self.codec.encode(message, &mut self.pending) {
+            tracing::error!(%error, "a WebSocket frame could not be encoded");
+        }
+    }
+
+    /// Makes what is pending a piece of its own, behind the others.
+    fn seal_pending(&mut self) {
+        if !self.pending.is_empty() {
+            self.unwritten.push_back(std::mem::take(&mut self.pending).freeze());
         }
     }
 
@@ -141,13 +156,14 @@ impl WebSocket {
 
     /// Whether queued frames wait to be written.
     pub fn has_unwritten(&self) -> bool {
-        !self.unwritten.is_empty()
+        !self.unwritten.is_empty() || !self.pending.is_empty()
     }
 
     /// Writes as much of the queued frames as the kernel takes now (all of them, in
     /// one system call, unless there are many or the client reads slower than they
     /// come); waits until it takes some. The queue's memory goes back once empty.
     pub async fn write_some(&mut self) -> io::Result<()> {
+        self.seal_pending();
         if self.unwritten.is_empty() {
             return Ok(());
         }
@@ -191,10 +207,9 @@ impl WebSocket {
     }
 }
 
-/// The header of a whole, unmasked (server) text frame of `length` bytes
+/// Puts the header of a whole, unmasked (server) text frame of `length` bytes
 /// (RFC 6455, section 5.2).
-fn text_frame_header(length: usize) -> Bytes {
-    let mut header = BytesMut::with_capacity(10);
+fn put_text_frame_header(header: &mut BytesMut, length: usize) {
     header.put_u8(0x80 | 0x1);
     match u16::try_from(length) {
         Ok(short) if short < 126 => header.put_u8(short as u8),
@@ -207,7 +222,6 @@ fn text_frame_header(length: usize) -> Bytes {
             header.put_u64(length as u64);
         }
     }
-    header.freeze()
 }
 
 /// The payload length a frame's header announces, once the header's length bytes
@@ -233,9 +247,10 @@ mod tests {
             let text = "x".repeat(length);
             let mut encoded = bytes::BytesMut::new();
             Codec::new().encode(Message::Text(text.clone().into()), &mut encoded).unwrap();
-            let mut ours = super::text_frame_header(length).to_vec();
+            let mut ours = bytes::BytesMut::new();
+            super::put_text_frame_header(&mut ours, length);
             ours.extend_from_slice(text.as_bytes());
-            assert_eq!(ours, encoded.to_vec(), "a text frame of {length} bytes");
+            assert_eq!(ours.to_vec(), encoded.to_vec(), "a text frame of {length} bytes");
         }
     }
 
