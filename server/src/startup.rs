@@ -131,10 +131,13 @@ impl Application {
         });
         let max_body_bytes = state.settings.api.max_body_bytes;
         let cors_origins = state.settings.api.cors_allowed_origins.clone();
+        let switched = upgrade::Switched::default();
         let stopping = Stopping {
             shutting_down: state.shutting_down.clone(),
             domains: state.domains.clone(),
             drain_timeout: Duration::from_secs(state.settings.server.drain_timeout_secs),
+            shutdown_timeout: Duration::from_secs(shutdown_timeout),
+            switched: switched.clone(),
         };
 
         let app = move || {
@@ -228,7 +231,7 @@ impl Application {
             // Signals are ours: writes stop before requests finish and the outbox drains.
             .disable_signals()
             .listen("boardsync", listener, move || {
-                let closing = idle_connections_close.clone();
+                let (closing, switched) = (idle_connections_close.clone(), switched.clone());
                 HttpService::build()
                     .graceful_shutdown_signal(move || {
                         let closing = closing.clone();
@@ -241,7 +244,7 @@ impl Application {
                     // one back for Nagle's algorithm (the OS default keeps it on).
                     .tcp_nodelay(true)
                     .local_addr(local_addr)
-                    .upgrade(upgrade::service(application(app())))
+                    .upgrade(upgrade::service(application(app()), switched.clone()))
                     .finish(application(app()))
                     .tcp()
             })
@@ -257,9 +260,11 @@ impl Application {
     }
 
     /// Serves until SIGTERM or SIGINT (both graceful), then: new writes are refused
-    /// (503 `shutting_down`), requests in flight (durable writes, WebSocket commands)
-    /// finish within `server.shutdown_timeout_secs`, and each domain's outbox drains
-    /// into PostgreSQL within `server.drain_timeout_secs`.
+    /// (503 `shutting_down`), live sockets answer the commands they read and close
+    /// within `server.shutdown_timeout_secs`, HTTP requests in flight (durable writes)
+    /// finish within it (requests go on being served while the sockets close, so this
+    /// is mostly the same wait), and each domain's outbox drains into PostgreSQL
+    /// within `server.drain_timeout_secs`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let server = self.server;
@@ -272,6 +277,13 @@ impl Application {
             domain.stop_writes();
         }
         self.stopping.shutting_down.send_replace(true);
+        // Live sockets close on their own now, once the commands they read are
+        // answered. They run on the server's workers, outside its count of
+        // connections: the workers stop once the sockets are closed.
+        let still_open = self.stopping.switched.all_closed(self.stopping.shutdown_timeout).await;
+        if still_open > 0 {
+            tracing::warn!(still_open, "live sockets still open at server.shutdown_timeout_secs: dropped");
+        }
         let (served, ()) = tokio::join!(server, handle.stop(true));
         let mut undrained = 0;
         for domain in self.stopping.domains.iter() {
@@ -296,6 +308,9 @@ struct Stopping {
     shutting_down: tokio::sync::watch::Sender<bool>,
     domains: Domains,
     drain_timeout: Duration,
+    shutdown_timeout: Duration,
+    /// The live sockets still open.
+    switched: upgrade::Switched,
 }
 
 /// SIGTERM or SIGINT (Ctrl-C), whichever comes first.

@@ -6,11 +6,19 @@
 //! then owns the TCP stream outright (actix-http's dispatcher, and the buffers it
 //! keeps per connection, step aside). Any other answer is written whole and the
 //! connection closes, as whatever follows an upgrade request on it is not HTTP.
+//!
+//! A switched connection runs on a task of its own, and the HTTP connection's task
+//! ends with the 101: what actix keeps per connection (about 2 KiB) is not held for
+//! a WebSocket's life. actix's count of open connections then leaves it out, so
+//! [`Switched`] counts them, for a graceful stop to wait for.
 
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_codec::Framed;
 use actix_http::body::{self, BodySize, BoxBody};
@@ -38,6 +46,54 @@ impl Switch {
         Fut: Future<Output = ()> + 'static,
     {
         Self(Box::new(move |upgraded| Box::pin(takeover(upgraded))))
+    }
+}
+
+/// The switched connections still open, on every worker.
+#[derive(Clone, Default)]
+pub struct Switched(Arc<Count>);
+
+#[derive(Default)]
+struct Count {
+    open: AtomicUsize,
+    none_open: tokio::sync::Notify,
+}
+
+/// One switched connection, counted while it lives.
+struct Open(Arc<Count>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_open.notify_waiters();
+        }
+    }
+}
+
+impl Switched {
+    fn open(&self) -> Open {
+        self.0.open.fetch_add(1, Ordering::AcqRel);
+        Open(self.0.clone())
+    }
+
+    /// How many are open now.
+    pub fn open_now(&self) -> usize {
+        self.0.open.load(Ordering::Acquire)
+    }
+
+    /// Waits until none is open, or for `within` at most: how many are still open.
+    pub async fn all_closed(&self, within: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            // Registered before the count is read: a close in between still wakes it.
+            let closed = self.0.none_open.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            let open = self.open_now();
+            if open == 0 || tokio::time::timeout_at(deadline, closed).await.is_err() {
+                return self.open_now();
+            }
+        }
     }
 }
 
@@ -72,9 +128,11 @@ impl From<Never> for Response<BoxBody> {
 }
 
 /// The upgrade service for actix-http: runs `app` (an instance of the same
-/// application that serves every other request) on an upgrade request.
+/// application that serves every other request) on an upgrade request; a connection
+/// it switches is counted in `switched` until it ends.
 pub fn service<A>(
     app: A,
+    switched: Switched,
 ) -> impl ServiceFactory<(Request, Framed<TcpStream, h1::Codec>), Config = (), Response = (), Error = Never, InitError = ()>
 where
     A: ServiceFactory<Request, Config = (), Response = Response<BoxBody>, Error = Response<BoxBody>> + 'static,
@@ -82,17 +140,22 @@ where
 {
     let app = Rc::new(app);
     fn_factory(move || {
-        let app = app.clone();
+        let (app, switched) = (app.clone(), switched.clone());
         async move {
             let app = Rc::new(app.new_service(()).await.map_err(|error| {
                 tracing::error!(?error, "the application for upgrade requests did not start");
             })?);
-            Ok::<_, ()>(fn_service(move |(request, framed)| serve(app.clone(), request, framed)))
+            Ok::<_, ()>(fn_service(move |(request, framed)| serve(app.clone(), switched.clone(), request, framed)))
         }
     })
 }
 
-async fn serve<S>(app: Rc<S>, request: Request, mut framed: Framed<TcpStream, h1::Codec>) -> Result<(), Never>
+async fn serve<S>(
+    app: Rc<S>,
+    switched: Switched,
+    request: Request,
+    mut framed: Framed<TcpStream, h1::Codec>,
+) -> Result<(), Never>
 where
     S: Service<Request, Response = Response<BoxBody>, Error = Response<BoxBody>>,
 {
@@ -111,7 +174,11 @@ where
             let parts = framed.into_parts();
             Upgraded { io: parts.io, read_ahead: parts.read_buf }
         };
-        takeover(upgraded).await;
+        let open = switched.open();
+        actix_web::rt::spawn(async move {
+            takeover(upgraded).await;
+            drop(open);
+        });
         return Ok(());
     }
     head.head_mut().set_connection_type(ConnectionType::Close);

@@ -98,6 +98,48 @@ async fn a_graceful_stop_closes_live_sockets_as_going_away() {
     assert!(clean, "a clean stop");
 }
 
+#[actix_web::test]
+async fn a_graceful_stop_answers_the_commands_a_socket_read_and_keeps_the_acknowledged() {
+    let (_, database_url) = boardsync_testkit::TestPostgres::create_empty().await;
+    let patient = [("BOARDSYNC__SERVER__SHUTDOWN_TIMEOUT_SECS", "60")];
+    let (mut process, app) = crate::process::Process::start(&database_url, ("", "", "unused"), &patient).await;
+    app.create_scope("chat", "stopping").await;
+    let mut live = app.live("bob", "chat", "stopping").await;
+    for i in 0..20 {
+        live.send(json!({ "type": "send", "id": Uuid::new_v4(), "text": format!("m{i}"), "ref": format!("c{i}") }))
+            .await;
+    }
+    // The socket runs on a task of its own, outside actix's count of connections:
+    // the stop must still wait for it to answer what it read, and to close.
+    let first = live.next().await;
+    assert_eq!(first["ref"], "c0", "{first}");
+    let mut replies = vec![first];
+    let read_to_the_close = async {
+        loop {
+            match live.next_any().await {
+                Message::Text(text) => {
+                    let frame: Value = serde_json::from_str(&text).unwrap();
+                    if frame["kind"] == "reply" {
+                        replies.push(frame);
+                    }
+                }
+                Message::Close(close) => return close.map(|close| u16::from(close.code)),
+                _ => {}
+            }
+        }
+    };
+    let (clean, code) = tokio::join!(process.terminate(), read_to_the_close);
+    assert_eq!(code, Some(1001), "going away, after the replies");
+    assert!(clean, "a clean stop");
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(reply["ref"], format!("c{i}"), "in order: {reply}");
+        assert!(reply["ok"] == true || reply["error"]["code"] == "shutting_down", "{reply}");
+    }
+    let acknowledged = replies.iter().filter(|reply| reply["ok"] == true).count();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored as usize, acknowledged, "every acknowledged send is stored, and no other");
+}
+
 /// Commands sent without waiting for replies (pipelined) are applied in the order
 /// sent and answered in that order, refusals in their place among them.
 #[actix_web::test]
