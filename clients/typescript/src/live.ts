@@ -187,6 +187,12 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** An error reply without a ref on the current socket (the subscription refused, access revoked). */
   private ending: BoardsyncError | null = null;
+  /**
+   * The connection the server refused a frame on (too large, or unreadable): it
+   * closes that socket next, so no command goes out on it meanwhile (it would be
+   * failed with the frame's error); they wait for the next connection.
+   */
+  private refusedFrameOn = -1;
   private sync: Sync<D> | null = null;
   private older: Promise<unknown> = Promise.resolve();
   private readonly allPages: boolean;
@@ -620,7 +626,7 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
    * command waiting for a 429/503 retry holds back every later one until it goes.
    */
   private flush(): void {
-    if (this._status !== "live") return;
+    if (this._status !== "live" || this.refusedFrameOn === this.conn) return;
     for (const [ref, command] of this.outgoing) {
       if (command.retry !== undefined) return;
       if (!command.sent) this.transmit(ref, command);
@@ -695,6 +701,7 @@ export class LiveScopeImpl<D extends DomainName> implements LiveScope<D> {
         // A frame too large to read has no ref: it is one of the commands sent since the
         // last reply. Sending them again would only drop the socket again.
         if (error.code === "frame_rejected" || error.code === "body_too_large") {
+          this.refusedFrameOn = this.conn;
           this.rejectUnanswered(error);
           return;
         }
