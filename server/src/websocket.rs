@@ -115,7 +115,7 @@ impl WebSocket {
         }
     }
 
-    /// Queues a text frame; [`flush`](Self::flush) writes it.
+    /// Queues a text frame; [`write_some`](Self::write_some) writes it.
     pub fn queue_text(&mut self, text: ByteString) {
         let payload = text.into_bytes();
         put_text_frame_header(&mut self.pending, payload.len());

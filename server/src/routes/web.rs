@@ -132,9 +132,8 @@ pub async fn dev_login(
     // The Host header itself: `connection_info` would take `X-Forwarded-Host` or
     // `Forwarded` over it, which a page's script may set, unlike Host.
     let host = request.headers().get(actix_web::http::header::HOST).and_then(|host| host.to_str().ok()).unwrap_or("");
-    let host = host.to_string();
     let host_name =
-        host.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).map_or(host.as_str(), |(name, _)| name);
+        host.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).map_or(host, |(name, _)| name);
     if !peer_local || !is_loopback(host_name) {
         tracing::warn!(peer = ?request.peer_addr(), host, "dev login refused: not a loopback caller and host");
         return Err(DomainError::forbidden(

@@ -88,23 +88,26 @@ async fn a_client_that_stops_reading_gets_one_resync_per_gap() {
 /// stop for `server.shutdown_timeout_secs` on sockets nobody will serve.
 #[actix_web::test]
 async fn a_graceful_stop_closes_live_sockets_as_going_away() {
-    let (_, database_url) = boardsync_testkit::TestPostgres::create_empty().await;
-    let patient = [("BOARDSYNC__SERVER__SHUTDOWN_TIMEOUT_SECS", "60")];
-    let (mut process, app) = crate::process::Process::start(&database_url, ("", "", "unused"), &patient).await;
-    app.create_scope("chat", "stopping").await;
-    let mut live = app.live("bob", "chat", "stopping").await;
+    let (mut process, _app, mut live) = a_process_with_a_socket().await;
     let (clean, code) = tokio::join!(process.terminate(), live.closed());
     assert_eq!(code, Some(1001), "going away");
     assert!(clean, "a clean stop");
 }
 
-#[actix_web::test]
-async fn a_graceful_stop_answers_the_commands_a_socket_read_and_keeps_the_acknowledged() {
+/// A server process of its own (PostgreSQL adapter, a long stop timeout) with a
+/// scope, `chat/stopping`, and a socket on it.
+async fn a_process_with_a_socket() -> (crate::process::Process, crate::helpers::TestApp, crate::helpers::LiveClient) {
     let (_, database_url) = boardsync_testkit::TestPostgres::create_empty().await;
     let patient = [("BOARDSYNC__SERVER__SHUTDOWN_TIMEOUT_SECS", "60")];
-    let (mut process, app) = crate::process::Process::start(&database_url, ("", "", "unused"), &patient).await;
+    let (process, app) = crate::process::Process::start(&database_url, ("", "", "unused"), &patient).await;
     app.create_scope("chat", "stopping").await;
-    let mut live = app.live("bob", "chat", "stopping").await;
+    let live = app.live("bob", "chat", "stopping").await;
+    (process, app, live)
+}
+
+#[actix_web::test]
+async fn a_graceful_stop_answers_the_commands_a_socket_read_and_keeps_the_acknowledged() {
+    let (mut process, app, mut live) = a_process_with_a_socket().await;
     for i in 0..20 {
         live.send(json!({ "type": "send", "id": Uuid::new_v4(), "text": format!("m{i}"), "ref": format!("c{i}") }))
             .await;
