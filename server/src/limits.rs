@@ -1,7 +1,8 @@
 //! Per-user limits, from `[limits]`: commands per second (a token bucket per user;
-//! past it, 429 `rate_limited` with `Retry-After`) and open live sockets per user.
-//! They are kept per server process: behind a load balancer each node limits its own
-//! share.
+//! past it, 429 `rate_limited` with `Retry-After`) and open live sockets per user;
+//! and the live sockets the whole process holds (past it, 503 `server_full`, so a
+//! client tries another node). They are kept per server process: behind a load
+//! balancer each node limits its own share.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,22 +22,26 @@ pub struct UserLimits {
     settings: LimitSettings,
     buckets: DashMap<UserId, Bucket>,
     sockets: DashMap<UserId, Arc<AtomicUsize>>,
+    /// Every open live socket, whoever's.
+    all_sockets: Arc<AtomicUsize>,
 }
 
-/// One open live socket, counted until dropped.
+/// One open live socket, counted (for its user, and for the process) until dropped.
 pub struct SocketSlot {
     count: Arc<AtomicUsize>,
+    all: Arc<AtomicUsize>,
 }
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
         self.count.fetch_sub(1, Ordering::SeqCst);
+        self.all.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl UserLimits {
     pub fn new(settings: LimitSettings) -> Self {
-        Self { settings, buckets: DashMap::new(), sockets: DashMap::new() }
+        Self { settings, buckets: DashMap::new(), sockets: DashMap::new(), all_sockets: Arc::default() }
     }
 
     /// Takes one command from `user`'s allowance, or says when to retry.
@@ -68,7 +73,18 @@ impl UserLimits {
         let count = self.sockets.entry(user.clone()).or_default().clone();
         let max = self.settings.live_sockets_per_user;
         let open = count.fetch_add(1, Ordering::SeqCst);
-        let slot = SocketSlot { count };
+        let open_here = self.all_sockets.fetch_add(1, Ordering::SeqCst);
+        let slot = SocketSlot { count, all: self.all_sockets.clone() };
+        let most_here = self.settings.live_sockets;
+        if most_here > 0 && open_here >= most_here {
+            // The node is full, not the user over their share: 503, for a client (or
+            // a load balancer) to try another node.
+            return Err(DomainError::unavailable(
+                "server_full",
+                format!("this server holds its most live sockets ({most_here}); try again later or elsewhere"),
+            )
+            .retry_after(5));
+        }
         if max > 0 && open >= max {
             return Err(DomainError::too_many_requests(
                 "too_many_sockets",
@@ -83,9 +99,15 @@ impl UserLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use boardsync_core::ErrorKind;
 
     fn limits(rate: f64, burst: u32, sockets: usize) -> UserLimits {
-        UserLimits::new(LimitSettings { commands_per_sec: rate, command_burst: burst, live_sockets_per_user: sockets })
+        UserLimits::new(LimitSettings {
+            commands_per_sec: rate,
+            command_burst: burst,
+            live_sockets_per_user: sockets,
+            live_sockets: 0,
+        })
     }
 
     #[test]
@@ -109,5 +131,25 @@ mod tests {
         assert_eq!(limits.open_socket(&ada).err().unwrap().code, "too_many_sockets");
         drop(first);
         limits.open_socket(&ada).expect("a closed socket frees its slot");
+    }
+
+    #[test]
+    fn the_process_holds_at_most_its_sockets_whoever_opens_them() {
+        let limits = UserLimits::new(LimitSettings {
+            commands_per_sec: 0.0,
+            command_burst: 1,
+            live_sockets_per_user: 0,
+            live_sockets: 2,
+        });
+        let first = limits.open_socket(&UserId("ada".into())).unwrap();
+        let _second = limits.open_socket(&UserId("bob".into())).unwrap();
+        let refused = limits.open_socket(&UserId("cy".into())).err().unwrap();
+        assert_eq!(
+            (refused.code.as_ref(), refused.kind, refused.retry_after_secs),
+            ("server_full", ErrorKind::Unavailable, Some(5))
+        );
+        // A refused socket does not keep its place in the count.
+        drop(first);
+        limits.open_socket(&UserId("cy".into())).expect("a closed socket frees a place");
     }
 }

@@ -139,6 +139,8 @@ pub struct LimitSettings {
     pub command_burst: u32,
     /// Open live WebSockets per user; 0: unlimited.
     pub live_sockets_per_user: usize,
+    /// Open live WebSockets in the whole process; 0: unlimited.
+    pub live_sockets: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

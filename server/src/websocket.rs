@@ -36,6 +36,10 @@ const PIECES_PER_WRITE: usize = 64;
 /// A text payload up to this size is copied into the frames around it; a larger one
 /// is written from where it is.
 const COPIED_PAYLOAD_BYTES: usize = 1024;
+/// At most this much is copied per socket until its queue is written: past it, small
+/// payloads too are written from the event's shared bytes (a socket behind on a long
+/// burst then holds references, not a copy of the burst).
+const COPIED_BYTES: usize = 16 * 1024;
 
 thread_local! {
     static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
@@ -53,6 +57,8 @@ pub struct WebSocket {
     unwritten: VecDeque<Bytes>,
     /// Frames (and the header of a large one) encoded after the last piece.
     pending: BytesMut,
+    /// Payload bytes copied since the queue was last empty.
+    copied: usize,
 }
 
 impl WebSocket {
@@ -69,6 +75,7 @@ impl WebSocket {
             read_buf,
             unwritten: VecDeque::new(),
             pending: BytesMut::new(),
+            copied: 0,
         }
     }
 
@@ -119,7 +126,8 @@ impl WebSocket {
     pub fn queue_text(&mut self, text: ByteString) {
         let payload = text.into_bytes();
         put_text_frame_header(&mut self.pending, payload.len());
-        if payload.len() <= COPIED_PAYLOAD_BYTES {
+        if payload.len() <= COPIED_PAYLOAD_BYTES && self.copied + payload.len() <= COPIED_BYTES {
+            self.copied += payload.len();
             self.pending.extend_from_slice(&payload);
         } else {
             self.seal_pending();
@@ -189,6 +197,7 @@ impl WebSocket {
         }
         if self.unwritten.is_empty() {
             self.unwritten = VecDeque::new();
+            self.copied = 0;
         }
         Ok(())
     }
@@ -252,6 +261,50 @@ mod tests {
             ours.extend_from_slice(text.as_bytes());
             assert_eq!(ours.to_vec(), encoded.to_vec(), "a text frame of {length} bytes");
         }
+    }
+
+    /// A long burst of small events is copied only up to `COPIED_BYTES`; the rest is
+    /// queued as the events' own (shared) bytes, and every frame still goes out whole
+    /// and in order.
+    #[tokio::test]
+    async fn a_long_burst_is_copied_only_so_far_and_written_in_order() {
+        use actix_codec::Decoder;
+        use actix_http::ws::{Codec, Frame};
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut socket = super::WebSocket::new(server, bytes::BytesMut::new(), 1 << 20);
+        let events: Vec<bytestring::ByteString> =
+            (0..100).map(|i| bytestring::ByteString::from(format!("{i:03}{}", "x".repeat(497)))).collect();
+        for event in &events {
+            socket.queue_text(event.clone());
+        }
+        assert!(socket.copied <= super::COPIED_BYTES, "{} bytes copied", socket.copied);
+        let last = events.last().unwrap().as_bytes().as_ptr();
+        assert!(
+            socket.unwritten.iter().any(|piece| piece.as_ptr() == last),
+            "the burst's tail is queued as the events' own bytes"
+        );
+        let reader = tokio::spawn(async move {
+            let (mut client, mut received, mut codec) = (client, bytes::BytesMut::new(), Codec::new().client_mode());
+            let mut texts = Vec::new();
+            while texts.len() < 100 {
+                if let Some(frame) = codec.decode(&mut received).unwrap() {
+                    let Frame::Text(text) = frame else { panic!("{frame:?}") };
+                    texts.push(String::from_utf8(text.to_vec()).unwrap());
+                } else {
+                    assert!(client.read_buf(&mut received).await.unwrap() > 0, "the stream ended early");
+                }
+            }
+            texts
+        });
+        while socket.has_unwritten() {
+            socket.write_some().await.unwrap();
+        }
+        assert_eq!(socket.copied, 0, "counted afresh once written");
+        let expected: Vec<String> = events.iter().map(|event| event.to_string()).collect();
+        assert_eq!(reader.await.unwrap(), expected);
     }
 
     #[test]

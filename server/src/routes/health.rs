@@ -1,6 +1,7 @@
 //! `GET /health`: can the backend reach PostgreSQL and SpacetimeDB, and which adapter
 //! did the factory pick, per domain. 200 when every configured dependency answers and
-//! every cache is connected, 503 otherwise.
+//! every cache is connected, 503 otherwise, and 503 with status `shutting_down` once a
+//! graceful stop began (a load balancer then sends no one new here).
 
 use std::time::{Duration, Instant};
 
@@ -101,8 +102,13 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             || if sharded { shards.iter().any(|s| s.cache_connected) } else { d.cache_connected() == Some(true) }
     });
     let healthy = postgres.is_healthy() && (sharded || spacetimedb.is_healthy()) && caches_connected;
+    let stopping = *state.shutting_down.borrow();
     let body = Health {
-        status: if healthy { "ok" } else { "degraded" },
+        status: match (stopping, healthy) {
+            (true, _) => "shutting_down",
+            (false, true) => "ok",
+            (false, false) => "degraded",
+        },
         node: &state.node,
         adapter: state.adapter.as_str(),
         postgres,
@@ -117,7 +123,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                 .ok(),
         },
     };
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if healthy && !stopping { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     HttpResponse::build(status).json(body)
 }
 

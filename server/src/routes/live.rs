@@ -119,6 +119,15 @@ pub async fn live(
     if !upgrade::is_upgrading(&req) {
         return Err(not_a_websocket("send `Upgrade: websocket` alone, and no body".into()).into());
     }
+    // A stopping server takes no new socket: it would only be closed again, and a
+    // client's reconnect belongs on the next incarnation or another node.
+    if *shutting_down.borrow() {
+        return Err(ApiError(DomainError::unavailable(
+            "shutting_down",
+            "the server is shutting down; reconnect shortly",
+        ))
+        .into());
+    }
     let mut response = HttpResponse::from(accepted.finish().map_into_boxed_body());
     let slot = state.limits.open_socket(&user.id).map_err(ApiError)?;
     let (state, joins_presence) = (state.into_inner(), options.presence);

@@ -286,6 +286,30 @@ async fn a_user_past_their_command_rate_gets_429_with_retry_after() {
     assert_eq!(app.live_refused("ada", "chat", "general").await, 429, "one live socket per user here");
 }
 
+/// A node holds at most `limits.live_sockets` sockets, whoever opens them: past it a
+/// handshake gets 503 `server_full`, so the client tries again later or elsewhere.
+#[actix_web::test]
+async fn a_full_node_refuses_a_live_socket_with_503_server_full() {
+    let app = crate::helpers::spawn_app_with(|settings| settings.limits.live_sockets = 2).await;
+    app.create_scope("chat", "general").await;
+    let first = app.live("ada", "chat", "general").await;
+    let _second = app.live("bob", "chat", "general").await;
+    let (status, body) = app.live_refusal("cy", "chat", "general").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("server_full")), "{body}");
+    drop(first);
+    // The closed socket's place comes back once its task has ended.
+    let reopened = async {
+        loop {
+            let url = format!("ws://127.0.0.1:{}/api/chat/general/live?token={}", app.port, app.token("cy"));
+            if tokio_tungstenite::connect_async(url).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), reopened).await.expect("a closed socket frees a place");
+}
+
 /// Browsers may call the API from the configured origins only.
 #[actix_web::test]
 async fn cross_origin_requests_come_only_from_configured_origins() {

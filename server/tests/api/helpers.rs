@@ -267,10 +267,20 @@ impl TestApp {
 impl TestApp {
     /// The HTTP status a live WebSocket handshake is refused with (panics if it opens).
     pub async fn live_refused(&self, user: &str, domain: &str, scope: &str) -> u16 {
+        self.live_refusal(user, domain, scope).await.0
+    }
+
+    /// The status and JSON error of a refused live handshake.
+    pub async fn live_refusal(&self, user: &str, domain: &str, scope: &str) -> (u16, Value) {
         let url = format!("ws://127.0.0.1:{}/api/{domain}/{scope}/live?token={}", self.port, self.token(user));
         match tokio_tungstenite::connect_async(url).await {
             Ok(_) => panic!("the WebSocket to {domain}/{scope} opened for {user}"),
-            Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+            Err(tungstenite::Error::Http(response)) => {
+                let body = response.body().as_deref().map_or(Value::Null, |body| {
+                    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into()))
+                });
+                (response.status().as_u16(), body)
+            }
             Err(error) => panic!("the handshake failed otherwise: {error}"),
         }
     }

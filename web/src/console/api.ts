@@ -150,7 +150,7 @@ export interface DependencyHealth {
 }
 
 export interface Health {
-  status: "ok" | "degraded";
+  status: "ok" | "degraded" | "shutting_down";
   adapter: string;
   postgres: DependencyHealth;
   spacetimedb: DependencyHealth;
