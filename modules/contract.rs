@@ -162,6 +162,10 @@ pub trait Rules {
     /// Inserts the row in its table, or replaces the entity's row if `cached` (the
     /// caller has just looked it up: one index lookup per row fewer in warm-up).
     fn store(ctx: &ReducerContext, row: Row, cached: bool);
+    /// Inserts the row unless its entity is cached with other content: true if the
+    /// table holds the row now (it was new, or cached exactly so). One call into the
+    /// datastore, where a lookup and then an insert are two.
+    fn insert_new(ctx: &ReducerContext, row: &Row) -> bool;
     /// The scope the row belongs to.
     fn scope(row: &Row) -> &str;
     /// Deletes every cached row of the scope.
@@ -213,6 +217,11 @@ macro_rules! rows_in {
             } else {
                 ctx.db.$table().insert(row);
             }
+        }
+
+        fn insert_new(ctx: &ReducerContext, row: &Row) -> bool {
+            // An exact duplicate is no violation: inserting it changes nothing.
+            ctx.db.$table().try_insert(row.clone()).is_ok()
         }
     };
 }
@@ -342,6 +351,12 @@ pub fn warm(ctx: &ReducerContext, request_id: String, rows: Vec<Row>) -> Result<
             }
         };
         if forgotten {
+            continue;
+        }
+        // Most rows are new to the cache (a cold start) or held as they are (a
+        // re-warm): either takes one insert. Only a row cached with other content is
+        // looked up, and replaced unless the cache's version is newer.
+        if <crate::Module as Rules>::insert_new(ctx, &row) {
             continue;
         }
         match <crate::Module as Rules>::cached_version(ctx, &row) {

@@ -493,7 +493,7 @@ async fn warm_scope<D: Domain>(
     // A transaction only for its lock: ended (and the lock freed) however the run
     // ends, also if this process dies.
     // Not a wait: a slot spent waiting would hold up the other scopes. The run is retried.
-    let Some(lock) = crate::scope_lock::try_scope_lock(&context.pool, WARMUP_LOCKS, D::NAME, scope).await? else {
+    let Some(mut lock) = crate::scope_lock::try_scope_lock(&context.pool, WARMUP_LOCKS, D::NAME, scope).await? else {
         return Ok(Warmed::Elsewhere);
     };
     // First, whatever the cache may have lost: a scope without warm-up takes writes
@@ -535,7 +535,7 @@ async fn warm_scope<D: Domain>(
         status.error = None;
     });
     let reading = Instant::now();
-    let items = context.cache.load_window(&context.pool, scope, &settings).await?;
+    let items = context.cache.load_window(&mut lock, scope, &settings).await?;
     let total = items.len() as u64;
     let load_ms = reading.elapsed().as_millis() as u64;
     context.board.update(D::NAME, scope, |status| {

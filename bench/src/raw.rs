@@ -3,8 +3,9 @@
 //! backend's identity (its owner), on a database of its own with no boardsync on it:
 //! - `apply` called pipelined on one connection: the rate sustained writes could
 //!   reach if boardsync added nothing;
-//! - `warm` with batches of rows, pipelined, as boardsync sends them (no success
-//!   echo, a `warm_done` barrier behind): what one connection's warm-up reaches.
+//! - `warm` with batches of rows, pipelined, as boardsync sends them (each batch one
+//!   channel's rows, no success echo, a `warm_done` barrier behind): what one
+//!   connection's warm-up reaches.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -107,7 +108,9 @@ pub fn run(
     let batches: Vec<Vec<Message>> = (0..warm_rows)
         .map(|i| Message {
             id: uuid::Uuid::new_v4().to_string(),
-            channel: format!("warm-{}", i % 100),
+            // One channel per batch, 100 channels in turn (boardsync warms a scope's
+            // rows together).
+            channel: format!("warm-{}", (i / warm_batch.max(1)) % 100),
             author: format!("user{}", i % 17),
             text: format!("history message {i}"),
             created_at: now,

@@ -524,6 +524,18 @@ impl Settings {
                 reason: "must be at least 1".into(),
             });
         }
+        // Each warming scope holds a connection for its run (its lock, and the read
+        // of its window): at as many as the pool has, nothing else (writes, the outbox,
+        // the warm-ups' own other reads) gets one, and warm-ups fail on pool timeouts.
+        if self.warmup.max_concurrent_scopes >= self.database.max_connections as usize {
+            return Err(SettingsError::Rejected {
+                key: "warmup.max_concurrent_scopes",
+                reason: format!(
+                    "must be below database.max_connections ({}): each warming scope holds a connection",
+                    self.database.max_connections
+                ),
+            });
+        }
         if self.spacetimedb.url().is_some() && self.spacetimedb.token.expose_secret().trim().is_empty() {
             return Err(SettingsError::Rejected {
                 key: "spacetimedb.token",
@@ -700,6 +712,14 @@ mod tests {
     fn a_spacetimedb_url_without_a_token_is_refused() {
         let error = load(&[("SPACETIMEDB_URL", "http://127.0.0.1:3999")]).unwrap_err().to_string();
         assert!(error.contains("spacetimedb.token"), "{error}");
+    }
+
+    #[test]
+    fn warm_ups_must_leave_the_pool_connections_for_other_work() {
+        let error = load(&[("BOARDSYNC__WARMUP__MAX_CONCURRENT_SCOPES", "10")]).unwrap_err().to_string();
+        assert!(error.contains("warmup.max_concurrent_scopes"), "{error}");
+        load(&[("BOARDSYNC__WARMUP__MAX_CONCURRENT_SCOPES", "10"), ("BOARDSYNC__DATABASE__MAX_CONNECTIONS", "20")])
+            .expect("a pool larger than the warm-ups");
     }
 
     #[test]

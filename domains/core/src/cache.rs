@@ -125,10 +125,12 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
 
     fn signals(&self) -> broadcast::Receiver<CacheSignal>;
 
-    /// Reads `scope`'s warm-up window from PostgreSQL (newest first).
+    /// Reads `scope`'s warm-up window from PostgreSQL (newest first), on `db`: the
+    /// connection holding the warm-up's lock, so that a warming scope takes one
+    /// connection from the pool, not two.
     async fn load_window(
         &self,
-        pool: &PgPool,
+        db: &mut PgConnection,
         scope: &ScopeKey,
         window: &WarmupSettings,
     ) -> Result<Vec<D::Item>, DomainError>;

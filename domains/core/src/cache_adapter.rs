@@ -1465,12 +1465,11 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
 
     async fn load_window(
         &self,
-        pool: &PgPool,
+        db: &mut PgConnection,
         scope: &ScopeKey,
         window: &WarmupSettings,
     ) -> Result<Vec<D::Item>, DomainError> {
-        let mut db = pool.acquire().await.map_err(DomainError::from_sqlx)?;
-        let items = D::load_window(&mut db, scope, window).await?;
+        let items = D::load_window(db, scope, window).await?;
         // A window short of the whole scope: older pages come from PostgreSQL.
         let truncated = items.len() as i64 >= window.limit() || window.since().is_some();
         let oldest = items.iter().map(|item| D::placement(&D::row(item))).min_by(|a, b| a.order.cmp(&b.order));

@@ -380,6 +380,14 @@ impl Rules for Module {
         }
     }
 
+    fn insert_new(ctx: &ReducerContext, row: &Row) -> bool {
+        // An exact duplicate is no violation: inserting it changes nothing.
+        match row {
+            BoardRow::Column(c) => ctx.db.board_column().try_insert(c.clone()).is_ok(),
+            BoardRow::Card(c) => ctx.db.board_card().try_insert(c.clone()).is_ok(),
+        }
+    }
+
     fn store(ctx: &ReducerContext, row: Row, cached: bool) {
         match row {
             BoardRow::Column(c) if cached => {
