@@ -9,7 +9,8 @@
 //! - [`upgrade`]: HTTP/1 upgrades, routed like any request, then handed the connection.
 //! - [`websocket`]: a WebSocket on a connection of its own (the `/live` route's).
 //! - [`auth`]: bearer JWTs: local HS256 tokens and identity providers' RS256/ES256.
-//! - [`limits`]: per-user command rates and live sockets.
+//! - [`limits`]: per-user command rates and live sockets, the live sockets of the
+//!   process, and its open-file limit.
 //! - [`error`]: the one mapping from errors to JSON responses and HTTP statuses.
 //! - [`metrics`]: the Prometheus registry an operator scrapes.
 //! - [`telemetry`]: structured logs with `tracing`.

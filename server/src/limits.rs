@@ -69,6 +69,11 @@ impl UserLimits {
     }
 
     /// Counts one more open live socket of `user`, unless they have the most allowed.
+    /// Live sockets open in this process now.
+    pub fn open_sockets(&self) -> usize {
+        self.all_sockets.load(Ordering::SeqCst)
+    }
+
     pub fn open_socket(&self, user: &UserId) -> Result<SocketSlot, DomainError> {
         let count = self.sockets.entry(user.clone()).or_default().clone();
         let max = self.settings.live_sockets_per_user;
@@ -94,6 +99,38 @@ impl UserLimits {
         }
         Ok(slot)
     }
+}
+
+/// Raises this process's soft limit on open files to its hard limit (each live socket
+/// is a file descriptor, and the common soft limit of 1,024 would run out long before
+/// `limits.live_sockets`), and warns when even that is too low for `needed`. Returns
+/// the limit now in force, if it could be read.
+pub fn raise_open_file_limit(needed: u64) -> Option<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open-file limit");
+        return None;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        } else {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot raise the open-file limit");
+        }
+    }
+    let in_force = limit.rlim_cur;
+    if in_force < needed {
+        tracing::warn!(
+            open_files = in_force,
+            needed,
+            "the open-file limit is below limits.live_sockets and the database pool: connections will fail first; \
+             raise it (LimitNOFILE, ulimit -n) or lower limits.live_sockets"
+        );
+    }
+    Some(in_force)
 }
 
 #[cfg(test)]

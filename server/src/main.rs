@@ -122,6 +122,10 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             boardsync::telemetry::init(&settings.log);
+            // Room for every live socket, the pool, and a margin for the rest (the
+            // cache connections, listeners, files).
+            let needed = settings.limits.live_sockets as u64 + u64::from(settings.database.max_connections) + 256;
+            boardsync::limits::raise_open_file_limit(needed);
             let app = Application::build(settings).await?;
             app.run_until_stopped().await.context("serving")?;
             tracing::info!("boardsync stopped");

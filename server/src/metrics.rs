@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use boardsync_actors::metrics::histogram_quantile;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// One registry per application instance, so parallel tests do not share counters.
 #[derive(Clone)]
@@ -13,6 +15,10 @@ pub struct Metrics {
     pub dependency_up: IntGaugeVec,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
+    /// Live sockets open now (set as `/metrics` is read).
+    pub live_sockets: IntGauge,
+    /// Live handshakes refused for a limit, by error code.
+    pub live_sockets_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -37,15 +43,27 @@ impl Metrics {
             &["method", "route"],
         )
         .expect("static metric definition");
+        let live_sockets = IntGauge::new("live_sockets", "Live WebSockets open on this process (limits.live_sockets)")
+            .expect("static metric definition");
+        let live_sockets_refused = IntCounterVec::new(
+            Opts::new(
+                "live_sockets_refused_total",
+                "Live handshakes refused for a limit: server_full (the process) or too_many_sockets (a user)",
+            ),
+            &["code"],
+        )
+        .expect("static metric definition");
         for collector in [
             Box::new(info) as Box<dyn prometheus::core::Collector>,
             Box::new(dependency_up.clone()),
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
+            Box::new(live_sockets.clone()),
+            Box::new(live_sockets_refused.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
-        Self { registry, dependency_up, http_requests, http_duration }
+        Self { registry, dependency_up, http_requests, http_duration, live_sockets, live_sockets_refused }
     }
 
     pub fn registry(&self) -> &Registry {

@@ -129,7 +129,8 @@ pub struct ApiSettings {
     pub cors_allowed_origins: Vec<String>,
 }
 
-/// Per-user limits (each server process keeps its own count).
+/// Per-user limits, and the live sockets of the whole process (each server process
+/// keeps its own counts).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
@@ -716,9 +717,11 @@ mod tests {
 
     #[test]
     fn warm_ups_must_leave_the_pool_connections_for_other_work() {
-        let error = load(&[("BOARDSYNC__WARMUP__MAX_CONCURRENT_SCOPES", "10")]).unwrap_err().to_string();
+        let as_many =
+            [("BOARDSYNC__WARMUP__MAX_CONCURRENT_SCOPES", "10"), ("BOARDSYNC__DATABASE__MAX_CONNECTIONS", "10")];
+        let error = load(&as_many).unwrap_err().to_string();
         assert!(error.contains("warmup.max_concurrent_scopes"), "{error}");
-        load(&[("BOARDSYNC__WARMUP__MAX_CONCURRENT_SCOPES", "10"), ("BOARDSYNC__DATABASE__MAX_CONNECTIONS", "20")])
+        load(&[("BOARDSYNC__WARMUP__MAX_CONCURRENT_SCOPES", "10"), ("BOARDSYNC__DATABASE__MAX_CONNECTIONS", "11")])
             .expect("a pool larger than the warm-ups");
     }
 

@@ -129,7 +129,10 @@ pub async fn live(
         .into());
     }
     let mut response = HttpResponse::from(accepted.finish().map_into_boxed_body());
-    let slot = state.limits.open_socket(&user.id).map_err(ApiError)?;
+    let slot = state.limits.open_socket(&user.id).map_err(|refused| {
+        state.metrics.live_sockets_refused.with_label_values(&[refused.code.as_ref()]).inc();
+        ApiError(refused)
+    })?;
     let (state, joins_presence) = (state.into_inner(), options.presence);
     response.extensions_mut().insert(Switch::new(move |upgraded: Upgraded| {
         let api = &state.settings.api;

@@ -160,7 +160,7 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
     paths.insert(
         "/health".into(),
         json!({ "get": { "summary": "Dependency status and the adapter in use", "security": [],
-        "responses": { "200": { "description": "Healthy" }, "503": { "description": "A dependency is down" } } } }),
+        "responses": { "200": { "description": "Healthy" }, "503": { "description": "A dependency is down (status `degraded`), or the node is stopping (status `shutting_down`)" } } } }),
     );
     paths.insert("/metrics".into(), json!({ "get": { "summary": "Prometheus metrics", "security": [],
         "responses": { "200": { "description": "Text format", "content": { "text/plain": { "schema": { "type": "string" } } } } } } }));
@@ -236,7 +236,11 @@ pub fn document(mut generator: SchemaGenerator, domains: &[DomainDescription], p
         let mut live = operation(
             &format!("WebSocket: the {noun}'s live events, and commands with a reply each"),
             json!({ "101": { "description": "Switching protocols" } }),
-            &[("404", "Unknown scope, or one the caller may not see"), ("429", "Too many live sockets for this user")],
+            &[
+                ("404", "Unknown scope, or one the caller may not see"),
+                ("429", "Too many live sockets for this user"),
+                ("503", "This node holds its most live sockets (`server_full`), or is stopping (`shutting_down`)"),
+            ],
         );
         live["description"] = json!(format!(
             "The token may come as `?token=`. The client sends `{title}ClientFrame` objects (a command, with an optional `ref`, \

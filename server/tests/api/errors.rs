@@ -296,6 +296,13 @@ async fn a_full_node_refuses_a_live_socket_with_503_server_full() {
     let _second = app.live("bob", "chat", "general").await;
     let (status, body) = app.live_refusal("cy", "chat", "general").await;
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("server_full")), "{body}");
+    // An operator sees both: how full the node is, and that it refused someone.
+    let metrics = app.http.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|line| line == "boardsync_live_sockets 2"), "{metrics}");
+    assert!(
+        metrics.lines().any(|line| line == r#"boardsync_live_sockets_refused_total{code="server_full"} 1"#),
+        "{metrics}"
+    );
     drop(first);
     // The closed socket's place comes back once its task has ended.
     let reopened = async {

@@ -164,8 +164,14 @@ async fn stall_outbox(app: &TestApp, domain: &str) -> sqlx::Transaction<'static,
 /// Waits until some backend waits for a lock (the stalled poller, with its batch).
 async fn until_someone_waits(app: &TestApp) {
     for _ in 0..200 {
-        let waiting: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted").fetch_one(&app.pool).await.unwrap();
+        let waiting: i64 = sqlx::query_scalar(
+            // This test's database only: tests run side by side on one cluster.
+            "SELECT count(*) FROM pg_locks WHERE NOT granted
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
         if waiting > 0 {
             return;
         }
