@@ -166,8 +166,10 @@ async fn until_someone_waits(app: &TestApp) {
     for _ in 0..200 {
         let waiting: i64 = sqlx::query_scalar(
             // This test's database only: tests run side by side on one cluster.
+            // (A row lock's wait is on a transaction id, which names no database: the
+            // waiting session's does.)
             "SELECT count(*) FROM pg_locks WHERE NOT granted
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+             AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())",
         )
         .fetch_one(&app.pool)
         .await
