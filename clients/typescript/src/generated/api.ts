@@ -4055,7 +4055,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+                /** @description This node holds its most live sockets (`server_full`), or is stopping (`shutting_down`) */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -4808,7 +4808,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+                /** @description This node holds its most live sockets (`server_full`), or is stopping (`shutting_down`) */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -5495,7 +5495,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+                /** @description This node holds its most live sockets (`server_full`), or is stopping (`shutting_down`) */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -6146,7 +6146,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description PostgreSQL (or the cache) cannot serve now; retry after `Retry-After` seconds */
+                /** @description This node holds its most live sockets (`server_full`), or is stopping (`shutting_down`) */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -6464,7 +6464,7 @@ export interface paths {
                     };
                     content?: never;
                 };
-                /** @description A dependency is down */
+                /** @description A dependency is down (status `degraded`), or the node is stopping (status `shutting_down`) */
                 503: {
                     headers: {
                         [name: string]: unknown;
