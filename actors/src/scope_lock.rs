@@ -14,7 +14,9 @@ pub(crate) async fn try_scope_lock(
     domain: &str,
     scope: &ScopeKey,
 ) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, DomainError> {
-    let mut lock = pool.begin().await.map_err(DomainError::from_sqlx)?;
+    // READ COMMITTED whatever the server's default: a warm-up reads its window in this
+    // transaction after writes restored on another connection, and must see them.
+    let mut lock = pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await.map_err(DomainError::from_sqlx)?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2 || '/' || $3))")
         .bind(keys)
         .bind(domain)

@@ -535,7 +535,15 @@ async fn warm_scope<D: Domain>(
         status.error = None;
     });
     let reading = Instant::now();
-    let items = context.cache.load_window(&mut lock, scope, &settings).await?;
+    // On the lock's connection (a warming scope holds one), in a savepoint rolled back
+    // after: the read's table locks end with it, not with the warm-up (a migration's
+    // DDL would wait for them, and every query behind it).
+    let items = {
+        let mut read = sqlx::Acquire::begin(&mut lock).await.map_err(DomainError::from_sqlx)?;
+        let items = context.cache.load_window(&mut read, scope, &settings).await?;
+        read.rollback().await.map_err(DomainError::from_sqlx)?;
+        items
+    };
     let total = items.len() as u64;
     let load_ms = reading.elapsed().as_millis() as u64;
     context.board.update(D::NAME, scope, |status| {

@@ -110,7 +110,7 @@ pub fn run(
             id: uuid::Uuid::new_v4().to_string(),
             // One channel per batch, 100 channels in turn (boardsync warms a scope's
             // rows together).
-            channel: format!("warm-{}", (i / warm_batch.max(1)) % 100),
+            channel: format!("warm-{}", (i / warm_batch) % 100),
             author: format!("user{}", i % 17),
             text: format!("history message {i}"),
             created_at: now,

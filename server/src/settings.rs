@@ -525,15 +525,20 @@ impl Settings {
                 reason: "must be at least 1".into(),
             });
         }
-        // Each warming scope holds a connection for its run (its lock, and the read
-        // of its window): at as many as the pool has, nothing else (writes, the outbox,
-        // the warm-ups' own other reads) gets one, and warm-ups fail on pool timeouts.
-        if self.warmup.max_concurrent_scopes >= self.database.max_connections as usize {
+        // Each warming scope holds a connection for its run (its lock, and the read of
+        // its window), and a second one while it restores writes the cache may have
+        // lost; the access listener holds one for good. Short of that, warm-ups (and
+        // every request behind them) wait out the pool's timeout, after a cache crash
+        // of all times.
+        let warming = self.warmup.max_concurrent_scopes;
+        let pool = self.database.max_connections as usize;
+        if self.adapter() == AdapterKind::Spacetimedb && 2 * warming + 2 > pool {
             return Err(SettingsError::Rejected {
                 key: "warmup.max_concurrent_scopes",
                 reason: format!(
-                    "must be below database.max_connections ({}): each warming scope holds a connection",
-                    self.database.max_connections
+                    "{warming} warming scopes need up to {} of database.max_connections ({pool}): \
+                     two each, one for the access listener and one for requests",
+                    2 * warming + 2
                 ),
             });
         }
@@ -717,12 +722,20 @@ mod tests {
 
     #[test]
     fn warm_ups_must_leave_the_pool_connections_for_other_work() {
-        let as_many =
-            [("BOARDSYNC__WARMUP__MAX_CONCURRENT_SCOPES", "10"), ("BOARDSYNC__DATABASE__MAX_CONNECTIONS", "10")];
-        let error = load(&as_many).unwrap_err().to_string();
+        let cache = [("SPACETIMEDB_URL", "http://127.0.0.1:3999"), ("BOARDSYNC__SPACETIMEDB__TOKEN", "t")];
+        let with = |pool: &'static str| {
+            let mut vars = cache.to_vec();
+            vars.extend([
+                ("BOARDSYNC__WARMUP__MAX_CONCURRENT_SCOPES", "10"),
+                ("BOARDSYNC__DATABASE__MAX_CONNECTIONS", pool),
+            ]);
+            load(&vars)
+        };
+        let error = with("21").unwrap_err().to_string();
         assert!(error.contains("warmup.max_concurrent_scopes"), "{error}");
-        load(&[("BOARDSYNC__WARMUP__MAX_CONCURRENT_SCOPES", "10"), ("BOARDSYNC__DATABASE__MAX_CONNECTIONS", "11")])
-            .expect("a pool larger than the warm-ups");
+        with("22").expect("two connections per warming scope, and two more");
+        load(&[("BOARDSYNC__WARMUP__MAX_CONCURRENT_SCOPES", "10"), ("BOARDSYNC__DATABASE__MAX_CONNECTIONS", "10")])
+            .expect("the PostgreSQL adapter warms nothing");
     }
 
     #[test]
