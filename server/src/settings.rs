@@ -530,15 +530,16 @@ impl Settings {
         // lost; the access listener holds one for good. Short of that, warm-ups (and
         // every request behind them) wait out the pool's timeout, after a cache crash
         // of all times.
-        let warming = self.warmup.max_concurrent_scopes;
+        // (The scheduler runs at least one.)
+        let warming = self.warmup.max_concurrent_scopes.max(1);
         let pool = self.database.max_connections as usize;
-        if self.adapter() == AdapterKind::Spacetimedb && 2 * warming + 2 > pool {
+        if self.adapter() == AdapterKind::Spacetimedb && warming.saturating_mul(2).saturating_add(2) > pool {
             return Err(SettingsError::Rejected {
                 key: "warmup.max_concurrent_scopes",
                 reason: format!(
                     "{warming} warming scopes need up to {} of database.max_connections ({pool}): \
                      two each, one for the access listener and one for requests",
-                    2 * warming + 2
+                    warming.saturating_mul(2).saturating_add(2)
                 ),
             });
         }
