@@ -21,27 +21,37 @@ struct Bucket {
 pub struct UserLimits {
     settings: LimitSettings,
     buckets: DashMap<UserId, Bucket>,
-    sockets: DashMap<UserId, Arc<AtomicUsize>>,
+    /// Open live sockets per user; a user with none has no entry (the map grows with
+    /// the users connected now, not with every user ever seen).
+    sockets: Arc<DashMap<UserId, usize>>,
     /// Every open live socket, whoever's.
     all_sockets: Arc<AtomicUsize>,
 }
 
 /// One open live socket, counted (for its user, and for the process) until dropped.
 pub struct SocketSlot {
-    count: Arc<AtomicUsize>,
+    user: UserId,
+    sockets: Arc<DashMap<UserId, usize>>,
     all: Arc<AtomicUsize>,
 }
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::SeqCst);
+        // Counted down under the entry's lock, so an open racing this sees either
+        // the entry or its absence, never a count about to be removed.
+        if let dashmap::Entry::Occupied(mut open) = self.sockets.entry(self.user.clone()) {
+            *open.get_mut() -= 1;
+            if *open.get() == 0 {
+                open.remove();
+            }
+        }
         self.all.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl UserLimits {
     pub fn new(settings: LimitSettings) -> Self {
-        Self { settings, buckets: DashMap::new(), sockets: DashMap::new(), all_sockets: Arc::default() }
+        Self { settings, buckets: DashMap::new(), sockets: Arc::default(), all_sockets: Arc::default() }
     }
 
     /// Takes one command from `user`'s allowance, or says when to retry.
@@ -75,11 +85,14 @@ impl UserLimits {
     }
 
     pub fn open_socket(&self, user: &UserId) -> Result<SocketSlot, DomainError> {
-        let count = self.sockets.entry(user.clone()).or_default().clone();
         let max = self.settings.live_sockets_per_user;
-        let open = count.fetch_add(1, Ordering::SeqCst);
+        let open = {
+            let mut count = self.sockets.entry(user.clone()).or_insert(0);
+            *count += 1;
+            *count - 1
+        };
         let open_here = self.all_sockets.fetch_add(1, Ordering::SeqCst);
-        let slot = SocketSlot { count, all: self.all_sockets.clone() };
+        let slot = SocketSlot { user: user.clone(), sockets: self.sockets.clone(), all: self.all_sockets.clone() };
         let most_here = self.settings.live_sockets;
         if most_here > 0 && open_here >= most_here {
             // The node is full, not the user over their share: 503, for a client (or
@@ -168,6 +181,25 @@ mod tests {
         assert_eq!(limits.open_socket(&ada).err().unwrap().code, "too_many_sockets");
         drop(first);
         limits.open_socket(&ada).expect("a closed socket frees its slot");
+    }
+
+    #[test]
+    fn a_user_without_sockets_leaves_no_entry() {
+        let limits = limits(0.0, 1, 0);
+        let slots: Vec<SocketSlot> = (0..3).map(|_| limits.open_socket(&UserId("ada".into())).unwrap()).collect();
+        let refused = UserLimits::new(LimitSettings {
+            commands_per_sec: 0.0,
+            command_burst: 1,
+            live_sockets_per_user: 1,
+            live_sockets: 0,
+        });
+        let _first = refused.open_socket(&UserId("bob".into())).unwrap();
+        assert!(refused.open_socket(&UserId("bob".into())).is_err());
+        assert_eq!(refused.sockets.get(&UserId("bob".into())).map(|count| *count), Some(1), "a refusal is not kept");
+        assert_eq!(limits.sockets.get(&UserId("ada".into())).map(|count| *count), Some(3));
+        drop(slots);
+        assert!(limits.sockets.is_empty(), "the last socket closed removes its user's entry");
+        assert_eq!(limits.open_sockets(), 0);
     }
 
     #[test]
