@@ -84,17 +84,16 @@ impl UserLimits {
         self.all_sockets.load(Ordering::SeqCst)
     }
 
+    /// Counts a new live socket of `user`, unless this process or the user holds
+    /// their most already. A refused socket is never counted, not even for a moment:
+    /// a flood of refused handshakes cannot crowd out others' (the node's count only
+    /// moves under its bound, the user's under its entry's lock).
     pub fn open_socket(&self, user: &UserId) -> Result<SocketSlot, DomainError> {
-        let max = self.settings.live_sockets_per_user;
-        let open = {
-            let mut count = self.sockets.entry(user.clone()).or_insert(0);
-            *count += 1;
-            *count - 1
-        };
-        let open_here = self.all_sockets.fetch_add(1, Ordering::SeqCst);
-        let slot = SocketSlot { user: user.clone(), sockets: self.sockets.clone(), all: self.all_sockets.clone() };
         let most_here = self.settings.live_sockets;
-        if most_here > 0 && open_here >= most_here {
+        let room_here = self.all_sockets.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
+            (most_here == 0 || open < most_here).then_some(open + 1)
+        });
+        if room_here.is_err() {
             // The node is full, not the user over their share: 503, for a client (or
             // a load balancer) to try another node.
             return Err(DomainError::unavailable(
@@ -103,14 +102,24 @@ impl UserLimits {
             )
             .retry_after(5));
         }
-        if max > 0 && open >= max {
+        let max = self.settings.live_sockets_per_user;
+        let over_share = {
+            let mut count = self.sockets.entry(user.clone()).or_insert(0);
+            let over = max > 0 && *count >= max;
+            if !over {
+                *count += 1;
+            }
+            over
+        };
+        if over_share {
+            self.all_sockets.fetch_sub(1, Ordering::SeqCst);
             return Err(DomainError::too_many_requests(
                 "too_many_sockets",
                 format!("at most {max} live sockets per user; close one first"),
                 1,
             ));
         }
-        Ok(slot)
+        Ok(SocketSlot { user: user.clone(), sockets: self.sockets.clone(), all: self.all_sockets.clone() })
     }
 }
 
@@ -217,7 +226,8 @@ mod tests {
             (refused.code.as_ref(), refused.kind, refused.retry_after_secs),
             ("server_full", ErrorKind::Unavailable, Some(5))
         );
-        // A refused socket does not keep its place in the count.
+        // A refused socket is not counted, not even for a moment.
+        assert_eq!(limits.open_sockets(), 2);
         drop(first);
         limits.open_socket(&UserId("cy".into())).expect("a closed socket frees a place");
     }
