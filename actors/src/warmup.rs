@@ -564,19 +564,10 @@ async fn warm_scope<D: Domain>(
     }
     // Recorded first, with the floor it loaded from; the trim then raises the
     // recorded floor in the same transaction as it drops rows (a node holding none
-    // of the scope's rows could not tell the raised floor's place). Both go out
-    // together, a round trip less per scope: each sends its call on its first poll,
-    // in this order, and one connection's reducers run in the order sent. (A trim
-    // behind a superseded end is harmless: it keeps the newest rows and moves the
-    // floor with them, whoever's record it is.)
-    let ended = context.cache.end_warm(scope, claim);
-    match settings.max_items {
-        Some(keep) => {
-            let (ended, trimmed) = tokio::join!(ended, context.cache.trim(scope, keep));
-            ended?;
-            trimmed?;
-        }
-        None => ended.await?,
+    // of the scope's rows could not tell the raised floor's place).
+    context.cache.end_warm(scope, claim).await?;
+    if let Some(keep) = settings.max_items {
+        context.cache.trim(scope, keep).await?;
     }
     lock.commit().await.map_err(DomainError::from_sqlx)?;
     let cache_ms = loading.elapsed().as_millis() as u64;
