@@ -169,6 +169,16 @@ mod tests {
         })
     }
 
+    /// No command rate; at most `per_user` sockets per user and `all` in the process.
+    fn socket_limits(per_user: usize, all: usize) -> UserLimits {
+        UserLimits::new(LimitSettings {
+            commands_per_sec: 0.0,
+            command_burst: 1,
+            live_sockets_per_user: per_user,
+            live_sockets: all,
+        })
+    }
+
     #[test]
     fn a_burst_passes_then_the_rate_holds_with_a_retry_hint() {
         let limits = limits(1.0, 3, 0);
@@ -196,12 +206,7 @@ mod tests {
     fn a_user_without_sockets_leaves_no_entry() {
         let limits = limits(0.0, 1, 0);
         let slots: Vec<SocketSlot> = (0..3).map(|_| limits.open_socket(&UserId("ada".into())).unwrap()).collect();
-        let refused = UserLimits::new(LimitSettings {
-            commands_per_sec: 0.0,
-            command_burst: 1,
-            live_sockets_per_user: 1,
-            live_sockets: 0,
-        });
+        let refused = socket_limits(1, 0);
         let _first = refused.open_socket(&UserId("bob".into())).unwrap();
         assert!(refused.open_socket(&UserId("bob".into())).is_err());
         assert_eq!(refused.sockets.get(&UserId("bob".into())).map(|count| *count), Some(1), "a refusal is not kept");
@@ -213,12 +218,7 @@ mod tests {
 
     #[test]
     fn the_process_holds_at_most_its_sockets_whoever_opens_them() {
-        let limits = UserLimits::new(LimitSettings {
-            commands_per_sec: 0.0,
-            command_burst: 1,
-            live_sockets_per_user: 0,
-            live_sockets: 2,
-        });
+        let limits = socket_limits(0, 2);
         let first = limits.open_socket(&UserId("ada".into())).unwrap();
         let _second = limits.open_socket(&UserId("bob".into())).unwrap();
         let refused = limits.open_socket(&UserId("cy".into())).err().unwrap();
