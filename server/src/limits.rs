@@ -18,9 +18,14 @@ struct Bucket {
     refilled: Instant,
 }
 
+/// Commands between two sweeps of the rate buckets.
+const BUCKET_SWEEP_EVERY: usize = 4096;
+
 pub struct UserLimits {
     settings: LimitSettings,
     buckets: DashMap<UserId, Bucket>,
+    /// Commands counted, for the buckets' sweep.
+    commands: AtomicUsize,
     /// Open live sockets per user; a user with none has no entry (the map grows with
     /// the users connected now, not with every user ever seen).
     sockets: Arc<DashMap<UserId, usize>>,
@@ -51,7 +56,13 @@ impl Drop for SocketSlot {
 
 impl UserLimits {
     pub fn new(settings: LimitSettings) -> Self {
-        Self { settings, buckets: DashMap::new(), sockets: Arc::default(), all_sockets: Arc::default() }
+        Self {
+            settings,
+            buckets: DashMap::new(),
+            commands: AtomicUsize::new(0),
+            sockets: Arc::default(),
+            all_sockets: Arc::default(),
+        }
     }
 
     /// Takes one command from `user`'s allowance, or says when to retry.
@@ -62,15 +73,27 @@ impl UserLimits {
         }
         let burst = self.settings.command_burst.max(1) as f64;
         let now = Instant::now();
-        let mut bucket = self.buckets.entry(user.clone()).or_insert(Bucket { tokens: burst, refilled: now });
-        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
-        bucket.refilled = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            return Ok(());
+        let short = {
+            let mut bucket = self.buckets.entry(user.clone()).or_insert(Bucket { tokens: burst, refilled: now });
+            let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
+            bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+            bucket.refilled = now;
+            if bucket.tokens >= 1.0 {
+                bucket.tokens -= 1.0;
+                None
+            } else {
+                Some(1.0 - bucket.tokens)
+            }
+        };
+        // Now and then (no entry held), the buckets full again go: a new one starts
+        // full, so forgetting them changes no answer, and the map holds the users
+        // active lately, not every user ever seen.
+        if self.commands.fetch_add(1, Ordering::Relaxed) % BUCKET_SWEEP_EVERY == BUCKET_SWEEP_EVERY - 1 {
+            self.buckets
+                .retain(|_, bucket| bucket.tokens + now.duration_since(bucket.refilled).as_secs_f64() * rate < burst);
         }
-        let wait = ((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u64;
+        let Some(short) = short else { return Ok(()) };
+        let wait = (short / rate).ceil().max(1.0) as u64;
         Err(DomainError::too_many_requests(
             "rate_limited",
             format!("more than {rate} commands per second; retry in {wait} s"),
@@ -78,7 +101,6 @@ impl UserLimits {
         ))
     }
 
-    /// Counts one more open live socket of `user`, unless they have the most allowed.
     /// Live sockets open in this process now.
     pub fn open_sockets(&self) -> usize {
         self.all_sockets.load(Ordering::SeqCst)
@@ -189,6 +211,25 @@ mod tests {
         let refused = limits.command(&ada).unwrap_err();
         assert_eq!((refused.code.as_ref(), refused.retry_after_secs), ("rate_limited", Some(1)));
         limits.command(&UserId("bob".into())).expect("another user has their own allowance");
+    }
+
+    #[test]
+    fn buckets_full_again_are_forgotten_without_changing_an_answer() {
+        let limits = limits(1000.0, 2, 0);
+        let busy = UserId("busy".into());
+        limits.command(&busy).unwrap();
+        limits.command(&busy).unwrap();
+        assert_eq!(limits.command(&busy).unwrap_err().code, "rate_limited", "its burst is spent");
+        // Three commands so far: with these, the next one is the sweep's.
+        for i in 0..BUCKET_SWEEP_EVERY - 4 {
+            limits.command(&UserId(format!("once-{i}"))).unwrap();
+        }
+        // At 1,000 a second every bucket is full again after 2 ms.
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        limits.command(&UserId("last".into())).unwrap();
+        let kept: Vec<String> = limits.buckets.iter().map(|entry| entry.key().0.clone()).collect();
+        assert_eq!(kept, ["last"], "only the bucket not full again is kept");
+        limits.command(&busy).expect("refilled, as it would have been if kept");
     }
 
     #[test]
