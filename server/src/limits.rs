@@ -72,9 +72,12 @@ impl UserLimits {
             return Ok(()); // unlimited
         }
         let burst = self.settings.command_burst.max(1) as f64;
-        let now = Instant::now();
         let short = {
-            let mut bucket = self.buckets.entry(user.clone()).or_insert(Bucket { tokens: burst, refilled: now });
+            let mut bucket =
+                self.buckets.entry(user.clone()).or_insert_with(|| Bucket { tokens: burst, refilled: Instant::now() });
+            // Read under the entry's lock: never before the last refill, so no interval
+            // counts twice, and a bucket the sweep dropped was full at this time too.
+            let now = Instant::now();
             let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
             bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
             bucket.refilled = now;
@@ -89,6 +92,7 @@ impl UserLimits {
         // full, so forgetting them changes no answer, and the map holds the users
         // active lately, not every user ever seen.
         if self.commands.fetch_add(1, Ordering::Relaxed) % BUCKET_SWEEP_EVERY == BUCKET_SWEEP_EVERY - 1 {
+            let now = Instant::now();
             self.buckets
                 .retain(|_, bucket| bucket.tokens + now.duration_since(bucket.refilled).as_secs_f64() * rate < burst);
         }
