@@ -31,6 +31,12 @@ pub struct PageLimits {
     pub max: u32,
 }
 
+/// The answer to a write, or a new live socket, once this server's graceful stop has
+/// begun (503; the client retries, here after a restart or on another node).
+pub fn shutting_down() -> DomainError {
+    DomainError::unavailable("shutting_down", "the server is shutting down; retry shortly")
+}
+
 #[async_trait]
 pub trait DomainService: Send + Sync {
     fn name(&self) -> &'static str;
@@ -315,7 +321,7 @@ impl<D: DomainAdapters> DomainService for DomainHandle<D> {
         let command: D::Command = serde_json::from_value(command)
             .map_err(|e| DomainError::invalid("invalid_command", format!("not a valid {} command: {e}", D::NAME)))?;
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(DomainError::unavailable("shutting_down", "the server is shutting down; retry shortly"));
+            return Err(shutting_down());
         }
         D::validate(&command, &self.settings)?;
         let shard = self.until_warm(scope).await?;

@@ -529,17 +529,16 @@ impl Settings {
         // its window), and a second one while it restores writes the cache may have
         // lost; the access listener holds one for good. Short of that, warm-ups (and
         // every request behind them) wait out the pool's timeout, after a cache crash
-        // of all times.
-        // (The scheduler runs at least one.)
+        // of all times. (The scheduler runs at least one warm-up.)
         let warming = self.warmup.max_concurrent_scopes.max(1);
+        let needed = warming.saturating_mul(2).saturating_add(2);
         let pool = self.database.max_connections as usize;
-        if self.adapter() == AdapterKind::Spacetimedb && warming.saturating_mul(2).saturating_add(2) > pool {
+        if self.adapter() == AdapterKind::Spacetimedb && needed > pool {
             return Err(SettingsError::Rejected {
                 key: "warmup.max_concurrent_scopes",
                 reason: format!(
-                    "{warming} warming scopes need up to {} of database.max_connections ({pool}): \
-                     two each, one for the access listener and one for requests",
-                    warming.saturating_mul(2).saturating_add(2)
+                    "{warming} warming scopes need up to {needed} of database.max_connections ({pool}): \
+                     two each, one for the access listener and one for requests"
                 ),
             });
         }

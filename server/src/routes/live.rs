@@ -122,11 +122,7 @@ pub async fn live(
     // A stopping server takes no new socket: it would only be closed again, and a
     // client's reconnect belongs on the next incarnation or another node.
     if *shutting_down.borrow() {
-        return Err(ApiError(DomainError::unavailable(
-            "shutting_down",
-            "the server is shutting down; reconnect shortly",
-        ))
-        .into());
+        return Err(ApiError(boardsync_actors::service::shutting_down()).into());
     }
     let mut response = HttpResponse::from(accepted.finish().map_into_boxed_body());
     let slot = state.limits.open_socket(&user.id).map_err(|refused| {
