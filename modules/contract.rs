@@ -13,6 +13,8 @@
 //!   PostgreSQL.
 //! - `warm_scope` (private): which scopes a warm-up ended in since this cache
 //!   instance started, so that several backends warm each scope once.
+//! - `warm_batches` (private): how many batches the run claiming a scope's warm-up
+//!   has loaded, so that the run ends only once every batch it sent is in.
 //! - `sync_outbox` (private): one entry per write, in the write's transaction, with
 //!   the entity's full state as the module's own `Row`; the backend decodes it with
 //!   the generated type of the same row, drains it into PostgreSQL, and acks. A
@@ -122,6 +124,19 @@ pub struct WarmScope {
     pub claim: String,
     pub done: bool,
     pub floor: String,
+}
+
+/// How many warm-up batches run `claim` loaded, counted in each batch's own
+/// transaction. The backend sends batches without waiting for them: SpacetimeDB
+/// echoes neither the success nor the failure of a call made that way
+/// (`NoSuccessNotify`), so a failed batch would pass unseen. It rolls back its count
+/// with its rows, and `warm_check` and `warm_end` refuse a run whose count falls short
+/// of what it sent.
+#[table(name = warm_batches)]
+pub struct WarmBatches {
+    #[primary_key]
+    pub claim: String,
+    pub loaded: u32,
 }
 
 /// A recorded floor of a scope none of whose history the cache holds whole.
@@ -326,53 +341,136 @@ pub fn apply(
     <crate::Module as Rules>::apply(&write, &settings, command)
 }
 
-/// Loads rows from PostgreSQL into the cache, except over a higher cached version: a
-/// write still on its way to PostgreSQL (or acked after warm-up read it) is newer in
-/// the cache, so warm-up never reverts an edit, resurrects a delete or drops a vote.
-/// Versions alone decide, not pending outbox entries: after a cache crash lost a
-/// tail of writes that the backend then put into PostgreSQL itself, an older pending
-/// entry must not keep PostgreSQL's newer state out of the cache.
+/// Loads rows from PostgreSQL into the cache (read-throughs, outside changes, newer
+/// states found in PostgreSQL), except over a higher cached version: a write still on
+/// its way to PostgreSQL (or acked after it was read) is newer in the cache, so this
+/// never reverts an edit, resurrects a delete or drops a vote. Versions alone decide,
+/// not pending outbox entries: after a cache crash lost a tail of writes that the
+/// backend then put into PostgreSQL itself, an older pending entry must not keep
+/// PostgreSQL's newer state out of the cache. Rows of a purged scope, or of one moved
+/// away, stay out.
 #[reducer]
 pub fn warm(ctx: &ReducerContext, request_id: String, rows: Vec<Row>) -> Result<(), String> {
     let _ = request_id;
     require_owner(ctx)?;
-    // A batch is mostly one scope's rows: whether it was purged is looked up once per
-    // run of rows of one scope, not per row.
+    // Whether a scope is kept out is looked up once per run of rows of one scope.
     let mut last_scope: Option<(String, bool)> = None;
     for row in rows {
         let scope = <crate::Module as Rules>::scope(&row);
-        let forgotten = match &last_scope {
-            Some((known, forgotten)) if known == scope => *forgotten,
+        let kept_out = match &last_scope {
+            Some((known, kept_out)) if known == scope => *kept_out,
             _ => {
-                let forgotten = ctx.db.forgotten_scope().scope().find(scope.to_string()).is_some()
-                    || ctx.db.moving_scope().scope().find(scope.to_string()).is_some_and(|mark| mark.cleared);
-                last_scope = Some((scope.to_string(), forgotten));
-                forgotten
+                let kept_out = kept_out(ctx, scope);
+                last_scope = Some((scope.to_string(), kept_out));
+                kept_out
             }
         };
-        if forgotten {
-            continue;
-        }
-        // Most rows are new to the cache (a cold start) or held as they are (a
-        // re-warm): either takes one insert. Only a row cached with other content is
-        // looked up, and replaced unless the cache's version is newer.
-        if <crate::Module as Rules>::insert_new(ctx, &row) {
-            continue;
-        }
-        match <crate::Module as Rules>::cached_version(ctx, &row) {
-            Some(cached) if cached > <crate::Module as Rules>::version(&row) => {}
-            cached => <crate::Module as Rules>::store(ctx, row, cached.is_some()),
+        if !kept_out {
+            load(ctx, row);
         }
     }
     Ok(())
 }
 
-/// A barrier after `warm`: reducers from one connection run in order, so its success
-/// tells the backend the batch before it ran, without the batch being echoed back.
+/// One batch of `scope`'s warm-up, for run `claim` (refused once another run claimed
+/// the scope or the cache restarted): loaded as [`warm`] loads rows, and counted in
+/// `warm_batches` in the same transaction.
 #[reducer]
-pub fn warm_done(ctx: &ReducerContext, request_id: String) -> Result<(), String> {
+pub fn warm_batch(
+    ctx: &ReducerContext,
+    request_id: String,
+    scope: String,
+    claim: String,
+    rows: Vec<Row>,
+) -> Result<(), String> {
     let _ = request_id;
-    require_owner(ctx)
+    require_owner(ctx)?;
+    claimed(ctx, &scope, &claim)?;
+    // (A batch kept out still counts: it did what it should.)
+    if !kept_out(ctx, &scope) {
+        for row in rows {
+            if <crate::Module as Rules>::scope(&row) != scope {
+                return Err(err("invalid", "foreign_row", "a warm-up batch holds a row of another scope"));
+            }
+            load(ctx, row);
+        }
+    }
+    match ctx.db.warm_batches().claim().find(&claim) {
+        Some(count) => {
+            ctx.db.warm_batches().claim().update(WarmBatches { loaded: count.loaded + 1, ..count });
+        }
+        None => {
+            ctx.db.warm_batches().insert(WarmBatches { claim, loaded: 1 });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `scope`'s rows stay out of the cache: it was purged, or moved away.
+fn kept_out(ctx: &ReducerContext, scope: &str) -> bool {
+    ctx.db.forgotten_scope().scope().find(scope.to_string()).is_some()
+        || ctx.db.moving_scope().scope().find(scope.to_string()).is_some_and(|mark| mark.cleared)
+}
+
+/// Puts a row read from PostgreSQL into the cache unless the cached version is newer.
+fn load(ctx: &ReducerContext, row: Row) {
+    // Most rows are new to the cache (a cold start) or held as they are (a re-warm):
+    // either takes one insert. Only a row cached with other content is looked up,
+    // and replaced unless the cache's version is newer.
+    if <crate::Module as Rules>::insert_new(ctx, &row) {
+        return;
+    }
+    match <crate::Module as Rules>::cached_version(ctx, &row) {
+        Some(cached) if cached > <crate::Module as Rules>::version(&row) => {}
+        cached => <crate::Module as Rules>::store(ctx, row, cached.is_some()),
+    }
+}
+
+/// A barrier between warm-up batches: succeeds only if run `claim` of `scope`'s
+/// warm-up still holds it and loaded all `batches` it sent so far (reducers from one
+/// connection run in order).
+#[reducer]
+pub fn warm_check(
+    ctx: &ReducerContext,
+    request_id: String,
+    scope: String,
+    claim: String,
+    batches: u32,
+) -> Result<(), String> {
+    let _ = request_id;
+    require_owner(ctx)?;
+    loaded_all(ctx, &scope, &claim, batches).map(drop)
+}
+
+fn superseded() -> String {
+    err("unavailable", "warm_up_superseded", "the cache restarted or another run claimed this warm-up")
+}
+
+/// `scope`'s warm-up record, if run `claim` holds it in this cache instance.
+fn claimed(ctx: &ReducerContext, scope: &str, claim: &str) -> Result<WarmScope, String> {
+    match ctx.db.warm_scope().scope().find(scope.to_string()) {
+        Some(row) if row.boot == boot(ctx) && row.claim == claim => Ok(row),
+        _ => Err(superseded()),
+    }
+}
+
+/// [`claimed`], and every one of the `batches` the run sent is loaded.
+fn loaded_all(ctx: &ReducerContext, scope: &str, claim: &str, batches: u32) -> Result<WarmScope, String> {
+    let row = claimed(ctx, scope, claim)?;
+    let loaded = ctx.db.warm_batches().claim().find(claim.to_string()).map_or(0, |count| count.loaded);
+    if loaded != batches {
+        let message = format!("{loaded} of the {batches} batches this warm-up sent are loaded");
+        return Err(err("unavailable", "warm_up_incomplete", message));
+    }
+    Ok(row)
+}
+
+/// Drops `scope`'s warm-up record, with the batch count of the run that claimed it.
+fn drop_warm_record(ctx: &ReducerContext, scope: &str) {
+    if let Some(row) = ctx.db.warm_scope().scope().find(scope.to_string()) {
+        ctx.db.warm_batches().claim().delete(&row.claim);
+        ctx.db.warm_scope().scope().delete(scope.to_string());
+    }
 }
 
 /// Claims `scope`'s warm-up for this cache instance, as run `claim`. Refused with
@@ -398,7 +496,9 @@ pub fn warm_begin(
     // a scope not warmed before is whole in the cache).
     let floor = known.as_ref().map_or_else(|| NONE_CACHED.to_string(), |row| row.floor.clone());
     let row = WarmScope { scope, boot, claim, done: false, floor };
-    if known.is_some() {
+    if let Some(known) = known {
+        // The run this one supersedes counts no more batches.
+        ctx.db.warm_batches().claim().delete(&known.claim);
         ctx.db.warm_scope().scope().update(row);
     } else {
         ctx.db.warm_scope().insert(row);
@@ -415,6 +515,10 @@ pub fn forget_warm_ups(ctx: &ReducerContext, request_id: String) -> Result<(), S
     require_owner(ctx)?;
     // Kept, with their floors (the cache still holds what they say), but no longer
     // warm, and no claim in progress may end.
+    let counts: Vec<String> = ctx.db.warm_batches().iter().map(|count| count.claim).collect();
+    for claim in counts {
+        ctx.db.warm_batches().claim().delete(&claim);
+    }
     let rows: Vec<WarmScope> = ctx.db.warm_scope().iter().collect();
     for row in rows {
         ctx.db.warm_scope().scope().update(WarmScope { done: false, claim: String::new(), ..row });
@@ -423,9 +527,12 @@ pub fn forget_warm_ups(ctx: &ReducerContext, request_id: String) -> Result<(), S
 }
 
 /// Run `claim` of `scope`'s warm-up ended, with the scope's whole history in the
-/// cache from `floor` on. Refused with `warm_up_superseded` if the cache restarted
-/// since it began (what it loaded before may be lost) or another run claimed the
-/// scope since.
+/// cache from `floor` on, and all `batches` it sent loaded; with `keep`, only the
+/// scope's newest `keep` entities stay cached (PostgreSQL keeps all), and the
+/// recorded floor rises with the rows that go, in this same transaction, so that no
+/// backend pages through the gap. Refused with `warm_up_superseded` if the cache
+/// restarted since the run began (what it loaded before may be lost) or another run
+/// claimed the scope since, and with `warm_up_incomplete` if a batch did not load.
 #[reducer]
 pub fn warm_end(
     ctx: &ReducerContext,
@@ -433,17 +540,19 @@ pub fn warm_end(
     scope: String,
     claim: String,
     floor: String,
+    batches: u32,
+    keep: Option<u32>,
 ) -> Result<(), String> {
     let _ = request_id;
     require_owner(ctx)?;
-    let boot = boot(ctx);
-    match ctx.db.warm_scope().scope().find(&scope) {
-        Some(row) if row.boot == boot && row.claim == claim => {
-            ctx.db.warm_scope().scope().update(WarmScope { done: true, floor, ..row });
-            Ok(())
-        }
-        _ => Err(err("unavailable", "warm_up_superseded", "the cache restarted or another run claimed this warm-up")),
-    }
+    let row = loaded_all(ctx, &scope, &claim, batches)?;
+    ctx.db.warm_batches().claim().delete(&claim);
+    let floor = match keep {
+        Some(keep) => <crate::Module as Rules>::trim(ctx, &scope, keep, &floor).unwrap_or(floor),
+        None => floor,
+    };
+    ctx.db.warm_scope().scope().update(WarmScope { done: true, floor, ..row });
+    Ok(())
 }
 
 /// An outbox entry as the backend acknowledges it: its sequence number and the call
@@ -476,23 +585,6 @@ pub fn ack_outbox(ctx: &ReducerContext, request_id: String, epoch: u64, acks: Ve
     Ok(())
 }
 
-/// Keeps only a scope's newest `keep` entities in the cache (PostgreSQL keeps all).
-#[reducer]
-pub fn trim(ctx: &ReducerContext, request_id: String, scope: String, keep: u32) -> Result<(), String> {
-    let _ = request_id;
-    require_owner(ctx)?;
-    // The recorded floor moves in the same transaction as the rows go, so that no
-    // backend pages through the gap the trim left.
-    let recorded = ctx.db.warm_scope().scope().find(&scope);
-    let floor = recorded.as_ref().map_or(NONE_CACHED, |row| row.floor.as_str()).to_string();
-    if let Some(raised) = <crate::Module as Rules>::trim(ctx, &scope, keep, &floor) {
-        if let Some(row) = recorded {
-            ctx.db.warm_scope().scope().update(WarmScope { floor: raised, ..row });
-        }
-    }
-    Ok(())
-}
-
 /// Purges a scope from the cache: its rows, and its outbox entries (the backend has
 /// already deleted the scope's data in PostgreSQL, under a lock the outbox's writes
 /// take too, and drops any entry of it still on its way). Commands to it are refused
@@ -504,7 +596,7 @@ pub fn forget_scope(ctx: &ReducerContext, request_id: String, scope: String) -> 
     if ctx.db.forgotten_scope().scope().find(&scope).is_none() {
         ctx.db.forgotten_scope().insert(ForgottenScope { scope: scope.clone() });
     }
-    ctx.db.warm_scope().scope().delete(&scope);
+    drop_warm_record(ctx, &scope);
     // A purged scope is gone from here, moving or not.
     ctx.db.moving_scope().scope().delete(&scope);
     let entries: Vec<u64> = ctx
@@ -579,7 +671,7 @@ pub fn release_scope(ctx: &ReducerContext, request_id: String, scope: String) ->
     if has_pending(ctx, &scope) {
         return Err(not_drained());
     }
-    ctx.db.warm_scope().scope().delete(&scope);
+    drop_warm_record(ctx, &scope);
     <crate::Module as Rules>::forget(ctx, &scope);
     ctx.db.moving_scope().scope().update(MovingScope { cleared: true, ..mark });
     Ok(())
@@ -596,7 +688,7 @@ pub fn take_scope(ctx: &ReducerContext, request_id: String, scope: String) -> Re
     if has_pending(ctx, &scope) {
         return Err(not_drained());
     }
-    ctx.db.warm_scope().scope().delete(&scope);
+    drop_warm_record(ctx, &scope);
     <crate::Module as Rules>::forget(ctx, &scope);
     ctx.db.moving_scope().scope().delete(&scope);
     ctx.db.forgotten_scope().scope().delete(&scope);

@@ -470,6 +470,13 @@ fn batches<D: Domain>(items: &[D::Item], rows: usize, bytes: usize) -> Vec<&[D::
     batches
 }
 
+/// Warm-up batches of one scope sent before waiting for them to load: enough that
+/// a scope's batches follow each other in the cache without a round trip between
+/// them, few enough that what is on its way stays small (a batch may be
+/// `batch_bytes`, several MiB) and the cache's per-connection queue of incoming
+/// messages (2,048 in SpacetimeDB 1.2, shared by every warming scope) stays far off.
+const BATCHES_IN_FLIGHT: u32 = 4;
+
 /// The first key of the two-key advisory lock a scope's warm-up holds (the second is
 /// `hashtext('<domain>/<scope>')`): apart from every other lock boardsync takes.
 pub const WARMUP_LOCKS: i32 = 0x6273_776d; // "bswm"
@@ -551,24 +558,34 @@ async fn warm_scope<D: Domain>(
         status.load_ms = Some(load_ms);
     });
     let loading = Instant::now();
-    let mut loaded = 0u64;
-    for batch in batches::<D>(&items, settings.batch_size as usize, settings.batch_bytes) {
-        context.cache.warm(scope, batch.to_vec()).await?;
-        loaded += batch.len() as u64;
-        context
-            .metrics
-            .warmup_rows
-            .with_label_values(&[context.cache.shard().unit.as_str()])
-            .inc_by(batch.len() as u64);
+    // Batches go out without waiting for each (a scope's next batch would otherwise
+    // queue in the cache behind every other warming scope's); a check every
+    // BATCHES_IN_FLIGHT of them bounds what is on its way. The end is refused unless
+    // every batch loaded, and trims the scope's window in the same transaction.
+    let batches = batches::<D>(&items, settings.batch_size as usize, settings.batch_bytes);
+    let (mut sent, mut loaded, mut unconfirmed) = (0u32, 0u64, 0u64);
+    let shard_unit = context.cache.shard().unit.clone();
+    let confirmed = |rows: &mut u64, loaded: &mut u64| {
+        *loaded += *rows;
+        context.metrics.warmup_rows.with_label_values(&[shard_unit.as_str()]).inc_by(*rows);
+        *rows = 0;
+        let loaded = *loaded;
         context.board.update(D::NAME, scope, |status| status.rows_loaded = loaded);
+    };
+    for (index, batch) in batches.iter().enumerate() {
+        context.cache.send_warm_batch(scope, &claim, batch)?;
+        sent += 1;
+        unconfirmed += batch.len() as u64;
+        if sent % BATCHES_IN_FLIGHT == 0 && index + 1 < batches.len() {
+            context.cache.check_warm(scope, &claim, sent).await?;
+            confirmed(&mut unconfirmed, &mut loaded);
+        }
     }
-    // Recorded first, with the floor it loaded from; the trim then raises the
-    // recorded floor in the same transaction as it drops rows (a node holding none
-    // of the scope's rows could not tell the raised floor's place).
-    context.cache.end_warm(scope, claim).await?;
-    if let Some(keep) = settings.max_items {
-        context.cache.trim(scope, keep).await?;
-    }
+    // The end records the floor it loaded from; a trim then raises the recorded floor
+    // as it drops rows (a node holding none of the scope's rows could not tell the
+    // raised floor's place).
+    context.cache.end_warm(scope, claim, sent, settings.max_items).await?;
+    confirmed(&mut unconfirmed, &mut loaded);
     lock.commit().await.map_err(DomainError::from_sqlx)?;
     let cache_ms = loading.elapsed().as_millis() as u64;
     context.board.update(D::NAME, scope, |status| status.cache_ms = Some(cache_ms));

@@ -3,9 +3,10 @@
 //! backend's identity (its owner), on a database of its own with no boardsync on it:
 //! - `apply` called pipelined on one connection: the rate sustained writes could
 //!   reach if boardsync added nothing;
-//! - `warm` with batches of rows, pipelined, as boardsync sends them (each batch one
-//!   channel's rows, no success echo, a `warm_done` barrier behind): what one
-//!   connection's warm-up reaches.
+//! - `warm_batch` with batches of rows, pipelined, as boardsync sends them (each
+//!   batch one channel's rows, claimed by `warm_begin` first, no outcome echoed, a
+//!   `warm_check` barrier per channel behind them): what one connection's warm-up
+//!   reaches.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -69,15 +70,16 @@ pub fn run(
     conn.reducers.on_apply(move |ctx, _, _, _, _, _| {
         let _ = applied_tx.send(matches!(ctx.event.status, Status::Committed));
     });
-    // As boardsync warms: batches without their success echoed back (a batch is
-    // large), and a `warm_done` barrier behind them, whose success says they ran.
-    conn.set_reducer_flags().warm(CallReducerFlags::NoSuccessNotify);
-    let (warmed_tx, warmed) = mpsc::channel();
-    let failed_tx = warmed_tx.clone();
-    conn.reducers.on_warm(move |ctx, _, _| {
-        let _ = failed_tx.send(matches!(ctx.event.status, Status::Committed));
+    // As boardsync warms: each channel claimed first, batches without any outcome
+    // echoed back (a batch is large), and a `warm_check` barrier per channel behind
+    // them, whose success says all of its batches loaded.
+    conn.set_reducer_flags().warm_batch(CallReducerFlags::NoSuccessNotify);
+    let (claimed_tx, claimed) = mpsc::channel();
+    conn.reducers.on_warm_begin(move |ctx, _, _, _, _| {
+        let _ = claimed_tx.send(matches!(ctx.event.status, Status::Committed));
     });
-    conn.reducers.on_warm_done(move |ctx, _| {
+    let (warmed_tx, warmed) = mpsc::channel();
+    conn.reducers.on_warm_check(move |ctx, _, _, _, _| {
         let _ = warmed_tx.send(matches!(ctx.event.status, Status::Committed));
     });
     conn.run_threaded();
@@ -124,15 +126,31 @@ pub fn run(
         .map(<[Message]>::to_vec)
         .collect();
     let count = batches.len();
+    let mut channels: Vec<(String, u32)> = Vec::new();
+    for rows in &batches {
+        let channel = &rows[0].channel;
+        match channels.iter_mut().find(|(known, _)| known == channel) {
+            Some((_, sent)) => *sent += 1,
+            None => channels.push((channel.clone(), 1)),
+        }
+    }
+    for (channel, _) in &channels {
+        conn.reducers.warm_begin(format!("raw-claim-{channel}"), channel.clone(), true, format!("claim-{channel}"))?;
+    }
+    if outcomes(&claimed, channels.len())? != 0 {
+        bail!("the chat module refused to begin a warm-up");
+    }
     let meter = CpuMeter::start(watched);
     let started = Instant::now();
     for (i, rows) in batches.into_iter().enumerate() {
-        conn.reducers.warm(format!("raw-warm-{i}"), rows)?;
+        let channel = rows[0].channel.clone();
+        conn.reducers.warm_batch(format!("raw-warm-{i}"), channel.clone(), format!("claim-{channel}"), rows)?;
     }
-    conn.reducers.warm_done("raw-warm-done".into())?;
-    // The barrier's outcome (a failed batch's outcome comes first).
-    if outcomes(&warmed, 1)? != 0 {
-        bail!("the chat module refused a warm-up batch ({count} sent)");
+    for (channel, sent) in &channels {
+        conn.reducers.warm_check(format!("raw-check-{channel}"), channel.clone(), format!("claim-{channel}"), *sent)?;
+    }
+    if outcomes(&warmed, channels.len())? != 0 {
+        bail!("the chat module did not load every warm-up batch ({count} sent)");
     }
     let warm_rows_per_sec = warm_rows as f64 / started.elapsed().as_secs_f64();
     let warm_cpu = meter.stop();

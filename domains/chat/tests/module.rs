@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use boardsync_chat::module_bindings::*;
 use boardsync_testkit::TestSpacetime;
-use spacetimedb_sdk::{DbContext, Status, Table};
+use spacetimedb_sdk::__codegen::__ws::CallReducerFlags;
+use spacetimedb_sdk::{DbContext, Status, Table, Timestamp};
 
 const WAIT: Duration = Duration::from_secs(10);
 const MESSAGE_ID: &str = "6f1c1b9e-1d2f-4c57-9a59-2b9f3c1d7a10";
@@ -119,8 +120,10 @@ async fn no_data_changing_reducer_accepts_a_caller_that_is_not_the_backend() {
     let calls = [
         ("apply", serde_json::json!(["r", "general", "mallory", true, send_json()])),
         ("warm", serde_json::json!(["r", []])),
+        ("warm_begin", serde_json::json!(["r", "general", true, "run"])),
+        ("warm_batch", serde_json::json!(["r", "general", "run", []])),
+        ("warm_end", serde_json::json!(["r", "general", "run", "", 0, { "some": 1 }])),
         ("ack_outbox", serde_json::json!(["r", 1, [{ "seq": 1, "request_id": "r" }]])),
-        ("trim", serde_json::json!(["r", "general", 0])),
         ("configure", serde_json::json!(["r", SETTINGS])),
     ];
     for (reducer, args) in &calls {
@@ -145,5 +148,93 @@ async fn no_data_changing_reducer_accepts_a_caller_that_is_not_the_backend() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    stdb.delete().await;
+}
+
+/// A message row as warm-up reads it from PostgreSQL.
+fn stored(id: &str, channel: &str) -> Message {
+    Message {
+        id: id.into(),
+        channel: channel.into(),
+        author: "ann".into(),
+        text: format!("history {id}"),
+        created_at: Timestamp::now(),
+        edited_at: None,
+        deleted: false,
+        reactions: Vec::new(),
+        version: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_up_ends_only_once_every_batch_it_sent_has_loaded() {
+    let stdb = TestSpacetime::publish("chat").await;
+    let (conn, _inserted) = connect(&stdb, Some(stdb.token.clone()));
+    // As the backend sends batches: SpacetimeDB then reports no outcome of theirs, not
+    // even a failure.
+    conn.set_reducer_flags().warm_batch(CallReducerFlags::NoSuccessNotify);
+    let (outcome_tx, outcomes) = mpsc::channel::<(String, Result<(), String>)>();
+    let report = |tx: &mpsc::Sender<(String, Result<(), String>)>, id: &String, status: &Status| {
+        let outcome = match status {
+            Status::Committed => Ok(()),
+            Status::Failed(message) => Err(message.to_string()),
+            Status::OutOfEnergy => Err("out of energy".into()),
+        };
+        let _ = tx.send((id.clone(), outcome));
+    };
+    let tx = outcome_tx.clone();
+    conn.reducers.on_warm_begin(move |ctx, id, _, _, _| report(&tx, id, &ctx.event.status));
+    let tx = outcome_tx.clone();
+    conn.reducers.on_warm_check(move |ctx, id, _, _, _| report(&tx, id, &ctx.event.status));
+    let tx = outcome_tx.clone();
+    conn.reducers.on_warm_end(move |ctx, id, _, _, _, _, _| report(&tx, id, &ctx.event.status));
+    let tx = outcome_tx;
+    conn.reducers.on_warm_batch(move |ctx, id, _, _, _| report(&tx, id, &ctx.event.status));
+    // A batch that changed rows this connection subscribes to is heard of as any
+    // subscriber hears of it (the backend counts on none of that).
+    let outcome = |want: &str| -> Result<(), String> {
+        loop {
+            let (id, outcome) = outcomes.recv_timeout(WAIT).expect("an outcome");
+            if !id.starts_with("batch") {
+                assert_eq!(id, want, "outcomes come in order");
+                return outcome;
+            }
+        }
+    };
+    let cached = |id: &str| conn.db.message().iter().any(|row| row.id == id);
+
+    conn.reducers.warm_begin("begin-1".into(), "general".into(), true, "run-1".into()).unwrap();
+    outcome("begin-1").unwrap();
+    conn.reducers
+        .warm_batch("batch-1".into(), "general".into(), "run-1".into(), vec![stored("m1", "general")])
+        .unwrap();
+    // This batch fails (a row of another channel): its rows and its count roll back.
+    let foreign = vec![stored("m2", "general"), stored("m3", "random")];
+    conn.reducers.warm_batch("batch-2".into(), "general".into(), "run-1".into(), foreign).unwrap();
+    conn.reducers.warm_end("end-1".into(), "general".into(), "run-1".into(), String::new(), 2, None).unwrap();
+    let refused = outcome("end-1").unwrap_err();
+    assert!(refused.contains("warm_up_incomplete"), "{refused}");
+    conn.reducers.warm_check("check-1".into(), "general".into(), "run-1".into(), 1).unwrap();
+    outcome("check-1").expect("the first batch loaded");
+    assert!(cached("m1"));
+    assert!(!cached("m2") && !cached("m3"), "the failed batch left nothing");
+
+    // Another run claims the scope: the first one loads nothing more and cannot end.
+    conn.reducers.warm_begin("begin-2".into(), "general".into(), true, "run-2".into()).unwrap();
+    outcome("begin-2").unwrap();
+    conn.reducers
+        .warm_batch("batch-3".into(), "general".into(), "run-1".into(), vec![stored("m4", "general")])
+        .unwrap();
+    conn.reducers.warm_end("end-old".into(), "general".into(), "run-1".into(), String::new(), 1, None).unwrap();
+    let refused = outcome("end-old").unwrap_err();
+    assert!(refused.contains("warm_up_superseded"), "{refused}");
+    conn.reducers
+        .warm_batch("batch-4".into(), "general".into(), "run-2".into(), vec![stored("m5", "general")])
+        .unwrap();
+    conn.reducers.warm_end("end-2".into(), "general".into(), "run-2".into(), String::new(), 1, None).unwrap();
+    outcome("end-2").expect("every batch of the run holding the scope loaded");
+    assert!(cached("m5"));
+    assert!(!cached("m4"), "a superseded run's batch loads nothing");
+    conn.disconnect().unwrap();
     stdb.delete().await;
 }

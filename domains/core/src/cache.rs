@@ -135,9 +135,20 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
         window: &WarmupSettings,
     ) -> Result<Vec<D::Item>, DomainError>;
 
-    /// Loads one batch into the cache. Never undoes a write still pending in the
-    /// outbox, and never replaces a newer cached version.
+    /// Loads items read from PostgreSQL outside a warm-up (a replayed dead letter)
+    /// and waits for them. Never undoes a write still pending in the outbox, and never
+    /// replaces a newer cached version.
     async fn warm(&self, scope: &ScopeKey, batch: Vec<D::Item>) -> Result<(), DomainError>;
+
+    /// Sends one batch of run `claim` of `scope`'s warm-up, without waiting for it: a
+    /// later [`Cache::check_warm`] or [`Cache::end_warm`] tells whether it loaded. A
+    /// batch never undoes a write still pending in the outbox, and never replaces a
+    /// newer cached version.
+    fn send_warm_batch(&self, scope: &ScopeKey, claim: &str, batch: &[D::Item]) -> Result<(), DomainError>;
+
+    /// Waits until every batch sent so far (`batches` of them) by run `claim` ran: an
+    /// error if one failed, or if the run no longer holds the scope's warm-up.
+    async fn check_warm(&self, scope: &ScopeKey, claim: &str, batches: u32) -> Result<(), DomainError>;
 
     /// Claims `scope`'s warm-up in the cache: the claim to end it with, or `None`
     /// when a warm-up of it (by any backend) ended since the cache last started, so
@@ -150,9 +161,17 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     async fn forget_warm_ups(&self) -> Result<(), DomainError>;
 
     /// Records in the cache that `scope`'s warm-up (`claim`) ended, with where the
-    /// scope's whole history in the cache begins (every backend takes that over);
-    /// refused if the cache restarted or another run claimed the scope since.
-    async fn end_warm(&self, scope: &ScopeKey, claim: String) -> Result<(), DomainError>;
+    /// scope's whole history in the cache begins (every backend takes that over), once
+    /// all `batches` it sent loaded; with `keep`, only the scope's newest `keep` items
+    /// stay cached (PostgreSQL keeps all), dropped in the same transaction. Refused if
+    /// a batch failed, or the cache restarted or another run claimed the scope since.
+    async fn end_warm(
+        &self,
+        scope: &ScopeKey,
+        claim: String,
+        batches: u32,
+        keep: Option<u32>,
+    ) -> Result<(), DomainError>;
 
     /// `scope` finished warming: its live subscribers are told to resync, since a
     /// snapshot they asked for while it warmed was refused (503 `scope_warming`), and
@@ -187,9 +206,6 @@ pub trait Cache<D: Domain>: Send + Sync + 'static {
     /// How many writes of `scope` PostgreSQL may still lack: in this cache's outbox,
     /// or kept by this backend.
     fn pending_in(&self, scope: &ScopeKey) -> usize;
-
-    /// Drops `scope`'s cached items beyond the newest `keep` (PostgreSQL keeps them).
-    async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError>;
 
     /// Unacknowledged outbox entries, oldest first, at most `limit`.
     fn pending(&self, limit: usize) -> Vec<Pending<D>> {

@@ -3,8 +3,9 @@
 //! poller) on top of a small per-domain [`CacheBinding`].
 //!
 //! Every boardsync module keeps the same contract (`modules/contract.rs`): an
-//! `apply` reducer taking the domain's command as JSON, `warm`/`warm_done`,
-//! `ack_outbox`, `configure` and `trim`, the `owner`, `cache_epoch`,
+//! `apply` reducer taking the domain's command as JSON, `warm`, the warm-up's
+//! `warm_begin`/`warm_batch`/`warm_check`/`warm_end`, `ack_outbox` and `configure`,
+//! the `owner`, `cache_epoch`,
 //! `module_settings` and `sync_outbox` tables, and a `sync_outbox.payload` of the
 //! module's own row type. The generated bindings of those share names but no trait,
 //! so [`spacetime_module!`](crate::spacetime_module) implements [`ModuleLink`] for a
@@ -168,13 +169,30 @@ pub trait ModuleLink: Send + Sync + Sized + 'static {
         owns_scope: bool,
         command: String,
     ) -> Result<(), spacetimedb_sdk::Error>;
-    /// Sends a warm-up batch (its success is not echoed) and the `warm_done` barrier.
+    /// Loads rows read from PostgreSQL (unless the cache holds a newer version).
     fn warm(&self, request_id: String, rows: Vec<Self::Row>) -> Result<(), spacetimedb_sdk::Error>;
+    /// Sends one batch of run `claim` of `scope`'s warm-up. Neither its success nor its
+    /// failure comes back (a batch is large): `warm_check` and `warm_end` count it.
+    fn warm_batch(
+        &self,
+        request_id: String,
+        scope: String,
+        claim: String,
+        rows: Vec<Self::Row>,
+    ) -> Result<(), spacetimedb_sdk::Error>;
+    /// Succeeds if run `claim` still holds `scope`'s warm-up and loaded all `batches`
+    /// it sent so far.
+    fn warm_check(
+        &self,
+        request_id: String,
+        scope: String,
+        claim: String,
+        batches: u32,
+    ) -> Result<(), spacetimedb_sdk::Error>;
     /// Acknowledges entries, as (sequence, request id), read from cache incarnation
     /// `epoch` (refused by any other).
     fn ack(&self, request_id: String, epoch: u64, entries: Vec<(u64, String)>) -> Result<(), spacetimedb_sdk::Error>;
     fn configure(&self, request_id: String, settings: String) -> Result<(), spacetimedb_sdk::Error>;
-    fn trim(&self, request_id: String, scope: String, keep: u32) -> Result<(), spacetimedb_sdk::Error>;
     fn forget_scope(&self, request_id: String, scope: String) -> Result<(), spacetimedb_sdk::Error>;
     fn remember_scope(&self, request_id: String, scope: String) -> Result<(), spacetimedb_sdk::Error>;
     /// The contract's `freeze_scope`, `thaw_scope`, `release_scope` and `take_scope`
@@ -192,13 +210,18 @@ pub trait ModuleLink: Send + Sync + Sized + 'static {
     ) -> Result<(), spacetimedb_sdk::Error>;
     /// Forgets every warm-up record.
     fn forget_warm_ups(&self, request_id: String) -> Result<(), spacetimedb_sdk::Error>;
-    /// Records that run `claim` of a scope's warm-up ended, with its floor.
+    /// Records that run `claim` of a scope's warm-up ended, with its floor, once all
+    /// `batches` it sent are loaded; with `keep`, trims the scope to its newest `keep`
+    /// entities in the same transaction.
+    #[allow(clippy::too_many_arguments)]
     fn warm_end(
         &self,
         request_id: String,
         scope: String,
         claim: String,
         floor: String,
+        batches: u32,
+        keep: Option<u32>,
     ) -> Result<(), spacetimedb_sdk::Error>;
 }
 
@@ -221,7 +244,7 @@ pub trait SessionSink<Row>: Send + Sync + 'static {
     fn acked(&self, seq: u64, request_id: &str, in_postgres: bool);
     /// The outcome of a client's `apply`.
     fn client_outcome(&self, request_id: &str, status: &Status);
-    /// The outcome of an owner reducer (warm, warm_done, ack, configure, trim).
+    /// The outcome of an owner reducer (warm, warm_check, warm_end, ack, configure, ...).
     fn owner_outcome(&self, request_id: &str, status: &Status);
     /// The cache recorded where `scope`'s whole history in it begins (a warm-up
     /// ended or began, or a trim dropped older rows; this backend's or another's):
@@ -304,7 +327,7 @@ pub trait CacheBinding: PostgresBinding {
     type Module: ModuleLink;
     /// A scope's snapshot order (newest last).
     type Order: Ord + Clone + Send + Sync + 'static;
-    /// Whether a scope's window may be trimmed (the module's `trim` does something).
+    /// Whether a scope's window may be trimmed (the module's `Rules::trim` does something).
     const TRIMS: bool = false;
 
     fn item(row: &RowOf<Self>) -> Option<Self::Item>;
@@ -1491,6 +1514,17 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         self.shared.link.owner_call(move |c, request_id| c.warm(request_id, rows)).await
     }
 
+    fn send_warm_batch(&self, scope: &ScopeKey, claim: &str, batch: &[D::Item]) -> Result<(), DomainError> {
+        let rows: Vec<RowOf<D>> = batch.iter().map(D::row).collect();
+        let (key, claim) = (scope.to_string(), claim.to_string());
+        self.shared.link.owner_send(move |c, request_id| c.warm_batch(request_id, key, claim, rows))
+    }
+
+    async fn check_warm(&self, scope: &ScopeKey, claim: &str, batches: u32) -> Result<(), DomainError> {
+        let (key, claim) = (scope.to_string(), claim.to_string());
+        self.shared.link.owner_call(move |c, request_id| c.warm_check(request_id, key, claim, batches)).await
+    }
+
     fn warmed(&self, scope: &ScopeKey) {
         self.shared.live.resync(scope);
     }
@@ -1536,14 +1570,39 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         self.shared.link.owner_call(|c, request_id| c.forget_warm_ups(request_id)).await
     }
 
-    async fn end_warm(&self, scope: &ScopeKey, claim: String) -> Result<(), DomainError> {
+    async fn end_warm(
+        &self,
+        scope: &ScopeKey,
+        claim: String,
+        batches: u32,
+        keep: Option<u32>,
+    ) -> Result<(), DomainError> {
         let floor = match self.shared.floors.lock().expect("floors lock").get(scope) {
             None => WHOLE.to_string(),
             Some(Floor::Everything) => NONE_CACHED.to_string(),
             Some(Floor::At(_, entity)) => entity.clone(),
         };
+        let keep = keep.filter(|_| D::TRIMS);
         let key = scope.to_string();
-        self.shared.link.owner_call(move |c, request_id| c.warm_end(request_id, key, claim, floor)).await
+        self.shared
+            .link
+            .owner_call(move |c, request_id| c.warm_end(request_id, key, claim, floor, batches, keep))
+            .await?;
+        // The module raised the recorded floor with the rows it dropped: a backend not
+        // holding the scope's rows takes it when it subscribes to the scope; this one,
+        // holding them, sees the window now start at the newest `keep`-th item (older
+        // pending ones stay cached, but not as whole history).
+        let Some(keep) = keep.filter(|_| self.shared.holds_rows(scope.as_str())) else { return Ok(()) };
+        if let Some((order, entity)) = self.shared.index.newest(scope.as_str(), None, keep as usize).pop() {
+            let mut floors = self.shared.floors.lock().expect("floors lock");
+            let floor = floors.entry(scope.clone()).or_insert_with(|| Floor::At(order.clone(), entity.clone()));
+            if let Floor::At(floor_order, floor_entity) = floor {
+                if (&order, &entity) > (&*floor_order, &*floor_entity) {
+                    *floor = Floor::At(order, entity);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn scope_of(&self, item: &D::Item) -> String {
@@ -1575,32 +1634,6 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
             .count();
         let retained = self.shared.retained.lock().expect("retained lock");
         in_outbox.max(retained.writes.values().filter(|(_, of, _, _)| of == scope).count())
-    }
-
-    async fn trim(&self, scope: &ScopeKey, keep: u32) -> Result<(), DomainError> {
-        let counted = self.shared.holds_rows(scope.as_str());
-        if !D::TRIMS || (counted && self.shared.index.len(scope.as_str()) <= keep as usize) {
-            return Ok(()); // nothing to drop: spare the round trip
-        }
-        let key = scope.to_string();
-        self.shared.link.owner_call(move |c, request_id| c.trim(request_id, key, keep)).await?;
-        if !counted {
-            // The module raised the recorded floor with the rows it dropped: this
-            // backend takes it when it subscribes to the scope.
-            return Ok(());
-        }
-        // The window now starts at the newest `keep`-th item (older pending ones stay
-        // cached, but not as whole history).
-        if let Some((order, entity)) = self.shared.index.newest(scope.as_str(), None, keep as usize).pop() {
-            let mut floors = self.shared.floors.lock().expect("floors lock");
-            let floor = floors.entry(scope.clone()).or_insert_with(|| Floor::At(order.clone(), entity.clone()));
-            if let Floor::At(floor_order, floor_entity) = floor {
-                if (&order, &entity) > (&*floor_order, &*floor_entity) {
-                    *floor = Floor::At(order, entity);
-                }
-            }
-        }
-        Ok(())
     }
 
     fn pending_except(&self, taken: &BTreeSet<u64>, limit: usize) -> Vec<Pending<D>> {
@@ -1827,19 +1860,17 @@ macro_rules! spacetime_module {
                     });
                     let s = sink.clone();
                     connection.reducers.on_apply(move |ctx, request_id, _, _, _, _| s.client_outcome(request_id, &ctx.event.status));
-                    // Warm-up batches are large: their success is not echoed back; the
-                    // `warm_done` barrier behind each confirms it.
-                    connection.set_reducer_flags().warm(CallReducerFlags::NoSuccessNotify);
+                    // Warm-up batches are large: no outcome of theirs comes back (nor does
+                    // a failure, called so); `warm_check` and `warm_end` count them.
+                    connection.set_reducer_flags().warm_batch(CallReducerFlags::NoSuccessNotify);
                     let s = sink.clone();
                     connection.reducers.on_warm(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
-                    connection.reducers.on_warm_done(move |ctx, request_id| s.owner_outcome(request_id, &ctx.event.status));
+                    connection.reducers.on_warm_check(move |ctx, request_id, _, _, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
                     connection.reducers.on_ack_outbox(move |ctx, request_id, _, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
                     connection.reducers.on_configure(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
-                    let s = sink.clone();
-                    connection.reducers.on_trim(move |ctx, request_id, _, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
                     connection.reducers.on_forget_scope(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
@@ -1847,7 +1878,7 @@ macro_rules! spacetime_module {
                     let s = sink.clone();
                     connection.reducers.on_warm_begin(move |ctx, request_id, _, _, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
-                    connection.reducers.on_warm_end(move |ctx, request_id, _, _, _| s.owner_outcome(request_id, &ctx.event.status));
+                    connection.reducers.on_warm_end(move |ctx, request_id, _, _, _, _, _| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
                     connection.reducers.on_forget_warm_ups(move |ctx, request_id| s.owner_outcome(request_id, &ctx.event.status));
                     let s = sink.clone();
@@ -1961,8 +1992,15 @@ macro_rules! spacetime_module {
                 }
 
                 fn warm(&self, request_id: String, rows: Vec<$row>) -> SdkResult<()> {
-                    self.reducers.warm(request_id.clone(), rows)?;
-                    self.reducers.warm_done(request_id)
+                    self.reducers.warm(request_id, rows)
+                }
+
+                fn warm_batch(&self, request_id: String, scope: String, claim: String, rows: Vec<$row>) -> SdkResult<()> {
+                    self.reducers.warm_batch(request_id, scope, claim, rows)
+                }
+
+                fn warm_check(&self, request_id: String, scope: String, claim: String, batches: u32) -> SdkResult<()> {
+                    self.reducers.warm_check(request_id, scope, claim, batches)
                 }
 
                 fn ack(&self, request_id: String, epoch: u64, entries: Vec<(u64, String)>) -> SdkResult<()> {
@@ -1972,10 +2010,6 @@ macro_rules! spacetime_module {
 
                 fn configure(&self, request_id: String, settings: String) -> SdkResult<()> {
                     self.reducers.configure(request_id, settings)
-                }
-
-                fn trim(&self, request_id: String, scope: String, keep: u32) -> SdkResult<()> {
-                    self.reducers.trim(request_id, scope, keep)
                 }
 
                 fn forget_scope(&self, request_id: String, scope: String) -> SdkResult<()> {
@@ -2004,8 +2038,16 @@ macro_rules! spacetime_module {
                     self.reducers.forget_warm_ups(request_id)
                 }
 
-                fn warm_end(&self, request_id: String, scope: String, claim: String, floor: String) -> SdkResult<()> {
-                    self.reducers.warm_end(request_id, scope, claim, floor)
+                fn warm_end(
+                    &self,
+                    request_id: String,
+                    scope: String,
+                    claim: String,
+                    floor: String,
+                    batches: u32,
+                    keep: Option<u32>,
+                ) -> SdkResult<()> {
+                    self.reducers.warm_end(request_id, scope, claim, floor, batches, keep)
                 }
             }
         };

@@ -320,7 +320,7 @@ pub struct Link<C> {
     /// Counts subscriptions and recreations: what the cache held before a change of
     /// generation may be gone (a restart loses the unsynced tail of its log).
     generation: std::sync::atomic::AtomicU64,
-    /// Owner reducers in flight (configure, warm-up, ack, trim).
+    /// Owner reducers in flight (configure, warm-up, ack).
     pub owner_calls: PendingCalls<()>,
     pub durable: DurableWaiters,
     signals: broadcast::Sender<CacheSignal>,
@@ -470,6 +470,17 @@ impl<C: Send + Sync + 'static> Link<C> {
             return Err(cache_unavailable());
         }
         outcome(&self.owner_calls, &request_id, receiver, self.target.reducer_timeout).await
+    }
+
+    /// Sends an owner call whose outcome never comes back (a reducer called with
+    /// `NoSuccessNotify`, whose failure SpacetimeDB does not report either): a later
+    /// call must check its effect.
+    pub fn owner_send<E>(&self, call: impl FnOnce(&C, String) -> Result<(), E>) -> Result<(), DomainError> {
+        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        match self.connection().map(|connection| call(&connection, request_id).is_ok()) {
+            Ok(true) => Ok(()),
+            _ => Err(cache_unavailable()),
+        }
     }
 }
 

@@ -34,9 +34,11 @@ pub mod sync_outbox_table;
 pub mod sync_outbox_type;
 pub mod take_scope_reducer;
 pub mod thaw_scope_reducer;
-pub mod trim_reducer;
+pub mod warm_batch_reducer;
+pub mod warm_batches_table;
+pub mod warm_batches_type;
 pub mod warm_begin_reducer;
-pub mod warm_done_reducer;
+pub mod warm_check_reducer;
 pub mod warm_end_reducer;
 pub mod warm_reducer;
 pub mod warm_scope_table;
@@ -76,9 +78,11 @@ pub use sync_outbox_table::*;
 pub use sync_outbox_type::SyncOutbox;
 pub use take_scope_reducer::{set_flags_for_take_scope, take_scope, TakeScopeCallbackId};
 pub use thaw_scope_reducer::{set_flags_for_thaw_scope, thaw_scope, ThawScopeCallbackId};
-pub use trim_reducer::{set_flags_for_trim, trim, TrimCallbackId};
+pub use warm_batch_reducer::{set_flags_for_warm_batch, warm_batch, WarmBatchCallbackId};
+pub use warm_batches_table::*;
+pub use warm_batches_type::WarmBatches;
 pub use warm_begin_reducer::{set_flags_for_warm_begin, warm_begin, WarmBeginCallbackId};
-pub use warm_done_reducer::{set_flags_for_warm_done, warm_done, WarmDoneCallbackId};
+pub use warm_check_reducer::{set_flags_for_warm_check, warm_check, WarmCheckCallbackId};
 pub use warm_end_reducer::{set_flags_for_warm_end, warm_end, WarmEndCallbackId};
 pub use warm_reducer::{set_flags_for_warm, warm, WarmCallbackId};
 pub use warm_scope_table::*;
@@ -135,13 +139,14 @@ pub enum Reducer {
         request_id: String,
         scope: String,
     },
-    Trim {
-        request_id: String,
-        scope: String,
-        keep: u32,
-    },
     Warm {
         request_id: String,
+        rows: Vec<BoardRow>,
+    },
+    WarmBatch {
+        request_id: String,
+        scope: String,
+        claim: String,
         rows: Vec<BoardRow>,
     },
     WarmBegin {
@@ -150,14 +155,19 @@ pub enum Reducer {
         force: bool,
         claim: String,
     },
-    WarmDone {
+    WarmCheck {
         request_id: String,
+        scope: String,
+        claim: String,
+        batches: u32,
     },
     WarmEnd {
         request_id: String,
         scope: String,
         claim: String,
         floor: String,
+        batches: u32,
+        keep: Option<u32>,
     },
 }
 
@@ -178,10 +188,10 @@ impl __sdk::Reducer for Reducer {
             Reducer::RememberScope { .. } => "remember_scope",
             Reducer::TakeScope { .. } => "take_scope",
             Reducer::ThawScope { .. } => "thaw_scope",
-            Reducer::Trim { .. } => "trim",
             Reducer::Warm { .. } => "warm",
+            Reducer::WarmBatch { .. } => "warm_batch",
             Reducer::WarmBegin { .. } => "warm_begin",
-            Reducer::WarmDone { .. } => "warm_done",
+            Reducer::WarmCheck { .. } => "warm_check",
             Reducer::WarmEnd { .. } => "warm_end",
         }
     }
@@ -249,11 +259,15 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 )?
                 .into(),
             ),
-            "trim" => Ok(
-                __sdk::parse_reducer_args::<trim_reducer::TrimArgs>("trim", &value.args)?.into(),
-            ),
             "warm" => Ok(
                 __sdk::parse_reducer_args::<warm_reducer::WarmArgs>("warm", &value.args)?.into(),
+            ),
+            "warm_batch" => Ok(
+                __sdk::parse_reducer_args::<warm_batch_reducer::WarmBatchArgs>(
+                    "warm_batch",
+                    &value.args,
+                )?
+                .into(),
             ),
             "warm_begin" => Ok(
                 __sdk::parse_reducer_args::<warm_begin_reducer::WarmBeginArgs>(
@@ -262,9 +276,9 @@ impl TryFrom<__ws::ReducerCallInfo<__ws::BsatnFormat>> for Reducer {
                 )?
                 .into(),
             ),
-            "warm_done" => Ok(
-                __sdk::parse_reducer_args::<warm_done_reducer::WarmDoneArgs>(
-                    "warm_done",
+            "warm_check" => Ok(
+                __sdk::parse_reducer_args::<warm_check_reducer::WarmCheckArgs>(
+                    "warm_check",
                     &value.args,
                 )?
                 .into(),
@@ -296,6 +310,7 @@ pub struct DbUpdate {
     moving_scope: __sdk::TableUpdate<MovingScope>,
     owner: __sdk::TableUpdate<Owner>,
     sync_outbox: __sdk::TableUpdate<SyncOutbox>,
+    warm_batches: __sdk::TableUpdate<WarmBatches>,
     warm_scope: __sdk::TableUpdate<WarmScope>,
 }
 
@@ -329,6 +344,9 @@ impl TryFrom<__ws::DatabaseUpdate<__ws::BsatnFormat>> for DbUpdate {
                 "sync_outbox" => db_update
                     .sync_outbox
                     .append(sync_outbox_table::parse_table_update(table_update)?),
+                "warm_batches" => db_update
+                    .warm_batches
+                    .append(warm_batches_table::parse_table_update(table_update)?),
                 "warm_scope" => db_update
                     .warm_scope
                     .append(warm_scope_table::parse_table_update(table_update)?),
@@ -382,6 +400,9 @@ impl __sdk::DbUpdate for DbUpdate {
         diff.sync_outbox = cache
             .apply_diff_to_table::<SyncOutbox>("sync_outbox", &self.sync_outbox)
             .with_updates_by_pk(|row| &row.seq);
+        diff.warm_batches = cache
+            .apply_diff_to_table::<WarmBatches>("warm_batches", &self.warm_batches)
+            .with_updates_by_pk(|row| &row.claim);
         diff.warm_scope = cache
             .apply_diff_to_table::<WarmScope>("warm_scope", &self.warm_scope)
             .with_updates_by_pk(|row| &row.scope);
@@ -402,6 +423,7 @@ pub struct AppliedDiff<'r> {
     moving_scope: __sdk::TableAppliedDiff<'r, MovingScope>,
     owner: __sdk::TableAppliedDiff<'r, Owner>,
     sync_outbox: __sdk::TableAppliedDiff<'r, SyncOutbox>,
+    warm_batches: __sdk::TableAppliedDiff<'r, WarmBatches>,
     warm_scope: __sdk::TableAppliedDiff<'r, WarmScope>,
 }
 
@@ -439,6 +461,11 @@ impl<'r> __sdk::AppliedDiff<'r> for AppliedDiff<'r> {
         );
         callbacks.invoke_table_row_callbacks::<Owner>("owner", &self.owner, event);
         callbacks.invoke_table_row_callbacks::<SyncOutbox>("sync_outbox", &self.sync_outbox, event);
+        callbacks.invoke_table_row_callbacks::<WarmBatches>(
+            "warm_batches",
+            &self.warm_batches,
+            event,
+        );
         callbacks.invoke_table_row_callbacks::<WarmScope>("warm_scope", &self.warm_scope, event);
     }
 }
@@ -1023,6 +1050,7 @@ impl __sdk::SpacetimeModule for RemoteModule {
         moving_scope_table::register_table(client_cache);
         owner_table::register_table(client_cache);
         sync_outbox_table::register_table(client_cache);
+        warm_batches_table::register_table(client_cache);
         warm_scope_table::register_table(client_cache);
     }
 }

@@ -13,6 +13,8 @@ pub(super) struct WarmEndArgs {
     pub scope: String,
     pub claim: String,
     pub floor: String,
+    pub batches: u32,
+    pub keep: Option<u32>,
 }
 
 impl From<WarmEndArgs> for super::Reducer {
@@ -22,6 +24,8 @@ impl From<WarmEndArgs> for super::Reducer {
             scope: args.scope,
             claim: args.claim,
             floor: args.floor,
+            batches: args.batches,
+            keep: args.keep,
         }
     }
 }
@@ -48,6 +52,8 @@ pub trait warm_end {
         scope: String,
         claim: String,
         floor: String,
+        batches: u32,
+        keep: Option<u32>,
     ) -> __sdk::Result<()>;
     /// Register a callback to run whenever we are notified of an invocation of the reducer `warm_end`.
     ///
@@ -58,8 +64,15 @@ pub trait warm_end {
     /// to cancel the callback.
     fn on_warm_end(
         &self,
-        callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
-            + Send
+        callback: impl FnMut(
+                &super::ReducerEventContext,
+                &String,
+                &String,
+                &String,
+                &String,
+                &u32,
+                &Option<u32>,
+            ) + Send
             + 'static,
     ) -> WarmEndCallbackId;
     /// Cancel a callback previously registered by [`Self::on_warm_end`],
@@ -74,6 +87,8 @@ impl warm_end for super::RemoteReducers {
         scope: String,
         claim: String,
         floor: String,
+        batches: u32,
+        keep: Option<u32>,
     ) -> __sdk::Result<()> {
         self.imp.call_reducer(
             "warm_end",
@@ -82,13 +97,22 @@ impl warm_end for super::RemoteReducers {
                 scope,
                 claim,
                 floor,
+                batches,
+                keep,
             },
         )
     }
     fn on_warm_end(
         &self,
-        mut callback: impl FnMut(&super::ReducerEventContext, &String, &String, &String, &String)
-            + Send
+        mut callback: impl FnMut(
+                &super::ReducerEventContext,
+                &String,
+                &String,
+                &String,
+                &String,
+                &u32,
+                &Option<u32>,
+            ) + Send
             + 'static,
     ) -> WarmEndCallbackId {
         WarmEndCallbackId(self.imp.on_reducer(
@@ -103,6 +127,8 @@ impl warm_end for super::RemoteReducers {
                                     scope,
                                     claim,
                                     floor,
+                                    batches,
+                                    keep,
                                 },
                             ..
                         },
@@ -111,7 +137,7 @@ impl warm_end for super::RemoteReducers {
                 else {
                     unreachable!()
                 };
-                callback(ctx, request_id, scope, claim, floor)
+                callback(ctx, request_id, scope, claim, floor, batches, keep)
             }),
         ))
     }
