@@ -459,7 +459,9 @@ fn loaded_all(ctx: &ReducerContext, scope: &str, claim: &str, batches: u32) -> R
     let row = claimed(ctx, scope, claim)?;
     let loaded = ctx.db.warm_batches().claim().find(claim.to_string()).map_or(0, |count| count.loaded);
     if loaded != batches {
-        let message = format!("{loaded} of the {batches} batches this warm-up sent are loaded");
+        let message = format!(
+            "{loaded} of the {batches} batches this warm-up sent are loaded: a batch failed (the cache's module log says why)"
+        );
         return Err(err("unavailable", "warm_up_incomplete", message));
     }
     Ok(row)

@@ -472,9 +472,11 @@ fn batches<D: Domain>(items: &[D::Item], rows: usize, bytes: usize) -> Vec<&[D::
 
 /// Warm-up batches of one scope sent before waiting for them to load: enough that
 /// a scope's batches follow each other in the cache without a round trip between
-/// them, few enough that what is on its way stays small (a batch may be
-/// `batch_bytes`, several MiB) and the cache's per-connection queue of incoming
-/// messages (2,048 in SpacetimeDB 1.2, shared by every warming scope) stays far off.
+/// them, few enough that what is on its way stays small. A batch may be
+/// `batch_bytes` (several MiB), SpacetimeDB 1.2 queues a connection's incoming
+/// messages without bound and runs them one at a time, and a check (like a client's
+/// command on the same connection) waits behind every warming scope's batches within
+/// `reducer_timeout_ms`.
 const BATCHES_IN_FLIGHT: u32 = 4;
 
 /// The first key of the two-key advisory lock a scope's warm-up holds (the second is

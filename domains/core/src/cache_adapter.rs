@@ -171,8 +171,9 @@ pub trait ModuleLink: Send + Sync + Sized + 'static {
     ) -> Result<(), spacetimedb_sdk::Error>;
     /// Loads rows read from PostgreSQL (unless the cache holds a newer version).
     fn warm(&self, request_id: String, rows: Vec<Self::Row>) -> Result<(), spacetimedb_sdk::Error>;
-    /// Sends one batch of run `claim` of `scope`'s warm-up. Neither its success nor its
-    /// failure comes back (a batch is large): `warm_check` and `warm_end` count it.
+    /// Sends one batch of run `claim` of `scope`'s warm-up, with `NoSuccessNotify` (a
+    /// batch is large): its failure is reported to nobody, so `warm_check` and
+    /// `warm_end` count the batches that loaded.
     fn warm_batch(
         &self,
         request_id: String,
@@ -1582,7 +1583,11 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
             Some(Floor::Everything) => NONE_CACHED.to_string(),
             Some(Floor::At(_, entity)) => entity.clone(),
         };
-        let keep = keep.filter(|_| D::TRIMS);
+        // No trim where this node holds the scope's rows and counts no more than `keep`:
+        // nothing would go, and its floor stays where the window put it.
+        let counted = self.shared.holds_rows(scope.as_str());
+        let keep =
+            keep.filter(|&keep| D::TRIMS && !(counted && self.shared.index.len(scope.as_str()) <= keep as usize));
         let key = scope.to_string();
         self.shared
             .link
@@ -1592,7 +1597,7 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
         // holding the scope's rows takes it when it subscribes to the scope; this one,
         // holding them, sees the window now start at the newest `keep`-th item (older
         // pending ones stay cached, but not as whole history).
-        let Some(keep) = keep.filter(|_| self.shared.holds_rows(scope.as_str())) else { return Ok(()) };
+        let Some(keep) = keep.filter(|_| counted) else { return Ok(()) };
         if let Some((order, entity)) = self.shared.index.newest(scope.as_str(), None, keep as usize).pop() {
             let mut floors = self.shared.floors.lock().expect("floors lock");
             let floor = floors.entry(scope.clone()).or_insert_with(|| Floor::At(order.clone(), entity.clone()));
@@ -1860,8 +1865,10 @@ macro_rules! spacetime_module {
                     });
                     let s = sink.clone();
                     connection.reducers.on_apply(move |ctx, request_id, _, _, _, _| s.client_outcome(request_id, &ctx.event.status));
-                    // Warm-up batches are large: no outcome of theirs comes back (nor does
-                    // a failure, called so); `warm_check` and `warm_end` count them.
+                    // Warm-up batches are large: no outcome of theirs is awaited. Called so,
+                    // a batch is not echoed unless it changed rows this node subscribes to,
+                    // and its failure is reported to nobody: `warm_check` and `warm_end`
+                    // count the batches that loaded.
                     connection.set_reducer_flags().warm_batch(CallReducerFlags::NoSuccessNotify);
                     let s = sink.clone();
                     connection.reducers.on_warm(move |ctx, request_id, _| s.owner_outcome(request_id, &ctx.event.status));
