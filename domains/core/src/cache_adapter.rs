@@ -1584,8 +1584,13 @@ impl<D: CacheBinding> Cache<D> for CacheAdapter<D> {
             Some(Floor::At(_, entity)) => entity.clone(),
         };
         // No trim where this node holds the scope's rows and counts no more than `keep`:
-        // nothing would go, and its floor stays where the window put it.
+        // nothing would go, and its floor stays where the window put it. Counted once
+        // every batch is in its index: the batches' rows reached it (as any subscriber
+        // hears of them) in messages before the check's outcome.
         let counted = self.shared.holds_rows(scope.as_str());
+        if counted && D::TRIMS && keep.is_some() {
+            self.check_warm(scope, &claim, batches).await?;
+        }
         let keep =
             keep.filter(|&keep| D::TRIMS && !(counted && self.shared.index.len(scope.as_str()) <= keep as usize));
         let key = scope.to_string();
