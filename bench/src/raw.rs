@@ -144,14 +144,17 @@ pub fn run(
     if outcomes(&claimed, channels.len())? != 0 {
         bail!("the chat module refused to begin a warm-up");
     }
+    // The second pass's copy, made before the clock starts: what is measured is
+    // SpacetimeDB's side.
+    let again = batches.clone();
     let meter = CpuMeter::start(watched);
     // Each pass's batches and checks; the counts go on across passes (one claim).
-    let pass = |round: u32| -> anyhow::Result<f64> {
+    let pass = |round: u32, batches: Vec<Vec<Message>>| -> anyhow::Result<f64> {
         let started = Instant::now();
-        for (i, rows) in batches.iter().enumerate() {
+        for (i, rows) in batches.into_iter().enumerate() {
             let channel = rows[0].channel.clone();
             let (request_id, claim) = (format!("raw-warm-{round}-{i}"), format!("claim-{channel}"));
-            conn.reducers.warm_batch(request_id, channel, claim, rows.clone())?;
+            conn.reducers.warm_batch(request_id, channel, claim, rows)?;
         }
         for (channel, sent) in &channels {
             let (request_id, claim) = (format!("raw-check-{round}-{channel}"), format!("claim-{channel}"));
@@ -162,9 +165,9 @@ pub fn run(
         }
         Ok(warm_rows as f64 / started.elapsed().as_secs_f64())
     };
-    let warm_rows_per_sec = pass(1)?;
+    let warm_rows_per_sec = pass(1, batches)?;
     let warm_cpu = meter.stop();
-    let rewarm_rows_per_sec = pass(2)?;
+    let rewarm_rows_per_sec = pass(2, again)?;
     eprintln!(
         "  warm, {warm_batch} rows a call, pipelined: {warm_rows_per_sec:.0} rows/s new, {rewarm_rows_per_sec:.0} rows/s held already"
     );

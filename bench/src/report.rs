@@ -506,7 +506,7 @@ fn ceilings(md: &mut String, results: &Results) {
     );
     let _ = writeln!(
         md,
-        "| configuration | apply calls/s | warm rows/s, new rows (rows per call) | warm rows/s, rows held already | CPU during the calls (cores) |\n|---|---|---|---|---|"
+        "| configuration | apply calls/s | warm rows/s, new rows (rows per call) | warm rows/s, rows held already | CPU during the apply calls (cores) |\n|---|---|---|---|---|"
     );
     for (label, r) in &results.raw {
         let again = if r.rewarm_rows_per_sec > 0.0 { thousands(r.rewarm_rows_per_sec) } else { "–".into() };
