@@ -626,3 +626,42 @@ async fn a_channel_without_warm_up_shows_writes_postgres_does_not_have_yet() {
         .unwrap();
     assert_eq!(stored, 3, "the new message was not in PostgreSQL yet");
 }
+
+/// A channel within its window, warmed again while this node holds its rows, stays
+/// whole in the cache: its snapshot comes from the cache alone. (A warm-up that set
+/// the node's floor at the channel's oldest row would send every short page to
+/// PostgreSQL.)
+#[actix_web::test]
+async fn a_channel_within_its_window_warmed_while_held_is_served_from_the_cache_alone() {
+    let app = spawn_app_on_spacetimedb().await;
+    history_unannounced(&app, "small", 3).await;
+    app.create_scope("chat", "small").await;
+    wait_for_warmup(&app, &["small"], 1).await;
+    // Bob's socket makes this node hold the channel's rows.
+    let _bob = app.live("bob", "chat", "small").await;
+    assert_eq!(app.snapshot("bob", "chat", "small").await["items"].as_array().unwrap().len(), 3);
+    let rewarm = app
+        .http
+        .post(format!("{}/api/admin/warmup/chat/small", app.address))
+        .bearer_auth(app.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert!(rewarm.status().is_success(), "{}", rewarm.text().await.unwrap());
+    wait_for_warmup(&app, &["small"], 2).await;
+
+    // An older message only PostgreSQL has, written as a backend writes (so no outside
+    // change brings it to the cache): a page read from PostgreSQL would show it.
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL boardsync.origin = 'backend'").execute(&mut *tx).await.unwrap();
+    sqlx::query(
+        "INSERT INTO chat_messages (id, channel, author, text, created_at, version)
+         VALUES (gen_random_uuid(), 'small', 'history', 'older', now() - interval '1 hour', 1)",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let snapshot = app.snapshot("alice", "chat", "small").await;
+    assert_eq!(snapshot["items"].as_array().unwrap().len(), 3, "served from the cache alone: {snapshot}");
+}
