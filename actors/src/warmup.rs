@@ -565,29 +565,29 @@ async fn warm_scope<D: Domain>(
     // BATCHES_IN_FLIGHT of them bounds what is on its way. The end is refused unless
     // every batch loaded, and trims the scope's window in the same transaction.
     let batches = batches::<D>(&items, settings.batch_size as usize, settings.batch_bytes);
-    let (mut sent, mut loaded, mut unconfirmed) = (0u32, 0u64, 0u64);
-    let shard_unit = context.cache.shard().unit.clone();
-    let confirmed = |rows: &mut u64, loaded: &mut u64| {
-        *loaded += *rows;
-        context.metrics.warmup_rows.with_label_values(&[shard_unit.as_str()]).inc_by(*rows);
-        *rows = 0;
-        let loaded = *loaded;
-        context.board.update(D::NAME, scope, |status| status.rows_loaded = loaded);
+    let unit = context.cache.shard().unit.clone();
+    // Rows are counted (and shown) as loaded once a check or the end says so.
+    let mut loaded = 0u64;
+    let mut confirm = |upto: u64| {
+        context.metrics.warmup_rows.with_label_values(&[unit.as_str()]).inc_by(upto - loaded);
+        loaded = upto;
+        context.board.update(D::NAME, scope, |status| status.rows_loaded = upto);
     };
+    let mut sent_rows = 0u64;
     for (index, batch) in batches.iter().enumerate() {
         context.cache.send_warm_batch(scope, &claim, batch)?;
-        sent += 1;
-        unconfirmed += batch.len() as u64;
+        sent_rows += batch.len() as u64;
+        let sent = index as u32 + 1;
         if sent % BATCHES_IN_FLIGHT == 0 && index + 1 < batches.len() {
             context.cache.check_warm(scope, &claim, sent).await?;
-            confirmed(&mut unconfirmed, &mut loaded);
+            confirm(sent_rows);
         }
     }
     // The end records the floor it loaded from; a trim then raises the recorded floor
     // as it drops rows (a node holding none of the scope's rows could not tell the
     // raised floor's place).
-    context.cache.end_warm(scope, claim, sent, settings.max_items).await?;
-    confirmed(&mut unconfirmed, &mut loaded);
+    context.cache.end_warm(scope, claim, batches.len() as u32, settings.max_items).await?;
+    confirm(total);
     lock.commit().await.map_err(DomainError::from_sqlx)?;
     let cache_ms = loading.elapsed().as_millis() as u64;
     context.board.update(D::NAME, scope, |status| status.cache_ms = Some(cache_ms));

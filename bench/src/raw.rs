@@ -130,15 +130,12 @@ pub fn run(
         .map(<[Message]>::to_vec)
         .collect();
     let count = batches.len();
-    let mut channels: Vec<(String, u32)> = Vec::new();
+    // Each channel's batches, as its check counts them.
+    let mut channels: std::collections::BTreeMap<String, u32> = Default::default();
     for rows in &batches {
-        let channel = &rows[0].channel;
-        match channels.iter_mut().find(|(known, _)| known == channel) {
-            Some((_, sent)) => *sent += 1,
-            None => channels.push((channel.clone(), 1)),
-        }
+        *channels.entry(rows[0].channel.clone()).or_default() += 1;
     }
-    for (channel, _) in &channels {
+    for channel in channels.keys() {
         conn.reducers.warm_begin(format!("raw-claim-{channel}"), channel.clone(), true, format!("claim-{channel}"))?;
     }
     if outcomes(&claimed, channels.len())? != 0 {

@@ -32,6 +32,11 @@ pub struct PendingCalls<T> {
     calls: DashMap<String, oneshot::Sender<Result<T, DomainError>>>,
 }
 
+/// A fresh id for a reducer call: its outcome is matched to the call by it.
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 impl<T> Default for PendingCalls<T> {
     fn default() -> Self {
         Self { calls: DashMap::new() }
@@ -41,7 +46,7 @@ impl<T> Default for PendingCalls<T> {
 impl<T> PendingCalls<T> {
     /// A fresh request id and the receiver of its outcome.
     pub fn register(&self) -> (String, oneshot::Receiver<Result<T, DomainError>>) {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = new_request_id();
         let (sender, receiver) = oneshot::channel();
         self.calls.insert(id.clone(), sender);
         (id, receiver)
@@ -476,7 +481,7 @@ impl<C: Send + Sync + 'static> Link<C> {
     /// `NoSuccessNotify`, whose failure SpacetimeDB does not report either): a later
     /// call must check its effect.
     pub fn owner_send<E>(&self, call: impl FnOnce(&C, String) -> Result<(), E>) -> Result<(), DomainError> {
-        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        let request_id = new_request_id();
         match self.connection().map(|connection| call(&connection, request_id).is_ok()) {
             Ok(true) => Ok(()),
             _ => Err(cache_unavailable()),
